@@ -1,0 +1,46 @@
+"""Conditional MLP VAE (label-conditioned encoder and decoder) on the embedded digits (17 grey levels, categorical decoder).
+
+Run:
+    python -m gm_jax.main --config=configs/cvae.py --workdir=/tmp/cvae
+
+Expected (digits test split, last 360 images): IWAE-1000 ~2.1 bits/dim, ELBO ~2.3
+bits/dim, after ~2 minutes on a 2-core CPU (see README for the measured numbers).
+Reference points on this split: uniform 4.087, Gaussian mixture 2.743, logistic
+autoregressive 2.063 bits/dim.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.model = 'cvae'
+  config.dataset = 'digits'
+  config.data_dir = None  # tfds default (~/tensorflow_datasets)
+  config.validation_fraction = 0.1  # last 10% of train selects the best checkpoint
+
+  config.architecture = 'mlp'  # 'mlp' | 'conv'
+  config.likelihood = 'categorical'  # 'categorical' | 'bernoulli' | 'discretized_logistic'
+  config.latent_dim = 16
+  config.hidden = (512, 512)
+  config.dropout_rate = 0.3
+  config.beta = 1.0
+
+  config.batch_size = 64
+  config.num_train_steps = 3000
+  config.learning_rate = 1e-3
+  config.lr_schedule = 'cosine'
+  config.warmup_steps = 100
+  config.weight_decay = 1e-4
+  config.grad_clip_norm = 10.0
+  config.seed = 0
+
+  config.log_every = 50
+  config.eval_every = 100
+  config.checkpoint_every = 500
+  config.max_to_keep = 3
+  config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
+
+  config.iwae_samples = 1000
+  config.num_samples = 64
+  return config

@@ -1,0 +1,53 @@
+"""Matplotlib figures: loss curves and latent scatter plots (Agg backend, no screen)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] = ('loss',),
+                     title: Optional[str] = None) -> str:
+  """Plots `keys` of `metrics.jsonl` records against `step` and saves a PNG."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for key in keys:
+    pts = [(r['step'], r[key]) for r in records
+           if key in r and isinstance(r[key], (int, float))]
+    if pts:
+      steps, values = zip(*pts)
+      ax.plot(steps, values, label=key)
+  ax.set_xlabel('step')
+  ax.set_ylabel('value')
+  ax.legend()
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_latent_scatter(points: np.ndarray, labels: np.ndarray, path: str, *,
+                        title: str = 'latent means') -> str:
+  """Scatter of 2-D points `[N, 2]` coloured by integer `labels` `[N]`."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5, 5))
+  sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=8)
+  ax.legend(*sc.legend_elements(), loc='best', fontsize='small', title='label')
+  ax.set_title(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,51 @@
+"""Shape checks and per-example reductions shared by the loss modules.
+
+Every loss in `gm_jax.losses` treats axis 0 as the batch and reduces every other
+axis, so callers get one value per example and can weight, mask or average as
+they need. The checks here run on static shapes only, so they cost nothing under
+`jax.jit` and see the per-call shapes under `jax.vmap`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+
+def batch_rank_check(name: str, shape: Sequence[int]) -> None:
+  """Raises ValueError if `shape` has no batch axis."""
+  if len(shape) < 1:
+    raise ValueError(
+        f"{name} must have a leading batch axis ([B, ...]); got shape "
+        f"{tuple(shape)}.")
+
+
+def broadcast_to_data(data_name: str, data_shape: Sequence[int],
+                      **others: Sequence[int]) -> None:
+  """Raises ValueError unless every shape in `others` broadcasts to the data.
+
+  Parameters such as a learned, shared `log_var` of shape `[D]` may broadcast
+  against the data `x` of shape `[B, D]`; they may not enlarge it, because the
+  batch axis of the result is the data's.
+  """
+  batch_rank_check(data_name, data_shape)
+  data_shape = tuple(data_shape)
+  for name, shape in others.items():
+    try:
+      out = jnp.broadcast_shapes(data_shape, tuple(shape))
+    except ValueError:
+      out = None
+    if out != data_shape:
+      raise ValueError(
+          f"{name} of shape {tuple(shape)} must broadcast to the shape of "
+          f"{data_name}, {data_shape}.")
+
+
+def sum_non_batch(x: jnp.ndarray) -> jnp.ndarray:
+  """Sums every axis but the first: `[B, ...] -> [B]`."""
+  return jnp.sum(x, axis=tuple(range(1, x.ndim)))
+
+
+def mean_non_batch(x: jnp.ndarray) -> jnp.ndarray:
+  """Averages every axis but the first: `[B, ...] -> [B]` (`[B]` unchanged)."""
+  return jnp.mean(x, axis=tuple(range(1, x.ndim)))

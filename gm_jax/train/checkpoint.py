@@ -1,0 +1,138 @@
+"""Orbax checkpoints with exact resume and a safe fallback on corruption.
+
+`workdir/checkpoints/<step>/` holds one orbax checkpoint per step (the newest
+`max_to_keep` are kept). Restoring tries the newest checkpoint first; a checkpoint
+that cannot be read is *moved* to `workdir/corrupt_checkpoints/<step>-<time>/` (never
+deleted) and the previous one is tried. No pickle is involved anywhere: orbax writes
+array data with TensorStore and metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory could be restored."""
+
+
+class Checkpointer:
+  """Saves and restores a train-state pytree under `directory`.
+
+  Args:
+    directory: the `checkpoints/` folder (created if missing).
+    max_to_keep: number of newest checkpoints kept on disk.
+    is_primary: whether this process writes (multi-host: only process 0).
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3, is_primary: bool = True):
+    self.directory = os.path.abspath(directory)
+    self._is_primary = is_primary
+    if is_primary:
+      try:
+        os.makedirs(self.directory, exist_ok=True)
+      except OSError as e:
+        raise OSError(f'cannot create checkpoint directory {self.directory!r}: {e}') from e
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        create=is_primary,
+        # Synchronous saves: when `save` returns, the step is durably on disk, so a
+        # SIGKILL right after cannot leave the newest checkpoint half-written.
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=False,
+    )
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def all_steps(self) -> list[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    steps = self.all_steps()
+    return steps[-1] if steps else None
+
+  def save(self, step: int, state: PyTree) -> None:
+    """Writes `state` as checkpoint `step` (no-op on non-primary processes)."""
+    if not self._is_primary:
+      return
+    if step in self.all_steps():
+      return  # Already saved (e.g. final step re-saved on resume).
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, target: PyTree) -> PyTree:
+    """Restores checkpoint `step` into the structure (and dtypes) of `target`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    _check_like(restored, target, step)
+    return restored
+
+  def restore_latest(self, target: PyTree) -> tuple[Optional[int], PyTree]:
+    """Restores the newest readable checkpoint.
+
+    Returns:
+      `(step, state)`, or `(None, target)` when the directory holds no checkpoint.
+
+    Raises:
+      CheckpointError: checkpoints exist but none could be read (all were moved to
+        `corrupt_checkpoints/`, and the error lists them).
+    """
+    steps = self.all_steps()
+    failures = []
+    for step in reversed(steps):
+      try:
+        return step, self.restore(step, target)
+      except Exception as e:  # pylint: disable=broad-except
+        moved = self._quarantine(step)
+        msg = (f'checkpoint {os.path.join(self.directory, str(step))} is unreadable '
+               f'({type(e).__name__}: {e}); moved to {moved}, trying the previous one')
+        logging.warning(msg)
+        print('WARNING:', msg, flush=True)
+        failures.append(f'step {step}: {type(e).__name__}: {_first_line(e)}')
+    if failures:
+      raise CheckpointError(
+          f'no readable checkpoint in {self.directory!r}; tried ' + '; '.join(failures)
+          + '. The unreadable ones were moved to corrupt_checkpoints/ (nothing was deleted).')
+    return None, target
+
+  def _quarantine(self, step: int) -> str:
+    """Moves a bad checkpoint aside so new saves of that step do not collide."""
+    src = os.path.join(self.directory, str(step))
+    dst_root = os.path.join(os.path.dirname(self.directory), 'corrupt_checkpoints')
+    dst = os.path.join(dst_root, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+    if self._is_primary and os.path.exists(src):
+      os.makedirs(dst_root, exist_ok=True)
+      shutil.move(src, dst)
+      self._manager.reload()
+    return dst
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return text[0][:200] if text else ''
+
+
+def _check_like(restored: PyTree, target: PyTree, step: int) -> None:
+  """Refuses a checkpoint whose tree, shapes or values do not fit `target`."""
+  r_leaves, r_def = jax.tree.flatten(restored)
+  t_leaves, t_def = jax.tree.flatten(target)
+  if r_def != t_def:
+    raise ValueError(f'checkpoint {step} has a different structure than the model '
+                     f'({r_def} vs {t_def}); was it written by another config?')
+  for r, t in zip(r_leaves, t_leaves):
+    if np.shape(r) != np.shape(t):
+      raise ValueError(f'checkpoint {step} has an array of shape {np.shape(r)} where the '
+                       f'model expects {np.shape(t)}; was it written by another config?')

@@ -1,0 +1,55 @@
+"""The contract between a model family and the generic trainer.
+
+A family is a handful of pure functions. The trainer (`gm_jax.train.loop`) owns
+everything else: optimiser, data order, PRNG keys, checkpoints, metrics, NaN guard,
+best-on-validation selection, `eval.json` and `samples.png`. Data parallelism
+(`gm_jax.parallel`) wraps the same `loss` without the family knowing.
+
+Batches are dicts of NumPy/JAX arrays as produced by `gm_jax.data.batch_at_step`:
+image datasets give `{'image': uint8 [B, H, W, C], 'label': int32 [B]}`, text
+datasets `{'tokens': int32 [B, T], 'label': int32 [B]}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+Params = Any
+Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """Pure functions that define one trainable model.
+
+  Attributes:
+    name: model name written to `eval.json` (e.g. `'vae'`).
+    init: `(key, batch) -> params`. `batch` is a real training batch, so layers
+      with data-dependent initialisation (ActNorm) can use it.
+    loss: `(params, batch, key, *, train: bool) -> (loss, metrics)`; `loss` is a
+      scalar (the mean over the batch of the per-example objective to minimise),
+      `metrics` a dict of scalars logged to `metrics.jsonl`. Must be jittable.
+      `train=False` disables dropout and is what validation uses.
+    evaluate: `(params, splits, key, config) -> dict` run once at the end on the
+      best parameters; returns the family's entries of `eval.json` (for
+      likelihood models `test_nll_nats`, `test_bpd`, `bound`).
+    sample: optional `(params, key, num) -> np.ndarray` of uint8 images
+      `[num, H, W, C]` on the dataset's level grid, used for `samples.png` and
+      `samples_per_s`.
+    pictures: optional `(params, splits, key, workdir) -> dict` that writes extra
+      figures into `workdir` and may return extra `eval.json` entries.
+    validation_metric: name of the entry of `metrics` (computed with
+      `train=False` and averaged over the validation split) that selects the best
+      parameters; lower is better.
+  """
+
+  name: str
+  init: Callable[..., Params]
+  loss: Callable[..., tuple[Any, dict]]
+  evaluate: Callable[..., dict]
+  sample: Optional[Callable[..., np.ndarray]] = None
+  pictures: Optional[Callable[..., dict]] = None
+  validation_metric: str = 'loss'

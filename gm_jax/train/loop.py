@@ -1,0 +1,256 @@
+"""The generic training loop shared by every likelihood family.
+
+`run(config, workdir, family, splits)` trains `family` on `splits.train`, keeps the
+parameters that are best on `splits.validation`, checkpoints with orbax, resumes
+exactly, stops on NaN, and writes `eval.json`, `metrics.jsonl`, `samples.png` and
+TensorBoard events into `workdir`.
+
+Exact resume: the batch for step `s` is `data.batch_at_step(train, s, ...)` and the
+step's PRNG key is `fold_in(key(seed), s)` (computed inside the jitted step), so a run
+restored from the checkpoint at step `s` executes the same computations as a run
+that never stopped and ends with bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from gm_jax import data as gm_data
+from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import metrics as metrics_lib
+from gm_jax.train import optim
+from gm_jax.train.family import Family
+
+REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
+                   'learning_rate', 'seed', 'checkpoint_every', 'log_every', 'parallel')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss."""
+
+
+def validate_config(config) -> None:
+  """Checks the fields every config must have; the error names the bad field."""
+  missing = [k for k in REQUIRED_FIELDS if k not in config]
+  if missing:
+    raise ValueError(f'config is missing required field(s): {", ".join(missing)}')
+  for name in ('batch_size', 'checkpoint_every', 'log_every'):
+    value = config[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
+  if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
+    raise ValueError(
+        f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
+  lr = config.learning_rate
+  if not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
+    raise ValueError(f'config.learning_rate must be a positive number, got {lr!r}')
+  if 'eval_every' in config and (not isinstance(config.eval_every, int) or config.eval_every <= 0):
+    raise ValueError(f'config.eval_every must be a positive integer, got {config.eval_every!r}')
+  vf = config.get('validation_fraction', 0.1)
+  if not 0.0 <= vf < 1.0:
+    raise ValueError(f'config.validation_fraction must be in [0, 1), got {vf!r}')
+  if config.parallel not in ('none',):
+    raise ValueError(f"config.parallel={config.parallel!r} is not supported by this build: "
+                     "use 'none' (data-parallel 'pmap'/'sharding' modes are not implemented yet)")
+
+
+def _mean_over(eval_fn, params, arrays: dict, batch_size: int, key) -> dict:
+  """Example-weighted mean of `eval_fn(params, batch, key)` metrics over `arrays`."""
+  totals: dict[str, float] = {}
+  count = 0
+  for i, batch in enumerate(gm_data.iterate_batches(arrays, batch_size)):
+    n = len(next(iter(batch.values())))
+    _, metrics = eval_fn(params, batch, jax.random.fold_in(key, i))
+    for k, v in metrics.items():
+      totals[k] = totals.get(k, 0.0) + float(v) * n
+    count += n
+  return {k: v / count for k, v in totals.items()}
+
+
+def _copy_tree(tree):
+  return jax.tree.map(jnp.copy, tree)
+
+
+def run(config, workdir: str, family: Family, splits) -> dict:
+  """Trains, selects, evaluates; returns the dict written to `workdir/eval.json`.
+
+  Args:
+    config: `ml_collections.ConfigDict` (see `REQUIRED_FIELDS`; optional `eval_every`,
+      `max_to_keep`, `num_samples`, optimiser fields of `optim.make_optimizer`).
+    workdir: output folder; re-running with the same workdir resumes.
+    family: the model's pure functions.
+    splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise OSError(f'cannot create workdir {workdir!r}: {e}') from e
+  is_primary = jax.process_index() == 0
+  train = splits.train
+  num_train = len(next(iter(train.values())))
+  if num_train < config.batch_size:
+    raise ValueError(f'config.batch_size={config.batch_size} is larger than the training '
+                     f'split of {config.dataset!r} ({num_train} examples)')
+
+  seed = int(config.seed)
+  root_key = jax.random.key(seed)
+  init_key, train_key, eval_key, sample_key = jax.random.split(root_key, 4)
+  tx = optim.make_optimizer(config)
+  first_batch = gm_data.batch_at_step(train, 0, batch_size=config.batch_size, seed=seed)
+  params = family.init(init_key, first_batch)
+  state = {
+      'step': jnp.asarray(0, jnp.int32),
+      'params': params,
+      'opt_state': tx.init(params),
+      'best_params': _copy_tree(params),
+      'best_metric': jnp.asarray(np.inf, jnp.float32),
+      'best_step': jnp.asarray(0, jnp.int32),
+  }
+  checkpointer = ckpt_lib.Checkpointer(
+      os.path.join(workdir, 'checkpoints'), max_to_keep=int(config.get('max_to_keep', 3)),
+      is_primary=is_primary)
+  restored_step, state = checkpointer.restore_latest(state)
+  start_step = int(state['step'])
+  if restored_step is not None:
+    print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
+          f'(step {start_step}).', flush=True)
+
+  def train_step(state, batch):
+    key = jax.random.fold_in(train_key, state['step'])
+
+    def loss_fn(p):
+      return family.loss(p, batch, key, train=True)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    new_state = dict(state, step=state['step'] + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  # The whole state is donated: parameters and optimiser moments are updated in place.
+  train_step = jax.jit(train_step, donate_argnums=0)
+  eval_step = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_primary)
+  num_steps = int(config.num_train_steps)
+  eval_every = int(config.get('eval_every', config.checkpoint_every))
+  has_validation = len(next(iter(splits.validation.values()), [])) > 0
+  val_metric = family.validation_metric
+  eval_batch = int(config.get('eval_batch_size', max(config.batch_size, 256)))
+
+  timed_steps, timed_seconds, t_mark = 0, 0.0, None
+  pending: dict[str, list] = {}
+  bar = tqdm(total=num_steps, initial=start_step, desc=config.model, unit='step',
+             disable=not is_primary or not config.get('progress_bar', True), mininterval=2.0)
+  step = start_step
+  try:
+    while step < num_steps:
+      batch = gm_data.batch_at_step(train, step, batch_size=config.batch_size, seed=seed)
+      state, metrics = train_step(state, batch)
+      loss = float(metrics['loss'])  # also synchronises, so the timing below is honest
+      step += 1
+      if not np.isfinite(loss):
+        raise NonFiniteLossError(
+            f'{config.model}: non-finite loss ({loss}) at step {step}; training stopped. '
+            f'The last good checkpoint ({checkpointer.latest_step()}) in '
+            f'{workdir}/checkpoints is kept; lower config.learning_rate or set '
+            f'config.grad_clip_norm.')
+      now = time.perf_counter()
+      if t_mark is not None:  # the first step of a process includes compilation
+        timed_steps += 1
+        timed_seconds += now - t_mark
+      t_mark = now
+      bar.update(1)
+      for k, v in metrics.items():
+        pending.setdefault(k, []).append(v)
+      if step % config.log_every == 0 or step == num_steps:
+        summary = {k: float(np.mean(jax.device_get(v))) for k, v in pending.items()}
+        if timed_seconds > 0:
+          summary['steps_per_s'] = timed_steps / timed_seconds
+        writer.write(step, summary)
+        bar.set_postfix(loss=f'{summary["loss"]:.4g}')
+        pending = {}
+      if has_validation and (step % eval_every == 0 or step == num_steps):
+        val = _mean_over(eval_step, state['params'], splits.validation, eval_batch, eval_key)
+        writer.write(step, val, prefix='val_')
+        if val[val_metric] < float(state['best_metric']):
+          state = dict(state, best_params=_copy_tree(state['params']),
+                       best_metric=jnp.asarray(val[val_metric], jnp.float32),
+                       best_step=jnp.asarray(step, jnp.int32))
+        t_mark = None  # do not count validation time as training time
+      if step % config.checkpoint_every == 0 or step == num_steps:
+        checkpointer.save(step, state)
+        t_mark = None
+  finally:
+    bar.close()
+    writer.close()
+
+  steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else _previous(
+      workdir, 'train_steps_per_s')
+  best_params = state['best_params'] if has_validation else state['params']
+  results: dict[str, Any] = {
+      'model': config.model,
+      'dataset': config.dataset,
+      'train_steps': num_steps,
+      'train_steps_per_s': steps_per_s,
+      'best_step': int(state['best_step']) if has_validation else num_steps,
+  }
+  if has_validation:
+    results[f'best_val_{val_metric}'] = float(state['best_metric'])
+  results.update(family.evaluate(best_params, splits, eval_key, config))
+  if family.sample is not None:
+    results.update(_samples(family, best_params, sample_key, workdir, splits.info, config))
+  if family.pictures is not None and is_primary:
+    results.update(family.pictures(best_params, splits, sample_key, workdir) or {})
+  if is_primary:
+    _plot_losses(workdir, config.model)
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+  checkpointer.close()
+  return results
+
+
+def _samples(family: Family, params, key, workdir: str, info, config) -> dict:
+  """Draws a grid of samples, timing a second (compiled) draw for samples/s."""
+  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+  num = int(config.get('num_samples', 64))
+  samples = np.asarray(family.sample(params, key, num))  # includes compilation
+  t0 = time.perf_counter()
+  again = np.asarray(family.sample(params, jax.random.fold_in(key, 1), num))
+  seconds = time.perf_counter() - t0
+  del again
+  if jax.process_index() == 0:
+    images.save_image_grid(samples, os.path.join(workdir, 'samples.png'),
+                           num_levels=info.num_levels)
+  return {'samples_per_s': num / seconds if seconds > 0 else None}
+
+
+def _plot_losses(workdir: str, model: str) -> None:
+  from gm_jax.evaluate import plots  # pylint: disable=g-import-not-at-top
+  records = metrics_lib.read_metrics(workdir)
+  keys = ['loss'] + sorted({k for r in records for k in r if k.startswith('val_')})[:2]
+  if records:
+    plots.plot_loss_curves(records, os.path.join(workdir, 'loss.png'), keys=keys, title=model)
+
+
+def _previous(workdir: str, key: str) -> Optional[float]:
+  """Reads `key` from an existing eval.json (a resumed run that trained no step)."""
+  path = os.path.join(workdir, 'eval.json')
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        return json.load(f).get(key)
+    except (OSError, json.JSONDecodeError):
+      return None
+  return None

@@ -1,0 +1,78 @@
+"""Metric writers: `metrics.jsonl` (one JSON object per logged step) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+
+def _to_python(value: Any) -> Any:
+  value = np.asarray(value)
+  if value.ndim == 0:
+    item = value.item()
+    if isinstance(item, float) and not math.isfinite(item):
+      return str(item)  # JSON has no NaN/inf; keep them visible as strings.
+    return item
+  return value.tolist()
+
+
+class MetricWriter:
+  """Appends scalars to `workdir/metrics.jsonl` and TensorBoard event files.
+
+  Only the primary process writes (`enabled=False` makes every call a no-op).
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self._enabled = enabled
+    self._path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = None
+    if enabled:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      except ImportError:  # pragma: no cover - tensorboardX is a dependency.
+        self._tb = None
+
+  def write(self, step: int, scalars: Mapping[str, Any], *, prefix: str = '') -> None:
+    if not self._enabled:
+      return
+    record = {'step': int(step)}
+    record.update({prefix + k: _to_python(v) for k, v in scalars.items()})
+    with open(self._path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self._tb is not None:
+      for k, v in scalars.items():
+        v = np.asarray(v)
+        if v.ndim == 0:
+          self._tb.add_scalar(prefix + k, float(v), int(step))
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+      self._tb.close()
+
+
+def read_metrics(workdir: str, *, keys: Optional[list[str]] = None) -> list[dict]:
+  """Reads `metrics.jsonl`; when a step was logged twice (a resumed run), keeps the last."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  by_key: dict[tuple, dict] = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # A line cut by a kill: skip it.
+      if keys and not any(k in rec for k in keys):
+        continue
+      kind = tuple(sorted(k for k in rec if k != 'step'))
+      by_key[(rec['step'], kind)] = rec
+  return [by_key[k] for k in sorted(by_key, key=lambda k: k[0])]

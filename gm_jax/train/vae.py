@@ -1,0 +1,180 @@
+"""The VAE / conditional-VAE family: loss, evaluation (ELBO + IWAE-K), pictures."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm_jax import data as gm_data
+from gm_jax import losses
+from gm_jax.models import vae as vae_lib
+from gm_jax.train import loop
+from gm_jax.train.family import Family
+
+MODELS = ('vae', 'cvae')
+
+
+def build_model(config, info) -> vae_lib.VAE:
+  """The `VAE` (or `ConditionalVAE` for `config.model == 'cvae'`) for dataset `info`."""
+  if info.kind != 'image':
+    raise ValueError(f'the VAE family needs an image dataset; {info.name!r} is {info.kind}')
+  likelihood = config.get('likelihood', 'categorical')
+  if likelihood == 'bernoulli' and info.num_levels != 2:
+    raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
+                     f'{info.num_levels} levels (use binarized_mnist or categorical)')
+  kwargs = dict(image_shape=tuple(info.shape), num_levels=info.num_levels,
+                latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
+                architecture=config.architecture, likelihood=likelihood,
+                dropout_rate=float(config.dropout_rate))
+  if config.model == 'cvae':
+    if not info.num_classes:
+      raise ValueError(f'config.model=cvae needs a labelled dataset; {info.name!r} has none')
+    return vae_lib.ConditionalVAE(num_classes=info.num_classes, **kwargs)
+  return vae_lib.VAE(**kwargs)
+
+
+def make_family(config, info) -> Family:
+  """Pure functions of the VAE for the generic trainer."""
+  model = build_model(config, info)
+  conditional = config.model == 'cvae'
+  num_dims = info.num_dims
+  beta = float(config.get('beta', 1.0))
+
+  def labels_of(batch):
+    return jnp.asarray(batch['label']) if conditional else None
+
+  def init(key, batch):
+    x = jnp.asarray(batch['image'])
+    return model.init({'params': key, 'dropout': key}, x, labels_of(batch))
+
+  def loss(params, batch, key, *, train):
+    x = jnp.asarray(batch['image'])
+    terms = vae_lib.elbo_terms(model, params, x, labels_of(batch), key, train=train, beta=beta)
+    nll = -terms['elbo']
+    metrics = {'elbo_bpd': jnp.mean(losses.bits_per_dim(
+                   -(terms['log_px_given_z'] - terms['kl']), num_dims=num_dims)),
+               'recon_nats': -jnp.mean(terms['log_px_given_z']),
+               'kl_nats': jnp.mean(terms['kl'])}
+    return jnp.mean(nll), metrics
+
+  def evaluate(params, splits, key, cfg):
+    return evaluate_likelihood(model, params, splits.test, key, conditional=conditional,
+                               num_samples=int(cfg.get('iwae_samples', 1000)),
+                               batch_size=int(cfg.get('iwae_batch_size', 120)))
+
+  def sample(params, key, num):
+    labels = jnp.arange(num) % info.num_classes if conditional else None
+    return np.asarray(_sample_jit(model)(params, key, num, labels))
+
+  def pictures(params, splits, key, workdir):
+    return vae_pictures(model, params, splits, key, workdir, conditional=conditional)
+
+  # Selection on the validation ELBO in bits/dim (the ELBO itself is what we train).
+  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
+                pictures=pictures, validation_metric='elbo_bpd')
+
+
+_SAMPLE_CACHE: dict = {}
+
+
+def _sample_jit(model):
+  if model not in _SAMPLE_CACHE:
+    _SAMPLE_CACHE[model] = jax.jit(
+        lambda p, k, n, l: vae_lib.sample_prior(model, p, k, n, l), static_argnums=2)
+  return _SAMPLE_CACHE[model]
+
+
+def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
+                        num_samples: int, batch_size: int = 120) -> dict:
+  """Test ELBO and IWAE-K in nats and bits/dim (mean over the test split)."""
+  elbo_fn = jax.jit(lambda p, x, l, k: vae_lib.elbo_terms(model, p, x, l, k)['elbo'])
+  num_dims = int(np.prod(model.image_shape))
+  elbos, iwaes = [], []
+  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
+    x = jnp.asarray(batch['image'])
+    labels = jnp.asarray(batch['label']) if conditional else None
+    k = jax.random.fold_in(key, i)
+    elbos.append(np.asarray(elbo_fn(params, x, labels, k)))
+    iwaes.append(np.asarray(vae_lib.iwae_estimate(model, params, x, labels,
+                                                  jax.random.fold_in(k, 1),
+                                                  num_samples=num_samples)))
+  elbo = float(np.mean(np.concatenate(elbos)))
+  iwae = float(np.mean(np.concatenate(iwaes)))
+  to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
+  return {
+      'bound': f'iwae-{num_samples}',
+      'test_nll_nats': -iwae,
+      'test_bpd': to_bpd(-iwae),
+      'test_elbo_nats': -elbo,
+      'test_elbo_bpd': to_bpd(-elbo),
+      'iwae_samples': num_samples,
+  }
+
+
+def latent_means(model, params, arrays: dict, *, conditional: bool, batch_size: int = 512):
+  """Encoder means `[N, latent_dim]` for every example of `arrays`."""
+  enc = jax.jit(lambda p, x, l: model.apply(p, x, l, method=vae_lib.VAE.encode)[0])
+  out = []
+  for batch in gm_data.iterate_batches(arrays, batch_size):
+    labels = jnp.asarray(batch['label']) if conditional else None
+    out.append(np.asarray(enc(params, jnp.asarray(batch['image']), labels)))
+  return np.concatenate(out)
+
+
+def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> dict:
+  """Reconstructions, latent scatter, interpolations, class grid; linear-probe accuracy."""
+  from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images, plots  # pylint: disable=g-import-not-at-top
+
+  test, levels = splits.test, model.num_levels
+  dec_mean = jax.jit(lambda p, z, l: vae_lib.decoder_mean(
+      model.apply(p, z, l, method=vae_lib.VAE.decode), likelihood=model.likelihood,
+      num_levels=levels))
+  x = np.asarray(test['image'][:32])
+  lab = np.asarray(test['label'][:32]) if conditional else None
+  mu = latent_means(model, params, {'image': x, 'label': test['label'][:32]},
+                    conditional=conditional)
+  recon = np.asarray(dec_mean(params, mu, lab))
+  pairs = np.stack([x[:16], recon[:16]], 1).reshape((-1,) + x.shape[1:])
+  images.save_image_grid(pairs, os.path.join(workdir, 'reconstructions.png'),
+                         num_levels=levels, nrow=8)
+
+  # Latent interpolations between pairs of test images (rows), decoded means.
+  steps = np.linspace(0, 1, 10)[None, :, None]
+  starts, ends = mu[0:8:2][:, None], mu[1:8:2][:, None]
+  path = (starts * (1 - steps) + ends * steps).reshape(-1, mu.shape[1])
+  lab_path = None if lab is None else np.repeat(lab[0:8:2], 10)
+  images.save_image_grid(np.asarray(dec_mean(params, path, lab_path)),
+                         os.path.join(workdir, 'interpolations.png'), num_levels=levels,
+                         nrow=10)
+
+  train_mu = latent_means(model, params, splits.train, conditional=conditional)
+  test_mu = latent_means(model, params, test, conditional=conditional)
+  pts = test_mu if test_mu.shape[1] == 2 else PCA(2, random_state=0).fit(train_mu).transform(
+      test_mu)
+  plots.plot_latent_scatter(pts, np.asarray(test['label']),
+                            os.path.join(workdir, 'latent_scatter.png'),
+                            title='test latent means' + ('' if test_mu.shape[1] == 2 else
+                                                         ' (PCA)'))
+  probe = LogisticRegression(max_iter=2000).fit(train_mu, np.asarray(splits.train['label']))
+  results = {'linear_probe_accuracy': float(probe.score(test_mu, np.asarray(test['label'])))}
+  if conditional:
+    num_classes = model.num_classes
+    z = jax.random.normal(key, (8, model.latent_dim))
+    z = np.repeat(np.asarray(z)[None], num_classes, 0).reshape(-1, model.latent_dim)
+    labels = np.repeat(np.arange(num_classes), 8)
+    images.save_image_grid(np.asarray(dec_mean(params, z, labels)),
+                           os.path.join(workdir, 'class_samples.png'), num_levels=levels,
+                           nrow=8)
+  return results
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Loads the dataset named by `config.dataset` and trains the VAE on it."""
+  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
+                               validation_fraction=config.get('validation_fraction', 0.1))
+  return loop.run(config, workdir, make_family(config, splits.info), splits)
