@@ -90,3 +90,28 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, *,
   bins = reliability_bins(probs, labels, num_bins=num_bins)
   weight = bins.count / jnp.sum(bins.count)
   return jnp.sum(weight * jnp.abs(bins.accuracy - bins.confidence))
+
+
+def classification_metrics(log_probs: jax.Array, labels: jax.Array, *,
+                           num_bins: int = 15) -> dict:
+  """Accuracy, log-loss and ECE of predicted log-probabilities, as floats.
+
+  Args:
+    log_probs: [N, num_classes] predicted log p(y | x).
+    labels: [N] integer true labels.
+    num_bins: ECE bins.
+
+  Returns:
+    `{'accuracy', 'log_loss', 'ece'}`; log-loss is the mean of
+    -log p(y_n | x_n) in nats.
+  """
+  log_probs = jnp.asarray(log_probs)
+  _check(log_probs, labels, num_bins)
+  labels = jnp.asarray(labels)
+  nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  return {
+      'accuracy': float(jnp.mean(jnp.argmax(log_probs, -1) == labels)),
+      'log_loss': float(jnp.mean(nll)),
+      'ece': float(expected_calibration_error(jnp.exp(log_probs), labels,
+                                              num_bins=num_bins)),
+  }

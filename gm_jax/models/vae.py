@@ -225,11 +225,16 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
   return {'elbo': losses.elbo(log_px, kl, beta=beta), 'log_px_given_z': log_px, 'kl': kl}
 
 
-def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int):
-  """log p(x|z_k) + log p(z_k) - log q(z_k|x) for `num_samples` draws -> three `[K, B]`."""
+def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start=0):
+  """log p(x|z_k), log p(z_k), log q(z_k|x) for draws k = start..start+K-1 -> three `[K, B]`.
+
+  Draw k uses the noise `normal(fold_in(key, k))`, so splitting K draws into chunks
+  gives exactly the same weights as computing them at once.
+  """
   mean, log_var = model.apply(params, x, labels, method=VAE.encode)
   k, b, d = num_samples, mean.shape[0], mean.shape[1]
-  eps = jax.random.normal(key, (k, b, d), mean.dtype)
+  eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (b, d), mean.dtype))(
+      start + jnp.arange(k))
   z = mean[None] + jnp.exp(0.5 * log_var)[None] * eps  # [K, B, D]
   z_flat = z.reshape(k * b, d)
   rep_labels = None if labels is None else jnp.tile(labels, k)
@@ -270,7 +275,7 @@ def iwae_estimate(model: VAE, params, x, labels, key, *, num_samples: int,
   done = 0
   while done < num_samples:
     k = min(chunk_size, num_samples - done)
-    log_px, log_pz, log_qz = fn(params, x, labels, jax.random.fold_in(key, done), k)
+    log_px, log_pz, log_qz = fn(params, x, labels, key, k, done)
     parts.append(log_px + log_pz - log_qz)
     done += k
   log_w = jnp.concatenate(parts, axis=0)
@@ -284,7 +289,7 @@ _LOG_WEIGHT_CACHE: dict = {}
 def _jitted_log_weights(model: VAE):
   fn = _LOG_WEIGHT_CACHE.get(model)
   if fn is None:
-    fn = jax.jit(lambda p, x, l, k, n: iwae_log_weights(model, p, x, l, k, n),
+    fn = jax.jit(lambda p, x, l, k, n, s: iwae_log_weights(model, p, x, l, k, n, s),
                  static_argnums=4)
     _LOG_WEIGHT_CACHE[model] = fn
   return fn

@@ -93,6 +93,13 @@ class Checkpointer:
       try:
         return step, self.restore(step, target)
       except Exception as e:  # pylint: disable=broad-except
+        if self._readable(step):
+          # The files are fine but do not fit this model: a config change, not
+          # corruption. Refuse, and leave the checkpoint where it is.
+          raise CheckpointError(
+              f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
+              f'model being trained ({type(e).__name__}: {_first_line(e)}). Use a new '
+              '--workdir for a different config.') from e
         moved = self._quarantine(step)
         msg = (f'checkpoint {os.path.join(self.directory, str(step))} is unreadable '
                f'({type(e).__name__}: {e}); moved to {moved}, trying the previous one')
@@ -104,6 +111,14 @@ class Checkpointer:
           f'no readable checkpoint in {self.directory!r}; tried ' + '; '.join(failures)
           + '. The unreadable ones were moved to corrupt_checkpoints/ (nothing was deleted).')
     return None, target
+
+  def _readable(self, step: int) -> bool:
+    """Whether checkpoint `step` can be read at all (without a target structure)."""
+    try:
+      self._manager.restore(step, args=ocp.args.StandardRestore())
+      return True
+    except Exception:  # pylint: disable=broad-except
+      return False
 
   def _quarantine(self, step: int) -> str:
     """Moves a bad checkpoint aside so new saves of that step do not collide."""

@@ -88,3 +88,13 @@ def test_jit_and_vmap():
 def test_bad_input(kwargs, field):
   with pytest.raises(ValueError, match=field):
     calibration.expected_calibration_error(**kwargs)
+
+
+def test_classification_metrics_against_sklearn():
+  from sklearn import metrics
+  probs, labels = _random_probs(5, 400, 4, 2.0)
+  got = calibration.classification_metrics(np.log(probs), labels, num_bins=10)
+  assert got['accuracy'] == pytest.approx(metrics.accuracy_score(labels, probs.argmax(1)))
+  assert got['log_loss'] == pytest.approx(
+      metrics.log_loss(labels, probs.astype(np.float64), labels=range(4)), rel=1e-5)
+  assert got['ece'] == pytest.approx(_ece_loop(probs, labels, 10), abs=1e-6)

@@ -1,0 +1,245 @@
+"""Flow layers against the bijector contract and brute-force Jacobians.
+
+Every layer is checked with randomly perturbed parameters (the zero/identity
+initialisation would make most checks vacuous), and each check also asserts
+that the perturbation made the layer non-trivial.
+"""
+import math
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gm_jax.nn import flows as fl
+
+IMAGE = (2, 4, 4, 2)
+
+
+def _key(seed):
+  # 'rbg' keys: XLA:CPU compiles threefry random bits very slowly (seconds per
+  # shape), which would dominate these small tests.
+  return jax.random.key(seed, impl='rbg')
+
+
+def _init(layer, x, key):
+  return jax.jit(lambda k, x: layer.init(k, x, method=layer.forward_and_log_det))(key, x)
+
+
+def _perturb(params, key, scale):
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree.unflatten(
+      tree, [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
+
+
+def _input(shape, kind, key):
+  if kind == 'unit':  # inside (0, 1), away from the edges, for Logit
+    return jax.random.uniform(key, shape, minval=0.05, maxval=0.95)
+  return 1.5 * jax.random.normal(key, shape) + 0.3
+
+
+def _checker_keep(parity):
+  return lambda shape: np.broadcast_to(fl.checkerboard(shape[1], shape[2], parity) > 0, shape)
+
+
+def _channel_keep(parity):
+  def keep(shape):
+    c, k = shape[-1], shape[-1] // 2
+    mask = np.zeros(shape, bool)
+    if parity == 0:
+      mask[..., :k] = True
+    else:
+      mask[..., c - k:] = True
+    return mask
+  return keep
+
+
+# name -> (factory, input shape, input kind, volume preserving?, kept-half mask)
+LAYERS = {
+    'logit': (lambda: fl.Logit(0.05), IMAGE, 'unit', False, None),
+    'additive_coupling_even': (lambda: fl.AdditiveCoupling(16, 2, 0), (2, 8), 'normal', True,
+                               lambda s: np.tile([True, False], (s[0], s[1] // 2))),
+    'additive_coupling_odd': (lambda: fl.AdditiveCoupling(16, 2, 1), (2, 8), 'normal', True,
+                              lambda s: np.tile([False, True], (s[0], s[1] // 2))),
+    'rescale': (fl.Rescale, (2, 8), 'normal', False, None),
+    'affine_checkerboard_0': (lambda: fl.AffineCoupling('checkerboard', 0, 8), IMAGE,
+                              'normal', False, _checker_keep(0)),
+    'affine_checkerboard_1': (lambda: fl.AffineCoupling('checkerboard', 1, 8), IMAGE,
+                              'normal', False, _checker_keep(1)),
+    'affine_channel_0': (lambda: fl.AffineCoupling('channel', 0, 8), IMAGE, 'normal', False,
+                         _channel_keep(0)),
+    'affine_channel_1_odd_c': (lambda: fl.AffineCoupling('channel', 1, 8), (2, 2, 2, 3),
+                               'normal', False, _channel_keep(1)),
+    'squeeze': (fl.Squeeze, IMAGE, 'normal', True, None),
+    'unsqueeze': (fl.Unsqueeze, (2, 2, 2, 8), 'normal', True, None),
+    'actnorm': (fl.ActNorm, IMAGE, 'normal', False, None),
+    'conv1x1': (lambda: fl.Invertible1x1Conv(seed=3), (2, 4, 4, 3), 'normal', False, None),
+    'factor_out': (lambda: fl.FactorOut(fl.AffineCoupling('channel', 0, 8)), (2, 2, 2, 4),
+                   'normal', False, lambda s: np.broadcast_to(np.arange(4) < 2, s)),
+    'chain': (lambda: fl.Chain((fl.ActNorm(), fl.Squeeze(), fl.Invertible1x1Conv(1),
+                                fl.AffineCoupling('channel', 0, 8), fl.Unsqueeze())),
+              IMAGE, 'normal', False, None),
+}
+
+
+def _jacobian(f, x):
+  """Brute-force Jacobian of `x -> f(x)[0]`, as `[B, D, B, D]`."""
+  flat = lambda v: f(v.reshape(x.shape))[0].reshape(-1)
+  jac = jax.jacfwd(flat)(x.reshape(-1))
+  return jac.reshape(x.shape[0], -1, x.shape[0], jac.shape[-1] // x.shape[0])
+
+
+def _block_log_dets(jac):
+  """Per-example slogdet of the diagonal blocks, and the largest cross-example entry."""
+  jac = np.asarray(jac, np.float64)
+  b = jac.shape[0]
+  assert jac.shape[1] == jac.shape[3], 'a bijection keeps the dimension'
+  log_dets, cross = [], 0.0
+  for i in range(b):
+    sign, logabs = np.linalg.slogdet(jac[i, :, i, :])
+    assert sign != 0
+    log_dets.append(logabs)
+    for j in range(b):
+      if j != i:
+        cross = max(cross, float(np.max(np.abs(jac[i, :, j, :]))))
+  return np.array(log_dets), cross
+
+
+@pytest.mark.parametrize('name', sorted(LAYERS))
+def test_bijector_contract(name):
+  """Round trips both ways, log-dets against brute-force Jacobians of the
+  forward (at x) and inverse (at a random z) maps, and their cancellation."""
+  factory, shape, kind, volume_preserving, keep = LAYERS[name]
+  layer = factory()
+  x = _input(shape, kind, _key(0))
+  params = _perturb(_init(layer, x, _key(1)), _key(2), 0.3)
+  fwd = lambda x: layer.apply(params, x, method=layer.forward_and_log_det)
+  inv = lambda z: layer.apply(params, z, method=layer.inverse_and_log_det)
+
+  @jax.jit
+  def check(x, z2):
+    z, log_det = fwd(x)
+    x_back, inv_log_det = inv(z)
+    x2, inv_log_det2 = inv(z2)
+    z2_back, _ = fwd(x2)
+    return dict(z=z, log_det=log_det, x_back=x_back, inv_log_det=inv_log_det,
+                z2_back=z2_back, inv_log_det2=inv_log_det2,
+                jac=_jacobian(fwd, x), inv_jac=_jacobian(inv, z2))
+
+  z_shape = jax.eval_shape(fwd, x)[0].shape
+  z2 = jax.random.normal(_key(7), z_shape) * (2.0 if name == 'logit' else 1.0)
+  out = check(x, z2)
+  chex.assert_shape(out['log_det'], (x.shape[0],))
+  # round trips, to 1e-4
+  chex.assert_equal_shape([x, out['x_back']])
+  np.testing.assert_allclose(out['x_back'], x, atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(out['z2_back'], z2, atol=1e-4, rtol=1e-4)
+  # forward log-det == slogdet of the Jacobian, examples independent
+  expected, cross = _block_log_dets(out['jac'])
+  np.testing.assert_allclose(out['log_det'], expected, atol=2e-4, rtol=1e-4)
+  assert cross == 0.0, 'examples must not influence each other'
+  # inverse log-det == slogdet of the inverse's Jacobian, and cancels the forward one
+  expected_inv, _ = _block_log_dets(out['inv_jac'])
+  np.testing.assert_allclose(out['inv_log_det2'], expected_inv, atol=2e-4, rtol=1e-4)
+  np.testing.assert_allclose(out['log_det'] + out['inv_log_det'], 0.0, atol=1e-4)
+  if volume_preserving:
+    np.testing.assert_array_equal(out['log_det'], 0.0)
+  else:  # the perturbed layer really changes volume, so the checks have teeth
+    assert float(np.min(np.abs(out['log_det']))) > 1e-2
+  if keep is not None:  # couplings pass the conditioning half through untouched
+    mask = keep(x.shape)
+    np.testing.assert_array_equal(np.asarray(out['z'])[mask], np.asarray(x)[mask])
+    assert float(np.min(np.abs(out['z'] - x)[~mask])) > 0.0
+
+
+@pytest.mark.parametrize('layer', [fl.AffineCoupling('checkerboard', 0, 8),
+                                   fl.AffineCoupling('channel', 1, 8),
+                                   fl.Rescale()])
+def test_fresh_layers_start_as_identity(layer):
+  x = _input(IMAGE, 'normal', _key(0))
+  params = _init(layer, x, _key(1))
+  z, log_det = layer.apply(params, x, method=layer.forward_and_log_det)
+  np.testing.assert_allclose(z, x, atol=1e-6)
+  np.testing.assert_allclose(log_det, 0.0, atol=1e-6)
+
+
+def test_actnorm_data_dependent_init_whitens_the_init_batch():
+  x = 3.0 * jax.random.normal(_key(0), (16, 4, 4, 3)) + jnp.array([1.0, -2.0, 5.0])
+  layer = fl.ActNorm()
+  params = _init(layer, x, _key(1))
+  z, log_det = layer.apply(params, x, method=layer.forward_and_log_det)
+  np.testing.assert_allclose(jnp.mean(z, (0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(jnp.std(z, (0, 1, 2)), 1.0, atol=1e-4)
+  expected = -16 * jnp.sum(jnp.log(jnp.std(x, (0, 1, 2))))
+  np.testing.assert_allclose(log_det, expected, rtol=1e-4)
+  # the state lives in `params` only: no mutable collections
+  assert set(params) == {'params'}
+  # applying to another batch does not re-initialise
+  z2, _ = layer.apply(params, x + 1.0, method=layer.forward_and_log_det)
+  np.testing.assert_allclose(jnp.mean(z2 - z, (0, 1, 2)),
+                             jnp.exp(params['params']['log_scale']), rtol=1e-4)
+
+
+def test_conv1x1_starts_as_a_rotation_and_its_log_det_is_that_of_w():
+  layer = fl.Invertible1x1Conv(seed=5)
+  x = _input((2, 4, 4, 4), 'normal', _key(0))
+  params = _init(layer, x, _key(1))
+  _, log_det = layer.apply(params, x, method=layer.forward_and_log_det)
+  np.testing.assert_allclose(log_det, 0.0, atol=1e-5)  # |det| of a rotation is 1
+  params = _perturb(params, _key(2), 0.3)
+  z, log_det = layer.apply(params, x, method=layer.forward_and_log_det)
+  # recover W column by column from the action on one-hot pixels
+  w = layer.apply(params, jnp.eye(4).reshape(4, 1, 1, 4), method=layer.forward_and_log_det)[0]
+  w = w.reshape(4, 4).T
+  np.testing.assert_allclose(z, jnp.einsum('ij,bhwj->bhwi', w, x), atol=1e-5)
+  np.testing.assert_allclose(log_det, 16 * jnp.linalg.slogdet(w)[1], rtol=1e-4)
+  # the same seed gives the same constants P, sign(s); a different one differs
+  p2 = _init(layer, x, _key(9))
+  p3 = _init(fl.Invertible1x1Conv(seed=6), x, _key(1))
+  chex.assert_trees_all_close(p2, _init(layer, x, _key(1)))
+  assert not np.allclose(p3['params']['lower'], p2['params']['lower'])
+
+
+def test_squeeze_moves_2x2_blocks_into_channels():
+  x = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
+  y, _ = fl.Squeeze().apply({}, x, method=fl.Squeeze().forward_and_log_det)
+  chex.assert_shape(y, (2, 2, 2, 4))
+  np.testing.assert_array_equal(y[0, 0, 0], [x[0, 0, 0, 0], x[0, 0, 1, 0], x[0, 1, 0, 0],
+                                             x[0, 1, 1, 0]])
+  np.testing.assert_array_equal(y[1, 1, 0], [x[1, 2, 0, 0], x[1, 2, 1, 0], x[1, 3, 0, 0],
+                                             x[1, 3, 1, 0]])
+
+
+def test_logit_log_det_formula():
+  x = jnp.array([[0.0, 0.5, 1.0]])
+  z, log_det = fl.Logit(0.1).apply({}, x, method=fl.Logit(0.1).forward_and_log_det)
+  p = 0.1 + 0.8 * np.array([0.0, 0.5, 1.0])
+  np.testing.assert_allclose(z[0], np.log(p / (1 - p)), rtol=1e-5)
+  np.testing.assert_allclose(log_det[0], np.sum(np.log(0.8 / (p * (1 - p)))), rtol=1e-5)
+
+
+def test_dropout_only_in_training_and_inverse_is_deterministic():
+  layer = fl.AffineCoupling('channel', 0, 8, dropout_rate=0.5)
+  x = _input(IMAGE, 'normal', _key(0))
+  params = _perturb(_init(layer, x, _key(1)), _key(2), 0.3)
+  z_eval, _ = layer.apply(params, x, method=layer.forward_and_log_det)
+  z_train, _ = layer.apply(params, x, train=True, rngs={'dropout': _key(3)},
+                           method=layer.forward_and_log_det)
+  assert not np.allclose(z_eval, z_train)
+  x_back, _ = layer.apply(params, z_eval, method=layer.inverse_and_log_det)
+  np.testing.assert_allclose(x_back, x, atol=1e-5)
+
+
+@pytest.mark.parametrize('make, shape', [
+    (fl.Squeeze, (1, 3, 4, 1)),
+    (lambda: fl.AffineCoupling('diagonal'), (1, 4, 4, 2)),
+    (lambda: fl.AffineCoupling('channel'), (1, 4, 4, 1)),
+    (fl.AdditiveCoupling, (1, 5)),
+])
+def test_bad_inputs_raise_named_errors(make, shape):
+  layer = make()
+  with pytest.raises(ValueError):
+    layer.init(_key(0), jnp.zeros(shape), method=layer.forward_and_log_det)

@@ -1,0 +1,178 @@
+"""The generic trainer: exact resume, corrupt checkpoints, NaN guard, config errors.
+
+A tiny linear-regression family keeps these fast; the VAE's own resume test
+(tests/train/test_vae_train.py) runs the real model through the CLI.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gm_jax import data as gm_data
+from gm_jax.data import batch_at_step as _real_batch_at_step
+from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import loop
+from gm_jax.train.family import Family
+
+
+def _toy_splits(n=64, nan_at=None):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(n, 3)).astype(np.float32)
+  y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.1 * rng.normal(size=n)).astype(np.float32)
+  if nan_at is not None:
+    x[nan_at] = np.nan
+  info = gm_data.DatasetInfo(name='toy', kind='image', shape=(3,), num_levels=2, num_classes=None)
+  return gm_data.Splits(train={'x': x, 'y': y}, validation={'x': x[:16], 'y': y[:16]},
+                        test={'x': x[:16], 'y': y[:16]}, info=info)
+
+
+def _toy_family():
+  def init(key, batch):
+    return {'w': jax.random.normal(key, (3,)) * 0.1, 'b': jnp.zeros(())}
+
+  def loss(params, batch, key, *, train):
+    noise = 0.01 * jax.random.normal(key, ()) if train else 0.0  # exercises the step key
+    pred = batch['x'] @ params['w'] + params['b'] + noise
+    mse = jnp.mean((pred - batch['y']) ** 2)
+    return mse, {'mse': mse}
+
+  def evaluate(params, splits, key, config):
+    return {'w0': float(params['w'][0])}
+
+  return Family(name='toy', init=init, loss=loss, evaluate=evaluate, validation_metric='mse')
+
+
+def _config(**overrides):
+  c = ml_collections.ConfigDict(dict(
+      model='toy', dataset='toy', data_dir=None, batch_size=8, num_train_steps=12,
+      learning_rate=0.05, lr_schedule='cosine', warmup_steps=2, seed=3, checkpoint_every=4,
+      log_every=2, eval_every=4, parallel='none', max_to_keep=10, validation_fraction=0.25,
+      progress_bar=False))
+  c.update(overrides)
+  return c
+
+
+def _final_params(workdir):
+  ck = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  step = ck.latest_step()
+  restored = ck._manager.restore(step, args=__import__('orbax.checkpoint').checkpoint.args
+                                 .StandardRestore())
+  return step, jax.tree.map(np.asarray, restored)
+
+
+def test_outputs_and_eval_json(tmp_path):
+  res = loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
+  with open(tmp_path / 'eval.json') as f:
+    on_disk = json.load(f)
+  assert on_disk['model'] == 'toy' and on_disk['dataset'] == 'toy'
+  assert on_disk['train_steps_per_s'] > 0
+  assert on_disk == json.loads(json.dumps(res))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['12', '4', '8']
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  train_steps = [l['step'] for l in lines if 'loss' in l]
+  assert train_steps == [2, 4, 6, 8, 10, 12]
+  assert any('val_mse' in l for l in lines)
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+  # Training reduced the loss.
+  losses = [l['loss'] for l in lines if 'loss' in l]
+  assert losses[-1] < losses[0]
+
+
+def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
+  full = tmp_path / 'full'
+  loop.run(_config(), str(full), _toy_family(), _toy_splits())
+
+  crashed = tmp_path / 'crashed'
+
+  def exploding(arrays, step, **kw):
+    if step == 7:  # dies between the checkpoints at 4 and 8
+      raise KeyboardInterrupt('simulated kill')
+    return _real_batch_at_step(arrays, step, **kw)
+
+  monkeypatch.setattr(gm_data, 'batch_at_step', exploding)
+  with pytest.raises(KeyboardInterrupt):
+    loop.run(_config(), str(crashed), _toy_family(), _toy_splits())
+  assert sorted(os.listdir(crashed / 'checkpoints')) == ['4']
+  monkeypatch.setattr(gm_data, 'batch_at_step', _real_batch_at_step)
+  loop.run(_config(), str(crashed), _toy_family(), _toy_splits())
+
+  step_a, a = _final_params(full)
+  step_b, b = _final_params(crashed)
+  assert step_a == step_b == 12
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)  # bit-identical, not just close
+
+
+def test_corrupt_latest_checkpoint_falls_back_without_deleting(tmp_path, capsys):
+  loop.run(_config(num_train_steps=8), str(tmp_path), _toy_family(), _toy_splits())
+  latest = tmp_path / 'checkpoints' / '8'
+  # Corrupt every file of the newest checkpoint.
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  res = loop.run(_config(num_train_steps=12), str(tmp_path), _toy_family(), _toy_splits())
+  out = capsys.readouterr().out
+  assert 'unreadable' in out and 'moved to' in out
+  moved = os.listdir(tmp_path / 'corrupt_checkpoints')
+  assert len(moved) == 1 and moved[0].startswith('8-')
+  assert res['train_steps'] == 12
+  assert '12' in os.listdir(tmp_path / 'checkpoints')
+
+
+def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path):
+  loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
+  fam = _toy_family()
+  bigger = Family(name='toy', init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
+                  loss=fam.loss, evaluate=fam.evaluate)
+  with pytest.raises(ckpt_lib.CheckpointError, match='does not match'):
+    loop.run(_config(num_train_steps=8), str(tmp_path), bigger, _toy_splits())
+  assert os.listdir(tmp_path / 'checkpoints') == ['4']
+  assert not (tmp_path / 'corrupt_checkpoints').exists()
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+  splits = _toy_splits(nan_at=5)
+  # Find the first step whose batch contains example 5.
+  bad_step = next(s for s in range(100)
+                  if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any())
+  assert bad_step >= 1
+  with pytest.raises(loop.NonFiniteLossError, match=f'at step {bad_step + 1}'):
+    loop.run(_config(num_train_steps=40, checkpoint_every=1), str(tmp_path), _toy_family(),
+             splits)
+  steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
+  assert steps[-1] == bad_step  # the last finite state is on disk
+  ck = ckpt_lib.Checkpointer(os.path.join(tmp_path, 'checkpoints'))
+  restored = ck._manager.restore(steps[-1], args=__import__('orbax.checkpoint').checkpoint.args
+                                 .StandardRestore())
+  assert all(np.isfinite(np.asarray(l)).all() for l in jax.tree.leaves(restored['params']))
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('batch_size', 0, 'config.batch_size'),
+    ('learning_rate', -1.0, 'config.learning_rate'),
+    ('num_train_steps', -5, 'config.num_train_steps'),
+    ('parallel', 'pmap', 'config.parallel'),
+    ('validation_fraction', 1.5, 'config.validation_fraction'),
+])
+def test_bad_config_values_are_named(tmp_path, field, value, match):
+  with pytest.raises(ValueError, match=match):
+    loop.run(_config(**{field: value}), str(tmp_path), _toy_family(), _toy_splits())
+  assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_batch_larger_than_data_is_an_error(tmp_path):
+  with pytest.raises(ValueError, match='batch_size=128'):
+    loop.run(_config(batch_size=128), str(tmp_path), _toy_family(), _toy_splits())
+
+
+def test_missing_field_is_named(tmp_path):
+  c = _config()
+  del c['seed']
+  with pytest.raises(ValueError, match='seed'):
+    loop.run(c, str(tmp_path), _toy_family(), _toy_splits())
