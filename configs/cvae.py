@@ -16,7 +16,9 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.model = 'cvae'
   config.dataset = 'digits'
-  config.data_dir = None  # tfds default (~/tensorflow_datasets)
+  # tfds data_dir; None = tfds default (~/tensorflow_datasets). A typed placeholder, so
+  # --config.data_dir=DIR works on the command line.
+  config.data_dir = ml_collections.config_dict.placeholder(str)
   config.validation_fraction = 0.1  # last 10% of train selects the best checkpoint
 
   config.architecture = 'mlp'  # 'mlp' | 'conv'
@@ -27,7 +29,7 @@ def get_config():
   config.beta = 1.0
 
   config.batch_size = 64
-  config.num_train_steps = 3000
+  config.num_train_steps = 1500
   config.learning_rate = 1e-3
   config.lr_schedule = 'cosine'
   config.warmup_steps = 100
@@ -37,7 +39,7 @@ def get_config():
 
   config.log_every = 50
   config.eval_every = 100
-  config.checkpoint_every = 500
+  config.checkpoint_every = 250
   config.max_to_keep = 3
   config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
 

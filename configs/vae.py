@@ -3,10 +3,13 @@
 Run:
     python -m gm_jax.main --config=configs/vae.py --workdir=/tmp/vae
 
-Expected (digits test split, last 360 images): IWAE-1000 ~2.1 bits/dim, ELBO ~2.3
-bits/dim, after ~2 minutes on a 2-core CPU (see README for the measured numbers).
-Reference points on this split: uniform 4.087, Gaussian mixture 2.743, logistic
-autoregressive 2.063 bits/dim.
+Measured (digits test split = last 360 images, seed 0, 2-core CPU, 3,000-step run):
+IWAE-1000 2.039 bits/dim (90.46 nats), ELBO 2.122 bits/dim; the best validation ELBO
+came at step 800 (the model overfits 1,293 training images after that, which is why
+the default stops at 1,500 steps and the trainer keeps the best-on-validation
+parameters). ~30 train steps/s, ~2 minutes in all. Linear probe on the 16-d latent
+means: 0.84 test accuracy. Reference points on this split: uniform 4.087, Gaussian
+mixture 2.743, logistic autoregressive 2.063 bits/dim.
 """
 
 import ml_collections
@@ -16,7 +19,9 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.model = 'vae'
   config.dataset = 'digits'
-  config.data_dir = None  # tfds default (~/tensorflow_datasets)
+  # tfds data_dir; None = tfds default (~/tensorflow_datasets). A typed placeholder, so
+  # --config.data_dir=DIR works on the command line.
+  config.data_dir = ml_collections.config_dict.placeholder(str)
   config.validation_fraction = 0.1  # last 10% of train selects the best checkpoint
 
   config.architecture = 'mlp'  # 'mlp' | 'conv'
@@ -27,7 +32,7 @@ def get_config():
   config.beta = 1.0
 
   config.batch_size = 64
-  config.num_train_steps = 3000
+  config.num_train_steps = 1500
   config.learning_rate = 1e-3
   config.lr_schedule = 'cosine'
   config.warmup_steps = 100
@@ -37,7 +42,7 @@ def get_config():
 
   config.log_every = 50
   config.eval_every = 100
-  config.checkpoint_every = 500
+  config.checkpoint_every = 250
   config.max_to_keep = 3
   config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
 

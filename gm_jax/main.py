@@ -29,7 +29,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   import os
+  from absl import logging
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax/tfds INFO lines drown the progress bar
   from gm_jax.train import registry
   config = FLAGS.config
   if 'model' not in config:

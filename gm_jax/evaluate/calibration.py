@@ -13,6 +13,7 @@ the arg-max class, and bin b holds the confidences in the half-open interval
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -107,11 +108,14 @@ def classification_metrics(log_probs: jax.Array, labels: jax.Array, *,
   """
   log_probs = jnp.asarray(log_probs)
   _check(log_probs, labels, num_bins)
-  labels = jnp.asarray(labels)
+  accuracy, log_loss, ece = _classification_metrics(log_probs, jnp.asarray(labels),
+                                                    num_bins=num_bins)
+  return {'accuracy': float(accuracy), 'log_loss': float(log_loss), 'ece': float(ece)}
+
+
+@functools.partial(jax.jit, static_argnames=('num_bins',))
+def _classification_metrics(log_probs, labels, *, num_bins):
   nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-  return {
-      'accuracy': float(jnp.mean(jnp.argmax(log_probs, -1) == labels)),
-      'log_loss': float(jnp.mean(nll)),
-      'ece': float(expected_calibration_error(jnp.exp(log_probs), labels,
-                                              num_bins=num_bins)),
-  }
+  accuracy = jnp.mean(jnp.argmax(log_probs, -1) == labels)
+  ece = expected_calibration_error(jnp.exp(log_probs), labels, num_bins=num_bins)
+  return accuracy, jnp.mean(nll), ece

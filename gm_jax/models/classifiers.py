@@ -412,18 +412,31 @@ def predict(params: Union[NBParams, LogRegParams], x: jax.Array) -> jax.Array:
   return jnp.argmax(log_joint(params, x), axis=-1)
 
 
+def _categorical(key, log_probs, shape):
+  """Inverse-CDF draws from categorical rows of `log_probs` [..., K], int32 `shape`.
+
+  `shape` must end with `log_probs.shape[:-1]`. (Cheaper to compile and run on
+  CPU than `jax.random.categorical`'s Gumbel-max for these small K.)
+  """
+  cdf = jnp.cumsum(jnp.exp(log_probs), axis=-1)
+  u = jax.random.uniform(key, tuple(shape) + (1,), dtype=cdf.dtype)
+  # Count of interior CDF values below u, so the result lies in [0, K - 1] even
+  # when rounding leaves cdf[-1] slightly below 1.
+  return jnp.sum(u > cdf[..., :-1], axis=-1).astype(jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=('num', 'num_trials'))
 def _sample(params, key, label, *, num, num_trials):
   if isinstance(params, BernoulliNBParams):
     p = jnp.exp(params.log_prob[label])
     return jax.random.bernoulli(key, p, (num, p.shape[-1])).astype(jnp.int32)
   if isinstance(params, CategoricalNBParams):
-    logits = params.log_prob[label]                                 # [D, K]
-    return jax.random.categorical(key, logits, shape=(num, logits.shape[0]))
+    log_probs = params.log_prob[label]                              # [D, K]
+    return _categorical(key, log_probs, (num, log_probs.shape[0]))
   if isinstance(params, MultinomialNBParams):
-    logits = params.log_prob[label]                                 # [D]
-    words = jax.random.categorical(key, logits, shape=(num, num_trials))
-    return jax.vmap(lambda w: jnp.bincount(w, length=logits.shape[0]))(words)
+    log_probs = params.log_prob[label]                              # [D]
+    words = _categorical(key, log_probs, (num, num_trials))
+    return jax.vmap(lambda w: jnp.bincount(w, length=log_probs.shape[0]))(words)
   if isinstance(params, GaussianNBParams):
     mean, var = params.mean[label], params.var[label]
     return mean + jnp.sqrt(var) * jax.random.normal(key, (num,) + mean.shape,

@@ -18,6 +18,7 @@ Both write `eval.json` with `test_accuracy`, `test_log_loss` (nats) and
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -138,14 +139,28 @@ def _fit_nb(config, x, y, num_classes, num_levels):
                                    alpha=float(config.get('alpha', 1.0)))
 
 
+@functools.partial(jax.jit, static_argnames=('variant', 'num_levels'))
+def _nb_posterior_and_marginal(params, images, *, variant, num_levels):
+  joint = clf.log_joint(params, nb_features(images, variant=variant, num_levels=num_levels))
+  marginal = jax.nn.logsumexp(joint, -1)
+  return joint - marginal[:, None], marginal
+
+
 def _nb_log_probs(params, arrays, *, variant, num_levels, batch_size):
-  """[N, C] log posteriors and [N] log p(x) over `arrays`, batch by batch."""
+  """[N, C] log posteriors and [N] log p(x) over `arrays`, batch by batch.
+
+  The last batch is padded to `batch_size` so there is one compilation.
+  """
   post, marg = [], []
   for batch in gm_data.iterate_batches(arrays, batch_size):
-    x = nb_features(batch['image'], variant=variant, num_levels=num_levels)
-    joint = clf.log_joint(params, x)
-    post.append(np.asarray(joint - jax.nn.logsumexp(joint, -1, keepdims=True)))
-    marg.append(np.asarray(jax.nn.logsumexp(joint, -1)))
+    images = batch['image']
+    n = len(images)
+    if n < batch_size:
+      images = np.concatenate([images, np.repeat(images[:1], batch_size - n, 0)])
+    p, m = _nb_posterior_and_marginal(params, images, variant=variant,
+                                      num_levels=num_levels)
+    post.append(np.asarray(p)[:n])
+    marg.append(np.asarray(m)[:n])
   return np.concatenate(post), np.concatenate(marg)
 
 
@@ -212,13 +227,14 @@ def _nb_samples(config, params, workdir, info, *, num_trials=None) -> dict:
   per_class = max(1, int(config.get('num_samples', 100)) // num_classes)
   key = jax.random.key(int(config.seed))
 
-  def draw(key):
+  @jax.jit
+  def draw(params, key):  # params as an argument, not a constant XLA would fold
     return jax.vmap(lambda c: clf.sample(params, jax.random.fold_in(key, c), label=c,
                                          num=per_class, num_trials=num_trials))(
                                              jnp.arange(num_classes))
-  samples = jax.block_until_ready(draw(key))  # includes compilation
+  samples = jax.block_until_ready(draw(params, key))  # includes compilation
   t0 = time.perf_counter()
-  jax.block_until_ready(draw(jax.random.fold_in(key, 1)))
+  jax.block_until_ready(draw(params, jax.random.fold_in(key, 1)))
   seconds = time.perf_counter() - t0
   grid = _nb_samples_to_images(samples.reshape(num_classes * per_class, -1),
                                variant=variant, num_levels=info.num_levels, shape=info.shape)
