@@ -25,7 +25,6 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/vae_throughput.py
 
 clean:

@@ -6,8 +6,9 @@ Run:
 Pixels are scaled to [0, 1]; Adam on the mean cross-entropy + (l2 / 2)|W|^2
 through the generic trainer (best step on validation log-loss).
 
-Expected (test split = last 360 digits, measured with this config): test
-accuracy 0.90, log-loss 0.33 nats, ECE 0.03, in ~15 s on a 2-core CPU.
+Expected (measured with this config: train = first 1,293 digits, validation =
+next 144, test = last 360): test accuracy 0.903, log-loss 0.355 nats, ECE 0.053
+(best validation step 250), about 25 s on a 2-core CPU including TF start-up.
 """
 
 import ml_collections

@@ -93,8 +93,11 @@ def test_bad_input(kwargs, field):
 def test_classification_metrics_against_sklearn():
   from sklearn import metrics
   probs, labels = _random_probs(5, 400, 4, 2.0)
-  got = calibration.classification_metrics(np.log(probs), labels, num_bins=10)
+  probs = probs.astype(np.float64)
+  probs /= probs.sum(1, keepdims=True)
+  got = calibration.classification_metrics(np.log(probs).astype(np.float32), labels,
+                                           num_bins=10)
   assert got['accuracy'] == pytest.approx(metrics.accuracy_score(labels, probs.argmax(1)))
   assert got['log_loss'] == pytest.approx(
-      metrics.log_loss(labels, probs.astype(np.float64), labels=range(4)), rel=1e-5)
+      metrics.log_loss(labels, probs, labels=range(4)), rel=1e-5)
   assert got['ece'] == pytest.approx(_ece_loop(probs, labels, 10), abs=1e-6)

@@ -23,11 +23,11 @@ def _small_config(tfds_dir, **overrides):
   c.data_dir = tfds_dir
   c.hidden = (64,)
   c.latent_dim = 4
-  c.num_train_steps = 120
+  c.num_train_steps = 80
   c.batch_size = 32
   c.log_every = 20
   c.eval_every = 40
-  c.checkpoint_every = 60
+  c.checkpoint_every = 40
   c.iwae_samples = 20
   c.num_samples = 16
   c.progress_bar = False
@@ -41,7 +41,7 @@ def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir, model):
   for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'loss.png', 'reconstructions.png',
                'interpolations.png', 'latent_scatter.png'):
     assert (tmp_path / name).exists(), name
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['120', '60']
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['40', '80']
   ev = json.loads((tmp_path / 'eval.json').read_text())
   assert ev['model'] == model and ev['dataset'] == 'digits' and ev['bound'] == 'iwae-20'
   for key in ('test_nll_nats', 'test_bpd', 'train_steps_per_s', 'samples_per_s',
@@ -79,27 +79,27 @@ def _params(workdir):
 @pytest.mark.slow
 def test_cli_sigkill_and_resume_is_bit_identical(tmp_path, tfds_dir):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  steps = '--config.num_train_steps=300'
+  steps = '--config.num_train_steps=150'
   subprocess.run(_cli(tmp_path / 'full', tfds_dir, steps), cwd=REPO, env=env, check=True,
                  capture_output=True)
   killed = tmp_path / 'killed'
   proc = subprocess.Popen(_cli(killed, tfds_dir, steps), cwd=REPO, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while not (killed / 'checkpoints' / '100').exists():
+  while not (killed / 'checkpoints' / '40').exists():
     assert proc.poll() is None, 'training ended before it could be killed'
     assert time.time() < deadline
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   done = sorted(int(s) for s in os.listdir(killed / 'checkpoints') if s.isdigit())
-  assert done[-1] < 300, 'the kill came too late to test anything'
+  assert done[-1] < 150, 'the kill came too late to test anything'
   out = subprocess.run(_cli(killed, tfds_dir, steps), cwd=REPO, env=env, check=True,
                        capture_output=True, text=True)
   assert 'Resuming vae' in out.stdout + out.stderr
   step_a, a = _params(tmp_path / 'full')
   step_b, b = _params(killed)
-  assert step_a == step_b == 300
+  assert step_a == step_b == 150
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(leaves_a) == len(leaves_b)
   for x, y in zip(leaves_a, leaves_b):
