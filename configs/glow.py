@@ -31,7 +31,7 @@ def get_config():
   config.lr_schedule = 'cosine'
   config.warmup_steps = 200
   config.weight_decay = 1e-4
-  config.grad_clip_norm = 50.0
+  config.grad_clip_norm = 100.0
   config.seed = 0
 
   config.log_every = 50

@@ -60,7 +60,8 @@ def summary_table(rows: list[dict]) -> str:
   lines = [header, '|' + '---|' * 9]
   for r in rows:
     lines.append('| ' + ' | '.join([
-        r.get('model', '?'), r.get('dataset', '?'), _fmt(r.get('test_bpd')),
+        r.get('model', '?') + (' (p(x&#124;y))' if r.get('likelihood') == 'p(x|y)' else ''),
+        r.get('dataset', '?'), _fmt(r.get('test_bpd')),
         _fmt(r.get('bound')), _fmt(r.get('test_accuracy')), _fmt(r.get('test_log_loss')),
         _fmt(r.get('test_ece')), _fmt(r.get('train_steps_per_s'), 1),
         _fmt(r.get('samples_per_s'), 0)]) + ' |')

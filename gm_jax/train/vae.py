@@ -106,6 +106,8 @@ def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
   to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
   return {
       'bound': f'iwae-{num_samples}',
+      # A CVAE models p(x | y): its numbers are conditional and not comparable to p(x).
+      'likelihood': 'p(x|y)' if conditional else 'p(x)',
       'test_nll_nats': -iwae,
       'test_bpd': to_bpd(-iwae),
       'test_elbo_nats': -elbo,
