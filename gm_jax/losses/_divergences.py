@@ -1,34 +1,60 @@
 """Closed-form divergences between distributions, per example."""
 from __future__ import annotations
 
+from typing import Optional
+
 import jax.numpy as jnp
 
 from gm_jax.losses import _shapes
 
 
-def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
-  """KL( N(mean, diag(exp(log_var))) || N(0, I) ), summed per example.
+def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray, *,
+                prior_mean: Optional[jnp.ndarray] = None,
+                prior_log_var: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  """KL( N(mean, diag(exp(log_var))) || N(prior_mean, diag(exp(prior_log_var))) ).
 
+  Summed per example. With the default prior N(0, I) this is
   `0.5 * sum(exp(log_var) + mean^2 - 1 - log_var)` (Kingma & Welling 2014,
-  "Auto-Encoding Variational Bayes", Appendix B).
+  "Auto-Encoding Variational Bayes", Appendix B); in general, with
+  `d = log_var - prior_log_var`,
+  `0.5 * sum(exp(d) - 1 - d + (mean - prior_mean)^2 / exp(prior_log_var))`,
+  the KL between diagonal Gaussians used per latent group by hierarchical VAEs
+  (Vahdat & Kautz 2020, "NVAE", eq. 2, where `d = 2 log delta_sigma`).
 
   Args:
     mean: posterior means, `[B, ...]`.
-    log_var: posterior log-variances; `mean` and `log_var` broadcast together
-      to a `[B, ...]` shape.
+    log_var: posterior log-variances.
+    prior_mean: prior means (keyword-only); None means 0.
+    prior_log_var: prior log-variances (keyword-only); None means 0.
+    All four broadcast together to a `[B, ...]` shape.
 
   Returns:
     `[B]` KL divergences in nats (non-negative).
   """
   mean, log_var = jnp.asarray(mean), jnp.asarray(log_var)
+  args = {'mean': mean.shape, 'log_var': log_var.shape}
+  if prior_mean is not None:
+    prior_mean = jnp.asarray(prior_mean)
+    args['prior_mean'] = prior_mean.shape
+  if prior_log_var is not None:
+    prior_log_var = jnp.asarray(prior_log_var)
+    args['prior_log_var'] = prior_log_var.shape
   try:
-    shape = jnp.broadcast_shapes(mean.shape, log_var.shape)
+    shape = jnp.broadcast_shapes(*args.values())
   except ValueError:
     raise ValueError(
-        f"mean {mean.shape} and log_var {log_var.shape} do not broadcast."
+        ' and '.join(f'{k} {v}' for k, v in args.items()) + ' do not broadcast.'
     ) from None
-  _shapes.batch_rank_check("mean/log_var", shape)
-  # expm1 keeps exp(log_var) - 1 - log_var accurate when the posterior is
-  # close to the prior (log_var ~ 0), where the naive sum cancels.
-  kl = 0.5 * (jnp.expm1(log_var) - log_var + jnp.square(mean))
+  _shapes.batch_rank_check('/'.join(args), shape)
+  if prior_mean is None and prior_log_var is None:
+    # expm1 keeps exp(log_var) - 1 - log_var accurate when the posterior is
+    # close to the prior (log_var ~ 0), where the naive sum cancels.
+    kl = 0.5 * (jnp.expm1(log_var) - log_var + jnp.square(mean))
+  else:
+    diff = mean if prior_mean is None else mean - prior_mean
+    log_ratio = log_var if prior_log_var is None else log_var - prior_log_var
+    # Scaling the difference by exp(-prior_log_var / 2) before squaring keeps
+    # 0 * inf out of the result for tiny prior variances.
+    scaled = diff if prior_log_var is None else diff * jnp.exp(-0.5 * prior_log_var)
+    kl = 0.5 * (jnp.expm1(log_ratio) - log_ratio + jnp.square(scaled))
   return _shapes.sum_non_batch(jnp.broadcast_to(kl, shape))

@@ -136,6 +136,11 @@ class VAE(nn.Module):
 
   def encode(self, x, labels=None, *, train: bool = False):
     """x: int `[B, H, W, C]`, labels: int `[B]` -> (mean, log_var), each `[B, latent_dim]`."""
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+      raise ValueError(f'{type(self).__name__} was built for images of shape '
+                       f'{tuple(self.image_shape)} ([B, H, W, C]); got x of shape {x.shape}')
+    if labels is not None and labels.shape != x.shape[:1]:
+      raise ValueError(f'labels must have shape [B] = {x.shape[:1]}, got {labels.shape}')
     u = images_to_unit(x, self.num_levels)
     if self.architecture == 'mlp':
       h = self.encoder(self._condition(u.reshape(u.shape[0], -1), labels), train=train)

@@ -151,3 +151,9 @@ def test_bernoulli_decoder_matches_scipy():
   np.testing.assert_allclose(
       float(losses.bits_per_dim(model.log_likelihood(out, x), num_dims=4)[0]),
       expected / 4 / np.log(2), rtol=1e-5)
+
+
+def test_wrong_image_shape_is_named():
+  model, params = _tiny('categorical', 3)
+  with pytest.raises(ValueError, match=r'built for images of shape \(2, 2, 1\)'):
+    model.apply(params, jnp.zeros((1, 3, 3, 1), jnp.int32), method=vae_lib.VAE.encode)
