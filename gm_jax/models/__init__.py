@@ -1,7 +1,12 @@
-"""Flax modules, one family per module: `models.vae`, `models.flows`, `models.classifiers`."""
+"""Flax modules and pure model functions, one family per module.
 
+`models.vae` (VAE, ConditionalVAE, ELBO/IWAE objectives), `models.classifiers` (naive
+Bayes and logistic regression), `models.flows` (NICE, RealNVP, Glow).
+"""
+
+from gm_jax.models import classifiers
 from gm_jax.models import vae
 from gm_jax.models.vae import ConditionalVAE
 from gm_jax.models.vae import VAE
 
-__all__ = ('vae', 'VAE', 'ConditionalVAE')
+__all__ = ('classifiers', 'vae', 'VAE', 'ConditionalVAE')

@@ -1,0 +1,39 @@
+"""Data parallelism: one step function, run with `none`, `pmap` or `jit` + sharding.
+
+    from gm_jax import parallel
+    dp = parallel.make(config.parallel, step_fn)   # step_fn(state, batch, *, axis_name=None)
+    state = dp.put_state(state)
+    state, metrics = dp.step(state, dp.put_batch(local_batch))
+
+`gm_jax.train.loop` does this for every family; a family only writes `loss`.
+`per_example_mean` gives each example of the global batch its own key, so the three
+modes compute the same numbers. `distributed.initialize` joins a multi-process job.
+"""
+
+from gm_jax.parallel import distributed
+from gm_jax.parallel.distributed import initialize as initialize_distributed
+from gm_jax.parallel.modes import data_mesh
+from gm_jax.parallel.modes import DataParallel
+from gm_jax.parallel.modes import make
+from gm_jax.parallel.modes import MODES
+from gm_jax.parallel.modes import NoParallel
+from gm_jax.parallel.modes import PmapParallel
+from gm_jax.parallel.modes import ShardingParallel
+from gm_jax.parallel.per_example import DATA_AXIS
+from gm_jax.parallel.per_example import per_example_mean
+from gm_jax.parallel.per_example import shard_offset
+
+__all__ = (
+    'DATA_AXIS',
+    'DataParallel',
+    'MODES',
+    'NoParallel',
+    'PmapParallel',
+    'ShardingParallel',
+    'data_mesh',
+    'distributed',
+    'initialize_distributed',
+    'make',
+    'per_example_mean',
+    'shard_offset',
+)

@@ -9,6 +9,14 @@ Exact resume: the batch for step `s` is `data.batch_at_step(train, s, ...)` and 
 step's PRNG key is `fold_in(key(seed), s)` (computed inside the jitted step), so a run
 restored from the checkpoint at step `s` executes the same computations as a run
 that never stopped and ends with bit-identical parameters.
+
+Data parallelism (`config.parallel`: `none`, `pmap`, `sharding`): the step below is
+written once for one device and wrapped by `gm_jax.parallel`. Example `i` of the
+global batch of step `s` is evaluated with the key `fold_in(fold_in(key, s), i)`
+(`parallel.per_example_mean`), so the three modes, any device count and any number
+of processes compute the same losses and parameters (up to float summation order).
+Checkpoints always hold one unreplicated copy of the state, so a run can resume
+under another mode or device count.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import optax
 from tqdm import tqdm
 
 from gm_jax import data as gm_data
+from gm_jax import parallel
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
@@ -58,9 +67,9 @@ def validate_config(config) -> None:
   vf = config.get('validation_fraction', 0.1)
   if not 0.0 <= vf < 1.0:
     raise ValueError(f'config.validation_fraction must be in [0, 1), got {vf!r}')
-  if config.parallel not in ('none',):
-    raise ValueError(f"config.parallel={config.parallel!r} is not supported by this build: "
-                     "use 'none' (data-parallel 'pmap'/'sharding' modes are not implemented yet)")
+  if config.parallel not in parallel.MODES:
+    raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
+                     f'got {config.parallel!r}')
 
 
 def _mean_over(eval_fn, params, arrays: dict, batch_size: int, key) -> dict:
@@ -80,6 +89,33 @@ def _copy_tree(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
+def make_train_step(family: Family, tx: optax.GradientTransformation, train_key):
+  """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
+
+  `batch` is this device's shard of the global batch; with `axis_name` (pmap) the
+  shard-mean loss, metrics and gradients are averaged over that axis, which equals
+  the global-batch mean because the shards have equal sizes.
+  """
+
+  def train_step(state, batch, *, axis_name=None):
+    key = jax.random.fold_in(train_key, state['step'])
+    offset = parallel.shard_offset(parallel.per_example.batch_size_of(batch), axis_name)
+
+    def loss_fn(p):
+      return parallel.per_example_mean(family.loss, p, batch, key, offset=offset, train=True)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    if axis_name is not None:
+      loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    new_state = dict(state, step=state['step'] + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
 def run(config, workdir: str, family: Family, splits) -> dict:
   """Trains, selects, evaluates; returns the dict written to `workdir/eval.json`.
 
@@ -96,7 +132,7 @@ def run(config, workdir: str, family: Family, splits) -> dict:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise OSError(f'cannot create workdir {workdir!r}: {e}') from e
-  is_primary = jax.process_index() == 0
+  is_primary = parallel.distributed.is_primary()
   train = splits.train
   num_train = len(next(iter(train.values())))
   if num_train < config.batch_size:
@@ -107,6 +143,8 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   root_key = jax.random.key(seed)
   init_key, train_key, eval_key, sample_key = jax.random.split(root_key, 4)
   tx = optim.make_optimizer(config)
+  dp = parallel.make(config.parallel, make_train_step(family, tx, train_key))
+  dp.check_batch_size(config.batch_size)
   first_batch = gm_data.batch_at_step(train, 0, batch_size=config.batch_size, seed=seed)
   params = family.init(init_key, first_batch)
   state = {
@@ -122,25 +160,13 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       is_primary=is_primary)
   restored_step, state = checkpointer.restore_latest(state)
   start_step = int(state['step'])
-  if restored_step is not None:
+  if restored_step is not None and is_primary:
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
           f'(step {start_step}).', flush=True)
+  # From here on `state` is in the mode's device layout (replicated for pmap and
+  # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
+  state = dp.put_state(state)
 
-  def train_step(state, batch):
-    key = jax.random.fold_in(train_key, state['step'])
-
-    def loss_fn(p):
-      return family.loss(p, batch, key, train=True)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-    new_state = dict(state, step=state['step'] + 1, params=params, opt_state=opt_state)
-    return new_state, metrics
-
-  # The whole state is donated: parameters and optimiser moments are updated in place.
-  train_step = jax.jit(train_step, donate_argnums=0)
   eval_step = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
   writer = metrics_lib.MetricWriter(workdir, enabled=is_primary)
   num_steps = int(config.num_train_steps)
@@ -156,8 +182,10 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   step = start_step
   try:
     while step < num_steps:
-      batch = gm_data.batch_at_step(train, step, batch_size=config.batch_size, seed=seed)
-      state, metrics = train_step(state, batch)
+      # Each process materialises only its own contiguous slice of the global batch.
+      batch = gm_data.batch_at_step(train, step, batch_size=config.batch_size, seed=seed,
+                                    shard_index=dp.shard_index, shard_count=dp.shard_count)
+      state, metrics = dp.step(state, dp.put_batch(batch))
       loss = float(metrics['loss'])  # also synchronises, so the timing below is honest
       step += 1
       if not np.isfinite(loss):
@@ -182,20 +210,22 @@ def run(config, workdir: str, family: Family, splits) -> dict:
         bar.set_postfix(loss=f'{summary["loss"]:.4g}')
         pending = {}
       if has_validation and (step % eval_every == 0 or step == num_steps):
-        val = _mean_over(eval_step, state['params'], splits.validation, eval_batch, eval_key)
+        val = _mean_over(eval_step, dp.get_state(state['params']), splits.validation,
+                         eval_batch, eval_key)
         writer.write(step, val, prefix='val_')
-        if val[val_metric] < float(state['best_metric']):
+        if val[val_metric] < float(dp.get_state(state['best_metric'])):
           state = dict(state, best_params=_copy_tree(state['params']),
-                       best_metric=jnp.asarray(val[val_metric], jnp.float32),
-                       best_step=jnp.asarray(step, jnp.int32))
+                       **dp.put_state({'best_metric': np.float32(val[val_metric]),
+                                       'best_step': np.int32(step)}))
         t_mark = None  # do not count validation time as training time
       if step % config.checkpoint_every == 0 or step == num_steps:
-        checkpointer.save(step, state)
+        checkpointer.save(step, dp.get_state(state))
         t_mark = None
   finally:
     bar.close()
     writer.close()
 
+  state = dp.get_state(state)
   steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else _previous(
       workdir, 'train_steps_per_s')
   best_params = state['best_params'] if has_validation else state['params']

@@ -1,6 +1,5 @@
 """ECE against a direct NumPy loop over bins."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """Naive Bayes and logistic regression against scikit-learn and brute force."""
 import itertools
-import math
 
 import chex
 import jax

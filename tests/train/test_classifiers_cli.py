@@ -2,6 +2,7 @@
 
 The numbers are checked against scikit-learn fitted on the same split.
 """
+import importlib.util
 import json
 import os
 
@@ -15,7 +16,6 @@ from gm_jax.evaluate import calibration
 from gm_jax.train import classifiers as train_clf
 from gm_jax.train import registry
 
-import importlib.util
 _CONFIGS = os.path.join(os.path.dirname(__file__), '..', '..', 'configs')
 
 
