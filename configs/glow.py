@@ -22,11 +22,11 @@ def get_config():
   config.steps_per_scale = 4
   config.hidden = 64
   config.learned_prior = True
-  config.dropout_rate = 0.1
+  config.dropout_rate = 0.3
   config.logit_alpha = 0.05
 
   config.batch_size = 64
-  config.num_train_steps = 3000
+  config.num_train_steps = 2000
   config.learning_rate = 1e-3
   config.lr_schedule = 'cosine'
   config.warmup_steps = 200

@@ -26,7 +26,7 @@ def get_config():
   config.logit_alpha = 0.05
 
   config.batch_size = 64
-  config.num_train_steps = 3000
+  config.num_train_steps = 2000
   config.learning_rate = 1e-3
   config.lr_schedule = 'cosine'
   config.warmup_steps = 200

@@ -30,6 +30,8 @@ def get_config():
   config.hidden = (512, 512)
   config.dropout_rate = 0.3
   config.beta = 1.0
+  config.objective = 'elbo'  # 'elbo' | 'iwae' (K = iwae_train_samples)
+  config.iwae_train_samples = 5
 
   config.batch_size = 64
   config.num_train_steps = 1500

@@ -17,8 +17,9 @@ dequantised with `dequantize` (`x = (k + u) / num_levels`, `u ~ U[0, 1)`); then
 (Theis et al. 2016, "A note on the evaluation of generative models", eq. 6),
 which is what `discrete_nll` returns.
 
-`H` and `W` must be divisible by `2 ** num_scales` (4 by default) for RealNVP
-and Glow; NICE flattens and needs an even `H * W * C`.
+`H` and `W` must be divisible by `model.size_multiple`: `2 ** num_scales` for
+Glow and `2 ** (num_scales - 1)` for RealNVP (4 and 2 by default); NICE
+flattens and needs an even `H * W * C`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gm_jax import losses
 from gm_jax.nn import flows as fl
@@ -38,6 +38,11 @@ Array = jnp.ndarray
 
 class FlowModel(fl.Bijector):
   """A flow over images with a N(0, I) base; adds `log_prob` to the contract."""
+
+  @property
+  def size_multiple(self) -> int:
+    """Image height and width must be multiples of this (one factor 2 per squeeze)."""
+    return 1
 
   def log_prob(self, x: Array, *, train: bool = False) -> Array:
     """`log p(x)` for `x: [B, H, W, C]` in `[0, 1]`; returns `[B]` (nats)."""
@@ -54,7 +59,7 @@ def _check_image(name: str, x: Array, multiple: int) -> None:
     raise ValueError(f'{name} needs images [B, H, W, C]; got shape {x.shape}.')
   if x.shape[1] % multiple or x.shape[2] % multiple:
     raise ValueError(
-        f'{name} needs H and W divisible by {multiple} (2 ** num_scales); '
+        f'{name} needs H and W divisible by {multiple} (one factor 2 per squeeze); '
         f'got shape {x.shape}.')
 
 
@@ -104,9 +109,13 @@ class RealNVP(FlowModel):
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
 
+  @property
+  def size_multiple(self) -> int:
+    return 2 ** (self.num_scales - 1)  # the last scale does not squeeze
+
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
-    _check_image('RealNVP', x, 2 ** (self.num_scales - 1) * 2)
+    _check_image('RealNVP', x, self.size_multiple)
     layers = self._preprocess() + self._scale(0)
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
@@ -146,9 +155,13 @@ class Glow(FlowModel):
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
 
+  @property
+  def size_multiple(self) -> int:
+    return 2 ** self.num_scales
+
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
-    _check_image('Glow', x, 2 ** self.num_scales)
+    _check_image('Glow', x, self.size_multiple)
     layers = self._preprocess() + self._scale(0)
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 

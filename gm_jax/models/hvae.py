@@ -332,30 +332,34 @@ def init_params(model: HVAE, key, x):
   return model.init({'params': key, 'dropout': key}, x, draw_noise(model, key, x.shape[0]))
 
 
-def elbo_terms(model: HVAE, params, x, key, *, train: bool = False,
-               spectral: bool = False) -> dict:
-  """Single-sample ELBO per example, KL per group, optional spectral norms.
+def elbo_terms(model: HVAE, params, x, key, *, train: bool = False) -> dict:
+  """Single-sample ELBO per example and KL per group.
 
   Returns:
-    dict with `[B]` arrays `elbo`, `log_px_given_z`, `kl` (summed over groups),
-    `kl_groups` `[B, L]`, and with `spectral=True` `spectral_norms`, a vector of every
-    convolution's estimated largest singular value (for NVAE's regulariser).
+    dict with `[B]` arrays `elbo`, `log_px_given_z`, `kl` (summed over groups) and
+    `kl_groups` `[B, L]`.
   """
   dropout_key, eps_key = jax.random.split(key)
   eps = draw_noise(model, eps_key, x.shape[0])
-  mutable = [INTERMEDIATES] if spectral else False
-  result = model.apply(params, x, eps, train=train, rngs={'dropout': dropout_key},
-                       mutable=mutable)
-  (out, stats), inter = result if spectral else (result, None)
+  out, stats = model.apply(params, x, eps, train=train, rngs={'dropout': dropout_key})
   log_px = model.log_likelihood(out, x)
   kl_groups = group_kls(stats)
   kl = jnp.sum(kl_groups, -1)
-  terms = {'elbo': losses.elbo(log_px, kl), 'log_px_given_z': log_px, 'kl': kl,
-           'kl_groups': kl_groups}
-  if spectral:
-    terms['spectral_norms'] = jnp.stack(
-        [s for s in jax.tree.leaves(inter[INTERMEDIATES])])
-  return terms
+  return {'elbo': losses.elbo(log_px, kl), 'log_px_given_z': log_px, 'kl': kl,
+          'kl_groups': kl_groups}
+
+
+def spectral_norms(model: HVAE, params) -> jnp.ndarray:
+  """Estimated largest singular value of every convolution's kernel -> `[num_convs]`.
+
+  The terms of NVAE's spectral regulariser (Vahdat & Kautz 2020, Sec. 3.3, after
+  Yoshida & Miyato 2017). They depend on the parameters only, so one dummy image
+  drives the modules that report them.
+  """
+  x = jnp.zeros((1,) + tuple(model.image_shape), jnp.int32)
+  eps = [jnp.zeros((1,) + s) for s in model.latent_shapes()]
+  _, inter = model.apply(params, x, eps, mutable=[INTERMEDIATES])
+  return jnp.stack(jax.tree.leaves(inter[INTERMEDIATES]))
 
 
 def iwae_log_weights(model: HVAE, params, x, key, num_samples: int, start=0, *,
@@ -383,18 +387,20 @@ def iwae_log_weights(model: HVAE, params, x, key, num_samples: int, start=0, *,
 
 
 def iwae_estimate(model: HVAE, params, x, key, *, num_samples: int,
-                  chunk_size: Optional[int] = None, memory_budget_bytes: int = 256 << 20):
+                  chunk_size: Optional[int] = None, memory_budget_bytes: int = 96 << 20):
   """IWAE-K lower bound on log p(x) per example `[B]`, in chunks of samples (K up to 1000s).
 
-  Chunks are sized so that about `memory_budget_bytes` of activations exist at once.
+  By default a chunk holds as many draws as keep about `memory_budget_bytes` of
+  activations alive; on CPU, chunks of ~1,000 `(draw, image)` pairs ran faster than
+  larger ones (cache), which is what the default gives for the digits model.
   """
   if num_samples < 1:
     raise ValueError(f'num_samples must be >= 1, got {num_samples}')
   b = x.shape[0]
   if chunk_size is None:
     h, w, c = model.image_shape
-    per_sample = b * 4 * (h * w * c * model.out_per_subpixel * 3 + h * w * model.channels * 8)
-    chunk_size = max(1, min(num_samples, memory_budget_bytes // max(per_sample, 1)))
+    per_pair = 4 * (h * w * model.channels * 10 + h * w * c * model.out_per_subpixel * 3)
+    chunk_size = max(1, min(num_samples, memory_budget_bytes // (per_pair * b)))
   fn = _jitted_log_weights(model)
   parts, done = [], 0
   while done < num_samples:
@@ -417,8 +423,8 @@ def _jitted_log_weights(model: HVAE):
   return _LOG_WEIGHT_CACHE[model]
 
 
-def sample_prior(model: HVAE, params, key, num: int, temperatures=None):
-  """Ancestral samples `z_l ~ p(z_l | z_<l)` (tempered), `x ~ p(x | z)` -> int32 `[num, H, W, C]`.
+def sample_latents(model: HVAE, params, key, num: int, temperatures=None):
+  """Decoder output `[num, H, W, C, P]` for tempered prior samples `z_l ~ p(z_l | z_<l)`.
 
   Args:
     temperatures: None, a scalar, or one factor per group on the prior std.
@@ -428,11 +434,27 @@ def sample_prior(model: HVAE, params, key, num: int, temperatures=None):
   if temperatures is not None and len(temperatures) != model.num_groups:
     raise ValueError(f'temperatures needs one value per group ({model.num_groups}), '
                      f'got {len(temperatures)}')
-  z_key, x_key = jax.random.split(key)
-  out, _ = model.apply(params, None, draw_noise(model, z_key, num), method=HVAE.decode,
+  out, _ = model.apply(params, None, draw_noise(model, key, num), method=HVAE.decode,
                        temperatures=temperatures)
+  return out
+
+
+def sample_prior(model: HVAE, params, key, num: int, temperatures=None):
+  """Ancestral samples: tempered `z ~ p(z)`, then `x ~ p(x | z)` -> int32 `[num, H, W, C]`."""
+  z_key, x_key = jax.random.split(key)
+  out = sample_latents(model, params, z_key, num, temperatures)
   return vae_lib.sample_decoder(out, x_key, likelihood=model.likelihood,
                                 num_levels=model.num_levels)
+
+
+def sample_prior_mean(model: HVAE, params, key, num: int, temperatures=None):
+  """Tempered `z ~ p(z)`, then the decoder mean (float `[num, H, W, C]` on the level grid).
+
+  NVAE (Sec. 5) shows these for reduced temperatures: the per-pixel noise of
+  `x ~ p(x | z)` would hide what the temperature of the latents does.
+  """
+  out = sample_latents(model, params, key, num, temperatures)
+  return vae_lib.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
 
 
 def reconstruct(model: HVAE, params, x, key):

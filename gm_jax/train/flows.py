@@ -38,6 +38,18 @@ _MODEL_FIELDS = {
 }
 
 
+def _rbg(key: jax.Array) -> jax.Array:
+  """An 'rbg' PRNG key derived deterministically from `key` (inside jit).
+
+  XLA:CPU compiles threefry bit generation slowly (seconds per random call and
+  shape; the dequantisation noise and every dropout mask is one), which doubled
+  a Glow train step's compile time; `lax.rng_bit_generator` compiles in a
+  fraction of that. The randomness stays a pure function of the trainer's key,
+  so resumed runs are unchanged.
+  """
+  return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl='rbg')
+
+
 def build_model(config, info) -> flows_lib.FlowModel:
   """The flow named by `config.model` for dataset `info`, from the config's fields."""
   if config.model not in MODELS:
@@ -48,10 +60,10 @@ def build_model(config, info) -> flows_lib.FlowModel:
   if 'hidden' in kwargs and (not isinstance(kwargs['hidden'], int) or kwargs['hidden'] <= 0):
     raise ValueError(f'config.hidden must be a positive integer; got {kwargs["hidden"]!r}')
   model = flows_lib.MODELS[config.model](**kwargs)
-  multiple = 1 if config.model == 'nice' else 2 ** getattr(model, 'num_scales', 0)
+  multiple = model.size_multiple
   h, w, _ = info.shape
   if h % multiple or w % multiple:
-    raise ValueError(f'{config.model} with num_scales={model.num_scales} needs image sides '
+    raise ValueError(f'{config.model} with these config.num_scales needs image sides '
                      f'divisible by {multiple}; {info.name!r} is {info.shape}')
   return model
 
@@ -64,7 +76,7 @@ def make_family(config, info) -> Family:
 
   def bound(params, images, key, *, train):
     """Per-example discrete NLL bound in nats, `[B]`."""
-    noise_key, dropout_key = jax.random.split(key)
+    noise_key, dropout_key = jax.random.split(_rbg(key))
     x = flows_lib.dequantize(noise_key, images, num_levels=levels)
     z, log_det = model.apply(params, x, train=train, rngs={'dropout': dropout_key},
                              method=model.forward_and_log_det)
@@ -73,7 +85,8 @@ def make_family(config, info) -> Family:
   @jax.jit
   def init(key, batch):
     # ActNorm layers initialise from this (dequantised) batch.
-    x = flows_lib.dequantize(jax.random.fold_in(key, 1), batch['image'], num_levels=levels)
+    x = flows_lib.dequantize(_rbg(jax.random.fold_in(key, 1)), batch['image'],
+                             num_levels=levels)
     return model.init({'params': key}, x, method=model.forward_and_log_det)
 
   def loss(params, batch, key, *, train):
@@ -86,17 +99,20 @@ def make_family(config, info) -> Family:
                           num_samples=int(cfg.get('eval_dequant_samples', 10)),
                           batch_size=int(cfg.get('eval_batch_size', 256)))
 
+  # `temperature` is traced, so every temperature shares one compiled sampler.
   sample_jit = jax.jit(
       lambda p, k, n, t: flows_lib.quantize(
-          flows_lib.sample(model, p, k, shape=(n,) + tuple(info.shape), temperature=t),
+          flows_lib.sample(model, p, _rbg(k), shape=(n,) + tuple(info.shape), temperature=t),
           num_levels=levels),
       static_argnums=2)
+  num_samples = int(config.get('num_samples', 64))
 
   def sample(params, key, num):
     return np.asarray(sample_jit(params, key, num, temperature)).astype(np.uint8)
 
   def pictures(params, splits, key, workdir):
-    return flow_pictures(model, params, splits, key, workdir, sample_jit=sample_jit)
+    draw = lambda key, t: sample_jit(params, key, num_samples, t)
+    return flow_pictures(model, params, splits, key, workdir, draw=draw)
 
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
                 pictures=pictures, validation_metric='bpd')
@@ -113,9 +129,9 @@ def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_sampl
   """
   num_dims = math.prod(test['image'].shape[1:])
 
-  @functools.partial(jax.jit, static_argnums=3)
-  def per_draw(params, images, key, k):
-    keys = jax.random.split(key, k)
+  @functools.partial(jax.jit, static_argnums=4)
+  def per_draw(params, images, key, i, k):
+    keys = jax.random.split(_rbg(jax.random.fold_in(key, i)), k)
 
     def one(key):
       x = flows_lib.dequantize(key, images, num_levels=num_levels)
@@ -126,8 +142,13 @@ def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_sampl
 
   draws = []
   for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    draws.append(np.asarray(per_draw(params, jnp.asarray(batch['image']),
-                                     jax.random.fold_in(key, i), num_samples), np.float64))
+    images = np.asarray(batch['image'])
+    n = len(images)
+    if n < batch_size:  # pad the last batch: one compiled shape for the whole split
+      images = np.concatenate([images, np.zeros((batch_size - n,) + images.shape[1:],
+                                                images.dtype)])
+    nll = per_draw(params, jnp.asarray(images), key, i, num_samples)
+    draws.append(np.asarray(nll, np.float64)[:, :n])
   nll = np.concatenate(draws, axis=1)  # [K, N]
   per_image = nll.mean(0)
   iw = -(np.logaddexp.reduce(-nll, axis=0) - math.log(num_samples))
@@ -144,13 +165,16 @@ def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_sampl
   }
 
 
-def flow_pictures(model, params, splits, key, workdir, *, sample_jit) -> dict:
-  """Samples at several temperatures and latent interpolations between test images."""
+def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
+  """Samples at several temperatures and latent interpolations between test images.
+
+  `draw(key, temperature)` returns a batch of level images `[N, H, W, C]`;
+  each temperature is a row of 10 (the same base noise, scaled).
+  """
   from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-  info = splits.info
-  levels = info.num_levels
+  levels = splits.info.num_levels
   temperatures = (0.0, 0.5, 0.7, 0.85, 1.0)
-  rows = [np.asarray(sample_jit(params, key, 10, t)) for t in temperatures]
+  rows = [np.asarray(draw(key, t))[:10] for t in temperatures]
   images.save_image_grid(np.concatenate(rows), os.path.join(workdir, 'samples_temperature.png'),
                          num_levels=levels, nrow=10)
 

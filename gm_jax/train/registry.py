@@ -8,6 +8,7 @@ import importlib
 MODELS = {
     'vae': 'gm_jax.train.vae',
     'cvae': 'gm_jax.train.vae',
+    'hvae': 'gm_jax.train.hvae',
     'nice': 'gm_jax.train.flows',
     'realnvp': 'gm_jax.train.flows',
     'glow': 'gm_jax.train.flows',

@@ -22,23 +22,27 @@ def _tiny(config, tfds_dir, **overrides):
   c.warmup_steps = 0
   c.log_every = 10
   c.eval_every = 20
-  c.checkpoint_every = 20
+  c.checkpoint_every = 40
   c.eval_dequant_samples = 2
-  c.num_samples = 8
+  c.num_samples = 10
   c.update(overrides)
   return c
 
 
-def test_glow_trains_and_writes_every_artefact(tmp_path, tfds_dir):
-  assert registry.trainer_for('glow') is flows_family.train_and_evaluate
-  config = _tiny(glow_config, tfds_dir, steps_per_scale=1, hidden=16)
+def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir):
+  # A tiny NICE: XLA:CPU compiles a conv flow's six programs (init, train step,
+  # validation, test bound, sampler, interpolation) far too slowly for a smoke test;
+  # the conv flows' gradients are tested in tests/models/test_flow_models.py.
+  for model in ('nice', 'realnvp', 'glow'):
+    assert registry.trainer_for(model) is flows_family.train_and_evaluate
+  config = _tiny(nice_config, tfds_dir, hidden=32, num_hidden_layers=1)
   res = flows_family.train_and_evaluate(config, str(tmp_path))
   for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'samples_temperature.png',
                'interpolations.png'):
     assert (tmp_path / name).exists(), name
   ev = json.loads((tmp_path / 'eval.json').read_text())
   assert ev == json.loads(json.dumps(res))
-  assert ev['model'] == 'glow' and ev['bound'] == 'exact'
+  assert ev['model'] == 'nice' and ev['bound'] == 'exact'
   assert ev['dequantization'] == 'uniform' and ev['test_nonfinite'] == 0
   for key in ('test_nll_nats', 'test_bpd', 'test_bpd_iw', 'train_steps_per_s',
               'samples_per_s'):
@@ -69,5 +73,17 @@ def test_bad_config_fields_are_named(tfds_dir):
   info = gm_data.get_info('digits')
   with pytest.raises(ValueError, match='config.hidden'):
     flows_family.make_family(_tiny(glow_config, tfds_dir, hidden=0), info)
-  with pytest.raises(ValueError, match='divisible by 8'):
-    flows_family.make_family(_tiny(glow_config, tfds_dir, num_scales=3), info)
+  with pytest.raises(ValueError, match='divisible by 16'):
+    flows_family.make_family(_tiny(glow_config, tfds_dir, num_scales=4), info)
+
+
+@pytest.mark.slow
+def test_default_glow_config_reaches_its_targets(tmp_path, tfds_dir):
+  """configs/glow.py as shipped (~4 minutes on 2 cores): below the Gaussian-mixture
+  baseline (2.743 bits/dim) and the Glow goal (2.20) on the digits test split."""
+  config = glow_config.get_config()
+  config.data_dir = tfds_dir
+  ev = flows_family.train_and_evaluate(config, str(tmp_path))
+  assert ev['test_nonfinite'] == 0
+  assert ev['test_bpd'] < 2.743
+  assert ev['test_bpd'] < 2.20

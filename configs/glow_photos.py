@@ -1,0 +1,47 @@
+"""Glow on 32x32 RGB patches of scikit-learn's two sample photographs.
+
+Run:
+    python -m gm_jax.main --config=configs/glow_photos.py --workdir=/tmp/glow_photos
+
+`photo_patches`: 1,550 train crops (10% held out for validation) and 350 test
+crops from the right-most columns, 256 levels. Uniform dequantisation;
+test_bpd is the bound in bits/dim of the 8-bit data.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.model = 'glow'
+  config.dataset = 'photo_patches'
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  config.validation_fraction = 0.1
+
+  config.num_scales = 3
+  config.steps_per_scale = 4
+  config.hidden = 64
+  config.learned_prior = True
+  config.dropout_rate = 0.1
+  config.logit_alpha = 0.05
+
+  config.batch_size = 32
+  config.num_train_steps = 1500
+  config.learning_rate = 1e-3
+  config.lr_schedule = 'cosine'
+  config.warmup_steps = 100
+  config.weight_decay = 1e-4
+  config.grad_clip_norm = 500.0
+  config.seed = 0
+
+  config.log_every = 50
+  config.eval_every = 100
+  config.checkpoint_every = 500
+  config.max_to_keep = 2
+  config.parallel = 'none'
+
+  config.eval_dequant_samples = 4
+  config.eval_batch_size = 128
+  config.num_samples = 64
+  config.sample_temperature = 0.7
+  return config
