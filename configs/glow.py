@@ -4,8 +4,16 @@ Run:
     python -m gm_jax.main --config=configs/glow.py --workdir=/tmp/glow
 
 Uniform dequantisation of the 17 grey levels; test_bpd is the bound
-E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data.
-Measured: see the table at the end of this docstring (filled in below).
+E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data (10 noise
+draws per test image).
+
+Measured (digits test split = last 360 images, 2-core CPU shared with other jobs,
+2,000 steps, 3.5-4 minutes): test 2.139 / 2.136 / 2.128 bits/dim for seeds 0 / 1 / 2
+(importance-weighted over the 10 draws: 2.05-2.06), 15-18 train steps/s, no NaN.
+Dropout 0.3 in the coupling networks matters: with 0.1 and 3,000 steps seed 0 gave
+2.168 (train 1.89 vs validation 2.15 bits/dim: 1,293 images overfit quickly).
+Reference points on this split: uniform 4.087, Gaussian mixture 2.743, logistic
+autoregressive 2.063 bits/dim.
 """
 
 import ml_collections

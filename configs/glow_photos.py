@@ -19,8 +19,8 @@ def get_config():
   config.validation_fraction = 0.1
 
   config.num_scales = 3
-  config.steps_per_scale = 4
-  config.hidden = 64
+  config.steps_per_scale = 3
+  config.hidden = 32
   config.learned_prior = True
   config.dropout_rate = 0.1
   config.logit_alpha = 0.05

@@ -35,11 +35,11 @@ def get_config():
   config.iwae_train_samples = 5  # K for objective='iwae'
   config.free_bits = 0.0  # nats per group (batch-averaged KL floor); 0 = off
   config.kl_warmup_steps = 0  # active only when the trainer passes `step` to the loss
-  config.spectral_reg = 0.0  # NVAE's lambda on the sum of spectral norms
-  config.grad_skip_norm = 0.0  # zero the gradient of steps above this norm; 0 = off
+  config.spectral_reg = 0.01  # NVAE's lambda on the sum of spectral norms
+  config.grad_skip_norm = 1000.0  # zero the gradient of steps above this norm; 0 = off
 
   config.batch_size = 64
-  config.num_train_steps = 1500
+  config.num_train_steps = 1200
   config.learning_rate = 2e-3
   config.lr_schedule = 'cosine'
   config.warmup_steps = 100
@@ -53,7 +53,7 @@ def get_config():
   config.max_to_keep = 2
   config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
 
-  config.iwae_samples = 1000
+  config.iwae_samples = 500
   config.iwae_batch_size = 120
   config.num_samples = 64
   config.sample_temperature = 1.0

@@ -4,7 +4,14 @@ Run:
     python -m gm_jax.main --config=configs/nice.py --workdir=/tmp/nice
 
 Uniform dequantisation of the 17 grey levels; test_bpd is the bound
-E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data.
+E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data (10 noise
+draws per test image).
+
+Measured (digits test split = last 360 images, 2-core CPU shared with other jobs,
+3,000 steps, ~2 minutes): test 2.460 / 2.468 / 2.476 bits/dim for seeds 0 / 1 / 2
+(importance-weighted over the 10 draws: 2.39-2.41), ~38 train steps/s, no NaN. The
+best validation bound came at steps 2,300-2,800. Reference points on this split:
+uniform 4.087, Gaussian mixture 2.743, logistic autoregressive 2.063 bits/dim.
 """
 
 import ml_collections

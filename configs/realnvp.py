@@ -4,7 +4,15 @@ Run:
     python -m gm_jax.main --config=configs/realnvp.py --workdir=/tmp/realnvp
 
 Uniform dequantisation of the 17 grey levels; test_bpd is the bound
-E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data.
+E_u[-log p((k + u) / 17)] + 64 log 17 in bits/dim of the discrete data (10 noise
+draws per test image).
+
+Measured (digits test split = last 360 images, 2-core CPU shared with other jobs,
+2,000 steps, 5-7 minutes): test 2.072 / 2.075 / 2.076 bits/dim for seeds 0 / 1 / 2
+(importance-weighted over the 10 draws: 2.00-2.01), 6-9 train steps/s (the
+full-resolution checkerboard couplings make it the slowest of the three flows), no
+NaN; still improving slowly at the last step. Reference points on this split:
+uniform 4.087, Gaussian mixture 2.743, logistic autoregressive 2.063 bits/dim.
 """
 
 import ml_collections

@@ -25,6 +25,7 @@ import traceback
 DEMO_RUNS = {
     'vae': ('vae.py', {'num_train_steps': 1500, 'iwae_samples': 500}),
     'cvae': ('cvae.py', {'num_train_steps': 1500, 'iwae_samples': 500}),
+    'hvae': ('hvae.py', {'num_train_steps': 600, 'iwae_samples': 100}),
     'nice': ('nice.py', {}),
     'realnvp': ('realnvp.py', {}),
     'glow': ('glow.py', {}),

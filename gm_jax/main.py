@@ -4,6 +4,14 @@
         [--config.num_train_steps=2000 ...]
 
 Re-running the same command resumes from the newest checkpoint in `workdir`.
+
+Data-parallel training (`--config.parallel=pmap` or `sharding`) uses every local
+device. Several hosts: run the same command on each, adding
+
+    --coordinator_address=HOST0:1234 --num_processes=N --process_id=I
+
+(or `--distributed` where JAX detects the cluster itself: Cloud TPU pod slices,
+SLURM); `workdir` must then be on a filesystem every host sees.
 """
 
 from gm_jax import _xla
@@ -22,6 +30,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples, eval.json.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
                                 lock_config=True)
+flags.DEFINE_string('coordinator_address', None,
+                    'Multi-process training: HOST:PORT of process 0 (jax.distributed).')
+flags.DEFINE_integer('num_processes', None, 'Multi-process training: number of processes.')
+flags.DEFINE_integer('process_id', None, "Multi-process training: this process's index.")
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() with cluster auto-detection '
+                  '(Cloud TPU pod slices, SLURM) instead of the three flags above.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -33,6 +48,13 @@ def main(argv):
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax/tfds INFO lines drown the progress bar
+  from gm_jax import parallel
+  try:
+    # Before anything asks JAX for its devices.
+    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id, auto=FLAGS.distributed)
+  except ValueError as e:
+    raise app.UsageError(str(e))
   from gm_jax.train import registry
   config = FLAGS.config
   if 'model' not in config:
@@ -42,7 +64,8 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e))
   results = train_and_evaluate(config, FLAGS.workdir)
-  print(json.dumps(results, indent=2, sort_keys=True))
+  if parallel.distributed.is_primary():
+    print(json.dumps(results, indent=2, sort_keys=True))
 
 
 def run():

@@ -6,7 +6,7 @@
     state, metrics = dp.step(state, dp.put_batch(local_batch))
 
 `gm_jax.train.loop` does this for every family; a family only writes `loss`.
-`per_example_mean` gives each example of the global batch its own key, so the three
+`mean_over_groups` gives each example of the global batch its own key, so the three
 modes compute the same numbers. `distributed.initialize` joins a multi-process job.
 """
 
@@ -20,7 +20,7 @@ from gm_jax.parallel.modes import NoParallel
 from gm_jax.parallel.modes import PmapParallel
 from gm_jax.parallel.modes import ShardingParallel
 from gm_jax.parallel.per_example import DATA_AXIS
-from gm_jax.parallel.per_example import per_example_mean
+from gm_jax.parallel.per_example import mean_over_groups
 from gm_jax.parallel.per_example import shard_offset
 
 __all__ = (
@@ -34,6 +34,6 @@ __all__ = (
     'distributed',
     'initialize_distributed',
     'make',
-    'per_example_mean',
+    'mean_over_groups',
     'shard_offset',
 )

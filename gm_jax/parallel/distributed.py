@@ -28,8 +28,8 @@ def initialize(coordinator_address: Optional[str] = None,
     coordinator_address: `HOST:PORT` of process 0's coordinator service.
     num_processes: number of processes in the job.
     process_id: this process's index in `[0, num_processes)`.
-    auto: with no other argument, let JAX detect the cluster (Cloud TPU pod
-      slices, SLURM, Open MPI) instead of reading the three flags.
+    auto: let JAX detect what is not given from the cluster (Cloud TPU pod
+      slices, SLURM, Open MPI) instead of requiring all three.
 
   Returns:
     True if `jax.distributed.initialize` was called; False for a single-process run
@@ -56,11 +56,8 @@ def initialize(coordinator_address: Optional[str] = None,
   # CPU devices of different processes talk through gloo (TCP); without it the CPU
   # backend has no cross-process collectives. GPUs and TPUs ignore this setting.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  if auto:
-    jax.distributed.initialize()
-  else:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+  # With `auto`, whatever is not given is detected from the cluster's environment.
+  jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
   return True
 
 

@@ -82,6 +82,22 @@ class DataParallel(abc.ABC):
   def get_state(self, tree: PyTree) -> PyTree:
     """Inverse of `put_state`: one copy, on this process's first device."""
 
+  def checkpoint_state(self, tree: PyTree) -> PyTree:
+    """What every process hands to orbax: one copy of the state.
+
+    One process: `get_state` (single-device arrays, as without parallelism). Several
+    processes: orbax's multi-process save needs every process to take part with
+    global arrays; replicated over all devices, only process 0's copy is written.
+    """
+    local = self.get_state(tree)
+    if self.shard_count == 1:
+      return local
+    replicated = NamedSharding(data_mesh(), P())
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(x.shape, replicated,
+                                               lambda idx, x=np.asarray(x): x[idx]),
+        local)
+
   @abc.abstractmethod
   def put_batch(self, local_batch: dict) -> PyTree:
     """This process's contiguous slice of the global batch -> the layout `step` takes."""
@@ -208,6 +224,9 @@ class ShardingParallel(DataParallel):
 
   def get_state(self, tree):
     return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+  def checkpoint_state(self, tree):
+    return tree if self.shard_count > 1 else self.get_state(tree)
 
   def put_batch(self, local_batch):
     return jax.tree.map(

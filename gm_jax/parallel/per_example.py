@@ -4,12 +4,20 @@ A family's `loss(params, batch, key, train=True)` draws its noise (dropout masks
 reparameterisation noise, dequantisation noise) with shapes that include the batch
 axis. On one device that batch is the global batch; under `pmap` each device sees
 only its shard, so the same key would give different draws for the same example.
-`per_example_mean` removes the dependence: example `i` of the global batch is run
-as a batch of one with the key `fold_in(key, i)`, so its draws depend only on the
-step key and `i`, never on which device holds it or how the batch is split. The
-batch mean of these per-example losses is the family's loss (the contract asks for
-a mean over the batch of a per-example objective), and `jax.vmap` turns the
-batch-of-one calls back into the same batched matmuls and convolutions.
+`mean_over_groups` removes the dependence: the global batch is cut into groups of
+`group_size` consecutive examples (1 by default), and group `j` is one call of the
+loss with the key `fold_in(key, j)`, so its draws depend only on the step key and
+`j`, never on which device holds it or how the batch is split. The mean of the
+group losses is the batch loss (the Family contract asks for a mean over the batch),
+and `jax.vmap` turns the per-group calls back into batched matmuls and convolutions.
+
+Two things break the equivalence, and `gm_jax.train.loop` documents both:
+* a loss that couples the examples of its batch (a KL floor averaged over the batch,
+  batch statistics) is computed within each group: set `group_size` to the
+  per-device batch to get the usual data-parallel semantics for such terms;
+* keys of the `rbg`/`unsafe_rbg` implementations: `lax.rng_bit_generator`'s batching
+  rule draws a vmapped batch from the first key only, so under `vmap` their draws
+  are not per group (threefry keys, JAX's default, are).
 """
 
 from __future__ import annotations
@@ -41,29 +49,38 @@ def shard_offset(batch_size: int, axis_name=None):
   return jax.lax.axis_index(axis_name) * batch_size
 
 
-def per_example_mean(loss_fn: Callable, params, batch: Mapping[str, Any], key, *,
-                     offset=0, train: bool = True):
-  """Mean of `loss_fn` over the examples of `batch`, each with its own key.
+def mean_over_groups(loss_fn: Callable, params, batch: Mapping[str, Any], key, *,
+                     group_size: int = 1, offset=0, train: bool = True):
+  """Mean of `loss_fn` over groups of `group_size` examples, each with its own key.
 
   Args:
     loss_fn: a `Family.loss`: `(params, batch, key, *, train) -> (loss, metrics)`,
       where `loss` and every metric are means over the batch.
     params: model parameters.
-    batch: dict of arrays `[B, ...]` (this device's shard of the global batch).
+    batch: dict of arrays `[B, ...]` (this device's shard of the global batch);
+      `B` must be a multiple of `group_size`.
     key: the step's PRNG key, identical on every device.
-    offset: global index of `batch`'s first example (`shard_offset`).
+    group_size: examples per call of `loss_fn`.
+    offset: global index of `batch`'s first example (`shard_offset`), a multiple of
+      `group_size`.
     train: passed to `loss_fn`.
 
   Returns:
-    `(loss, metrics)`: the means over the `B` examples, where example `b` was
-    evaluated alone with the key `fold_in(key, offset + b)`.
+    `(loss, metrics)`, the means over the `B / group_size` groups, where the group
+    of global examples `[j * group_size, (j + 1) * group_size)` was evaluated with
+    the key `fold_in(key, j)`.
   """
   n = batch_size_of(batch)
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(offset + jnp.arange(n))
+  if n % group_size:
+    raise ValueError(f'a batch of {n} examples does not split into groups of {group_size}')
+  num_groups = n // group_size
+  first = offset // group_size
+  keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(first + jnp.arange(num_groups))
+  groups = jax.tree.map(lambda a: a.reshape((num_groups, group_size) + a.shape[1:]),
+                        dict(batch))
 
-  def one(example, example_key):
-    single = jax.tree.map(lambda a: a[None], example)
-    return loss_fn(params, single, example_key, train=train)
+  def one(group, group_key):
+    return loss_fn(params, group, group_key, train=train)
 
-  losses, metrics = jax.vmap(one)(dict(batch), keys)
+  losses, metrics = jax.vmap(one)(groups, keys)
   return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)

@@ -53,7 +53,8 @@ def build_model(config, info) -> hvae_lib.HVAE:
         image_shape=tuple(info.shape), num_levels=info.num_levels,
         groups_per_scale=tuple(config.groups_per_scale), stem_stride=int(config.stem_stride),
         channels=int(config.channels), latent_channels=int(config.latent_channels),
-        cells_per_group=int(config.get('cells_per_group', 1)), likelihood=likelihood,
+        cells_per_group=int(config.get('cells_per_group', 1)),
+        output_cells=int(config.get('output_cells', 1)), likelihood=likelihood,
         normalization=config.get('normalization', 'weight'),
         dropout_rate=float(config.get('dropout_rate', 0.0)))
   except ValueError as e:
@@ -219,14 +220,18 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
   test images above their reconstructions (decoder mean, one posterior sample)."""
   from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
   levels, per_row = model.num_levels, 10
-  mean_fn = jax.jit(lambda p, k, t: hvae_lib.sample_prior_mean(model, p, k, per_row, t))
-  rows = [np.asarray(mean_fn(params, key, jnp.float32(t))) for t in temperatures]
-  images.save_image_grid(np.concatenate(rows), os.path.join(workdir, 'samples_temperatures.png'),
+  x = jnp.asarray(splits.test['image'][:16])
+
+  @jax.jit  # one compilation for every picture
+  def draw(p):
+    rows = jax.vmap(lambda t: hvae_lib.sample_prior_mean(model, p, key, per_row, t))(
+        jnp.asarray(temperatures, jnp.float32))
+    return rows.reshape((-1,) + rows.shape[2:]), hvae_lib.reconstruct(model, p, x, key)
+
+  rows, recon = map(np.asarray, draw(params))
+  images.save_image_grid(rows, os.path.join(workdir, 'samples_temperatures.png'),
                          num_levels=levels, nrow=per_row)
-  x = np.asarray(splits.test['image'][:16])
-  recon = np.asarray(jax.jit(lambda p, x, k: hvae_lib.reconstruct(model, p, x, k))(
-      params, jnp.asarray(x), key))
-  pairs = np.stack([x, recon], 1).reshape((-1,) + x.shape[1:])
+  pairs = np.stack([np.asarray(x), recon], 1).reshape((-1,) + x.shape[1:])
   images.save_image_grid(pairs, os.path.join(workdir, 'reconstructions.png'),
                          num_levels=levels, nrow=8)
   return {'picture_temperatures': [float(t) for t in temperatures]}

@@ -11,12 +11,16 @@ restored from the checkpoint at step `s` executes the same computations as a run
 that never stopped and ends with bit-identical parameters.
 
 Data parallelism (`config.parallel`: `none`, `pmap`, `sharding`): the step below is
-written once for one device and wrapped by `gm_jax.parallel`. Example `i` of the
-global batch of step `s` is evaluated with the key `fold_in(fold_in(key, s), i)`
-(`parallel.per_example_mean`), so the three modes, any device count and any number
-of processes compute the same losses and parameters (up to float summation order).
-Checkpoints always hold one unreplicated copy of the state, so a run can resume
-under another mode or device count.
+written once for one device and wrapped by `gm_jax.parallel`. The family's loss is
+called on groups of `config.loss_group_size` (default 1) consecutive examples of the
+global batch, group `j` of step `s` with the key `fold_in(fold_in(key, s), j)`
+(`parallel.mean_over_groups`), and the step's loss is the mean over groups. So the
+three modes, any device count and any number of processes compute the same losses
+and parameters (up to float summation order). A family whose loss couples the
+examples of a batch (e.g. a KL floor on the batch-averaged KL) sees batches of
+`loss_group_size` examples: set it to the per-device batch for the usual
+data-parallel semantics. Checkpoints hold one unreplicated copy of the state, so a
+run can resume under another mode or device count.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ def validate_config(config) -> None:
   if config.parallel not in parallel.MODES:
     raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
                      f'got {config.parallel!r}')
+  group = config.get('loss_group_size', 1)
+  if not isinstance(group, int) or isinstance(group, bool) or group <= 0:
+    raise ValueError(f'config.loss_group_size must be a positive integer, got {group!r}')
 
 
 def _mean_over(eval_fn, params, arrays: dict, batch_size: int, key) -> dict:
@@ -89,12 +96,14 @@ def _copy_tree(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
-def make_train_step(family: Family, tx: optax.GradientTransformation, train_key):
+def make_train_step(family: Family, tx: optax.GradientTransformation, train_key, *,
+                    group_size: int = 1):
   """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
 
-  `batch` is this device's shard of the global batch; with `axis_name` (pmap) the
-  shard-mean loss, metrics and gradients are averaged over that axis, which equals
-  the global-batch mean because the shards have equal sizes.
+  `batch` is this device's shard of the global batch, split into groups of
+  `group_size` examples with keys folded from their global group index; with
+  `axis_name` (pmap) the shard-mean loss, metrics and gradients are averaged over
+  that axis, which equals the global-batch mean because the shards have equal sizes.
   """
 
   def train_step(state, batch, *, axis_name=None):
@@ -102,7 +111,8 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key)
     offset = parallel.shard_offset(parallel.per_example.batch_size_of(batch), axis_name)
 
     def loss_fn(p):
-      return parallel.per_example_mean(family.loss, p, batch, key, offset=offset, train=True)
+      return parallel.mean_over_groups(family.loss, p, batch, key, group_size=group_size,
+                                       offset=offset, train=True)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
     if axis_name is not None:
@@ -143,8 +153,14 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   root_key = jax.random.key(seed)
   init_key, train_key, eval_key, sample_key = jax.random.split(root_key, 4)
   tx = optim.make_optimizer(config)
-  dp = parallel.make(config.parallel, make_train_step(family, tx, train_key))
+  group = int(config.get('loss_group_size', 1))
+  dp = parallel.make(config.parallel, make_train_step(family, tx, train_key, group_size=group))
   dp.check_batch_size(config.batch_size)
+  if (config.batch_size // dp.num_devices) % group:
+    raise ValueError(
+        f'config.loss_group_size={group} must divide the per-device batch '
+        f'(config.batch_size={config.batch_size} over {dp.num_devices} device(s) = '
+        f'{config.batch_size // dp.num_devices})')
   first_batch = gm_data.batch_at_step(train, 0, batch_size=config.batch_size, seed=seed)
   params = family.init(init_key, first_batch)
   state = {
@@ -155,9 +171,11 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       'best_metric': jnp.asarray(np.inf, jnp.float32),
       'best_step': jnp.asarray(0, jnp.int32),
   }
+  # Several processes: every one must take part in orbax's saves (its barriers span all
+  # processes); orbax itself writes replicated arrays from process 0 only.
   checkpointer = ckpt_lib.Checkpointer(
       os.path.join(workdir, 'checkpoints'), max_to_keep=int(config.get('max_to_keep', 3)),
-      is_primary=is_primary)
+      is_primary=is_primary or jax.process_count() > 1)
   restored_step, state = checkpointer.restore_latest(state)
   start_step = int(state['step'])
   if restored_step is not None and is_primary:
@@ -219,7 +237,7 @@ def run(config, workdir: str, family: Family, splits) -> dict:
                                        'best_step': np.int32(step)}))
         t_mark = None  # do not count validation time as training time
       if step % config.checkpoint_every == 0 or step == num_steps:
-        checkpointer.save(step, dp.get_state(state))
+        checkpointer.save(step, dp.checkpoint_state(state))
         t_mark = None
   finally:
     bar.close()

@@ -157,7 +157,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     ('batch_size', 0, 'config.batch_size'),
     ('learning_rate', -1.0, 'config.learning_rate'),
     ('num_train_steps', -5, 'config.num_train_steps'),
-    ('parallel', 'pmap', 'config.parallel'),
+    ('parallel', 'tpu_pods', 'config.parallel'),
     ('validation_fraction', 1.5, 'config.validation_fraction'),
 ])
 def test_bad_config_values_are_named(tmp_path, field, value, match):

@@ -1,0 +1,118 @@
+"""Train-step throughput of `none`, `pmap` and `sharding` on the available devices.
+
+    python benchmarks/data_parallel.py [--model vae] [--architecture conv] \
+        [--dataset mnist] [--per_device_batch 64] [--steps 200]
+    # CPU, to try the parallel modes without accelerators:
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python benchmarks/data_parallel.py
+
+Runs the trainer's own step (`gm_jax.train.loop.make_train_step` wrapped by
+`gm_jax.parallel`), including the host-to-device copy of every batch, on random
+images shaped like `--dataset` (no data download). `pmap` and `sharding` use every
+device with a global batch of `per_device_batch * device_count`; `none` runs the same
+global batch on one device. Prints one JSON line per mode, then one line comparing
+`pmap` with `sharding`. Like the trainer, every step's loss is read back before the
+next step starts. Timings exclude compilation (a warm-up of `--warmup` steps); each
+mode is timed `--repeats` times and the best run is reported.
+"""
+
+from gm_jax import _xla
+
+_xla.configure_cpu_flags()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm_jax import data as gm_data
+from gm_jax import parallel
+from gm_jax.train import loop
+from gm_jax.train import optim
+from gm_jax.train import registry
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+
+
+def _config(args):
+  module = importlib.import_module(f'configs.{args.model}')
+  config = module.get_config()
+  if args.architecture and 'architecture' in config:
+    config.architecture = args.architecture
+  config.dataset = args.dataset
+  config.warmup_steps = 0
+  return config
+
+
+def _time_mode(mode, family, config, batches, args):
+  init_key, train_key = jax.random.split(jax.random.key(0))
+  tx = optim.make_optimizer(config)
+  params = jax.tree.map(np.asarray, family.init(init_key, batches[0]))
+  dp = parallel.make(mode, loop.make_train_step(family, tx, train_key))
+  state = dp.put_state({'step': np.int32(0), 'params': params,
+                        'opt_state': tx.init(jax.tree.map(jnp.asarray, params))})
+  for i in range(args.warmup):
+    state, metrics = dp.step(state, dp.put_batch(batches[i % len(batches)]))
+    float(metrics['loss'])
+  best = float('inf')
+  for _ in range(args.repeats):
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+      state, metrics = dp.step(state, dp.put_batch(batches[i % len(batches)]))
+      float(metrics['loss'])  # the trainer reads every step's loss (NaN guard) too
+    jax.block_until_ready(state)
+    best = min(best, time.perf_counter() - t0)
+  assert np.isfinite(float(metrics['loss']))
+  return best
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--model', default='vae', help='a config in configs/ (not a classifier)')
+  p.add_argument('--architecture', default='conv', help="'mlp' or 'conv' where the model has it")
+  p.add_argument('--dataset', default='mnist', help='shapes only: random images are used')
+  p.add_argument('--per_device_batch', type=int, default=64)
+  p.add_argument('--steps', type=int, default=100)
+  p.add_argument('--warmup', type=int, default=5)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--modes', default='none,pmap,sharding')
+  args = p.parse_args()
+
+  n = jax.device_count()
+  config = _config(args)
+  info = gm_data.get_info(args.dataset)
+  family = importlib.import_module(registry.MODELS[args.model]).make_family(config, info)
+  global_batch = args.per_device_batch * n
+  rng = np.random.default_rng(0)
+  batches = [{'image': rng.integers(0, info.num_levels, (global_batch,) + info.shape
+                                    ).astype(np.uint8),
+              'label': rng.integers(0, info.num_classes or 1, global_batch).astype(np.int32)}
+             for _ in range(4)]
+  device = jax.devices()[0]
+  common = {'model': args.model, 'architecture': config.get('architecture'),
+            'dataset_shape': list(info.shape), 'platform': device.platform,
+            'device_kind': device.device_kind, 'device_count': n,
+            'global_batch': global_batch, 'steps': args.steps, 'jax': jax.__version__,
+            'python': platform.python_version()}
+  results = {}
+  for mode in args.modes.split(','):
+    seconds = _time_mode(mode, family, config, batches, args)
+    results[mode] = global_batch * args.steps / seconds
+    print(json.dumps(dict(common, mode=mode, devices_used=1 if mode == 'none' else n,
+                          examples_per_s=round(results[mode], 1),
+                          steps_per_s=round(args.steps / seconds, 2))), flush=True)
+  if 'pmap' in results and 'sharding' in results:
+    ratio = results['pmap'] / results['sharding']
+    print(json.dumps({'pmap_over_sharding': round(ratio, 4),
+                      'within_5_percent': abs(ratio - 1) <= 0.05}), flush=True)
+
+
+if __name__ == '__main__':
+  main()
