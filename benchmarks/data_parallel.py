@@ -55,7 +55,8 @@ def _time_mode(mode, family, config, batches, args):
   init_key, train_key = jax.random.split(jax.random.key(0))
   tx = optim.make_optimizer(config)
   params = jax.tree.map(np.asarray, family.init(init_key, batches[0]))
-  dp = parallel.make(mode, loop.make_train_step(family, tx, train_key))
+  group = args.loss_group_size or args.per_device_batch
+  dp = parallel.make(mode, loop.make_train_step(family, tx, train_key, group_size=group))
   state = dp.put_state({'step': np.int32(0), 'params': params,
                         'opt_state': tx.init(jax.tree.map(jnp.asarray, params))})
   for i in range(args.warmup):
@@ -83,6 +84,9 @@ def main():
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--modes', default='none,pmap,sharding')
+  p.add_argument('--loss_group_size', type=int, default=1,
+                 help='config.loss_group_size; 0 = the per-device batch (one loss call '
+                      'per device, as a trainer without per-example keys would do)')
   args = p.parse_args()
 
   n = jax.device_count()
@@ -99,7 +103,8 @@ def main():
   common = {'model': args.model, 'architecture': config.get('architecture'),
             'dataset_shape': list(info.shape), 'platform': device.platform,
             'device_kind': device.device_kind, 'device_count': n,
-            'global_batch': global_batch, 'steps': args.steps, 'jax': jax.__version__,
+            'global_batch': global_batch, 'loss_group_size': args.loss_group_size,
+            'steps': args.steps, 'jax': jax.__version__,
             'python': platform.python_version()}
   results = {}
   for mode in args.modes.split(','):

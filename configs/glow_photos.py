@@ -3,9 +3,17 @@
 Run:
     python -m gm_jax.main --config=configs/glow_photos.py --workdir=/tmp/glow_photos
 
-`photo_patches`: 1,550 train crops (10% held out for validation) and 350 test
-crops from the right-most columns, 256 levels. Uniform dequantisation;
-test_bpd is the bound in bits/dim of the 8-bit data.
+`photo_patches`: 32x32 RGB crops, 256 levels, test crops from the right-most
+columns of the photographs. Uniform dequantisation; test_bpd is the bound
+E_u[-log p((k + u) / 256)] + 3072 log 256 in bits/dim of the 8-bit data (4 noise
+draws per test crop).
+
+Measured (seed 0, 2-core CPU shared with other jobs, 1,500 steps, 7.5 minutes):
+test 3.136 bits/dim (importance-weighted 3.128), ~4.8 train steps/s, ~260
+samples/s, no NaN; validation was still improving at the last step. Three
+scales (32 -> 16 -> 8 -> 4), three steps each, 32-channel coupling networks:
+the 64-channel, four-step version ran at 1.5 steps/s here. Samples are drawn at
+temperature 0.7.
 """
 
 import ml_collections

@@ -23,12 +23,12 @@ import traceback
 
 # model -> (config file, overrides for a brief run). Families add their rows here.
 DEMO_RUNS = {
-    'vae': ('vae.py', {'num_train_steps': 1500, 'iwae_samples': 500}),
-    'cvae': ('cvae.py', {'num_train_steps': 1500, 'iwae_samples': 500}),
+    'vae': ('vae.py', {'num_train_steps': 1000, 'iwae_samples': 200}),
+    'cvae': ('cvae.py', {'num_train_steps': 1000, 'iwae_samples': 200}),
     'hvae': ('hvae.py', {'num_train_steps': 600, 'iwae_samples': 100}),
-    'nice': ('nice.py', {}),
-    'realnvp': ('realnvp.py', {}),
-    'glow': ('glow.py', {}),
+    'nice': ('nice.py', {'num_train_steps': 1000}),
+    'realnvp': ('realnvp.py', {'num_train_steps': 500}),
+    'glow': ('glow.py', {'num_train_steps': 600}),
     'naive_bayes': ('naive_bayes.py', {}),
     'logreg': ('logreg.py', {}),
 }

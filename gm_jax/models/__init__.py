@@ -5,8 +5,9 @@ Bayes and logistic regression), `models.flows` (NICE, RealNVP, Glow).
 """
 
 from gm_jax.models import classifiers
+from gm_jax.models import flows
 from gm_jax.models import vae
 from gm_jax.models.vae import ConditionalVAE
 from gm_jax.models.vae import VAE
 
-__all__ = ('classifiers', 'vae', 'VAE', 'ConditionalVAE')
+__all__ = ('classifiers', 'flows', 'vae', 'VAE', 'ConditionalVAE')

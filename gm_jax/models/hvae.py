@@ -48,7 +48,7 @@ def _soft_clamp(x, limit: float):
   return limit * jnp.tanh(x / limit)
 
 
-def spectral_norm_estimate(w: jnp.ndarray, *, num_iters: int = 4) -> jnp.ndarray:
+def spectral_norm_estimate(w: jnp.ndarray, *, num_iters: int = 10) -> jnp.ndarray:
   """Largest singular value of the matrix `w` `[n, m]` by power iteration.
 
   The singular vectors are computed without gradient, so `d sigma / d w = u v^T`

@@ -27,7 +27,8 @@ BATCH = {'image': X, 'label': np.zeros(6, np.int32)}
 def _tiny(tfds_dir=None, **overrides):
   c = hvae_config.get_config()
   c.data_dir = tfds_dir
-  c.update(groups_per_scale=(1, 1), channels=8, latent_channels=2, num_train_steps=30,
+  c.update(groups_per_scale=(1, 1), channels=8, latent_channels=2, cells_per_group=0,
+           output_cells=1, num_train_steps=30,
            batch_size=32, log_every=10, eval_every=15, checkpoint_every=15, iwae_samples=5,
            iwae_batch_size=180, num_samples=8, picture_temperatures=(1.0, 0.5),
            progress_bar=False)
@@ -58,31 +59,25 @@ def test_training_writes_artefacts_and_reports_groups(tmp_path, tfds_dir):
 
 @pytest.fixture(scope='module')
 def family():
-  return hvae_family.make_family(_tiny(free_bits=0.5, kl_warmup_steps=10), INFO)
+  return hvae_family.make_family(_tiny(free_bits=0.5, kl_warmup_steps=10, spectral_reg=0.01),
+                                 INFO)
 
 
-def test_loss_warm_up_free_bits_and_validation_bound(family):
+def test_loss_warm_up_free_bits_spectral_term_and_validation_bound(family):
+  np.testing.assert_allclose(hvae_family.kl_warmup_weight(0, 10), 0.1)
+  np.testing.assert_allclose(hvae_family.kl_warmup_weight(100, 10), 1.0)
+  np.testing.assert_allclose(hvae_family.kl_warmup_weight(None, 10), 1.0)  # the trainer's call
   params = family.init(jax.random.key(0), BATCH)
   key = jax.random.key(1)
-
-  @jax.jit
-  def run(p):
-    # Same key, so the same ELBO terms: the losses differ only by beta on the floored KL.
-    return dict(start=family.loss(p, BATCH, key, train=True, step=0),
-                end=family.loss(p, BATCH, key, train=True, step=100),
-                trainer=family.loss(p, BATCH, key, train=True),  # the trainer's call: no step
-                val=family.loss(p, BATCH, key, train=False))
-
-  r = run(params)
-  np.testing.assert_allclose(r['start'][1]['kl_weight'], 0.1)
-  value_end, m_end = r['end']
-  np.testing.assert_allclose(m_end['kl_weight'], 1.0)
-  np.testing.assert_allclose(r['trainer'][1]['kl_weight'], 1.0)
-  kl = np.array([m_end['kl_group_0'], m_end['kl_group_1']])
-  np.testing.assert_allclose(value_end, m_end['recon_nats'] + np.maximum(kl, 0.5).sum(),
-                             rtol=1e-5)
-  # Validation reports the true ELBO (beta = 1, no free bits).
-  value_val, m_val = r['val']
+  run = jax.jit(lambda p: (family.loss(p, BATCH, key, train=True, step=5),
+                           family.loss(p, BATCH, key, train=False)))
+  (value, m), (value_val, m_val) = run(params)
+  np.testing.assert_allclose(m['kl_weight'], 0.6)
+  kl = np.array([m['kl_group_0'], m['kl_group_1']])
+  np.testing.assert_allclose(
+      value, m['recon_nats'] + 0.6 * np.maximum(kl, 0.5).sum() + 0.01 * m['spectral_norm_sum'],
+      rtol=1e-5)
+  # Validation reports the true ELBO (beta = 1, no free bits, no regulariser).
   np.testing.assert_allclose(value_val, m_val['recon_nats'] + m_val['kl_nats'], rtol=1e-5)
   np.testing.assert_allclose(m_val['elbo_bpd'], value_val / 64 / np.log(2), rtol=1e-5)
   assert family.validation_metric == 'elbo_bpd'
