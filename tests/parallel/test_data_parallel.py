@@ -67,7 +67,7 @@ def test_vae_train_steps_match_single_device(report, mode):
   vae = report['vae']
   assert vae[mode]['metric_rel'] < RTOL, vae  # loss, grad_norm, elbo_bpd, ... per step
   assert vae[mode]['param_rel'] < RTOL, vae
-  assert vae['param_change_rel'] > 1000 * RTOL, vae  # training moved the parameters
+  assert vae['param_change_rel'] > 100 * RTOL, vae  # training moved the parameters
 
 
 @pytest.mark.parametrize('model', _families())
