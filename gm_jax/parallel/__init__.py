@@ -19,6 +19,7 @@ from gm_jax.parallel.modes import MODES
 from gm_jax.parallel.modes import NoParallel
 from gm_jax.parallel.modes import PmapParallel
 from gm_jax.parallel.modes import ShardingParallel
+from gm_jax.parallel.per_example import batch_size_of
 from gm_jax.parallel.per_example import DATA_AXIS
 from gm_jax.parallel.per_example import mean_over_groups
 from gm_jax.parallel.per_example import shard_offset
@@ -30,6 +31,7 @@ __all__ = (
     'NoParallel',
     'PmapParallel',
     'ShardingParallel',
+    'batch_size_of',
     'data_mesh',
     'distributed',
     'initialize_distributed',

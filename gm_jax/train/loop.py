@@ -25,6 +25,8 @@ run can resume under another mode or device count.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import time
@@ -104,14 +106,21 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
   `group_size` examples with keys folded from their global group index; with
   `axis_name` (pmap) the shard-mean loss, metrics and gradients are averaged over
   that axis, which equals the global-batch mean because the shards have equal sizes.
+  A `family.loss` with a `step` keyword receives the step being taken (int32 scalar).
   """
+
+  takes_step = 'step' in inspect.signature(family.loss).parameters
 
   def train_step(state, batch, *, axis_name=None):
     key = jax.random.fold_in(train_key, state['step'])
-    offset = parallel.shard_offset(parallel.per_example.batch_size_of(batch), axis_name)
+    offset = parallel.shard_offset(parallel.batch_size_of(batch), axis_name)
+
+    loss = family.loss
+    if takes_step:  # e.g. a KL warm-up schedule
+      loss = functools.partial(family.loss, step=state['step'])
 
     def loss_fn(p):
-      return parallel.mean_over_groups(family.loss, p, batch, key, group_size=group_size,
+      return parallel.mean_over_groups(loss, p, batch, key, group_size=group_size,
                                        offset=offset, train=True)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])

@@ -207,7 +207,7 @@ def _family_losses(model, splits):
   for group in ((1, 2) if model == 'vae' else (1,)):
 
     def step(state, batch, *, axis_name=None, group=group):
-      offset = parallel.shard_offset(parallel.per_example.batch_size_of(batch), axis_name)
+      offset = parallel.shard_offset(parallel.batch_size_of(batch), axis_name)
       loss, metrics = parallel.mean_over_groups(family.loss, state['params'], batch, key,
                                                 group_size=group, offset=offset)
       metrics = dict(metrics, loss=loss)

@@ -34,6 +34,25 @@ def _env(devices):
                          '--xla_llvm_disable_expensive_passes=true'))
 
 
+def test_partial_multihost_flags_are_named_before_jax_starts(tmp_path):
+  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
+  assert parallel.initialize_distributed(None, None, None) is False  # single process
+  with pytest.raises(ValueError, match='missing --coordinator_address, --process_id'):
+    parallel.initialize_distributed(None, 2, None)
+  with pytest.raises(ValueError, match='--process_id must be in'):
+    parallel.initialize_distributed('127.0.0.1:1234', 2, 2)
+  with pytest.raises(ValueError, match='HOST:PORT'):
+    parallel.initialize_distributed('localhost', 2, 0)
+  # The CLI turns them into a usage error (exit status 1) without training.
+  proc = subprocess.run(
+      [sys.executable, '-m', 'gm_jax.main', '--config=configs/vae.py',
+       f'--workdir={tmp_path}', '--num_processes=2', '--process_id=0'],
+      cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert 'missing --coordinator_address' in proc.stderr
+  assert not os.listdir(tmp_path)
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
   port = _free_port()

@@ -4,6 +4,7 @@ A tiny linear-regression family keeps these fast; the VAE's own resume test
 (tests/train/test_vae_train.py) runs the real model through the CLI.
 """
 
+import dataclasses
 import json
 import os
 
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from gm_jax import data as gm_data
@@ -176,3 +178,24 @@ def test_missing_field_is_named(tmp_path):
   del c['seed']
   with pytest.raises(ValueError, match='seed'):
     loop.run(c, str(tmp_path), _toy_family(), _toy_splits())
+
+
+def test_a_loss_with_a_step_keyword_receives_the_step_being_taken():
+  family = _toy_family()
+  plain = family.loss
+
+  def loss(params, batch, key, *, train, step=None):
+    value, metrics = plain(params, batch, key, train=train)
+    return value, dict(metrics, step_seen=jnp.asarray(step, jnp.float32))
+
+  tx = optax.sgd(0.01)
+  step_fn = jax.jit(loop.make_train_step(dataclasses.replace(family, loss=loss), tx,
+                                         jax.random.key(0)))
+  params = family.init(jax.random.key(1), None)
+  state = {'step': jnp.asarray(0, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+  batch = {k: v[:8] for k, v in _toy_splits().train.items()}
+  seen = []
+  for _ in range(3):
+    state, metrics = step_fn(state, batch)
+    seen.append(float(metrics['step_seen']))
+  assert seen == [0.0, 1.0, 2.0]
