@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast test-targets bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m gm_jax.demo --out demo
 
+# `--dist loadgroup` keeps a module marked with one `xdist_group` on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not target" $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+
+# Shipped configs trained to their quality targets (Glow, PixelCNN: ~10 minutes).
+test-targets: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m target $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/vae_throughput.py

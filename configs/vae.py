@@ -23,11 +23,16 @@ def get_config():
   # --config.data_dir=DIR works on the command line.
   config.data_dir = ml_collections.config_dict.placeholder(str)
   config.validation_fraction = 0.1  # last 10% of train selects the best checkpoint
+  # 'none' | 'static' | 'dynamic' (fresh Bernoulli draw per step, IWAE protocol); needs
+  # likelihood='bernoulli'. See gm_jax/train/binarization.py.
+  config.binarize = 'none'
+  config.binarize_seed = 0
 
   config.architecture = 'mlp'  # 'mlp' | 'conv'
   config.likelihood = 'categorical'  # 'categorical' | 'bernoulli' | 'discretized_logistic'
   config.latent_dim = 16
   config.hidden = (512, 512)
+  config.activation = 'gelu'  # 'gelu' | 'tanh' (IWAE paper) | 'relu'
   config.dropout_rate = 0.3
   config.beta = 1.0
   config.objective = 'elbo'  # 'elbo' | 'iwae' (K = iwae_train_samples)

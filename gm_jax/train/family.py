@@ -43,7 +43,12 @@ class Family:
       figures into `workdir` and may return extra `eval.json` entries.
     validation_metric: name of the entry of `metrics` (computed with
       `train=False` and averaged over the validation split) that selects the best
-      parameters; lower is better.
+      parameters; lower is better. `None`: no selection, the last parameters are
+      evaluated (e.g. GANs, whose losses do not measure sample quality).
+    train_update: optional `TrainUpdate` for objectives that are not one loss
+      minimised by one optimiser (a GAN's alternating D and G updates). When set,
+      the trainer's step calls it instead of differentiating `loss`, and `loss` is
+      only evaluated (validation, parallel checks).
   """
 
   name: str
@@ -52,4 +57,26 @@ class Family:
   evaluate: Callable[..., dict]
   sample: Optional[Callable[..., np.ndarray]] = None
   pictures: Optional[Callable[..., dict]] = None
-  validation_metric: str = 'loss'
+  validation_metric: Optional[str] = 'loss'
+  train_update: Optional['TrainUpdate'] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainUpdate:
+  """A family's own update rule, an `(init, update)` pair of pure functions (as optax).
+
+  Attributes:
+    init: `(params) -> opt_state`, everything the update carries besides `params`
+      (several optimisers' states, a CycleGAN image pool); checkpointed with the rest
+      of the train state, so a run resumes exactly.
+    update: `(params, opt_state, batch, key, *, step, axis_name=None) ->
+      (params, opt_state, metrics)`. `params` may hold non-trained collections
+      (batch-norm statistics) that the update rewrites. `metrics` must hold a scalar
+      `'loss'` (the NaN guard's value). With `axis_name` (pmap) the update sees this
+      device's shard and must `lax.pmean` its gradients, metrics and statistics over
+      that axis so every device computes the same new state. Noise must be drawn per
+      global example (`parallel.shard_offset`) for the modes to agree.
+  """
+
+  init: Callable[[Params], Any]
+  update: Callable[..., tuple[Params, Any, dict]]

@@ -107,7 +107,20 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
   `axis_name` (pmap) the shard-mean loss, metrics and gradients are averaged over
   that axis, which equals the global-batch mean because the shards have equal sizes.
   A `family.loss` with a `step` keyword receives the step being taken (int32 scalar).
+  A family with a `train_update` (e.g. a GAN's two optimisers) runs that instead of
+  `tx`; it receives the same step key and does its own `pmean` over `axis_name`.
   """
+
+  if family.train_update is not None:
+    update = family.train_update.update
+
+    def own_train_step(state, batch, *, axis_name=None):
+      key = jax.random.fold_in(train_key, state['step'])
+      params, opt_state, metrics = update(state['params'], state['opt_state'], batch, key,
+                                          step=state['step'], axis_name=axis_name)
+      return dict(state, step=state['step'] + 1, params=params, opt_state=opt_state), metrics
+
+    return own_train_step
 
   takes_step = 'step' in inspect.signature(family.loss).parameters
 
@@ -175,7 +188,8 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   state = {
       'step': jnp.asarray(0, jnp.int32),
       'params': params,
-      'opt_state': tx.init(params),
+      'opt_state': (tx.init(params) if family.train_update is None
+                    else family.train_update.init(params)),
       'best_params': _copy_tree(params),
       'best_metric': jnp.asarray(np.inf, jnp.float32),
       'best_step': jnp.asarray(0, jnp.int32),
@@ -198,8 +212,10 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   writer = metrics_lib.MetricWriter(workdir, enabled=is_primary)
   num_steps = int(config.num_train_steps)
   eval_every = int(config.get('eval_every', config.checkpoint_every))
-  has_validation = len(next(iter(splits.validation.values()), [])) > 0
+  # A family without a validation metric (GANs) is evaluated at its last parameters.
   val_metric = family.validation_metric
+  has_validation = (val_metric is not None
+                    and len(next(iter(splits.validation.values()), [])) > 0)
   eval_batch = int(config.get('eval_batch_size', max(config.batch_size, 256)))
 
   timed_steps, timed_seconds, t_mark = 0, 0.0, None

@@ -12,6 +12,10 @@ MODELS = {
     'nice': 'gm_jax.train.flows',
     'realnvp': 'gm_jax.train.flows',
     'glow': 'gm_jax.train.flows',
+    'dcgan': 'gm_jax.train.gan',
+    'cyclegan': 'gm_jax.train.cyclegan',
+    'pixelcnn': 'gm_jax.train.autoregressive',
+    'char_lm': 'gm_jax.train.autoregressive',
     'naive_bayes': 'gm_jax.train.classifiers',
     'logreg': 'gm_jax.train.classifiers',
 }

@@ -17,6 +17,7 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import vae as vae_lib
+from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -31,11 +32,13 @@ def build_model(config, info) -> vae_lib.VAE:
   likelihood = config.get('likelihood', 'categorical')
   if likelihood == 'bernoulli' and info.num_levels != 2:
     raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
-                     f'{info.num_levels} levels (use binarized_mnist or categorical)')
+                     f'{info.num_levels} levels (use binarized_mnist, set config.binarize '
+                     "to 'dynamic' or 'static', or use categorical)")
   kwargs = dict(image_shape=tuple(info.shape), num_levels=info.num_levels,
                 latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
                 architecture=config.architecture, likelihood=likelihood,
-                dropout_rate=float(config.dropout_rate))
+                dropout_rate=float(config.dropout_rate),
+                activation=config.get('activation', 'gelu'))
   if config.model == 'cvae':
     if not info.num_classes:
       raise ValueError(f'config.model=cvae needs a labelled dataset; {info.name!r} has none')
@@ -200,7 +203,12 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the dataset named by `config.dataset` and trains the VAE on it."""
+  """Loads the dataset named by `config.dataset` and trains the VAE on it.
+
+  `config.binarize` ('none', 'static', 'dynamic'; see `gm_jax.train.binarization`)
+  trains on binarised images, e.g. dynamically binarised `mnist_offline`.
+  """
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.get('validation_fraction', 0.1))
-  return loop.run(config, workdir, make_family(config, splits.info), splits)
+  splits, family = binarization.apply(config, splits, make_family)
+  return loop.run(config, workdir, family, splits)

@@ -78,6 +78,7 @@ def test_bad_config_fields_are_named(tfds_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.target
 def test_default_glow_config_reaches_its_targets(tmp_path, tfds_dir):
   """configs/glow.py as shipped (~4 minutes on 2 cores): below the Gaussian-mixture
   baseline (2.743 bits/dim) and the Glow goal (2.20) on the digits test split."""

@@ -1,0 +1,185 @@
+"""Shared by the scripts in `benchmarks/papers/`: run a row through the trainer, print tables.
+
+Every row is one `gm_jax.main`-equivalent run: `configs/<name>.py` plus overrides, in
+its own workdir. Re-running a script resumes each row from its newest checkpoint; a row
+that has finished training is only evaluated again (so a larger `--eval_k` costs no
+training). The Markdown table has, per row: the paper's value, ours, the evaluation
+protocol, the budget (steps, wall time of this invocation, device) and the command that
+reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any, Callable, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+
+class ModelNotAvailable(SystemExit):
+  """The row's `config.model` is not registered or its module does not import yet."""
+
+
+@dataclasses.dataclass
+class Row:
+  """One line of a paper's table.
+
+  Attributes:
+    label: what the paper calls it, e.g. 'VAE (k = 1), one stochastic layer'.
+    paper: the paper's number (and unit) as text, e.g. '86.76 nats'.
+    config: configs/<config>.py to start from.
+    overrides: config fields that define the paper's protocol.
+    metric: `(eval.json dict) -> str` giving our number in the paper's unit.
+    protocol: how both numbers are measured.
+  """
+
+  label: str
+  paper: str
+  config: str
+  overrides: dict
+  metric: Callable[[dict], str]
+  protocol: str
+  key: str = ''
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument('--workdir', default=os.path.expanduser('~/gm_jax_papers'),
+                 help='base folder; each row trains in WORKDIR/<script>/<row>')
+  p.add_argument('--rows', default=None, help='comma-separated row keys (default: all)')
+  p.add_argument('--steps', type=int, default=None,
+                 help='override num_train_steps (the budget) for every row')
+  p.add_argument('--data_dir', default=None, help='tfds data_dir holding mnist_offline')
+  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                 help='extra config override (Python literal), repeatable')
+  p.add_argument('--list', action='store_true', help='list the rows and exit')
+  return p
+
+
+def _load_config(name: str):
+  path = os.path.join(REPO, 'configs', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'configs.{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _literal(text: str) -> Any:
+  import ast  # pylint: disable=g-import-not-at-top
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def check_model(model: str) -> Callable:
+  """The trainer of `model`, or exits with a message saying what is missing."""
+  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
+  if model not in registry.MODELS:
+    raise ModelNotAvailable(
+        f'config.model {model!r} is not registered in gm_jax/train/registry.py '
+        f'(known: {", ".join(sorted(registry.MODELS))}); this table needs that family. '
+        'Add it to the registry, then re-run this script.')
+  try:
+    return registry.trainer_for(model)
+  except (ValueError, ImportError) as e:
+    raise ModelNotAvailable(
+        f'config.model {model!r} is registered but its trainer does not import: {e}. '
+        'This table needs that family; re-run when it has landed.') from e
+
+
+def check_binarize(config, train_and_evaluate) -> None:
+  """Exits if the row binarises but the family's trainer ignores `config.binarize`."""
+  if config.get('binarize', 'none') == 'none':
+    return
+  module = sys.modules[train_and_evaluate.__module__]
+  if not hasattr(module, 'binarization'):
+    raise ModelNotAvailable(
+        f'config.binarize={config.binarize!r}, but {module.__name__} does not apply it: '
+        'its train_and_evaluate must call `splits, family = binarization.apply(config, '
+        'splits, make_family)` (gm_jax/train/binarization.py), as gm_jax/train/vae.py '
+        'does. Without it the row would train on grey levels and not be comparable.')
+
+
+def device_name() -> str:
+  import jax  # pylint: disable=g-import-not-at-top
+  d = jax.devices()[0]
+  if d.platform == 'cpu':
+    return f'CPU ({os.cpu_count()} cores visible)'
+  return getattr(d, 'device_kind', d.platform)
+
+
+def run_rows(script: str, rows: list[Row], args, *, extra: Optional[dict] = None) -> list[dict]:
+  """Trains (or resumes) and evaluates each selected row; returns one record per row."""
+  if args.list:
+    for r in rows:
+      print(f'{r.key}: {r.label} (paper {r.paper})')
+    raise SystemExit(0)
+  wanted = set(args.rows.split(',')) if args.rows else None
+  records = []
+  for row in rows:
+    if wanted is not None and row.key not in wanted:
+      continue
+    config = _load_config(row.config)
+    overrides = dict(row.overrides, **(extra or {}))
+    if args.steps is not None:
+      overrides['num_train_steps'] = args.steps
+    if args.data_dir:
+      overrides['data_dir'] = args.data_dir
+    for item in args.set:
+      field, _, value = item.partition('=')
+      overrides[field] = _literal(value)
+    with config.unlocked():
+      config.update(overrides)
+    train_and_evaluate = check_model(config.model)
+    check_binarize(config, train_and_evaluate)
+    workdir = os.path.join(args.workdir, script, row.key)
+    command = ' '.join(['python', f'benchmarks/papers/{script}.py',
+                        f'--workdir={shlex.quote(args.workdir)}', f'--rows={row.key}'] +
+                       ([f'--steps={args.steps}'] if args.steps is not None else []) +
+                       [f'--set={shlex.quote(s)}' for s in args.set])
+    t0 = time.perf_counter()
+    result = train_and_evaluate(config, workdir)
+    wall = time.perf_counter() - t0
+    rec = dict(row=row.key, label=row.label, paper=row.paper, ours=row.metric(result),
+               protocol=row.protocol, steps=int(config.num_train_steps),
+               batch_size=int(config.batch_size), wall_s=wall, device=device_name(),
+               command=command, workdir=workdir, eval=result)
+    with open(os.path.join(workdir, 'paper_row.json'), 'w') as f:
+      json.dump(rec, f, indent=2, sort_keys=True, default=str)
+    records.append(rec)
+  return records
+
+
+def markdown(title: str, records: list[dict]) -> str:
+  """A Markdown table of `run_rows` records."""
+  lines = [f'### {title}', '',
+           '| row | paper | ours | protocol | budget | command |',
+           '|---|---|---|---|---|---|']
+  for r in records:
+    steps_per_s = r['eval'].get('train_steps_per_s')
+    rate = (f', {steps_per_s:.0f} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
+            'training steps' if steps_per_s else '')
+    budget = (f"{r['steps']:,} steps x {r['batch_size']}{rate}; this invocation "
+              f"{r['wall_s'] / 60:.1f} min (loading, validation, eval included) on "
+              f"{r['device']}")
+    lines.append(f"| {r['label']} | {r['paper']} | {r['ours']} | {r['protocol']} | "
+                 f"{budget} | `{r['command']}` |")
+  return '\n'.join(lines)
+
+
+def nats(key: str = 'test_nll_nats') -> Callable[[dict], str]:
+  return lambda ev: f"{ev[key]:.2f} nats ({ev.get('bound', '?')})"
+
+
+def bits_per_dim(key: str = 'test_bpd') -> Callable[[dict], str]:
+  return lambda ev: f'{ev[key]:.3f} bits/dim'

@@ -1,0 +1,93 @@
+"""`config.binarize`: binary splits, the dynamic re-draw inside the training loss."""
+import inspect
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gm_jax import data as gm_data
+from gm_jax.data import binarize
+from gm_jax.train import binarization
+from gm_jax.train.family import Family
+
+
+def _splits(levels=256, n=(30, 10, 10)):
+  rng = np.random.default_rng(0)
+  make = lambda m: {'image': rng.integers(0, levels, (m, 28, 28, 1)).astype(np.uint8),
+                    'label': rng.integers(0, 10, m).astype(np.int32)}
+  info = gm_data.DatasetInfo('mnist_offline', 'image', (28, 28, 1), levels, 10)
+  return gm_data.Splits(train=make(n[0]), validation=make(n[1]), test=make(n[2]), info=info)
+
+
+def test_static_binarises_every_split_once():
+  grey = _splits()
+  out = binarization.binarize_splits(grey, 'static', seed=3)
+  assert out.info.num_levels == 2 and out.info.shape == (28, 28, 1)
+  for i, split in enumerate(('train', 'validation', 'test')):
+    arrays = getattr(out, split)
+    assert set(arrays) == {'image', 'label'}
+    want = binarize.static_binarize(getattr(grey, split)['image'], num_levels=256,
+                                            seed=[3, i])
+    np.testing.assert_array_equal(arrays['image'], want)
+    np.testing.assert_array_equal(arrays['label'], getattr(grey, split)['label'])
+
+
+def test_dynamic_keeps_train_intensities_and_binarises_test_like_static():
+  grey = _splits()
+  dyn = binarization.binarize_splits(grey, 'dynamic', seed=0)
+  static = binarization.binarize_splits(grey, 'static', seed=0)
+  np.testing.assert_array_equal(dyn.train['intensity'], grey.train['image'])
+  np.testing.assert_array_equal(dyn.test['image'], static.test['image'])
+  np.testing.assert_array_equal(dyn.validation['image'], static.validation['image'])
+  assert 'intensity' not in dyn.test
+
+
+@pytest.mark.parametrize('mode, match', [('sometimes', 'must be one of'),
+                                         ('static', 'already binary')])
+def test_bad_binarize_is_named(mode, match):
+  with pytest.raises(ValueError, match=f'config.binarize.*{match}|{match}.*config.binarize'):
+    binarization.binarize_splits(_splits(levels=2), mode)
+
+
+def _recording_family():
+  """A family whose loss returns the mean pixel of the batch it sees."""
+
+  def loss(params, batch, key, *, train, step=None):
+    del params, key, train, step
+    assert 'intensity' not in batch
+    m = jnp.mean(batch['image'].astype(jnp.float32))
+    return m, {'mean': m}
+
+  return Family(name='rec', init=lambda k, b: {}, loss=loss, evaluate=lambda *a: {'x': 1})
+
+
+def test_dynamic_family_redraws_per_key_and_keeps_the_signature():
+  splits = binarization.binarize_splits(_splits(), 'dynamic')
+  fam = binarization.dynamic_family(_recording_family(), num_levels=256)
+  assert 'step' in inspect.signature(fam.loss).parameters  # The trainer passes `step`.
+  batch = {k: v[:16] for k, v in splits.train.items()}
+  loss = jax.jit(lambda b, k: fam.loss({}, b, k, train=True)[0])
+  key = jax.random.key(0)
+  a, b, c = loss(batch, key), loss(batch, key), loss(batch, jax.random.fold_in(key, 1))
+  assert a == b and a != c
+  # The draw has the intensity's mean, and is not the stored static draw.
+  np.testing.assert_allclose(a, batch['intensity'].mean() / 255, atol=0.01)
+  # Validation (train=False) sees the stored binary images.
+  val = fam.loss({}, batch, key, train=False)[0]
+  np.testing.assert_allclose(val, batch['image'].mean(), rtol=1e-6)
+
+
+def test_apply_reports_the_protocol():
+  config = ml_collections.ConfigDict({'binarize': 'dynamic', 'binarize_seed': 4})
+  seen = []
+  splits, fam = binarization.apply(
+      config, _splits(), lambda c, info: seen.append(info) or _recording_family())
+  assert seen[0].num_levels == 2 and splits.info.num_levels == 2
+  out = fam.evaluate(None, splits, None, config)
+  assert out['binarize'] == 'dynamic' and out['binarize_seed'] == 4
+  assert '[4, 2]' in out['test_binarization']
+  none_splits, _ = binarization.apply(ml_collections.ConfigDict({}), _splits(),
+                                      lambda c, info: _recording_family())
+  assert none_splits.info.num_levels == 256

@@ -1,0 +1,251 @@
+"""DCGAN family: the alternating step, its losses, exact resume through the trainer."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from gm_jax import data as gm_data
+from gm_jax import losses
+from gm_jax.nn.layers import images_to_unit
+from gm_jax.train import gan as gan_train
+from gm_jax.train import loop
+
+INFO = gm_data.get_info('digits')
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+# Compile fast rather than run fast: each program here runs once or a few times.
+_FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+FAST_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
+                  '--xla_llvm_disable_expensive_passes=true')
+
+
+def _jit(f):
+  return jax.jit(f, compiler_options=_FAST_COMPILE)
+
+
+def _config(**kw):
+  from configs import dcgan  # pylint: disable=g-import-not-at-top
+  c = dcgan.get_config()
+  c.update(dict(latent_dim=4, generator_features=(8, 4), discriminator_features=(4, 8),
+                batch_size=8, num_train_steps=6, checkpoint_every=3, log_every=3,
+                progress_bar=False, max_to_keep=5, fid_num_samples=200))
+  c.update(kw)
+  return c
+
+
+def _batch(n=8, seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': rng.integers(0, 17, (n, 8, 8, 1)).astype(np.uint8),
+          'label': rng.integers(0, 10, n).astype(np.int32)}
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize('gan_loss', ['minimax', 'non_saturating', 'lsgan'])
+def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
+  config = _config(gan_loss=gan_loss)
+  family = gan_train.make_family(config, INFO)
+  g, d = gan_train.build_models(config, INFO)
+  d_loss_fn, g_loss_fn = {'minimax': (losses.discriminator_loss,
+                                      losses.generator_minimax_loss),
+                          'non_saturating': (losses.discriminator_loss,
+                                             losses.generator_nonsaturating_loss),
+                          'lsgan': (losses.lsgan_discriminator_loss,
+                                    losses.lsgan_generator_loss)}[gan_loss]
+  batch, key = _batch(), jax.random.key(3)
+  params0 = family.init(jax.random.key(0), batch)
+  opt0 = family.train_update.init(params0)
+  update = _jit(functools.partial(family.train_update.update, step=0))
+  params1, _, metrics = update(params0, opt0, batch, key)
+
+  # Recompute the step by hand from the same noise.
+  x = images_to_unit(jnp.asarray(batch['image']), 17)
+  z = gan_train.per_example_normal(key, 8, config.latent_dim)
+  bs = ['batch_stats']
+
+  @_jit
+  def by_hand(params0, params1):
+    fake, _ = g.apply(params0['generator'], z, train=True, mutable=bs)
+    d0 = params0['discriminator']
+    real_out, st = d.apply(d0, x, train=True, mutable=bs)
+    fake_out, st = d.apply({'params': d0['params'], **st}, fake, train=True, mutable=bs)
+    d_loss = jnp.mean(d_loss_fn(real_out, fake_out))
+
+    def d_obj(dp):
+      r, s = d.apply({**d0, 'params': dp}, x, train=True, mutable=bs)
+      f, _ = d.apply({'params': dp, **s}, fake, train=True, mutable=bs)
+      return jnp.mean(d_loss_fn(r, f))
+
+    d_grad = jax.grad(d_obj)(d0['params'])
+
+    def g_obj(gp, d_params):
+      f, _ = g.apply({**params0['generator'], 'params': gp}, z, train=True, mutable=bs)
+      out, _ = d.apply({'params': d_params, **st}, f, train=True, mutable=bs)
+      return jnp.mean(g_loss_fn(out))
+
+    gp0 = params0['generator']['params']
+    g_loss_new_d = g_obj(gp0, params1['discriminator']['params'])
+    g_loss_old_d = g_obj(gp0, d0['params'])
+    g_grad = jax.grad(g_obj)(gp0, params1['discriminator']['params'])
+    return d_loss, d_grad, g_loss_new_d, g_loss_old_d, g_grad, st
+
+  d_loss, d_grad, g_loss_new_d, g_loss_old_d, g_grad, d_stats = by_hand(params0, params1)
+  np.testing.assert_allclose(metrics['d_loss'], d_loss, rtol=1e-5)
+  # G is trained through the *updated* discriminator (alternation, not simultaneous).
+  np.testing.assert_allclose(metrics['g_loss'], g_loss_new_d, rtol=1e-5)
+  assert abs(float(g_loss_new_d) - float(g_loss_old_d)) > 1e-4 * abs(float(g_loss_old_d))
+  np.testing.assert_allclose(metrics['loss'], d_loss + g_loss_new_d, rtol=1e-5)
+
+  # Adam's first step moves every parameter by ~lr against its gradient's sign.
+  lr = config.learning_rate
+  for name, grad in (('discriminator', d_grad), ('generator', g_grad)):
+    delta = _flat(params1[name]['params']) - _flat(params0[name]['params'])
+    grad = _flat(grad)
+    big = np.abs(grad) > 1e-3 * np.max(np.abs(grad))
+    assert big.sum() > 10
+    np.testing.assert_allclose(delta[big], -lr * np.sign(grad[big]), rtol=2e-2)
+  # Batch-norm statistics are part of the state and move with the step.
+  assert not np.allclose(_flat(params1['generator']['batch_stats']),
+                         _flat(params0['generator']['batch_stats']))
+  np.testing.assert_allclose(_flat(params1['discriminator']['batch_stats']), _flat(d_stats),
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_bad_config_errors_name_the_field():
+  with pytest.raises(ValueError, match='config.gan_loss must be one of'):
+    gan_train.make_family(_config(gan_loss='wasserstein'), INFO)
+  with pytest.raises(ValueError, match='config.discriminator_norm'):
+    gan_train.make_family(_config(discriminator_norm='layer'), INFO)
+  with pytest.raises(ValueError, match='config.generator_features'):
+    gan_train.make_family(_config(generator_features=(8, 8, 8, 8)), INFO)
+  with pytest.raises(ValueError, match='config.conditional=True needs labels'):
+    gan_train.make_family(_config(conditional=True), gm_data.get_info('binarized_mnist'))
+  with pytest.raises(ValueError, match='config.gan_loss'):  # before any data is read
+    gan_train.train_and_evaluate(_config(gan_loss='hinge', data_dir='/nonexistent'), '/tmp/x')
+
+
+def _digits_splits():
+  """The digits splits without tfds (same arrays: scikit-learn order, last 360 = test)."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  d = datasets.load_digits()
+  x, y = d.images.astype(np.uint8)[..., None], d.target.astype(np.int32)
+  return gm_data.Splits(train={'image': x[:1293], 'label': y[:1293]},
+                        validation={'image': x[1293:1437], 'label': y[1293:1437]},
+                        test={'image': x[1437:], 'label': y[1437:]}, info=INFO)
+
+
+def _final_state(workdir):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
+    return jax.tree.map(np.asarray, mngr.restore(mngr.latest_step(),
+                                                 args=ocp.args.StandardRestore()))
+
+
+def run_killed_and_resumed(make, config, splits, tmp) -> dict:
+  """An uninterrupted `loop.run` and one killed before step 4 and resumed.
+
+  Returns the two final checkpointed states, the resumed run's checkpoint steps when
+  it died, and the uninterrupted run's eval.json (also used by the CycleGAN test).
+  """
+  family = make(config)
+  ref_dir, wd = os.path.join(tmp, 'ref'), os.path.join(tmp, 'killed')
+  result = loop.run(config, ref_dir, family, splits)
+  real = gm_data.batch_at_step
+
+  def dies_at_step_4(arrays, step, **kw):
+    if step == 4:
+      raise KeyboardInterrupt('simulated kill')
+    return real(arrays, step, **kw)
+
+  gm_data.batch_at_step = dies_at_step_4
+  try:
+    loop.run(config, wd, make(config), splits)
+  except KeyboardInterrupt:
+    pass
+  finally:
+    gm_data.batch_at_step = real
+  steps_at_kill = sorted(os.listdir(os.path.join(wd, 'checkpoints')))
+  loop.run(config, wd, make(config), splits)
+  with open(os.path.join(ref_dir, 'eval.json')) as f:
+    saved = json.load(f)
+  return {'ref': _final_state(ref_dir), 'resumed': _final_state(wd), 'result': result,
+          'saved': saved, 'steps_at_kill': steps_at_kill, 'ref_dir': ref_dir}
+
+
+def run_worker(script, tmp_path) -> dict:
+  """Runs `script` (a test file) as a subprocess with fast-compile XLA flags.
+
+  The trainer jits its step itself; compiling it with XLA:CPU's full optimisation
+  takes minutes on a loaded 2-core machine, so the trainer tests run in a process
+  whose flags make compilation fast (numerics are unchanged).
+  """
+  # Each `loop.run` builds a new step function; the persistent cache lets the killed,
+  # resumed and reference runs share one compilation of the same program.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
+             XLA_FLAGS=FAST_XLA_FLAGS, TF_CPP_MIN_LOG_LEVEL='2',
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  out = str(tmp_path / 'report.json')
+  proc = subprocess.run([sys.executable, script, str(tmp_path), out], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  with open(out) as f:
+    return json.load(f)
+
+
+def _leaves_equal(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                  strict=True))
+
+
+def _worker(tmp, out):
+  splits = _digits_splits()
+  config = _config(conditional=True)
+  r = run_killed_and_resumed(lambda c: gan_train.make_family(c, INFO), config, splits, tmp)
+  report = {
+      'identical': _leaves_equal(r['ref'], r['resumed']),
+      'num_leaves': len(jax.tree.leaves(r['ref'])),
+      'opt_state_keys': sorted(r['ref']['opt_state']),
+      'has_bn_stats': 'batch_stats' in r['ref']['params']['generator'],
+      'steps_at_kill': r['steps_at_kill'],
+      'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
+      'saved': r['saved'],
+      'files': sorted(os.listdir(r['ref_dir'])),
+  }
+  with open(out, 'w') as f:
+    json.dump(report, f)
+
+
+def test_trainer_resumes_exactly_and_writes_eval_json(tmp_path):
+  r = run_worker(HERE, tmp_path)
+  assert r['steps_at_kill'] == ['3']
+  assert r['identical'] and r['num_leaves'] > 10  # params, BN statistics, both Adams
+  assert r['opt_state_keys'] == ['discriminator', 'generator'] and r['has_bn_stats']
+  saved = r['saved']
+  assert r['returned_equals_saved']
+  assert saved['bound'] == 'none' and saved['model'] == 'dcgan' and saved['dataset'] == 'digits'
+  assert saved['best_step'] == 6  # no validation selection: the last parameters
+  for k in ('fid', 'fid_floor', 'class_coverage', 'class_entropy_nats', 'samples_per_s',
+            'train_steps_per_s'):
+    assert saved[k] is not None and np.isfinite(saved[k]), k
+  assert 0 <= saved['class_coverage'] <= 10
+  # 6 steps of training are far from the data; real train vs test is much closer.
+  assert saved['fid'] > 2 * saved['fid_floor'] > 0
+  assert {'samples.png', 'class_samples.png', 'eval.json'} <= set(r['files'])
+
+
+if __name__ == '__main__':
+  sys.path.insert(0, ROOT)
+  _worker(sys.argv[1], sys.argv[2])
