@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # `--dist loadgroup` keeps a module marked with one `xdist_group` on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not target" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not target" --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)

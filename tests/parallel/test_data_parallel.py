@@ -12,8 +12,9 @@ At the same global batch (8 = 4 devices x 2) and seed:
   form and have no step): VAE, CVAE, HVAE, NICE, RealNVP, Glow, PixelCNN, char LM
   (on random text). One batch through the loss as the train step evaluates it
   (`mean_over_groups`; the VAE also with 2-example groups) under each mode; forward
-  only, so that the larger families' compile time stays affordable. Families with their own `train_update` (DCGAN, CycleGAN: D and G
-  optimisers, batch norm, image pools) also take 2 real steps under each mode;
+  only, so that the larger families' compile time stays affordable. Families with
+  their own `train_update` (DCGAN, CycleGAN: D and G optimisers, batch norm, image
+  pools) also take 2 real steps under each mode;
 * a tiny regression family through `loop.run` (checkpoints, validation, best-params
   bookkeeping), killed under one mode and resumed from its checkpoint under another,
   against an uninterrupted single-device run.
