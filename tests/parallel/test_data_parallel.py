@@ -54,7 +54,9 @@ def _families():
   return sorted(m for m, mod in registry.MODELS.items() if mod != 'gm_jax.train.classifiers')
 
 
-@pytest.fixture(scope='module')
+# Session scope: xdist interleaves other modules' tests on this worker, and a module
+# fixture would be torn down and recomputed (~200 s) whenever that happens.
+@pytest.fixture(scope='session')
 def report():
   # Cheaper LLVM code generation halves compile time (most of this test); the three
   # modes are compared with each other under the same flags.
