@@ -20,6 +20,7 @@ At the same global batch (8 = 4 devices x 2) and seed:
   against an uninterrupted single-device run.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -27,8 +28,8 @@ import sys
 
 import pytest
 
-# One worker runs the whole module, so its (module-scoped) 4-device worker runs once
-# under `pytest -n 2 --dist loadgroup`.
+# Prefer one worker for the module under `--dist loadgroup` (the report is shared
+# between workers either way, see `report`).
 pytestmark = pytest.mark.xdist_group('data_parallel')
 
 HERE = os.path.abspath(__file__)
@@ -54,10 +55,27 @@ def _families():
   return sorted(m for m, mod in registry.MODELS.items() if mod != 'gm_jax.train.classifiers')
 
 
-# Session scope: xdist interleaves other modules' tests on this worker, and a module
-# fixture would be torn down and recomputed (~200 s) whenever that happens.
 @pytest.fixture(scope='session')
-def report():
+def report(tmp_path_factory):
+  """The 4-device worker's report, computed once per test session.
+
+  Under pytest-xdist the workers share it through a file in the session's temporary
+  folder: the first to need it computes it under a lock while the other waits (it is
+  ~200 s of compilation, and the two cores are better spent on one copy).
+  """
+  if os.environ.get('PYTEST_XDIST_WORKER') is None:
+    return _run_worker()
+  shared = tmp_path_factory.getbasetemp().parent / 'data_parallel_report.json'
+  with open(str(shared) + '.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if shared.exists():
+      return json.loads(shared.read_text())
+    result = _run_worker()
+    shared.write_text(json.dumps(result))
+    return result
+
+
+def _run_worker():
   # Cheaper LLVM code generation halves compile time (most of this test); the three
   # modes are compared with each other under the same flags.
   env = dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
