@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import shlex
@@ -66,11 +65,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def _load_config(name: str):
-  path = os.path.join(REPO, 'configs', f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'configs.{name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  from gm_jax import demo  # pylint: disable=g-import-not-at-top
+  return demo.load_config(os.path.join(REPO, 'configs', f'{name}.py'))
 
 
 def _literal(text: str) -> Any:
