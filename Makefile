@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-targets bench clean
+.PHONY: install demo test test-fast test-targets bench bench-train-step family-table clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,14 @@ test-targets: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/vae_throughput.py
+
+# JAX vs the same models in PyTorch (extra [bench]), one process; ~15 minutes.
+bench-train-step: $(STAMP)
+	$(BIN)/python benchmarks/train_step.py --out benchmarks/results/train_step
+
+# The measured family comparison table (3 seeds x 5 families; ~30 minutes on 2 cores).
+family-table: $(STAMP)
+	$(BIN)/python benchmarks/family_table.py --out benchmarks/results/family_table
 
 clean:
 	rm -rf demo .pytest_cache build *.egg-info

@@ -14,6 +14,7 @@ def test_demo_writes_summary_rows(tmp_path, tfds_dir, monkeypatch):
   out = tmp_path / 'demo'
   assert demo.main(['--out', str(out), '--data_dir', tfds_dir]) == 0
   table = (out / 'summary.md').read_text()
+  assert 'benchmarks/results/family_table.md' in table
   rows = [l for l in table.splitlines() if l.startswith('| vae ')]
   assert len(rows) == 1 and '| digits |' in rows[0] and 'iwae-5' in rows[0]
   summary = json.loads((out / 'summary.json').read_text())

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm_jax.nn import autoregressive as ar
+from gm_jax.nn import layers
 from gm_jax.nn.layers import images_to_unit
 
 
@@ -81,7 +82,7 @@ class CausalConvLM(nn.Module):
     self.skip = [nn.Dense(c) for _ in self.dilations]
     self.out1 = nn.Dense(c)
     self.out2 = nn.Dense(self.vocab_size)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = layers.Dropout(self.dropout_rate)
 
   def __call__(self, tokens: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
     """tokens: `int[B, T]` in `[0, vocab_size)` -> logits `[B, T, vocab_size]`."""
@@ -181,7 +182,7 @@ class PixelCNN(nn.Module):
     self.h_outs = [ar.MaskedConv2D(f, (1, 1), 'B', c) for _ in range(self.num_layers)]
     self.head1 = ar.MaskedConv2D(f, (1, 1), 'B', c)
     self.head2 = ar.MaskedConv2D(c * self.num_levels, (1, 1), 'B', c)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = layers.Dropout(self.dropout_rate)
 
   def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
     """x: `int[B, H, W, C]` in `[0, num_levels)` -> logits `[B, H, W, C, num_levels]`."""

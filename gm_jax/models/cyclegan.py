@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gm_jax.nn import layers
+
 
 def _reflect(x, pad: int):
   return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
@@ -64,8 +66,8 @@ class ResnetGenerator(nn.Module):
     for _ in range(self.num_blocks):
       x = ResidualBlock(4 * f)(x)
     for mult in (2, 1):
-      x = nn.relu(nn.InstanceNorm()(nn.ConvTranspose(f * mult, (3, 3), strides=(2, 2),
-                                                     padding='SAME', use_bias=False)(x)))
+      x = nn.relu(nn.InstanceNorm()(layers.ConvTranspose(f * mult, (3, 3), strides=(2, 2),
+                                                         padding='SAME', use_bias=False)(x)))
     return jnp.tanh(nn.Conv(self.channels, (7, 7), padding='VALID')(_reflect(x, 3)))
 
 
@@ -83,8 +85,8 @@ class PatchDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_layers):
-      x = nn.Conv(self.filters * min(2 ** i, 8), (4, 4), strides=(2, 2), padding='SAME',
-                  use_bias=i == 0)(x)  # no bias before instance norm
+      x = layers.Conv(self.filters * min(2 ** i, 8), (4, 4), strides=(2, 2), padding='SAME',
+                      use_bias=i == 0)(x)  # no bias before instance norm
       if i > 0:
         x = nn.InstanceNorm()(x)
       x = nn.leaky_relu(x, 0.2)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from gm_jax import losses
+from gm_jax.nn import layers
 
 # config.gan_loss -> (discriminator loss, generator loss), both from gm_jax.losses and
 # both per example, to be minimised.
@@ -90,9 +91,9 @@ class Generator(nn.Module):
     x = x.reshape((z.shape[0], h // factor, w // factor, self.features[0]))
     x = nn.relu(norm(x))
     for width in self.features[1:]:
-      x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding='SAME', use_bias=bias)(x)
+      x = layers.ConvTranspose(width, (4, 4), strides=(2, 2), padding='SAME', use_bias=bias)(x)
       x = nn.relu(norm(x))
-    x = nn.ConvTranspose(c, (4, 4), strides=(2, 2), padding='SAME')(x)
+    x = layers.ConvTranspose(c, (4, 4), strides=(2, 2), padding='SAME')(x)
     return jnp.tanh(x)
 
 
@@ -126,8 +127,8 @@ class Discriminator(nn.Module):
 
     for i, width in enumerate(self.features):
       bias = i == 0 or self.norm != 'batch_norm'  # no bias before batch norm (see Generator)
-      x = nn.leaky_relu(layer(nn.Conv(width, (4, 4), strides=(2, 2), padding='SAME',
-                                      use_bias=bias), x, first=i == 0), 0.2)
+      x = nn.leaky_relu(layer(layers.Conv(width, (4, 4), strides=(2, 2), padding='SAME',
+                                          use_bias=bias), x, first=i == 0), 0.2)
     x = x.reshape((x.shape[0], -1))
     if self.norm == 'spectral_norm':
       return nn.SpectralNorm(nn.Dense(1))(x, update_stats=train)[:, 0]

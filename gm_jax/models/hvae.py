@@ -37,6 +37,7 @@ import numpy as np
 
 from gm_jax import losses
 from gm_jax.models import vae as vae_lib
+from gm_jax.nn import layers
 from gm_jax.nn.layers import images_to_unit
 
 NORMALIZATIONS = ('weight', 'spectral', 'none')
@@ -147,7 +148,7 @@ class ResidualCell(nn.Module):
   def __call__(self, x, *, train: bool = False):
     c = x.shape[-1]
     h = Conv(c, normalization=self.normalization)(nn.swish(x))
-    h = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.swish(h))
+    h = layers.Dropout(self.dropout_rate, deterministic=not train)(nn.swish(h))
     h = Conv(c, normalization=self.normalization, scale_init=0.1)(h)
     return x + h
 
@@ -509,3 +510,16 @@ def reconstruct(model: HVAE, params, x, key):
   """Decoder mean (on the level grid, float `[B, H, W, C]`) for one posterior sample."""
   out, _ = model.apply(params, x, draw_noise(model, key, x.shape[0]))
   return vae_lib.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
+
+
+def posterior_means(model: HVAE, params, x) -> jnp.ndarray:
+  """Representation for probes: every group's posterior mean, flattened and joined.
+
+  The top-down pass runs with zero noise, so each group's `z` is its posterior mean
+  and the later groups are conditioned on those means. Returns float `[B, D]` with
+  `D = sum(prod(latent_shapes()))`.
+  """
+  eps = [jnp.zeros((x.shape[0],) + s, jnp.float32) for s in model.latent_shapes()]
+  _, stats = model.apply(params, x, eps)
+  return jnp.concatenate([g['mean'].reshape(x.shape[0], -1) for g in stats], axis=1)
+

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from gm_jax import losses
+from gm_jax.nn import layers
 from gm_jax.nn.layers import MLP, images_to_unit
 
 LIKELIHOODS = ('categorical', 'bernoulli', 'discretized_logistic')
@@ -48,7 +49,7 @@ class ConvEncoder(nn.Module):
       x = nn.gelu(nn.Conv(ch, (3, 3), strides=(2, 2), padding='SAME')(x))
     x = x.reshape(x.shape[0], -1)
     x = nn.gelu(nn.Dense(self.hidden)(x))
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return layers.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
 class ConvDecoder(nn.Module):
@@ -65,10 +66,10 @@ class ConvDecoder(nn.Module):
     h, w, _ = self.image_shape
     h4, w4 = h // 4, w // 4
     x = nn.gelu(nn.Dense(self.hidden)(z))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = layers.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.gelu(nn.Dense(h4 * w4 * self.channels[0])(x)).reshape(-1, h4, w4, self.channels[0])
     for ch in self.channels:
-      x = nn.gelu(nn.ConvTranspose(ch, (3, 3), strides=(2, 2), padding='SAME')(x))
+      x = nn.gelu(layers.ConvTranspose(ch, (3, 3), strides=(2, 2), padding='SAME')(x))
     return nn.Conv(self.out_channels, (3, 3), padding='SAME')(x)
 
 

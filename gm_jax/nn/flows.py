@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from gm_jax.nn import layers as nn_layers
+
 Array = jnp.ndarray
 
 
@@ -191,7 +193,7 @@ class MLP(nn.Module):
     for _ in range(self.num_hidden_layers):
       x = nn.relu(nn.Dense(self.hidden)(x))
       if self.dropout_rate:
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = nn_layers.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros)(x)
 
 
@@ -261,7 +263,7 @@ class ConvNet(nn.Module):
     h = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
     h = nn.relu(nn.Conv(self.hidden, (1, 1))(h))
     if self.dropout_rate:
-      h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+      h = nn_layers.Dropout(self.dropout_rate, deterministic=not train)(h)
     return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
 
 

@@ -21,6 +21,7 @@ from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax import sampling
 from gm_jax.models import autoregressive as ar_lib
+from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -172,4 +173,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the model on it."""
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.get('validation_fraction', 0.1))
-  return loop.run(config, workdir, make_family(config, splits.info), splits)
+  splits, family = binarization.apply(config, splits, make_family)
+  return loop.run(config, workdir, family, splits)

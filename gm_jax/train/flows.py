@@ -171,7 +171,7 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
   `draw(key, temperature)` returns a batch of level images `[N, H, W, C]`;
   each temperature is a row of 10 (the same base noise, scaled).
   """
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images, probe  # pylint: disable=g-import-not-at-top
   levels = splits.info.num_levels
   temperatures = (0.0, 0.5, 0.7, 0.85, 1.0)
   rows = [np.asarray(draw(key, t))[:10] for t in temperatures]
@@ -187,7 +187,19 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
   path = np.concatenate([np.asarray(interp(params, x[i], x[i + 1])) for i in range(0, 8, 2)])
   images.save_image_grid(path, os.path.join(workdir, 'interpolations.png'), num_levels=levels,
                          nrow=10)
-  return {'sample_temperatures': list(temperatures)}
+  results = {'sample_temperatures': list(temperatures)}
+  if splits.info.num_classes:
+    # Representation: z = f(x) of the bin centres, flattened (as many dims as pixels).
+    encode = jax.jit(lambda p, images: model.apply(
+        p, (images.astype(jnp.float32) + 0.5) / levels, method=model.forward_and_log_det)[0])
+    feats = lambda arrays: np.concatenate([
+        np.asarray(encode(params, jnp.asarray(b['image']))).reshape(len(b['image']), -1)
+        for b in gm_data.iterate_batches(arrays, 256)])
+    train_z, test_z = feats(splits.train), feats(splits.test)
+    results.update(latent_dims=int(train_z.shape[1]),
+                   linear_probe_accuracy=probe.linear_probe_accuracy(
+                       train_z, splits.train['label'], test_z, splits.test['label']))
+  return results
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

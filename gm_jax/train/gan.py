@@ -147,13 +147,14 @@ def make_family(config, info) -> Family:
     def pmean(tree):
       return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
-    # 1. Discriminator step on real and (fixed) fake images.
-    fake, _ = generate(g_params)
-    fake = jax.lax.stop_gradient(fake)
+    # The generator runs forward once: its output feeds the discriminator step (as a
+    # constant) and, through the saved VJP, the generator's own gradient.
+    fake, g_vjp, g_new_rest = jax.vjp(generate, g_params, has_aux=True)
 
+    # 1. Discriminator step on real and (fixed) fake images.
     def d_objective(dp):
       real_out, rest = discriminate(dp, d_rest, x)
-      fake_out, rest = discriminate(dp, rest, fake)
+      fake_out, rest = discriminate(dp, rest, jax.lax.stop_gradient(fake))
       return jnp.mean(d_loss_fn(real_out, fake_out)), (rest, real_out, fake_out)
 
     (d_loss, (d_new_rest, real_out, fake_out)), d_grads = jax.value_and_grad(
@@ -164,12 +165,12 @@ def make_family(config, info) -> Family:
 
     # 2. Generator step through the updated discriminator (its statistics are not
     # updated by this pass: it judges, it does not learn here).
-    def g_objective(gp):
-      fake, g_new_rest = generate(gp)
-      out, _ = discriminate(d_params, d_new_rest, fake)
-      return jnp.mean(g_loss_fn(out)), g_new_rest
+    def g_objective(images):
+      out, _ = discriminate(d_params, d_new_rest, images)
+      return jnp.mean(g_loss_fn(out))
 
-    (g_loss, g_new_rest), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g_params)
+    g_loss, d_fake = jax.value_and_grad(g_objective)(fake)
+    (g_grads,) = g_vjp(d_fake)
     g_loss, g_grads = pmean((g_loss, g_grads))
     g_updates, g_opt = tx_g.update(g_grads, opt_state['generator'], g_params)
     g_params = optax.apply_updates(g_params, g_updates)

@@ -33,6 +33,7 @@ import optax
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import hvae as hvae_lib
+from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -218,7 +219,7 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
   """`samples_temperatures.png`: one row per temperature (all groups), the decoder mean
   of tempered latent samples, the same noise in every column; `reconstructions.png`:
   test images above their reconstructions (decoder mean, one posterior sample)."""
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images, probe  # pylint: disable=g-import-not-at-top
   levels, per_row = model.num_levels, 10
   x = jnp.asarray(splits.test['image'][:16])
 
@@ -234,11 +235,22 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
   pairs = np.stack([np.asarray(x), recon], 1).reshape((-1,) + x.shape[1:])
   images.save_image_grid(pairs, os.path.join(workdir, 'reconstructions.png'),
                          num_levels=levels, nrow=8)
-  return {'picture_temperatures': [float(t) for t in temperatures]}
+  results = {'picture_temperatures': [float(t) for t in temperatures]}
+  if splits.info.num_classes:
+    means = jax.jit(lambda p, images: hvae_lib.posterior_means(model, p, images))
+    feats = lambda arrays: np.concatenate([
+        np.asarray(means(params, jnp.asarray(b['image'])))
+        for b in gm_data.iterate_batches(arrays, 256)])
+    train_z, test_z = feats(splits.train), feats(splits.test)
+    results.update(latent_dims=int(train_z.shape[1]),
+                   linear_probe_accuracy=probe.linear_probe_accuracy(
+                       train_z, splits.train['label'], test_z, splits.test['label']))
+  return results
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the HVAE on it."""
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.get('validation_fraction', 0.1))
-  return loop.run(config, workdir, make_family(config, splits.info), splits)
+  splits, family = binarization.apply(config, splits, make_family)
+  return loop.run(config, workdir, family, splits)

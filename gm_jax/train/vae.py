@@ -156,8 +156,7 @@ def latent_means(model, params, arrays: dict, *, conditional: bool, batch_size: 
 def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> dict:
   """Reconstructions, latent scatter, interpolations, class grid; linear-probe accuracy."""
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
-  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
-  from gm_jax.evaluate import images, plots  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images, plots, probe  # pylint: disable=g-import-not-at-top
 
   test, levels = splits.test, model.num_levels
   dec_mean = jax.jit(lambda p, z, l: vae_lib.decoder_mean(
@@ -189,8 +188,9 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
                             os.path.join(workdir, 'latent_scatter.png'),
                             title='test latent means' + ('' if test_mu.shape[1] == 2 else
                                                          ' (PCA)'))
-  probe = LogisticRegression(max_iter=2000).fit(train_mu, np.asarray(splits.train['label']))
-  results = {'linear_probe_accuracy': float(probe.score(test_mu, np.asarray(test['label'])))}
+  results = {'linear_probe_accuracy': probe.linear_probe_accuracy(
+                 train_mu, splits.train['label'], test_mu, test['label']),
+             'latent_dims': int(train_mu.shape[1])}
   if conditional:
     num_classes = model.num_classes
     z = jax.random.normal(key, (8, model.latent_dim))

@@ -91,3 +91,32 @@ def test_apply_reports_the_protocol():
   none_splits, _ = binarization.apply(ml_collections.ConfigDict({}), _splits(),
                                       lambda c, info: _recording_family())
   assert none_splits.info.num_levels == 256
+
+
+@pytest.mark.parametrize('module_name,config_file', [
+    ('gm_jax.train.autoregressive', 'pixelcnn.py'), ('gm_jax.train.hvae', 'hvae.py'),
+    ('gm_jax.train.vae', 'vae.py')])
+def test_families_train_on_binarised_splits(module_name, config_file, monkeypatch):
+  """train_and_evaluate applies config.binarize: the trainer gets 2-level splits and a
+  family built for them (PixelCNN / HVAE: 2-way categorical = Bernoulli)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(module_name)
+  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs',
+                                    config_file))
+  config.binarize = 'dynamic'
+  if config_file == 'vae.py':
+    config.likelihood = 'bernoulli'
+  grey = _splits(n=(8, 4, 4))
+  monkeypatch.setattr(module.gm_data, 'load_splits', lambda *a, **k: grey)
+  seen = {}
+  monkeypatch.setattr(module.loop, 'run', lambda c, w, family, splits: seen.update(
+      family=family, splits=splits) or {})
+  module.train_and_evaluate(config, '/nonexistent')
+  splits, family = seen['splits'], seen['family']
+  assert splits.info.num_levels == 2 and set(np.unique(splits.test['image'])) <= {0, 1}
+  batch = {k: v[:2] for k, v in splits.train.items()}
+  params = jax.eval_shape(family.init, jax.random.key(0), batch)
+  assert jax.tree.leaves(params)  # built for the binary data
+  assert 'intensity' in splits.train  # dynamic: the loss re-draws from the grey levels

@@ -1,0 +1,31 @@
+"""Linear-probe accuracy: how linearly decodable the labels are from a representation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def linear_probe_accuracy(train_features, train_labels, test_features, test_labels, *,
+                          max_iter: int = 2000) -> float:
+  """Test accuracy of a multinomial logistic regression fit on `train_features`.
+
+  Args:
+    train_features: `[N, D]` float features (e.g. latent means), `train_labels` `[N]`.
+    test_features: `[M, D]`, `test_labels` `[M]`.
+
+  Features are standardised with the training mean and std (scikit-learn's
+  `StandardScaler`), so the probe does not depend on the latent's scale.
+  """
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+
+  train_x = np.asarray(train_features, np.float64).reshape(len(train_features), -1)
+  test_x = np.asarray(test_features, np.float64).reshape(len(test_features), -1)
+  if train_x.shape[1] != test_x.shape[1]:
+    raise ValueError(f'train features have {train_x.shape[1]} dims, test {test_x.shape[1]}')
+  if not (np.all(np.isfinite(train_x)) and np.all(np.isfinite(test_x))):
+    raise ValueError('linear probe: features contain NaN or inf')
+  probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+  probe.fit(train_x, np.asarray(train_labels))
+  return float(probe.score(test_x, np.asarray(test_labels)))

@@ -1,0 +1,60 @@
+"""benchmarks/family_table.py: its arithmetic on known inputs, and one tiny real run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks import family_table as ft
+
+ROW = ft.Row('flow', 'realnvp', 'realnvp.py', 'exact', 2.74, 10)
+
+
+def _write_metrics(workdir, records):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+    for r in records:
+      f.write(json.dumps(r) + '\n')
+
+
+def test_time_to_target_is_first_validation_step_below_target_over_speed(tmp_path):
+  _write_metrics(str(tmp_path), [
+      {'step': 50, 'loss': 1.0}, {'step': 100, 'val_bpd': 3.1}, {'step': 200, 'val_bpd': 2.70},
+      {'step': 300, 'val_bpd': 2.80}, {'step': 400, 'val_bpd': 2.2}])
+  result = {'best_val_bpd': 2.2, 'train_steps_per_s': 8.0}
+  assert ft.time_to_target(str(tmp_path), ROW, result) == pytest.approx(200 / 8.0)
+  assert ft.time_to_target(str(tmp_path), ft.Row('x', 'realnvp', 'realnvp.py', 'exact', 1.0, 1),
+                           result) is None  # never reached
+  assert ft.time_to_target(str(tmp_path), ROW, dict(result, diverged=True)) is None
+
+
+def test_summary_statistics_match_numpy():
+  runs = [{'test_bpd': v, 'samples_per_s': s, 'train_steps': 10, 'time_to_target_s': t,
+           'linear_probe_accuracy': 0.5, 'latent_dims': 64}
+          for v, s, t in [(2.0, 100.0, 5.0), (2.2, 300.0, None), (2.7, 200.0, 7.0)]]
+  runs.append({'diverged': True, 'train_steps': 10, 'time_to_target_s': None})
+  s = ft.summarize(ROW, runs, 12.5)
+  assert s['mean'] == pytest.approx(np.mean([2.0, 2.2, 2.7]))
+  assert s['std'] == pytest.approx(np.std([2.0, 2.2, 2.7], ddof=1))
+  assert s['diverged'] == 1 and s['seeds'] == 4
+  assert s['samples_per_s_8x8'] == pytest.approx(200.0)
+  assert s['time_to_target_s'] == pytest.approx(6.0) and s['reached_target'] == '2/3'
+  assert '2.300 ± 0.361 bits/dim' in ft.to_markdown(
+      [s], {'machine': 'm', 'jax': 'j', 'seeds': [0], 'budget': 'b', 'wall_min': 1.0})
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
+  out = str(tmp_path / 'table')
+  ft.main(['--rows', 'realnvp', '--seeds', '0,1', '--steps', '4', '--workdir',
+           str(tmp_path / 'runs'), '--out', out, '--data_dir', tfds_dir])
+  data = json.load(open(out + '.json'))
+  (row,) = data['rows']
+  assert row['model'] == 'realnvp' and row['seeds'] == 2 and row['diverged'] == 0
+  assert row['latent_dims'] == 64 and 0.0 <= row['linear_probe_accuracy'] <= 1.0
+  assert row['samples_per_s_28x28'] > 0 and row['mean'] > 0
+  bpds = [r['test_bpd'] for r in data['runs']['realnvp']]
+  assert len(bpds) == 2 and bpds[0] != bpds[1]  # two seeds, two models
+  assert row['mean'] == pytest.approx(np.mean(bpds))
+  assert '| flow (RealNVP) | 4 |' in open(out + '.md').read()
