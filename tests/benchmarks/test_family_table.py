@@ -47,14 +47,14 @@ def test_summary_statistics_match_numpy():
 @pytest.mark.slow
 def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
   out = str(tmp_path / 'table')
-  ft.main(['--rows', 'realnvp', '--seeds', '0,1', '--steps', '4', '--workdir',
+  ft.main(['--rows', 'realnvp', '--seeds', '0', '--steps', '4', '--workdir',
            str(tmp_path / 'runs'), '--out', out, '--data_dir', tfds_dir])
   data = json.load(open(out + '.json'))
   (row,) = data['rows']
-  assert row['model'] == 'realnvp' and row['seeds'] == 2 and row['diverged'] == 0
+  assert row['model'] == 'realnvp' and row['seeds'] == 1 and row['diverged'] == 0
   assert row['latent_dims'] == 64 and 0.0 <= row['linear_probe_accuracy'] <= 1.0
   assert row['samples_per_s_28x28'] > 0 and row['mean'] > 0
-  bpds = [r['test_bpd'] for r in data['runs']['realnvp']]
-  assert len(bpds) == 2 and bpds[0] != bpds[1]  # two seeds, two models
-  assert row['mean'] == pytest.approx(np.mean(bpds))
+  (run,) = data['runs']['realnvp']
+  assert row['mean'] == pytest.approx(run['test_bpd']) and row['std'] == 0.0
+  assert 0 < run['test_bpd'] < 10 and run['train_steps'] == 4
   assert '| flow (RealNVP) | 4 |' in open(out + '.md').read()
