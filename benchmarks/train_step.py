@@ -162,6 +162,18 @@ def trained_leaves(params) -> list:
   return under or [x for _, x in flat]
 
 
+def build_family(case: Case, batch_size: int, extra: tuple = ()):
+  """`(config, batch, family, params)` of `case` (plus `extra` overrides), params from
+  `family.init` with key 0 on a `make_batch` batch of `batch_size`."""
+  config = case.load_config()
+  with config.unlocked():
+    for k, v in extra:
+      config[k] = v
+  batch = make_batch(case, batch_size)
+  family = importlib.import_module(f'gm_jax.train.{case.family}').make_family(config, case.info)
+  return config, batch, family, family.init(jax.random.key(0), batch)
+
+
 def flax_signature(params) -> list:
   """`torch_ref.common.shape_signature` of the trained Flax parameters."""
   from benchmarks.torch_ref import common  # pylint: disable=g-import-not-at-top

@@ -29,3 +29,24 @@ def linear_probe_accuracy(train_features, train_labels, test_features, test_labe
   probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
   probe.fit(train_x, np.asarray(train_labels))
   return float(probe.score(test_x, np.asarray(test_labels)))
+
+
+def probe_splits(encode, splits, *, batch_size: int = 256) -> dict:
+  """`latent_dims` and `linear_probe_accuracy` of a representation on labelled splits.
+
+  Args:
+    encode: `images [B, H, W, C] -> features [B, ...]` (e.g. a jitted encoder with its
+      parameters bound); features are flattened per example.
+    splits: `gm_jax.data.Splits` whose `train` and `test` have 'image' and 'label'.
+  """
+  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+
+  def features(arrays):
+    return np.concatenate([
+        np.asarray(encode(b['image'])).reshape(len(b['image']), -1)
+        for b in gm_data.iterate_batches(arrays, batch_size)])
+
+  train_z, test_z = features(splits.train), features(splits.test)
+  return {'latent_dims': int(train_z.shape[1]),
+          'linear_probe_accuracy': linear_probe_accuracy(
+              train_z, splits.train['label'], test_z, splits.test['label'])}

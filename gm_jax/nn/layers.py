@@ -60,6 +60,12 @@ def _transpose_padding(k: int, s: int, padding) -> tuple[int, int]:
   return int(lo), int(hi)
 
 
+def _transpose_pads(kernel_hw, strides, padding) -> tuple[tuple[int, int], ...]:
+  """Per spatial dim, `_transpose_padding` for a padding string or a pair per dim."""
+  per_dim = (padding,) * 2 if isinstance(padding, str) else tuple(padding)
+  return tuple(_transpose_padding(k, s, p) for k, s, p in zip(kernel_hw, strides, per_dim))
+
+
 def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int],
                             padding='SAME') -> jnp.ndarray:
   """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, HWIO, kernel not flipped),
@@ -79,10 +85,7 @@ def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequen
     `[B, H', W', Cout]` with `H' = (H - 1) * sh + 1 + lo + hi - kh + 1` (SAME: `H * sh`).
   """
   (kh, kw), (sh, sw) = kernel.shape[:2], tuple(strides)
-  if isinstance(padding, str):
-    pads = (_transpose_padding(kh, sh, padding), _transpose_padding(kw, sw, padding))
-  else:
-    pads = tuple(_transpose_padding(k, s, p) for k, s, p in zip((kh, kw), (sh, sw), padding))
+  pads = _transpose_pads((kh, kw), (sh, sw), padding)
   n = x.shape[1:3]
   plans = []  # per dim: output length, per phase (first tap, number of taps, first offset)
   for size, k, s, (lo, hi) in zip(n, (kh, kw), (sh, sw), pads):
@@ -126,10 +129,7 @@ def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[
   Same arguments and result as `conv_transpose_subpixel`.
   """
   (kh, kw), (sh, sw) = kernel.shape[:2], tuple(strides)
-  if isinstance(padding, str):
-    pads = (_transpose_padding(kh, sh, padding), _transpose_padding(kw, sw, padding))
-  else:
-    pads = tuple(_transpose_padding(k, s, p) for k, s, p in zip((kh, kw), (sh, sw), padding))
+  pads = _transpose_pads((kh, kw), (sh, sw), padding)
   cin, cout, b = kernel.shape[2], kernel.shape[3], x.shape[0]
   index, mask, conv_pads, lengths, cells = [], [], [], [], []
   for n, k, s, (lo, hi) in zip(x.shape[1:3], (kh, kw), (sh, sw), pads):
@@ -156,39 +156,6 @@ def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[
   y = y.reshape(b, cells[0], cells[1], sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   y = y.reshape(b, cells[0] * sh, cells[1] * sw, cout)
   return y[:, :lengths[0], :lengths[1]]
-
-
-class ConvTranspose(nn.Module):
-  """Drop-in `flax.linen.ConvTranspose` (same parameters, names and outputs; 2-D, NHWC)
-  computed with stride-1 convolutions only (fast on XLA:CPU): `conv_transpose_fused`
-  when `prod(strides) * features <= 128` (narrow outputs), else
-  `conv_transpose_subpixel`.
-
-  Attributes: `features`, `kernel_size`, `strides`, `padding` ('SAME', 'VALID' or
-  pairs), `use_bias`, `kernel_init`, `bias_init` as in `flax.linen.ConvTranspose`.
-  """
-
-  features: int
-  kernel_size: Sequence[int]
-  strides: Sequence[int] = (1, 1)
-  padding: object = 'SAME'
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros_init()
-
-  @nn.compact
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    """x: `[B, H, W, Cin]` -> `[B, H', W', features]`."""
-    if x.ndim != 4:
-      raise ValueError(f'ConvTranspose expects [B, H, W, C] inputs, got shape {x.shape}')
-    kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
-    transpose = (conv_transpose_fused if np.prod(self.strides) * self.features <= 128
-                 else conv_transpose_subpixel)
-    y = transpose(x, kernel.astype(x.dtype), self.strides, self.padding)
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
 
 
 def _conv_padding(n: int, k: int, s: int, padding) -> tuple[int, int]:
@@ -244,7 +211,52 @@ def conv_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[i
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-class Conv(nn.Module):
+class _Convolution(nn.Module):
+  """Parameters and bias of `flax.linen.Conv` / `ConvTranspose` (2-D, NHWC, HWIO kernel,
+  the same names), with the convolution itself left to `_convolve`."""
+
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int] = (1, 1)
+  padding: object = 'SAME'
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  def _convolve(self, x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    """x: `[B, H, W, Cin]` -> `[B, H', W', features]`."""
+    if x.ndim != 4:
+      raise ValueError(f'{type(self).__name__} expects [B, H, W, C] inputs, got shape '
+                       f'{x.shape}')
+    kernel = self.param('kernel', self.kernel_init,
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    y = self._convolve(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
+    return y
+
+
+class ConvTranspose(_Convolution):
+  """Drop-in `flax.linen.ConvTranspose` (same parameters, names and outputs; 2-D, NHWC)
+  computed with stride-1 convolutions only (fast on XLA:CPU): `conv_transpose_fused`
+  when `prod(strides) * features <= 128` (narrow outputs), else
+  `conv_transpose_subpixel`.
+
+  Attributes: `features`, `kernel_size`, `strides`, `padding` ('SAME', 'VALID' or
+  pairs), `use_bias`, `kernel_init`, `bias_init` as in `flax.linen.ConvTranspose`.
+  """
+
+  def _convolve(self, x, kernel):
+    transpose = (conv_transpose_fused if np.prod(self.strides) * self.features <= 128
+                 else conv_transpose_subpixel)
+    return transpose(x, kernel, self.strides, self.padding)
+
+
+class Conv(_Convolution):
   """Drop-in `flax.linen.Conv` for 2-D NHWC convolutions (same parameters, names and
   outputs). A strided kernel whose size is a multiple of the stride (DCGAN's 4x4 / 2)
   runs as `conv_space_to_depth` (no zero taps; measured: 4x4/2, 4x4x64 -> 128, batch
@@ -255,31 +267,12 @@ class Conv(nn.Module):
   pairs), `use_bias`, `kernel_init`, `bias_init` as in `flax.linen.Conv`.
   """
 
-  features: int
-  kernel_size: Sequence[int]
-  strides: Sequence[int] = (1, 1)
-  padding: object = 'SAME'
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros_init()
-
-  @nn.compact
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    """x: `[B, H, W, Cin]` -> `[B, H', W', features]`."""
-    if x.ndim != 4:
-      raise ValueError(f'Conv expects [B, H, W, C] inputs, got shape {x.shape}')
-    kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
-    kernel = kernel.astype(x.dtype)
+  def _convolve(self, x, kernel):
     if all(k % s == 0 for k, s in zip(self.kernel_size, self.strides)):
-      y = conv_space_to_depth(x, kernel, self.strides, self.padding)
-    else:
-      pads = self.padding if isinstance(self.padding, str) else tuple(self.padding)
-      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
-                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
-    return y
+      return conv_space_to_depth(x, kernel, self.strides, self.padding)
+    pads = self.padding if isinstance(self.padding, str) else tuple(self.padding)
+    return lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def dropout(key: jax.Array, x: jnp.ndarray, rate: float) -> jnp.ndarray:

@@ -192,13 +192,7 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
     # Representation: z = f(x) of the bin centres, flattened (as many dims as pixels).
     encode = jax.jit(lambda p, images: model.apply(
         p, (images.astype(jnp.float32) + 0.5) / levels, method=model.forward_and_log_det)[0])
-    feats = lambda arrays: np.concatenate([
-        np.asarray(encode(params, jnp.asarray(b['image']))).reshape(len(b['image']), -1)
-        for b in gm_data.iterate_batches(arrays, 256)])
-    train_z, test_z = feats(splits.train), feats(splits.test)
-    results.update(latent_dims=int(train_z.shape[1]),
-                   linear_probe_accuracy=probe.linear_probe_accuracy(
-                       train_z, splits.train['label'], test_z, splits.test['label']))
+    results.update(probe.probe_splits(lambda x: encode(params, x), splits))
   return results
 
 

@@ -238,13 +238,7 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
   results = {'picture_temperatures': [float(t) for t in temperatures]}
   if splits.info.num_classes:
     means = jax.jit(lambda p, images: hvae_lib.posterior_means(model, p, images))
-    feats = lambda arrays: np.concatenate([
-        np.asarray(means(params, jnp.asarray(b['image'])))
-        for b in gm_data.iterate_batches(arrays, 256)])
-    train_z, test_z = feats(splits.train), feats(splits.test)
-    results.update(latent_dims=int(train_z.shape[1]),
-                   linear_probe_accuracy=probe.linear_probe_accuracy(
-                       train_z, splits.train['label'], test_z, splits.test['label']))
+    results.update(probe.probe_splits(lambda x: means(params, x), splits))
   return results
 
 

@@ -19,23 +19,10 @@ BATCH = 4
 CASES = {c.name: c for c in train_step.CASES if c.family == 'cyclegan'}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-  # Tiny convolutions on a shared 2-core machine: OpenMP threads only contend.
-  n = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(n)
-
-
 @functools.lru_cache(maxsize=None)
 def _setup(name):
   case = CASES[name]
-  config = case.load_config()
-  batch = train_step.make_batch(case, BATCH)
-  family = cyclegan_family.make_family(config, case.info)
-  params = family.init(jax.random.key(0), batch)
-  return case, config, batch, family, params
+  return (case,) + train_step.build_family(case, BATCH, ())
 
 
 def test_cases_present():

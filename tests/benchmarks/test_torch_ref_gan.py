@@ -21,26 +21,10 @@ CASES = {c.name: c for c in train_step.CASES if c.family == 'gan'}
 VARIANTS = [(name, ()) for name in CASES] + [('dcgan_digits', (('conditional', True),))]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-  # Tiny convolutions on a shared 2-core machine: OpenMP threads only contend.
-  n = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(n)
-
-
 @functools.lru_cache(maxsize=None)
 def _setup(name, extra=()):
   case = CASES[name]
-  config = case.load_config()
-  with config.unlocked():
-    for k, v in extra:
-      config[k] = v
-  batch = train_step.make_batch(case, BATCH)
-  family = gan_family.make_family(config, case.info)
-  params = family.init(jax.random.key(0), batch)
-  return case, config, batch, family, params
+  return (case,) + train_step.build_family(case, BATCH, extra)
 
 
 def _trained(params):

@@ -23,14 +23,7 @@ VARIANTS = [(name, ()) for name in CASES] + [('vae_conv_mnist', (('model', 'cvae
 @functools.lru_cache(maxsize=None)
 def _setup(name, extra=()):
   case = CASES[name]
-  config = case.load_config()
-  with config.unlocked():
-    for k, v in extra:
-      config[k] = v
-  batch = train_step.make_batch(case, BATCH)
-  family = vae_family.make_family(config, case.info)
-  params = family.init(jax.random.key(0), batch)
-  return case, config, batch, family, params
+  return (case,) + train_step.build_family(case, BATCH, extra)
 
 
 def test_cases_present():

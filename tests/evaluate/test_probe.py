@@ -36,3 +36,21 @@ def test_bad_features_are_named():
     probe.linear_probe_accuracy(np.full((4, 2), np.nan), [0, 1, 0, 1], np.zeros((2, 2)), [0, 1])
   with pytest.raises(ValueError, match='dims'):
     probe.linear_probe_accuracy(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((2, 3)), [0, 1])
+
+
+def test_probe_splits_encodes_in_batches_and_reports_dims():
+  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+
+  def split(n):
+    labels = rng.integers(0, 2, n).astype(np.int32)
+    images = (labels[:, None, None, None] * 10 + rng.integers(0, 3, (n, 4, 4, 1))).astype(np.uint8)
+    return {'image': images, 'label': labels}
+
+  info = gm_data.DatasetInfo('toy', 'image', (4, 4, 1), 16, 2)
+  splits = gm_data.Splits(train=split(300), validation=split(10), test=split(100), info=info)
+  calls = []
+  encode = lambda x: calls.append(len(x)) or np.asarray(x, np.float32)[:, :2, :2]
+  out = probe.probe_splits(encode, splits, batch_size=128)
+  assert out == {'latent_dims': 4, 'linear_probe_accuracy': 1.0}
+  assert max(calls) <= 128 and sum(calls) == 400

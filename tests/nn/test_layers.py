@@ -17,24 +17,13 @@ CASES = [  # (H, W, kernel, stride, padding, Cin, Cout)
     (3, 3, 2, 2, ((1, 0), (2, 1)), 2, 3),  # explicit padding
     (6, 6, 5, 2, 'SAME', 1, 1),
     (3, 4, 1, 3, 'SAME', 2, 2),  # phases that meet no kernel tap: bias only
+    (4, 4, 4, 2, 'SAME', 3, 40),  # 4 x 40 outputs > 128: the per-phase form
 ]
 
 
 @pytest.mark.parametrize('h,w,k,s,pad,cin,cout', CASES)
 def test_same_outputs_and_gradients_as_flax(h, w, k, s, pad, cin, cout):
-  x = jax.random.normal(jax.random.key(0), (2, h, w, cin))
-  ref = nn.ConvTranspose(cout, (k, k), strides=(s, s), padding=pad)
-  ours = layers.ConvTranspose(cout, (k, k), strides=(s, s), padding=pad)
-  params = ref.init(jax.random.key(1), x)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
-      jnp.shape, params)  # same names and shapes: checkpoints carry over
-  params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), params)
-  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-5)
-  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
-  g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
-  g_ours = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
-    np.testing.assert_allclose(a, b, atol=1e-4)
+  _check_against_flax(nn.ConvTranspose, layers.ConvTranspose, (2, h, w, cin), cout, k, s, pad)
 
 
 CONV_CASES = [  # (H, W, kernel, stride, padding, Cin, Cout)
@@ -68,7 +57,7 @@ def _check_against_flax(ref_cls, our_cls, x_shape, cout, k, s, pad):
   ours = our_cls(cout, (k, k), strides=(s, s), padding=pad)
   params = ref.init(jax.random.key(1), x)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
-      jnp.shape, params)
+      jnp.shape, params)  # same names and shapes: checkpoints carry over
   params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), params)
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-4)
   loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
