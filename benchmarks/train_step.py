@@ -82,15 +82,33 @@ TRIED = """
      1/256): [64, 28, 28, 128] mask 151-173 -> 38 ms; pixelcnn_mnist 0.81 -> 1.14,
      char_lm_wide 1.09 -> 1.29 (dropout was 36% of the PixelCNN step: 0.255 steps/s
      with dropout 0.3 vs 0.402 without).
+  7. Kernel gradients as GEMMs (found with XLA's per-op profile, `jax.profiler`): XLA
+     computes the kernel gradient of a 1x1 convolution as a whole-image convolution
+     over transposed operands and fuses the producer's elementwise work (the PixelCNN's
+     gate, ELU) into that transpose: 7 such transposes took ~870 ms of the 3.04 s
+     PixelCNN 28x28 step. `layers.pointwise_conv` (a dot over channels) for its 1x1
+     layers: 3.04 -> 2.64 s per step; `layers.conv_tapwise_grad` (one GEMM per tap)
+     for its (1, 2) horizontal convolutions: 2.64 -> 2.32 s; pixelcnn_mnist 1.06 ->
+     1.22 (final table).
   Tried and dropped: space-to-depth for 3x3/2 convolutions (16/9 the multiply-adds:
   14x14x32 -> 64, 5.9 -> 10.7 ms), one wide convolution for wide transposed
-  convolutions (8x8x128 -> 64: 42.6 -> 68.2 ms), 1x1 convolutions as einsum (no
-  consistent change), rbg keys for dropout (0.255 -> 0.298 steps/s only, and rbg keys
-  are not per-example under vmap, which the data-parallel equivalence needs). Earlier
-  sessions measured im2col/GEMM rewrites and bf16 slower. Individual convolutions of
-  the PixelCNN at 28x28 are faster in JAX than in PyTorch (e.g. (2,3) 64 -> 128 forward
-  + backward 133 vs 227 ms); what remains of its gap is elementwise work (gates,
-  masks, pads) not measured separately.
+  convolutions (8x8x128 -> 64: 42.6 -> 68.2 ms), 1x1 convolutions as einsum in the
+  flows and before 7. (no consistent change), rbg keys for dropout (0.255 -> 0.298
+  steps/s only, and rbg keys are not per-example under vmap, which the data-parallel
+  equivalence needs). Tap-wise kernel gradients for larger windows: PixelCNN (2, 3)
+  vertical convolutions 2.32 -> 2.74 s per step; DCGAN 32x32x3 per-phase transposed
+  convolutions 205 -> 246 ms, its fused output layer 205 -> 235 ms, its space-to-depth
+  convolutions 205 -> 206 ms; the char model's dilated 1-D convolution as per-tap dots
+  88 -> 113 ms (char_lm_pydoc). DCGAN: the discriminator's real and fake passes as one
+  vmapped pass (batch statistics kept per half) 203 -> 205 ms. XLA flags:
+  `--xla_cpu_enable_concurrency_optimized_scheduler=false`, `--xla_cpu_use_onednn`,
+  `--xla_cpu_experimental_onednn_custom_call` (jaxlib 0.10.2 emits no oneDNN
+  convolution: no change beyond the +-10% noise). Earlier sessions measured
+  im2col/GEMM rewrites of whole convolutions and bf16 slower.
+  Left: dcgan_photos is compute-bound on both sides: 12.9 GFLOP per step (XLA's cost
+  analysis), JAX ~175-205 ms = 63-74 GFLOP/s, PyTorch ~209 ms = 62 GFLOP/s, against a
+  2048^3 matmul at 117 (JAX) / 96 (PyTorch) GFLOP/s on this machine; a ratio of 1.2
+  would need 74 GFLOP/s sustained over 8x8-16x16 convolutions.
   Note: PyTorch's OpenMP threads collapse when the machine is busy (a VAE step 2.8
   steps/s with 2 threads under load vs 33 with 1 thread), so the ratios are only
   meaningful on an idle machine (the load average is recorded).

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm_jax.nn import layers
+
 
 def shift_right(x: jnp.ndarray) -> jnp.ndarray:
   """`[B, T, ...]` -> the same shape with `out[:, t] = x[:, t - 1]` and zeros at t = 0."""
@@ -136,9 +138,15 @@ class MaskedConv2D(nn.Module):
                           mask_type=self.mask_type)
     mask = np.ones((kh, kw, f_in, self.features), np.float32)
     mask[kh - 1, kw - 1] = centre
-    y = jax.lax.conv_general_dilated(
-        x, kernel * mask, window_strides=(1, 1), padding='VALID',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    kernel = kernel * mask
+    if (kh, kw) == (1, 1):
+      y = layers.pointwise_conv(x, kernel)
+    elif kh * kw <= 2:  # see layers.conv_tapwise_grad: faster for one or two taps
+      y = layers.conv_tapwise_grad(x, kernel)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=(1, 1), padding='VALID',
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return y + bias
 
 

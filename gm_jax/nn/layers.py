@@ -211,6 +211,73 @@ def conv_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[i
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
+def pointwise_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """A 1x1 convolution as a contraction over the channel axis.
+
+  Args:
+    x: `[..., Cin]` (e.g. `[B, H, W, Cin]`); kernel: `[1, 1, Cin, Cout]` (HWIO).
+  Returns:
+    `[..., Cout]`, equal to the stride-1 convolution. Why: XLA:CPU computes the kernel
+    gradient of a 1x1 convolution as a convolution over the whole image whose operands
+    are first transposed, and it fuses the producer's elementwise work (e.g. a gated
+    activation) into that transpose; as a dot, the gradient is one GEMM over the
+    `B*H*W` rows (measured, `[64, 28, 28, 64] -> 128`, kernel gradient alone 47.6 ->
+    12.1 ms; the PixelCNN 28x28 training step 3.04 -> 2.64 s).
+  """
+  if kernel.shape[:2] != (1, 1) or kernel.ndim != 4:
+    raise ValueError(f'pointwise_conv needs a [1, 1, Cin, Cout] kernel, got {kernel.shape}')
+  if x.shape[-1] != kernel.shape[2]:
+    raise ValueError(f'pointwise_conv: input has {x.shape[-1]} channels, kernel expects '
+                     f'{kernel.shape[2]}')
+  return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _conv_valid(x, kernel):
+  return lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def conv_tapwise_grad(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """Stride-1 VALID convolution (NHWC, HWIO) whose kernel gradient is one GEMM per tap.
+
+  Same forward and input gradient as `lax.conv_general_dilated(x, kernel, (1, 1),
+  'VALID')`; the kernel gradient of tap `(i, j)` is `x[:, i:i+H', j:j+W']` flattened to
+  `[B*H'*W', Cin]`, transposed, times the output cotangent `[B*H'*W', Cout]`. Faster on
+  XLA:CPU for windows of one or two taps (measured, `[64, 28, 29, 64]`, `(1, 2)` ->
+  128: 55.6 -> 28.1 ms; the PixelCNN 28x28 step 2.64 -> 2.32 s with its `(1, 2)`
+  horizontal convolutions); slower for larger windows (`(2, 3)`: 67.8 -> 121 ms), where
+  the copies of the shifted views cost more than XLA's transposes.
+
+  Args:
+    x: `[B, H, W, Cin]`, already padded; kernel: `[kh, kw, Cin, Cout]`.
+  Returns:
+    `[B, H - kh + 1, W - kw + 1, Cout]`.
+  """
+  return _conv_valid(x, kernel)
+
+
+def _tapwise_fwd(x, kernel):
+  return _conv_valid(x, kernel), (x, kernel)
+
+
+def _tapwise_bwd(res, dy):
+  x, kernel = res
+  (kh, kw), (ho, wo) = kernel.shape[:2], dy.shape[1:3]
+  _, input_vjp = jax.vjp(lambda v: _conv_valid(v, kernel), x)
+  (dx,) = input_vjp(dy)
+  rows = dy.reshape(-1, dy.shape[-1])
+  contract = (((0,), (0,)), ((), ()))
+  dk = jnp.stack([
+      jnp.stack([lax.dot_general(x[:, i:i + ho, j:j + wo].reshape(-1, x.shape[-1]), rows,
+                                 contract) for j in range(kw)])
+      for i in range(kh)])
+  return dx, dk.astype(kernel.dtype)
+
+
+conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
+
+
 class _Convolution(nn.Module):
   """Parameters and bias of `flax.linen.Conv` / `ConvTranspose` (2-D, NHWC, HWIO kernel,
   the same names), with the convolution itself left to `_convolve`."""

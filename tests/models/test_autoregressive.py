@@ -177,3 +177,29 @@ def test_bad_inputs_name_the_problem():
     lm.apply(lm_params, t.at[0, 0].set(-1))
   with pytest.raises(ValueError, match='dilations'):
     CausalConvLM(vocab_size=5, dilations=()).init(jax.random.key(0), t)
+
+
+@pytest.mark.parametrize('kernel_size', [(1, 1), (1, 2), (2, 3)])
+def test_masked_conv_paths_equal_the_masked_lax_convolution(kernel_size):
+  """MaskedConv2D picks a dot (1x1), tap-wise GEMM gradients (1x2) or XLA's convolution;
+  all three are the VALID convolution with the masked kernel, in value and gradient."""
+  from gm_jax.nn import autoregressive as ar  # pylint: disable=g-import-not-at-top
+  kh, kw = kernel_size
+  conv = ar.MaskedConv2D(6, kernel_size, 'B', 3)
+  x = jax.random.normal(jax.random.key(0), (2, 4 + kh - 1, 5 + kw - 1, 3))
+  params = conv.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), params)
+
+  def reference(p, x):
+    mask = np.ones((kh, kw, 3, 6), np.float32)
+    mask[-1, -1] = ar.channel_mask(ar.channel_groups(3, 3), ar.channel_groups(6, 3), mask_type='B')
+    y = jax.lax.conv_general_dilated(x, p['params']['kernel'] * mask, (1, 1), 'VALID',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + p['params']['bias']
+
+  np.testing.assert_allclose(conv.apply(params, x), reference(params, x), atol=1e-4)
+  loss = lambda f: lambda p, x: jnp.sum(jnp.tanh(f(p, x)))
+  got = jax.grad(loss(conv.apply), argnums=(0, 1))(params, x)
+  want = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, atol=1e-4)

@@ -76,6 +76,46 @@ def test_both_transpose_forms_equal_lax(h, w, k, s, pad, cin, cout):
     np.testing.assert_allclose(form(x, kernel, (s, s), pad), ref, atol=1e-4)
 
 
+def _conv_valid_reference(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@pytest.mark.parametrize('kh,kw', [(1, 1), (1, 2), (2, 1), (2, 3)])
+def test_tapwise_grad_conv_equals_lax_in_value_and_both_gradients(kh, kw):
+  x = jax.random.normal(jax.random.key(0), (3, 6, 7, 4))
+  kernel = jax.random.normal(jax.random.key(1), (kh, kw, 4, 5))
+  np.testing.assert_allclose(layers.conv_tapwise_grad(x, kernel),
+                             _conv_valid_reference(x, kernel), atol=1e-4)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)) * jnp.arange(5.0))
+  got = jax.grad(loss(layers.conv_tapwise_grad), argnums=(0, 1))(x, kernel)
+  want = jax.grad(loss(_conv_valid_reference), argnums=(0, 1))(x, kernel)
+  for a, b in zip(got, want):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_tapwise_grad_conv_kernel_gradient_by_hand():
+  """Independent check: d/dk sum(y * c) for one tap is sum over positions of x * c."""
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 1))
+  c = jax.random.normal(jax.random.key(2), (2, 3, 3, 1))
+  grad = jax.grad(lambda k: jnp.sum(layers.conv_tapwise_grad(x, k) * c))(jnp.ones((1, 2, 1, 1)))
+  for j in range(2):
+    np.testing.assert_allclose(grad[0, j, 0, 0], np.sum(np.asarray(x)[:, :, j:j + 3] * c),
+                               rtol=1e-5)
+
+
+def test_pointwise_conv_equals_a_1x1_convolution_and_checks_shapes():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))
+  kernel = jax.random.normal(jax.random.key(1), (1, 1, 4, 6))
+  np.testing.assert_allclose(layers.pointwise_conv(x, kernel),
+                             _conv_valid_reference(x, kernel), atol=1e-5)
+  with pytest.raises(ValueError, match=r'\[1, 1, Cin, Cout\]'):
+    layers.pointwise_conv(x, jnp.ones((2, 1, 4, 6)))
+  with pytest.raises(ValueError, match='3 channels|4 channels'):
+    layers.pointwise_conv(x[..., :3], kernel)
+
+
 def test_rejects_non_image_input():
   with pytest.raises(ValueError, match=r'\[B, H, W, C\]'):
     layers.ConvTranspose(2, (3, 3)).init(jax.random.key(0), jnp.ones((4, 3)))
