@@ -15,3 +15,25 @@ def _one_torch_thread():
   torch.set_num_threads(1)
   yield
   torch.set_num_threads(n)
+
+
+@pytest.fixture
+def check_torch_step_learns():
+  """`check(step, module, flax_params, num_steps) -> losses`: the PyTorch replica has the
+  Flax model's weights (shape multiset), and `num_steps` of its training step give finite,
+  changing losses and update every parameter."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  from benchmarks.torch_ref import common  # pylint: disable=g-import-not-at-top
+
+  def check(step, module, flax_params, num_steps):
+    assert common.torch_signature(module) == train_step.flax_signature(flax_params)
+    before = [p.detach().clone() for p in module.parameters()]
+    losses = [step() for _ in range(num_steps)]
+    assert np.all(np.isfinite(losses)), losses
+    assert len(set(losses)) > 1, losses
+    assert all(not torch.equal(a, p) for a, p in zip(before, module.parameters()))
+    return losses
+
+  return check

@@ -11,7 +11,6 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import train_step  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks.torch_ref import common  # pylint: disable=wrong-import-position
 from benchmarks.torch_ref import vae as torch_vae  # pylint: disable=wrong-import-position
-from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BATCH = 4
 CASES = {c.name: c for c in train_step.CASES if c.family == 'vae'}
