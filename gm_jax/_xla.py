@@ -14,8 +14,11 @@ def configure_cpu_flags() -> bool:
 
   Returns:
     True if the flag is (now) in effect for this process, False if JAX's backend was
-    already initialised without it (then it is left alone).
+    already initialised without it (then it is left alone) or `GM_JAX_CPU_FLAGS=0` asks
+    to leave `XLA_FLAGS` alone (e.g. a GPU machine whose jaxlib lacks the flag).
   """
+  if os.environ.get('GM_JAX_CPU_FLAGS', '1') == '0':
+    return False
   flags = os.environ.get('XLA_FLAGS', '')
   if 'xla_cpu_experimental_ynn_fusion_type' in flags:
     return True

@@ -147,7 +147,8 @@ def run_rows(script: str, rows: list[Row], args, *, extra: Optional[dict] = None
     result = train_and_evaluate(config, workdir)
     wall = time.perf_counter() - t0
     rec = dict(row=row.key, label=row.label, paper=row.paper, ours=row.metric(result),
-               protocol=row.protocol, steps=int(config.num_train_steps),
+               protocol=row.protocol, steps=int(result.get('train_steps', config.num_train_steps)),
+               planned_steps=int(config.num_train_steps),
                batch_size=int(config.batch_size), wall_s=wall, device=device_name(),
                command=command, workdir=workdir, eval=result)
     with open(os.path.join(workdir, 'paper_row.json'), 'w') as f:
@@ -165,7 +166,10 @@ def markdown(title: str, records: list[dict]) -> str:
     steps_per_s = r['eval'].get('train_steps_per_s')
     rate = (f', {steps_per_s:.0f} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
             'training steps' if steps_per_s else '')
-    budget = (f"{r['steps']:,} steps x {r['batch_size']}{rate}; this invocation "
+    planned = r.get('planned_steps', r['steps'])
+    stopped = (f" (stopped by config.max_train_seconds; schedule planned over {planned:,})"
+               if r['steps'] < planned else '')
+    budget = (f"{r['steps']:,} steps{stopped} x {r['batch_size']}{rate}; this invocation "
               f"{r['wall_s'] / 60:.1f} min (loading, validation, eval included) on "
               f"{r['device']}")
     lines.append(f"| {r['label']} | {r['paper']} | {r['ours']} | {r['protocol']} | "

@@ -247,6 +247,7 @@ def load_split(
     split: str,
     *,
     data_dir: str | os.PathLike[str] | None = None,
+    use_exported: bool = True,
 ) -> dict[str, np.ndarray]:
   """Reads one tfds split into memory, in the dataset's stored order.
 
@@ -254,7 +255,10 @@ def load_split(
     name: dataset name, see `get_info`.
     split: any tfds split string: 'train', 'test', 'train[:90%]', ...
     data_dir: tfds data directory (default: tfds's, `~/tensorflow_datasets`).
-      Embedded datasets are prepared there on first use.
+      Embedded datasets are prepared there on first use. If it holds
+      `exported/<name>.npz` (see `gm_jax.data.exported`), the split is read from
+      that file, without TensorFlow.
+    use_exported: False ignores an exported file (the exporter reads tfds).
 
   Returns:
     Image datasets: `{'image': uint8 [N, H, W, C] in [0, num_levels),
@@ -267,6 +271,11 @@ def load_split(
       written (the message contains the path).
   """
   info = get_info(name)
+  if use_exported and data_dir is not None:
+    from gm_jax.data import exported  # pylint: disable=g-import-not-at-top
+    path = exported.exported_path(name, data_dir)
+    if os.path.exists(path):
+      return exported.read_split(path, name, split)
   builder = _prepared_builder(name, data_dir)
   tfds = _tfds()
   ds = builder.as_dataset(split=split, shuffle_files=False)
@@ -274,6 +283,15 @@ def load_split(
   # tfds rejects empty splits, so there is at least one chunk.
   chunks = list(tfds.as_numpy(ds))
   return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def split_names(name: str) -> list[str]:
+  """The tfds split strings `load_splits` reads for `name` (train, [validation,] test)."""
+  get_info(name)
+  train_split, test_split = _TRAIN_TEST_SPLITS.get(_base_name(name), ("train", "test"))
+  if _base_name(name) in _VALIDATION_SPLITS:
+    return [train_split, _VALIDATION_SPLITS[_base_name(name)], test_split]
+  return [train_split, test_split]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,6 +217,14 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   has_validation = (val_metric is not None
                     and len(next(iter(splits.validation.values()), [])) > 0)
   eval_batch = int(config.get('eval_batch_size', max(config.batch_size, 256)))
+  # A wall-clock budget for this invocation's training (0 = none): once spent, the step in
+  # hand is validated and checkpointed as if it were the last (re-running resumes).
+  max_seconds = float(config.get('max_train_seconds', 0) or 0)
+  if max_seconds < 0:
+    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), got {max_seconds}')
+  t_start = time.perf_counter()
+  stopped_early = False
+  warned_zero_grad = False
 
   timed_steps, timed_seconds, t_mark = 0, 0.0, None
   pending: dict[str, list] = {}
@@ -243,16 +251,25 @@ def run(config, workdir: str, family: Family, splits) -> dict:
         timed_seconds += now - t_mark
       t_mark = now
       bar.update(1)
+      if max_seconds and now - t_start >= max_seconds and step < num_steps:
+        stopped_early = True
+      last = step == num_steps or stopped_early
       for k, v in metrics.items():
         pending.setdefault(k, []).append(v)
-      if step % config.log_every == 0 or step == num_steps:
+      if step % config.log_every == 0 or last:
         summary = {k: float(np.mean(jax.device_get(v))) for k, v in pending.items()}
         if timed_seconds > 0:
           summary['steps_per_s'] = timed_steps / timed_seconds
         writer.write(step, summary)
+        if summary.get('grad_norm') == 0.0 and is_primary and not warned_zero_grad:
+          warned_zero_grad = True
+          print(f'WARNING: {config.model}: every step up to {step} since the last log had a '
+                'zero gradient (grad_norm 0): nothing is learning. A gradient-skipping '
+                f'threshold (config.grad_skip_norm={config.get("grad_skip_norm", None)}) '
+                'below the gradient norms of this dataset does this.', flush=True)
         bar.set_postfix(loss=f'{summary["loss"]:.4g}')
         pending = {}
-      if has_validation and (step % eval_every == 0 or step == num_steps):
+      if has_validation and (step % eval_every == 0 or last):
         val = _mean_over(eval_step, dp.get_state(state['params']), splits.validation,
                          eval_batch, eval_key)
         writer.write(step, val, prefix='val_')
@@ -261,9 +278,15 @@ def run(config, workdir: str, family: Family, splits) -> dict:
                        **dp.put_state({'best_metric': np.float32(val[val_metric]),
                                        'best_step': np.int32(step)}))
         t_mark = None  # do not count validation time as training time
-      if step % config.checkpoint_every == 0 or step == num_steps:
+      if step % config.checkpoint_every == 0 or last:
         checkpointer.save(step, dp.checkpoint_state(state))
         t_mark = None
+      if stopped_early:
+        if is_primary:
+          print(f'{config.model}: config.max_train_seconds={max_seconds:g} spent at step '
+                f'{step} of {num_steps}; checkpointed, evaluating. Re-run to resume.',
+                flush=True)
+        break
   finally:
     bar.close()
     writer.close()
@@ -275,10 +298,13 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   results: dict[str, Any] = {
       'model': config.model,
       'dataset': config.dataset,
-      'train_steps': num_steps,
+      'train_steps': step,
       'train_steps_per_s': steps_per_s,
-      'best_step': int(state['best_step']) if has_validation else num_steps,
+      'best_step': int(state['best_step']) if has_validation else step,
   }
+  if step < num_steps:
+    results['planned_train_steps'] = num_steps
+    results['stopped_by'] = 'max_train_seconds'
   if has_validation:
     results[f'best_val_{val_metric}'] = float(state['best_metric'])
   results.update(family.evaluate(best_params, splits, eval_key, config))

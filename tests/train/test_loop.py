@@ -199,3 +199,41 @@ def test_a_loss_with_a_step_keyword_receives_the_step_being_taken():
     state, metrics = step_fn(state, batch)
     seen.append(float(metrics['step_seen']))
   assert seen == [0.0, 1.0, 2.0]
+
+
+def test_time_budget_stops_checkpoints_evaluates_and_resumes(tmp_path, capsys):
+  # A budget smaller than one step: the first step is the last of this invocation.
+  res = loop.run(_config(max_train_seconds=1e-9), str(tmp_path), _toy_family(), _toy_splits())
+  assert res['train_steps'] == 1 and res['planned_train_steps'] == 12
+  assert res['stopped_by'] == 'max_train_seconds' and res['best_step'] == 1
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert [l['step'] for l in lines] == [1, 1]  # the step's training log and its validation
+  assert 'max_train_seconds=1e-09 spent at step 1 of 12' in capsys.readouterr().out
+  # Without the budget the same command resumes at step 1 and finishes the schedule.
+  res = loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
+  assert res['train_steps'] == 12 and 'stopped_by' not in res
+  assert 'Resuming toy' in capsys.readouterr().out
+
+
+def test_negative_time_budget_is_named(tmp_path):
+  with pytest.raises(ValueError, match='config.max_train_seconds'):
+    loop.run(_config(max_train_seconds=-1.0), str(tmp_path), _toy_family(), _toy_splits())
+
+
+def test_all_zero_gradients_are_reported(tmp_path, capsys):
+  family = _toy_family()
+  plain = family.loss
+
+  def frozen(params, batch, key, *, train):  # as if every update were skipped
+    return plain(jax.lax.stop_gradient(params), batch, key, train=train)
+
+  loop.run(_config(grad_skip_norm=7.0), str(tmp_path), dataclasses.replace(family, loss=frozen),
+           _toy_splits())
+  out = capsys.readouterr().out
+  assert out.count('zero gradient (grad_norm 0)') == 1 and 'grad_skip_norm=7.0' in out
+
+
+def test_no_zero_gradient_report_when_learning(tmp_path, capsys):
+  loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
+  assert 'zero gradient' not in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""Datasets exported to .npz: same arrays as tfds, read without TensorFlow, clear errors."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from gm_jax import data
+from gm_jax.data import exported
+from gm_jax.data import pipeline
+
+
+def _arrays(seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': rng.integers(0, 17, (5, 8, 8, 1), dtype=np.uint8),
+          'label': rng.integers(0, 10, 5).astype(np.int32)}
+
+
+def test_export_of_digits_equals_tfds_and_loads_without_tfds(tfds_dir, tmp_path, monkeypatch):
+  out = exported.export_splits('digits', pipeline.split_names('digits'), data_dir=tfds_dir,
+                               out=str(tmp_path / 'exported' / 'digits.npz'))
+  want = data.load_splits('digits', data_dir=tfds_dir)
+
+  def no_tfds(*args, **kwargs):
+    raise AssertionError('tfds was used although an exported file is there')
+
+  monkeypatch.setattr(pipeline, '_prepared_builder', no_tfds)
+  got = data.load_splits('digits', data_dir=str(tmp_path))
+  assert out == exported.exported_path('digits', str(tmp_path))
+  for split in ('train', 'validation', 'test'):
+    for field, value in getattr(want, split).items():
+      np.testing.assert_array_equal(getattr(got, split)[field], value)
+      assert getattr(got, split)[field].dtype == value.dtype
+  assert len(got.test['image']) == 360
+
+
+def test_split_names_include_the_own_validation_split():
+  assert pipeline.split_names('digits') == ['train', 'test']
+  assert pipeline.split_names('mnist_offline') == ['train', 'validation', 'test']
+
+
+def test_round_trip_keeps_split_strings_and_dtypes(tmp_path):
+  path = str(tmp_path / 'd.npz')
+  exported.write(path, 'digits', {'train[:3]': _arrays(0), 'test': _arrays(1)})
+  got = exported.read_split(path, 'digits', 'train[:3]')
+  for k, v in _arrays(0).items():
+    np.testing.assert_array_equal(got[k], v)
+    assert got[k].dtype == v.dtype
+
+
+@pytest.mark.parametrize('name,split,match', [
+    ('digits', 'validation', r"no split 'validation' \(it has: test, train\)"),
+    ('mnist_offline', 'train', "holds dataset 'digits', not 'mnist_offline'"),
+])
+def test_wrong_split_or_dataset_is_named(tmp_path, name, split, match):
+  path = str(tmp_path / 'd.npz')
+  exported.write(path, 'digits', {'train': _arrays(0), 'test': _arrays(1)})
+  with pytest.raises(ValueError, match=match):
+    exported.read_split(path, name, split)
+
+
+def test_corrupt_file_is_an_error_that_says_how_to_redo_it(tmp_path):
+  path = tmp_path / 'd.npz'
+  exported.write(str(path), 'digits', {'train': _arrays(0)})
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+  with pytest.raises(ValueError, match=r'cannot read exported dataset .*Re-export it'):
+    exported.read_split(str(path), 'digits', 'train')
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+  path = tmp_path / 'd.npz'
+  with zipfile.ZipFile(path, 'w') as z:  # an index plus an object array (pickled)
+    with z.open('__index__.npy', 'w') as f:
+      np.lib.format.write_array(f, np.asarray(
+          '{"format": "gm_jax.exported/1", "dataset": "digits", '
+          '"splits": {"train": {"image": "a0"}}}'))
+    with z.open('a0.npy', 'w') as f:
+      np.lib.format.write_array(f, np.array([{'x': 1}], dtype=object), allow_pickle=True)
+  with pytest.raises(ValueError, match='cannot read exported dataset'):
+    exported.read_split(str(path), 'digits', 'train')
+  with pytest.raises(ValueError, match='dtype object'):
+    exported.write(str(tmp_path / 'o.npz'), 'digits',
+                   {'train': {'image': np.array([None], dtype=object)}})
