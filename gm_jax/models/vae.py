@@ -87,6 +87,10 @@ class VAE(nn.Module):
     num_classes: 0 for an unconditional VAE; otherwise the label (one-hot) is an input
       of both the encoder and the decoder.
     activation: MLP nonlinearity, a key of `ACTIVATIONS` (`architecture='mlp'`).
+    top_latent_dim: > 0 adds a second stochastic layer z2 above z (Burda et al. 2016's
+      two-layer model): q(z2 | z) and p(z | z2) are diagonal Gaussians from MLPs of widths
+      `top_hidden`, the prior N(0, I) moves to z2. MLP, unconditional models only.
+    top_hidden: MLP widths between z and z2 (mirrored in p(z | z2)).
   """
 
   image_shape: Sequence[int]
@@ -98,8 +102,15 @@ class VAE(nn.Module):
   dropout_rate: float = 0.0
   num_classes: int = 0
   activation: str = 'gelu'
+  top_latent_dim: int = 0
+  top_hidden: Sequence[int] = (50, 50)
 
   def __post_init__(self):
+    if self.top_latent_dim < 0:
+      raise ValueError(f'top_latent_dim must be >= 0, got {self.top_latent_dim}')
+    if self.top_latent_dim and (self.architecture != 'mlp' or self.num_classes):
+      raise ValueError('a second stochastic layer (top_latent_dim > 0) needs '
+                       "architecture='mlp' and an unconditional model (num_classes=0)")
     if self.activation not in ACTIVATIONS:
       raise ValueError(f'activation must be one of {tuple(ACTIVATIONS)}, '
                        f'got {self.activation!r}')
@@ -136,6 +147,14 @@ class VAE(nn.Module):
                                  dropout_rate=self.dropout_rate)
     self.to_mean = nn.Dense(self.latent_dim)
     self.to_log_var = nn.Dense(self.latent_dim)
+    if self.top_latent_dim:
+      act = ACTIVATIONS[self.activation]
+      self.top_encoder = MLP(tuple(self.top_hidden), activation=act)
+      self.top_to_mean = nn.Dense(self.top_latent_dim)
+      self.top_to_log_var = nn.Dense(self.top_latent_dim)
+      self.top_decoder = MLP(tuple(reversed(self.top_hidden)), activation=act)
+      self.prior_to_mean = nn.Dense(self.latent_dim)
+      self.prior_to_log_var = nn.Dense(self.latent_dim)
 
   def _condition(self, h, labels):
     if not self.num_classes:
@@ -173,6 +192,16 @@ class VAE(nn.Module):
     out = self.decoder(self._condition(z, labels), train=train)
     return out.reshape(z.shape[0], h, w, c, self._out_per_subpixel)
 
+  def encode_top(self, z):
+    """q(z2 | z): z `[B, latent_dim]` -> (mean, log_var), each `[B, top_latent_dim]`."""
+    h = self.top_encoder(z)
+    return self.top_to_mean(h), self.top_to_log_var(h)
+
+  def prior(self, z2):
+    """p(z | z2): z2 `[B, top_latent_dim]` -> (mean, log_var), each `[B, latent_dim]`."""
+    h = self.top_decoder(z2)
+    return self.prior_to_mean(h), self.prior_to_log_var(h)
+
   def log_likelihood(self, out, x):
     """log p(x | z) per example: decoder output `[B, H, W, C, P]`, x int `[B, H, W, C]` -> `[B]`."""
     return decoder_log_likelihood(out, x, likelihood=self.likelihood, num_levels=self.num_levels)
@@ -180,7 +209,23 @@ class VAE(nn.Module):
   def __call__(self, x, labels=None, *, train: bool = False):
     """Initialisation path: encode, decode the means. Returns decoder output."""
     mean, _ = self.encode(x, labels, train=train)
+    if self.top_latent_dim:  # creates the second layer's parameters too
+      self.prior(self.encode_top(mean)[0])
     return self.decode(mean, labels, train=train)
+
+
+def _top_layer_terms(model: VAE, params, z, eps2):
+  """Second-layer terms for z `[N, D]`, noise eps2 `[N, D2]` -> (log prior, log q), `[N]`.
+
+  log prior = log p(z | z2) + log N(z2; 0, I); log q = log q(z2 | z), z2 = mean + sd * eps2.
+  """
+  mean2, log_var2 = model.apply(params, z, method=VAE.encode_top)
+  z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
+  prior_mean, prior_log_var = model.apply(params, z2, method=VAE.prior)
+  zeros = jnp.zeros_like(z2)
+  log_prior = (losses.gaussian_log_prob(z, prior_mean, prior_log_var)
+               + losses.gaussian_log_prob(z2, zeros, zeros))
+  return log_prior, losses.gaussian_log_prob(z2, mean2, log_var2)
 
 
 def decoder_log_likelihood(out, x, *, likelihood: str, num_levels: int):
@@ -236,7 +281,14 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
   out = model.apply(params, z, labels, train=train, method=VAE.decode,
                     rngs={'dropout': jax.random.fold_in(dropout_key, 1)})
   log_px = model.log_likelihood(out, x)
-  kl = losses.gaussian_kl(mean, log_var)
+  if model.top_latent_dim:
+    # No closed form: the KL term is the one-sample estimate log q(z, z2 | x) - log p(z, z2).
+    eps2 = jax.random.normal(jax.random.fold_in(eps_key, 1), (z.shape[0], model.top_latent_dim),
+                             z.dtype)
+    log_prior, log_q2 = _top_layer_terms(model, params, z, eps2)
+    kl = losses.gaussian_log_prob(z, mean, log_var) + log_q2 - log_prior
+  else:
+    kl = losses.gaussian_kl(mean, log_var)
   return {'elbo': losses.elbo(log_px, kl, beta=beta), 'log_px_given_z': log_px, 'kl': kl}
 
 
@@ -257,10 +309,17 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   x_rep = jnp.tile(x, (k, 1, 1, 1))
   log_px = model.log_likelihood(out, x_rep).reshape(k, b)
   zeros = jnp.zeros_like(z_flat)
-  log_pz = losses.gaussian_log_prob(z_flat, zeros, zeros).reshape(k, b)
   log_qz = losses.gaussian_log_prob(
       z_flat, jnp.tile(mean, (k, 1)), jnp.tile(log_var, (k, 1))).reshape(k, b)
-  return log_px, log_pz, log_qz
+  if not model.top_latent_dim:
+    log_pz = losses.gaussian_log_prob(z_flat, zeros, zeros).reshape(k, b)
+    return log_px, log_pz, log_qz
+  # z2 of draw k: noise normal(fold_in(fold_in(key, k), 1)), so chunks stay exact too.
+  eps2 = jax.vmap(lambda i: jax.random.normal(
+      jax.random.fold_in(jax.random.fold_in(key, i), 1), (b, model.top_latent_dim),
+      mean.dtype))(start + jnp.arange(k)).reshape(k * b, model.top_latent_dim)
+  log_prior, log_q2 = _top_layer_terms(model, params, z_flat, eps2)
+  return log_px, log_prior.reshape(k, b), log_qz + log_q2.reshape(k, b)
 
 
 def iwae_estimate(model: VAE, params, x, labels, key, *, num_samples: int,
@@ -311,9 +370,18 @@ def _jitted_log_weights(model: VAE):
 
 
 def sample_prior(model: VAE, params, key, num: int, labels=None):
-  """Ancestral samples z ~ N(0, I), x ~ p(x|z) -> int32 `[num, H, W, C]`."""
+  """Ancestral samples z ~ N(0, I) (two layers: z2 ~ N(0, I), z ~ p(z|z2)), x ~ p(x|z).
+
+  Returns int32 `[num, H, W, C]`.
+  """
   z_key, x_key = jax.random.split(key)
-  z = jax.random.normal(z_key, (num, model.latent_dim))
+  if model.top_latent_dim:  # z2 ~ N(0, I), z ~ p(z | z2)
+    z2 = jax.random.normal(z_key, (num, model.top_latent_dim))
+    mean, log_var = model.apply(params, z2, method=VAE.prior)
+    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(
+        jax.random.fold_in(z_key, 1), mean.shape, mean.dtype)
+  else:
+    z = jax.random.normal(z_key, (num, model.latent_dim))
   out = model.apply(params, z, labels, method=VAE.decode)
   return sample_decoder(out, x_key, likelihood=model.likelihood, num_levels=model.num_levels)
 

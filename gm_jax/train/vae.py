@@ -38,7 +38,9 @@ def build_model(config, info) -> vae_lib.VAE:
                 latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
                 architecture=config.architecture, likelihood=likelihood,
                 dropout_rate=float(config.dropout_rate),
-                activation=config.get('activation', 'gelu'))
+                activation=config.get('activation', 'gelu'),
+                top_latent_dim=int(config.get('top_latent_dim', 0)),
+                top_hidden=tuple(config.get('top_hidden', (50, 50))))
   if config.model == 'cvae':
     if not info.num_classes:
       raise ValueError(f'config.model=cvae needs a labelled dataset; {info.name!r} has none')
