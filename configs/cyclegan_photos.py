@@ -55,6 +55,7 @@ def get_config():
   config.seed = 0
 
   config.log_every = 50
+  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
   config.checkpoint_every = 250
   config.max_to_keep = 2
   config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'

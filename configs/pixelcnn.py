@@ -42,6 +42,7 @@ def get_config():
   config.seed = 0
 
   config.log_every = 50
+  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
   config.eval_every = 100
   config.checkpoint_every = 500
   config.max_to_keep = 2

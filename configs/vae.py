@@ -32,6 +32,10 @@ def get_config():
   config.likelihood = 'categorical'  # 'categorical' | 'bernoulli' | 'discretized_logistic'
   config.latent_dim = 16
   config.hidden = (512, 512)
+  # > 0: a second stochastic layer z2 of this size above z (MLP only), with MLP widths
+  # top_hidden between them; the N(0, I) prior moves to z2.
+  config.top_latent_dim = 0
+  config.top_hidden = (50, 50)
   config.activation = 'gelu'  # 'gelu' | 'tanh' (IWAE paper) | 'relu'
   config.dropout_rate = 0.3
   config.beta = 1.0
@@ -48,6 +52,7 @@ def get_config():
   config.seed = 0
 
   config.log_every = 50
+  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
   config.eval_every = 100
   config.checkpoint_every = 250
   config.max_to_keep = 3
