@@ -16,7 +16,9 @@
 # Writes OUT_DIR/results.tar.gz (each row's eval.json, metrics.jsonl, pictures, log) and
 # prints each row's table.
 # Optional: PYTHON (default python3), GPU_ROWS_SET (extra --set=FIELD=VALUE words),
-# GPU_ROWS_WORKDIR (default /tmp/gpu_rows), GPU_ROWS_DEADLINE (seconds, then kill and pack).
+# GPU_ROWS_WORKDIR (default /tmp/gpu_rows), GPU_ROWS_DEADLINE (seconds, then kill and pack),
+# GPU_ROWS_RESUME (a folder of earlier <script>-<key>.tar.gz files: each row starts from
+# its newest checkpoint in there, so training adds up over short leases).
 set -u
 py=${PYTHON:-python3}
 out=$1; seconds=$2; shift 2
@@ -38,6 +40,11 @@ EOF
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 runs=${GPU_ROWS_WORKDIR:-/tmp/gpu_rows}
 mkdir -p "$runs" "$out"
+if [ -n "${GPU_ROWS_RESUME:-}" ]; then
+  for f in "$GPU_ROWS_RESUME"/*.tar.gz; do
+    [ -e "$f" ] && tar xzf "$f" -C "$runs" && echo "resuming from $f"
+  done
+fi
 pids=()
 for spec in "$@"; do
   IFS=: read -r script key steps extra <<< "$spec"
@@ -70,5 +77,15 @@ for spec in "$@"; do
   echo "=== $script $key"
   tail -n 25 "$runs/$script-$key.log"
 done
-(cd "$runs" && find . -name checkpoints -prune -o -type f -print | tar czf "$out/results.tar.gz" -T -)
+# One archive per row (the results come back as at most 8 files of <= 16 MiB each): its
+# outputs, log and newest checkpoint, which GPU_ROWS_RESUME starts from next time.
+for spec in "$@"; do
+  IFS=: read -r script key steps <<< "$spec"
+  dir="$script/$key"
+  newest=$(ls -d "$runs/$dir"/checkpoints/[0-9]* 2>/dev/null | sort -t/ -k1 -V | tail -n 1)
+  (cd "$runs" && { find "$dir" -name checkpoints -prune -o -type f -print
+                   echo "$script-$key.log"
+                   [ -n "$newest" ] && find "${newest#$runs/}" -type f; } |
+     tar czf "$out/$script-$key.tar.gz" -T -)
+done
 ls -la "$out"
