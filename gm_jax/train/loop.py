@@ -251,8 +251,11 @@ def run(config, workdir: str, family: Family, splits) -> dict:
         timed_seconds += now - t_mark
       t_mark = now
       bar.update(1)
-      if max_seconds and now - t_start >= max_seconds and step < num_steps:
-        stopped_early = True
+      if max_seconds and step < num_steps:
+        stopped_early = now - t_start >= max_seconds
+        if jax.process_count() > 1:  # every process must stop at the same step
+          from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+          stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
       last = step == num_steps or stopped_early
       for k, v in metrics.items():
         pending.setdefault(k, []).append(v)

@@ -172,7 +172,9 @@ def _worker(argv):
     c = vae_config.get_config()
     c.update(dict(hidden=(16,), latent_dim=4, batch_size=8, num_train_steps=6,
                   warmup_steps=0, log_every=1, eval_every=3, checkpoint_every=3,
-                  iwae_samples=2, iwae_batch_size=16, num_samples=4, parallel=mode))
+                  iwae_samples=2, iwae_batch_size=16, num_samples=4, parallel=mode,
+                  # never reached; exercises the per-step agreement on stopping
+                  max_train_seconds=1e6))
     c.progress_bar = False
     wd = os.path.join(args.workdir, mode)
     with contextlib.redirect_stdout(io.StringIO()):
