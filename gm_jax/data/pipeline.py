@@ -327,25 +327,17 @@ def load_splits(
     raise ValueError(
         f"validation_fraction must be in [0, 1), got {validation_fraction}."
     )
-  train_split, test_split = _TRAIN_TEST_SPLITS.get(
-      _base_name(name), ("train", "test")
-  )
-  if _base_name(name) in _VALIDATION_SPLITS:
-    return Splits(
-        train=load_split(name, train_split, data_dir=data_dir),
-        validation=load_split(
-            name, _VALIDATION_SPLITS[_base_name(name)], data_dir=data_dir
-        ),
-        test=load_split(name, test_split, data_dir=data_dir),
-        info=info,
-    )
-  full = load_split(name, train_split, data_dir=data_dir)
+  names = split_names(name)
+  if len(names) == 3:  # the dataset's own validation split
+    train, validation, test = (load_split(name, s, data_dir=data_dir) for s in names)
+    return Splits(train=train, validation=validation, test=test, info=info)
+  full = load_split(name, names[0], data_dir=data_dir)
   n = _num_examples(full)
   n_train = n - int(round(validation_fraction * n))
   return Splits(
       train={k: v[:n_train] for k, v in full.items()},
       validation={k: v[n_train:] for k, v in full.items()},
-      test=load_split(name, test_split, data_dir=data_dir),
+      test=load_split(name, names[-1], data_dir=data_dir),
       info=info,
   )
 

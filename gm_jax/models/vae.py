@@ -308,10 +308,10 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   out = model.apply(params, z_flat, rep_labels, method=VAE.decode)
   x_rep = jnp.tile(x, (k, 1, 1, 1))
   log_px = model.log_likelihood(out, x_rep).reshape(k, b)
-  zeros = jnp.zeros_like(z_flat)
   log_qz = losses.gaussian_log_prob(
       z_flat, jnp.tile(mean, (k, 1)), jnp.tile(log_var, (k, 1))).reshape(k, b)
   if not model.top_latent_dim:
+    zeros = jnp.zeros_like(z_flat)
     log_pz = losses.gaussian_log_prob(z_flat, zeros, zeros).reshape(k, b)
     return log_px, log_pz, log_qz
   # z2 of draw k: noise normal(fold_in(fold_in(key, k), 1)), so chunks stay exact too.
