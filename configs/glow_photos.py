@@ -29,6 +29,7 @@ def get_config():
   config.num_scales = 3
   config.steps_per_scale = 3
   config.hidden = 32
+  config.num_blocks = 0  # residual blocks per coupling network (RealNVP's ResNet couplings)
   config.learned_prior = True
   config.dropout_rate = 0.1
   config.logit_alpha = 0.05

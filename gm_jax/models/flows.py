@@ -98,7 +98,8 @@ class RealNVP(FlowModel):
   channels, recurse on the rest, unsqueeze. The last scale is
   `num_final` checkerboard couplings. Parities alternate. RealNVP's batch
   norm is left out (it would need mutable state); the soft-clamped log-scale
-  keeps training stable instead.
+  keeps training stable instead. `num_blocks` residual blocks per coupling
+  network give RealNVP's deeper ResNet couplings (0: three convolutions).
   """
 
   num_scales: int = 2
@@ -106,6 +107,7 @@ class RealNVP(FlowModel):
   num_channel: int = 3
   num_final: int = 4
   hidden: int = 64
+  num_blocks: int = 0
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
 
@@ -120,8 +122,8 @@ class RealNVP(FlowModel):
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
   def _coupling(self, mask, parity, name):
-    return fl.AffineCoupling(mask, parity, self.hidden,
-                             dropout_rate=self.dropout_rate, name=name)
+    return fl.AffineCoupling(mask, parity, self.hidden, dropout_rate=self.dropout_rate,
+                             num_blocks=self.num_blocks, name=name)
 
   def _scale(self, s: int):
     if s == self.num_scales - 1:
@@ -145,12 +147,14 @@ class Glow(FlowModel):
   convolution, affine coupling), then (but for the last scale) an optional
   learned split prior (an affine coupling of the factored-out half on the
   kept half, equivalent to Glow's conditional Gaussian `N(mu(h), sigma(h))`),
-  factor out half of the channels, recurse, unsqueeze.
+  factor out half of the channels, recurse, unsqueeze. `num_blocks` adds
+  residual blocks to every coupling network (as RealNVP's `num_blocks`).
   """
 
   num_scales: int = 2
   steps_per_scale: int = 4
   hidden: int = 64
+  num_blocks: int = 0
   learned_prior: bool = True
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
@@ -171,8 +175,8 @@ class Glow(FlowModel):
       layers += [
           fl.ActNorm(name=f's{s}_actnorm{i}'),
           fl.Invertible1x1Conv(seed=1000 * s + i, name=f's{s}_conv1x1_{i}'),
-          fl.AffineCoupling('channel', 0, self.hidden,
-                            dropout_rate=self.dropout_rate, name=f's{s}_coupling{i}'),
+          fl.AffineCoupling('channel', 0, self.hidden, dropout_rate=self.dropout_rate,
+                            num_blocks=self.num_blocks, name=f's{s}_coupling{i}'),
       ]
     if s < self.num_scales - 1:
       if self.learned_prior:

@@ -252,16 +252,28 @@ class Rescale(Bijector):
 
 
 class ConvNet(nn.Module):
-  """Glow's coupling network: 3x3 conv, 1x1 conv, zero-initialised 3x3 conv."""
+  """Glow's coupling network: 3x3 conv, 1x1 conv, zero-initialised 3x3 conv.
+
+  With `num_blocks > 0`, residual blocks `h + conv1x1(relu(conv3x3(relu(h))))`
+  (the branch's last convolution zero-initialised, so each block starts as the
+  identity) sit between the first 3x3 and the 1x1 convolution: RealNVP's deeper
+  ResNet coupling networks (Dinh et al. 2017, section 4.1). `num_blocks=0` is
+  the plain three-layer network with the same parameter names.
+  """
 
   hidden: int
   out_channels: int
   dropout_rate: float = 0.0
+  num_blocks: int = 0
 
   @nn.compact
   def __call__(self, x, *, train=False):
-    h = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
-    h = nn.relu(nn.Conv(self.hidden, (1, 1))(h))
+    h = nn.Conv(self.hidden, (3, 3))(x)
+    for i in range(self.num_blocks):
+      r = nn.Conv(self.hidden, (3, 3), name=f'block{i}_conv3x3')(nn.relu(h))
+      h = h + nn.Conv(self.hidden, (1, 1), kernel_init=nn.initializers.zeros,
+                      name=f'block{i}_conv1x1')(nn.relu(r))
+    h = nn.relu(nn.Conv(self.hidden, (1, 1))(nn.relu(h)))
     if self.dropout_rate:
       h = nn_layers.Dropout(self.dropout_rate, deterministic=not train)(h)
     return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
@@ -282,7 +294,8 @@ class AffineCoupling(Bijector):
   are kept); `mask='channel'` keeps channels `[:C//2]` when `parity=0` and
   `[C//2:]` when `parity=1`. The log-scale is soft-clamped,
   `s = clamp * tanh(raw / clamp)`, so one bad step cannot blow the scale up
-  (a bounded variant of RealNVP's `scale * tanh`).
+  (a bounded variant of RealNVP's `scale * tanh`). `hidden`, `dropout_rate`
+  and `num_blocks` (residual blocks) shape the `ConvNet` that computes `s, t`.
   """
 
   mask: str = 'checkerboard'
@@ -290,17 +303,21 @@ class AffineCoupling(Bijector):
   hidden: int = 64
   clamp: float = 2.0
   dropout_rate: float = 0.0
+  num_blocks: int = 0
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
     if x.ndim != 4:
       raise ValueError(f'AffineCoupling needs [B, H, W, C]; got {x.shape}.')
+    if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
+      raise ValueError(f'num_blocks must be an integer >= 0; got {self.num_blocks!r}.')
     b, h, w, c = x.shape
     train = train and not inverse
     if self.mask == 'checkerboard':
       m = jnp.asarray(checkerboard(h, w, self.parity), x.dtype)
       net_in = jnp.concatenate([x * m, jnp.broadcast_to(m, (b, h, w, 1))], -1)
-      raw = ConvNet(self.hidden, 2 * c, self.dropout_rate, name='net')(net_in, train=train)
+      raw = ConvNet(self.hidden, 2 * c, self.dropout_rate, self.num_blocks,
+                    name='net')(net_in, train=train)
       s = self._clamp(raw[..., :c]) * (1.0 - m)
       t = raw[..., c:] * (1.0 - m)
       if inverse:
@@ -317,7 +334,8 @@ class AffineCoupling(Bijector):
       else:
         x_a, x_b = x[..., c - k:], x[..., :c - k]
       cb = x_b.shape[-1]
-      raw = ConvNet(self.hidden, 2 * cb, self.dropout_rate, name='net')(x_a, train=train)
+      raw = ConvNet(self.hidden, 2 * cb, self.dropout_rate, self.num_blocks,
+                    name='net')(x_a, train=train)
       s, t = self._clamp(raw[..., :cb]), raw[..., cb:]
       y_b = (x_b - t) * jnp.exp(-s) if inverse else x_b * jnp.exp(s) + t
       y = (jnp.concatenate([x_a, y_b], -1) if self.parity == 0

@@ -32,9 +32,9 @@ MODELS = ('nice', 'realnvp', 'glow')
 _MODEL_FIELDS = {
     'nice': ('num_couplings', 'hidden', 'num_hidden_layers', 'dropout_rate', 'logit_alpha'),
     'realnvp': ('num_scales', 'num_checkerboard', 'num_channel', 'num_final', 'hidden',
-                'dropout_rate', 'logit_alpha'),
-    'glow': ('num_scales', 'steps_per_scale', 'hidden', 'learned_prior', 'dropout_rate',
-             'logit_alpha'),
+                'num_blocks', 'dropout_rate', 'logit_alpha'),
+    'glow': ('num_scales', 'steps_per_scale', 'hidden', 'num_blocks', 'learned_prior',
+             'dropout_rate', 'logit_alpha'),
 }
 
 
@@ -59,6 +59,10 @@ def build_model(config, info) -> flows_lib.FlowModel:
   kwargs = {k: config[k] for k in _MODEL_FIELDS[config.model] if k in config}
   if 'hidden' in kwargs and (not isinstance(kwargs['hidden'], int) or kwargs['hidden'] <= 0):
     raise ValueError(f'config.hidden must be a positive integer; got {kwargs["hidden"]!r}')
+  if 'num_blocks' in kwargs and (not isinstance(kwargs['num_blocks'], int)
+                                 or kwargs['num_blocks'] < 0):
+    raise ValueError('config.num_blocks must be an integer >= 0; '
+                     f'got {kwargs["num_blocks"]!r}')
   model = flows_lib.MODELS[config.model](**kwargs)
   multiple = model.size_multiple
   h, w, _ = info.shape

@@ -77,6 +77,9 @@ LAYERS = {
                               'normal', False, _checker_keep(0)),
     'affine_channel_0': (lambda: fl.AffineCoupling('channel', 0, 8), IMAGE, 'normal', False,
                          _channel_keep(0)),
+    'affine_checkerboard_1_resnet': (
+        lambda: fl.AffineCoupling('checkerboard', 1, 8, num_blocks=2), IMAGE, 'normal', False,
+        _checker_keep(1)),
     'additive_coupling_odd': (lambda: fl.AdditiveCoupling(16, 2, 1), (2, 8), 'normal', True,
                               lambda s: np.tile([False, True], (s[0], s[1] // 2))),
     'affine_channel_1_odd_c': (lambda: fl.AffineCoupling('channel', 1, 8), (2, 2, 2, 3),
@@ -247,10 +250,35 @@ def test_dropout_only_in_training_and_inverse_is_deterministic():
   np.testing.assert_allclose(x_back, x, atol=1e-5)
 
 
+def test_residual_blocks_start_as_identity_and_keep_plain_names():
+  """`num_blocks=0` has the three-convolution names (old checkpoints load); at
+  initialisation each residual block is the identity, so the deeper network computes
+  what the plain one does with the shared weights."""
+  x = _input(IMAGE, 'normal', 4)
+  plain, deep = fl.ConvNet(8, 3), fl.ConvNet(8, 3, num_blocks=2)
+  p_plain = _jit(plain.init)(_key(0), x)
+  p_deep = _jit(deep.init)(_key(0), x)
+  assert set(p_plain['params']) == {'Conv_0', 'Conv_1', 'Conv_2'}
+  assert set(p_deep['params']) == {'Conv_0', 'Conv_1', 'Conv_2', 'block0_conv3x3',
+                                   'block0_conv1x1', 'block1_conv3x3', 'block1_conv1x1'}
+  # Give the zero-initialised output layer weights, then share the plain layers.
+  p_deep = {'params': dict(p_deep['params'])}
+  p_deep['params']['Conv_2'] = _perturb(p_deep['params']['Conv_2'], 5, 0.3)
+  shared = {'params': {k: p_deep['params'][k] for k in ('Conv_0', 'Conv_1', 'Conv_2')}}
+  out_plain = _jit(plain.apply)(shared, x)
+  np.testing.assert_allclose(_jit(deep.apply)(p_deep, x), out_plain, atol=1e-6)
+  assert np.abs(np.asarray(out_plain)).max() > 1e-2
+  # Once the blocks' last layers are non-zero, the blocks change the output.
+  p_moved = {'params': dict(p_deep['params'])}
+  p_moved['params']['block1_conv1x1'] = _perturb(p_moved['params']['block1_conv1x1'], 6, 0.3)
+  assert not np.allclose(_jit(deep.apply)(p_moved, x), out_plain, atol=1e-3)
+
+
 @pytest.mark.parametrize('make, shape', [
     (fl.Squeeze, (1, 3, 4, 1)),
     (lambda: fl.AffineCoupling('diagonal'), (1, 4, 4, 2)),
     (lambda: fl.AffineCoupling('channel'), (1, 4, 4, 1)),
+    (lambda: fl.AffineCoupling('channel', num_blocks=-1), (1, 4, 4, 2)),
     (fl.AdditiveCoupling, (1, 5)),
 ])
 def test_bad_inputs_raise_named_errors(make, shape):
