@@ -181,7 +181,7 @@ class Glow(FlowModel):
     if s < self.num_scales - 1:
       if self.learned_prior:
         layers.append(fl.AffineCoupling('channel', 1, self.hidden,
-                                        name=f's{s}_split_prior'))
+                                        num_blocks=self.num_blocks, name=f's{s}_split_prior'))
       inner = fl.Chain(tuple(self._scale(s + 1)), name=f's{s + 1}')
       layers.append(fl.FactorOut(inner, name=f's{s}_factor_out'))
     layers.append(fl.Unsqueeze(name=f's{s}_unsqueeze'))

@@ -85,6 +85,35 @@ def test_default_models_construct_and_keep_the_shape(name):
   assert z.shape == DIGITS and log_det.shape == (2,)
 
 
+@pytest.mark.parametrize('name', ['realnvp', 'glow'])
+def test_num_blocks_reaches_every_coupling_network(name):
+  """`num_blocks` puts residual blocks into every coupling network of the model
+  (Glow's split prior included); 0 leaves none."""
+  x = jnp.zeros(DIGITS)
+
+  def nets(model):
+    params = jax.eval_shape(
+        lambda k: model.init(k, x, method=model.forward_and_log_det), _key(0))
+    found = []
+    def visit(tree, path):
+      for k, v in tree.items():
+        if k == 'net':
+          found.append((path, sorted(n for n in v if n.startswith('block'))))
+        elif isinstance(v, dict):
+          visit(v, path + (k,))
+    visit(params['params'], ())
+    return found
+
+  plain = nets(mf.MODELS[name](num_blocks=0))
+  deep = nets(mf.MODELS[name](num_blocks=2))
+  assert len(plain) == len(deep) >= 8
+  assert all(blocks == [] for _, blocks in plain)
+  expected = ['block0_conv1x1', 'block0_conv3x3', 'block1_conv1x1', 'block1_conv3x3']
+  assert all(blocks == expected for _, blocks in deep)
+  if name == 'glow':
+    assert any('split_prior' in '/'.join(path) for path, _ in deep)
+
+
 @pytest.mark.parametrize('name', sorted(SHALLOW))
 def test_model_contract(name):
   """Model on digit-shaped input with random parameters: round trips,
