@@ -30,6 +30,7 @@ def get_config():
   config.steps_per_scale = 4
   config.hidden = 64
   config.num_blocks = 0  # residual blocks per coupling network (RealNVP's ResNet couplings)
+  config.coupling_scale = 'tanh'  # or Glow's 'sigmoid' (couplings never amplify)
   config.learned_prior = True
   config.dropout_rate = 0.3
   config.logit_alpha = 0.05

@@ -31,6 +31,7 @@ def get_config():
   config.num_final = 4
   config.hidden = 64
   config.num_blocks = 0  # residual blocks per coupling network (RealNVP's ResNet couplings)
+  config.coupling_scale = 'tanh'  # or Glow's 'sigmoid' (couplings never amplify)
   config.dropout_rate = 0.1
   config.logit_alpha = 0.05
 

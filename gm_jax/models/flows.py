@@ -99,7 +99,8 @@ class RealNVP(FlowModel):
   `num_final` checkerboard couplings. Parities alternate. RealNVP's batch
   norm is left out (it would need mutable state); the soft-clamped log-scale
   keeps training stable instead. `num_blocks` residual blocks per coupling
-  network give RealNVP's deeper ResNet couplings (0: three convolutions).
+  network give RealNVP's deeper ResNet couplings (0: three convolutions);
+  `coupling_scale` is `AffineCoupling.scale` ('tanh' or Glow's 'sigmoid').
   """
 
   num_scales: int = 2
@@ -108,6 +109,7 @@ class RealNVP(FlowModel):
   num_final: int = 4
   hidden: int = 64
   num_blocks: int = 0
+  coupling_scale: str = 'tanh'
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
 
@@ -123,7 +125,7 @@ class RealNVP(FlowModel):
 
   def _coupling(self, mask, parity, name):
     return fl.AffineCoupling(mask, parity, self.hidden, dropout_rate=self.dropout_rate,
-                             num_blocks=self.num_blocks, name=name)
+                             num_blocks=self.num_blocks, scale=self.coupling_scale, name=name)
 
   def _scale(self, s: int):
     if s == self.num_scales - 1:
@@ -148,13 +150,16 @@ class Glow(FlowModel):
   learned split prior (an affine coupling of the factored-out half on the
   kept half, equivalent to Glow's conditional Gaussian `N(mu(h), sigma(h))`),
   factor out half of the channels, recurse, unsqueeze. `num_blocks` adds
-  residual blocks to every coupling network (as RealNVP's `num_blocks`).
+  residual blocks to every coupling network (as RealNVP's `num_blocks`);
+  `coupling_scale='sigmoid'` is Glow's released coupling scale (see
+  `AffineCoupling`).
   """
 
   num_scales: int = 2
   steps_per_scale: int = 4
   hidden: int = 64
   num_blocks: int = 0
+  coupling_scale: str = 'tanh'
   learned_prior: bool = True
   dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
@@ -176,12 +181,13 @@ class Glow(FlowModel):
           fl.ActNorm(name=f's{s}_actnorm{i}'),
           fl.Invertible1x1Conv(seed=1000 * s + i, name=f's{s}_conv1x1_{i}'),
           fl.AffineCoupling('channel', 0, self.hidden, dropout_rate=self.dropout_rate,
-                            num_blocks=self.num_blocks, name=f's{s}_coupling{i}'),
+                            num_blocks=self.num_blocks, scale=self.coupling_scale,
+                            name=f's{s}_coupling{i}'),
       ]
     if s < self.num_scales - 1:
       if self.learned_prior:
-        layers.append(fl.AffineCoupling('channel', 1, self.hidden,
-                                        num_blocks=self.num_blocks, name=f's{s}_split_prior'))
+        layers.append(fl.AffineCoupling('channel', 1, self.hidden, num_blocks=self.num_blocks,
+                                        scale=self.coupling_scale, name=f's{s}_split_prior'))
       inner = fl.Chain(tuple(self._scale(s + 1)), name=f's{s + 1}')
       layers.append(fl.FactorOut(inner, name=f's{s}_factor_out'))
     layers.append(fl.Unsqueeze(name=f's{s}_unsqueeze'))

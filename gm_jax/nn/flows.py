@@ -285,6 +285,9 @@ def checkerboard(height: int, width: int, parity: int) -> np.ndarray:
   return ((i + j) % 2 == parity).astype(np.float32)[..., None]
 
 
+SCALES = ('tanh', 'sigmoid')  # AffineCoupling's log-scale parametrisations
+
+
 class AffineCoupling(Bijector):
   """RealNVP affine coupling on `[B, H, W, C]` (Dinh et al. 2017, eqs. 7-9).
 
@@ -294,8 +297,12 @@ class AffineCoupling(Bijector):
   are kept); `mask='channel'` keeps channels `[:C//2]` when `parity=0` and
   `[C//2:]` when `parity=1`. The log-scale is soft-clamped,
   `s = clamp * tanh(raw / clamp)`, so one bad step cannot blow the scale up
-  (a bounded variant of RealNVP's `scale * tanh`). `hidden`, `dropout_rate`
-  and `num_blocks` (residual blocks) shape the `ConvNet` that computes `s, t`.
+  (a bounded variant of RealNVP's `scale * tanh`). `scale='sigmoid'` uses
+  Glow's released parametrisation instead, `exp(s) = sigmoid(raw + 2)`: the
+  coupling never amplifies (`s < 0`), so a chain of couplings cannot send a rare
+  input's latent far out (with `'tanh'` each coupling may scale by up to
+  `e ** clamp`). `hidden`, `dropout_rate` and `num_blocks` (residual blocks)
+  shape the `ConvNet` that computes `s, t`.
   """
 
   mask: str = 'checkerboard'
@@ -304,11 +311,14 @@ class AffineCoupling(Bijector):
   clamp: float = 2.0
   dropout_rate: float = 0.0
   num_blocks: int = 0
+  scale: str = 'tanh'
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
     if x.ndim != 4:
       raise ValueError(f'AffineCoupling needs [B, H, W, C]; got {x.shape}.')
+    if self.scale not in SCALES:
+      raise ValueError(f'scale must be one of {SCALES}; got {self.scale!r}.')
     if not isinstance(self.num_blocks, int) or self.num_blocks < 0:
       raise ValueError(f'num_blocks must be an integer >= 0; got {self.num_blocks!r}.')
     b, h, w, c = x.shape
@@ -346,6 +356,8 @@ class AffineCoupling(Bijector):
     return y, (-log_det if inverse else log_det)
 
   def _clamp(self, raw):
+    if self.scale == 'sigmoid':
+      return jax.nn.log_sigmoid(raw + 2.0)
     return self.clamp * jnp.tanh(raw / self.clamp)
 
 

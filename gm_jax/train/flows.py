@@ -23,6 +23,7 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import flows as flows_lib
+from gm_jax.nn import flows as fl_layers
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -32,9 +33,9 @@ MODELS = ('nice', 'realnvp', 'glow')
 _MODEL_FIELDS = {
     'nice': ('num_couplings', 'hidden', 'num_hidden_layers', 'dropout_rate', 'logit_alpha'),
     'realnvp': ('num_scales', 'num_checkerboard', 'num_channel', 'num_final', 'hidden',
-                'num_blocks', 'dropout_rate', 'logit_alpha'),
-    'glow': ('num_scales', 'steps_per_scale', 'hidden', 'num_blocks', 'learned_prior',
-             'dropout_rate', 'logit_alpha'),
+                'num_blocks', 'coupling_scale', 'dropout_rate', 'logit_alpha'),
+    'glow': ('num_scales', 'steps_per_scale', 'hidden', 'num_blocks', 'coupling_scale',
+             'learned_prior', 'dropout_rate', 'logit_alpha'),
 }
 
 
@@ -63,6 +64,9 @@ def build_model(config, info) -> flows_lib.FlowModel:
                                  or kwargs['num_blocks'] < 0):
     raise ValueError('config.num_blocks must be an integer >= 0; '
                      f'got {kwargs["num_blocks"]!r}')
+  if 'coupling_scale' in kwargs and kwargs['coupling_scale'] not in fl_layers.SCALES:
+    raise ValueError(f'config.coupling_scale must be one of {fl_layers.SCALES}; '
+                     f'got {kwargs["coupling_scale"]!r}')
   model = flows_lib.MODELS[config.model](**kwargs)
   multiple = model.size_multiple
   h, w, _ = info.shape

@@ -72,10 +72,11 @@ SHALLOW = {
     'nice': mf.NICE(),
     'realnvp': mf.RealNVP(num_checkerboard=2, num_channel=2, num_final=2),
     'glow': mf.Glow(steps_per_scale=2),
+    'glow_sigmoid_resnet': mf.Glow(steps_per_scale=1, num_blocks=1, coupling_scale='sigmoid'),
 }
 
 
-@pytest.mark.parametrize('name', sorted(SHALLOW))
+@pytest.mark.parametrize('name', sorted(mf.MODELS))
 def test_default_models_construct_and_keep_the_shape(name):
   model = mf.MODELS[name]()
   x = jnp.zeros(DIGITS)

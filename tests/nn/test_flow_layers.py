@@ -77,6 +77,9 @@ LAYERS = {
                               'normal', False, _checker_keep(0)),
     'affine_channel_0': (lambda: fl.AffineCoupling('channel', 0, 8), IMAGE, 'normal', False,
                          _channel_keep(0)),
+    'affine_channel_1_sigmoid': (
+        lambda: fl.AffineCoupling('channel', 1, 8, scale='sigmoid'), IMAGE, 'normal', False,
+        _channel_keep(1)),
     'affine_checkerboard_1_resnet': (
         lambda: fl.AffineCoupling('checkerboard', 1, 8, num_blocks=2), IMAGE, 'normal', False,
         _checker_keep(1)),
@@ -250,6 +253,34 @@ def test_dropout_only_in_training_and_inverse_is_deterministic():
   np.testing.assert_allclose(x_back, x, atol=1e-5)
 
 
+@pytest.mark.parametrize('mask', ['checkerboard', 'channel'])
+def test_sigmoid_scale_never_amplifies(mask):
+  """Glow's `sigmoid(raw + 2)` scale: every per-pixel log-scale is < 0, even with
+  large parameters and inputs, so |z_b - t| < |x_b|; with 'tanh' the same
+  parameters amplify."""
+  x = 20.0 * _input(IMAGE, 'normal', 7)
+  sig = fl.AffineCoupling(mask, 0, 8, scale='sigmoid')
+  tanh = fl.AffineCoupling(mask, 0, 8)
+  params = _perturb(_init(sig, x, _key(2)), 8, 3.0)
+  log_det_sig = _jit(lambda p, x: sig.apply(p, x, method=sig.forward_and_log_det))(params, x)[1]
+  assert np.all(np.asarray(log_det_sig) < 0)
+  # A network that asks for a large scale (raw = +5 on every s channel): 'tanh'
+  # amplifies (log-det > 0), 'sigmoid' stays just below 1.
+  init = _init(sig, x, _key(2))
+  out = init['params']['net']['Conv_2']
+  c_s = out['bias'].shape[0] // 2
+  asks = {'params': {'net': dict(init['params']['net'],
+                                 Conv_2=dict(out, bias=out['bias'].at[:c_s].set(5.0)))}}
+  log_det_tanh = _jit(lambda p, x: tanh.apply(p, x, method=tanh.forward_and_log_det))(
+      asks, x)[1]
+  log_det_asks = _jit(lambda p, x: sig.apply(p, x, method=sig.forward_and_log_det))(asks, x)[1]
+  assert np.all(np.asarray(log_det_tanh) > 0) and np.all(np.asarray(log_det_asks) < 0)
+  # at initialisation (raw = 0) the scale is sigmoid(2) on the transformed half
+  _, log_det0 = _jit(lambda p, x: sig.apply(p, x, method=sig.forward_and_log_det))(init, x)
+  n_changed = x[0].size // 2
+  np.testing.assert_allclose(log_det0, n_changed * np.log(1 / (1 + np.exp(-2.0))), rtol=1e-5)
+
+
 def test_residual_blocks_start_as_identity_and_keep_plain_names():
   """`num_blocks=0` has the three-convolution names (old checkpoints load); at
   initialisation each residual block is the identity, so the deeper network computes
@@ -279,6 +310,7 @@ def test_residual_blocks_start_as_identity_and_keep_plain_names():
     (lambda: fl.AffineCoupling('diagonal'), (1, 4, 4, 2)),
     (lambda: fl.AffineCoupling('channel'), (1, 4, 4, 1)),
     (lambda: fl.AffineCoupling('channel', num_blocks=-1), (1, 4, 4, 2)),
+    (lambda: fl.AffineCoupling('channel', scale='exp'), (1, 4, 4, 2)),
     (fl.AdditiveCoupling, (1, 5)),
 ])
 def test_bad_inputs_raise_named_errors(make, shape):

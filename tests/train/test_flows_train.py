@@ -75,6 +75,8 @@ def test_bad_config_fields_are_named(tfds_dir):
     flows_family.make_family(_tiny(glow_config, tfds_dir, hidden=0), info)
   with pytest.raises(ValueError, match='config.num_blocks'):
     flows_family.make_family(_tiny(glow_config, tfds_dir, num_blocks=-1), info)
+  with pytest.raises(ValueError, match='config.coupling_scale'):
+    flows_family.make_family(_tiny(glow_config, tfds_dir, coupling_scale='exp'), info)
   with pytest.raises(ValueError, match='divisible by 16'):
     flows_family.make_family(_tiny(glow_config, tfds_dir, num_scales=4), info)
 
