@@ -295,7 +295,7 @@ class AffineCoupling(Bijector):
   transformed half `x_b`: `z_b = x_b * exp(s(x_a)) + t(x_a)`, `log_det =
   sum s(x_a)`. `mask='checkerboard'` alternates pixels (`parity` picks which
   are kept); `mask='channel'` keeps channels `[:C//2]` when `parity=0` and
-  `[C//2:]` when `parity=1`. The log-scale is soft-clamped,
+  `[C//2:]` when `parity=1`. By default (`scale='tanh'`) the log-scale is soft-clamped,
   `s = clamp * tanh(raw / clamp)`, so one bad step cannot blow the scale up
   (a bounded variant of RealNVP's `scale * tanh`). `scale='sigmoid'` uses
   Glow's released parametrisation instead, `exp(s) = sigmoid(raw + 2)`: the
@@ -328,7 +328,7 @@ class AffineCoupling(Bijector):
       net_in = jnp.concatenate([x * m, jnp.broadcast_to(m, (b, h, w, 1))], -1)
       raw = ConvNet(self.hidden, 2 * c, self.dropout_rate, self.num_blocks,
                     name='net')(net_in, train=train)
-      s = self._clamp(raw[..., :c]) * (1.0 - m)
+      s = self._log_scale(raw[..., :c]) * (1.0 - m)
       t = raw[..., c:] * (1.0 - m)
       if inverse:
         y = (x - t) * jnp.exp(-s)
@@ -346,7 +346,7 @@ class AffineCoupling(Bijector):
       cb = x_b.shape[-1]
       raw = ConvNet(self.hidden, 2 * cb, self.dropout_rate, self.num_blocks,
                     name='net')(x_a, train=train)
-      s, t = self._clamp(raw[..., :cb]), raw[..., cb:]
+      s, t = self._log_scale(raw[..., :cb]), raw[..., cb:]
       y_b = (x_b - t) * jnp.exp(-s) if inverse else x_b * jnp.exp(s) + t
       y = (jnp.concatenate([x_a, y_b], -1) if self.parity == 0
            else jnp.concatenate([y_b, x_a], -1))
@@ -355,7 +355,8 @@ class AffineCoupling(Bijector):
       raise ValueError(f"mask must be 'checkerboard' or 'channel'; got {self.mask!r}.")
     return y, (-log_det if inverse else log_det)
 
-  def _clamp(self, raw):
+  def _log_scale(self, raw):
+    """`s` from the network's raw output, by `self.scale` (see the class docstring)."""
     if self.scale == 'sigmoid':
       return jax.nn.log_sigmoid(raw + 2.0)
     return self.clamp * jnp.tanh(raw / self.clamp)
