@@ -39,6 +39,8 @@ def get_config():
   config.activation = 'gelu'  # 'gelu' | 'tanh' (IWAE paper) | 'relu'
   config.dropout_rate = 0.3
   config.beta = 1.0
+  # > 0: the KL term's weight rises linearly to beta over this many steps (0 = off)
+  config.kl_warmup_steps = 0
   config.objective = 'elbo'  # 'elbo' | 'iwae' (K = iwae_train_samples)
   config.iwae_train_samples = 5
 

@@ -35,6 +35,7 @@ from gm_jax import losses
 from gm_jax.models import hvae as hvae_lib
 from gm_jax.train import binarization
 from gm_jax.train import loop
+from gm_jax.train import optim
 from gm_jax.train.family import Family
 
 OBJECTIVES = ('elbo', 'iwae')
@@ -94,11 +95,7 @@ def _skip_bwd(max_norm, _, cotangent):
 skip_bad_gradients.defvjp(_skip_fwd, _skip_bwd)
 
 
-def kl_warmup_weight(step, warmup_steps: int):
-  """Linear KL warm-up `min(1, (step + 1) / warmup_steps)`; 1 without a step."""
-  if step is None or warmup_steps <= 0:
-    return jnp.asarray(1.0, jnp.float32)
-  return jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / warmup_steps)
+kl_warmup_weight = optim.kl_warmup_weight  # the schedule the VAE family shares
 
 
 def make_family(config, info) -> Family:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import optax
 
 
@@ -42,3 +43,16 @@ def make_optimizer(config) -> optax.GradientTransformation:
   else:
     parts.append(optax.adam(schedule, b1=b1, b2=b2))
   return optax.chain(*parts)
+
+
+def kl_warmup_weight(step, warmup_steps: int):
+  """Linear KL warm-up `min(1, (step + 1) / warmup_steps)`; 1 without a step.
+
+  Sonderby et al. 2016 ("Ladder Variational Autoencoders", Section 2.3): the KL term's
+  weight rises from ~0 to 1 over the first `warmup_steps` training steps, so the
+  decoder cannot learn to ignore the latents before they carry information.
+  `step` is the step being taken (int scalar or traced int32) or None (-> 1).
+  """
+  if step is None or warmup_steps <= 0:
+    return jnp.asarray(1.0, jnp.float32)
+  return jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / warmup_steps)

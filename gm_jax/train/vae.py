@@ -4,6 +4,13 @@
 2014) or 'iwae', the K-sample bound of Burda et al. 2016 with
 `K = config.iwae_train_samples`. The IWAE objective uses `vae_lib.iwae_log_weights`,
 which applies the model deterministically, so it trains without dropout.
+
+`config.kl_warmup_steps` (0 = off) multiplies the KL term of the training loss by
+`min(1, (step + 1) / kl_warmup_steps)` (Sonderby et al. 2016): for 'elbo' the loss is
+`-log p(x|z) + beta_t KL`, for 'iwae' each log-weight becomes
+`log p(x|z_k) + beta_t (log p(z_k) - log q(z_k|x))`. Without it the two-stochastic-layer
+VAE of benchmarks/papers/iwae_table1.py collapses its posterior to the prior (KL -> 0.02
+nats; see benchmarks/results/papers.md). Validation and test always use the true bound.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from gm_jax import losses
 from gm_jax.models import vae as vae_lib
 from gm_jax.train import binarization
 from gm_jax.train import loop
+from gm_jax.train import optim
 from gm_jax.train.family import Family
 
 MODELS = ('vae', 'cvae')
@@ -60,6 +68,10 @@ def make_family(config, info) -> Family:
   num_iwae = int(config.get('iwae_train_samples', 5))
   if objective == 'iwae' and num_iwae < 1:
     raise ValueError(f'config.iwae_train_samples must be >= 1, got {num_iwae}')
+  warmup = config.get('kl_warmup_steps', 0)
+  if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+    raise ValueError(f'config.kl_warmup_steps must be an integer >= 0, got {warmup!r}')
+  warmup = int(warmup)
 
   def labels_of(batch):
     return jnp.asarray(batch['label']) if conditional else None
@@ -68,8 +80,10 @@ def make_family(config, info) -> Family:
     x = jnp.asarray(batch['image'])
     return model.init({'params': key, 'dropout': key}, x, labels_of(batch))
 
-  def loss(params, batch, key, *, train):
+  def loss(params, batch, key, *, train, step=None):
     x = jnp.asarray(batch['image'])
+    # The KL weight of this step: < 1 only while training inside the warm-up.
+    kl_weight = optim.kl_warmup_weight(step if train else None, warmup)
     if objective == 'iwae':
       log_px, log_pz, log_qz = vae_lib.iwae_log_weights(model, params, x, labels_of(batch),
                                                         key, num_iwae)
@@ -79,13 +93,19 @@ def make_family(config, info) -> Family:
                  'elbo_bpd': jnp.mean(losses.bits_per_dim(
                      -(log_px[0] + log_pz[0] - log_qz[0]), num_dims=num_dims)),
                  'recon_nats': -jnp.mean(log_px[0])}
+      if warmup and train:
+        metrics['kl_weight'] = kl_weight
+        bound = losses.iwae_bound(log_px, kl_weight * log_pz, kl_weight * log_qz)
       return -jnp.mean(bound), metrics
-    terms = vae_lib.elbo_terms(model, params, x, labels_of(batch), key, train=train, beta=beta)
+    terms = vae_lib.elbo_terms(model, params, x, labels_of(batch), key, train=train,
+                               beta=beta * kl_weight)
     nll = -terms['elbo']
     metrics = {'elbo_bpd': jnp.mean(losses.bits_per_dim(
                    -(terms['log_px_given_z'] - terms['kl']), num_dims=num_dims)),
                'recon_nats': -jnp.mean(terms['log_px_given_z']),
                'kl_nats': jnp.mean(terms['kl'])}
+    if warmup and train:
+      metrics['kl_weight'] = kl_weight
     return jnp.mean(nll), metrics
 
   def evaluate(params, splits, key, cfg):

@@ -1,14 +1,16 @@
 """The hierarchical-VAE family through the trainer, its loss options (KL warm-up, free
 bits, IWAE objective, spectral regulariser, gradient skipping), and the plain VAE's
-IWAE objective."""
+IWAE objective and KL warm-up."""
 
 import json
 import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
+from scipy import special
 
 from configs import hvae as hvae_config
 from configs import hvae_photos as hvae_photos_config
@@ -153,3 +155,48 @@ def test_plain_vae_iwae_objective():
   np.testing.assert_allclose(value, -np.mean(bound), rtol=1e-5)
   np.testing.assert_allclose(metrics['iwae_bpd'], value / 64 / np.log(2), rtol=1e-5)
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_plain_vae_kl_warm_up_scales_only_the_training_kl():
+  fam = vae_family.make_family(_vae(kl_warmup_steps=10, dropout_rate=0.0), INFO)
+  params = fam.init(jax.random.key(0), BATCH)
+  key = jax.random.key(5)
+  run = jax.jit(lambda p: (fam.loss(p, BATCH, key, train=True, step=4),
+                           fam.loss(p, BATCH, key, train=True, step=50),
+                           fam.loss(p, BATCH, key, train=False)))
+  (early, m), (late, m_late), (val, m_val) = run(params)
+  np.testing.assert_allclose(m['kl_weight'], 0.5)
+  np.testing.assert_allclose(early, m['recon_nats'] + 0.5 * m['kl_nats'], rtol=1e-5)
+  np.testing.assert_allclose(m_late['kl_weight'], 1.0)
+  np.testing.assert_allclose(late, m_late['recon_nats'] + m_late['kl_nats'], rtol=1e-5)
+  # Validation is the true ELBO whatever the step; the warm-up changes no metric.
+  np.testing.assert_allclose(val, m_val['recon_nats'] + m_val['kl_nats'], rtol=1e-5)
+  np.testing.assert_allclose(m['elbo_bpd'], m_val['elbo_bpd'], rtol=1e-5)
+  assert 'kl_weight' not in m_val
+  assert m['kl_nats'] > 0.01
+
+
+def test_plain_vae_kl_warm_up_of_the_iwae_objective_matches_numpy():
+  config = _vae(objective='iwae', iwae_train_samples=4, kl_warmup_steps=5)
+  fam = vae_family.make_family(config, INFO)
+  params = fam.init(jax.random.key(0), BATCH)
+  model = vae_family.build_model(config, INFO)
+  key = jax.random.key(6)
+  log_px, log_pz, log_qz = (np.asarray(a, np.float64) for a in vae_lib.iwae_log_weights(
+      model, params, jnp.asarray(X), None, key, 4))
+  value, metrics = jax.jit(lambda p: fam.loss(p, BATCH, key, train=True, step=1))(params)
+  # Step 1 of 5: weight 0.4 on log p(z) - log q(z|x) inside every log-weight.
+  annealed = special.logsumexp(log_px + 0.4 * (log_pz - log_qz), axis=0) - np.log(4)
+  np.testing.assert_allclose(value, -annealed.mean(), rtol=1e-5)
+  true = special.logsumexp(log_px + log_pz - log_qz, axis=0) - np.log(4)
+  np.testing.assert_allclose(metrics['iwae_bpd'], -true.mean() / 64 / np.log(2), rtol=1e-5)
+  np.testing.assert_allclose(metrics['kl_weight'], 0.4)
+
+
+@pytest.mark.parametrize('bad', [-1, 2.5, True])
+def test_plain_vae_bad_kl_warmup_steps_is_named(bad):
+  # Not type-safe, as a config built from a dict or YAML would be.
+  config = ml_collections.ConfigDict(_vae().to_dict(), type_safe=False)
+  config.kl_warmup_steps = bad
+  with pytest.raises(ValueError, match='config.kl_warmup_steps'):
+    vae_family.make_family(config, INFO)
