@@ -120,6 +120,20 @@ def test_iwae_chunks_agree_with_a_hand_logsumexp(params):
     hvae.iwae_estimate(MODEL, params, X, key, num_samples=0)
 
 
+def test_iwae_chunk_size_divides_k_and_grows_off_cpu(monkeypatch):
+  mnist = hvae.HVAE(image_shape=(28, 28, 1), num_levels=2, stem_stride=2, channels=32,
+                    likelihood='bernoulli')
+  per_pair = 4 * (784 * 32 * 10 + 784 * 1 * 1 * 3)  # ~1 MB of activations per pair
+  assert hvae.iwae_chunk_size(mnist, 120, 1000, memory_budget_bytes=per_pair * 120 * 30) == 25
+  assert hvae.iwae_chunk_size(mnist, 120, 7, memory_budget_bytes=1) == 1
+  assert hvae.iwae_chunk_size(MODEL, 3, 12, memory_budget_bytes=1 << 40) == 12
+  # A 96 MiB CPU budget gives a 28x28 batch of 120 one draw per call; an accelerator more.
+  assert jax.default_backend() == 'cpu'
+  assert hvae.iwae_chunk_size(mnist, 120, 1000) == 1
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert hvae.iwae_chunk_size(mnist, 120, 1000) == 10
+
+
 def test_temperature_scales_the_prior_std_per_group(params):
   eps = hvae.draw_noise(MODEL, jax.random.key(8), 4)
   temps = jnp.array([0.5, 1.0, 1.0])
