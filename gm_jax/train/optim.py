@@ -49,8 +49,8 @@ def kl_warmup_weight(step, warmup_steps: int):
   """Linear KL warm-up `min(1, (step + 1) / warmup_steps)`; 1 without a step.
 
   Sonderby et al. 2016 ("Ladder Variational Autoencoders", Section 2.3): the KL term's
-  weight rises from ~0 to 1 over the first `warmup_steps` training steps, so the
-  decoder cannot learn to ignore the latents before they carry information.
+  weight rises from ~0 to 1 over the first `warmup_steps` training steps, to keep the
+  posterior from collapsing onto the prior before the latents carry information.
   `step` is the step being taken (int scalar or traced int32) or None (-> 1).
   """
   if step is None or warmup_steps <= 0:
