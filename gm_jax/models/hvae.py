@@ -437,7 +437,7 @@ def iwae_log_weights(model: HVAE, params, x, key, num_samples: int, start=0, *,
 # ~1,000 (draw, image) pairs ran fastest (cache); an accelerator wants large chunks (with
 # 96 MiB an H100 got chunks of one draw for 28x28 images: 1,000 small calls per batch at
 # ~40% utilisation).
-IWAE_MEMORY_BUDGET_BYTES = {'cpu': 96 << 20}
+IWAE_CPU_BUDGET_BYTES = 96 << 20
 IWAE_ACCELERATOR_BUDGET_BYTES = 2 << 30
 
 
@@ -447,8 +447,8 @@ def iwae_chunk_size(model: HVAE, batch_size: int, num_samples: int,
   of activations alive (default: by `jax.default_backend()`), rounded down to a divisor
   of `num_samples` so every chunk has the same shape (one compilation)."""
   if memory_budget_bytes is None:
-    memory_budget_bytes = IWAE_MEMORY_BUDGET_BYTES.get(jax.default_backend(),
-                                                       IWAE_ACCELERATOR_BUDGET_BYTES)
+    memory_budget_bytes = (IWAE_CPU_BUDGET_BYTES if jax.default_backend() == 'cpu'
+                           else IWAE_ACCELERATOR_BUDGET_BYTES)
   h, w, c = model.image_shape
   per_pair = 4 * (h * w * model.channels * 10 + h * w * c * model.out_per_subpixel * 3)
   chunk = max(1, min(num_samples, memory_budget_bytes // (per_pair * batch_size)))

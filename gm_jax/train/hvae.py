@@ -70,7 +70,7 @@ def _check_config(config) -> None:
   if objective == 'iwae' and int(config.get('iwae_train_samples', 5)) < 1:
     raise ValueError('config.iwae_train_samples must be >= 1, got '
                      f'{config.iwae_train_samples!r}')
-  for name in ('free_bits', 'spectral_reg', 'grad_skip_norm', 'kl_warmup_steps'):
+  for name in ('free_bits', 'spectral_reg', 'grad_skip_norm'):
     if float(config.get(name, 0)) < 0:
       raise ValueError(f'config.{name} must be >= 0, got {config.get(name)!r}')
 
@@ -108,7 +108,7 @@ def make_family(config, info) -> Family:
   free_bits = float(config.get('free_bits', 0.0))
   spectral_reg = float(config.get('spectral_reg', 0.0))
   skip_norm = float(config.get('grad_skip_norm', 0.0))
-  warmup = int(config.get('kl_warmup_steps', 0))
+  warmup = optim.kl_warmup_steps(config)
   to_bpd = lambda nats: losses.bits_per_dim(nats, num_dims=num_dims)
 
   def init(key, batch):

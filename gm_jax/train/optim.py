@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -56,3 +57,11 @@ def kl_warmup_weight(step, warmup_steps: int):
   if step is None or warmup_steps <= 0:
     return jnp.asarray(1.0, jnp.float32)
   return jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / warmup_steps)
+
+
+def kl_warmup_steps(config) -> int:
+  """`config.kl_warmup_steps` (0 if absent), checked: an integer >= 0."""
+  steps = config.get('kl_warmup_steps', 0)
+  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+    raise ValueError(f'config.kl_warmup_steps must be an integer >= 0, got {steps!r}')
+  return int(steps)

@@ -68,10 +68,7 @@ def make_family(config, info) -> Family:
   num_iwae = int(config.get('iwae_train_samples', 5))
   if objective == 'iwae' and num_iwae < 1:
     raise ValueError(f'config.iwae_train_samples must be >= 1, got {num_iwae}')
-  warmup = config.get('kl_warmup_steps', 0)
-  if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-    raise ValueError(f'config.kl_warmup_steps must be an integer >= 0, got {warmup!r}')
-  warmup = int(warmup)
+  warmup = optim.kl_warmup_steps(config)
 
   def labels_of(batch):
     return jnp.asarray(batch['label']) if conditional else None

@@ -118,6 +118,8 @@ def test_bad_config_fields_are_named():
     hvae_family.make_family(_tiny(objective='vi'), INFO)
   with pytest.raises(ValueError, match='config.free_bits'):
     hvae_family.make_family(_tiny(free_bits=-1.0), INFO)
+  with pytest.raises(ValueError, match='config.kl_warmup_steps'):  # shared with the VAE
+    hvae_family.make_family(_tiny(kl_warmup_steps=-1), INFO)
   with pytest.raises(ValueError, match='normalization'):
     hvae_family.make_family(_tiny(normalization='batch'), INFO)
   with pytest.raises(ValueError, match='config.objective'):
