@@ -37,6 +37,9 @@ def get_config():
   config.top_latent_dim = 0
   config.top_hidden = (50, 50)
   config.activation = 'gelu'  # 'gelu' | 'tanh' (IWAE paper) | 'relu'
+  # 'zeros' | 'marginals': the MLP decoder's last bias starts at the training set's
+  # per-pixel marginals (Burda et al. 2016's code); see gm_jax/train/vae.py
+  config.decoder_bias_init = 'zeros'
   config.dropout_rate = 0.3
   config.beta = 1.0
   # > 0: the KL term's weight rises linearly to beta over this many steps (0 = off)

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gm_jax import losses
 from gm_jax.nn import layers
@@ -384,6 +385,101 @@ def sample_prior(model: VAE, params, key, num: int, labels=None):
     z = jax.random.normal(z_key, (num, model.latent_dim))
   out = model.apply(params, z, labels, method=VAE.decode)
   return sample_decoder(out, x_key, likelihood=model.likelihood, num_levels=model.num_levels)
+
+
+# ---------------------------------------------------------------------------------------
+# Starting the decoder at the data's per-pixel marginals (Burda et al. 2016's code).
+
+MARGINAL_BIAS_CLIP = 1e-3  # Burda et al. clip the training mean to [0.001, 0.999]
+
+
+def pixel_marginals(images, *, num_levels: int, likelihood: str, probabilities=None):
+  """Per-pixel marginal distribution of a training set, for `marginal_output_bias`.
+
+  Args:
+    images: integer `[N, H, W, C]` on `[0, num_levels)`.
+    num_levels: levels of `images` (2 for binary images).
+    likelihood: 'bernoulli' or 'categorical'.
+    probabilities: optional float `[N, H, W, C]` Bernoulli probabilities that replace
+      the binary `images` (dynamic binarisation: the grey level / (levels - 1), whose
+      mean is the expected frequency of ones over the draws).
+
+  Returns:
+    float64 `[H, W, C]` (P(x = 1), 'bernoulli') or `[H, W, C, num_levels]` (level
+    frequencies, 'categorical').
+
+  Raises:
+    ValueError: an empty set, a likelihood without a marginal bias, images that are
+      not `[N, H, W, C]`.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or not len(images):
+    raise ValueError(f'pixel_marginals needs a non-empty [N, H, W, C] image array, '
+                     f'got shape {images.shape}')
+  if likelihood == 'bernoulli':
+    if probabilities is None and num_levels != 2:
+      raise ValueError(f'a Bernoulli marginal needs binary images (num_levels=2) or '
+                       f'probabilities=..., got num_levels={num_levels}')
+    source = images if probabilities is None else np.asarray(probabilities)
+    return source.mean(axis=0, dtype=np.float64)
+  if likelihood == 'categorical':
+    counts = np.stack([(images == level).sum(axis=0) for level in range(num_levels)], -1)
+    return counts / float(len(images))
+  raise ValueError(f"a marginal decoder bias needs likelihood 'bernoulli' or 'categorical', "
+                   f'got {likelihood!r}')
+
+
+def marginal_output_bias(marginals, *, likelihood: str,
+                         clip: float = MARGINAL_BIAS_CLIP) -> np.ndarray:
+  """Decoder output bias whose p(x | z) is the per-pixel marginal when the weights are 0.
+
+  Burda et al. 2016's code initialises the Bernoulli decoder's last bias to
+  `logit(clip(mean of the training images, 0.001, 0.999))`. A decoder that starts at
+  zero logits must first learn those marginals through its hidden layers; with tanh
+  MLPs of width 100-200 this is a plateau at the independent-pixel likelihood (~205
+  nats on MNIST) for ~1,000 steps, during which the KL term switches latent units off
+  (see benchmarks/results/papers.md).
+
+  Args:
+    marginals: `pixel_marginals(...)`: `[H, W, C]` P(x = 1) or `[H, W, C, L]` level
+      frequencies.
+    likelihood: 'bernoulli' (logit of the clipped probability) or 'categorical' (log of
+      the frequencies clipped below at `clip`; the softmax renormalises them).
+    clip: probabilities are kept inside `[clip, 1 - clip]`.
+
+  Returns:
+    float32 `[H * W * C * P]` in the decoder's output order (P = 1 or L).
+  """
+  m = np.asarray(marginals, np.float64)
+  if likelihood == 'bernoulli':
+    p = np.clip(m, clip, 1.0 - clip)
+    bias = np.log(p) - np.log1p(-p)
+  elif likelihood == 'categorical':
+    bias = np.log(np.clip(m, clip, 1.0))
+  else:
+    raise ValueError(f"a marginal decoder bias needs likelihood 'bernoulli' or "
+                     f"'categorical', got {likelihood!r}")
+  return bias.reshape(-1).astype(np.float32)
+
+
+def with_output_bias(model: VAE, params, bias):
+  """`params` with the MLP decoder's last bias replaced by `bias` `[H * W * C * P]`.
+
+  Raises:
+    ValueError: a conv decoder (its last bias is per channel, not per pixel) or a
+      `bias` of the wrong size.
+  """
+  if model.architecture != 'mlp':
+    raise ValueError("a per-pixel decoder bias needs architecture='mlp', "
+                     f'got {model.architecture!r}')
+  name = f'Dense_{len(tuple(model.hidden))}'
+  old = params['params']['decoder'][name]['bias']
+  bias = jnp.asarray(bias, old.dtype)
+  if bias.shape != old.shape:
+    raise ValueError(f'the decoder output bias has shape {old.shape}, got {bias.shape}')
+  decoder = dict(params['params']['decoder'], **{name: dict(
+      params['params']['decoder'][name], bias=bias)})
+  return dict(params, params=dict(params['params'], decoder=decoder))
 
 
 class ConditionalVAE(VAE):

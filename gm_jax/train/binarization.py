@@ -85,13 +85,23 @@ def apply(config, splits, family_fn):
     splits: grey-level `gm_data.Splits`.
     family_fn: `(config, info) -> Family`, e.g. `gm_jax.train.vae.make_family`.
   """
+  grey_levels = splits.info.num_levels
+  splits = binarize_splits(splits, config.get('binarize', 'none'),
+                           seed=int(config.get('binarize_seed', 0)))
+  return splits, wrap_family(config, family_fn(config, splits.info), grey_levels=grey_levels)
+
+
+def wrap_family(config, family: Family, *, grey_levels: int) -> Family:
+  """The second half of `apply`: `family` (built on the binarised splits' info) with the
+  per-step draws of 'dynamic' and the binarisation reported in `eval.json`.
+
+  Args:
+    grey_levels: levels of the images before binarisation.
+  """
   mode = config.get('binarize', 'none')
   seed = int(config.get('binarize_seed', 0))
-  grey_levels = splits.info.num_levels
-  splits = binarize_splits(splits, mode, seed=seed)
-  family = family_fn(config, splits.info)
   if mode == 'none':
-    return splits, family
+    return family
   if mode == 'dynamic':
     family = dynamic_family(family, num_levels=grey_levels)
   evaluate = family.evaluate
@@ -100,4 +110,4 @@ def apply(config, splits, family_fn):
     return dict(evaluate(params, splits_, key, cfg), binarize=mode, binarize_seed=seed,
                 test_binarization=f'static draw, np.random.default_rng([{seed}, 2])')
 
-  return splits, dataclasses.replace(family, evaluate=evaluate_and_report)
+  return dataclasses.replace(family, evaluate=evaluate_and_report)

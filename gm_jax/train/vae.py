@@ -8,9 +8,15 @@ which applies the model deterministically, so it trains without dropout.
 `config.kl_warmup_steps` (0 = off) multiplies the KL term of the training loss by
 `min(1, (step + 1) / kl_warmup_steps)` (Sonderby et al. 2016): for 'elbo' the loss is
 `-log p(x|z) + beta_t KL`, for 'iwae' each log-weight becomes
-`log p(x|z_k) + beta_t (log p(z_k) - log q(z_k|x))`. Without it the two-stochastic-layer
-VAE of benchmarks/papers/iwae_table1.py collapses its posterior to the prior (KL -> 0.02
-nats; see benchmarks/results/papers.md). Validation and test always use the true bound.
+`log p(x|z_k) + beta_t (log p(z_k) - log q(z_k|x))`. With a zero decoder bias and
+without it the two-stochastic-layer VAE of benchmarks/papers/iwae_table1.py collapses its
+posterior to the prior (KL -> 0.02 nats; see benchmarks/results/papers.md). Validation
+and test always use the true bound.
+
+`config.decoder_bias_init` is 'zeros' (default: the decoder starts at logits 0) or
+'marginals': the MLP decoder's last bias starts at the training set's per-pixel
+marginals (logit of P(x = 1) for a Bernoulli decoder, log level frequencies for a
+categorical one; Burda et al. 2016's code), see `vae_lib.marginal_output_bias`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 
 from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax.data import binarize as binarize_lib
 from gm_jax.models import vae as vae_lib
 from gm_jax.train import binarization
 from gm_jax.train import loop
@@ -31,6 +38,7 @@ from gm_jax.train.family import Family
 
 MODELS = ('vae', 'cvae')
 OBJECTIVES = ('elbo', 'iwae')
+DECODER_BIAS_INITS = ('zeros', 'marginals')
 
 
 def build_model(config, info) -> vae_lib.VAE:
@@ -56,9 +64,55 @@ def build_model(config, info) -> vae_lib.VAE:
   return vae_lib.VAE(**kwargs)
 
 
-def make_family(config, info) -> Family:
-  """Pure functions of the VAE for the generic trainer."""
+def decoder_bias_init(config) -> str:
+  """`config.decoder_bias_init` ('zeros' when absent), checked against the model."""
+  value = config.get('decoder_bias_init', 'zeros')
+  if value not in DECODER_BIAS_INITS:
+    raise ValueError(f'config.decoder_bias_init must be one of {DECODER_BIAS_INITS}, '
+                     f'got {value!r}')
+  if value == 'marginals':
+    if config.get('architecture', 'mlp') != 'mlp':
+      raise ValueError("config.decoder_bias_init='marginals' needs architecture='mlp' (a "
+                       f"conv decoder's last bias is per channel), got {config.architecture!r}")
+    likelihood = config.get('likelihood', 'categorical')
+    if likelihood not in ('bernoulli', 'categorical'):
+      raise ValueError("config.decoder_bias_init='marginals' needs likelihood 'bernoulli' "
+                       f"or 'categorical', got {likelihood!r}")
+  return value
+
+
+def output_bias_from_data(config, splits, *, grey_levels: int):
+  """The decoder bias `config.decoder_bias_init` asks for (None for 'zeros').
+
+  Args:
+    splits: the splits the family trains on (after `binarization.binarize_splits`).
+    grey_levels: levels of the images before binarisation (dynamic binarisation: the
+      training marginal is the mean of `intensity / (grey_levels - 1)`).
+  """
+  if decoder_bias_init(config) == 'zeros':
+    return None
+  train = splits.train
+  probabilities = None
+  if 'intensity' in train:  # dynamic binarisation: expected frequency over the draws
+    probabilities = binarize_lib.intensity(np.asarray(train['intensity']), grey_levels)
+  likelihood = config.get('likelihood', 'categorical')
+  marginals = vae_lib.pixel_marginals(train['image'], num_levels=splits.info.num_levels,
+                                      likelihood=likelihood, probabilities=probabilities)
+  return vae_lib.marginal_output_bias(marginals, likelihood=likelihood)
+
+
+def make_family(config, info, *, output_bias=None) -> Family:
+  """Pure functions of the VAE for the generic trainer.
+
+  Args:
+    output_bias: float `[H * W * C * P]`, the decoder's last bias at initialisation
+      (`output_bias_from_data`); needed when `config.decoder_bias_init='marginals'`.
+  """
   model = build_model(config, info)
+  if decoder_bias_init(config) == 'marginals' and output_bias is None:
+    raise ValueError("config.decoder_bias_init='marginals' needs the training marginals: "
+                     'pass output_bias=output_bias_from_data(config, splits, ...) '
+                     '(train_and_evaluate does)')
   conditional = config.model == 'cvae'
   num_dims = info.num_dims
   beta = float(config.get('beta', 1.0))
@@ -75,7 +129,10 @@ def make_family(config, info) -> Family:
 
   def init(key, batch):
     x = jnp.asarray(batch['image'])
-    return model.init({'params': key, 'dropout': key}, x, labels_of(batch))
+    params = model.init({'params': key, 'dropout': key}, x, labels_of(batch))
+    if output_bias is not None:
+      params = vae_lib.with_output_bias(model, params, output_bias)
+    return params
 
   def loss(params, batch, key, *, train, step=None):
     x = jnp.asarray(batch['image'])
@@ -227,7 +284,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   `config.binarize` ('none', 'static', 'dynamic'; see `gm_jax.train.binarization`)
   trains on binarised images, e.g. dynamically binarised `mnist_offline`.
   """
+  decoder_bias_init(config)  # a bad value fails before the data is loaded
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.get('validation_fraction', 0.1))
-  splits, family = binarization.apply(config, splits, make_family)
+  grey_levels = splits.info.num_levels
+  splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
+                                        seed=int(config.get('binarize_seed', 0)))
+  bias = output_bias_from_data(config, splits, grey_levels=grey_levels)
+  family = binarization.wrap_family(config, make_family(config, splits.info, output_bias=bias),
+                                    grey_levels=grey_levels)
   return loop.run(config, workdir, family, splits)

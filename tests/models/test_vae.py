@@ -157,3 +157,78 @@ def test_wrong_image_shape_is_named():
   model, params = _tiny('categorical', 3)
   with pytest.raises(ValueError, match=r'built for images of shape \(2, 2, 1\)'):
     model.apply(params, jnp.zeros((1, 3, 3, 1), jnp.int32), method=vae_lib.VAE.encode)
+
+
+# --- decoder output bias at the data's marginals (Burda et al. 2016's initialisation) ---
+
+
+def _zero_decoder_weights(params):
+  """Every decoder kernel set to 0: the output is the last bias whatever z is."""
+  dec = params['params']['decoder']
+  dec = {name: dict(layer, kernel=jnp.zeros_like(layer['kernel'])) for name, layer in dec.items()}
+  return dict(params, params=dict(params['params'], decoder=dec))
+
+
+def test_marginal_bias_bernoulli_decoder_gives_the_clipped_pixel_means():
+  rng = np.random.default_rng(0)
+  images = (rng.random((40, 2, 3, 1)) < [[[0.9], [0.1], [0.5]], [[0.0], [1.0], [0.3]]]
+            ).astype(np.uint8)
+  marg = vae_lib.pixel_marginals(images, num_levels=2, likelihood='bernoulli')
+  np.testing.assert_allclose(marg, images.mean(0))
+  bias = vae_lib.marginal_output_bias(marg, likelihood='bernoulli')
+  assert bias.shape == (6,) and bias.dtype == np.float32
+  model = vae_lib.VAE(image_shape=(2, 3, 1), num_levels=2, latent_dim=2, hidden=(8, 8),
+                      likelihood='bernoulli', activation='tanh')
+  params = model.init(jax.random.key(0), jnp.zeros((1, 2, 3, 1), jnp.int32))
+  params = _zero_decoder_weights(vae_lib.with_output_bias(model, params, bias))
+  z = jax.random.normal(jax.random.key(1), (5, 2))
+  out = model.apply(params, z, method=vae_lib.VAE.decode)
+  p = np.clip(images.mean(0), 1e-3, 1 - 1e-3)  # Burda et al.'s clip, independently
+  np.testing.assert_allclose(np.asarray(vae_lib.decoder_mean(
+      out, likelihood='bernoulli', num_levels=2)), np.broadcast_to(p, (5, 2, 3, 1)), rtol=1e-5)
+  x = images[:5].astype(np.int32)
+  np.testing.assert_allclose(np.asarray(model.log_likelihood(out, x)),
+                             stats.bernoulli.logpmf(x, p).sum((1, 2, 3)), rtol=1e-5)
+
+
+def test_marginal_bias_with_probabilities_is_the_mean_intensity():
+  """Dynamic binarisation: the marginal is the mean Bernoulli probability, not one draw."""
+  grey = np.array([[[[0]], [[255]]], [[[51]], [[255]]]], np.uint8)  # [2, 2, 1, 1]
+  marg = vae_lib.pixel_marginals(np.zeros_like(grey), num_levels=2, likelihood='bernoulli',
+                                 probabilities=grey / 255.0)
+  np.testing.assert_allclose(marg[:, 0, 0], [0.1, 1.0])
+  np.testing.assert_allclose(special.expit(vae_lib.marginal_output_bias(
+      marg, likelihood='bernoulli')), [0.1, 0.999], rtol=1e-6)
+
+
+def test_marginal_bias_categorical_decoder_gives_the_level_frequencies():
+  images = np.array([0, 1, 1, 2, 2, 2, 2, 2], np.int32).reshape(8, 1, 1, 1)
+  images = np.concatenate([images, np.zeros_like(images)], axis=2)  # pixel 2: always level 0
+  marg = vae_lib.pixel_marginals(images, num_levels=3, likelihood='categorical')
+  assert marg.shape == (1, 2, 1, 3)
+  np.testing.assert_allclose(marg.sum(-1), 1.0)
+  model = vae_lib.VAE(image_shape=(1, 2, 1), num_levels=3, latent_dim=1, hidden=(4,))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 1, 2, 1), jnp.int32))
+  params = _zero_decoder_weights(vae_lib.with_output_bias(
+      model, params, vae_lib.marginal_output_bias(marg, likelihood='categorical')))
+  out = model.apply(params, jnp.zeros((1, 1)), method=vae_lib.VAE.decode)
+  probs = np.asarray(jax.nn.softmax(out, -1))[0]
+  np.testing.assert_allclose(probs[0, 0, 0], [1 / 8, 2 / 8, 5 / 8], rtol=1e-5)
+  want = np.array([1.0, 1e-3, 1e-3]) / (1 + 2e-3)  # zero frequencies clipped at 1e-3
+  np.testing.assert_allclose(probs[0, 1, 0], want, rtol=1e-5)
+
+
+def test_marginal_bias_bad_inputs_are_named():
+  with pytest.raises(ValueError, match="'bernoulli' or 'categorical'"):
+    vae_lib.pixel_marginals(np.zeros((2, 1, 1, 1)), num_levels=4,
+                            likelihood='discretized_logistic')
+  with pytest.raises(ValueError, match=r'needs binary images \(num_levels=2\)'):
+    vae_lib.pixel_marginals(np.zeros((2, 1, 1, 1)), num_levels=4, likelihood='bernoulli')
+  with pytest.raises(ValueError, match=r'non-empty \[N, H, W, C\]'):
+    vae_lib.pixel_marginals(np.zeros((0, 1, 1, 1)), num_levels=2, likelihood='bernoulli')
+  conv, params = _tiny('bernoulli', 2, arch='conv', shape=(4, 4, 1))
+  with pytest.raises(ValueError, match="needs architecture='mlp'"):
+    vae_lib.with_output_bias(conv, params, np.zeros(16, np.float32))
+  mlp, params = _tiny('bernoulli', 2)
+  with pytest.raises(ValueError, match=r'has shape \(4,\), got \(5,\)'):
+    vae_lib.with_output_bias(mlp, params, np.zeros(5, np.float32))

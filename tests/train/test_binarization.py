@@ -120,3 +120,51 @@ def test_families_train_on_binarised_splits(module_name, config_file, monkeypatc
   params = jax.eval_shape(family.init, jax.random.key(0), batch)
   assert jax.tree.leaves(params)  # built for the binary data
   assert 'intensity' in splits.train  # dynamic: the loss re-draws from the grey levels
+
+
+@pytest.mark.parametrize('mode', ['dynamic', 'static'])
+def test_vae_marginal_decoder_bias_comes_from_the_training_split(mode, monkeypatch):
+  """config.decoder_bias_init='marginals': the initial decoder bias is the logit of the
+  training split's pixel means (dynamic: mean grey level / 255; static: mean of the draw)."""
+  import os  # pylint: disable=g-import-not-at-top
+  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'vae.py'))
+  config.update(binarize=mode, likelihood='bernoulli', decoder_bias_init='marginals',
+                hidden=(8,), latent_dim=2)
+  grey = _splits(n=(50, 4, 4))
+  monkeypatch.setattr(vae_family.gm_data, 'load_splits', lambda *a, **k: grey)
+  seen = {}
+  monkeypatch.setattr(vae_family.loop, 'run', lambda c, w, family, splits: seen.update(
+      family=family, splits=splits) or {})
+  vae_family.train_and_evaluate(config, '/nonexistent')
+  splits, family = seen['splits'], seen['family']
+  params = family.init(jax.random.key(0), {k: v[:2] for k, v in splits.train.items()})
+  bias = np.asarray(params['params']['decoder']['Dense_1']['bias'])
+  if mode == 'dynamic':
+    want = grey.train['image'].astype(np.float64).mean(0) / 255
+  else:
+    want = binarize.static_binarize(grey.train['image'], num_levels=256, seed=[0, 0]).mean(0)
+  want = np.clip(want, 1e-3, 1 - 1e-3).reshape(-1)
+  np.testing.assert_allclose(1 / (1 + np.exp(-bias.astype(np.float64))), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize('overrides, match', [
+    (dict(decoder_bias_init='data'), r"config.decoder_bias_init must be one of \('zeros'"),
+    (dict(decoder_bias_init='marginals', architecture='conv'), "needs architecture='mlp'"),
+    (dict(decoder_bias_init='marginals', likelihood='discretized_logistic'),
+     "needs likelihood 'bernoulli' or 'categorical'")])
+def test_bad_decoder_bias_init_is_named(overrides, match):
+  import os  # pylint: disable=g-import-not-at-top
+  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'vae.py'))
+  config.update(**overrides)
+  with pytest.raises(ValueError, match=match):
+    vae_family.train_and_evaluate(config, '/nonexistent')
+  if overrides['decoder_bias_init'] == 'marginals':
+    return
+  config.decoder_bias_init = 'marginals'
+  config.architecture, config.likelihood = 'mlp', 'bernoulli'
+  with pytest.raises(ValueError, match='needs the training marginals: pass output_bias'):
+    vae_family.make_family(config, _splits(levels=2).info)
