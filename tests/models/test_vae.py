@@ -226,9 +226,10 @@ def test_marginal_bias_bad_inputs_are_named():
     vae_lib.pixel_marginals(np.zeros((2, 1, 1, 1)), num_levels=4, likelihood='bernoulli')
   with pytest.raises(ValueError, match=r'non-empty \[N, H, W, C\]'):
     vae_lib.pixel_marginals(np.zeros((0, 1, 1, 1)), num_levels=2, likelihood='bernoulli')
-  conv, params = _tiny('bernoulli', 2, arch='conv', shape=(4, 4, 1))
+  conv = vae_lib.VAE(image_shape=(4, 4, 1), num_levels=2, architecture='conv',
+                     likelihood='bernoulli')
   with pytest.raises(ValueError, match="needs architecture='mlp'"):
-    vae_lib.with_output_bias(conv, params, np.zeros(16, np.float32))
+    vae_lib.with_output_bias(conv, {}, np.zeros(16, np.float32))  # refused before params
   mlp, params = _tiny('bernoulli', 2)
   with pytest.raises(ValueError, match=r'has shape \(4,\), got \(5,\)'):
     vae_lib.with_output_bias(mlp, params, np.zeros(5, np.float32))

@@ -93,6 +93,24 @@ def test_apply_reports_the_protocol():
   assert none_splits.info.num_levels == 256
 
 
+def _config(config_file):
+  import os  # pylint: disable=g-import-not-at-top
+  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
+  return load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs',
+                                  config_file))
+
+
+def _train_and_capture(module, config, grey, monkeypatch):
+  """`module.train_and_evaluate(config)` on the splits `grey`, stopped at the trainer:
+  returns the `(splits, family)` that `loop.run` would get."""
+  monkeypatch.setattr(module.gm_data, 'load_splits', lambda *a, **k: grey)
+  seen = {}
+  monkeypatch.setattr(module.loop, 'run', lambda c, w, family, splits: seen.update(
+      family=family, splits=splits) or {})
+  module.train_and_evaluate(config, '/nonexistent')
+  return seen['splits'], seen['family']
+
+
 @pytest.mark.parametrize('module_name,config_file', [
     ('gm_jax.train.autoregressive', 'pixelcnn.py'), ('gm_jax.train.hvae', 'hvae.py'),
     ('gm_jax.train.vae', 'vae.py')])
@@ -100,21 +118,12 @@ def test_families_train_on_binarised_splits(module_name, config_file, monkeypatc
   """train_and_evaluate applies config.binarize: the trainer gets 2-level splits and a
   family built for them (PixelCNN / HVAE: 2-way categorical = Bernoulli)."""
   import importlib  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
-  module = importlib.import_module(module_name)
-  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs',
-                                    config_file))
+  config = _config(config_file)
   config.binarize = 'dynamic'
   if config_file == 'vae.py':
     config.likelihood = 'bernoulli'
-  grey = _splits(n=(8, 4, 4))
-  monkeypatch.setattr(module.gm_data, 'load_splits', lambda *a, **k: grey)
-  seen = {}
-  monkeypatch.setattr(module.loop, 'run', lambda c, w, family, splits: seen.update(
-      family=family, splits=splits) or {})
-  module.train_and_evaluate(config, '/nonexistent')
-  splits, family = seen['splits'], seen['family']
+  splits, family = _train_and_capture(importlib.import_module(module_name), config,
+                                      _splits(n=(8, 4, 4)), monkeypatch)
   assert splits.info.num_levels == 2 and set(np.unique(splits.test['image'])) <= {0, 1}
   batch = {k: v[:2] for k, v in splits.train.items()}
   params = jax.eval_shape(family.init, jax.random.key(0), batch)
@@ -126,19 +135,12 @@ def test_families_train_on_binarised_splits(module_name, config_file, monkeypatc
 def test_vae_marginal_decoder_bias_comes_from_the_training_split(mode, monkeypatch):
   """config.decoder_bias_init='marginals': the initial decoder bias is the logit of the
   training split's pixel means (dynamic: mean grey level / 255; static: mean of the draw)."""
-  import os  # pylint: disable=g-import-not-at-top
-  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
   from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
-  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'vae.py'))
+  config = _config('vae.py')
   config.update(binarize=mode, likelihood='bernoulli', decoder_bias_init='marginals',
                 hidden=(8,), latent_dim=2)
   grey = _splits(n=(50, 4, 4))
-  monkeypatch.setattr(vae_family.gm_data, 'load_splits', lambda *a, **k: grey)
-  seen = {}
-  monkeypatch.setattr(vae_family.loop, 'run', lambda c, w, family, splits: seen.update(
-      family=family, splits=splits) or {})
-  vae_family.train_and_evaluate(config, '/nonexistent')
-  splits, family = seen['splits'], seen['family']
+  splits, family = _train_and_capture(vae_family, config, grey, monkeypatch)
   params = family.init(jax.random.key(0), {k: v[:2] for k, v in splits.train.items()})
   bias = np.asarray(params['params']['decoder']['Dense_1']['bias'])
   if mode == 'dynamic':
@@ -155,16 +157,16 @@ def test_vae_marginal_decoder_bias_comes_from_the_training_split(mode, monkeypat
     (dict(decoder_bias_init='marginals', likelihood='discretized_logistic'),
      "needs likelihood 'bernoulli' or 'categorical'")])
 def test_bad_decoder_bias_init_is_named(overrides, match):
-  import os  # pylint: disable=g-import-not-at-top
-  from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
   from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
-  config = load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'vae.py'))
+  config = _config('vae.py')
   config.update(**overrides)
   with pytest.raises(ValueError, match=match):
     vae_family.train_and_evaluate(config, '/nonexistent')
-  if overrides['decoder_bias_init'] == 'marginals':
-    return
-  config.decoder_bias_init = 'marginals'
-  config.architecture, config.likelihood = 'mlp', 'bernoulli'
+
+
+def test_marginal_decoder_bias_without_the_data_is_named():
+  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  config = _config('vae.py')
+  config.update(decoder_bias_init='marginals', likelihood='bernoulli')
   with pytest.raises(ValueError, match='needs the training marginals: pass output_bias'):
     vae_family.make_family(config, _splits(levels=2).info)
