@@ -12,10 +12,10 @@ images); the decoder's output bias starts at the logit of the training set's pix
 means, clipped to [0.001, 0.999] (their code, `config.decoder_bias_init='marginals'`;
 the rows run before 2026-11-27 started at zero bias). Here: `mnist_offline` (50,000
 train, 10,000 validation used to select the best checkpoint, 10,000 test), the test
-set binarised once with `np.random.default_rng([0, 2])`, Adam with a cosine schedule from 1e-3 over
-`num_train_steps`. The default budget is the paper's (8.2 M steps of 20); CPU runs
-pass `--steps`. A finished row is only re-evaluated when the script runs again, so
-`--set iwae_samples=5000` after a run with a smaller k costs no training.
+set binarised once with `np.random.default_rng([0, 2])`, Adam with a cosine schedule
+from 1e-3 over `num_train_steps`. The default budget is the paper's (8.2 M steps of
+20); CPU runs pass `--steps`. A finished row is only re-evaluated when the script runs
+again, so `--set iwae_samples=5000` after a run with a smaller k costs no training.
 
 The two-stochastic-layer rows (VAE 85.33, IWAE 82.90) use the VAE's second stochastic
 layer (`config.top_latent_dim`): x -> 2x100 tanh -> z (100 Gaussian units) -> 2x50 tanh
@@ -33,7 +33,8 @@ PAPER_STEPS = 3280 * 50_000 // 20  # 3,280 passes at batch 20 (over our 50,000 i
 ARCHITECTURE = dict(
     model='vae', dataset='mnist_offline', binarize='dynamic', binarize_seed=0,
     likelihood='bernoulli', architecture='mlp', hidden=(200, 200), activation='tanh',
-    latent_dim=50, dropout_rate=0.0, beta=1.0, weight_decay=0.0, decoder_bias_init='marginals',
+    latent_dim=50, dropout_rate=0.0, beta=1.0, weight_decay=0.0,
+    decoder_bias_init='marginals',
     batch_size=20, learning_rate=1e-3, lr_schedule='cosine', warmup_steps=0,
     grad_clip_norm=0.0, num_train_steps=PAPER_STEPS, iwae_samples=5000,
     log_every=1000, eval_every=10_000, checkpoint_every=10_000, max_to_keep=2,

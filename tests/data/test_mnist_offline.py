@@ -284,9 +284,9 @@ def test_one_training_step_on_mnist_shaped_data(prepared_dir, tmp_path):
   c = vae_config.get_config()
   c.update(dataset="mnist_offline", data_dir=prepared_dir, binarize="dynamic",
            likelihood="bernoulli", activation="tanh", hidden=(16,), latent_dim=2,
-           decoder_bias_init="marginals", dropout_rate=0.0, batch_size=8, num_train_steps=1, log_every=1, eval_every=1,
-           checkpoint_every=1, warmup_steps=0, iwae_samples=3, num_samples=4,
-           progress_bar=False)
+           decoder_bias_init="marginals", dropout_rate=0.0, batch_size=8, num_train_steps=1,
+           log_every=1, eval_every=1, checkpoint_every=1, warmup_steps=0, iwae_samples=3,
+           num_samples=4, progress_bar=False)
   res = vae_family.train_and_evaluate(c, str(tmp_path))
   assert res["dataset"] == "mnist_offline" and res["train_steps"] == 1
   assert res["binarize"] == "dynamic" and res["bound"] == "iwae-3"
