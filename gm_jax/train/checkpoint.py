@@ -51,7 +51,10 @@ class Checkpointer:
         enable_async_checkpointing=False,
         cleanup_tmp_directories=False,
     )
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    # The handler is named so that a fresh manager can read a step's metadata before
+    # anything was saved or restored through it.
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def all_steps(self) -> list[int]:
     self._manager.reload()
@@ -90,6 +93,13 @@ class Checkpointer:
     steps = self.all_steps()
     failures = []
     for step in reversed(steps):
+      mismatch = self._metadata_mismatch(step, target)
+      if mismatch:
+        # Checked from the metadata before any array is read: a restore that fails
+        # half-way leaves orbax's other read coroutines un-awaited.
+        raise CheckpointError(
+            f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
+            f'model being trained ({mismatch}). Use a new --workdir for a different config.')
       try:
         return step, self.restore(step, target)
       except Exception as e:  # pylint: disable=broad-except
@@ -112,6 +122,33 @@ class Checkpointer:
           + '. The unreadable ones were moved to corrupt_checkpoints/ (nothing was deleted).')
     return None, target
 
+  def _metadata_mismatch(self, step: int, target: PyTree) -> Optional[str]:
+    """How checkpoint `step`'s saved tree differs from `target`, from its metadata alone.
+
+    Returns None when the leaves agree in number and shapes, or when the metadata cannot
+    be read (then the restore decides: corruption is handled there).
+    """
+    try:
+      saved = self._manager.item_metadata(step)
+    except Exception:  # pylint: disable=broad-except
+      return None
+    saved = getattr(saved, 'tree', saved)
+    if saved is None:
+      return None
+    # Orbax stores tuples and named tuples as lists, so compare leaves in order (dicts
+    # flatten by sorted key either way), not tree types.
+    s_leaves = jax.tree.leaves(saved)
+    t_leaves = jax.tree.leaves(target)
+    if len(s_leaves) != len(t_leaves):
+      return f'{len(s_leaves)} arrays saved, the model has {len(t_leaves)}'
+    for i, (s, t) in enumerate(zip(s_leaves, t_leaves)):
+      s_shape = getattr(s, 'shape', None)
+      if s_shape is not None and tuple(s_shape) != tuple(np.shape(t)):
+        name = getattr(s, 'name', f'leaf {i}')
+        return (f'array {name!r} has shape {tuple(s_shape)} on disk where the model '
+                f'expects {tuple(np.shape(t))}')
+    return None
+
   def _readable(self, step: int) -> bool:
     """Whether checkpoint `step` can be read at all (without a target structure)."""
     try:
@@ -133,6 +170,12 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+  def __enter__(self) -> 'Checkpointer':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
 
 def _first_line(e: BaseException) -> str:

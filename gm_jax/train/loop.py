@@ -199,7 +199,11 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   checkpointer = ckpt_lib.Checkpointer(
       os.path.join(workdir, 'checkpoints'), max_to_keep=int(config.get('max_to_keep', 3)),
       is_primary=is_primary or jax.process_count() > 1)
-  restored_step, state = checkpointer.restore_latest(state)
+  try:
+    restored_step, state = checkpointer.restore_latest(state)
+  except BaseException:
+    checkpointer.close()
+    raise
   start_step = int(state['step'])
   if restored_step is not None and is_primary:
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
@@ -293,6 +297,7 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   finally:
     bar.close()
     writer.close()
+    checkpointer.close()  # every save is synchronous: nothing is left in flight
 
   state = dp.get_state(state)
   steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else _previous(
@@ -319,7 +324,6 @@ def run(config, workdir: str, family: Family, splits) -> dict:
     _plot_losses(workdir, config.model)
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
-  checkpointer.close()
   return results
 
 
