@@ -26,6 +26,10 @@ class CheckpointError(RuntimeError):
   """No checkpoint in a directory could be restored."""
 
 
+class CheckpointMismatchError(CheckpointError):
+  """A readable checkpoint that another config wrote (its arrays do not fit the model)."""
+
+
 class Checkpointer:
   """Saves and restores a train-state pytree under `directory`.
 
@@ -74,7 +78,18 @@ class Checkpointer:
     self._manager.wait_until_finished()
 
   def restore(self, step: int, target: PyTree) -> PyTree:
-    """Restores checkpoint `step` into the structure (and dtypes) of `target`."""
+    """Restores checkpoint `step` into the structure (and dtypes) of `target`.
+
+    Raises:
+      CheckpointMismatchError: the saved arrays differ from `target` in number or shape,
+        found from the step's metadata before any array is read (a restore that fails
+        half-way leaves orbax's other read coroutines un-awaited).
+    """
+    mismatch = self._metadata_mismatch(step, target)
+    if mismatch:
+      raise CheckpointMismatchError(
+          f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
+          f'model being trained ({mismatch}). Use a new --workdir for a different config.')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     _check_like(restored, target, step)
@@ -89,19 +104,16 @@ class Checkpointer:
     Raises:
       CheckpointError: checkpoints exist but none could be read (all were moved to
         `corrupt_checkpoints/`, and the error lists them).
+      CheckpointMismatchError: the newest checkpoint was written by another config
+        (nothing is moved).
     """
     steps = self.all_steps()
     failures = []
     for step in reversed(steps):
-      mismatch = self._metadata_mismatch(step, target)
-      if mismatch:
-        # Checked from the metadata before any array is read: a restore that fails
-        # half-way leaves orbax's other read coroutines un-awaited.
-        raise CheckpointError(
-            f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
-            f'model being trained ({mismatch}). Use a new --workdir for a different config.')
       try:
         return step, self.restore(step, target)
+      except CheckpointMismatchError:
+        raise  # another config's checkpoint: refused and left where it is
       except Exception as e:  # pylint: disable=broad-except
         if self._readable(step):
           # The files are fine but do not fit this model: a config change, not

@@ -41,6 +41,8 @@ def test_a_different_shape_is_refused_without_reading_any_array(tmp_path, monkey
   with pytest.raises(ckpt_lib.CheckpointError,
                      match=r"does not match.*dense\.kernel.*\(4, 3\).*\(5, 3\)"):
     ck.restore_latest(_state(width=5))
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r'\(4, 3\).*\(5, 3\)'):
+    ck.restore(7, _state(width=5))  # the public single-step restore checks first too
   ck.close()
   assert os.listdir(tmp_path / 'checkpoints') == ['7']
   assert not (tmp_path / 'corrupt_checkpoints').exists()
