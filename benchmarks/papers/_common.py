@@ -114,31 +114,45 @@ def device_name() -> str:
   return getattr(d, 'device_kind', d.platform)
 
 
+def selected(rows: list[Row], args) -> list[Row]:
+  """The rows named by `args.rows` (all when it is empty); an unknown key is an error."""
+  if not args.rows:
+    return list(rows)
+  wanted = args.rows.split(',')
+  unknown = sorted(set(wanted) - {r.key for r in rows})
+  if unknown:
+    raise SystemExit(f'unknown row(s) {", ".join(unknown)}; this script has '
+                     f'{", ".join(r.key for r in rows)}')
+  return [r for r in rows if r.key in wanted]
+
+
+def row_config(script: str, row: Row, args, *, extra: Optional[dict] = None):
+  """`(config, workdir)` of `row` as `run_rows` trains it (overrides, --steps, --set)."""
+  config = _load_config(row.config)
+  overrides = dict(row.overrides, **(extra or {}))
+  if args.steps is not None:
+    overrides['num_train_steps'] = args.steps
+  if args.data_dir:
+    overrides['data_dir'] = args.data_dir
+  for item in args.set:
+    field, _, value = item.partition('=')
+    overrides[field] = _literal(value)
+  with config.unlocked():
+    config.update(overrides)
+  return config, os.path.join(args.workdir, script, row.key)
+
+
 def run_rows(script: str, rows: list[Row], args, *, extra: Optional[dict] = None) -> list[dict]:
   """Trains (or resumes) and evaluates each selected row; returns one record per row."""
   if args.list:
     for r in rows:
       print(f'{r.key}: {r.label} (paper {r.paper})')
     raise SystemExit(0)
-  wanted = set(args.rows.split(',')) if args.rows else None
   records = []
-  for row in rows:
-    if wanted is not None and row.key not in wanted:
-      continue
-    config = _load_config(row.config)
-    overrides = dict(row.overrides, **(extra or {}))
-    if args.steps is not None:
-      overrides['num_train_steps'] = args.steps
-    if args.data_dir:
-      overrides['data_dir'] = args.data_dir
-    for item in args.set:
-      field, _, value = item.partition('=')
-      overrides[field] = _literal(value)
-    with config.unlocked():
-      config.update(overrides)
+  for row in selected(rows, args):
+    config, workdir = row_config(script, row, args, extra=extra)
     train_and_evaluate = check_model(config.model)
     check_binarize(config, train_and_evaluate)
-    workdir = os.path.join(args.workdir, script, row.key)
     command = ' '.join(['python', f'benchmarks/papers/{script}.py',
                         f'--workdir={shlex.quote(args.workdir)}', f'--rows={row.key}'] +
                        ([f'--steps={args.steps}'] if args.steps is not None else []) +

@@ -46,6 +46,9 @@ def main():
   p.add_argument('--seeds', default='0,1,2')
   args = p.parse_args()
   seeds = [int(s) for s in args.seeds.split(',')]
+  if args.rows:  # a GAN loss stands for its row at every seed; row keys pass through
+    args.rows = ','.join(','.join(f'{r}_s{s}' for s in seeds) if r in LOSSES else r
+                         for r in args.rows.split(','))
   records = _common.run_rows('gan', rows(seeds), args)
   print(_common.markdown('GANs on MNIST (classifier-feature Frechet distance)', records))
   print()

@@ -24,3 +24,34 @@ def test_budget_of_a_finished_run():
   table = _common.markdown('t', [_record(100_000, 100_000)])
   assert '| 100,000 steps x 500, 200 steps/s = 8.3 min of training steps;' in table
   assert 'stopped' not in table
+
+
+def _args(**kw):
+  args = _common.parser('t').parse_args([])
+  for k, v in kw.items():
+    setattr(args, k, v)
+  return args
+
+
+ROWS = [_common.Row(key=k, label=k, paper='1', config='vae', overrides=dict(latent_dim=7),
+                    metric=str, protocol='p') for k in ('a', 'b', 'c')]
+
+
+def test_rows_are_selected_in_table_order_and_an_unknown_key_is_named():
+  assert [r.key for r in _common.selected(ROWS, _args())] == ['a', 'b', 'c']
+  assert [r.key for r in _common.selected(ROWS, _args(rows='c,a'))] == ['a', 'c']
+  try:
+    _common.selected(ROWS, _args(rows='a,vae_k2'))
+  except SystemExit as e:
+    assert 'unknown row(s) vae_k2' in str(e) and 'a, b, c' in str(e)
+  else:
+    raise AssertionError('an unknown row key was ignored')
+
+
+def test_row_config_applies_overrides_steps_and_sets_in_that_order():
+  args = _args(workdir='/w', steps=123, set=['latent_dim=9', 'activation=tanh'])
+  config, workdir = _common.row_config('iwae_table1', ROWS[1], args)
+  assert workdir == os.path.join('/w', 'iwae_table1', 'b')
+  assert (config.num_train_steps, config.latent_dim, config.activation) == (123, 9, 'tanh')
+  config, _ = _common.row_config('iwae_table1', ROWS[1], _args())
+  assert config.latent_dim == 7
