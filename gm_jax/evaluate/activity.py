@@ -40,6 +40,9 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
   """
   if num_samples < 1:
     raise ValueError(f'num_samples must be >= 1, got {num_samples}')
+  if getattr(model, 'num_classes', 0):
+    raise ValueError('vae_expected_means takes an unconditional VAE; a ConditionalVAE '
+                     "encodes (x, label), so its posterior means depend on the labels")
   two = bool(getattr(model, 'top_latent_dim', 0))
 
   @jax.jit

@@ -85,3 +85,10 @@ def test_num_samples_must_be_positive():
   model, params = _vae(top=2)
   with pytest.raises(ValueError, match='num_samples'):
     activity.vae_expected_means(model, params, X, jax.random.key(0), num_samples=0)
+
+
+def test_a_conditional_vae_is_refused():
+  model = vae_lib.ConditionalVAE(image_shape=(4, 4, 1), num_levels=2, latent_dim=3,
+                                 hidden=(16,), likelihood='bernoulli', num_classes=2)
+  with pytest.raises(ValueError, match='unconditional'):
+    activity.vae_expected_means(model, {}, X, jax.random.key(0))
