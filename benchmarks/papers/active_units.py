@@ -25,10 +25,8 @@ def main(argv=None):
                  help='draws of z per image for the second layer E_q[z2 | x]')
   args = p.parse_args(argv)
   import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
   from gm_jax.evaluate import activity  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import binarization, vae  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top
   from gm_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 
   results = []
@@ -39,14 +37,11 @@ def main(argv=None):
     if os.path.isdir(directory):  # read only: is_primary=False creates and moves nothing
       with ckpt_lib.Checkpointer(directory, is_primary=False) as checkpointer:
         step = checkpointer.latest_step()
+        state = checkpointer.read(step) if step is not None else None
     if step is None:
       raise SystemExit(f'{row.key}: no checkpoint in {directory}; train the row first '
                        '(benchmarks/papers/iwae_table1.py with the same arguments)')
-    state = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), 'default'))
-    splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                                 validation_fraction=config.get('validation_fraction', 0.1))
-    splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
-                                          seed=int(config.get('binarize_seed', 0)))
+    splits, _ = vae.load_splits(config)
     model = vae.build_model(config, splits.info)
     means = activity.vae_expected_means(model, state['best_params'], splits.test['image'],
                                         jax.random.key(0), num_samples=args.num_samples)

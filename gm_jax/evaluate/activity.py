@@ -46,7 +46,7 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
   two = bool(getattr(model, 'top_latent_dim', 0))
 
   @jax.jit
-  def means(x, k):
+  def means(params, x, k):
     mean, log_var = model.apply(params, x, method=type(model).encode)
     out = {'z': mean}
     if two:
@@ -60,7 +60,7 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
   parts = []
   for i, start in enumerate(range(0, len(images), batch_size)):
     x = jnp.asarray(images[start:start + batch_size])
-    parts.append(jax.device_get(means(x, jax.random.fold_in(key, i))))
+    parts.append(jax.device_get(means(params, x, jax.random.fold_in(key, i))))
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -161,10 +161,15 @@ class Checkpointer:
                 f'expects {tuple(np.shape(t))}')
     return None
 
+  def read(self, step: int) -> PyTree:
+    """Checkpoint `step` as saved (no target: nested dicts of numpy/jax arrays), e.g. to
+    inspect a finished run's parameters without rebuilding its optimiser state."""
+    return self._manager.restore(step, args=ocp.args.StandardRestore())
+
   def _readable(self, step: int) -> bool:
     """Whether checkpoint `step` can be read at all (without a target structure)."""
     try:
-      self._manager.restore(step, args=ocp.args.StandardRestore())
+      self.read(step)
       return True
     except Exception:  # pylint: disable=broad-except
       return False

@@ -278,6 +278,17 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
   return results
 
 
+def load_splits(config):
+  """`(splits, grey_levels)`: `config.dataset` binarised as `config.binarize` asks (the
+  test split once, with a fixed seed), and the images' levels before binarisation."""
+  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
+                               validation_fraction=config.get('validation_fraction', 0.1))
+  grey_levels = splits.info.num_levels
+  splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
+                                        seed=int(config.get('binarize_seed', 0)))
+  return splits, grey_levels
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the VAE on it.
 
@@ -285,11 +296,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   trains on binarised images, e.g. dynamically binarised `mnist_offline`.
   """
   decoder_bias_init(config)  # a bad value fails before the data is loaded
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.get('validation_fraction', 0.1))
-  grey_levels = splits.info.num_levels
-  splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
-                                        seed=int(config.get('binarize_seed', 0)))
+  splits, grey_levels = load_splits(config)
   bias = output_bias_from_data(config, splits, grey_levels=grey_levels)
   family = binarization.wrap_family(config, make_family(config, splits.info, output_bias=bias),
                                     grey_levels=grey_levels)

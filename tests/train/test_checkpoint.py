@@ -57,3 +57,15 @@ def test_a_different_number_of_arrays_is_refused(tmp_path):
                        match=f'{n_saved} arrays saved, the model has {n_saved + 1}'):
       ck.restore_latest(bigger)
   assert os.listdir(tmp_path / 'checkpoints') == ['7']
+
+
+def test_read_returns_the_saved_arrays_without_a_target_and_changes_nothing(tmp_path):
+  state = _state()
+  with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')) as ck:
+    ck.save(7, state)
+  with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'), is_primary=False) as ck:
+    raw = ck.read(7)
+    assert ck.all_steps() == [7]
+  np.testing.assert_array_equal(raw['params']['dense']['kernel'],
+                                state['params']['dense']['kernel'])
+  assert int(raw['step']) == 7
