@@ -18,7 +18,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m gm_jax.demo --out demo
 
-# `--dist loadgroup` keeps a module marked with one `xdist_group` on one worker.
+# `--dist loadgroup` keeps a module marked with one `xdist_group` on one worker (needs
+# pytest < 9.2 with pytest-xdist 3.8, see setup.cfg; tests/parallel checks it).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not target" --durations=15 $(PYTEST_ARGS)
 
