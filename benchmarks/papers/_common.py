@@ -144,8 +144,8 @@ def row_config(script: str, row: Row, args, *, extra: Optional[dict] = None):
 
 def run_rows(script: str, rows: list[Row], args, *, extra: Optional[dict] = None) -> list[dict]:
   """Trains (or resumes) and evaluates each selected row; returns one record per row."""
-  if args.list:
-    for r in rows:
+  if args.list:  # the rows `--rows` selects (all by default)
+    for r in selected(rows, args):
       print(f'{r.key}: {r.label} (paper {r.paper})')
     raise SystemExit(0)
   records = []

@@ -41,14 +41,24 @@ def rows(seeds):
   return out
 
 
+def expand_rows(rows_arg: str, seeds) -> str:
+  """`--rows` with each GAN loss name replaced by its rows at every seed, in order.
+
+  E.g. 'lsgan,minimax_s1' with seeds (0, 1) -> 'lsgan_s0,lsgan_s1,minimax_s1'; row keys
+  pass through (an unknown one is then named by `_common.selected`).
+  """
+  if not rows_arg:
+    return rows_arg
+  return ','.join(','.join(f'{r}_s{s}' for s in seeds) if r in LOSSES else r
+                  for r in rows_arg.split(','))
+
+
 def main():
   p = _common.parser(__doc__.split('\n\n')[0])
   p.add_argument('--seeds', default='0,1,2')
   args = p.parse_args()
   seeds = [int(s) for s in args.seeds.split(',')]
-  if args.rows:  # a GAN loss stands for its row at every seed; row keys pass through
-    args.rows = ','.join(','.join(f'{r}_s{s}' for s in seeds) if r in LOSSES else r
-                         for r in args.rows.split(','))
+  args.rows = expand_rows(args.rows, seeds)
   records = _common.run_rows('gan', rows(seeds), args)
   print(_common.markdown('GANs on MNIST (classifier-feature Frechet distance)', records))
   print()

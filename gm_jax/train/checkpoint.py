@@ -84,7 +84,9 @@ class Checkpointer:
       CheckpointMismatchError: the saved arrays differ from `target` in number or shape,
         found from the step's metadata before any array is read (a restore that fails
         half-way leaves orbax's other read coroutines un-awaited).
+      CheckpointError: there is no checkpoint `step`.
     """
+    self._require(step)
     mismatch = self._metadata_mismatch(step, target)
     if mismatch:
       raise CheckpointMismatchError(
@@ -163,8 +165,20 @@ class Checkpointer:
 
   def read(self, step: int) -> PyTree:
     """Checkpoint `step` as saved (no target: nested dicts of numpy/jax arrays), e.g. to
-    inspect a finished run's parameters without rebuilding its optimiser state."""
+    inspect a finished run's parameters without rebuilding its optimiser state.
+
+    Raises:
+      CheckpointError: there is no checkpoint `step`.
+    """
+    self._require(step)
     return self._manager.restore(step, args=ocp.args.StandardRestore())
+
+  def _require(self, step: int) -> None:
+    steps = self.all_steps()
+    if step not in steps:
+      raise CheckpointError(
+          f'no checkpoint for step {step} in {self.directory} '
+          f'(saved steps: {", ".join(map(str, steps)) or "none"})')
 
   def _readable(self, step: int) -> bool:
     """Whether checkpoint `step` can be read at all (without a target structure)."""

@@ -53,3 +53,24 @@ def test_row_config_applies_overrides_steps_and_sets_in_that_order():
   assert (config.num_train_steps, config.latent_dim, config.activation) == (123, 9, 'tanh')
   config, _ = _common.row_config('iwae_table1', ROWS[1], _args())
   assert config.latent_dim == 7
+
+
+def test_list_prints_the_selected_rows_only(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _common.run_rows('t', ROWS, _args(list=True, rows='c'))
+  assert exit_info.value.code == 0
+  assert capsys.readouterr().out.splitlines() == ['c: c (paper 1)']
+  with pytest.raises(SystemExit, match='unknown row'):
+    _common.run_rows('t', ROWS, _args(list=True, rows='d'))
+
+
+def test_gan_loss_names_expand_to_their_rows_at_every_seed():
+  import gan  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  assert gan.expand_rows('lsgan,minimax_s1', [0, 1]) == 'lsgan_s0,lsgan_s1,minimax_s1'
+  assert gan.expand_rows('', [0, 1, 2]) == ''
+  keys = [r.key for r in gan.rows([0, 1, 2])]
+  expanded = gan.expand_rows(','.join(gan.LOSSES), [0, 1, 2]).split(',')
+  assert expanded == keys  # every row, in the table's order
+  assert [r.key for r in _common.selected(gan.rows([0, 1, 2]), _args(rows=gan.expand_rows(
+      'non_saturating', [0, 1, 2])))] == ['non_saturating_s0', 'non_saturating_s1',
+                                          'non_saturating_s2']

@@ -69,3 +69,17 @@ def test_read_returns_the_saved_arrays_without_a_target_and_changes_nothing(tmp_
   np.testing.assert_array_equal(raw['params']['dense']['kernel'],
                                 state['params']['dense']['kernel'])
   assert int(raw['step']) == 7
+
+
+def test_a_missing_step_is_named_with_the_saved_ones(tmp_path):
+  state = _state()
+  with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')) as ck:
+    ck.save(7, state)
+    with pytest.raises(ckpt_lib.CheckpointError,
+                       match=r'no checkpoint for step 8 .*saved steps: 7\)'):
+      ck.read(8)
+    with pytest.raises(ckpt_lib.CheckpointError, match='no checkpoint for step 6 '):
+      ck.restore(6, state)
+  with ckpt_lib.Checkpointer(str(tmp_path / 'empty')) as ck:
+    with pytest.raises(ckpt_lib.CheckpointError, match=r'saved steps: none'):
+      ck.read(0)
