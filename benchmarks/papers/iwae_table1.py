@@ -18,10 +18,12 @@ from 1e-3 over `num_train_steps`. The default budget is the paper's (8.2 M steps
 again, so `--set iwae_samples=5000` after a run with a smaller k costs no training.
 
 The two-stochastic-layer rows (VAE 85.33, IWAE 82.90) use the VAE's second stochastic
-layer (`config.top_latent_dim`): x -> 2x100 tanh -> z (100 Gaussian units) -> 2x50 tanh
--> z2 (50), prior N(0, I) on z2, p(z | z2) and p(x | z) mirrored (see hierarchical_vae.py
-for the project's deeper, convolutional model), trained with a KL warm-up over the first
-10,000 steps (not in the paper; `config.kl_warmup_steps`).
+layer (`config.top_latent_dim`): x -> 2x200 tanh -> z (100 Gaussian units) -> 2x100 tanh
+-> z2 (50), prior N(0, I) on z2, p(z | z2) and p(x | z) mirrored: the widths of Burda et
+al.'s code (experiments.py; the rows run before 2026-11-27 had half of them, 2x100 and
+2x50). Trained with a KL warm-up over the first 10,000 steps (not in the paper;
+`config.kl_warmup_steps`). See hierarchical_vae.py for the project's deeper,
+convolutional model.
 """
 
 import _common
@@ -42,14 +44,15 @@ ARCHITECTURE = dict(
 )
 
 
-_TWO = '100 + 50 latent, 2x100 and 2x50 tanh'
+_TWO = '100 + 50 latent, 2x200 and 2x100 tanh'
 
-# Two stochastic layers: x -> 2x100 tanh -> z (100) -> 2x50 tanh -> z2 (50), mirrored.
+# Two stochastic layers: x -> 2x200 tanh -> z (100) -> 2x100 tanh -> z2 (50), mirrored, as in
+# their code (experiments.py: hidden_units_q = [[200, 200], [100, 100]]).
 # Not in the paper: a linear KL warm-up over the first 10,000 steps (Sonderby et al. 2016).
 # With a zero decoder bias the VAE row collapsed without it (KL -> 0.02 nats by 12,000
 # steps); with the paper's marginal bias it still ends lower (validation ELBO 0.2326 vs
 # 0.2430 bits/dim at 3,000 steps x 100, benchmarks/results/papers.md).
-TWO_LAYERS = dict(ARCHITECTURE, hidden=(100, 100), latent_dim=100, top_hidden=(50, 50),
+TWO_LAYERS = dict(ARCHITECTURE, hidden=(200, 200), latent_dim=100, top_hidden=(100, 100),
                   top_latent_dim=50, kl_warmup_steps=10_000)
 
 
