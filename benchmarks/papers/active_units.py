@@ -13,7 +13,6 @@ when there is one.
 
 import json
 import os
-import sys
 
 import _common
 import iwae_table1
@@ -58,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  sys.exit(main() and 0)
+  main()
