@@ -126,8 +126,39 @@ def selected(rows: list[Row], args) -> list[Row]:
   return [r for r in rows if r.key in wanted]
 
 
+# Config fields that no `configs/*.py` needs to define: the trainers read them with
+# `config.get(field, default)` (tests/benchmarks/test_papers_common.py checks this list
+# against the sources of gm_jax/ and benchmarks/).
+OPTIONAL_FIELDS = frozenset((
+    'activation', 'adam_b1', 'adam_b2', 'alpha', 'architecture', 'beta', 'binarize',
+    'binarize_seed', 'cells_per_group', 'dataset_b', 'decay_start_fraction',
+    'decoder_bias_init', 'dropout_rate', 'eval_batch_size', 'eval_every', 'free_bits',
+    'grad_clip_norm', 'grad_skip_norm', 'iwae_train_samples', 'kl_warmup_steps', 'l2',
+    'learned_prior', 'likelihood', 'logit_alpha', 'loss_group_size', 'lr_schedule',
+    'max_to_keep', 'max_train_seconds', 'nb_variant', 'normalization', 'num_samples',
+    'objective', 'output_cells', 'picture_temperatures', 'progress_bar', 'sample_length',
+    'sample_temperature', 'spectral_reg', 'top_hidden', 'top_latent_dim',
+    'validation_fraction', 'var_smoothing', 'warmup_steps', 'weight_decay'))
+
+
+def _check_set_field(field: str, row: Row, known) -> None:
+  """A `--set` field must be one the row's config, its overrides or a trainer knows."""
+  if field in known or field in row.overrides or field in OPTIONAL_FIELDS:
+    return
+  import difflib  # pylint: disable=g-import-not-at-top
+  close = difflib.get_close_matches(field, sorted(set(known) | OPTIONAL_FIELDS), n=3)
+  hint = f'; did you mean {", ".join(close)}?' if close else ''
+  raise SystemExit(f'--set {field}=...: configs/{row.config}.py has no field {field!r} and no '
+                   f'trainer reads it (row {row.key}){hint}')
+
+
 def row_config(script: str, row: Row, args, *, extra: Optional[dict] = None):
-  """`(config, workdir)` of `row` as `run_rows` trains it (overrides, --steps, --set)."""
+  """`(config, workdir)` of `row` as `run_rows` trains it (overrides, --steps, --set).
+
+  Raises:
+    SystemExit: a `--set` without '=' or naming a field nothing reads (a typo would
+      otherwise train the row, for hours, without the change).
+  """
   config = _load_config(row.config)
   overrides = dict(row.overrides, **(extra or {}))
   if args.steps is not None:
@@ -135,7 +166,10 @@ def row_config(script: str, row: Row, args, *, extra: Optional[dict] = None):
   if args.data_dir:
     overrides['data_dir'] = args.data_dir
   for item in args.set:
-    field, _, value = item.partition('=')
+    field, eq, value = item.partition('=')
+    if not eq:
+      raise SystemExit(f'--set needs FIELD=VALUE; got {item!r}')
+    _check_set_field(field, row, config)
     overrides[field] = _literal(value)
   with config.unlocked():
     config.update(overrides)

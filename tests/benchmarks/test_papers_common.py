@@ -1,6 +1,7 @@
 """benchmarks/papers/_common.py: budget cells, row selection, row configs."""
 
 import os
+import re
 import sys
 
 import pytest
@@ -53,6 +54,29 @@ def test_row_config_applies_overrides_steps_and_sets_in_that_order():
   assert (config.num_train_steps, config.latent_dim, config.activation) == (123, 9, 'tanh')
   config, _ = _common.row_config('iwae_table1', ROWS[1], _args())
   assert config.latent_dim == 7
+
+
+def test_a_set_field_nothing_reads_is_named_with_close_matches():
+  with pytest.raises(SystemExit, match=r"no field 'logit_alpa' .*row b.*did you mean logit_alpha"):
+    _common.row_config('t', ROWS[1], _args(set=['logit_alpa=1e-6']))
+  with pytest.raises(SystemExit, match=r"--set needs FIELD=VALUE; got 'beta'"):
+    _common.row_config('t', ROWS[1], _args(set=['beta']))
+  # Fields of the config, of the row's overrides, and optional ones trainers read pass.
+  config, _ = _common.row_config('t', ROWS[1], _args(set=[
+      'batch_size=8', 'latent_dim=3', 'kl_warmup_steps=10', 'progress_bar=False']))
+  assert (config.batch_size, config.latent_dim, config.kl_warmup_steps) == (8, 3, 10)
+
+
+def test_optional_fields_are_the_ones_trainers_read_with_a_default():
+  repo = os.path.join(os.path.dirname(__file__), '..', '..')
+  read = set()
+  for top in ('gm_jax', 'benchmarks'):
+    for folder, _, files in os.walk(os.path.join(repo, top)):
+      for name in files:
+        if name.endswith('.py'):
+          with open(os.path.join(folder, name)) as f:
+            read |= set(re.findall(r"config\.get\('([a-z_0-9]+)'", f.read()))
+  assert read == _common.OPTIONAL_FIELDS
 
 
 def test_list_prints_the_selected_rows_only(capsys):
