@@ -212,7 +212,8 @@ def markdown(title: str, records: list[dict]) -> str:
            '|---|---|---|---|---|---|']
   for r in records:
     steps_per_s = r['eval'].get('train_steps_per_s')
-    rate = (f', {steps_per_s:.0f} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
+    speed = f'{steps_per_s:.0f}' if steps_per_s and steps_per_s >= 100 else f'{steps_per_s:.3g}'
+    rate = (f', {speed} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
             'training steps' if steps_per_s else '')
     planned = r.get('planned_steps', r['steps'])
     stopped = (f" (stopped by config.max_train_seconds; schedule planned over {planned:,})"

@@ -29,6 +29,11 @@ def test_budget_of_a_finished_run():
   assert 'stopped' not in table
 
 
+def test_budget_of_a_slow_run_keeps_three_significant_digits():
+  record = dict(_record(6_896, 7_000), eval={'train_steps_per_s': 1.2705})
+  assert ' x 500, 1.27 steps/s = 90.5 min of training steps' in _common.markdown('t', [record])
+
+
 def _args(**kw):
   args = _common.parser('t').parse_args([])
   for k, v in kw.items():
