@@ -212,9 +212,11 @@ def markdown(title: str, records: list[dict]) -> str:
            '|---|---|---|---|---|---|']
   for r in records:
     steps_per_s = r['eval'].get('train_steps_per_s')
-    speed = f'{steps_per_s:.0f}' if steps_per_s and steps_per_s >= 100 else f'{steps_per_s:.3g}'
-    rate = (f', {speed} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
-            'training steps' if steps_per_s else '')
+    rate = ''
+    if steps_per_s:
+      speed = f'{steps_per_s:.0f}' if steps_per_s >= 100 else f'{steps_per_s:.3g}'
+      rate = (f', {speed} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
+              'training steps')
     planned = r.get('planned_steps', r['steps'])
     stopped = (f" (stopped by config.max_train_seconds; schedule planned over {planned:,})"
                if r['steps'] < planned else '')

@@ -32,6 +32,9 @@ def test_budget_of_a_finished_run():
 def test_budget_of_a_slow_run_keeps_three_significant_digits():
   record = dict(_record(6_896, 7_000), eval={'train_steps_per_s': 1.2705})
   assert ' x 500, 1.27 steps/s = 90.5 min of training steps' in _common.markdown('t', [record])
+  record['eval'] = {}  # no speed recorded: no rate in the cell
+  assert '| 6,896 steps (stopped by config.max_train_seconds; schedule planned over 7,000) x 500; ' \
+      'this invocation' in _common.markdown('t', [record])
 
 
 def _args(**kw):
