@@ -31,8 +31,7 @@ import _common
 # The logit pre-transform's alpha for MNIST in FFJORD's code (train_cnf.py, --alpha 1e-6;
 # 0.05 is RealNVP's CIFAR-10 value and the project's config default). It decides how much
 # room the dequantisation noise of the black background gets: with 0.05 the bin [0, 1/256)
-# maps to a logit interval of width 0.07, with 1e-6 to [-13.8, -5.5]. Rows run before
-# 2026-11-27 (evening) used 0.05.
+# maps to a logit interval of width 0.07, with 1e-6 to [-13.8, -5.5].
 FFJORD_LOGIT_ALPHA = 1e-6
 
 _DATA = dict(dataset='mnist_offline', progress_bar=False, log_every=500,
