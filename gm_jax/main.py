@@ -4,6 +4,8 @@
         [--config.num_train_steps=2000 ...]
 
 Re-running the same command resumes from the newest checkpoint in `workdir`.
+`--init_from=OTHER_WORKDIR` starts a new run from another run's selected parameters
+(e.g. a second learning-rate cycle), with a fresh optimiser state and schedule.
 
 Data-parallel training (`--config.parallel=pmap` or `sharding`) uses every local
 device. Several hosts: run the same command on each, adding
@@ -37,7 +39,22 @@ flags.DEFINE_integer('process_id', None, "Multi-process training: this process's
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() with cluster auto-detection '
                   '(Cloud TPU pod slices, SLURM) instead of the three flags above.')
+flags.DEFINE_string('init_from', None,
+                    "Start a new run from another run's selected parameters: that run's "
+                    'workdir (a fresh optimiser state and schedule; ignored once `workdir` '
+                    'has checkpoints of its own, which are resumed). Sets config.init_from.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def with_init_from(config, init_from):
+  """`config` with `init_from` set (unchanged when None); the flag wins over the config."""
+  if init_from is None:
+    return config
+  if not init_from:
+    raise app.UsageError('--init_from is empty: give the workdir of the run to start from')
+  with config.unlocked():
+    config.init_from = init_from
+  return config
 
 
 def main(argv):
@@ -56,7 +73,7 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e))
   from gm_jax.train import registry
-  config = FLAGS.config
+  config = with_init_from(FLAGS.config, FLAGS.init_from)
   if 'model' not in config:
     raise app.UsageError('config has no `model` field')
   try:

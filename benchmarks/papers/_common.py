@@ -133,8 +133,8 @@ OPTIONAL_FIELDS = frozenset((
     'activation', 'adam_b1', 'adam_b2', 'alpha', 'architecture', 'beta', 'binarize',
     'binarize_seed', 'cells_per_group', 'dataset_b', 'decay_start_fraction',
     'decoder_bias_init', 'dropout_rate', 'eval_batch_size', 'eval_every', 'free_bits',
-    'grad_clip_norm', 'grad_skip_norm', 'iwae_train_samples', 'kl_warmup_steps', 'l2',
-    'learned_prior', 'likelihood', 'logit_alpha', 'loss_group_size', 'lr_schedule',
+    'grad_clip_norm', 'grad_skip_norm', 'init_from', 'iwae_train_samples', 'kl_warmup_steps',
+    'l2', 'learned_prior', 'likelihood', 'logit_alpha', 'loss_group_size', 'lr_schedule',
     'max_to_keep', 'max_train_seconds', 'nb_variant', 'normalization', 'num_samples',
     'objective', 'output_cells', 'picture_temperatures', 'progress_bar', 'sample_length',
     'sample_temperature', 'spectral_reg', 'top_hidden', 'top_latent_dim',
@@ -220,7 +220,10 @@ def markdown(title: str, records: list[dict]) -> str:
     planned = r.get('planned_steps', r['steps'])
     stopped = (f" (stopped by config.max_train_seconds; schedule planned over {planned:,})"
                if r['steps'] < planned else '')
-    budget = (f"{r['steps']:,} steps{stopped} x {r['batch_size']}{rate}; this invocation "
+    source = r['eval'].get('init_from_step')
+    warm = (f", started from the parameters of a run of {source:,} steps "
+            f"(`init_from={r['eval'].get('init_from')}`)" if source is not None else '')
+    budget = (f"{r['steps']:,} steps{stopped} x {r['batch_size']}{rate}{warm}; this invocation "
               f"{r['wall_s'] / 60:.1f} min (loading, validation, eval included) on "
               f"{r['device']}")
     lines.append(f"| {r['label']} | {r['paper']} | {r['ours']} | {r['protocol']} | "

