@@ -246,7 +246,8 @@ def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
           f'({type(e).__name__}: {_first_line(e)})') from e
   finally:
     reader.close()
-  params = saved.get('best_params') or saved.get('params') if isinstance(saved, dict) else None
+  saved = saved if isinstance(saved, dict) else {}
+  params = saved.get('best_params', saved.get('params'))
   if params is None:
     raise CheckpointError(f'config.init_from={source!r}: checkpoint {step} has no '
                           "'best_params' or 'params'")
@@ -265,7 +266,7 @@ def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
           f'config.init_from={source!r}: parameter {name(path)} has shape '
           f'{np.shape(got[path])} in checkpoint {step}, the model has {np.shape(t)}')
   treedef = jax.tree.structure(target_params)
-  leaves = [jax.numpy.asarray(got[path], dtype=jax.numpy.asarray(t).dtype)
+  leaves = [jax.numpy.asarray(got[path], dtype=jax.numpy.result_type(t))
             for path, t in want.items()]
   return step, jax.tree.unflatten(treedef, leaves)
 
