@@ -6,6 +6,10 @@
 Re-running the same command resumes from the newest checkpoint in `workdir`.
 `--init_from=OTHER_WORKDIR` starts a new run from another run's selected parameters
 (e.g. a second learning-rate cycle), with a fresh optimiser state and schedule.
+Resuming under a config that changes how the checkpoints train (another learning
+rate, seed, or a longer cosine schedule) is an error naming each change
+(`workdir/config.json` holds the config the run started with) unless
+`--allow_resume_changes`.
 
 Data-parallel training (`--config.parallel=pmap` or `sharding`) uses every local
 device. Several hosts: run the same command on each, adding
@@ -43,6 +47,10 @@ flags.DEFINE_string('init_from', None,
                     "Start a new run from another run's selected parameters: that run's "
                     'workdir (a fresh optimiser state and schedule; ignored once `workdir` '
                     'has checkpoints of its own, which are resumed). Sets config.init_from.')
+flags.DEFINE_bool('allow_resume_changes', None,
+                  "Resume `workdir`'s checkpoints even where the config changes how they "
+                  'train (another learning rate, seed, schedule length, ...; by default an '
+                  'error names each change). Sets config.allow_resume_changes.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -52,8 +60,19 @@ def with_init_from(config, init_from):
     return config
   if not init_from:
     raise app.UsageError('--init_from is empty: give the workdir of the run to start from')
+  return _with_field(config, 'init_from', init_from)
+
+
+def with_allow_resume_changes(config, allow):
+  """`config` with `allow_resume_changes` set (unchanged when None): the flag wins."""
+  if allow is None:
+    return config
+  return _with_field(config, 'allow_resume_changes', bool(allow))
+
+
+def _with_field(config, name, value):
   with config.unlocked():
-    config.init_from = init_from
+    config[name] = value
   return config
 
 
@@ -74,6 +93,7 @@ def main(argv):
     raise app.UsageError(str(e))
   from gm_jax.train import registry
   config = with_init_from(FLAGS.config, FLAGS.init_from)
+  config = with_allow_resume_changes(config, FLAGS.allow_resume_changes)
   if 'model' not in config:
     raise app.UsageError('config has no `model` field')
   try:

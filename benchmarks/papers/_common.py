@@ -130,15 +130,16 @@ def selected(rows: list[Row], args) -> list[Row]:
 # `config.get(field, default)` (tests/benchmarks/test_papers_common.py checks this list
 # against the sources of gm_jax/ and benchmarks/).
 OPTIONAL_FIELDS = frozenset((
-    'activation', 'adam_b1', 'adam_b2', 'alpha', 'architecture', 'beta', 'binarize',
-    'binarize_seed', 'cells_per_group', 'dataset_b', 'decay_start_fraction',
-    'decoder_bias_init', 'dropout_rate', 'eval_batch_size', 'eval_every', 'free_bits',
-    'grad_clip_norm', 'grad_skip_norm', 'init_from', 'iwae_train_samples', 'kl_warmup_steps',
-    'l2', 'learned_prior', 'likelihood', 'logit_alpha', 'loss_group_size', 'lr_schedule',
-    'max_to_keep', 'max_train_seconds', 'nb_variant', 'normalization', 'num_samples',
-    'objective', 'output_cells', 'picture_temperatures', 'progress_bar', 'sample_length',
-    'sample_temperature', 'spectral_reg', 'top_hidden', 'top_latent_dim',
-    'validation_fraction', 'var_smoothing', 'warmup_steps', 'weight_decay'))
+    'activation', 'adam_b1', 'adam_b2', 'allow_resume_changes', 'alpha', 'architecture',
+    'beta', 'binarize', 'binarize_seed', 'cells_per_group', 'dataset_b',
+    'decay_start_fraction', 'decoder_bias_init', 'dropout_rate', 'eval_batch_size',
+    'eval_every', 'free_bits', 'grad_clip_norm', 'grad_skip_norm', 'init_from',
+    'iwae_train_samples', 'kl_warmup_steps', 'l2', 'learned_prior', 'likelihood',
+    'logit_alpha', 'loss_group_size', 'lr_schedule', 'max_to_keep', 'max_train_seconds',
+    'nb_variant', 'normalization', 'num_samples', 'objective', 'output_cells',
+    'picture_temperatures', 'progress_bar', 'sample_length', 'sample_temperature',
+    'spectral_reg', 'top_hidden', 'top_latent_dim', 'validation_fraction', 'var_smoothing',
+    'warmup_steps', 'weight_decay'))
 
 
 def _check_set_field(field: str, row: Row, known) -> None:

@@ -43,6 +43,7 @@ from gm_jax import parallel
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
+from gm_jax.train import run_config
 from gm_jax.train.family import Family
 
 REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
@@ -155,8 +156,12 @@ def run(config, workdir: str, family: Family, splits) -> dict:
     config: `ml_collections.ConfigDict` (see `REQUIRED_FIELDS`; optional `eval_every`,
       `max_to_keep`, `num_samples`, optimiser fields of `optim.make_optimizer`, and
       `init_from`: another run's workdir whose selected parameters a new run starts
-      from, with a fresh optimiser state and schedule, e.g. a second cosine cycle).
-    workdir: output folder; re-running with the same workdir resumes.
+      from, with a fresh optimiser state and schedule, e.g. a second cosine cycle;
+      `allow_resume_changes`: see below).
+    workdir: output folder; re-running with the same workdir resumes. A fresh run
+      writes its config to `workdir/config.json`; resuming under a config that changes
+      how the checkpoints train raises `run_config.ResumeConfigError` naming each
+      change, unless `config.allow_resume_changes` (then the file is rewritten).
     family: the model's pure functions.
     splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
   """
@@ -206,10 +211,19 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       os.path.join(workdir, 'checkpoints'), max_to_keep=int(config.get('max_to_keep', 3)),
       is_primary=is_primary or jax.process_count() > 1)
   try:
+    # Before restoring: a changed config is named field by field (a changed architecture
+    # would otherwise surface as a checkpoint shape mismatch).
+    resumed_changes = (run_config.check_resume(workdir, config)
+                       if checkpointer.latest_step() is not None else [])
     restored_step, state = checkpointer.restore_latest(state)
   except BaseException:
     checkpointer.close()
     raise
+  if is_primary and (restored_step is None or resumed_changes):
+    if resumed_changes:
+      print(f'WARNING: {config.model}: resuming {workdir} under a changed config '
+            '(config.allow_resume_changes): ' + '; '.join(resumed_changes), flush=True)
+    run_config.save(workdir, config)  # the config the checkpoints continue under
   if restored_step is None and init_from:
     # A new run started from another run's selected parameters (fresh optimiser state
     # and schedule); once this run has checkpoints of its own, it resumes from those.

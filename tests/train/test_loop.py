@@ -19,6 +19,7 @@ from gm_jax import data as gm_data
 from gm_jax.data import batch_at_step as _real_batch_at_step
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import loop
+from gm_jax.train import run_config
 from gm_jax.train.family import Family
 
 
@@ -111,14 +112,17 @@ def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_corrupt_latest_checkpoint_falls_back_without_deleting(tmp_path, capsys):
-  loop.run(_config(num_train_steps=8), str(tmp_path), _toy_family(), _toy_splits())
+  # A constant learning rate: training on to 12 steps continues the same run.
+  loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(),
+           _toy_splits())
   latest = tmp_path / 'checkpoints' / '8'
   # Corrupt every file of the newest checkpoint.
   for root, _, files in os.walk(latest):
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
-  res = loop.run(_config(num_train_steps=12), str(tmp_path), _toy_family(), _toy_splits())
+  res = loop.run(_config(num_train_steps=12, lr_schedule='constant'), str(tmp_path),
+                 _toy_family(), _toy_splits())
   out = capsys.readouterr().out
   assert 'unreadable' in out and 'moved to' in out
   moved = os.listdir(tmp_path / 'corrupt_checkpoints')
@@ -128,12 +132,14 @@ def test_corrupt_latest_checkpoint_falls_back_without_deleting(tmp_path, capsys)
 
 
 def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path):
-  loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
+  loop.run(_config(num_train_steps=4, lr_schedule='constant'), str(tmp_path), _toy_family(),
+           _toy_splits())
   fam = _toy_family()
   bigger = Family(name='toy', init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
                   loss=fam.loss, evaluate=fam.evaluate)
   with pytest.raises(ckpt_lib.CheckpointError, match='does not match'):
-    loop.run(_config(num_train_steps=8), str(tmp_path), bigger, _toy_splits())
+    loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), bigger,
+             _toy_splits())
   assert os.listdir(tmp_path / 'checkpoints') == ['4']
   assert not (tmp_path / 'corrupt_checkpoints').exists()
 
@@ -288,3 +294,74 @@ def test_init_from_errors_name_the_problem(tmp_path):
   with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"missing \[\"\['v'\]\"\]"):
     loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'd'), renamed,
              _toy_splits())
+
+
+def _stop_after_one_step(tmp_path, **overrides):
+  """A run of `_config(**overrides)` stopped (by its time budget) after one step."""
+  loop.run(_config(max_train_seconds=1e-9, **overrides), str(tmp_path), _toy_family(),
+           _toy_splits())
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+
+
+def test_resuming_under_a_config_that_changes_training_names_each_change(tmp_path):
+  _stop_after_one_step(tmp_path)
+  saved = (tmp_path / 'config.json').read_text()
+  assert json.loads(saved)['num_train_steps'] == 12
+  with pytest.raises(run_config.ResumeConfigError) as error:
+    loop.run(_config(num_train_steps=20, learning_rate=0.1, beta=2.0), str(tmp_path),
+             _toy_family(), _toy_splits())
+  message = str(error.value)
+  assert 'num_train_steps: 12 -> 20 (the learning-rate schedule is stretched' in message
+  assert 'learning_rate: 0.05 -> 0.1' in message and 'beta: (absent) -> 2.0' in message
+  assert f'--init_from={tmp_path}' in message and 'allow_resume_changes' in message
+  # Nothing saved was touched, and the unchanged command still resumes.
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+  assert (tmp_path / 'config.json').read_text() == saved
+  # Where, how often and how long it runs may change (no budget, other intervals).
+  res = loop.run(_config(log_every=3, checkpoint_every=6, eval_every=6, max_to_keep=2,
+                         data_dir='/elsewhere'), str(tmp_path), _toy_family(), _toy_splits())
+  assert res['train_steps'] == 12 and res['best_step'] in (6, 12)
+
+
+def test_a_longer_constant_learning_rate_run_resumes(tmp_path):
+  _stop_after_one_step(tmp_path, lr_schedule='constant')
+  res = loop.run(_config(lr_schedule='constant', num_train_steps=16), str(tmp_path),
+                 _toy_family(), _toy_splits())
+  assert res['train_steps'] == 16
+
+
+def test_allow_resume_changes_resumes_and_records_the_new_config(tmp_path, capsys):
+  _stop_after_one_step(tmp_path)
+  res = loop.run(_config(num_train_steps=8, allow_resume_changes=True), str(tmp_path),
+                 _toy_family(), _toy_splits())
+  assert res['train_steps'] == 8
+  assert 'WARNING: toy: resuming' in capsys.readouterr().out
+  assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 8
+  # From now on the new config is the one the checkpoints continue under.
+  assert loop.run(_config(num_train_steps=8), str(tmp_path), _toy_family(),
+                  _toy_splits())['train_steps'] == 8
+
+
+def test_a_workdir_without_its_config_resumes_unchecked_and_a_corrupt_one_is_named(tmp_path):
+  _stop_after_one_step(tmp_path)
+  (tmp_path / 'config.json').write_text('{"num_train_steps": 1')
+  with pytest.raises(run_config.ResumeConfigError, match='config.json cannot be read'):
+    loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
+  os.remove(tmp_path / 'config.json')  # as in a workdir written before config.json existed
+  res = loop.run(_config(num_train_steps=6), str(tmp_path), _toy_family(), _toy_splits())
+  assert res['train_steps'] == 6
+  assert not (tmp_path / 'config.json').exists()  # a resumed run does not guess its origin
+
+
+def test_config_changes_compare_json_values_and_one_init_from_source():
+  saved = run_config._plain(_config(dilations=(1, 2), init_from='/runs/a/checkpoints'))
+  assert run_config.changes(saved, _config(dilations=[1, 2], init_from='/runs/a/')) == []
+  assert run_config.changes(saved, _config(dilations=(1, 4), init_from='/runs/a')) == [
+      'dilations: [1, 2] -> [1, 4]']
+  # Under a constant schedule the step count may change; under cosine it may not.
+  constant = run_config._plain(_config(lr_schedule='constant'))
+  assert run_config.changes(constant, _config(lr_schedule='constant', num_train_steps=99)) == []
+  assert run_config.changes(constant, _config(num_train_steps=99)) == [
+      "lr_schedule: 'constant' -> 'cosine'",
+      'num_train_steps: 12 -> 99 (the learning-rate schedule is stretched over '
+      'num_train_steps)']

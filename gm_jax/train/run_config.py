@@ -1,0 +1,140 @@
+"""The config a run started with (`workdir/config.json`), checked when the run resumes.
+
+Re-running a command resumes from the newest checkpoint. If the config changed in
+between (another learning rate, seed, batch size, model hyperparameter, or a longer
+`num_train_steps` under a cosine schedule), the checkpointed optimiser state would
+silently continue under other settings: a resumed run would then be neither the old run
+nor the new one. `check_resume` names every such change; `loop.run` raises
+`ResumeConfigError` before it trains, so nothing saved is touched.
+
+Fields that may change on resume (`MAY_CHANGE_ON_RESUME`) are where and how the run
+reads, logs, validates, checkpoints and evaluates, its parallel mode and time budget.
+`num_train_steps` may change where the learning rate does not depend on it (a constant
+`lr_schedule` and no `decay_start_fraction`): training longer continues the same run.
+Workdirs written before `config.json` existed are resumed unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+FILENAME = 'config.json'
+
+MAY_CHANGE_ON_RESUME = frozenset((
+    # where data and outputs live, how often the run logs, validates and checkpoints
+    'data_dir', 'checkpoint_every', 'eval_every', 'log_every', 'max_to_keep',
+    'progress_bar',
+    # how and for how long this invocation runs (a checkpoint resumes under any mode)
+    'parallel', 'max_train_seconds', 'allow_resume_changes',
+    # what the final evaluation and pictures draw
+    'eval_batch_size', 'eval_dequant_samples', 'fid_num_samples', 'iwae_batch_size',
+    'iwae_samples', 'num_samples', 'picture_temperatures', 'sample_length',
+    'sample_temperature',
+))
+
+
+class ResumeConfigError(ValueError):
+  """A run would resume its checkpoints under a config that changes its training."""
+
+
+def _plain(config) -> dict[str, Any]:
+  """`config` as JSON values (tuples become lists), so saved and current compare equal.
+
+  `init_from` becomes an absolute path to the source workdir (a trailing `checkpoints`
+  folder dropped): two spellings of one source are one config.
+  """
+  as_dict = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  plain = json.loads(json.dumps(as_dict, sort_keys=True, default=repr))
+  source = plain.get('init_from')
+  if isinstance(source, str) and source:
+    source = os.path.abspath(source)
+    if os.path.basename(source) == 'checkpoints':
+      source = os.path.dirname(source)
+    plain['init_from'] = source
+  return plain
+
+
+def save(workdir: str, config) -> None:
+  """Writes `config` to `workdir/config.json` (atomically: a temporary file, renamed)."""
+  path = os.path.join(workdir, FILENAME)
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(_plain(config), f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load(workdir: str):
+  """The saved config as a dict, or None where there is none (an older workdir).
+
+  Raises:
+    ResumeConfigError: the file exists but is not a JSON object.
+  """
+  path = os.path.join(workdir, FILENAME)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ResumeConfigError(
+        f'{path} cannot be read ({e}); it records the config this run started with. '
+        'Restore it, or delete it to resume without the check.') from e
+  if not isinstance(saved, dict):
+    raise ResumeConfigError(f'{path} holds {type(saved).__name__}, not a config object')
+  return saved
+
+
+_ABSENT = object()
+
+
+def _show(value) -> str:
+  return '(absent)' if value is _ABSENT else repr(value)
+
+
+def _steps_shape_schedule(values: dict) -> bool:
+  return (values.get('lr_schedule', 'constant') != 'constant'
+          or 'decay_start_fraction' in values)
+
+
+def changes(saved: dict, config) -> list[str]:
+  """Each field whose change would alter the resumed run, as `'name: old -> new'`."""
+  current = _plain(config)
+  out = []
+  for name in sorted(set(saved) | set(current)):
+    if name in MAY_CHANGE_ON_RESUME:
+      continue
+    old, new = saved.get(name, _ABSENT), current.get(name, _ABSENT)
+    if old == new:
+      continue
+    if (name == 'num_train_steps' and not _steps_shape_schedule(saved)
+        and not _steps_shape_schedule(current)):
+      continue  # a constant learning rate: training longer continues the same run
+    why = ''
+    if name == 'num_train_steps':
+      why = ' (the learning-rate schedule is stretched over num_train_steps)'
+    out.append(f'{name}: {_show(old)} -> {_show(new)}{why}')
+  return out
+
+
+def check_resume(workdir: str, config) -> list[str]:
+  """Raises `ResumeConfigError` where `config` changes how the saved run trains.
+
+  Returns the changes it let through (with `config.allow_resume_changes=True`), else [].
+  Nothing is checked where the workdir has no `config.json`.
+  """
+  saved = load(workdir)
+  if saved is None:
+    return []
+  found = changes(saved, config)
+  if not found or config.get('allow_resume_changes', False):
+    return found
+  raise ResumeConfigError(
+      f'{workdir} holds checkpoints of a run with another config ({FILENAME}), and resuming '
+      'would continue its optimiser state under different settings:\n  '
+      + '\n  '.join(found)
+      + '\nRe-run with the saved values to resume it; or train in a new workdir with '
+      f'--init_from={workdir} (a new run from its selected parameters, with a fresh '
+      'optimiser and schedule); or set config.allow_resume_changes=True '
+      '(--allow_resume_changes) to resume under the new config anyway.')
