@@ -69,7 +69,7 @@ def load(workdir: str):
   """The saved config as a dict, or None where there is none (an older workdir).
 
   Raises:
-    ResumeConfigError: the file exists but is not a JSON object.
+    ResumeConfigError: the file exists but cannot be read or is not a JSON object.
   """
   path = os.path.join(workdir, FILENAME)
   if not os.path.exists(path):
