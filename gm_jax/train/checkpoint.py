@@ -210,6 +210,12 @@ class Checkpointer:
     self.close()
 
 
+def source_workdir(source: str) -> str:
+  """The absolute workdir that `source` (a workdir or its `checkpoints/` folder) names."""
+  source = os.path.abspath(source)
+  return os.path.dirname(source) if os.path.basename(source) == 'checkpoints' else source
+
+
 def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
   """The parameters another run selected, to start a new run from (`config.init_from`).
 
@@ -229,8 +235,7 @@ def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
       shape (another architecture), naming the first difference.
   """
   source = os.path.abspath(source)
-  directory = source if os.path.basename(source) == 'checkpoints' else os.path.join(
-      source, 'checkpoints')
+  directory = os.path.join(source_workdir(source), 'checkpoints')
   if not os.path.isdir(directory):
     raise CheckpointError(f'config.init_from={source!r}: no checkpoints folder at {directory}')
   reader = Checkpointer(directory, max_to_keep=None, is_primary=False)

@@ -20,6 +20,8 @@ import json
 import os
 from typing import Any
 
+from gm_jax.train import checkpoint as ckpt_lib
+
 FILENAME = 'config.json'
 
 MAY_CHANGE_ON_RESUME = frozenset((
@@ -49,10 +51,7 @@ def _plain(config) -> dict[str, Any]:
   plain = json.loads(json.dumps(as_dict, sort_keys=True, default=repr))
   source = plain.get('init_from')
   if isinstance(source, str) and source:
-    source = os.path.abspath(source)
-    if os.path.basename(source) == 'checkpoints':
-      source = os.path.dirname(source)
-    plain['init_from'] = source
+    plain['init_from'] = ckpt_lib.source_workdir(source)
   return plain
 
 
