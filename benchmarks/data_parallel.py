@@ -11,8 +11,23 @@ images shaped like `--dataset` (no data download). `pmap` and `sharding` use eve
 device with a global batch of `per_device_batch * device_count`; `none` runs the same
 global batch on one device. Prints one JSON line per mode, then one line comparing
 `pmap` with `sharding`. Like the trainer, every step's loss is read back before the
-next step starts. Timings exclude compilation (a warm-up of `--warmup` steps); the
-modes take turns `--repeats` times and each mode's best run is reported.
+next step starts (`--in_flight 0`). `--in_flight K` (K >= 1) instead lets the host run
+K steps ahead: before dispatching step i + 1 it waits only for step i - K, and every
+loss is checked for NaN at the end. With several values, e.g. `--in_flight 0,1,16`, each
+mode runs under each and a last line gives the ratios to the first. `--set FIELD=VALUE`
+overrides a config field (a Python literal). On one H100 (jax 0.11.2, 2026-11-28) 16
+steps ahead over 1 step ahead was 1.02 for the IWAE paper row's step (k = 50, batch
+250, ~980 steps/s), 1.06 for the ELBO step at batch 500 and 0.74 at batch 100
+(benchmarks/results/data_parallel_in_flight_h100.jsonl); 0 (the trainer) was not
+measured there. The IWAE row:
+
+    python benchmarks/data_parallel.py --model vae --architecture mlp --dataset binarized_mnist \
+        --per_device_batch 250 --modes none --in_flight 0,1,16 --set likelihood="'bernoulli'" \
+        --set objective="'iwae'" --set iwae_train_samples=50 --set hidden='(200,200)' \
+        --set activation="'tanh'" --set latent_dim=50
+
+Timings exclude compilation (a warm-up of `--warmup` steps); the runs take turns
+`--repeats` times and each one's best is reported.
 """
 
 from gm_jax import _xla
@@ -21,6 +36,7 @@ _xla.configure_cpu_flags()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -48,6 +64,14 @@ def _config(args):
     config.architecture = args.architecture
   config.dataset = args.dataset
   config.warmup_steps = 0
+  for item in args.set:
+    field, eq, value = item.partition('=')
+    if not eq:
+      raise SystemExit(f'--set {item!r}: expected FIELD=VALUE')
+    try:
+      config[field] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      config[field] = value  # a bare word is a string
   return config
 
 
@@ -66,14 +90,22 @@ def _prepare(mode, family, config, batches, args):
   return dp, state
 
 
-def _time_steps(dp, state, batches, steps):
+def _time_steps(dp, state, batches, steps, in_flight):
+  """`steps` train steps, the host at most `in_flight` ahead (0: the trainer's read-back)."""
   t0 = time.perf_counter()
+  losses = []
   for i in range(steps):
     state, metrics = dp.step(state, dp.put_batch(batches[i % len(batches)]))
-    loss = float(metrics['loss'])  # the trainer reads every step's loss (NaN guard) too
+    losses.append(metrics['loss'])
+    if in_flight == 0:
+      float(losses[-1])  # the trainer reads every step's loss (NaN guard)
+    elif len(losses) > in_flight:
+      jax.block_until_ready(losses[-1 - in_flight])
   jax.block_until_ready(state)
-  assert np.isfinite(loss)
-  return state, time.perf_counter() - t0
+  finite = np.isfinite(np.asarray(jax.device_get(losses))).all()
+  seconds = time.perf_counter() - t0
+  assert finite
+  return state, seconds
 
 
 def main():
@@ -86,6 +118,12 @@ def main():
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--modes', default='none,pmap,sharding')
+  p.add_argument('--in_flight', default='0',
+                 help='comma-separated counts of steps the host may run ahead of the '
+                      'device (0 = read every loss back before the next step, as the '
+                      'trainer does)')
+  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                 help='override a config field (Python literal), repeatable')
   # Default 0: one loss call per device shard, the throughput setting (measured on 4
   # forced CPU devices: pmap/sharding 1.007; with per-example groups, 1, it was 0.755).
   p.add_argument('--loss_group_size', type=int, default=0,
@@ -109,28 +147,38 @@ def main():
             'device_kind': device.device_kind, 'device_count': n,
             'global_batch': global_batch,
             'loss_group_size': args.loss_group_size or args.per_device_batch,
-            'steps': args.steps, 'jax': jax.__version__,
+            'steps': args.steps, 'set': args.set, 'jax': jax.__version__,
             'python': platform.python_version()}
   modes = args.modes.split(',')
+  in_flights = [int(v) for v in args.in_flight.split(',')]
+  if min(in_flights) < 0:
+    raise SystemExit(f'--in_flight values must be >= 0, got {args.in_flight}')
+  runs = [(mode, k) for mode in modes for k in in_flights]
   prepared = {mode: _prepare(mode, family, config, batches, args) for mode in modes}
-  # Modes take turns, so a change in machine load hits all of them alike.
-  best = {mode: float('inf') for mode in modes}
+  # Runs take turns, so a change in machine load hits all of them alike.
+  best = {run: float('inf') for run in runs}
   for _ in range(args.repeats):
-    for mode in modes:
+    for mode, k in runs:
       dp, state = prepared[mode]
-      state, seconds = _time_steps(dp, state, batches, args.steps)
+      state, seconds = _time_steps(dp, state, batches, args.steps, k)
       prepared[mode] = (dp, state)
-      best[mode] = min(best[mode], seconds)
+      best[mode, k] = min(best[mode, k], seconds)
   results = {}
-  for mode in modes:
-    results[mode] = global_batch * args.steps / best[mode]
+  for mode, k in runs:
+    results[mode, k] = global_batch * args.steps / best[mode, k]
     print(json.dumps(dict(common, mode=mode, devices_used=1 if mode == 'none' else n,
-                          examples_per_s=round(results[mode], 1),
-                          steps_per_s=round(args.steps / best[mode], 2))), flush=True)
-  if 'pmap' in results and 'sharding' in results:
-    ratio = results['pmap'] / results['sharding']
-    print(json.dumps({'pmap_over_sharding': round(ratio, 4),
-                      'within_5_percent': abs(ratio - 1) <= 0.05}), flush=True)
+                          in_flight=k, examples_per_s=round(results[mode, k], 1),
+                          steps_per_s=round(args.steps / best[mode, k], 2))), flush=True)
+  for k in in_flights:
+    if ('pmap', k) in results and ('sharding', k) in results:
+      ratio = results['pmap', k] / results['sharding', k]
+      print(json.dumps({'in_flight': k, 'pmap_over_sharding': round(ratio, 4),
+                        'within_5_percent': abs(ratio - 1) <= 0.05}), flush=True)
+  if len(in_flights) > 1:
+    base = in_flights[0]
+    print(json.dumps({f'in_flight_{k}_over_{base}': {
+        mode: round(results[mode, k] / results[mode, base], 4) for mode in modes}
+        for k in in_flights[1:]}), flush=True)
 
 
 if __name__ == '__main__':
