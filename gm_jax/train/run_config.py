@@ -9,18 +9,27 @@ nor the new one. `check_resume` names every such change; `loop.run` raises
 
 Fields that may change on resume (`MAY_CHANGE_ON_RESUME`) are where and how the run
 reads, logs, validates, checkpoints and evaluates, its parallel mode and time budget.
-`num_train_steps` may change where the learning rate does not depend on it (a constant
-`lr_schedule` and no `decay_start_fraction`): training longer continues the same run.
+`num_train_steps` may change where the learning rates of the steps both configs plan are
+the same (e.g. a constant `lr_schedule`; not a cosine, nor CycleGAN's linear decay from
+`decay_start_fraction` of the run): training longer then continues the same run. The
+schedules compared are the ones the model's trainer builds (`learning_rate_schedule` of
+its module, else `optim.learning_rate_schedule`).
 Workdirs written before `config.json` existed are resumed unchecked.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from typing import Any
 
+import ml_collections
+import numpy as np
+
 from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import optim
+from gm_jax.train import registry
 
 FILENAME = 'config.json'
 
@@ -92,9 +101,28 @@ def _show(value) -> str:
   return '(absent)' if value is _ABSENT else repr(value)
 
 
-def _steps_shape_schedule(values: dict) -> bool:
-  return (values.get('lr_schedule', 'constant') != 'constant'
-          or 'decay_start_fraction' in values)
+def _schedule(values: dict):
+  """The learning-rate schedule that the trainer of `values['model']` builds from `values`."""
+  build = optim.learning_rate_schedule
+  module = registry.MODELS.get(values.get('model'))
+  if module is not None:
+    build = getattr(importlib.import_module(module), 'learning_rate_schedule', build)
+  return build(ml_collections.ConfigDict(values))
+
+
+def same_schedule_so_far(saved: dict, current: dict, points: int = 1025) -> bool:
+  """Whether both configs give the same learning rate at every step both plan.
+
+  Compared at `points` steps spread over `[0, min(num_train_steps))`, the ends
+  included; a schedule that cannot be built counts as a change.
+  """
+  try:
+    old, new = _schedule(saved), _schedule(current)
+    last = min(int(saved['num_train_steps']), int(current['num_train_steps'])) - 1
+  except Exception:  # pylint: disable=broad-except
+    return False
+  steps = np.unique(np.linspace(0, max(last, 0), points).round().astype(np.int32))
+  return bool(np.allclose(np.asarray(old(steps)), np.asarray(new(steps)), rtol=1e-6, atol=0))
 
 
 def changes(saved: dict, config) -> list[str]:
@@ -107,9 +135,8 @@ def changes(saved: dict, config) -> list[str]:
     old, new = saved.get(name, _ABSENT), current.get(name, _ABSENT)
     if old == new:
       continue
-    if (name == 'num_train_steps' and not _steps_shape_schedule(saved)
-        and not _steps_shape_schedule(current)):
-      continue  # a constant learning rate: training longer continues the same run
+    if name == 'num_train_steps' and same_schedule_so_far(saved, current):
+      continue  # e.g. a constant learning rate: training longer continues the same run
     why = ''
     if name == 'num_train_steps':
       why = ' (the learning-rate schedule is stretched over num_train_steps)'

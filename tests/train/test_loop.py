@@ -365,3 +365,22 @@ def test_config_changes_compare_json_values_and_one_init_from_source():
       "lr_schedule: 'constant' -> 'cosine'",
       'num_train_steps: 12 -> 99 (the learning-rate schedule is stretched over '
       'num_train_steps)']
+
+
+@pytest.mark.parametrize('model,fields,may_change', [
+    ('toy', dict(lr_schedule='constant', warmup_steps=3), True),  # warm-up: not num_train_steps
+    ('toy', dict(lr_schedule='cosine'), False),
+    ('dcgan', dict(lr_schedule='constant'), True),
+    # CycleGAN decays linearly from decay_start_fraction (default 0.5) of the run, with no
+    # lr_schedule field: its own trainer's schedule is the one compared.
+    ('cyclegan', {}, False),
+    ('cyclegan', dict(decay_start_fraction=1.0), True),
+])
+def test_num_train_steps_may_change_where_the_trainers_schedule_does_not(model, fields,
+                                                                         may_change):
+  saved = dict(model=model, learning_rate=2e-4, num_train_steps=100, **fields)
+  for steps in (50, 200):
+    found = run_config.changes(saved, ml_collections.ConfigDict(dict(saved, num_train_steps=steps)))
+    assert found == ([] if may_change else
+                     [f'num_train_steps: 100 -> {steps} (the learning-rate schedule is '
+                      'stretched over num_train_steps)'])
