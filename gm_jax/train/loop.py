@@ -344,7 +344,7 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       'best_step': int(state['best_step']) if has_validation else step,
   }
   if init_from:
-    results['init_from'] = os.path.abspath(init_from)
+    results['init_from'] = ckpt_lib.source_workdir(init_from)  # W and W/checkpoints: one source
     results['init_from_step'] = int(state['init_from_step'])
   if step < num_steps:
     results['planned_train_steps'] = num_steps

@@ -262,6 +262,8 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   loop.run(_config(init_from=str(source / 'checkpoints')), str(second), _toy_family(),
            _toy_splits())
   assert 'its checkpoint 12' in capsys.readouterr().out
+  with open(second / 'eval.json') as f:
+    assert json.load(f)['init_from'] == str(source)  # the workdir, however it was named
   _, after = _final_params(second)
   assert int(after['init_from_step']) == 12
   counts = [int(v) for p, v in jax.tree_util.tree_flatten_with_path(after['opt_state'])[0]
