@@ -235,8 +235,12 @@ def run(config, workdir: str, family: Family, splits) -> dict:
     state = dict(state, params=loaded, best_params=_copy_tree(loaded),
                  init_from_step=jnp.asarray(source_step, jnp.int32))
     if is_primary:
+      kl_warmup = config.get('kl_warmup_steps', 0)
+      also = (f' The KL warm-up restarts with the step count too (config.kl_warmup_steps='
+              f'{kl_warmup}): set it to 0 to train at the full KL from the first step.'
+              if kl_warmup else '')
       print(f'{config.model}: parameters from {init_from} (its checkpoint {source_step}); '
-            'optimiser and schedule start afresh.', flush=True)
+            f'optimiser and schedule start afresh.{also}', flush=True)
   start_step = int(state['step'])
   if restored_step is not None and is_primary:
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '

@@ -261,7 +261,8 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   second = tmp_path / 'second'
   loop.run(_config(init_from=str(source / 'checkpoints')), str(second), _toy_family(),
            _toy_splits())
-  assert 'its checkpoint 12' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert 'its checkpoint 12' in out and 'KL warm-up' not in out
   with open(second / 'eval.json') as f:
     assert json.load(f)['init_from'] == str(source)  # the workdir, however it was named
   _, after = _final_params(second)
@@ -274,6 +275,10 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   assert 'its checkpoint' not in capsys.readouterr().out
   assert again['init_from_step'] == 12 and again['train_steps'] == 12
   assert sorted(os.listdir(source / 'checkpoints')) == ['12', '4', '8']  # source untouched
+  # A KL warm-up counts steps from this run's start: the message says it restarts.
+  loop.run(_config(num_train_steps=0, init_from=str(source), kl_warmup_steps=5),
+           str(tmp_path / 'warm'), _toy_family(), _toy_splits())
+  assert 'config.kl_warmup_steps=5): set it to 0' in capsys.readouterr().out
 
 
 def test_init_from_errors_name_the_problem(tmp_path):
