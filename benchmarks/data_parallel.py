@@ -36,7 +36,6 @@ _xla.configure_cpu_flags()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
-import ast
 import importlib
 import json
 import os
@@ -56,6 +55,8 @@ from gm_jax.train import registry
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
 
+from benchmarks.papers import _common  # noqa: E402  (needs the path above)
+
 
 def _config(args):
   module = importlib.import_module(f'configs.{args.model}')
@@ -65,13 +66,8 @@ def _config(args):
   config.dataset = args.dataset
   config.warmup_steps = 0
   for item in args.set:
-    field, eq, value = item.partition('=')
-    if not eq:
-      raise SystemExit(f'--set {item!r}: expected FIELD=VALUE')
-    try:
-      config[field] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      config[field] = value  # a bare word is a string
+    field, value = _common.parse_set(item)
+    config[field] = value
   return config
 
 

@@ -69,12 +69,16 @@ def _load_config(name: str):
   return demo.load_config(os.path.join(REPO, 'configs', f'{name}.py'))
 
 
-def _literal(text: str) -> Any:
+def parse_set(item: str) -> tuple[str, Any]:
+  """`--set FIELD=VALUE` -> `(FIELD, VALUE as a Python literal, or the bare word as a str)`."""
   import ast  # pylint: disable=g-import-not-at-top
+  field, eq, value = item.partition('=')
+  if not eq:
+    raise SystemExit(f'--set needs FIELD=VALUE; got {item!r}')
   try:
-    return ast.literal_eval(text)
+    return field, ast.literal_eval(value)
   except (ValueError, SyntaxError):
-    return text
+    return field, value
 
 
 def check_model(model: str) -> Callable:
@@ -167,11 +171,9 @@ def row_config(script: str, row: Row, args, *, extra: Optional[dict] = None):
   if args.data_dir:
     overrides['data_dir'] = args.data_dir
   for item in args.set:
-    field, eq, value = item.partition('=')
-    if not eq:
-      raise SystemExit(f'--set needs FIELD=VALUE; got {item!r}')
+    field, value = parse_set(item)
     _check_set_field(field, row, config)
-    overrides[field] = _literal(value)
+    overrides[field] = value
   with config.unlocked():
     config.update(overrides)
   return config, os.path.join(args.workdir, script, row.key)
