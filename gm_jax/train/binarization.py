@@ -21,7 +21,6 @@ See `gm_jax.data.binarize` for the probabilities.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 
@@ -31,6 +30,11 @@ from gm_jax.train.family import Family
 
 MODES = binarize_lib.MODES
 _SPLITS = ('train', 'validation', 'test')
+DEFAULTS = {'binarize': 'none', 'binarize_seed': 0}
+
+
+def _setting(config, name: str):
+  return config[name] if name in config else DEFAULTS[name]
 
 
 def binarize_splits(splits, mode: str, *, seed: int = 0):
@@ -65,7 +69,7 @@ def dynamic_family(family: Family, *, num_levels: int) -> Family:
   """
   inner = family.loss
 
-  @functools.wraps(inner)  # keeps the signature (the trainer looks for `step=`)
+  # `**kwargs` passes `step=` on where the family declares `loss_takes_step`.
   def loss(params, batch, key, *, train, **kwargs):
     if train and 'intensity' in batch:
       draw_key, key = jax.random.split(key)
@@ -86,8 +90,8 @@ def apply(config, splits, family_fn):
     family_fn: `(config, info) -> Family`, e.g. `gm_jax.train.vae.make_family`.
   """
   grey_levels = splits.info.num_levels
-  splits = binarize_splits(splits, config.get('binarize', 'none'),
-                           seed=int(config.get('binarize_seed', 0)))
+  splits = binarize_splits(splits, _setting(config, 'binarize'),
+                           seed=int(_setting(config, 'binarize_seed')))
   return splits, wrap_family(config, family_fn(config, splits.info), grey_levels=grey_levels)
 
 
@@ -98,8 +102,8 @@ def wrap_family(config, family: Family, *, grey_levels: int) -> Family:
   Args:
     grey_levels: levels of the images before binarisation.
   """
-  mode = config.get('binarize', 'none')
-  seed = int(config.get('binarize_seed', 0))
+  mode = _setting(config, 'binarize')
+  seed = int(_setting(config, 'binarize_seed'))
   if mode == 'none':
     return family
   if mode == 'dynamic':

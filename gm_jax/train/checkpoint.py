@@ -40,9 +40,10 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3,
-               is_primary: bool = True):
+               is_primary: bool = True, asynchronous: bool = False):
     self.directory = os.path.abspath(directory)
     self._is_primary = is_primary
+    self._asynchronous = asynchronous
     if is_primary:
       try:
         os.makedirs(self.directory, exist_ok=True)
@@ -51,9 +52,12 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         create=is_primary,
-        # Synchronous saves: when `save` returns, the step is durably on disk, so a
-        # SIGKILL right after cannot leave the newest checkpoint half-written.
-        enable_async_checkpointing=False,
+        # Asynchronous saves return once the arrays are copied to host memory and write
+        # in the background (the trainer goes on stepping); orbax writes each step to a
+        # temporary folder and renames it when complete, so a SIGKILL at any moment
+        # leaves the newest *complete* checkpoint the newest step (`all_steps` never
+        # lists a half-written one). Synchronous (the default): durable on return.
+        enable_async_checkpointing=asynchronous,
         cleanup_tmp_directories=False,
     )
     # The handler is named so that a fresh manager can read a step's metadata before
@@ -76,6 +80,11 @@ class Checkpointer:
     if step in self.all_steps():
       return  # Already saved (e.g. final step re-saved on resume).
     self._manager.save(step, args=ocp.args.StandardSave(state))
+    if not self._asynchronous:
+      self._manager.wait_until_finished()
+
+  def wait(self) -> None:
+    """Blocks until every background save is on disk."""
     self._manager.wait_until_finished()
 
   def restore(self, step: int, target: PyTree) -> PyTree:

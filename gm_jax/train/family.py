@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
+import optax
 
 Params = Any
 Batch = Mapping[str, Any]
@@ -46,9 +47,25 @@ class Family:
       parameters; lower is better. `None`: no selection, the last parameters are
       evaluated (e.g. GANs, whose losses do not measure sample quality).
     train_update: optional `TrainUpdate` for objectives that are not one loss
-      minimised by one optimiser (a GAN's alternating D and G updates). When set,
-      the trainer's step calls it instead of differentiating `loss`, and `loss` is
-      only evaluated (validation, parallel checks).
+      minimised by one optimiser (a GAN's alternating D and G updates, a full-batch
+      fit). When set, the trainer's step calls it instead of differentiating `loss`,
+      and `loss` is only evaluated (validation, parallel checks).
+    loss_takes_step: whether `loss` takes a keyword `step` (the step being taken, an
+      int32 scalar; e.g. a KL warm-up). The trainer passes it when training and
+      never inspects the signature.
+    optimizer: the `optax.GradientTransformation` that minimises `loss` (families
+      without a `train_update`); `None`: `optim.optimizer_from_config(config)`.
+    schedule: `(config) -> optax.Schedule`, the learning rate of each step as this
+      family trains under `config` (any config of this model, e.g. a saved one). The
+      resume check compares two configs' schedules with it. `None`:
+      `optim.learning_rate_schedule`.
+    messages: the family's own notes, printed by the trainer when their event
+      happens: `'init_from'` (a run starts from another run's parameters, e.g. "the
+      KL warm-up restarts"), `'zero_gradient'` (every step since the last log had a
+      zero gradient, e.g. "a gradient-skipping threshold below the norms of this
+      data does this").
+    resume_may_change: this family's config fields that only the final evaluation
+      and pictures read (sample counts, temperatures): a resumed run may change them.
   """
 
   name: str
@@ -59,6 +76,11 @@ class Family:
   pictures: Optional[Callable[..., dict]] = None
   validation_metric: Optional[str] = 'loss'
   train_update: Optional['TrainUpdate'] = None
+  loss_takes_step: bool = False
+  optimizer: Optional[optax.GradientTransformation] = None
+  schedule: Optional[Callable[[Any], optax.Schedule]] = None
+  messages: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  resume_may_change: frozenset = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)

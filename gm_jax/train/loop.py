@@ -1,14 +1,27 @@
-"""The generic training loop shared by every likelihood family.
+"""The generic training loop shared by every family.
 
 `run(config, workdir, family, splits)` trains `family` on `splits.train`, keeps the
 parameters that are best on `splits.validation`, checkpoints with orbax, resumes
 exactly, stops on NaN, and writes `eval.json`, `metrics.jsonl`, `samples.png` and
-TensorBoard events into `workdir`.
+TensorBoard events into `workdir`. It reads the family only through `Family`'s fields
+and names no family or family setting.
 
 Exact resume: the batch for step `s` is `data.batch_at_step(train, s, ...)` and the
 step's PRNG key is `fold_in(key(seed), s)` (computed inside the jitted step), so a run
 restored from the checkpoint at step `s` executes the same computations as a run
 that never stopped and ends with bit-identical parameters.
+
+The accelerator never waits on the host (STYLE.md habit 12):
+- `config.steps_per_loop = K` steps run per dispatch (one `lax.scan`); each step's
+  batch is gathered on the device, from the training set resident there when it fits
+  (`config.device_data_max_bytes`), at the indices `batch_at_step` gives, else put
+  there by the host. The host prepares and puts chunk `c + 1` while the device runs
+  chunk `c`, and waits only for chunk `c - 1` (so at most two are in flight).
+- Metrics stay on the device until `log_every`, validation or a checkpoint, when the
+  losses since the last read are checked: a non-finite loss stops training, naming the
+  first bad step, and nothing trained past it is saved (the last good checkpoint stays
+  the newest).
+- Checkpoints are written by orbax in the background (`checkpoint.Checkpointer`).
 
 Data parallelism (`config.parallel`: `none`, `pmap`, `sharding`): the step below is
 written once for one device and wrapped by `gm_jax.parallel`. The family's loss is
@@ -17,7 +30,7 @@ global batch, group `j` of step `s` with the key `fold_in(fold_in(key, s), j)`
 (`parallel.mean_over_groups`), and the step's loss is the mean over groups. So the
 three modes, any device count and any number of processes compute the same losses
 and parameters (up to float summation order). A family whose loss couples the
-examples of a batch (e.g. a KL floor on the batch-averaged KL) sees batches of
+examples of a batch (e.g. a floor on a batch-averaged term) sees batches of
 `loss_group_size` examples: set it to the per-device batch for the usual
 data-parallel semantics. Checkpoints hold one unreplicated copy of the state, so a
 run can resume under another mode or device count.
@@ -25,8 +38,8 @@ run can resume under another mode or device count.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import inspect
 import json
 import os
 import time
@@ -41,6 +54,7 @@ from tqdm import tqdm
 from gm_jax import data as gm_data
 from gm_jax import parallel
 from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
 from gm_jax.train import run_config
@@ -48,10 +62,18 @@ from gm_jax.train.family import Family
 
 REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
                    'learning_rate', 'seed', 'checkpoint_every', 'log_every', 'parallel')
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
 
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
+
+
+def _positive_int(config, name: str) -> int:
+  value = config[name]
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
+  return int(value)
 
 
 def validate_config(config) -> None:
@@ -59,40 +81,37 @@ def validate_config(config) -> None:
   missing = [k for k in REQUIRED_FIELDS if k not in config]
   if missing:
     raise ValueError(f'config is missing required field(s): {", ".join(missing)}')
-  for name in ('batch_size', 'checkpoint_every', 'log_every'):
-    value = config[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-      raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
+  config = defaults.complete(config)
+  for name in ('batch_size', 'checkpoint_every', 'log_every', 'steps_per_loop'):
+    _positive_int(config, name)
   if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
     raise ValueError(
         f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
   lr = config.learning_rate
   if not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
     raise ValueError(f'config.learning_rate must be a positive number, got {lr!r}')
-  if 'eval_every' in config and (not isinstance(config.eval_every, int) or config.eval_every <= 0):
-    raise ValueError(f'config.eval_every must be a positive integer, got {config.eval_every!r}')
-  vf = config.get('validation_fraction', 0.1)
-  if not 0.0 <= vf < 1.0:
-    raise ValueError(f'config.validation_fraction must be in [0, 1), got {vf!r}')
+  if config.eval_every:
+    _positive_int(config, 'eval_every')
+  if not 0.0 <= config.validation_fraction < 1.0:
+    raise ValueError(f'config.validation_fraction must be in [0, 1), '
+                     f'got {config.validation_fraction!r}')
   if config.parallel not in parallel.MODES:
     raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
                      f'got {config.parallel!r}')
-  group = config.get('loss_group_size', 1)
-  if not isinstance(group, int) or isinstance(group, bool) or group <= 0:
-    raise ValueError(f'config.loss_group_size must be a positive integer, got {group!r}')
-
-
-def _mean_over(eval_fn, params, arrays: dict, batch_size: int, key) -> dict:
-  """Example-weighted mean of `eval_fn(params, batch, key)` metrics over `arrays`."""
-  totals: dict[str, float] = {}
-  count = 0
-  for i, batch in enumerate(gm_data.iterate_batches(arrays, batch_size)):
-    n = len(next(iter(batch.values())))
-    _, metrics = eval_fn(params, batch, jax.random.fold_in(key, i))
-    for k, v in metrics.items():
-      totals[k] = totals.get(k, 0.0) + float(v) * n
-    count += n
-  return {k: v / count for k, v in totals.items()}
+  _positive_int(config, 'loss_group_size')
+  if config.max_train_seconds < 0:
+    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), '
+                     f'got {config.max_train_seconds}')
+  if config.matmul_precision not in MATMUL_PRECISIONS:
+    raise ValueError(f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, '
+                     f'got {config.matmul_precision!r}')
+  k = int(config.steps_per_loop)
+  for name in ('log_every', 'checkpoint_every', 'eval_every'):
+    if config[name] and config[name] % k:
+      raise ValueError(
+          f'config.{name}={config[name]} must be a multiple of config.steps_per_loop={k}: '
+          'logs, validations and checkpoints happen between dispatches of '
+          'steps_per_loop steps')
 
 
 def _copy_tree(tree):
@@ -100,44 +119,45 @@ def _copy_tree(tree):
 
 
 def make_train_step(family: Family, tx: optax.GradientTransformation, train_key, *,
-                    group_size: int = 1):
+                    group_size: int = 1, matmul_precision: str = 'default'):
   """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
 
   `batch` is this device's shard of the global batch, split into groups of
   `group_size` examples with keys folded from their global group index; with
   `axis_name` (pmap) the shard-mean loss, metrics and gradients are averaged over
   that axis, which equals the global-batch mean because the shards have equal sizes.
-  A `family.loss` with a `step` keyword receives the step being taken (int32 scalar).
-  A family with a `train_update` (e.g. a GAN's two optimisers) runs that instead of
-  `tx`; it receives the same step key and does its own `pmean` over `axis_name`.
+  A family with `loss_takes_step` receives the step being taken (int32 scalar) as the
+  keyword `step`. A family with a `train_update` (e.g. two alternating optimisers) runs
+  that instead of `tx`; it receives the same step key and does its own `pmean` over
+  `axis_name`.
   """
+  precision = None if matmul_precision == 'default' else matmul_precision
 
   if family.train_update is not None:
     update = family.train_update.update
 
     def own_train_step(state, batch, *, axis_name=None):
       key = jax.random.fold_in(train_key, state['step'])
-      params, opt_state, metrics = update(state['params'], state['opt_state'], batch, key,
-                                          step=state['step'], axis_name=axis_name)
+      with jax.default_matmul_precision(precision):
+        params, opt_state, metrics = update(state['params'], state['opt_state'], batch,
+                                            key, step=state['step'], axis_name=axis_name)
       return dict(state, step=state['step'] + 1, params=params, opt_state=opt_state), metrics
 
     return own_train_step
 
-  takes_step = 'step' in inspect.signature(family.loss).parameters
-
   def train_step(state, batch, *, axis_name=None):
     key = jax.random.fold_in(train_key, state['step'])
     offset = parallel.shard_offset(parallel.batch_size_of(batch), axis_name)
-
     loss = family.loss
-    if takes_step:  # e.g. a KL warm-up schedule
+    if family.loss_takes_step:  # e.g. a weight that is warmed up over the steps
       loss = functools.partial(family.loss, step=state['step'])
 
     def loss_fn(p):
       return parallel.mean_over_groups(loss, p, batch, key, group_size=group_size,
                                        offset=offset, train=True)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    with jax.default_matmul_precision(precision):
+      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
     if axis_name is not None:
       loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -149,41 +169,112 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
   return train_step
 
 
-def run(config, workdir: str, family: Family, splits) -> dict:
-  """Trains, selects, evaluates; returns the dict written to `workdir/eval.json`.
+# ---------------------------------------------------------------------------------------
+# Several steps per dispatch, batches gathered on the device.
 
-  Args:
-    config: `ml_collections.ConfigDict` (see `REQUIRED_FIELDS`; optional `eval_every`,
-      `max_to_keep`, `num_samples`, optimiser fields of `optim.make_optimizer`, and
-      `init_from`: another run's workdir whose selected parameters a new run starts
-      from, with a fresh optimiser state and schedule, e.g. a second cosine cycle;
-      `allow_resume_changes`: see below).
-    workdir: output folder; re-running with the same workdir resumes. A fresh run
-      writes its config to `workdir/config.json`; resuming under a config that changes
-      how the checkpoints train raises `run_config.ResumeConfigError` naming each
-      change, unless `config.allow_resume_changes` (then the file is rewritten).
-    family: the model's pure functions.
-    splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
+
+def _chunk_layout(per_step: list[dict], group: int) -> dict:
+  """`K` local batches `[B_l, ...]` -> one `[K * B_l, ...]` batch in device-major order.
+
+  Row order `[group, K, B_l / group]`: `put_batch` splits the leading axis evenly
+  over this process's `group` devices, so each device receives its own shard of all
+  `K` batches (`_unchunk` undoes it inside the step).
   """
+  def arrange(*xs):
+    x = np.stack(xs)  # [K, B_l, ...]
+    k, b = x.shape[:2]
+    x = x.reshape((k, group, b // group) + x.shape[2:]).swapaxes(0, 1)
+    return x.reshape((k * b,) + x.shape[3:])
+  return jax.tree.map(arrange, *per_step)
+
+
+def _unchunk(tree, steps: int, group: int):
+  """Inverse of `_chunk_layout` on the array the step sees: `[K, B_view, ...]`."""
+  def split(x):
+    x = x.reshape((group, steps, -1) + x.shape[1:]).swapaxes(0, 1)
+    return x.reshape((steps, -1) + x.shape[3:])
+  return jax.tree.map(split, tree)
+
+
+def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
+  """`steps` applications of `step_fn` in one `lax.scan`: `(state, chunk) -> (state, metrics)`.
+
+  `chunk` is `_chunk_layout` of the steps' batches (or of their example indices,
+  `{'index': int32}`, when `resident`: then `state['data']` holds the training arrays
+  and each step gathers its batch on the device). `view_devices`: the devices whose
+  shards the step function sees at once (1 under pmap and on one device, all under
+  sharding). Metrics come back stacked, `[steps]` per entry.
+  """
+  def multi(state, chunk, *, axis_name=None):
+    per_step = _unchunk(chunk, steps, view_devices)
+    data = state.get('data')
+
+    def body(carry, batch):
+      if resident:
+        batch = jax.tree.map(lambda a: jnp.take(a, batch['index'], axis=0), data)
+      carry, metrics = step_fn(carry, batch, axis_name=axis_name)
+      return carry, metrics
+
+    inner = {k: v for k, v in state.items() if k != 'data'}
+    inner, metrics = jax.lax.scan(body, inner, per_step)
+    if data is not None:
+      inner['data'] = data
+    return inner, metrics
+
+  return multi
+
+
+def _nbytes(arrays) -> int:
+  return int(sum(np.asarray(v).nbytes for v in arrays.values()))
+
+
+# ---------------------------------------------------------------------------------------
+# The run: set up, restore, train, finish.
+
+
+@dataclasses.dataclass
+class _Setup:
+  """What every part of a run shares (built once by `_prepare`)."""
+  config: Any
+  workdir: str
+  family: Family
+  splits: Any
+  dp: Any
+  is_primary: bool
+  seed: int
+  steps_per_loop: int
+  resident: bool
+  group_devices: int  # this process's devices (the split `put_batch` makes)
+  eval_key: Any
+  sample_key: Any
+  has_validation: bool
+
+
+def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict]:
+  """Checks the config and data, builds the parallel step and the initial state."""
   validate_config(config)
+  config = defaults.complete(config)
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise OSError(f'cannot create workdir {workdir!r}: {e}') from e
-  is_primary = parallel.distributed.is_primary()
   train = splits.train
   num_train = len(next(iter(train.values())))
   if num_train < config.batch_size:
     raise ValueError(f'config.batch_size={config.batch_size} is larger than the training '
                      f'split of {config.dataset!r} ({num_train} examples)')
-
   seed = int(config.seed)
-  root_key = jax.random.key(seed)
-  init_key, train_key, eval_key, sample_key = jax.random.split(root_key, 4)
-  tx = optim.make_optimizer(config)
-  group = int(config.get('loss_group_size', 1))
-  dp = parallel.make(config.parallel, make_train_step(family, tx, train_key, group_size=group))
+  init_key, train_key, eval_key, sample_key = jax.random.split(jax.random.key(seed), 4)
+  tx = family.optimizer if family.optimizer is not None else optim.make_optimizer(config)
+  group = int(config.loss_group_size)
+  k = int(config.steps_per_loop)
+  step_fn = make_train_step(family, tx, train_key, group_size=group,
+                            matmul_precision=config.matmul_precision)
+  resident = _nbytes(train) <= int(config.device_data_max_bytes)
+  view_devices = 1 if config.parallel in ('none', 'pmap') else jax.device_count()
+  dp = parallel.make(config.parallel, make_multi_step(step_fn, steps=k, view_devices=view_devices,
+                                                      resident=resident))
   dp.check_batch_size(config.batch_size)
   if (config.batch_size // dp.num_devices) % group:
     raise ValueError(
@@ -201,176 +292,288 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       'best_metric': jnp.asarray(np.inf, jnp.float32),
       'best_step': jnp.asarray(0, jnp.int32),
   }
-  init_from = config.get('init_from', None)
-  if init_from:
+  if config.init_from:
     # The step of the source checkpoint, kept in the state so a resumed run reports it.
     state['init_from_step'] = jnp.asarray(-1, jnp.int32)
-  # Several processes: every one must take part in orbax's saves (its barriers span all
-  # processes); orbax itself writes replicated arrays from process 0 only.
-  checkpointer = ckpt_lib.Checkpointer(
-      os.path.join(workdir, 'checkpoints'), max_to_keep=int(config.get('max_to_keep', 3)),
-      is_primary=is_primary or jax.process_count() > 1)
-  try:
-    # Before restoring: a changed config is named field by field (a changed architecture
-    # would otherwise surface as a checkpoint shape mismatch).
-    resumed_changes = (run_config.check_resume(workdir, config)
-                       if checkpointer.latest_step() is not None else [])
-    restored_step, state = checkpointer.restore_latest(state)
-  except BaseException:
-    checkpointer.close()
-    raise
-  if is_primary and (restored_step is None or resumed_changes):
+  has_validation = (family.validation_metric is not None
+                    and len(next(iter(splits.validation.values()), [])) > 0)
+  setup = _Setup(config=config, workdir=workdir, family=family, splits=splits, dp=dp,
+                 is_primary=parallel.distributed.is_primary(), seed=seed, steps_per_loop=k,
+                 resident=resident, group_devices=(1 if config.parallel == 'none'
+                                                    else jax.local_device_count()),
+                 eval_key=eval_key, sample_key=sample_key, has_validation=has_validation)
+  return setup, state
+
+
+def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]:
+  """Resumes from the newest checkpoint, or starts from `init_from`, or afresh."""
+  config, workdir = s.config, s.workdir
+  schedule = s.family.schedule or optim.learning_rate_schedule
+  # Before restoring: a changed config is named field by field (a changed architecture
+  # would otherwise surface as a checkpoint shape mismatch).
+  resumed_changes = (run_config.check_resume(workdir, config, schedule=schedule,
+                                             may_change=s.family.resume_may_change)
+                     if checkpointer.latest_step() is not None else [])
+  restored_step, state = checkpointer.restore_latest(state)
+  if s.is_primary and (restored_step is None or resumed_changes):
     if resumed_changes:
       print(f'WARNING: {config.model}: resuming {workdir} under a changed config '
             '(config.allow_resume_changes): ' + '; '.join(resumed_changes), flush=True)
     run_config.save(workdir, config)  # the config the checkpoints continue under
-  if restored_step is None and init_from:
+  if restored_step is None and config.init_from:
     # A new run started from another run's selected parameters (fresh optimiser state
     # and schedule); once this run has checkpoints of its own, it resumes from those.
-    try:
-      source_step, loaded = ckpt_lib.load_params(init_from, state['params'])
-    except BaseException:
-      checkpointer.close()
-      raise
+    source_step, loaded = ckpt_lib.load_params(config.init_from, state['params'])
     state = dict(state, params=loaded, best_params=_copy_tree(loaded),
                  init_from_step=jnp.asarray(source_step, jnp.int32))
-    if is_primary:
-      kl_warmup = config.get('kl_warmup_steps', 0)
-      also = (f' The KL warm-up restarts with the step count too (config.kl_warmup_steps='
-              f'{kl_warmup}): set it to 0 to train at the full KL from the first step.'
-              if kl_warmup else '')
-      print(f'{config.model}: parameters from {init_from} (its checkpoint {source_step}); '
-            f'optimiser and schedule start afresh.{also}', flush=True)
-  start_step = int(state['step'])
-  if restored_step is not None and is_primary:
+    if s.is_primary:
+      also = s.family.messages.get('init_from', '')
+      print(f'{config.model}: parameters from {config.init_from} (its checkpoint '
+            f'{source_step}); optimiser and schedule start afresh.'
+            + (f' {also}' if also else ''), flush=True)
+  if restored_step is not None and s.is_primary:
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
-          f'(step {start_step}).', flush=True)
-  # From here on `state` is in the mode's device layout (replicated for pmap and
-  # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
-  state = dp.put_state(state)
+          f'(step {int(state["step"])}).', flush=True)
+  return restored_step, state
 
-  eval_step = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_primary)
-  num_steps = int(config.num_train_steps)
-  eval_every = int(config.get('eval_every', config.checkpoint_every))
-  # A family without a validation metric (GANs) is evaluated at its last parameters.
-  val_metric = family.validation_metric
-  has_validation = (val_metric is not None
-                    and len(next(iter(splits.validation.values()), [])) > 0)
-  eval_batch = int(config.get('eval_batch_size', max(config.batch_size, 256)))
-  # A wall-clock budget for this invocation's training (0 = none): once spent, the step in
-  # hand is validated and checkpointed as if it were the last (re-running resumes).
-  max_seconds = float(config.get('max_train_seconds', 0) or 0)
-  if max_seconds < 0:
-    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), got {max_seconds}')
+
+class _Feeder:
+  """Puts chunk after chunk of step-determined batches on the devices, one ahead."""
+
+  def __init__(self, s: _Setup):
+    self._s = s
+    train = s.splits.train
+    n = len(next(iter(train.values())))
+    # The indices of step `t`'s batch are `batch_at_step` of the example indices.
+    self._index = {'index': np.arange(n, dtype=np.int32)} if s.resident else train
+
+  def chunk(self, start: int, steps: int):
+    s = self._s
+    per_step = [gm_data.batch_at_step(self._index, t, batch_size=s.config.batch_size,
+                                      seed=s.seed, shard_index=s.dp.shard_index,
+                                      shard_count=s.dp.shard_count)
+                for t in range(start, start + steps)]
+    return s.dp.put_batch(_chunk_layout(per_step, s.group_devices))
+
+
+def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
+  """Raises `NonFiniteLossError` naming the first step whose loss was not finite."""
+  for first, metrics in pending:
+    losses = np.asarray(jax.device_get(metrics['loss']))
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+      checkpointer.wait()
+      step = first + int(bad[0]) + 1
+      raise NonFiniteLossError(
+          f'{s.config.model}: non-finite loss ({losses[bad[0]]}) at step {step}; training '
+          f'stopped. The last good checkpoint ({checkpointer.latest_step()}) in '
+          f'{s.workdir}/checkpoints is kept; lower config.learning_rate or set '
+          f'config.grad_clip_norm.')
+
+
+def _summarise(pending: list) -> dict:
+  """Mean of every metric over the steps of `pending` (one host read per chunk)."""
+  host = jax.device_get([m for _, m in pending])
+  keys = host[0].keys()
+  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in host]))) for k in keys}
+
+
+def _validate(s: _Setup, params) -> dict:
+  """Example-weighted mean of the family's `train=False` metrics over the validation split."""
+  family, config = s.family, s.config
+  eval_step = _eval_step(family)
+  batch_size = int(config.eval_batch_size or max(config.batch_size, 256))
+  totals, count = [], 0
+  for i, batch in enumerate(gm_data.iterate_batches(s.splits.validation, batch_size)):
+    n = len(next(iter(batch.values())))
+    _, metrics = eval_step(params, batch, jax.random.fold_in(s.eval_key, i))
+    totals.append((n, metrics))  # stays on the device until the sum below
+    count += n
+  host = jax.device_get(totals)
+  return {k: sum(n * float(m[k]) for n, m in host) / count for k in host[0][1]}
+
+
+_EVAL_STEPS: dict = {}
+
+
+def _eval_step(family: Family):
+  if family.loss not in _EVAL_STEPS:
+    _EVAL_STEPS.clear()  # one family at a time: do not keep old compilations alive
+    _EVAL_STEPS[family.loss] = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
+  return _EVAL_STEPS[family.loss]
+
+
+def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, bool, Optional[float]]:
+  """Runs steps from `state['step']` to `num_train_steps` (or the time budget).
+
+  Returns `(state, last_step, stopped_early, steps_per_s)` with `state` in the mode's
+  device layout.
+  """
+  config, dp = s.config, s.dp
+  num_steps, k = int(config.num_train_steps), s.steps_per_loop
+  eval_every = int(config.eval_every or config.checkpoint_every)
+  max_seconds = float(config.max_train_seconds)
+  val_metric = s.family.validation_metric
+  feeder = _Feeder(s)
+  step = int(dp.get_state(state['step']))
+  bar = tqdm(total=num_steps, initial=step, desc=config.model, unit='step',
+             disable=not s.is_primary or not config.progress_bar, mininterval=2.0)
   t_start = time.perf_counter()
-  stopped_early = False
-  warned_zero_grad = False
-
   timed_steps, timed_seconds, t_mark = 0, 0.0, None
-  pending: dict[str, list] = {}
-  bar = tqdm(total=num_steps, initial=start_step, desc=config.model, unit='step',
-             disable=not is_primary or not config.get('progress_bar', True), mininterval=2.0)
-  step = start_step
-  try:
-    while step < num_steps:
-      # Each process materialises only its own contiguous slice of the global batch.
-      batch = gm_data.batch_at_step(train, step, batch_size=config.batch_size, seed=seed,
-                                    shard_index=dp.shard_index, shard_count=dp.shard_count)
-      state, metrics = dp.step(state, dp.put_batch(batch))
-      loss = float(metrics['loss'])  # also synchronises, so the timing below is honest
-      step += 1
-      if not np.isfinite(loss):
-        raise NonFiniteLossError(
-            f'{config.model}: non-finite loss ({loss}) at step {step}; training stopped. '
-            f'The last good checkpoint ({checkpointer.latest_step()}) in '
-            f'{workdir}/checkpoints is kept; lower config.learning_rate or set '
-            f'config.grad_clip_norm.')
-      now = time.perf_counter()
-      if t_mark is not None:  # the first step of a process includes compilation
-        timed_steps += 1
-        timed_seconds += now - t_mark
-      t_mark = now
-      bar.update(1)
-      if max_seconds and step < num_steps:
-        stopped_early = now - t_start >= max_seconds
-        if jax.process_count() > 1:  # every process must stop at the same step
-          from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-          stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
-      last = step == num_steps or stopped_early
-      for k, v in metrics.items():
-        pending.setdefault(k, []).append(v)
-      if step % config.log_every == 0 or last:
-        summary = {k: float(np.mean(jax.device_get(v))) for k, v in pending.items()}
-        if timed_seconds > 0:
-          summary['steps_per_s'] = timed_steps / timed_seconds
-        writer.write(step, summary)
-        if summary.get('grad_norm') == 0.0 and is_primary and not warned_zero_grad:
-          warned_zero_grad = True
-          print(f'WARNING: {config.model}: every step up to {step} since the last log had a '
-                'zero gradient (grad_norm 0): nothing is learning. A gradient-skipping '
-                f'threshold (config.grad_skip_norm={config.get("grad_skip_norm", None)}) '
-                'below the gradient norms of this dataset does this.', flush=True)
-        bar.set_postfix(loss=f'{summary["loss"]:.4g}')
-        pending = {}
-      if has_validation and (step % eval_every == 0 or last):
-        val = _mean_over(eval_step, dp.get_state(state['params']), splits.validation,
-                         eval_batch, eval_key)
-        writer.write(step, val, prefix='val_')
-        if val[val_metric] < float(dp.get_state(state['best_metric'])):
-          state = dict(state, best_params=_copy_tree(state['params']),
-                       **dp.put_state({'best_metric': np.float32(val[val_metric]),
-                                       'best_step': np.int32(step)}))
-        t_mark = None  # do not count validation time as training time
-      if step % config.checkpoint_every == 0 or last:
-        checkpointer.save(step, dp.checkpoint_state(state))
-        t_mark = None
-      if stopped_early:
-        if is_primary:
-          print(f'{config.model}: config.max_train_seconds={max_seconds:g} spent at step '
-                f'{step} of {num_steps}; checkpointed, evaluating. Re-run to resume.',
-                flush=True)
-        break
-  finally:
-    bar.close()
-    writer.close()
-    checkpointer.close()  # every save is synchronous: nothing is left in flight
+  pending: list = []  # (first step, stacked metrics) of chunks not yet read
+  in_flight = None  # the previous chunk's metrics: waited for, never read
+  stopped_early, warned_zero_grad = False, False
+  nxt = feeder.chunk(step, min(k, num_steps - step)) if step < num_steps else None
+  while step < num_steps:
+    size = min(k, num_steps - step)
+    chunk = nxt
+    state, metrics = dp.step(state, chunk)
+    first, step = step, step + size
+    # While the device runs this chunk: prepare the next one, then wait for the last.
+    nxt = feeder.chunk(step, min(k, num_steps - step)) if step < num_steps else None
+    if in_flight is not None:
+      jax.block_until_ready(in_flight)
+    in_flight = metrics['loss']
+    pending.append((first, metrics))
+    now = time.perf_counter()
+    if t_mark is not None:  # the first chunk of a process includes compilation
+      timed_steps += size
+      timed_seconds += now - t_mark
+    t_mark = now
+    bar.update(size)
+    if max_seconds and step < num_steps:
+      stopped_early = now - t_start >= max_seconds
+      if jax.process_count() > 1:  # every process must stop at the same step
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
+    last = step == num_steps or stopped_early
+    log_now = step % config.log_every == 0 or last
+    validate_now = s.has_validation and (step % eval_every == 0 or last)
+    save_now = step % config.checkpoint_every == 0 or last
+    if not (log_now or validate_now or save_now):
+      continue
+    jax.block_until_ready(in_flight)
+    _check_finite(s, pending, checkpointer)
+    if log_now:
+      summary = _summarise(pending)
+      pending = []
+      if timed_seconds > 0:
+        summary['steps_per_s'] = timed_steps / timed_seconds
+      writer.write(step, summary)
+      if summary.get('grad_norm') == 0.0 and s.is_primary and not warned_zero_grad:
+        warned_zero_grad = True
+        why = s.family.messages.get('zero_gradient', '')
+        print(f'WARNING: {config.model}: every step up to {step} since the last log had a '
+              'zero gradient (grad_norm 0): nothing is learning.' + (f' {why}' if why else ''),
+              flush=True)
+      bar.set_postfix(loss=f'{summary["loss"]:.4g}')
+    if validate_now:
+      val = _validate(s, dp.get_state(state['params']))
+      writer.write(step, val, prefix='val_')
+      if val[val_metric] < float(dp.get_state(state['best_metric'])):
+        state = dict(state, best_params=_copy_tree(state['params']),
+                     **dp.put_state({'best_metric': np.float32(val[val_metric]),
+                                     'best_step': np.int32(step)}))
+    if save_now:
+      checkpointer.save(step, dp.checkpoint_state(
+          {key: v for key, v in state.items() if key != 'data'}))
+    t_mark = None  # do not count logging, validation or saving as training time
+    if stopped_early:
+      if s.is_primary:
+        print(f'{config.model}: config.max_train_seconds={max_seconds:g} spent at step '
+              f'{step} of {num_steps}; checkpointed, evaluating. Re-run to resume.',
+              flush=True)
+      break
+  bar.close()
+  steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else None
+  return state, step, stopped_early, steps_per_s
 
-  state = dp.get_state(state)
-  steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else _previous(
-      workdir, 'train_steps_per_s')
-  best_params = state['best_params'] if has_validation else state['params']
+
+def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> dict:
+  """Evaluates the selected parameters and writes `eval.json` and the pictures."""
+  config, family, workdir = s.config, s.family, s.workdir
+  num_steps = int(config.num_train_steps)
+  if steps_per_s is None:  # a resumed run that trained no step
+    steps_per_s = _previous(workdir, 'train_steps_per_s')
+  best_params = state['best_params'] if s.has_validation else state['params']
   results: dict[str, Any] = {
       'model': config.model,
       'dataset': config.dataset,
       'train_steps': step,
       'train_steps_per_s': steps_per_s,
-      'best_step': int(state['best_step']) if has_validation else step,
+      'best_step': int(state['best_step']) if s.has_validation else step,
+      'steps_per_loop': s.steps_per_loop,
+      'matmul_precision': config.matmul_precision,
+      # Test numbers are computed in float32 at the highest matmul precision.
+      'eval_matmul_precision': 'highest',
   }
-  if init_from:
-    results['init_from'] = ckpt_lib.source_workdir(init_from)  # W and W/checkpoints: one source
+  if config.init_from:
+    results['init_from'] = ckpt_lib.source_workdir(config.init_from)
     results['init_from_step'] = int(state['init_from_step'])
   if step < num_steps:
     results['planned_train_steps'] = num_steps
     results['stopped_by'] = 'max_train_seconds'
-  if has_validation:
-    results[f'best_val_{val_metric}'] = float(state['best_metric'])
-  results.update(family.evaluate(best_params, splits, eval_key, config))
-  if family.sample is not None:
-    results.update(_samples(family, best_params, sample_key, workdir, splits.info, config))
-  if family.pictures is not None and is_primary:
-    results.update(family.pictures(best_params, splits, sample_key, workdir) or {})
-  if is_primary:
+  if s.has_validation:
+    results[f'best_val_{family.validation_metric}'] = float(state['best_metric'])
+  with jax.default_matmul_precision('highest'):
+    results.update(family.evaluate(best_params, s.splits, s.eval_key, config))
+    if family.sample is not None:
+      results.update(_samples(family, best_params, s.sample_key, workdir, s.splits.info,
+                              config))
+    if family.pictures is not None and s.is_primary:
+      results.update(family.pictures(best_params, s.splits, s.sample_key, workdir) or {})
+  if s.is_primary:
     _plot_losses(workdir, config.model)
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
   return results
 
 
+def run(config, workdir: str, family: Family, splits) -> dict:
+  """Trains, selects, evaluates; returns the dict written to `workdir/eval.json`.
+
+  Args:
+    config: `ml_collections.ConfigDict` (see `REQUIRED_FIELDS`; every other setting
+      has its default in `gm_jax.train.defaults.TRAINING`: `eval_every`,
+      `max_to_keep`, `num_samples`, the optimiser fields of `optim.make_optimizer`,
+      `steps_per_loop`, `matmul_precision`, `init_from` (another run's workdir whose
+      selected parameters a new run starts from, with a fresh optimiser state and
+      schedule, e.g. a second cosine cycle), `allow_resume_changes` (see below)).
+    workdir: output folder; re-running with the same workdir resumes. A fresh run
+      writes its config to `workdir/config.json`; resuming under a config that changes
+      how the checkpoints train raises `run_config.ResumeConfigError` naming each
+      change, unless `config.allow_resume_changes` (then the file is rewritten).
+    family: the model's pure functions.
+    splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
+  """
+  s, state = _prepare(config, workdir, family, splits)
+  # Several processes: every one must take part in orbax's saves (its barriers span all
+  # processes); orbax itself writes replicated arrays from process 0 only.
+  checkpointer = ckpt_lib.Checkpointer(
+      os.path.join(s.workdir, 'checkpoints'), max_to_keep=int(s.config.max_to_keep),
+      is_primary=s.is_primary or jax.process_count() > 1, asynchronous=True)
+  writer = None
+  try:
+    _, state = _restore(s, state, checkpointer)
+    # From here on `state` is in the mode's device layout (replicated for pmap and
+    # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
+    if s.resident:
+      state = dict(state, data=dict(s.splits.train))
+    state = s.dp.put_state(state)
+    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary)
+    state, step, _, steps_per_s = _train(s, state, checkpointer, writer)
+  finally:
+    if writer is not None:
+      writer.close()
+    checkpointer.close()  # waits for the background saves: nothing is left in flight
+  state = s.dp.get_state({k: v for k, v in state.items() if k != 'data'})
+  return _finish(s, state, step, steps_per_s)
+
+
 def _samples(family: Family, params, key, workdir: str, info, config) -> dict:
   """Draws a grid of samples, timing a second (compiled) draw for samples/s."""
   from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-  num = int(config.get('num_samples', 64))
+  num = int(config.num_samples)
   samples = np.asarray(family.sample(params, key, num))  # includes compilation
   t0 = time.perf_counter()
   again = np.asarray(family.sample(params, jax.random.fold_in(key, 1), num))

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from gm_jax.train import defaults
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
   """Linear warm-up to `learning_rate`, then `lr_schedule` ('cosine' or 'constant')."""
   lr = float(config.learning_rate)
   steps = int(config.num_train_steps)
-  warmup = int(config.get('warmup_steps', 0))
-  kind = config.get('lr_schedule', 'constant')
+  warmup = int(defaults.get(config, 'warmup_steps'))
+  kind = defaults.get(config, 'lr_schedule')
   if kind == 'constant':
     after = optax.constant_schedule(lr)
   elif kind == 'cosine':
@@ -25,25 +29,52 @@ def learning_rate_schedule(config) -> optax.Schedule:
       [optax.linear_schedule(lr / warmup, lr, warmup), after], [warmup])
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam(W) with optional global-norm clipping, from `config`.
+OPTIMIZERS = ('adam', 'sgd', 'lbfgs')
 
-  Uses `learning_rate`, `warmup_steps`, `lr_schedule`, `grad_clip_norm` (0 = off),
+
+def optimizer(name: str, learning_rate, *, b1: float = 0.9, b2: float = 0.999,
+              weight_decay: float = 0.0, clip_norm: float = 0.0,
+              ) -> optax.GradientTransformation:
+  """The one optimiser factory of gm_jax: `name` on `learning_rate` (a float or schedule).
+
+  Args:
+    name: 'adam' (AdamW where `weight_decay > 0`), 'sgd', or 'lbfgs' (full batch;
+      `learning_rate=None` uses its zoom line search).
+    learning_rate: step size or `optax.Schedule`.
+    b1, b2: Adam's moment decays (DCGAN: b1 = 0.5).
+    weight_decay: decoupled weight decay (Loshchilov & Hutter 2019); Adam only.
+    clip_norm: > 0 clips the gradients' global norm first.
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}')
+  if name != 'adam' and weight_decay:
+    raise ValueError(f'weight_decay={weight_decay} needs optimizer adam, got {name!r}')
+  parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
+  if name == 'lbfgs':
+    parts.append(optax.lbfgs(learning_rate=learning_rate))
+  elif name == 'sgd':
+    parts.append(optax.sgd(learning_rate))
+  elif weight_decay > 0:
+    parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
+  else:
+    parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
+  return optax.chain(*parts)  # a chain even of one: the state's structure never varies
+
+
+def make_optimizer(config, *, schedule: Optional[optax.Schedule] = None
+                   ) -> optax.GradientTransformation:
+  """`optimizer` with the settings of `config`.
+
+  Uses `optimizer` ('adam'), `learning_rate` with `warmup_steps` and `lr_schedule`
+  (or `schedule`, e.g. CycleGAN's linear decay), `grad_clip_norm` (0 = off),
   `weight_decay` (0 = plain Adam), `adam_b1`, `adam_b2`.
   """
-  schedule = learning_rate_schedule(config)
-  b1 = float(config.get('adam_b1', 0.9))
-  b2 = float(config.get('adam_b2', 0.999))
-  wd = float(config.get('weight_decay', 0.0))
-  parts = []
-  clip = float(config.get('grad_clip_norm', 0.0))
-  if clip > 0:
-    parts.append(optax.clip_by_global_norm(clip))
-  if wd > 0:
-    parts.append(optax.adamw(schedule, b1=b1, b2=b2, weight_decay=wd))
-  else:
-    parts.append(optax.adam(schedule, b1=b1, b2=b2))
-  return optax.chain(*parts)
+  return optimizer(
+      config.get('optimizer', defaults.TRAINING['optimizer']),
+      learning_rate_schedule(config) if schedule is None else schedule,
+      b1=float(defaults.get(config, 'adam_b1')), b2=float(defaults.get(config, 'adam_b2')),
+      weight_decay=float(defaults.get(config, 'weight_decay')),
+      clip_norm=float(defaults.get(config, 'grad_clip_norm')))
 
 
 def kl_warmup_weight(step, warmup_steps: int):

@@ -8,41 +8,42 @@ nor the new one. `check_resume` names every such change; `loop.run` raises
 `ResumeConfigError` before it trains, so nothing saved is touched.
 
 Fields that may change on resume (`MAY_CHANGE_ON_RESUME`) are where and how the run
-reads, logs, validates, checkpoints and evaluates, its parallel mode and time budget.
+reads, logs, validates and checkpoints, its parallel mode and time budget, and the
+family's own evaluation settings (`Family.resume_may_change`, handed in by the trainer).
 `num_train_steps` may change where the learning rates of the steps both configs plan are
-the same (e.g. a constant `lr_schedule`; not a cosine, nor CycleGAN's linear decay from
-`decay_start_fraction` of the run): training longer then continues the same run. The
-schedules compared are the ones the model's trainer builds (`learning_rate_schedule` of
-its module, else `optim.learning_rate_schedule`).
+the same (e.g. a constant `lr_schedule`; not a cosine, nor a linear decay over the
+second half of the run): training longer then continues the same run. The
+schedules compared are the ones the family trains with (`Family.schedule`, handed in by
+the trainer; `optim.learning_rate_schedule` by default). A field that one config lacks
+and the other sets to its shared default (`defaults.TRAINING`) is no change.
 Workdirs written before `config.json` existed are resumed unchecked.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-from typing import Any
+from typing import Any, Callable, Optional
 
 import ml_collections
 import numpy as np
 
 from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import defaults
 from gm_jax.train import optim
-from gm_jax.train import registry
+
+Schedule = Callable[[Any], Any]  # config -> optax.Schedule
 
 FILENAME = 'config.json'
 
 MAY_CHANGE_ON_RESUME = frozenset((
     # where data and outputs live, how often the run logs, validates and checkpoints
     'data_dir', 'checkpoint_every', 'eval_every', 'log_every', 'max_to_keep',
-    'progress_bar',
-    # how and for how long this invocation runs (a checkpoint resumes under any mode)
-    'parallel', 'max_train_seconds', 'allow_resume_changes',
-    # what the final evaluation and pictures draw
-    'eval_batch_size', 'eval_dequant_samples', 'fid_num_samples', 'iwae_batch_size',
-    'iwae_samples', 'num_samples', 'picture_temperatures', 'sample_length',
-    'sample_temperature',
+    'progress_bar', 'eval_batch_size', 'num_samples',
+    # how and for how long this invocation runs (a checkpoint resumes under any mode;
+    # the steps per dispatch and where the batches are gathered change no number)
+    'parallel', 'max_train_seconds', 'allow_resume_changes', 'steps_per_loop',
+    'device_data_max_bytes',
 ))
 
 
@@ -101,23 +102,18 @@ def _show(value) -> str:
   return '(absent)' if value is _ABSENT else repr(value)
 
 
-def _schedule(values: dict):
-  """The learning-rate schedule that the trainer of `values['model']` builds from `values`."""
-  build = optim.learning_rate_schedule
-  module = registry.MODELS.get(values.get('model'))
-  if module is not None:
-    build = getattr(importlib.import_module(module), 'learning_rate_schedule', build)
-  return build(ml_collections.ConfigDict(values))
-
-
-def same_schedule_so_far(saved: dict, current: dict, points: int = 1025) -> bool:
+def same_schedule_so_far(saved: dict, current: dict, points: int = 1025, *,
+                         schedule: Optional[Schedule] = None) -> bool:
   """Whether both configs give the same learning rate at every step both plan.
 
+  `schedule(config)` builds a config's schedule (default `optim.learning_rate_schedule`).
   Compared at `points` steps spread over `[0, min(num_train_steps))`, the ends
   included; a schedule that cannot be built counts as a change.
   """
+  build = schedule or optim.learning_rate_schedule
   try:
-    old, new = _schedule(saved), _schedule(current)
+    old = build(ml_collections.ConfigDict(saved))
+    new = build(ml_collections.ConfigDict(current))
     last = min(int(saved['num_train_steps']), int(current['num_train_steps'])) - 1
   except Exception:  # pylint: disable=broad-except
     return False
@@ -125,17 +121,32 @@ def same_schedule_so_far(saved: dict, current: dict, points: int = 1025) -> bool
   return bool(np.allclose(np.asarray(old(steps)), np.asarray(new(steps)), rtol=1e-6, atol=0))
 
 
-def changes(saved: dict, config) -> list[str]:
-  """Each field whose change would alter the resumed run, as `'name: old -> new'`."""
+def _is_default(name: str, value) -> bool:
+  return (name in defaults.TRAINING
+          and json.loads(json.dumps(defaults.TRAINING[name])) == value)
+
+
+def changes(saved: dict, config, *, schedule: Optional[Schedule] = None,
+            may_change: frozenset = frozenset()) -> list[str]:
+  """Each field whose change would alter the resumed run, as `'name: old -> new'`.
+
+  Args:
+    schedule: how the family builds its learning-rate schedule from a config
+      (`Family.schedule`); decides whether `num_train_steps` may change.
+    may_change: the family's own fields that only evaluation reads
+      (`Family.resume_may_change`), besides `MAY_CHANGE_ON_RESUME`.
+  """
   current = _plain(config)
   out = []
   for name in sorted(set(saved) | set(current)):
-    if name in MAY_CHANGE_ON_RESUME:
+    if name in MAY_CHANGE_ON_RESUME or name in may_change:
       continue
     old, new = saved.get(name, _ABSENT), current.get(name, _ABSENT)
     if old == new:
       continue
-    if name == 'num_train_steps' and same_schedule_so_far(saved, current):
+    if (old is _ABSENT and _is_default(name, new)) or (new is _ABSENT and _is_default(name, old)):
+      continue  # one config leaves a shared setting at its default, the other spells it
+    if name == 'num_train_steps' and same_schedule_so_far(saved, current, schedule=schedule):
       continue  # e.g. a constant learning rate: training longer continues the same run
     why = ''
     if name == 'num_train_steps':
@@ -144,7 +155,8 @@ def changes(saved: dict, config) -> list[str]:
   return out
 
 
-def check_resume(workdir: str, config) -> list[str]:
+def check_resume(workdir: str, config, *, schedule: Optional[Schedule] = None,
+                 may_change: frozenset = frozenset()) -> list[str]:
   """Raises `ResumeConfigError` where `config` changes how the saved run trains.
 
   Returns the changes it let through (with `config.allow_resume_changes=True`), else [].
@@ -153,7 +165,7 @@ def check_resume(workdir: str, config) -> list[str]:
   saved = load(workdir)
   if saved is None:
     return []
-  found = changes(saved, config)
+  found = changes(saved, config, schedule=schedule, may_change=may_change)
   if not found or config.get('allow_resume_changes', False):
     return found
   raise ResumeConfigError(

@@ -195,8 +195,8 @@ def test_a_loss_with_a_step_keyword_receives_the_step_being_taken():
     return value, dict(metrics, step_seen=jnp.asarray(step, jnp.float32))
 
   tx = optax.sgd(0.01)
-  step_fn = jax.jit(loop.make_train_step(dataclasses.replace(family, loss=loss), tx,
-                                         jax.random.key(0)))
+  step_fn = jax.jit(loop.make_train_step(
+      dataclasses.replace(family, loss=loss, loss_takes_step=True), tx, jax.random.key(0)))
   params = family.init(jax.random.key(1), None)
   state = {'step': jnp.asarray(0, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
   batch = {k: v[:8] for k, v in _toy_splits().train.items()}
@@ -234,10 +234,13 @@ def test_all_zero_gradients_are_reported(tmp_path, capsys):
   def frozen(params, batch, key, *, train):  # as if every update were skipped
     return plain(jax.lax.stop_gradient(params), batch, key, train=train)
 
-  loop.run(_config(grad_skip_norm=7.0), str(tmp_path), dataclasses.replace(family, loss=frozen),
+  why = 'A gradient-skipping threshold below the norms of this data does this.'
+  loop.run(_config(), str(tmp_path),
+           dataclasses.replace(family, loss=frozen, messages={'zero_gradient': why}),
            _toy_splits())
   out = capsys.readouterr().out
-  assert out.count('zero gradient (grad_norm 0)') == 1 and 'grad_skip_norm=7.0' in out
+  # The family's own note follows the trainer's warning.
+  assert out.count('zero gradient (grad_norm 0)') == 1 and why in out
 
 
 def test_no_zero_gradient_report_when_learning(tmp_path, capsys):
@@ -275,10 +278,11 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   assert 'its checkpoint' not in capsys.readouterr().out
   assert again['init_from_step'] == 12 and again['train_steps'] == 12
   assert sorted(os.listdir(source / 'checkpoints')) == ['12', '4', '8']  # source untouched
-  # A KL warm-up counts steps from this run's start: the message says it restarts.
-  loop.run(_config(num_train_steps=0, init_from=str(source), kl_warmup_steps=5),
-           str(tmp_path / 'warm'), _toy_family(), _toy_splits())
-  assert 'config.kl_warmup_steps=5): set it to 0' in capsys.readouterr().out
+  # The family's own note (e.g. a warm-up that restarts) follows the trainer's message.
+  note = 'The warm-up restarts with the step count.'
+  loop.run(_config(num_train_steps=0, init_from=str(source)), str(tmp_path / 'warm'),
+           dataclasses.replace(_toy_family(), messages={'init_from': note}), _toy_splits())
+  assert f'start afresh. {note}' in capsys.readouterr().out
 
 
 def test_init_from_errors_name_the_problem(tmp_path):
@@ -374,20 +378,81 @@ def test_config_changes_compare_json_values_and_one_init_from_source():
       'num_train_steps)']
 
 
-@pytest.mark.parametrize('model,fields,may_change', [
-    ('toy', dict(lr_schedule='constant', warmup_steps=3), True),  # warm-up: not num_train_steps
-    ('toy', dict(lr_schedule='cosine'), False),
-    ('dcgan', dict(lr_schedule='constant'), True),
+def _cyclegan_schedule(config):
+  from gm_jax.train import cyclegan  # pylint: disable=g-import-not-at-top
+  return cyclegan.learning_rate_schedule(config)
+
+
+@pytest.mark.parametrize('model,fields,schedule,may_change', [
+    ('toy', dict(lr_schedule='constant', warmup_steps=3), None, True),  # warm-up only
+    ('toy', dict(lr_schedule='cosine'), None, False),
+    ('dcgan', dict(lr_schedule='constant'), None, True),
     # CycleGAN decays linearly from decay_start_fraction (default 0.5) of the run, with no
-    # lr_schedule field: its own trainer's schedule is the one compared.
-    ('cyclegan', {}, False),
-    ('cyclegan', dict(decay_start_fraction=1.0), True),
+    # lr_schedule field: the family's own schedule (Family.schedule) is the one compared.
+    ('cyclegan', {}, _cyclegan_schedule, False),
+    ('cyclegan', dict(decay_start_fraction=1.0), _cyclegan_schedule, True),
 ])
-def test_num_train_steps_may_change_where_the_trainers_schedule_does_not(model, fields,
-                                                                         may_change):
+def test_num_train_steps_may_change_where_the_familys_schedule_does_not(model, fields,
+                                                                        schedule, may_change):
   saved = dict(model=model, learning_rate=2e-4, num_train_steps=100, **fields)
   for steps in (50, 200):
-    found = run_config.changes(saved, ml_collections.ConfigDict(dict(saved, num_train_steps=steps)))
+    found = run_config.changes(saved, ml_collections.ConfigDict(dict(saved, num_train_steps=steps)),
+                               schedule=schedule)
     assert found == ([] if may_change else
                      [f'num_train_steps: 100 -> {steps} (the learning-rate schedule is '
                       'stretched over num_train_steps)'])
+
+
+def test_a_shared_setting_spelled_at_its_default_is_no_change():
+  saved = run_config._plain(_config())
+  assert run_config.changes(saved, _config(weight_decay=0.0, adam_b1=0.9)) == []
+  assert run_config.changes(saved, _config(weight_decay=1e-4)) == [
+      'weight_decay: (absent) -> 0.0001']
+  # A family's evaluation-only setting may change when the family says so.
+  assert run_config.changes(saved, _config(iwae_samples=10)) == ['iwae_samples: (absent) -> 10']
+  assert run_config.changes(saved, _config(iwae_samples=10),
+                            may_change=frozenset({'iwae_samples'})) == []
+
+
+@pytest.mark.parametrize('k', [2, 4])
+def test_steps_per_loop_gives_the_same_parameters_bit_for_bit(tmp_path, k):
+  loop.run(_config(log_every=4), str(tmp_path / 'one'), _toy_family(), _toy_splits())
+  loop.run(_config(log_every=4, steps_per_loop=k), str(tmp_path / 'many'), _toy_family(),
+           _toy_splits())
+  _, a = _final_params(tmp_path / 'one')
+  _, b = _final_params(tmp_path / 'many')
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  one = [json.loads(l) for l in open(tmp_path / 'one' / 'metrics.jsonl')]
+  many = [json.loads(l) for l in open(tmp_path / 'many' / 'metrics.jsonl')]
+  drop = lambda r: {key: v for key, v in r.items() if key != 'steps_per_s'}
+  assert [drop(r) for r in one] == [drop(r) for r in many]
+
+
+def test_host_batches_give_the_same_parameters_as_device_resident_data(tmp_path):
+  loop.run(_config(steps_per_loop=2), str(tmp_path / 'device'), _toy_family(), _toy_splits())
+  loop.run(_config(steps_per_loop=2, device_data_max_bytes=0), str(tmp_path / 'host'),
+           _toy_family(), _toy_splits())
+  _, a = _final_params(tmp_path / 'device')
+  _, b = _final_params(tmp_path / 'host')
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_steps_per_loop_must_divide_the_intervals(tmp_path):
+  with pytest.raises(ValueError, match='config.log_every=2 must be a multiple of '
+                                       'config.steps_per_loop=4'):
+    loop.run(_config(steps_per_loop=4), str(tmp_path), _toy_family(), _toy_splits())
+  assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_nan_inside_a_multi_step_dispatch_names_the_first_bad_step(tmp_path):
+  splits = _toy_splits(nan_at=5)
+  bad_step = next(s for s in range(100)
+                  if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any())
+  with pytest.raises(loop.NonFiniteLossError, match=f'at step {bad_step + 1};'):
+    loop.run(_config(num_train_steps=40, steps_per_loop=4, log_every=4, checkpoint_every=4),
+             str(tmp_path), _toy_family(), splits)
+  steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
+  # Nothing trained through the bad step is saved: the newest checkpoint precedes it.
+  assert steps[-1] <= bad_step and steps[-1] > bad_step - 4

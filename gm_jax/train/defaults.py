@@ -1,0 +1,72 @@
+"""The one home of every shared training setting's default.
+
+`configs/common.py` starts every shipped config from `TRAINING`; a config built by hand
+may leave any of these out, and the trainer reads them with `get(config, name)` (or
+`complete(config)` once at its entry), never with a default of its own. A family's own
+settings have their defaults in the family's module (`DEFAULTS`), completed the same way:
+
+    config = defaults.complete(config, family_module.DEFAULTS)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import ml_collections
+
+TRAINING: Mapping[str, Any] = {
+    # data: the last `validation_fraction` of the train split selects the best parameters
+    'validation_fraction': 0.1,
+    'seed': 0,
+    'parallel': 'none',  # 'none' | 'pmap' | 'sharding'
+    # examples per loss call, each with its own key (parallel.mean_over_groups)
+    'loss_group_size': 1,
+    # optimiser (optim.make_optimizer)
+    'optimizer': 'adam',
+    'lr_schedule': 'constant',  # 'constant' | 'cosine'
+    'warmup_steps': 0,
+    'weight_decay': 0.0,
+    'grad_clip_norm': 0.0,
+    'adam_b1': 0.9,
+    'adam_b2': 0.999,
+    # logging, validation, checkpoints
+    'log_every': 50,
+    'eval_every': 0,  # 0: at every checkpoint
+    'checkpoint_every': 500,
+    'max_to_keep': 3,
+    'eval_batch_size': 0,  # 0: max(batch_size, 256)
+    'max_train_seconds': 0.0,  # > 0: stop after this much training time (resumable)
+    'progress_bar': True,
+    # how a run starts and resumes (loop.run)
+    'init_from': '',
+    'allow_resume_changes': False,
+    # samples.png and samples_per_s
+    'num_samples': 64,
+    # the accelerator side of the loop (loop.py): steps per dispatch, the training set
+    # kept on the device up to this size, matmul precision of the training steps
+    # ('default' | 'high' | 'highest'; evaluation always runs at 'highest')
+    'steps_per_loop': 1,
+    'device_data_max_bytes': 1 << 30,
+    'matmul_precision': 'default',
+}
+
+
+def get(config, name: str):
+  """`config[name]`, or its default from `TRAINING` (a KeyError names unknown fields)."""
+  if name in config:
+    return config[name]
+  if name not in TRAINING:
+    raise KeyError(f'config.{name} is not set and has no shared default')
+  return TRAINING[name]
+
+
+def complete(config, *family_defaults: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `config` with every missing field of `TRAINING` and `family_defaults`."""
+  out = ml_collections.ConfigDict(
+      config.to_dict() if hasattr(config, 'to_dict') else dict(config))
+  with out.unlocked():
+    for table in (TRAINING,) + family_defaults:
+      for name, value in table.items():
+        if name not in out:
+          out[name] = value
+  return out
