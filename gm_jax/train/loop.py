@@ -39,7 +39,6 @@ run can resume under another mode or device count.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -48,7 +47,6 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm import tqdm
 
 from gm_jax import data as gm_data
@@ -58,6 +56,8 @@ from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
 from gm_jax.train import run_config
+from gm_jax.train.step import make_multi_step, chunk_layout
+from gm_jax.train.step import make_train_step  # re-exported: the step the loop wraps
 from gm_jax.train.family import Family
 
 REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
@@ -116,112 +116,6 @@ def validate_config(config) -> None:
 
 def _copy_tree(tree):
   return jax.tree.map(jnp.copy, tree)
-
-
-def make_train_step(family: Family, tx: optax.GradientTransformation, train_key, *,
-                    group_size: int = 1, matmul_precision: str = 'default'):
-  """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
-
-  `batch` is this device's shard of the global batch, split into groups of
-  `group_size` examples with keys folded from their global group index; with
-  `axis_name` (pmap) the shard-mean loss, metrics and gradients are averaged over
-  that axis, which equals the global-batch mean because the shards have equal sizes.
-  A family with `loss_takes_step` receives the step being taken (int32 scalar) as the
-  keyword `step`. A family with a `train_update` (e.g. two alternating optimisers) runs
-  that instead of `tx`; it receives the same step key and does its own `pmean` over
-  `axis_name`.
-  """
-  precision = None if matmul_precision == 'default' else matmul_precision
-
-  if family.train_update is not None:
-    update = family.train_update.update
-
-    def own_train_step(state, batch, *, axis_name=None):
-      key = jax.random.fold_in(train_key, state['step'])
-      with jax.default_matmul_precision(precision):
-        params, opt_state, metrics = update(state['params'], state['opt_state'], batch,
-                                            key, step=state['step'], axis_name=axis_name)
-      return dict(state, step=state['step'] + 1, params=params, opt_state=opt_state), metrics
-
-    return own_train_step
-
-  def train_step(state, batch, *, axis_name=None):
-    key = jax.random.fold_in(train_key, state['step'])
-    offset = parallel.shard_offset(parallel.batch_size_of(batch), axis_name)
-    loss = family.loss
-    if family.loss_takes_step:  # e.g. a weight that is warmed up over the steps
-      loss = functools.partial(family.loss, step=state['step'])
-
-    def loss_fn(p):
-      return parallel.mean_over_groups(loss, p, batch, key, group_size=group_size,
-                                       offset=offset, train=True)
-
-    with jax.default_matmul_precision(precision):
-      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    if axis_name is not None:
-      loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-    new_state = dict(state, step=state['step'] + 1, params=params, opt_state=opt_state)
-    return new_state, metrics
-
-  return train_step
-
-
-# ---------------------------------------------------------------------------------------
-# Several steps per dispatch, batches gathered on the device.
-
-
-def _chunk_layout(per_step: list[dict], group: int) -> dict:
-  """`K` local batches `[B_l, ...]` -> one `[K * B_l, ...]` batch in device-major order.
-
-  Row order `[group, K, B_l / group]`: `put_batch` splits the leading axis evenly
-  over this process's `group` devices, so each device receives its own shard of all
-  `K` batches (`_unchunk` undoes it inside the step).
-  """
-  def arrange(*xs):
-    x = np.stack(xs)  # [K, B_l, ...]
-    k, b = x.shape[:2]
-    x = x.reshape((k, group, b // group) + x.shape[2:]).swapaxes(0, 1)
-    return x.reshape((k * b,) + x.shape[3:])
-  return jax.tree.map(arrange, *per_step)
-
-
-def _unchunk(tree, steps: int, group: int):
-  """Inverse of `_chunk_layout` on the array the step sees: `[K, B_view, ...]`."""
-  def split(x):
-    x = x.reshape((group, steps, -1) + x.shape[1:]).swapaxes(0, 1)
-    return x.reshape((steps, -1) + x.shape[3:])
-  return jax.tree.map(split, tree)
-
-
-def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
-  """`steps` applications of `step_fn` in one `lax.scan`: `(state, chunk) -> (state, metrics)`.
-
-  `chunk` is `_chunk_layout` of the steps' batches (or of their example indices,
-  `{'index': int32}`, when `resident`: then `state['data']` holds the training arrays
-  and each step gathers its batch on the device). `view_devices`: the devices whose
-  shards the step function sees at once (1 under pmap and on one device, all under
-  sharding). Metrics come back stacked, `[steps]` per entry.
-  """
-  def multi(state, chunk, *, axis_name=None):
-    per_step = _unchunk(chunk, steps, view_devices)
-    data = state.get('data')
-
-    def body(carry, batch):
-      if resident:
-        batch = jax.tree.map(lambda a: jnp.take(a, batch['index'], axis=0), data)
-      carry, metrics = step_fn(carry, batch, axis_name=axis_name)
-      return carry, metrics
-
-    inner = {k: v for k, v in state.items() if k != 'data'}
-    inner, metrics = jax.lax.scan(body, inner, per_step)
-    if data is not None:
-      inner['data'] = data
-    return inner, metrics
-
-  return multi
 
 
 def _nbytes(arrays) -> int:
@@ -353,7 +247,7 @@ class _Feeder:
                                       seed=s.seed, shard_index=s.dp.shard_index,
                                       shard_count=s.dp.shard_count)
                 for t in range(start, start + steps)]
-    return s.dp.put_batch(_chunk_layout(per_step, s.group_devices))
+    return s.dp.put_batch(chunk_layout(per_step, s.group_devices))
 
 
 def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
