@@ -13,6 +13,7 @@ from gm_jax.losses import _shapes
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+@_shapes.float32_reductions
 def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *,
          beta: float = 1.0) -> jnp.ndarray:
   """Evidence lower bound `log p(x|z) - beta * KL(q(z|x) || p(z))`.
@@ -31,6 +32,7 @@ def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *,
   return jnp.asarray(log_px_given_z) - beta * jnp.asarray(kl)
 
 
+@_shapes.float32_reductions
 def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
                log_qz_given_x: jnp.ndarray) -> jnp.ndarray:
   """Importance-weighted bound with K samples per example.
@@ -62,6 +64,7 @@ def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
   return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
 
 
+@_shapes.float32_reductions
 def autoregressive_nll(logits: jnp.ndarray,
                        targets: jnp.ndarray) -> jnp.ndarray:
   """Negative log-likelihood of an autoregressive model's targets.
@@ -80,6 +83,7 @@ def autoregressive_nll(logits: jnp.ndarray,
   return -_likelihoods.categorical_log_prob(logits, targets)
 
 
+@_shapes.float32_reductions
 def flow_nll(z: jnp.ndarray, log_det: jnp.ndarray) -> jnp.ndarray:
   """Negative log-likelihood of a normalising flow with a N(0, I) base.
 
@@ -103,6 +107,7 @@ def flow_nll(z: jnp.ndarray, log_det: jnp.ndarray) -> jnp.ndarray:
   return -(log_pz + log_det)
 
 
+@_shapes.float32_reductions
 def bits_per_dim(nll_nats: jnp.ndarray, *, num_dims: int) -> jnp.ndarray:
   """Converts a negative log-likelihood in nats to bits per dimension.
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from gm_jax.losses import _shapes
 
 
+@_shapes.float32_reductions
 def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray, *,
                 prior_mean: Optional[jnp.ndarray] = None,
                 prior_log_var: Optional[jnp.ndarray] = None) -> jnp.ndarray:

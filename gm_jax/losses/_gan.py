@@ -27,6 +27,7 @@ def _check_same_batch(name_a: str, a: jnp.ndarray, name_b: str,
         "size (axis 0).")
 
 
+@_shapes.float32_reductions
 def discriminator_loss(real_logits: jnp.ndarray,
                        fake_logits: jnp.ndarray) -> jnp.ndarray:
   """Minimax discriminator loss `-log D(x) - log(1 - D(G(z)))`.
@@ -49,6 +50,7 @@ def discriminator_loss(real_logits: jnp.ndarray,
           + _shapes.mean_non_batch(jax.nn.softplus(fake)))
 
 
+@_shapes.float32_reductions
 def generator_minimax_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   """Original (saturating) generator loss `log(1 - D(G(z)))`, minimised.
 
@@ -66,6 +68,7 @@ def generator_minimax_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   return _shapes.mean_non_batch(-jax.nn.softplus(fake))
 
 
+@_shapes.float32_reductions
 def generator_nonsaturating_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   """Non-saturating generator loss `-log D(G(z)) = softplus(-l)`.
 
@@ -81,6 +84,7 @@ def generator_nonsaturating_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   return _shapes.mean_non_batch(jax.nn.softplus(-fake))
 
 
+@_shapes.float32_reductions
 def lsgan_discriminator_loss(real_out: jnp.ndarray,
                              fake_out: jnp.ndarray) -> jnp.ndarray:
   """Least-squares discriminator loss `0.5 (D(x) - 1)^2 + 0.5 D(G(z))^2`.
@@ -104,6 +108,7 @@ def lsgan_discriminator_loss(real_out: jnp.ndarray,
                 + _shapes.mean_non_batch(jnp.square(fake)))
 
 
+@_shapes.float32_reductions
 def lsgan_generator_loss(fake_out: jnp.ndarray) -> jnp.ndarray:
   """Least-squares generator loss `0.5 (D(G(z)) - 1)^2`.
 
@@ -119,6 +124,7 @@ def lsgan_generator_loss(fake_out: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * _shapes.mean_non_batch(jnp.square(fake - 1.0))
 
 
+@_shapes.float32_reductions
 def cycle_consistency_loss(x: jnp.ndarray,
                            x_cycled: jnp.ndarray) -> jnp.ndarray:
   """Cycle-consistency loss `mean |x - F(G(x))|` per example.

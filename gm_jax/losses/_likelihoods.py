@@ -27,6 +27,7 @@ _MIN_STANDARDIZED_BIN_WIDTH = 1e-5
 _MIN_LOG_SCALE = -40.0
 
 
+@_shapes.float32_reductions
 def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
                       log_var: jnp.ndarray) -> jnp.ndarray:
   """Log-density of `x` under a diagonal Gaussian, summed per example.
@@ -53,6 +54,7 @@ def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
   return _shapes.sum_non_batch(jnp.broadcast_to(log_prob, x.shape))
 
 
+@_shapes.float32_reductions
 def bernoulli_log_prob(logits: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
   """Log-probability of `x` under independent Bernoullis, summed per example.
 
@@ -75,6 +77,7 @@ def bernoulli_log_prob(logits: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
   return _shapes.sum_non_batch(log_prob)
 
 
+@_shapes.float32_reductions
 def categorical_log_prob(logits: jnp.ndarray,
                          labels: jnp.ndarray) -> jnp.ndarray:
   """Log-probability of integer `labels` under softmax(`logits`), per example.
@@ -156,6 +159,7 @@ def _check_num_levels(num_levels) -> None:
         f"num_levels must be a Python int >= 2; got {num_levels!r}.")
 
 
+@_shapes.float32_reductions
 def discretized_logistic_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
                                   log_scale: jnp.ndarray, *,
                                   num_levels: int) -> jnp.ndarray:
@@ -189,6 +193,7 @@ def discretized_logistic_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
   return _shapes.sum_non_batch(jnp.broadcast_to(log_prob, x.shape))
 
 
+@_shapes.float32_reductions
 def discretized_logistic_mixture_log_prob(x: jnp.ndarray,
                                           logit_weights: jnp.ndarray,
                                           means: jnp.ndarray,

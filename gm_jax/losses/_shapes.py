@@ -7,8 +7,10 @@ they need. The checks here run on static shapes only, so they cost nothing under
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 
 
@@ -49,3 +51,27 @@ def sum_non_batch(x: jnp.ndarray) -> jnp.ndarray:
 def mean_non_batch(x: jnp.ndarray) -> jnp.ndarray:
   """Averages every axis but the first: `[B, ...] -> [B]` (`[B]` unchanged)."""
   return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+
+
+def _widen(x):
+  dtype = getattr(x, 'dtype', None)
+  if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+    return jnp.asarray(x, jnp.float32)
+  return x
+
+
+def float32_reductions(fn: Callable) -> Callable:
+  """Runs `fn` on its array arguments widened to at least float32.
+
+  A model trained with bfloat16 activations (`config.compute_dtype`) hands the
+  losses bfloat16 logits, means and log-variances; log-likelihoods, logsumexps, KL
+  terms and their sums over thousands of dimensions are then computed in float32
+  (bfloat16 keeps 8 bits of mantissa: a 784-term sum of ~1-nat terms would be off by
+  ~1 nat). float32 and float64 inputs pass unchanged.
+  """
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    args = jax.tree.map(_widen, args)
+    kwargs = {k: jax.tree.map(_widen, v) for k, v in kwargs.items()}
+    return fn(*args, **kwargs)
+  return wrapped

@@ -48,6 +48,9 @@ TRAINING: Mapping[str, Any] = {
     'steps_per_loop': 1,
     'device_data_max_bytes': 1 << 30,
     'matmul_precision': 'default',
+    # 'float32' | 'bfloat16': activations and matmuls/convs of training steps
+    # (gm_jax.nn.precision); parameters, optimiser state and evaluation stay float32
+    'compute_dtype': 'float32',
 }
 
 

@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from gm_jax import data as gm_data
 from gm_jax import parallel
+from gm_jax.nn import precision as precision_lib
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
@@ -105,6 +106,7 @@ def validate_config(config) -> None:
   if config.matmul_precision not in MATMUL_PRECISIONS:
     raise ValueError(f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, '
                      f'got {config.matmul_precision!r}')
+  precision_lib.resolve(config.compute_dtype)
   k = int(config.steps_per_loop)
   for name in ('log_every', 'checkpoint_every', 'eval_every'):
     if config[name] and config[name] % k:
@@ -164,7 +166,8 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   group = int(config.loss_group_size)
   k = int(config.steps_per_loop)
   step_fn = make_train_step(family, tx, train_key, group_size=group,
-                            matmul_precision=config.matmul_precision)
+                            matmul_precision=config.matmul_precision,
+                            compute_dtype=config.compute_dtype)
   resident = _nbytes(train) <= int(config.device_data_max_bytes)
   view_devices = 1 if config.parallel in ('none', 'pmap') else jax.device_count()
   dp = parallel.make(config.parallel, make_multi_step(step_fn, steps=k, view_devices=view_devices,
@@ -397,6 +400,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
       'train_steps_per_s': steps_per_s,
       'best_step': int(state['best_step']) if s.has_validation else step,
       'steps_per_loop': s.steps_per_loop,
+      'compute_dtype': config.compute_dtype,
       'matmul_precision': config.matmul_precision,
       # Test numbers are computed in float32 at the highest matmul precision.
       'eval_matmul_precision': 'highest',

@@ -9,6 +9,7 @@ its own shard of every step's batch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -17,11 +18,13 @@ import numpy as np
 import optax
 
 from gm_jax import parallel
+from gm_jax.nn import precision as precision_lib
 from gm_jax.train.family import Family
 
 
 def make_train_step(family: Family, tx: optax.GradientTransformation, train_key, *,
-                    group_size: int = 1, matmul_precision: str = 'default'):
+                    group_size: int = 1, matmul_precision: str = 'default',
+                    compute_dtype: str = 'float32'):
   """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
 
   `batch` is this device's shard of the global batch, split into groups of
@@ -32,15 +35,24 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
   keyword `step`. A family with a `train_update` (e.g. two alternating optimisers) runs
   that instead of `tx`; it receives the same step key and does its own `pmean` over
   `axis_name`.
+
+  `compute_dtype` ('float32' | 'bfloat16') and `matmul_precision` ('default' | 'high' |
+  'highest') apply to what the loss or update computes (`gm_jax.nn.precision`);
+  parameters, gradients and optimiser state stay float32.
   """
   precision = None if matmul_precision == 'default' else matmul_precision
+  precision_lib.resolve(compute_dtype)
+
+  def policy():
+    return _both(jax.default_matmul_precision(precision),
+                 precision_lib.compute_dtype(compute_dtype))
 
   if family.train_update is not None:
     update = family.train_update.update
 
     def own_train_step(state, batch, *, axis_name=None):
       key = jax.random.fold_in(train_key, state['step'])
-      with jax.default_matmul_precision(precision):
+      with policy():
         params, opt_state, metrics = update(state['params'], state['opt_state'], batch,
                                             key, step=state['step'], axis_name=axis_name)
       return dict(state, step=state['step'] + 1, params=params, opt_state=opt_state), metrics
@@ -58,7 +70,7 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
       return parallel.mean_over_groups(loss, p, batch, key, group_size=group_size,
                                        offset=offset, train=True)
 
-    with jax.default_matmul_precision(precision):
+    with policy():
       (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
     if axis_name is not None:
       loss, metrics, grads = jax.lax.pmean((loss, metrics, grads), axis_name)
@@ -69,6 +81,12 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
     return new_state, metrics
 
   return train_step
+
+
+@contextlib.contextmanager
+def _both(a, b):
+  with a, b:
+    yield
 
 
 def chunk_layout(per_step: list[dict], group: int) -> dict:
