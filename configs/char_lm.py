@@ -16,38 +16,15 @@ last step (still improving), 1.76 train steps/s; cached sampling of 8 x 400 byte
 ~5,400 bytes/s. Reference point: uniform over 256 bytes is 8 bits/char.
 """
 
-import ml_collections
+from configs import common
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'char_lm'
-  config.dataset = 'pydoc_chars'
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.validation_fraction = 0.05
-
-  config.channels = 64
-  config.dilations = (1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32)
-  config.kernel_size = 2
-  config.dropout_rate = 0.1
-
-  config.batch_size = 16
-  config.num_train_steps = 1000
-  config.learning_rate = 2e-3
-  config.lr_schedule = 'cosine'
-  config.warmup_steps = 100
-  config.weight_decay = 1e-4
-  config.grad_clip_norm = 10.0
-  config.seed = 0
-
-  config.log_every = 50
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.eval_every = 200
-  config.checkpoint_every = 500
-  config.max_to_keep = 2
-  config.parallel = 'none'
-
-  config.num_samples = 8
-  config.sample_length = 400
-  config.sample_temperature = 0.8
+  config = common.likelihood_config(model='char_lm', dataset='pydoc_chars', batch_size=16,
+                                    num_train_steps=1000, learning_rate=2e-3,
+                                    warmup_steps=100, grad_clip_norm=10.0)
+  config.update(validation_fraction=0.05, eval_every=200)
+  config.update(channels=64, dilations=(1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32),
+                kernel_size=2, dropout_rate=0.1)
+  config.update(num_samples=8, sample_length=400, sample_temperature=0.8)
   return config

@@ -1,17 +1,17 @@
 """CycleGAN's default config: the `photo_patches` china <-> flower run.
 
-See `configs/cyclegan_photos.py` for the command and the expected numbers.
+Run:
+    python -m gm_jax.main --config=configs/cyclegan.py --workdir=/tmp/cyclegan
+
+The same config as configs/cyclegan_photos.py, whose docstring has the settings and the
+full numbers.
+
+Measured (seed 0, 1,000 steps, 2-core CPU): cycle error 0.126, translation accuracy
+0.989, domain classifier accuracy on real test crops 0.863.
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    'gm_config_cyclegan_photos',
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cyclegan_photos.py'))
-_photos = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_photos)
+from configs import cyclegan_photos
 
 
 def get_config():
-  return _photos.get_config()
+  return cyclegan_photos.get_config()

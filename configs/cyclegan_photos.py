@@ -27,36 +27,20 @@ norm (cancelled by the normalisation).
 
 import ml_collections
 
+from configs import common
+
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'cyclegan'
-  config.dataset = 'photo_patches'
+  config = common.get_config(model='cyclegan', dataset='photo_patches', batch_size=4,
+                             num_train_steps=1000, learning_rate=2e-4)
   config.dataset_b = ml_collections.config_dict.placeholder(str)  # None = same dataset
-  config.domain_a = 'china'
-  config.domain_b = 'flower'
-  config.data_dir = ml_collections.config_dict.placeholder(str)
+  config.update(domain_a='china', domain_b='flower')
 
   config.gan_loss = 'lsgan'  # Zhu et al.; 'non_saturating' | 'minimax' also accepted
-  config.cycle_weight = 10.0
   config.identity_weight = 0.5  # times cycle_weight
-  config.pool_size = 50
-  config.generator_filters = 16
-  config.num_residual_blocks = 3
-  config.discriminator_filters = 16
-  config.discriminator_layers = 2
+  config.update(cycle_weight=10.0, pool_size=50)
+  config.update(generator_filters=16, num_residual_blocks=3, discriminator_filters=16,
+                discriminator_layers=2)
 
-  config.batch_size = 4
-  config.num_train_steps = 1000
-  config.learning_rate = 2e-4
-  config.decay_start_fraction = 0.5
-  config.adam_b1 = 0.5
-  config.adam_b2 = 0.999
-  config.seed = 0
-
-  config.log_every = 50
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.checkpoint_every = 250
-  config.max_to_keep = 2
-  config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
+  config.update(decay_start_fraction=0.5, adam_b1=0.5, checkpoint_every=250, max_to_keep=2)
   return config

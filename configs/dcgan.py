@@ -20,40 +20,22 @@ nats (uniform: 2.303), classifier test accuracy 0.93. 800-step minimax runs: FID
 by the normalisation; same function class).
 """
 
-import ml_collections
+from configs import common
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'dcgan'
-  config.dataset = 'digits'
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  # The validation split is not used for selection (GANs keep their last parameters);
-  # keeping the default split makes the FID floor use the same train images as the VAE.
-  config.validation_fraction = 0.1
+  # The validation split (common's validation_fraction) is not used for selection (GANs
+  # keep their last parameters); keeping the default split makes the FID floor use the
+  # same train images as the VAE.
+  config = common.get_config(model='dcgan', dataset='digits', batch_size=64,
+                             num_train_steps=3000, learning_rate=2e-4)
 
   config.gan_loss = 'non_saturating'  # 'minimax' | 'non_saturating' | 'lsgan'
-  config.conditional = False
-  config.latent_dim = 32
-  config.generator_features = (128, 64)
-  config.discriminator_features = (64, 128)
   config.generator_norm = 'batch_norm'  # 'batch_norm' | 'none'
   config.discriminator_norm = 'batch_norm'  # 'batch_norm' | 'spectral_norm' | 'none'
+  config.update(conditional=False, latent_dim=32, generator_features=(128, 64),
+                discriminator_features=(64, 128))
 
-  config.batch_size = 64
-  config.num_train_steps = 3000
-  config.learning_rate = 2e-4
-  config.lr_schedule = 'constant'
-  config.adam_b1 = 0.5
-  config.adam_b2 = 0.999
-  config.seed = 0
-
-  config.log_every = 100
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.checkpoint_every = 1000
-  config.max_to_keep = 2
-  config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
-
+  config.update(adam_b1=0.5, log_every=100, checkpoint_every=1000, max_to_keep=2)
   config.fid_num_samples = 0  # 0 = as many as training images (same size as the floor)
-  config.num_samples = 64
   return config

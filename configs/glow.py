@@ -16,42 +16,16 @@ Reference points on this split: uniform 4.087, Gaussian mixture 2.743, logistic
 autoregressive 2.063 bits/dim.
 """
 
-import ml_collections
+from configs import common
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'glow'
-  config.dataset = 'digits'
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.validation_fraction = 0.1
-
-  config.num_scales = 2
-  config.steps_per_scale = 4
-  config.hidden = 64
+  config = common.likelihood_config(model='glow', dataset='digits', batch_size=64,
+                                    num_train_steps=2000, learning_rate=1e-3,
+                                    warmup_steps=200, grad_clip_norm=100.0)
+  config.update(num_scales=2, steps_per_scale=4, hidden=64, learned_prior=True,
+                dropout_rate=0.3, logit_alpha=0.05)
   config.num_blocks = 0  # residual blocks per coupling network (RealNVP's ResNet couplings)
   config.coupling_scale = 'tanh'  # or Glow's 'sigmoid' (couplings never amplify)
-  config.learned_prior = True
-  config.dropout_rate = 0.3
-  config.logit_alpha = 0.05
-
-  config.batch_size = 64
-  config.num_train_steps = 2000
-  config.learning_rate = 1e-3
-  config.lr_schedule = 'cosine'
-  config.warmup_steps = 200
-  config.weight_decay = 1e-4
-  config.grad_clip_norm = 100.0
-  config.seed = 0
-
-  config.log_every = 50
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.eval_every = 100
-  config.checkpoint_every = 500
-  config.max_to_keep = 2
-  config.parallel = 'none'
-
-  config.eval_dequant_samples = 10
-  config.num_samples = 64
-  config.sample_temperature = 1.0
+  config.update(eval_dequant_samples=10, sample_temperature=1.0)
   return config

@@ -18,26 +18,19 @@ Those three seeds ran without KL warm-up; with it (the default, seed 0, idle mac
 IWAE-500 1.840, ELBO 1.932 bits/dim, 4 of 4 groups active, 16.9 train steps/s.
 """
 
-import ml_collections
+from configs import common
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'hvae'
-  config.dataset = 'digits'
-  # tfds data_dir; None = tfds default (~/tensorflow_datasets). A typed placeholder, so
-  # --config.data_dir=DIR works on the command line.
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.validation_fraction = 0.1  # last 10% of train selects the best checkpoint
+  config = common.likelihood_config(model='hvae', dataset='digits', batch_size=64,
+                                    num_train_steps=1200, learning_rate=2e-3,
+                                    warmup_steps=100, grad_clip_norm=100.0)
 
   config.likelihood = 'categorical'  # 'categorical' | 'bernoulli' | 'discretized_logistic'
   config.groups_per_scale = (2, 2)  # coarsest scale first: 2x2 latents, then 4x4
   config.stem_stride = 2  # 8x8 image -> 4x4 finest latent maps
-  config.channels = 32
-  config.latent_channels = 4
-  config.cells_per_group = 1
   config.normalization = 'weight'  # 'weight' | 'spectral' | 'none'
-  config.dropout_rate = 0.1
+  config.update(channels=32, latent_channels=4, cells_per_group=1, dropout_rate=0.1)
 
   config.objective = 'elbo'  # 'elbo' | 'iwae'
   config.iwae_train_samples = 5  # K for objective='iwae'
@@ -46,25 +39,6 @@ def get_config():
   config.spectral_reg = 0.01  # NVAE's lambda on the sum of spectral norms
   config.grad_skip_norm = 1000.0  # zero the gradient of steps above this norm; 0 = off
 
-  config.batch_size = 64
-  config.num_train_steps = 1200
-  config.learning_rate = 2e-3
-  config.lr_schedule = 'cosine'
-  config.warmup_steps = 100
-  config.weight_decay = 1e-4
-  config.grad_clip_norm = 100.0
-  config.seed = 0
-
-  config.log_every = 50
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.eval_every = 100
-  config.checkpoint_every = 500
-  config.max_to_keep = 2
-  config.parallel = 'none'  # 'none' | 'pmap' | 'sharding'
-
-  config.iwae_samples = 500
-  config.iwae_batch_size = 120
-  config.num_samples = 64
-  config.sample_temperature = 1.0
-  config.picture_temperatures = (1.0, 0.8, 0.6, 0.4, 0.2)
+  config.update(iwae_samples=500, iwae_batch_size=120, sample_temperature=1.0,
+                picture_temperatures=(1.0, 0.8, 0.6, 0.4, 0.2))
   return config

@@ -17,37 +17,13 @@ Reference points on this split: uniform 4.087, Gaussian mixture 2.743, logistic
 autoregressive 2.063 bits/dim.
 """
 
-import ml_collections
+from configs import common
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.model = 'pixelcnn'
-  config.dataset = 'digits'
-  config.data_dir = ml_collections.config_dict.placeholder(str)
-  config.validation_fraction = 0.1
-
-  config.channels = 64
-  config.num_layers = 5
-  config.kernel_size = 3
-  config.dropout_rate = 0.3
-
-  config.batch_size = 64
-  config.num_train_steps = 800
-  config.learning_rate = 1e-3
-  config.lr_schedule = 'cosine'
-  config.warmup_steps = 100
-  config.weight_decay = 1e-4
-  config.grad_clip_norm = 10.0
-  config.seed = 0
-
-  config.log_every = 50
-  config.max_train_seconds = 0.0  # > 0: stop training after this much wall time (resumable)
-  config.eval_every = 100
-  config.checkpoint_every = 500
-  config.max_to_keep = 2
-  config.parallel = 'none'
-
-  config.num_samples = 64
+  config = common.likelihood_config(model='pixelcnn', dataset='digits', batch_size=64,
+                                    num_train_steps=800, learning_rate=1e-3,
+                                    warmup_steps=100, grad_clip_norm=10.0)
+  config.update(channels=64, num_layers=5, kernel_size=3, dropout_rate=0.3)
   config.sample_temperature = 1.0
   return config

@@ -99,7 +99,8 @@ def check_model(model: str) -> Callable:
 
 def check_binarize(config, train_and_evaluate) -> None:
   """Exits if the row binarises but the family's trainer ignores `config.binarize`."""
-  if config.get('binarize', 'none') == 'none':
+  from gm_jax.train import binarization, defaults  # pylint: disable=g-import-not-at-top
+  if defaults.complete(config, binarization.DEFAULTS).binarize == 'none':
     return
   module = sys.modules[train_and_evaluate.__module__]
   if not hasattr(module, 'binarization'):
@@ -130,20 +131,18 @@ def selected(rows: list[Row], args) -> list[Row]:
   return [r for r in rows if r.key in wanted]
 
 
-# Config fields that no `configs/*.py` needs to define: the trainers read them with
-# `config.get(field, default)` (tests/benchmarks/test_papers_common.py checks this list
-# against the sources of gm_jax/ and benchmarks/).
+# Config fields that a row's config may lack and `--set` may still name: the trainers
+# have a default for them outside the configs (a family's `DEFAULTS`, or
+# `config.get(field, default)`). The shared training settings are not listed: every
+# config has them (configs/common.py). tests/benchmarks/test_papers_common.py checks
+# this list against the sources of gm_jax/ and benchmarks/.
 OPTIONAL_FIELDS = frozenset((
-    'activation', 'adam_b1', 'adam_b2', 'allow_resume_changes', 'alpha', 'architecture',
-    'beta', 'binarize', 'binarize_seed', 'cells_per_group', 'dataset_b',
-    'decay_start_fraction', 'decoder_bias_init', 'dropout_rate', 'eval_batch_size',
-    'eval_every', 'free_bits', 'grad_clip_norm', 'grad_skip_norm', 'init_from',
-    'iwae_train_samples', 'kl_warmup_steps', 'l2', 'learned_prior', 'likelihood',
-    'logit_alpha', 'loss_group_size', 'lr_schedule', 'max_to_keep', 'max_train_seconds',
-    'nb_variant', 'normalization', 'num_samples', 'objective', 'output_cells',
-    'picture_temperatures', 'progress_bar', 'sample_length', 'sample_temperature',
-    'spectral_reg', 'top_hidden', 'top_latent_dim', 'validation_fraction', 'var_smoothing',
-    'warmup_steps', 'weight_decay'))
+    'activation', 'alpha', 'architecture', 'beta', 'binarize', 'binarize_seed',
+    'cells_per_group', 'dataset_b', 'decay_start_fraction', 'decoder_bias_init',
+    'dropout_rate', 'free_bits', 'grad_skip_norm', 'iwae_train_samples', 'kl_warmup_steps',
+    'l2', 'learned_prior', 'likelihood', 'logit_alpha', 'nb_variant', 'normalization',
+    'objective', 'output_cells', 'picture_temperatures', 'sample_length',
+    'sample_temperature', 'spectral_reg', 'top_hidden', 'top_latent_dim', 'var_smoothing'))
 
 
 def _check_set_field(field: str, row: Row, known) -> None:

@@ -1,5 +1,6 @@
 """benchmarks/papers/_common.py: budget cells, row selection, row configs."""
 
+import ast
 import os
 import re
 import sys
@@ -83,7 +84,18 @@ def test_a_set_field_nothing_reads_is_named_with_close_matches():
   assert (config.batch_size, config.latent_dim, config.kl_warmup_steps) == (8, 3, 10)
 
 
-def test_optional_fields_are_the_ones_trainers_read_with_a_default():
+def _module_defaults(source: str) -> set:
+  """The keys of a module-level `DEFAULTS = {...}` (a family's own settings' defaults)."""
+  keys = set()
+  for node in ast.parse(source).body:
+    if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+        and any(isinstance(t, ast.Name) and t.id == 'DEFAULTS' for t in node.targets)):
+      keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+  return keys
+
+
+def test_optional_fields_are_the_ones_trainers_have_a_default_for():
+  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
   repo = os.path.join(os.path.dirname(__file__), '..', '..')
   read = set()
   for top in ('gm_jax', 'benchmarks'):
@@ -91,8 +103,20 @@ def test_optional_fields_are_the_ones_trainers_read_with_a_default():
       for name in files:
         if name.endswith('.py'):
           with open(os.path.join(folder, name)) as f:
-            read |= set(re.findall(r"config\.get\('([a-z_0-9]+)'", f.read()))
-  assert read == _common.OPTIONAL_FIELDS
+            source = f.read()
+          read |= set(re.findall(r"config\.get\('([a-z_0-9]+)'", source))
+          if top == 'gm_jax':
+            read |= _module_defaults(source)
+  # Every config has the shared training settings (configs/common.py): not optional.
+  assert read - set(defaults.TRAINING) == _common.OPTIONAL_FIELDS
+
+
+def test_every_config_has_the_shared_training_settings():
+  """What lets OPTIONAL_FIELDS leave out `defaults.TRAINING`: `--set` finds them in the config."""
+  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  for name in ('vae', 'glow', 'dcgan', 'naive_bayes', 'cyclegan_photos', 'char_lm'):
+    config = _common._load_config(name)  # pylint: disable=protected-access
+    assert set(defaults.TRAINING) <= set(config), name
 
 
 def test_list_prints_the_selected_rows_only(capsys):
@@ -114,3 +138,39 @@ def test_gan_loss_names_expand_to_their_rows_at_every_seed():
   assert [r.key for r in _common.selected(gan.rows([0, 1, 2]), _args(rows=gan.expand_rows(
       'non_saturating', [0, 1, 2])))] == ['non_saturating_s0', 'non_saturating_s1',
                                           'non_saturating_s2']
+
+
+def _trainer_without_binarization(config, workdir):
+  del config, workdir
+
+
+def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
+  import ml_collections  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  # No `binarize` field, or 'none': the default, nothing to check.
+  _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}),
+                         _trainer_without_binarization)
+  config = _common._load_config('vae')  # pylint: disable=protected-access
+  _common.check_binarize(config, _trainer_without_binarization)
+  with config.unlocked():
+    config.binarize = 'static'
+  _common.check_binarize(config, vae.train_and_evaluate)
+  with pytest.raises(_common.ModelNotAvailable, match="binarize='static'"):
+    _common.check_binarize(config, _trainer_without_binarization)
+
+
+def test_every_papers_row_config_builds_with_its_overrides():
+  """The row overrides fit the types the configs' fields have (configs/common.py types them)."""
+  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import flows
+  import gan
+  import hierarchical_vae
+  import iwae_table1
+  import pixelcnn
+  tables = {'flows': flows.ROWS, 'gan': gan.rows([0, 1]), 'iwae_table1': iwae_table1.ROWS,
+            'hierarchical_vae': hierarchical_vae.ROWS, 'pixelcnn': pixelcnn.ROWS}
+  for script, rows in tables.items():
+    for row in rows:
+      config, _ = _common.row_config(script, row, _args(workdir='/w'))
+      for field, value in row.overrides.items():
+        assert config[field] == value, (script, row.key, field)
