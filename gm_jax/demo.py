@@ -21,6 +21,8 @@ import sys
 import time
 import traceback
 
+from gm_jax import _config_path
+
 # model -> (config file, overrides for a brief run). Families add their rows here.
 DEMO_RUNS = {
     'vae': ('vae.py', {'num_train_steps': 1000, 'iwae_samples': 200}),
@@ -50,6 +52,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 def load_config(path: str):
   """Imports a `configs/*.py` file and returns its `get_config()`."""
+  _config_path.add_config_root(path)
   spec = importlib.util.spec_from_file_location(
       'gm_config_' + os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(spec)

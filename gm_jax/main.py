@@ -32,6 +32,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from gm_jax import _config_path
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples, eval.json.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
@@ -106,6 +108,7 @@ def main(argv):
 
 
 def run():
+  _config_path.add_config_root_from_argv(sys.argv)  # config files load during flag parsing
   app.run(main)
 
 

@@ -123,7 +123,8 @@ def make_family(config, info) -> Family:
   pictures_fn = None if is_image else text_pictures
 
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate,
-                sample=sample_fn, pictures=pictures_fn, validation_metric='bpd')
+                sample=sample_fn, pictures=pictures_fn, validation_metric='bpd',
+                resume_may_change=frozenset({'sample_length', 'sample_temperature'}))
 
 
 def evaluate_nll(per_example_nll, params, test: dict, *, field: str,

@@ -324,7 +324,9 @@ def make_family(config, info) -> Family:
 
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=None,
                 pictures=pictures, validation_metric=None,
-                train_update=TrainUpdate(init=init_opt_state, update=update))
+                train_update=TrainUpdate(init=init_opt_state, update=update),
+                schedule=learning_rate_schedule,
+                resume_may_change=frozenset({'fid_num_samples'}))
 
 
 _CLASSIFIERS: dict = {}

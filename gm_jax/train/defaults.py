@@ -34,7 +34,7 @@ TRAINING: Mapping[str, Any] = {
     'eval_every': 0,  # 0: at every checkpoint
     'checkpoint_every': 500,
     'max_to_keep': 3,
-    'eval_batch_size': 0,  # 0: max(batch_size, 256)
+    'eval_batch_size': 256,  # validation and test batches
     'max_train_seconds': 0.0,  # > 0: stop after this much training time (resumable)
     'progress_bar': True,
     # how a run starts and resumes (loop.run)

@@ -123,7 +123,8 @@ def make_family(config, info) -> Family:
     return flow_pictures(model, params, splits, key, workdir, draw=draw)
 
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                pictures=pictures, validation_metric='bpd')
+                pictures=pictures, validation_metric='bpd',
+                resume_may_change=frozenset({'eval_dequant_samples', 'sample_temperature'}))
 
 
 def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_samples: int,

@@ -232,7 +232,8 @@ def make_family(config, info) -> Family:
 
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
                 pictures=pictures, validation_metric=None,
-                train_update=TrainUpdate(init=init_opt_state, update=update))
+                train_update=TrainUpdate(init=init_opt_state, update=update),
+                resume_may_change=frozenset({'fid_num_samples'}))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -165,8 +165,18 @@ def make_family(config, info) -> Family:
     return hvae_pictures(model, params, splits, key, workdir, temperatures=temperatures)
 
   metric = 'iwae_bpd' if objective == 'iwae' else 'elbo_bpd'
+  messages = {'zero_gradient': (
+      'A gradient-skipping threshold (config.grad_skip_norm='
+      f'{skip_norm:g}) below the gradient norms of this dataset does this.')}
+  if warmup:
+    messages['init_from'] = (
+        f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
+        'set it to 0 to train at the full KL from the first step.')
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                pictures=pictures, validation_metric=metric)
+                pictures=pictures, validation_metric=metric, loss_takes_step=True,
+                messages=messages,
+                resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size',
+                                             'picture_temperatures'}))
 
 
 _SAMPLE_CACHE: dict = {}

@@ -279,7 +279,7 @@ def _validate(s: _Setup, params) -> dict:
   """Example-weighted mean of the family's `train=False` metrics over the validation split."""
   family, config = s.family, s.config
   eval_step = _eval_step(family)
-  batch_size = int(config.eval_batch_size or max(config.batch_size, 256))
+  batch_size = int(config.eval_batch_size)
   totals, count = [], 0
   for i, batch in enumerate(gm_data.iterate_batches(s.splits.validation, batch_size)):
     n = len(next(iter(batch.values())))

@@ -175,9 +175,16 @@ def make_family(config, info, *, output_bias=None) -> Family:
     return vae_pictures(model, params, splits, key, workdir, conditional=conditional)
 
   # Selection on the validation bound that is trained, in bits/dim.
+  messages = {}
+  if warmup:
+    messages['init_from'] = (
+        f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
+        'set it to 0 to train at the full KL from the first step.')
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
                 pictures=pictures,
-                validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd')
+                validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd',
+                loss_takes_step=True, messages=messages,
+                resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size'}))
 
 
 _SAMPLE_CACHE: dict = {}
