@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gm_jax.train import optim
+
 # --------------------------------------------------------------------------
 # Parameters.
 
@@ -538,19 +540,6 @@ def logreg_objective(params: LogRegParams, x: jax.Array, y: jax.Array, *,
   return data_term + 0.5 * l2 * jnp.sum(jnp.square(params.weight))
 
 
-def make_optimizer(solver: str, learning_rate=None) -> optax.GradientTransformation:
-  """'lbfgs' (full batch, zoom line search) or 'adam'/'sgd' with a step size."""
-  if solver == 'lbfgs':
-    return optax.lbfgs(learning_rate=learning_rate)
-  if learning_rate is None:
-    raise ValueError(f'learning_rate is required for solver={solver!r}')
-  if solver == 'adam':
-    return optax.adam(learning_rate)
-  if solver == 'sgd':
-    return optax.sgd(learning_rate)
-  raise ValueError(f"solver must be 'lbfgs', 'adam' or 'sgd', got {solver!r}")
-
-
 def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2,
                       sample_weight=None):
   """One optimiser step on the regularised objective of a batch.
@@ -583,7 +572,8 @@ def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2,
 def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
                 num_steps):
   x = _float(x)
-  optimizer = make_optimizer(solver, learning_rate)
+  # The project's one optimiser factory; L-BFGS without a step size line-searches.
+  optimizer = optim.optimizer(solver, learning_rate)
   params = logreg_init(x.shape[1], num_classes, dtype=x.dtype)
 
   def step(carry, _):

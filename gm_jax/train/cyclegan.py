@@ -40,6 +40,7 @@ from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
 from gm_jax.train import gan as gan_train
 from gm_jax.train import loop
+from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
 
 MODELS = ('cyclegan',)
@@ -154,8 +155,8 @@ def make_family(config, info) -> Family:
   lam_id = float(config.identity_weight) * lam
   pool_size = int(config.pool_size)
   schedule = learning_rate_schedule(config)
-  tx_g = optax.adam(schedule, b1=float(config.adam_b1), b2=float(config.get('adam_b2', 0.999)))
-  tx_d = optax.adam(schedule, b1=float(config.adam_b1), b2=float(config.get('adam_b2', 0.999)))
+  tx_g = optim.make_optimizer(config, schedule=schedule)
+  tx_d = optim.make_optimizer(config, schedule=schedule)
 
   def unit(batch):
     return (images_to_unit(jnp.asarray(batch['image_a']), num_levels),

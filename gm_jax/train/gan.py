@@ -88,12 +88,6 @@ def build_models(config, info) -> tuple[gan_lib.Generator, gan_lib.Discriminator
   return g, d
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam with `config.adam_b1` (DCGAN: 0.5) on `optim.learning_rate_schedule`."""
-  return optax.adam(optim.learning_rate_schedule(config), b1=float(config.adam_b1),
-                    b2=float(config.get('adam_b2', 0.999)))
-
-
 def _split_vars(variables):
   """Flax variables -> (trainable params, the other collections)."""
   return variables['params'], {k: v for k, v in variables.items() if k != 'params'}
@@ -106,7 +100,8 @@ def make_family(config, info) -> Family:
   latent = int(config.latent_dim)
   conditional = bool(config.conditional)
   num_levels = info.num_levels
-  tx_g, tx_d = make_optimizer(config), make_optimizer(config)
+  # DCGAN's Adam (Radford et al. 2016: beta1 = config.adam_b1 = 0.5) for each player.
+  tx_g, tx_d = optim.make_optimizer(config), optim.make_optimizer(config)
   mutable = ['batch_stats']
 
   def labels_of(batch):
