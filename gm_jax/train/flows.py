@@ -39,18 +39,6 @@ _MODEL_FIELDS = {
 }
 
 
-def _rbg(key: jax.Array) -> jax.Array:
-  """An 'rbg' PRNG key derived deterministically from `key` (inside jit).
-
-  XLA:CPU compiles threefry bit generation slowly (seconds per random call and
-  shape; the dequantisation noise and every dropout mask is one), which doubled
-  a Glow train step's compile time; `lax.rng_bit_generator` compiles in a
-  fraction of that. The randomness stays a pure function of the trainer's key,
-  so resumed runs are unchanged.
-  """
-  return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl='rbg')
-
-
 def build_model(config, info) -> flows_lib.FlowModel:
   """The flow named by `config.model` for dataset `info`, from the config's fields."""
   if config.model not in MODELS:
@@ -84,7 +72,7 @@ def make_family(config, info) -> Family:
 
   def bound(params, images, key, *, train):
     """Per-example discrete NLL bound in nats, `[B]`."""
-    noise_key, dropout_key = jax.random.split(_rbg(key))
+    noise_key, dropout_key = jax.random.split(key)
     x = flows_lib.dequantize(noise_key, images, num_levels=levels)
     z, log_det = model.apply(params, x, train=train, rngs={'dropout': dropout_key},
                              method=model.forward_and_log_det)
@@ -93,7 +81,7 @@ def make_family(config, info) -> Family:
   @jax.jit
   def init(key, batch):
     # ActNorm layers initialise from this (dequantised) batch.
-    x = flows_lib.dequantize(_rbg(jax.random.fold_in(key, 1)), batch['image'],
+    x = flows_lib.dequantize(jax.random.fold_in(key, 1), batch['image'],
                              num_levels=levels)
     return model.init({'params': key}, x, method=model.forward_and_log_det)
 
@@ -110,7 +98,7 @@ def make_family(config, info) -> Family:
   # `temperature` is traced, so every temperature shares one compiled sampler.
   sample_jit = jax.jit(
       lambda p, k, n, t: flows_lib.quantize(
-          flows_lib.sample(model, p, _rbg(k), shape=(n,) + tuple(info.shape), temperature=t),
+          flows_lib.sample(model, p, k, shape=(n,) + tuple(info.shape), temperature=t),
           num_levels=levels),
       static_argnums=2)
   num_samples = int(config.get('num_samples', 64))
@@ -140,7 +128,7 @@ def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_sampl
 
   @functools.partial(jax.jit, static_argnums=4)
   def per_draw(params, images, key, i, k):
-    keys = jax.random.split(_rbg(jax.random.fold_in(key, i)), k)
+    keys = jax.random.split(jax.random.fold_in(key, i), k)
 
     def one(key):
       x = flows_lib.dequantize(key, images, num_levels=num_levels)
