@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from gm_jax.nn import layers
+from gm_jax.parallel.per_example import per_example_keys
 
 
 def _reflect(x, pad: int):
@@ -119,8 +120,8 @@ def image_pool_query(pool: dict, images: jnp.ndarray, key) -> tuple[dict, jnp.nd
 
   def one(carry, inp):
     stored, count = carry
-    i, image = inp
-    k_swap, k_index = jax.random.split(jax.random.fold_in(key, i))
+    image_key, image = inp
+    k_swap, k_index = jax.random.split(image_key)
     has_room = count < size
     swap = jnp.logical_and(~has_room, jax.random.uniform(k_swap) > 0.5)
     slot = jnp.where(has_room, count, jax.random.randint(k_index, (), 0, size))
@@ -131,5 +132,5 @@ def image_pool_query(pool: dict, images: jnp.ndarray, key) -> tuple[dict, jnp.nd
     return (stored, count + has_room.astype(jnp.int32)), out
 
   (stored, count), out = jax.lax.scan(one, (pool['images'], pool['count']),
-                                      (jnp.arange(images.shape[0]), images))
+                                      (per_example_keys(key, images.shape[0]), images))
   return {'images': stored, 'count': count}, out

@@ -22,6 +22,7 @@ from gm_jax.parallel.modes import ShardingParallel
 from gm_jax.parallel.per_example import batch_size_of
 from gm_jax.parallel.per_example import DATA_AXIS
 from gm_jax.parallel.per_example import mean_over_groups
+from gm_jax.parallel.per_example import per_example_keys
 from gm_jax.parallel.per_example import shard_offset
 
 __all__ = (
@@ -37,5 +38,6 @@ __all__ = (
     'initialize_distributed',
     'make',
     'mean_over_groups',
+    'per_example_keys',
     'shard_offset',
 )

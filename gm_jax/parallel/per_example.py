@@ -49,6 +49,14 @@ def shard_offset(batch_size: int, axis_name=None):
   return jax.lax.axis_index(axis_name) * batch_size
 
 
+def per_example_keys(key, num: int, offset=0):
+  """`[num]` keys, key `i` = `fold_in(key, offset + i)`: the draw of global example
+  `offset + i` (or group) depends on neither the device that holds it nor the batch
+  split. Every family's per-example noise comes from these (the loss groups here, the
+  GAN's latents, CycleGAN's image pool)."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(offset + jnp.arange(num))
+
+
 def mean_over_groups(loss_fn: Callable, params, batch: Mapping[str, Any], key, *,
                      group_size: int = 1, offset=0, train: bool = True):
   """Mean of `loss_fn` over groups of `group_size` examples, each with its own key.
@@ -75,7 +83,7 @@ def mean_over_groups(loss_fn: Callable, params, batch: Mapping[str, Any], key, *
     raise ValueError(f'a batch of {n} examples does not split into groups of {group_size}')
   num_groups = n // group_size
   first = offset // group_size
-  keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(first + jnp.arange(num_groups))
+  keys = per_example_keys(key, num_groups, first)
   groups = jax.tree.map(lambda a: a.reshape((num_groups, group_size) + a.shape[1:]),
                         dict(batch))
 

@@ -50,8 +50,8 @@ def per_example_normal(key, num: int, dim: int, offset=0) -> jnp.ndarray:
   So a device holding examples `[offset, offset + num)` of the global batch draws
   the same noise for them as one device holding the whole batch.
   """
-  idx = offset + jnp.arange(num)
-  return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (dim,)))(idx)
+  keys = parallel.per_example_keys(key, num, offset)
+  return jax.vmap(lambda k: jax.random.normal(k, (dim,)))(keys)
 
 
 def check_config(config, info) -> None:
