@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm_jax import losses
+from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
 from gm_jax.nn import layers
 from gm_jax.nn.layers import images_to_unit
@@ -444,17 +445,14 @@ IWAE_ACCELERATOR_BUDGET_BYTES = 2 << 30
 def iwae_chunk_size(model: HVAE, batch_size: int, num_samples: int,
                     memory_budget_bytes: Optional[int] = None) -> int:
   """Draws per chunk of `iwae_estimate`: the most that keep about `memory_budget_bytes`
-  of activations alive (default: by `jax.default_backend()`), rounded down to a divisor
-  of `num_samples` so every chunk has the same shape (one compilation)."""
+  of activations alive (default: by `jax.default_backend()`); `latent.iwae_estimate`
+  runs equal chunks (the last one's surplus draws are dropped)."""
   if memory_budget_bytes is None:
     memory_budget_bytes = (IWAE_CPU_BUDGET_BYTES if jax.default_backend() == 'cpu'
                            else IWAE_ACCELERATOR_BUDGET_BYTES)
   h, w, c = model.image_shape
   per_pair = 4 * (h * w * model.channels * 10 + h * w * c * model.out_per_subpixel * 3)
-  chunk = max(1, min(num_samples, memory_budget_bytes // (per_pair * batch_size)))
-  while num_samples % chunk:
-    chunk -= 1
-  return chunk
+  return latent.chunk_size_for(per_pair * batch_size, num_samples, memory_budget_bytes)
 
 
 def iwae_estimate(model: HVAE, params, x, key, *, num_samples: int,
@@ -464,30 +462,11 @@ def iwae_estimate(model: HVAE, params, x, key, *, num_samples: int,
 
   By default a chunk holds `iwae_chunk_size(model, B, K, memory_budget_bytes)` draws.
   """
-  if num_samples < 1:
-    raise ValueError(f'num_samples must be >= 1, got {num_samples}')
   if chunk_size is None:
     chunk_size = iwae_chunk_size(model, x.shape[0], num_samples, memory_budget_bytes)
-  fn = _jitted_log_weights(model)
-  parts, done = [], 0
-  while done < num_samples:
-    k = min(chunk_size, num_samples - done)
-    log_px, log_pz, log_qz = fn(params, x, key, k, done)
-    parts.append(log_px + log_pz - log_qz)
-    done += k
-  log_w = jnp.concatenate(parts, axis=0)
-  zeros = jnp.zeros_like(log_w)
-  return losses.iwae_bound(log_w, zeros, zeros)
-
-
-_LOG_WEIGHT_CACHE: dict = {}
-
-
-def _jitted_log_weights(model: HVAE):
-  if model not in _LOG_WEIGHT_CACHE:
-    _LOG_WEIGHT_CACHE[model] = jax.jit(
-        lambda p, x, k, n, s: iwae_log_weights(model, p, x, k, n, s), static_argnums=3)
-  return _LOG_WEIGHT_CACHE[model]
+  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
+  return latent.iwae_estimate(log_weights, params, (x,), key, num_samples=num_samples,
+                              chunk_size=chunk_size, cache_key=model)
 
 
 def sample_latents(model: HVAE, params, key, num: int, temperatures=None):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gm_jax import losses
+from gm_jax.models import latent
 from gm_jax.nn import layers
 from gm_jax.nn.layers import MLP, images_to_unit
 
@@ -339,35 +340,12 @@ def iwae_estimate(model: VAE, params, x, labels, key, *, num_samples: int,
   Returns:
     `[B]` IWAE-K bound on log p(x) in nats (equals the ELBO when K = 1).
   """
-  if num_samples < 1:
-    raise ValueError(f'num_samples must be >= 1, got {num_samples}')
-  b = x.shape[0]
   if chunk_size is None:
-    per_sample = b * math.prod(model.image_shape) * model._out_per_subpixel * 4 * 3
-    chunk_size = max(1, min(num_samples, memory_budget_bytes // max(per_sample, 1)))
-  fn = _jitted_log_weights(model)
-  parts = []
-  done = 0
-  while done < num_samples:
-    k = min(chunk_size, num_samples - done)
-    log_px, log_pz, log_qz = fn(params, x, labels, key, k, done)
-    parts.append(log_px + log_pz - log_qz)
-    done += k
-  log_w = jnp.concatenate(parts, axis=0)
-  zeros = jnp.zeros_like(log_w)
-  return losses.iwae_bound(log_w, zeros, zeros)
-
-
-_LOG_WEIGHT_CACHE: dict = {}
-
-
-def _jitted_log_weights(model: VAE):
-  fn = _LOG_WEIGHT_CACHE.get(model)
-  if fn is None:
-    fn = jax.jit(lambda p, x, l, k, n, s: iwae_log_weights(model, p, x, l, k, n, s),
-                 static_argnums=4)
-    _LOG_WEIGHT_CACHE[model] = fn
-  return fn
+    bytes_per_draw = x.shape[0] * math.prod(model.image_shape) * model._out_per_subpixel * 4 * 3
+    chunk_size = latent.chunk_size_for(bytes_per_draw, num_samples, memory_budget_bytes)
+  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
+  return latent.iwae_estimate(log_weights, params, (x, labels), key, num_samples=num_samples,
+                              chunk_size=chunk_size, cache_key=model)
 
 
 def sample_prior(model: VAE, params, key, num: int, labels=None):

@@ -33,6 +33,7 @@ import optax
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import hvae as hvae_lib
+from gm_jax.models import latent
 from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train import optim
@@ -183,43 +184,28 @@ _SAMPLE_CACHE: dict = {}
 
 
 def _sample_jit(model):
-  if model not in _SAMPLE_CACHE:
-    _SAMPLE_CACHE[model] = jax.jit(
-        lambda p, k, n, t: hvae_lib.sample_prior(model, p, k, n, t), static_argnums=2)
-  return _SAMPLE_CACHE[model]
+  return latent.jit_cache(_SAMPLE_CACHE, model, lambda: jax.jit(
+      lambda p, k, n, t: hvae_lib.sample_prior(model, p, k, n, t), static_argnums=2))
 
 
 def evaluate_likelihood(model, params, test: dict, key, *, num_samples: int,
                         batch_size: int = 120) -> dict:
   """Test ELBO, IWAE-K (nats and bits/dim), per-group KL and the number of active groups."""
   elbo_fn = jax.jit(lambda p, x, k: hvae_lib.elbo_terms(model, p, x, k))
-  num_dims = int(np.prod(model.image_shape))
-  elbos, iwaes, kls = [], [], []
-  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    x = jnp.asarray(batch['image'])
-    k = jax.random.fold_in(key, i)
-    terms = elbo_fn(params, x, k)
-    elbos.append(np.asarray(terms['elbo']))
-    kls.append(np.asarray(terms['kl_groups']))
-    iwaes.append(np.asarray(hvae_lib.iwae_estimate(model, params, x, jax.random.fold_in(k, 1),
-                                                   num_samples=num_samples)))
-  elbo = float(np.mean(np.concatenate(elbos)))
-  iwae = float(np.mean(np.concatenate(iwaes)))
-  kl_groups = np.mean(np.concatenate(kls), 0)
-  to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
-  return {
-      'bound': f'iwae-{num_samples}',
-      'likelihood': 'p(x)',
-      'test_nll_nats': -iwae,
-      'test_bpd': to_bpd(-iwae),
-      'test_elbo_nats': -elbo,
-      'test_elbo_bpd': to_bpd(-elbo),
-      'iwae_samples': num_samples,
-      'test_kl_per_group_nats': [float(v) for v in kl_groups],
-      'latent_group_shapes': [list(s) for s in model.latent_shapes()],
-      'active_groups': int(np.sum(kl_groups > ACTIVE_GROUP_NATS)),
-      'num_groups': model.num_groups,
-  }
+
+  def iwae(inputs, key):
+    return hvae_lib.iwae_estimate(model, params, inputs[0], key, num_samples=num_samples)
+
+  results = latent.evaluate_bounds(lambda x, k: elbo_fn(params, x, k), iwae, test, key,
+                                   input_keys=('image',), num_samples=num_samples,
+                                   num_dims=int(np.prod(model.image_shape)),
+                                   batch_size=batch_size, per_group_kl=True)
+  kl_groups = np.asarray(results['test_kl_per_group_nats'])
+  results.update(likelihood='p(x)',
+                 latent_group_shapes=[list(s) for s in model.latent_shapes()],
+                 active_groups=int(np.sum(kl_groups > ACTIVE_GROUP_NATS)),
+                 num_groups=model.num_groups)
+  return results
 
 
 def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:

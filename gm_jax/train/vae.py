@@ -30,6 +30,7 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.data import binarize as binarize_lib
+from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
 from gm_jax.train import binarization
 from gm_jax.train import loop
@@ -191,39 +192,31 @@ _SAMPLE_CACHE: dict = {}
 
 
 def _sample_jit(model):
-  if model not in _SAMPLE_CACHE:
-    _SAMPLE_CACHE[model] = jax.jit(
-        lambda p, k, n, l: vae_lib.sample_prior(model, p, k, n, l), static_argnums=2)
-  return _SAMPLE_CACHE[model]
+  return latent.jit_cache(_SAMPLE_CACHE, model, lambda: jax.jit(
+      lambda p, k, n, l: vae_lib.sample_prior(model, p, k, n, l), static_argnums=2))
 
 
 def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
                         num_samples: int, batch_size: int = 120) -> dict:
   """Test ELBO and IWAE-K in nats and bits/dim (mean over the test split)."""
-  elbo_fn = jax.jit(lambda p, x, l, k: vae_lib.elbo_terms(model, p, x, l, k)['elbo'])
-  num_dims = int(np.prod(model.image_shape))
-  elbos, iwaes = [], []
-  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    x = jnp.asarray(batch['image'])
-    labels = jnp.asarray(batch['label']) if conditional else None
-    k = jax.random.fold_in(key, i)
-    elbos.append(np.asarray(elbo_fn(params, x, labels, k)))
-    iwaes.append(np.asarray(vae_lib.iwae_estimate(model, params, x, labels,
-                                                  jax.random.fold_in(k, 1),
-                                                  num_samples=num_samples)))
-  elbo = float(np.mean(np.concatenate(elbos)))
-  iwae = float(np.mean(np.concatenate(iwaes)))
-  to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
-  return {
-      'bound': f'iwae-{num_samples}',
-      # A CVAE models p(x | y): its numbers are conditional and not comparable to p(x).
-      'likelihood': 'p(x|y)' if conditional else 'p(x)',
-      'test_nll_nats': -iwae,
-      'test_bpd': to_bpd(-iwae),
-      'test_elbo_nats': -elbo,
-      'test_elbo_bpd': to_bpd(-elbo),
-      'iwae_samples': num_samples,
-  }
+  if conditional:
+    elbo_fn = jax.jit(lambda p, x, l, k: vae_lib.elbo_terms(model, p, x, l, k))
+    elbo_terms, input_keys = lambda x, l, k: elbo_fn(params, x, l, k), ('image', 'label')
+  else:
+    elbo_fn = jax.jit(lambda p, x, k: vae_lib.elbo_terms(model, p, x, None, k))
+    elbo_terms, input_keys = lambda x, k: elbo_fn(params, x, k), ('image',)
+
+  def iwae(inputs, key):
+    x, labels = inputs if conditional else (inputs[0], None)
+    return vae_lib.iwae_estimate(model, params, x, labels, key, num_samples=num_samples)
+
+  results = latent.evaluate_bounds(elbo_terms, iwae, test, key, input_keys=input_keys,
+                                   num_samples=num_samples,
+                                   num_dims=int(np.prod(model.image_shape)),
+                                   batch_size=batch_size)
+  # A CVAE models p(x | y): its numbers are conditional and not comparable to p(x).
+  results['likelihood'] = 'p(x|y)' if conditional else 'p(x)'
+  return results
 
 
 def latent_means(model, params, arrays: dict, *, conditional: bool, batch_size: int = 512):
