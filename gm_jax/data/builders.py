@@ -18,6 +18,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gm_jax.data._ordered_builder import OrderedBuilder
+
 # `digits`: scikit-learn's order; train is the head, test the tail.
 DIGITS_NUM_TRAIN = 1437
 DIGITS_NUM_TEST = 360
@@ -37,8 +39,6 @@ PHOTO_TEST_COLUMNS = 128  # 20% of the 640 columns.
 PYDOC_WINDOW = 128
 PYDOC_TEST_EVERY = 10
 
-_VERSION = tfds.core.Version("1.0.0")
-_RELEASE_NOTES = {"1.0.0": "Initial release."}
 # tfds derives `code_path` through `importlib_resources`, which tfds 4.9.10
 # imports but does not require on Python >= 3.9
 # (github.com/tensorflow/datasets/issues/11212). Setting it directly keeps
@@ -90,30 +90,21 @@ def pydoc_topic_split(index: int) -> str:
   return "test" if index % PYDOC_TEST_EVERY == PYDOC_TEST_EVERY - 1 else "train"
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(OrderedBuilder):
   """scikit-learn's 8x8 handwritten digits (UCI optdigits test set), 17 levels."""
 
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
   code_path = _CODE_PATH
+  HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "1,797 8x8 grey images of handwritten digits with 17 grey levels "
+  def description(self) -> str:
+    return ("1,797 8x8 grey images of handwritten digits with 17 grey levels "
             "(0..16), from sklearn.datasets.load_digits(). train = the first "
             f"{DIGITS_NUM_TRAIN} in scikit-learn's order, test = the last "
-            f"{DIGITS_NUM_TEST}."
-        ),
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="https://archive.ics.uci.edu/dataset/80",
-    )
+            f"{DIGITS_NUM_TEST}.")
+
+  def features(self) -> dict:
+    return {"image": tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -144,37 +135,27 @@ class Digits(tfds.core.GeneratorBasedBuilder):
       yield offset + i, {"image": image, "label": label}
 
 
-class PhotoPatches(tfds.core.GeneratorBasedBuilder):
+class PhotoPatches(OrderedBuilder):
   """32x32 RGB crops of scikit-learn's two sample photographs."""
 
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
   code_path = _CODE_PATH
+  HOMEPAGE = ("https://scikit-learn.org/stable/modules/generated/"
+              "sklearn.datasets.load_sample_images.html")
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            f"{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride "
+  def description(self) -> str:
+    return (f"{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride "
             f"{PHOTO_STRIDE}) of sklearn.datasets.load_sample_images() "
             "(china.jpg, flower.jpg). label = source photograph. Test crops "
             f"come from the right-most {PHOTO_TEST_COLUMNS} columns of each "
             "photograph, train crops from the rest: the splits share no pixel."
-            " `y`, `x` = top-left corner of the crop."
-        ),
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(
-                shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3), dtype=np.uint8
-            ),
+            " `y`, `x` = top-left corner of the crop.")
+
+  def features(self) -> dict:
+    return {"image": tfds.features.Image(shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3),
+                                         dtype=np.uint8),
             "label": tfds.features.ClassLabel(names=list(PHOTO_NAMES)),
             "y": tfds.features.Scalar(dtype=np.int32),
-            "x": tfds.features.Scalar(dtype=np.int32),
-        }),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="https://scikit-learn.org/stable/modules/generated/"
-        "sklearn.datasets.load_sample_images.html",
-    )
+            "x": tfds.features.Scalar(dtype=np.int32)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -199,34 +180,25 @@ class PhotoPatches(tfds.core.GeneratorBasedBuilder):
         }
 
 
-class PydocChars(tfds.core.GeneratorBasedBuilder):
+class PydocChars(OrderedBuilder):
   """UTF-8 byte windows of the Python reference topics in `pydoc_data`."""
 
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
   code_path = _CODE_PATH
+  HOMEPAGE = "https://docs.python.org/3/library/pydoc.html"
+  SUPERVISED_KEYS = None
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "Byte-level text (vocabulary 256) from pydoc_data.topics.topics. "
+  def description(self) -> str:
+    return ("Byte-level text (vocabulary 256) from pydoc_data.topics.topics. "
             f"Each topic's UTF-8 text is cut into non-overlapping windows of "
             f"{PYDOC_WINDOW} bytes (the tail is dropped). Topics are sorted by "
             f"key; every {PYDOC_TEST_EVERY}th goes to test, the rest to train. "
             "label = topic index; `window` = position of the window within "
-            "its topic."
-        ),
-        features=tfds.features.FeaturesDict({
-            "tokens": tfds.features.Tensor(
-                shape=(PYDOC_WINDOW,), dtype=np.uint8
-            ),
+            "its topic.")
+
+  def features(self) -> dict:
+    return {"tokens": tfds.features.Tensor(shape=(PYDOC_WINDOW,), dtype=np.uint8),
             "label": tfds.features.ClassLabel(names=pydoc_topics()),
-            "window": tfds.features.Scalar(dtype=np.int32),
-        }),
-        disable_shuffling=True,
-        homepage="https://docs.python.org/3/library/pydoc.html",
-    )
+            "window": tfds.features.Scalar(dtype=np.int32)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Ships with Python.

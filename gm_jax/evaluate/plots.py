@@ -15,6 +15,14 @@ def _pyplot():
   return plt
 
 
+def _save(plt, fig, path: str) -> str:
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] = ('loss',),
                      title: Optional[str] = None) -> str:
   """Plots `keys` of `metrics.jsonl` records against `step` and saves a PNG."""
@@ -31,11 +39,7 @@ def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] 
   ax.legend()
   if title:
     ax.set_title(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def plot_latent_scatter(points: np.ndarray, labels: np.ndarray, path: str, *,
@@ -46,8 +50,4 @@ def plot_latent_scatter(points: np.ndarray, labels: np.ndarray, path: str, *,
   sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=8)
   ax.legend(*sc.legend_elements(), loc='best', fontsize='small', title='label')
   ax.set_title(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)

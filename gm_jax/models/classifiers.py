@@ -139,6 +139,13 @@ def _check_positive(value, name):
     raise ValueError(f'{name} must be > 0, got {value!r}')
 
 
+def _check_fit_inputs(x, y, num_classes, alpha, kind, num_categories=None):
+  """The checks every naive Bayes fit makes: shapes, label range, values, `alpha > 0`."""
+  _check_xy(x, y, num_classes)
+  _check_values(x, kind, num_categories)
+  _check_positive(alpha, 'alpha')
+
+
 def _check_values(x, kind, num_categories=None):
   """Checks the support of a concrete `x` for the NB variant `kind`."""
   if not _concrete(x) or not jnp.size(x):
@@ -203,9 +210,7 @@ def fit_bernoulli_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
   Returns:
     `BernoulliNBParams`.
   """
-  _check_xy(x, y, num_classes)
-  _check_values(x, 'bernoulli')
-  _check_positive(alpha, 'alpha')
+  _check_fit_inputs(x, y, num_classes, alpha, 'bernoulli')
   return _fit_bernoulli(x, y, alpha, num_classes=num_classes)
 
 
@@ -232,9 +237,7 @@ def fit_multinomial_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
   Returns:
     `MultinomialNBParams`.
   """
-  _check_xy(x, y, num_classes)
-  _check_values(x, 'multinomial')
-  _check_positive(alpha, 'alpha')
+  _check_fit_inputs(x, y, num_classes, alpha, 'multinomial')
   return _fit_multinomial(x, y, alpha, num_classes=num_classes)
 
 
@@ -273,8 +276,7 @@ def fit_categorical_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
         f'num_categories must be a positive int, got {num_categories!r}')
   if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
     raise ValueError(f'x must be integer categories, got dtype {jnp.asarray(x).dtype}')
-  _check_values(x, 'categorical', num_categories)
-  _check_positive(alpha, 'alpha')
+  _check_fit_inputs(x, y, num_classes, alpha, 'categorical', num_categories)
   return _fit_categorical(x, y, alpha, num_classes=num_classes,
                           num_categories=num_categories)
 

@@ -66,6 +66,18 @@ def iwae_estimate(log_weights: LogWeights, params, inputs: tuple, key, *, num_sa
   return fn(params, inputs, key)
 
 
+def checked_likelihood(config, info, family: str) -> str:
+  """`config.likelihood` (default 'categorical') of an image family, checked against `info`."""
+  if info.kind != 'image':
+    raise ValueError(f'the {family} family needs an image dataset; {info.name!r} is {info.kind}')
+  likelihood = config.likelihood if 'likelihood' in config else 'categorical'
+  if likelihood == 'bernoulli' and info.num_levels != 2:
+    raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
+                     f'{info.num_levels} levels (use binarized_mnist, set config.binarize '
+                     "to 'dynamic' or 'static', or use categorical)")
+  return likelihood
+
+
 def chunk_size_for(bytes_per_draw: int, num_samples: int, memory_budget_bytes: int) -> int:
   """The most draws per chunk whose activations fit `memory_budget_bytes`."""
   return max(1, min(num_samples, memory_budget_bytes // max(int(bytes_per_draw), 1)))

@@ -45,12 +45,7 @@ ACTIVE_GROUP_NATS = 0.01  # a group "carries information" above this mean KL (na
 
 def build_model(config, info) -> hvae_lib.HVAE:
   """The `HVAE` for dataset `info` from `config` (fields named in errors)."""
-  if info.kind != 'image':
-    raise ValueError(f'the HVAE family needs an image dataset; {info.name!r} is {info.kind}')
-  likelihood = config.get('likelihood', 'categorical')
-  if likelihood == 'bernoulli' and info.num_levels != 2:
-    raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
-                     f'{info.num_levels} levels')
+  likelihood = latent.checked_likelihood(config, info, 'HVAE')
   try:
     return hvae_lib.HVAE(
         image_shape=tuple(info.shape), num_levels=info.num_levels,

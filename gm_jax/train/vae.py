@@ -44,13 +44,7 @@ DECODER_BIAS_INITS = ('zeros', 'marginals')
 
 def build_model(config, info) -> vae_lib.VAE:
   """The `VAE` (or `ConditionalVAE` for `config.model == 'cvae'`) for dataset `info`."""
-  if info.kind != 'image':
-    raise ValueError(f'the VAE family needs an image dataset; {info.name!r} is {info.kind}')
-  likelihood = config.get('likelihood', 'categorical')
-  if likelihood == 'bernoulli' and info.num_levels != 2:
-    raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
-                     f'{info.num_levels} levels (use binarized_mnist, set config.binarize '
-                     "to 'dynamic' or 'static', or use categorical)")
+  likelihood = latent.checked_likelihood(config, info, 'VAE')
   kwargs = dict(image_shape=tuple(info.shape), num_levels=info.num_levels,
                 latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
                 architecture=config.architecture, likelihood=likelihood,
