@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import char_lm as char_lm_config  # noqa: E402
 from configs import pixelcnn as pixelcnn_config  # noqa: E402
 from gm_jax import sampling  # noqa: E402
-from gm_jax.models import autoregressive as ar  # noqa: E402
+from gm_jax.models import autoregressive as ar_lib  # noqa: E402
 
 
 def _time(model, params, shape, method):
@@ -72,13 +72,13 @@ def main():
   only = args.only.split(',')
   if 'pixelcnn' in only:
     c = pixelcnn_config.get_config()
-    model = ar.PixelCNN(num_levels=256, num_channels=1, features=c.channels,
+    model = ar_lib.PixelCNN(num_levels=256, num_channels=1, features=c.channels,
                         num_layers=c.num_layers, kernel_size=c.kernel_size)
     shape = (args.batch, args.size, args.size, 1)
     bench(f'pixelcnn_{args.size}x{args.size}', model, jnp.zeros(shape, jnp.int32), shape)
   if 'char_lm' in only:
     c = char_lm_config.get_config()
-    model = ar.CausalConvLM(vocab_size=256, channels=c.channels,
+    model = ar_lib.CausalConvLM(vocab_size=256, channels=c.channels,
                             dilations=tuple(c.dilations), kernel_size=c.kernel_size)
     shape = (args.batch, args.length)
     bench(f'char_lm_{args.length}', model, jnp.zeros((1, 8), jnp.int32), shape)

@@ -38,7 +38,7 @@ from gm_jax import losses
 from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import gan as gan_train
+from gm_jax.train import gan as gan_family
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
@@ -162,7 +162,7 @@ def make_family(config, info) -> Family:
     return (images_to_unit(jnp.asarray(batch['image_a']), num_levels),
             images_to_unit(jnp.asarray(batch['image_b']), num_levels))
 
-  @gan_train.jit_once
+  @gan_family.jit_once
   def init_jit(key, images):
     a = images_to_unit(images, num_levels)
     keys = jax.random.split(key, 4)

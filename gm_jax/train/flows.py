@@ -23,7 +23,7 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import flows as flows_lib
-from gm_jax.nn import flows as fl_layers
+from gm_jax.nn import flows as fl
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -52,8 +52,8 @@ def build_model(config, info) -> flows_lib.FlowModel:
                                  or kwargs['num_blocks'] < 0):
     raise ValueError('config.num_blocks must be an integer >= 0; '
                      f'got {kwargs["num_blocks"]!r}')
-  if 'coupling_scale' in kwargs and kwargs['coupling_scale'] not in fl_layers.SCALES:
-    raise ValueError(f'config.coupling_scale must be one of {fl_layers.SCALES}; '
+  if 'coupling_scale' in kwargs and kwargs['coupling_scale'] not in fl.SCALES:
+    raise ValueError(f'config.coupling_scale must be one of {fl.SCALES}; '
                      f'got {kwargs["coupling_scale"]!r}')
   model = flows_lib.MODELS[config.model](**kwargs)
   multiple = model.size_multiple

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from benchmarks import train_step  # noqa: E402
 from benchmarks.torch_ref import autoregressive as torch_ar  # noqa: E402
 from benchmarks.torch_ref import common  # noqa: E402
-from gm_jax.train import autoregressive as jax_ar  # noqa: E402
+from gm_jax.train import autoregressive as ar_family  # noqa: E402
 
 CASES = {c.name: c for c in train_step.CASES if c.family == 'autoregressive'}
 BATCH = 4
@@ -56,7 +56,7 @@ def test_replica_matches_flax(name):
   with config.unlocked():
     config.batch_size = BATCH
   batch = train_step.make_batch(case, BATCH)
-  family = jax_ar.make_family(config, case.info)
+  family = ar_family.make_family(config, case.info)
   params = random_params(family, batch)
 
   torch.manual_seed(0)

@@ -9,7 +9,7 @@ import pytest
 from scipy import special, stats
 from sklearn import datasets, linear_model, naive_bayes
 
-from gm_jax.models import classifiers as C
+from gm_jax.models import classifiers as clf
 
 NUM_CLASSES = 10
 
@@ -30,8 +30,8 @@ def _assert_matches(params, sk, x, x64):
   relative and the posterior to 1e-3 absolute.
   """
   with jax.enable_x64(x64):
-    joint = C.log_joint(params, x)
-    got = C.predict_log_proba(params, x)
+    joint = clf.log_joint(params, x)
+    got = clf.predict_log_proba(params, x)
   chex.assert_shape(got, (len(x), len(sk.classes_)))
   want = sk.predict_log_proba(x)
   if x64:
@@ -51,7 +51,7 @@ def test_bernoulli_matches_sklearn(digits, x64):
   btr, bte = (xtr > 0).astype(np.int32), (xte > 0).astype(np.int32)
   sk = naive_bayes.BernoulliNB(alpha=0.5, binarize=None).fit(btr, ytr)
   with jax.enable_x64(x64):
-    params = C.fit_bernoulli_nb(btr, ytr, num_classes=NUM_CLASSES, alpha=0.5)
+    params = clf.fit_bernoulli_nb(btr, ytr, num_classes=NUM_CLASSES, alpha=0.5)
   np.testing.assert_allclose(params.log_prob, sk.feature_log_prob_, atol=1e-6)
   np.testing.assert_allclose(params.log_prior, sk.class_log_prior_, atol=1e-6)
   _assert_matches(params, sk, bte, x64)
@@ -62,7 +62,7 @@ def test_multinomial_matches_sklearn(digits, x64):
   xtr, ytr, xte, _ = digits
   sk = naive_bayes.MultinomialNB(alpha=1.0).fit(xtr, ytr)
   with jax.enable_x64(x64):
-    params = C.fit_multinomial_nb(xtr, ytr, num_classes=NUM_CLASSES)
+    params = clf.fit_multinomial_nb(xtr, ytr, num_classes=NUM_CLASSES)
   np.testing.assert_allclose(params.log_prob, sk.feature_log_prob_, atol=1e-6)
   _assert_matches(params, sk, xte, x64)
 
@@ -72,7 +72,7 @@ def test_categorical_matches_sklearn(digits, x64):
   xtr, ytr, xte, _ = digits
   sk = naive_bayes.CategoricalNB(alpha=1.0, min_categories=17).fit(xtr, ytr)
   with jax.enable_x64(x64):
-    params = C.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES,
+    params = clf.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES,
                                   num_categories=17)
   chex.assert_shape(params.log_prob, (NUM_CLASSES, 64, 17))
   np.testing.assert_allclose(params.log_prob, np.stack(sk.feature_log_prob_, 1),
@@ -86,8 +86,8 @@ def test_gaussian_matches_sklearn_on_digits_in_float64(digits):
   xtr, ytr, xte, _ = digits
   sk = naive_bayes.GaussianNB().fit(xtr, ytr)
   with jax.enable_x64(True):
-    params = C.fit_gaussian_nb(xtr, ytr, num_classes=NUM_CLASSES)
-    got = C.predict_log_proba(params, xte)
+    params = clf.fit_gaussian_nb(xtr, ytr, num_classes=NUM_CLASSES)
+    got = clf.predict_log_proba(params, xte)
   np.testing.assert_allclose(params.mean, sk.theta_, rtol=1e-12)
   np.testing.assert_allclose(params.var, sk.var_, rtol=1e-10)
   np.testing.assert_allclose(got, sk.predict_log_proba(xte), atol=1e-4, rtol=1e-12)
@@ -100,7 +100,7 @@ def test_gaussian_matches_sklearn_on_iris(x64):
   x, y = x[perm], y[perm].astype(np.int32)
   sk = naive_bayes.GaussianNB().fit(x[:100], y[:100])
   with jax.enable_x64(x64):
-    params = C.fit_gaussian_nb(x[:100], y[:100], num_classes=3)
+    params = clf.fit_gaussian_nb(x[:100], y[:100], num_classes=3)
   _assert_matches(params, sk, x[100:], x64)
 
 
@@ -108,10 +108,10 @@ def test_gaussian_log_joint_matches_scipy():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(50, 4)).astype(np.float32)
   y = rng.integers(0, 3, 50).astype(np.int32)
-  params = C.fit_gaussian_nb(x, y, num_classes=3)
+  params = clf.fit_gaussian_nb(x, y, num_classes=3)
   want = (stats.norm.logpdf(x[:, None, :], params.mean, np.sqrt(params.var)).sum(-1)
           + np.asarray(params.log_prior))
-  np.testing.assert_allclose(C.log_joint(params, x), want, rtol=1e-5)
+  np.testing.assert_allclose(clf.log_joint(params, x), want, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -126,21 +126,21 @@ def _toy(seed, n, d, k, c):
 
 def test_categorical_marginal_sums_to_one_over_all_states():
   x, y = _toy(0, 40, 3, 4, 2)
-  params = C.fit_categorical_nb(x, y, num_classes=2, num_categories=4, alpha=0.3)
+  params = clf.fit_categorical_nb(x, y, num_classes=2, num_categories=4, alpha=0.3)
   states = np.array(list(itertools.product(range(4), repeat=3)), np.int32)
-  total = special.logsumexp(np.asarray(C.log_marginal(params, states), np.float64))
+  total = special.logsumexp(np.asarray(clf.log_marginal(params, states), np.float64))
   np.testing.assert_allclose(total, 0.0, atol=1e-5)
   # Summing the joint over x gives back the class prior.
-  joint = np.asarray(C.log_joint(params, states), np.float64)
+  joint = np.asarray(clf.log_joint(params, states), np.float64)
   np.testing.assert_allclose(special.logsumexp(joint, axis=0), params.log_prior,
                              atol=1e-5)
 
 
 def test_bernoulli_marginal_sums_to_one_over_all_states():
   x, y = _toy(1, 60, 5, 2, 3)
-  params = C.fit_bernoulli_nb(x, y, num_classes=3)
+  params = clf.fit_bernoulli_nb(x, y, num_classes=3)
   states = np.array(list(itertools.product(range(2), repeat=5)), np.int32)
-  total = special.logsumexp(np.asarray(C.log_marginal(params, states), np.float64))
+  total = special.logsumexp(np.asarray(clf.log_marginal(params, states), np.float64))
   np.testing.assert_allclose(total, 0.0, atol=1e-5)
 
 
@@ -148,21 +148,21 @@ def test_multinomial_is_a_distribution_over_word_sequences():
   # Summing multinomial-coefficient * p(sequence) over all count vectors with
   # a fixed total L must give 1.
   x, y = _toy(2, 30, 4, 5, 2)
-  params = C.fit_multinomial_nb(x, y, num_classes=2)
+  params = clf.fit_multinomial_nb(x, y, num_classes=2)
   length = 4
   counts = np.array([c for c in itertools.product(range(length + 1), repeat=4)
                      if sum(c) == length], np.int32)
   log_coef = (special.gammaln(length + 1)
               - special.gammaln(counts + 1).sum(-1))
-  total = special.logsumexp(log_coef + np.asarray(C.log_marginal(params, counts)))
+  total = special.logsumexp(log_coef + np.asarray(clf.log_marginal(params, counts)))
   np.testing.assert_allclose(total, 0.0, atol=1e-5)
 
 
 def test_categorical_samples_match_fitted_frequencies(digits):
   xtr, ytr, _, _ = digits
-  params = C.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
+  params = clf.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
   num = 4000
-  samples = C.sample(params, jax.random.key(0), label=3, num=num)
+  samples = clf.sample(params, jax.random.key(0), label=3, num=num)
   chex.assert_shape(samples, (num, 64))
   assert samples.dtype == jnp.int32
   freq = np.asarray(jax.nn.one_hot(samples, 17).mean(0))          # [64, 17]
@@ -170,7 +170,7 @@ def test_categorical_samples_match_fitted_frequencies(digits):
   # Binomial standard error; 5 sigma over 64*17 cells.
   np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / num) + 1e-3)
   # Samples of class 3 are classified as 3 by the same model most of the time.
-  assert np.mean(np.asarray(C.predict(params, samples)) == 3) > 0.9
+  assert np.mean(np.asarray(clf.predict(params, samples)) == 3) > 0.9
 
 
 def test_sample_other_variants_and_vmap_over_labels():
@@ -179,18 +179,18 @@ def test_sample_other_variants_and_vmap_over_labels():
   key = jax.random.key(1)
   # Bernoulli: frequencies.
   xb = (rng.uniform(size=(300, 6)) < (y[:, None] + 1) / 4).astype(np.int32)
-  pb = C.fit_bernoulli_nb(xb, y, num_classes=3)
-  sb = jax.vmap(lambda l: C.sample(pb, key, label=l, num=5000))(jnp.arange(3))
+  pb = clf.fit_bernoulli_nb(xb, y, num_classes=3)
+  sb = jax.vmap(lambda l: clf.sample(pb, key, label=l, num=5000))(jnp.arange(3))
   chex.assert_shape(sb, (3, 5000, 6))
   np.testing.assert_allclose(sb.mean(1), np.exp(pb.log_prob), atol=0.03)
   # Multinomial: every document has num_trials words; mean = L p.
-  pm = C.fit_multinomial_nb(rng.integers(0, 5, (300, 6)), y, num_classes=3)
-  sm = C.sample(pm, key, label=1, num=5000, num_trials=20)
+  pm = clf.fit_multinomial_nb(rng.integers(0, 5, (300, 6)), y, num_classes=3)
+  sm = clf.sample(pm, key, label=1, num=5000, num_trials=20)
   np.testing.assert_array_equal(sm.sum(-1), 20)
   np.testing.assert_allclose(sm.mean(0), 20 * np.exp(pm.log_prob[1]), atol=0.15)
   # Gaussian: moments.
-  pg = C.fit_gaussian_nb(rng.normal(size=(300, 6)) + y[:, None], y, num_classes=3)
-  sg = C.sample(pg, key, label=2, num=20000)
+  pg = clf.fit_gaussian_nb(rng.normal(size=(300, 6)) + y[:, None], y, num_classes=3)
+  sg = clf.sample(pg, key, label=2, num=20000)
   np.testing.assert_allclose(sg.mean(0), pg.mean[2], atol=0.05)
   np.testing.assert_allclose(sg.var(0), pg.var[2], rtol=0.05)
 
@@ -201,25 +201,25 @@ def test_sample_other_variants_and_vmap_over_labels():
 
 def test_fit_and_predict_under_jit_and_vmap(digits):
   xtr, ytr, xte, _ = digits
-  fit = jax.jit(C.fit_categorical_nb, static_argnames=('num_classes', 'num_categories'))
+  fit = jax.jit(clf.fit_categorical_nb, static_argnames=('num_classes', 'num_categories'))
   params = fit(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
-  eager = C.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
+  eager = clf.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
   chex.assert_trees_all_close(params, eager, atol=1e-6)
   # Per-example log_joint under vmap equals the batched one.
-  per_example = jax.vmap(lambda xi: C.log_joint(params, xi[None])[0])(xte)
-  np.testing.assert_allclose(per_example, C.log_joint(params, xte), atol=1e-4)
+  per_example = jax.vmap(lambda xi: clf.log_joint(params, xi[None])[0])(xte)
+  np.testing.assert_allclose(per_example, clf.log_joint(params, xte), atol=1e-4)
   # vmap over bootstrap resamples of the training set == separate fits.
   idx = np.random.default_rng(0).integers(0, 1437, (3, 1437))
   xj, yj = jnp.asarray(xtr, jnp.float32), jnp.asarray(ytr)
-  batched = jax.vmap(lambda i: C.fit_gaussian_nb(
+  batched = jax.vmap(lambda i: clf.fit_gaussian_nb(
       xj[i], yj[i], num_classes=NUM_CLASSES))(idx)
   for b in range(3):
-    single = C.fit_gaussian_nb(xtr[idx[b]].astype(np.float32), ytr[idx[b]],
+    single = clf.fit_gaussian_nb(xtr[idx[b]].astype(np.float32), ytr[idx[b]],
                                num_classes=NUM_CLASSES)
     chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], batched), single,
                                 rtol=1e-5, atol=1e-6)
-  jit_lp = jax.jit(C.predict_log_proba)(params, xte)
-  np.testing.assert_allclose(jit_lp, C.predict_log_proba(params, xte), atol=1e-5)
+  jit_lp = jax.jit(clf.predict_log_proba)(params, xte)
+  np.testing.assert_allclose(jit_lp, clf.predict_log_proba(params, xte), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -235,16 +235,16 @@ def scaled(digits):
 def test_logreg_objective_matches_numpy(scaled):
   x, y, _, _ = scaled
   rng = np.random.default_rng(0)
-  params = C.LogRegParams(weight=jnp.asarray(rng.normal(size=(64, 10)), jnp.float32),
+  params = clf.LogRegParams(weight=jnp.asarray(rng.normal(size=(64, 10)), jnp.float32),
                           bias=jnp.asarray(rng.normal(size=10), jnp.float32))
   logits = (x.astype(np.float64) @ np.asarray(params.weight, np.float64)
             + np.asarray(params.bias, np.float64))
   ce = special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
   w = rng.uniform(size=len(y))
   want = (w * ce).sum() / w.sum() + 0.5 * 0.01 * np.sum(np.asarray(params.weight) ** 2)
-  got = C.logreg_objective(params, x, y, l2=0.01, sample_weight=w.astype(np.float32))
+  got = clf.logreg_objective(params, x, y, l2=0.01, sample_weight=w.astype(np.float32))
   np.testing.assert_allclose(got, want, rtol=1e-5)
-  np.testing.assert_allclose(C.logreg_loss(params, x, y), ce, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(clf.logreg_loss(params, x, y), ce, rtol=1e-4, atol=1e-5)
 
 
 def _np_objective(weight, bias, x, y, l2, sample_weight=None):
@@ -271,16 +271,16 @@ def test_logreg_reaches_sklearns_objective(scaled, inverse_c):
   l2 = inverse_c / len(y)
   sk = linear_model.LogisticRegression(C=1 / inverse_c, max_iter=2000, tol=1e-8).fit(x, y)
   # sklearn minimises C * sum CE + |W|^2 / 2, i.e. (C N) * (mean CE + |W|^2 / (2 C N)).
-  params, objective = C.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2, num_steps=150)
+  params, objective = clf.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2, num_steps=150)
   assert objective[-1] < objective[0]
   ours = _np_objective(params.weight, params.bias, x, y, l2)
   theirs = _np_objective(sk.coef_.T, sk.intercept_, x, y, l2)
   # At least as low as sklearn's solution, up to float32 rounding of our parameters.
   assert ours <= theirs + 1e-5 * max(1.0, abs(theirs))
   # First-order optimality of the regularised objective.
-  grad = jax.grad(C.logreg_objective)(params, x, y, l2=l2)
+  grad = jax.grad(clf.logreg_objective)(params, x, y, l2=l2)
   assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grad)) < 1e-3
-  acc = np.mean(np.asarray(C.predict(params, xte)) == yte)
+  acc = np.mean(np.asarray(clf.predict(params, xte)) == yte)
   assert abs(acc - sk.score(xte, yte)) <= 0.02
   assert abs(_np_log_loss(params.weight, params.bias, xte, yte)
              - _np_log_loss(sk.coef_.T, sk.intercept_, xte, yte)) <= 0.02
@@ -294,7 +294,7 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
   n = 300
   w = (np.arange(len(y)) < n).astype(np.float32)
   l2s = jnp.array([1e-2, 1e-3])
-  fit = lambda l2: C.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2, solver='adam',
+  fit = lambda l2: clf.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2, solver='adam',
                                 learning_rate=0.1, sample_weight=w, num_steps=1000)
   batched, traces = jax.vmap(fit)(l2s)
   chex.assert_shape(batched.weight, (2, 64, NUM_CLASSES))
@@ -305,7 +305,7 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
     # the rounding noise of a feature that is zero on every image moves its weight by
     # the full step (then pulled back by the penalty); later, at a constant step, Adam
     # hovers and rounding decides where.
-    _, alone = C.fit_logreg(x[:n], y[:n], num_classes=NUM_CLASSES, l2=float(l2),
+    _, alone = clf.fit_logreg(x[:n], y[:n], num_classes=NUM_CLASSES, l2=float(l2),
                             solver='adam', learning_rate=0.1, num_steps=50)
     np.testing.assert_allclose(traces[i, :50], alone, rtol=5e-3)
     sk = linear_model.LogisticRegression(C=1 / (float(l2) * n), max_iter=2000,
@@ -314,7 +314,7 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
     theirs = _np_objective(sk.coef_.T, sk.intercept_, x[:n], y[:n], l2)
     # Adam with a constant step hovers near the optimum: within 0.5% of sklearn's.
     assert ours <= theirs * 1.005 + 1e-4
-    acc = np.mean(np.asarray(C.predict(params, xte)) == yte)
+    acc = np.mean(np.asarray(clf.predict(params, xte)) == yte)
     assert abs(acc - sk.score(xte, yte)) <= 0.02
 
 
@@ -325,24 +325,24 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
 def test_duplicated_features_are_counted_k_times_by_nb_not_by_logreg(scaled, digits):
   xtr, ytr, xte, yte = digits
   k = 3
-  nb1 = C.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
-  nbk = C.fit_categorical_nb(np.tile(xtr, k), ytr, num_classes=NUM_CLASSES,
+  nb1 = clf.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
+  nbk = clf.fit_categorical_nb(np.tile(xtr, k), ytr, num_classes=NUM_CLASSES,
                              num_categories=17)
   # Naive Bayes: the class-conditional log-likelihood is multiplied by k exactly.
-  lik1 = C.log_joint(nb1, xte) - nb1.log_prior
-  likk = C.log_joint(nbk, np.tile(xte, k)) - nbk.log_prior
+  lik1 = clf.log_joint(nb1, xte) - nb1.log_prior
+  likk = clf.log_joint(nbk, np.tile(xte, k)) - nbk.log_prior
   np.testing.assert_allclose(likk, k * lik1, rtol=1e-5)
-  conf1 = np.exp(C.predict_log_proba(nb1, xte)).max(1).mean()
-  confk = np.exp(C.predict_log_proba(nbk, np.tile(xte, k))).max(1).mean()
+  conf1 = np.exp(clf.predict_log_proba(nb1, xte)).max(1).mean()
+  confk = np.exp(clf.predict_log_proba(nbk, np.tile(xte, k))).max(1).mean()
   assert confk > conf1
   # Logistic regression: k copies with penalty l2 give the same predictor as
   # one copy with l2 / k (the weight is split evenly between the copies).
   x, y, xt, _ = scaled
   l2 = 1e-2
-  lrk, _ = C.fit_logreg(np.tile(x, k), y, num_classes=NUM_CLASSES, l2=l2, num_steps=150)
-  lr1, _ = C.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2 / k, num_steps=150)
-  np.testing.assert_allclose(np.exp(C.logreg_predict_log_proba(lrk, np.tile(xt, k))),
-                             np.exp(C.logreg_predict_log_proba(lr1, xt)), atol=2e-3)
+  lrk, _ = clf.fit_logreg(np.tile(x, k), y, num_classes=NUM_CLASSES, l2=l2, num_steps=150)
+  lr1, _ = clf.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2 / k, num_steps=150)
+  np.testing.assert_allclose(np.exp(clf.logreg_predict_log_proba(lrk, np.tile(xt, k))),
+                             np.exp(clf.logreg_predict_log_proba(lr1, xt)), atol=2e-3)
 
 
 # ---------------------------------------------------------------------------
@@ -350,33 +350,33 @@ def test_duplicated_features_are_counted_k_times_by_nb_not_by_logreg(scaled, dig
 
 
 @pytest.mark.parametrize('call,field', [
-    (lambda x, y: C.fit_categorical_nb(x[0], y, num_classes=10, num_categories=17), 'x'),
-    (lambda x, y: C.fit_categorical_nb(x, y[:-1], num_classes=10, num_categories=17), 'y'),
-    (lambda x, y: C.fit_categorical_nb(x, y.astype(np.float32), num_classes=10,
+    (lambda x, y: clf.fit_categorical_nb(x[0], y, num_classes=10, num_categories=17), 'x'),
+    (lambda x, y: clf.fit_categorical_nb(x, y[:-1], num_classes=10, num_categories=17), 'y'),
+    (lambda x, y: clf.fit_categorical_nb(x, y.astype(np.float32), num_classes=10,
                                        num_categories=17), 'y'),
-    (lambda x, y: C.fit_categorical_nb(x, y, num_classes=5, num_categories=17), 'y'),
-    (lambda x, y: C.fit_categorical_nb(x, y, num_classes=10, num_categories=16), 'x'),
-    (lambda x, y: C.fit_categorical_nb(x * 1.0, y, num_classes=10, num_categories=17), 'x'),
-    (lambda x, y: C.fit_categorical_nb(x, y, num_classes=0, num_categories=17), 'num_classes'),
-    (lambda x, y: C.fit_categorical_nb(x, y, num_classes=10, num_categories=17, alpha=0.0),
+    (lambda x, y: clf.fit_categorical_nb(x, y, num_classes=5, num_categories=17), 'y'),
+    (lambda x, y: clf.fit_categorical_nb(x, y, num_classes=10, num_categories=16), 'x'),
+    (lambda x, y: clf.fit_categorical_nb(x * 1.0, y, num_classes=10, num_categories=17), 'x'),
+    (lambda x, y: clf.fit_categorical_nb(x, y, num_classes=0, num_categories=17), 'num_classes'),
+    (lambda x, y: clf.fit_categorical_nb(x, y, num_classes=10, num_categories=17, alpha=0.0),
      'alpha'),
-    (lambda x, y: C.fit_bernoulli_nb(x, y, num_classes=10), 'binary'),
-    (lambda x, y: C.fit_multinomial_nb(-x, y, num_classes=10), 'non-negative'),
-    (lambda x, y: C.fit_gaussian_nb(x, y, num_classes=10, var_smoothing=-1.0),
+    (lambda x, y: clf.fit_bernoulli_nb(x, y, num_classes=10), 'binary'),
+    (lambda x, y: clf.fit_multinomial_nb(-x, y, num_classes=10), 'non-negative'),
+    (lambda x, y: clf.fit_gaussian_nb(x, y, num_classes=10, var_smoothing=-1.0),
      'var_smoothing'),
-    (lambda x, y: C.log_joint(C.fit_multinomial_nb(x, y, num_classes=10), x[:, :5]), 'x'),
-    (lambda x, y: C.sample(C.fit_multinomial_nb(x, y, num_classes=10), jax.random.key(0),
+    (lambda x, y: clf.log_joint(clf.fit_multinomial_nb(x, y, num_classes=10), x[:, :5]), 'x'),
+    (lambda x, y: clf.sample(clf.fit_multinomial_nb(x, y, num_classes=10), jax.random.key(0),
                            label=0, num=2), 'num_trials'),
-    (lambda x, y: C.sample(C.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
+    (lambda x, y: clf.sample(clf.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
                            label=10, num=2), 'label'),
-    (lambda x, y: C.sample(C.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
+    (lambda x, y: clf.sample(clf.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
                            label=1, num=0), 'num'),
-    (lambda x, y: C.fit_logreg(x, y, num_classes=10, l2=0.1, solver='newton'), 'solver'),
-    (lambda x, y: C.fit_logreg(x, y, num_classes=10, l2=0.1, solver='adam'), 'learning_rate'),
-    (lambda x, y: C.fit_logreg(x, y, num_classes=10, l2=-1.0), 'l2'),
-    (lambda x, y: C.fit_logreg(x, y, num_classes=10, l2=0.1,
+    (lambda x, y: clf.fit_logreg(x, y, num_classes=10, l2=0.1, solver='newton'), 'solver'),
+    (lambda x, y: clf.fit_logreg(x, y, num_classes=10, l2=0.1, solver='adam'), 'learning_rate'),
+    (lambda x, y: clf.fit_logreg(x, y, num_classes=10, l2=-1.0), 'l2'),
+    (lambda x, y: clf.fit_logreg(x, y, num_classes=10, l2=0.1,
                                sample_weight=np.ones(3)), 'sample_weight'),
-    (lambda x, y: C.nb_from_name('poisson'), 'variant'),
+    (lambda x, y: clf.nb_from_name('poisson'), 'variant'),
 ])
 def test_bad_input_names_the_field(digits, call, field):
   x, y = digits[0][:50], digits[1][:50]

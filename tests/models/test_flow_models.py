@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gm_jax import losses
-from gm_jax.models import flows as mf
+from gm_jax.models import flows as flows_lib
 
 DIGITS = (2, 8, 8, 1)
 
@@ -69,16 +69,16 @@ def _jacobian(f, x):
 # Full architectures (multi-scale, factor-out, split prior, both parities) at a
 # depth that compiles quickly; the default depths only repeat these blocks.
 SHALLOW = {
-    'nice': mf.NICE(),
-    'realnvp': mf.RealNVP(num_checkerboard=2, num_channel=2, num_final=2),
-    'glow': mf.Glow(steps_per_scale=2),
-    'glow_sigmoid_resnet': mf.Glow(steps_per_scale=1, num_blocks=1, coupling_scale='sigmoid'),
+    'nice': flows_lib.NICE(),
+    'realnvp': flows_lib.RealNVP(num_checkerboard=2, num_channel=2, num_final=2),
+    'glow': flows_lib.Glow(steps_per_scale=2),
+    'glow_sigmoid_resnet': flows_lib.Glow(steps_per_scale=1, num_blocks=1, coupling_scale='sigmoid'),
 }
 
 
-@pytest.mark.parametrize('name', sorted(mf.MODELS))
+@pytest.mark.parametrize('name', sorted(flows_lib.MODELS))
 def test_default_models_construct_and_keep_the_shape(name):
-  model = mf.MODELS[name]()
+  model = flows_lib.MODELS[name]()
   x = jnp.zeros(DIGITS)
   params = jax.eval_shape(lambda k: model.init(k, x, method=model.forward_and_log_det), _key(0))
   z, log_det = jax.eval_shape(
@@ -105,8 +105,8 @@ def test_num_blocks_reaches_every_coupling_network(name):
     visit(params['params'], ())
     return found
 
-  plain = nets(mf.MODELS[name](num_blocks=0))
-  deep = nets(mf.MODELS[name](num_blocks=2))
+  plain = nets(flows_lib.MODELS[name](num_blocks=0))
+  deep = nets(flows_lib.MODELS[name](num_blocks=2))
   assert len(plain) == len(deep) >= 8
   assert all(blocks == [] for _, blocks in plain)
   expected = ['block0_conv1x1', 'block0_conv3x3', 'block1_conv1x1', 'block1_conv3x3']
@@ -163,7 +163,7 @@ def test_density_integrates_to_one():
   midpoint rule on a wide grid, which covers the tails.
   """
   a = 0.1
-  model = mf.NICE(num_couplings=3, hidden=16, num_hidden_layers=1, logit_alpha=a)
+  model = flows_lib.NICE(num_couplings=3, hidden=16, num_hidden_layers=1, logit_alpha=a)
   x = _images((1, 1, 2, 1), 0)
   params = _random_params(model, x, 2, 0.5)
   lo, hi = -a / (1 - 2 * a), (1 - a) / (1 - 2 * a)
@@ -187,7 +187,7 @@ def test_density_integrates_to_one():
 @pytest.fixture(scope='module')
 def small_glow():
   """A one-step-per-scale Glow initialised from data (ActNorm) and perturbed."""
-  model = mf.Glow(steps_per_scale=1, hidden=8)
+  model = flows_lib.Glow(steps_per_scale=1, hidden=8)
   x = _images(DIGITS, 0)
   return model, _perturb(_init(model, x), 2, 0.02), x
 
@@ -197,7 +197,7 @@ def test_flow_nll_under_jit_vmap_and_grad(small_glow):
 
   def per_example(params, x):
     z, log_det = model.apply(params, x, method=model.forward_and_log_det)
-    return mf.discrete_nll(z, log_det, num_levels=17), losses.flow_nll(z, log_det)
+    return flows_lib.discrete_nll(z, log_det, num_levels=17), losses.flow_nll(z, log_det)
 
   @_jit
   def run(params, x):
@@ -222,11 +222,11 @@ def test_sample_temperature_interpolate_and_quantisation(small_glow):
   @_jit
   def run(key, x):
     shape = (3, 8, 8, 1)
-    s0 = mf.sample(model, params, key, shape=shape, temperature=0.0)
-    s_hot = mf.sample(model, params, key, shape=shape, temperature=1.0)
-    s_cold = mf.sample(model, params, key, shape=shape, temperature=0.5)
+    s0 = flows_lib.sample(model, params, key, shape=shape, temperature=0.0)
+    s_hot = flows_lib.sample(model, params, key, shape=shape, temperature=1.0)
+    s_cold = flows_lib.sample(model, params, key, shape=shape, temperature=0.5)
     fwd = lambda v: model.apply(params, v, method=model.forward_and_log_det)[0]
-    path = mf.interpolate(model, params, x[0], x[1], num_steps=5)
+    path = flows_lib.interpolate(model, params, x[0], x[1], num_steps=5)
     return dict(s0=s0, s_hot=s_hot, z_hot=fwd(s_hot), z_cold=fwd(s_cold), path=path,
                 z=fwd(x), z_mid=fwd(path[2:3]))
 
@@ -246,20 +246,20 @@ def test_sample_temperature_interpolate_and_quantisation(small_glow):
 
 def test_dequantize_quantize():
   k = jnp.asarray(np.random.RandomState(0).randint(0, 17, (4, 8, 8, 1)), jnp.uint8)
-  xc = mf.dequantize(_key(5), k, num_levels=17)
+  xc = flows_lib.dequantize(_key(5), k, num_levels=17)
   assert xc.dtype == jnp.float32 and float(xc.min()) >= 0 and float(xc.max()) < 1
-  np.testing.assert_array_equal(mf.quantize(xc, num_levels=17), k)
+  np.testing.assert_array_equal(flows_lib.quantize(xc, num_levels=17), k)
   # the noise fills the bin: fractional parts are spread over [0, 1)
   frac = np.asarray(xc * 17 - k)
   assert frac.min() < 0.05 and frac.max() > 0.95
-  np.testing.assert_array_equal(mf.quantize(jnp.array([-0.1, 1.0, 1.2]), num_levels=17),
+  np.testing.assert_array_equal(flows_lib.quantize(jnp.array([-0.1, 1.0, 1.2]), num_levels=17),
                                 [0, 16, 16])
 
 
 @pytest.mark.parametrize('make, shape', [
-    (mf.Glow, (1, 6, 8, 1)),
-    (mf.RealNVP, (1, 8, 5, 1)),
-    (mf.NICE, (1, 8, 8)),
+    (flows_lib.Glow, (1, 6, 8, 1)),
+    (flows_lib.RealNVP, (1, 8, 5, 1)),
+    (flows_lib.NICE, (1, 8, 8)),
 ])
 def test_bad_shapes_raise(make, shape):
   model = make()

@@ -9,7 +9,7 @@ from scipy import special, stats
 
 from gm_jax import data as gm_data
 from gm_jax.models import vae as vae_lib
-from gm_jax.train import vae as vae_train
+from gm_jax.train import vae as vae_family
 
 
 def _tiny(latent=1, top=1, scale=0.3):
@@ -143,6 +143,6 @@ def test_config_builds_the_two_layer_model():
       top_hidden=(50, 50)))
   info = gm_data.DatasetInfo(name='binarized_mnist', kind='image', shape=(28, 28, 1),
                              num_levels=2, num_classes=None)
-  model = vae_train.build_model(config, info)
+  model = vae_family.build_model(config, info)
   assert model.top_latent_dim == 50 and tuple(model.top_hidden) == (50, 50)
   assert model.latent_dim == 100

@@ -16,7 +16,7 @@ import pytest
 from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import gan as gan_train
+from gm_jax.train import gan as gan_family
 from gm_jax.train import loop
 
 INFO = gm_data.get_info('digits')
@@ -55,8 +55,8 @@ def _flat(tree):
 @pytest.mark.parametrize('gan_loss', ['minimax', 'non_saturating', 'lsgan'])
 def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
   config = _config(gan_loss=gan_loss)
-  family = gan_train.make_family(config, INFO)
-  g, d = gan_train.build_models(config, INFO)
+  family = gan_family.make_family(config, INFO)
+  g, d = gan_family.build_models(config, INFO)
   d_loss_fn, g_loss_fn = {'minimax': (losses.discriminator_loss,
                                       losses.generator_minimax_loss),
                           'non_saturating': (losses.discriminator_loss,
@@ -71,7 +71,7 @@ def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
 
   # Recompute the step by hand from the same noise.
   x = images_to_unit(jnp.asarray(batch['image']), 17)
-  z = gan_train.per_example_normal(key, 8, config.latent_dim)
+  z = gan_family.per_example_normal(key, 8, config.latent_dim)
   bs = ['batch_stats']
 
   @_jit
@@ -124,15 +124,15 @@ def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
 
 def test_bad_config_errors_name_the_field():
   with pytest.raises(ValueError, match='config.gan_loss must be one of'):
-    gan_train.make_family(_config(gan_loss='wasserstein'), INFO)
+    gan_family.make_family(_config(gan_loss='wasserstein'), INFO)
   with pytest.raises(ValueError, match='config.discriminator_norm'):
-    gan_train.make_family(_config(discriminator_norm='layer'), INFO)
+    gan_family.make_family(_config(discriminator_norm='layer'), INFO)
   with pytest.raises(ValueError, match='config.generator_features'):
-    gan_train.make_family(_config(generator_features=(8, 8, 8, 8)), INFO)
+    gan_family.make_family(_config(generator_features=(8, 8, 8, 8)), INFO)
   with pytest.raises(ValueError, match='config.conditional=True needs labels'):
-    gan_train.make_family(_config(conditional=True), gm_data.get_info('binarized_mnist'))
+    gan_family.make_family(_config(conditional=True), gm_data.get_info('binarized_mnist'))
   with pytest.raises(ValueError, match='config.gan_loss'):  # before any data is read
-    gan_train.train_and_evaluate(_config(gan_loss='hinge', data_dir='/nonexistent'), '/tmp/x')
+    gan_family.train_and_evaluate(_config(gan_loss='hinge', data_dir='/nonexistent'), '/tmp/x')
 
 
 def _digits_splits():
@@ -213,7 +213,7 @@ def _leaves_equal(a, b) -> bool:
 def _worker(tmp, out):
   splits = _digits_splits()
   config = _config(conditional=True)
-  r = run_killed_and_resumed(lambda c: gan_train.make_family(c, INFO), config, splits, tmp)
+  r = run_killed_and_resumed(lambda c: gan_family.make_family(c, INFO), config, splits, tmp)
   report = {
       'identical': _leaves_equal(r['ref'], r['resumed']),
       'num_leaves': len(jax.tree.leaves(r['ref'])),
