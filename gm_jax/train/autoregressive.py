@@ -24,6 +24,7 @@ from gm_jax.models import autoregressive as ar_lib
 from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train.family import Family
+from gm_jax.train import defaults
 
 MODELS = ('pixelcnn', 'char_lm')
 _KIND = {'pixelcnn': 'image', 'char_lm': 'text'}
@@ -99,7 +100,7 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     del key  # exact likelihood: nothing is sampled
     results = evaluate_nll(per_example_nll, params, splits.test, field=field,
-                           batch_size=int(cfg.get('eval_batch_size', 256)))
+                           batch_size=int(defaults.get(cfg, 'eval_batch_size')))
     if field == 'tokens':
       results['test_bits_per_char'] = results['test_bpd']
     return results
@@ -109,7 +110,7 @@ def make_family(config, info) -> Family:
                         temperature=temperature)
     return np.asarray(x).astype(np.uint8)
 
-  num_text = int(config.get('num_samples', 8))
+  num_text = int(defaults.get(config, 'num_samples'))
   length = int(config.get('sample_length', 256))
 
   def text_pictures(params, splits, key, workdir):
@@ -173,6 +174,6 @@ def write_text_samples(model, params, key, workdir: str, *, num: int, length: in
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the model on it."""
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.get('validation_fraction', 0.1))
+                               validation_fraction=defaults.get(config, 'validation_fraction'))
   splits, family = binarization.apply(config, splits, make_family)
   return loop.run(config, workdir, family, splits)

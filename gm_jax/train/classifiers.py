@@ -34,6 +34,7 @@ from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import loop
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train.family import Family
+from gm_jax.train import defaults
 
 MODELS = ('naive_bayes', 'logreg')
 NB_VARIANTS = ('categorical', 'bernoulli', 'multinomial', 'gaussian')
@@ -178,7 +179,7 @@ def _train_naive_bayes(config, workdir: str, splits) -> dict:
   fits_per_s = num_timed / (time.perf_counter() - t0)
 
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                       max_to_keep=int(config.get('max_to_keep', 3)))
+                                       max_to_keep=int(defaults.get(config, 'max_to_keep')))
   checkpointer.save(1, params._asdict())
   checkpointer.close()
 
@@ -224,7 +225,7 @@ def _nb_samples(config, params, workdir, info, *, num_trials=None) -> dict:
   from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
   variant = config.get('nb_variant', 'categorical')
   num_classes = info.num_classes
-  per_class = max(1, int(config.get('num_samples', 100)) // num_classes)
+  per_class = max(1, int(defaults.get(config, 'num_samples')) // num_classes)
   key = jax.random.key(int(config.seed))
 
   @jax.jit

@@ -26,6 +26,7 @@ from gm_jax.models import flows as flows_lib
 from gm_jax.nn import flows as fl
 from gm_jax.train import loop
 from gm_jax.train.family import Family
+from gm_jax.train import defaults
 
 MODELS = ('nice', 'realnvp', 'glow')
 
@@ -93,7 +94,7 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     return evaluate_bound(model, params, splits.test, key, num_levels=levels,
                           num_samples=int(cfg.get('eval_dequant_samples', 10)),
-                          batch_size=int(cfg.get('eval_batch_size', 256)))
+                          batch_size=int(defaults.get(cfg, 'eval_batch_size')))
 
   # `temperature` is traced, so every temperature shares one compiled sampler.
   sample_jit = jax.jit(
@@ -101,7 +102,7 @@ def make_family(config, info) -> Family:
           flows_lib.sample(model, p, k, shape=(n,) + tuple(info.shape), temperature=t),
           num_levels=levels),
       static_argnums=2)
-  num_samples = int(config.get('num_samples', 64))
+  num_samples = int(defaults.get(config, 'num_samples'))
 
   def sample(params, key, num):
     return np.asarray(sample_jit(params, key, num, temperature)).astype(np.uint8)
@@ -196,5 +197,5 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the flow on it."""
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.get('validation_fraction', 0.1))
+                               validation_fraction=defaults.get(config, 'validation_fraction'))
   return loop.run(config, workdir, make_family(config, splits.info), splits)

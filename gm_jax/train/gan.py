@@ -32,6 +32,7 @@ from gm_jax.nn.layers import images_to_unit
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
+from gm_jax.train import defaults
 
 MODELS = ('dcgan',)
 # Programs that run once (initialisation): compile fast rather than run fast. XLA:CPU's
@@ -235,5 +236,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Loads `config.dataset` and trains the DCGAN on it (bad fields fail before loading)."""
   check_config(config, gm_data.get_info(config.dataset))
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.get('validation_fraction', 0.1))
+                               validation_fraction=defaults.get(config, 'validation_fraction'))
   return loop.run(config, workdir, make_family(config, splits.info), splits)

@@ -70,7 +70,7 @@ def make_optimizer(config, *, schedule: Optional[optax.Schedule] = None
   `weight_decay` (0 = plain Adam), `adam_b1`, `adam_b2`.
   """
   return optimizer(
-      config.get('optimizer', defaults.TRAINING['optimizer']),
+      defaults.get(config, 'optimizer'),
       learning_rate_schedule(config) if schedule is None else schedule,
       b1=float(defaults.get(config, 'adam_b1')), b2=float(defaults.get(config, 'adam_b2')),
       weight_decay=float(defaults.get(config, 'weight_decay')),

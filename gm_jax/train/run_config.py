@@ -166,7 +166,7 @@ def check_resume(workdir: str, config, *, schedule: Optional[Schedule] = None,
   if saved is None:
     return []
   found = changes(saved, config, schedule=schedule, may_change=may_change)
-  if not found or config.get('allow_resume_changes', False):
+  if not found or defaults.get(config, 'allow_resume_changes'):
     return found
   raise ResumeConfigError(
       f'{workdir} holds checkpoints of a run with another config ({FILENAME}), and resuming '

@@ -36,6 +36,7 @@ from gm_jax.train import binarization
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family
+from gm_jax.train import defaults
 
 MODELS = ('vae', 'cvae')
 OBJECTIVES = ('elbo', 'iwae')
@@ -276,7 +277,7 @@ def load_splits(config):
   """`(splits, grey_levels)`: `config.dataset` binarised as `config.binarize` asks (the
   test split once, with a fixed seed), and the images' levels before binarisation."""
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.get('validation_fraction', 0.1))
+                               validation_fraction=defaults.get(config, 'validation_fraction'))
   grey_levels = splits.info.num_levels
   splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
                                         seed=int(config.get('binarize_seed', 0)))
