@@ -34,7 +34,9 @@ def get_config():
 
   config.objective = 'elbo'  # 'elbo' | 'iwae'
   config.iwae_train_samples = 5  # K for objective='iwae'
-  config.free_bits = 1.0  # nats per group (batch-averaged KL floor); 0 = off
+  # nats per latent group, a floor on the KL averaged over each loss group of
+  # loss_group_size examples (1: per example); 0 = off
+  config.free_bits = 1.0
   config.kl_warmup_steps = 300  # beta rises linearly to 1 over these steps (0 = off)
   config.spectral_reg = 0.01  # NVAE's lambda on the sum of spectral norms
   config.grad_skip_norm = 1000.0  # zero the gradient of steps above this norm; 0 = off

@@ -4,7 +4,11 @@ Training objective (`config.objective`):
   'elbo': `log p(x|z) - beta_t * sum_l max(free_bits, KL_l)` where `beta_t` is the
     linear KL warm-up (Sonderby et al. 2016; NVAE Sec. 3.3) and `free_bits` the
     per-group floor of Kingma et al. 2016 ("Improving Variational Inference with
-    Inverse Autoregressive Flow", eq. 15; the KL is averaged over the batch first).
+    Inverse Autoregressive Flow", eq. 15), applied to the KL averaged over the batch the
+    loss is called on: the trainer's loss group of `config.loss_group_size` examples
+    (`parallel.mean_over_groups`). With the default group of 1 the floor is per
+    example, the same under every parallel mode; Kingma et al.'s batch-averaged floor
+    is `loss_group_size` = the per-device batch.
   'iwae': the IWAE-K bound with `K = config.iwae_train_samples` (Burda et al. 2016).
 Validation always uses the true bound (`beta = 1`, no free bits), so selection of
 the best parameters is on the quantity we report.
@@ -16,8 +20,8 @@ clipping (`config.grad_clip_norm`, in the optimiser), gradient skipping
 (`config.grad_skip_norm`: a step whose gradient norm is above it or not finite gets a
 zero gradient), and the trainer's NaN guard.
 
-KL warm-up needs the step: the trainer passes `step` to a loss that has the keyword; the
-loss takes an optional `step` keyword and uses `beta = 1` when it is not given.
+KL warm-up needs the step: the family declares `loss_takes_step`, so the trainer passes
+`step`; called without it (evaluation), the loss uses `beta = 1`.
 """
 
 from __future__ import annotations

@@ -202,3 +202,25 @@ def test_plain_vae_bad_kl_warmup_steps_is_named(bad):
   config.kl_warmup_steps = bad
   with pytest.raises(ValueError, match='config.kl_warmup_steps'):
     vae_family.make_family(config, INFO)
+
+
+@pytest.mark.parametrize('group_size', [1, 3])
+def test_free_bits_floor_the_kl_averaged_over_each_loss_group(group_size):
+  """The unit of the free-bits floor is the trainer's loss group (`loss_group_size`
+  examples with one key): per example by default, per batch at the per-device batch."""
+  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gm_jax.models import hvae as hvae_lib  # pylint: disable=g-import-not-at-top
+  config = _tiny(free_bits=5.0, kl_warmup_steps=0, dropout_rate=0.0)
+  family = hvae_family.make_family(config, INFO)
+  params = family.init(jax.random.key(0), BATCH)
+  key = jax.random.key(4)
+  got, _ = parallel.mean_over_groups(family.loss, params, BATCH, key, group_size=group_size,
+                                     train=True)
+  model = hvae_family.build_model(config, INFO)
+  want = []
+  for j in range(len(X) // group_size):  # the same groups and keys, the floor in NumPy
+    terms = hvae_lib.elbo_terms(model, params, X[j * group_size:(j + 1) * group_size],
+                                jax.random.fold_in(key, j), train=True)
+    kl = np.asarray(terms['kl_groups'], np.float64).mean(0)  # [L], over the group
+    want.append(-np.mean(terms['log_px_given_z']) + np.maximum(kl, 5.0).sum())
+  np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
