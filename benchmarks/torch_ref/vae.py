@@ -308,7 +308,7 @@ def load_flax_params(module: VAETorch, params) -> VAETorch:
       _copy_dense(layer, enc[f'Dense_{i}'])
     for i, layer in enumerate(module.decoder.hidden):
       _copy_dense(layer, dec[f'Dense_{i}'])
-    _copy_dense(module.decoder.out, dec[f'Dense_{len(module.decoder.hidden)}'])
+    _copy_dense(module.decoder.out, dec['out'])
   else:
     e, d = module.encoder, module.decoder
     for i, conv in enumerate(e.convs):

@@ -20,7 +20,7 @@ negative log-likelihood in bits/dim is directly comparable across the project.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,7 +30,7 @@ import numpy as np
 from gm_jax import losses
 from gm_jax.models import latent
 from gm_jax.nn import layers
-from gm_jax.nn.layers import MLP, images_to_unit
+from gm_jax.nn.layers import MLP, MLP_OUTPUT, images_to_unit
 
 LIKELIHOODS = ('categorical', 'bernoulli', 'discretized_logistic')
 ARCHITECTURES = ('mlp', 'conv')
@@ -73,6 +73,40 @@ class ConvDecoder(nn.Module):
     for ch in self.channels:
       x = nn.gelu(layers.ConvTranspose(ch, (3, 3), strides=(2, 2), padding='SAME')(x))
     return nn.Conv(self.out_channels, (3, 3), padding='SAME')(x)
+
+
+class TopLayer(nn.Module):
+  """The second stochastic layer z2 above z (Burda et al. 2016, Sec. 5: 2 x 100 tanh).
+
+  `posterior(z)` is q(z2 | z) and `prior(z2)` is p(z | z2), each a diagonal Gaussian
+  from an MLP of widths `hidden` (mirrored for the prior); z2 ~ N(0, I).
+  """
+
+  latent_dim: int  # D, of z
+  top_latent_dim: int  # D2, of z2
+  hidden: Sequence[int]
+  activation: Callable = nn.tanh
+
+  def setup(self):
+    self.encoder = MLP(tuple(self.hidden), activation=self.activation)
+    self.to_mean = nn.Dense(self.top_latent_dim)
+    self.to_log_var = nn.Dense(self.top_latent_dim)
+    self.decoder = MLP(tuple(reversed(self.hidden)), activation=self.activation)
+    self.prior_to_mean = nn.Dense(self.latent_dim)
+    self.prior_to_log_var = nn.Dense(self.latent_dim)
+
+  def posterior(self, z):
+    """q(z2 | z): `[B, D]` -> (mean, log_var), each `[B, D2]`."""
+    h = self.encoder(z)
+    return self.to_mean(h), self.to_log_var(h)
+
+  def prior(self, z2):
+    """p(z | z2): `[B, D2]` -> (mean, log_var), each `[B, D]`."""
+    h = self.decoder(z2)
+    return self.prior_to_mean(h), self.prior_to_log_var(h)
+
+  def __call__(self, z):
+    return self.prior(self.posterior(z)[0])
 
 
 class VAE(nn.Module):
@@ -149,14 +183,9 @@ class VAE(nn.Module):
                                  dropout_rate=self.dropout_rate)
     self.to_mean = nn.Dense(self.latent_dim)
     self.to_log_var = nn.Dense(self.latent_dim)
-    if self.top_latent_dim:
-      act = ACTIVATIONS[self.activation]
-      self.top_encoder = MLP(tuple(self.top_hidden), activation=act)
-      self.top_to_mean = nn.Dense(self.top_latent_dim)
-      self.top_to_log_var = nn.Dense(self.top_latent_dim)
-      self.top_decoder = MLP(tuple(reversed(self.top_hidden)), activation=act)
-      self.prior_to_mean = nn.Dense(self.latent_dim)
-      self.prior_to_log_var = nn.Dense(self.latent_dim)
+    # The second stochastic layer, its own submodule (parameters under 'top').
+    self.top = (TopLayer(self.latent_dim, self.top_latent_dim, tuple(self.top_hidden),
+                         ACTIVATIONS[self.activation]) if self.top_latent_dim else None)
 
   def _condition(self, h, labels):
     if not self.num_classes:
@@ -196,13 +225,11 @@ class VAE(nn.Module):
 
   def encode_top(self, z):
     """q(z2 | z): z `[B, latent_dim]` -> (mean, log_var), each `[B, top_latent_dim]`."""
-    h = self.top_encoder(z)
-    return self.top_to_mean(h), self.top_to_log_var(h)
+    return self.top.posterior(z)
 
   def prior(self, z2):
     """p(z | z2): z2 `[B, top_latent_dim]` -> (mean, log_var), each `[B, latent_dim]`."""
-    h = self.top_decoder(z2)
-    return self.prior_to_mean(h), self.prior_to_log_var(h)
+    return self.top.prior(z2)
 
   def log_likelihood(self, out, x):
     """log p(x | z) per example: decoder output `[B, H, W, C, P]`, x int `[B, H, W, C]` -> `[B]`."""
@@ -211,8 +238,8 @@ class VAE(nn.Module):
   def __call__(self, x, labels=None, *, train: bool = False):
     """Initialisation path: encode, decode the means. Returns decoder output."""
     mean, _ = self.encode(x, labels, train=train)
-    if self.top_latent_dim:  # creates the second layer's parameters too
-      self.prior(self.encode_top(mean)[0])
+    if self.top is not None:  # creates the second layer's parameters too
+      self.top(mean)
     return self.decode(mean, labels, train=train)
 
 
@@ -450,7 +477,7 @@ def with_output_bias(model: VAE, params, bias):
   if model.architecture != 'mlp':
     raise ValueError("a per-pixel decoder bias needs architecture='mlp', "
                      f'got {model.architecture!r}')
-  name = f'Dense_{len(tuple(model.hidden))}'
+  name = MLP_OUTPUT  # the decoder MLP's named output layer
   old = params['params']['decoder'][name]['bias']
   bias = jnp.asarray(bias, old.dtype)
   if bias.shape != old.shape:

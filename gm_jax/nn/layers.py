@@ -12,6 +12,9 @@ import numpy as np
 from jax import lax
 
 
+MLP_OUTPUT = 'out'  # the name of `MLP`'s linear output layer (e.g. a decoder's logits)
+
+
 class MLP(nn.Module):
   """Dense -> activation (-> dropout) stack, with an optional linear output layer.
 
@@ -35,7 +38,7 @@ class MLP(nn.Module):
       if self.dropout_rate > 0:
         x = Dropout(self.dropout_rate, deterministic=not train)(x)
     if self.out_features:
-      x = nn.Dense(self.out_features)(x)
+      x = nn.Dense(self.out_features, name=MLP_OUTPUT)(x)
     return x
 
 

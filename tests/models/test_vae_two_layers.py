@@ -28,9 +28,12 @@ X = jnp.array([[[[0], [1]], [[1], [1]]], [[[1], [0]], [[0], [0]]]], jnp.int32)
 
 def test_parameters_of_both_layers_exist():
   _, params = _tiny()
-  names = set(params['params'])
-  assert {'top_encoder', 'top_to_mean', 'top_to_log_var', 'top_decoder', 'prior_to_mean',
-          'prior_to_log_var', 'encoder', 'decoder'} <= names
+  assert {'encoder', 'decoder', 'top'} <= set(params['params'])
+  # The second stochastic layer is one named submodule, q(z2 | z) and p(z | z2).
+  assert set(params['params']['top']) == {'encoder', 'to_mean', 'to_log_var', 'decoder',
+                                          'prior_to_mean', 'prior_to_log_var'}
+  # The decoder's output layer is named, not found by counting Dense layers.
+  assert 'out' in params['params']['decoder']
 
 
 def test_log_weights_match_a_numpy_computation_with_the_same_noise():
@@ -65,8 +68,7 @@ def test_iwae_matches_the_marginal_likelihood_by_quadrature():
   model, params = _tiny(latent=1, top=1)
   # Proposals wider than the posteriors (constant variance e^1 in both layers) keep the
   # importance weights light-tailed, so K = 20,000 and its standard error are reliable.
-  for name in ('to_log_var', 'top_to_log_var'):
-    layer = params['params'][name]
+  for layer in (params['params']['to_log_var'], params['params']['top']['to_log_var']):
     layer['bias'], layer['kernel'] = layer['bias'] + 1.0, layer['kernel'] * 0
   # log p(x) = log of the double integral of p(x|z) p(z|z2) N(z2; 0, 1) over a grid.
   grid = np.linspace(-8, 8, 801)
@@ -119,8 +121,9 @@ def test_gradients_reach_both_layers_and_samples_are_binary():
   model, params = _tiny(latent=2, top=2)
   grads = jax.grad(lambda p: -jnp.mean(vae_lib.elbo_terms(
       model, p, X, None, jax.random.key(1), train=True)['elbo']))(params)
-  for name in ('top_encoder', 'top_to_mean', 'prior_to_mean', 'prior_to_log_var'):
-    assert any(np.abs(np.asarray(g)).sum() > 0 for g in jax.tree.leaves(grads['params'][name]))
+  for name in ('encoder', 'to_mean', 'prior_to_mean', 'prior_to_log_var'):
+    assert any(np.abs(np.asarray(g)).sum() > 0
+               for g in jax.tree.leaves(grads['params']['top'][name]))
   samples = vae_lib.sample_prior(model, params, jax.random.key(0), 6)
   assert samples.shape == (6, 2, 2, 1) and samples.dtype == jnp.int32
   assert set(np.unique(np.asarray(samples))) <= {0, 1}
