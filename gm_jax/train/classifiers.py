@@ -4,13 +4,16 @@
 ('naive_bayes', 'logreg') on an image dataset (the embedded 'digits'; images are
 flattened to D = H * W * C features).
 
-* naive_bayes: fitted in closed form on the training split (one "step"); the
-  parameters are checkpointed as step 1, one line goes to `metrics.jsonl`, and
-  `samples.png` shows draws from p(x | y), one row per class. The categorical
-  variant is a proper model of the 17-level images, so its exact test
-  log-likelihood (`test_nll_nats`, `test_bpd`, `bound: 'exact'`) is reported.
-* logreg: minibatch Adam on the L2-regularised cross-entropy through the generic
-  trainer `gm_jax.train.loop` (checkpoints, exact resume, best-on-validation).
+Both run through the generic trainer `gm_jax.train.loop` (checkpoints, exact resume,
+metrics, bad-input errors, `eval.json`, `samples.png` live there):
+
+* naive_bayes: a closed-form fit is one full-batch step, a `TrainUpdate` whose update
+  fits the parameters to the whole training split (`batch_size` becomes the split's
+  size; the config's `batch_size` chunks evaluation). `samples.png` shows draws from
+  p(x | y), one row per class. The categorical variant is a proper model of the
+  17-level images, so its exact test log-likelihood (`test_nll_nats`, `test_bpd`,
+  `bound: 'exact'`) is reported. `train_steps_per_s` is the rate of the jitted fit.
+* logreg: minibatch Adam on the L2-regularised cross-entropy.
 
 Both write `eval.json` with `test_accuracy`, `test_log_loss` (nats) and
 `test_ece` (15 equal-width bins).
@@ -19,7 +22,6 @@ Both write `eval.json` with `test_accuracy`, `test_log_loss` (nats) and
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 
@@ -30,11 +32,8 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax.evaluate import calibration
 from gm_jax.models import classifiers as clf
-from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import loop
-from gm_jax.train import metrics as metrics_lib
-from gm_jax.train.family import Family
-from gm_jax.train import defaults
+from gm_jax.train.family import Family, TrainUpdate
 
 MODELS = ('naive_bayes', 'logreg')
 NB_VARIANTS = ('categorical', 'bernoulli', 'multinomial', 'gaussian')
@@ -165,83 +164,93 @@ def _nb_log_probs(params, arrays, *, variant, num_levels, batch_size):
   return np.concatenate(post), np.concatenate(marg)
 
 
-def _train_naive_bayes(config, workdir: str, splits) -> dict:
-  info = splits.info
+def make_nb_family(config, info, *, num_trials=None) -> Family:
+  """Naive Bayes as a `Family`: one `TrainUpdate` step fits it to the (full) batch.
+
+  Args:
+    num_trials: the total count of a multinomial sample (None otherwise).
+  """
   variant = config.get('nb_variant', 'categorical')
   levels, num_classes = info.num_levels, info.num_classes
-  x = nb_features(splits.train['image'], variant=variant, num_levels=levels)
-  y = jnp.asarray(splits.train['label'], jnp.int32)
+  params_type = {'categorical': clf.CategoricalNBParams, 'bernoulli': clf.BernoulliNBParams,
+                 'multinomial': clf.MultinomialNBParams,
+                 'gaussian': clf.GaussianNBParams}[variant]
 
-  params = jax.block_until_ready(_fit_nb(config, x, y, num_classes, levels))  # compiles
-  num_timed, t0 = 5, time.perf_counter()
-  for _ in range(num_timed):
-    jax.block_until_ready(_fit_nb(config, x, y, num_classes, levels))
-  fits_per_s = num_timed / (time.perf_counter() - t0)
+  def fit(batch):
+    x = nb_features(batch['image'], variant=variant, num_levels=levels)
+    return _fit_nb(config, x, jnp.asarray(batch['label'], jnp.int32), num_classes,
+                   levels)._asdict()
 
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                       max_to_keep=int(defaults.get(config, 'max_to_keep')))
-  checkpointer.save(1, params._asdict())
-  checkpointer.close()
+  def joint_nll_and_metrics(params, batch):
+    post, marg = _nb_posterior_and_marginal(params_type(**params), batch['image'],
+                                            variant=variant, num_levels=levels)
+    y = jnp.asarray(batch['label'], jnp.int32)
+    log_post_y = jnp.take_along_axis(post, y[:, None], -1)[:, 0]
+    # "loss" of a closed-form fit: the mean -log p(x, y) it maximises (nats/example).
+    loss = -jnp.mean(marg + log_post_y)
+    return loss, {'log_loss': -jnp.mean(log_post_y),
+                  'accuracy': jnp.mean(jnp.argmax(post, -1) == y)}
 
-  batch = int(config.batch_size)
-  kwargs = dict(variant=variant, num_levels=levels, batch_size=batch)
-  train_post, train_marg = _nb_log_probs(params, splits.train, **kwargs)
-  train_joint_nll = -float(np.mean(
-      train_marg + train_post[np.arange(len(y)), np.asarray(y)]))
-  writer = metrics_lib.MetricWriter(workdir)
-  # "loss" of a closed-form fit: the mean -log p(x, y) it maximises (nats/example).
-  writer.write(1, {'loss': train_joint_nll})
-  results = {'model': config.model, 'dataset': config.dataset, 'nb_variant': variant,
-             'train_steps': 1, 'train_steps_per_s': fits_per_s}
-  if len(splits.validation['label']):
-    val_post, _ = _nb_log_probs(params, splits.validation, **kwargs)
-    val = calibration.classification_metrics(val_post, splits.validation['label'])
-    writer.write(1, val, prefix='val_')
-    results.update({f'val_{k}': v for k, v in val.items()})
-  writer.close()
+  def init(key, batch):
+    del key
+    return fit(batch)
 
-  test_post, test_marg = _nb_log_probs(params, splits.test, **kwargs)
-  test = calibration.classification_metrics(test_post, splits.test['label'])
-  results.update({f'test_{k}': v for k, v in test.items()})
-  if variant == 'categorical':
-    # A distribution over {0..L-1}^D: log p(x) = logsumexp_y log p(x, y) is exact.
-    nll = -float(np.mean(test_marg))
-    results.update({'test_nll_nats': nll,
-                    'test_bpd': nll / (info.num_dims * np.log(2.0)),
-                    'bound': 'exact'})
-  # Multinomial samples get the average total "ink" of a training image.
-  num_trials = int(round(float(jnp.mean(jnp.sum(x, -1))))) if variant == 'multinomial' else None
-  results.update(_nb_samples(config, params, workdir, info, num_trials=num_trials))
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
-  return results
+  def update(params, opt_state, batch, key, *, step, axis_name=None):
+    del params, key, step
+    if axis_name is not None:
+      raise ValueError("naive Bayes fits on one device: config.parallel must be 'none'")
+    params = fit(batch)
+    loss, metrics = joint_nll_and_metrics(params, batch)
+    return params, {'fits': opt_state['fits'] + 1}, dict(metrics, loss=loss)
+
+  def loss(params, batch, key, *, train):
+    del key, train
+    return joint_nll_and_metrics(params, batch)
+
+  def fits_per_s(train):
+    """The rate of the jitted closed-form fit on the whole training split."""
+    batch = {k: jnp.asarray(train[k]) for k in ('image', 'label')}
+    jax.block_until_ready(fit(batch))
+    num_timed, t0 = 5, time.perf_counter()
+    for _ in range(num_timed):
+      jax.block_until_ready(fit(batch))
+    return num_timed / (time.perf_counter() - t0)
+
+  def evaluate(params, splits, key, cfg):
+    del key
+    nb = params_type(**params)
+    kwargs = dict(variant=variant, num_levels=levels, batch_size=int(cfg.eval_batch_size))
+    test_post, test_marg = _nb_log_probs(nb, splits.test, **kwargs)
+    test = calibration.classification_metrics(test_post, splits.test['label'])
+    results = {f'test_{k}': v for k, v in test.items()}
+    results.update(nb_variant=variant, train_steps_per_s=fits_per_s(splits.train))
+    if variant == 'categorical':
+      # A distribution over {0..L-1}^D: log p(x) = logsumexp_y log p(x, y) is exact.
+      nll = -float(np.mean(test_marg))
+      results.update({'test_nll_nats': nll,
+                      'test_bpd': nll / (info.num_dims * np.log(2.0)),
+                      'bound': 'exact'})
+    return results
+
+  def sample(params, key, num):
+    """`num // C` draws from p(x | y) per class y, class by class (one row each)."""
+    per_class = max(1, num // num_classes)
+    samples = _draw_jit(params_type(**params), key, per_class=per_class,
+                        num_classes=num_classes, num_trials=num_trials)
+    return _nb_samples_to_images(samples.reshape(num_classes * per_class, -1),
+                                 variant=variant, num_levels=levels, shape=info.shape)
+
+  return Family(name='naive_bayes', init=init, loss=loss, evaluate=evaluate, sample=sample,
+                validation_metric='log_loss',
+                train_update=TrainUpdate(init=lambda p: {'fits': jnp.zeros((), jnp.int32)},
+                                         update=update))
 
 
-def _nb_samples(config, params, workdir, info, *, num_trials=None) -> dict:
-  """`samples.png`: `num_samples // C` draws from p(x | y) for each class y (rows).
-
-  `num_trials` is the total count of a multinomial sample (None otherwise).
-  """
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-  variant = config.get('nb_variant', 'categorical')
-  num_classes = info.num_classes
-  per_class = max(1, int(defaults.get(config, 'num_samples')) // num_classes)
-  key = jax.random.key(int(config.seed))
-
-  @jax.jit
-  def draw(params, key):  # params as an argument, not a constant XLA would fold
-    return jax.vmap(lambda c: clf.sample(params, jax.random.fold_in(key, c), label=c,
-                                         num=per_class, num_trials=num_trials))(
-                                             jnp.arange(num_classes))
-  samples = jax.block_until_ready(draw(params, key))  # includes compilation
-  t0 = time.perf_counter()
-  jax.block_until_ready(draw(params, jax.random.fold_in(key, 1)))
-  seconds = time.perf_counter() - t0
-  grid = _nb_samples_to_images(samples.reshape(num_classes * per_class, -1),
-                               variant=variant, num_levels=info.num_levels, shape=info.shape)
-  images.save_image_grid(grid, os.path.join(workdir, 'samples.png'),
-                         num_levels=info.num_levels, nrow=per_class)
-  return {'samples_per_s': num_classes * per_class / seconds if seconds > 0 else None}
+@functools.partial(jax.jit, static_argnames=('per_class', 'num_classes', 'num_trials'))
+def _draw_jit(params, key, *, per_class, num_classes, num_trials):
+  return jax.vmap(lambda c: clf.sample(params, jax.random.fold_in(key, c), label=c,
+                                       num=per_class, num_trials=num_trials))(
+                                           jnp.arange(num_classes))
 
 
 # ---------------------------------------------------------------------------
@@ -291,6 +300,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.validation_fraction)
   _check_image_dataset(splits.info, config)
-  if config.model == 'naive_bayes':
-    return _train_naive_bayes(config, workdir, splits)
-  return loop.run(config, workdir, make_logreg_family(config, splits.info), splits)
+  if config.model == 'logreg':
+    return loop.run(config, workdir, make_logreg_family(config, splits.info), splits)
+  # One full-batch step; the config's batch_size chunks the evaluation.
+  info = splits.info
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.eval_batch_size = int(config.batch_size)
+    config.batch_size = len(splits.train['label'])
+  variant = config.get('nb_variant', 'categorical')
+  x = nb_features(splits.train['image'], variant=variant, num_levels=info.num_levels)
+  # The fit's input checks (value ranges) run here once, outside jit.
+  _fit_nb(config, x, jnp.asarray(splits.train['label'], jnp.int32), info.num_classes,
+          info.num_levels)
+  # Multinomial samples get the average total "ink" of a training image.
+  num_trials = int(round(float(jnp.mean(jnp.sum(x, -1))))) if variant == 'multinomial' else None
+  return loop.run(config, workdir, make_nb_family(config, info, num_trials=num_trials), splits)

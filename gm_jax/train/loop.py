@@ -88,9 +88,6 @@ def validate_config(config) -> None:
   if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
     raise ValueError(
         f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
-  lr = config.learning_rate
-  if not isinstance(lr, (int, float)) or not np.isfinite(lr) or lr <= 0:
-    raise ValueError(f'config.learning_rate must be a positive number, got {lr!r}')
   if config.eval_every:
     _positive_int(config, 'eval_every')
   if not 0.0 <= config.validation_fraction < 1.0:
@@ -162,7 +159,9 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
                      f'split of {config.dataset!r} ({num_train} examples)')
   seed = int(config.seed)
   init_key, train_key, eval_key, sample_key = jax.random.split(jax.random.key(seed), 4)
-  tx = family.optimizer if family.optimizer is not None else optim.make_optimizer(config)
+  tx = None  # a family with its own update rule builds its own optimisers (or none)
+  if family.train_update is None:
+    tx = family.optimizer if family.optimizer is not None else optim.make_optimizer(config)
   group = int(config.loss_group_size)
   k = int(config.steps_per_loop)
   step_fn = make_train_step(family, tx, train_key, group_size=group,

@@ -12,8 +12,16 @@ from gm_jax.train import defaults
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
-  """Linear warm-up to `learning_rate`, then `lr_schedule` ('cosine' or 'constant')."""
-  lr = float(config.learning_rate)
+  """Linear warm-up to `learning_rate`, then `lr_schedule` ('cosine' or 'constant').
+
+  Every optimiser of a config is built on this schedule, so this is where
+  `config.learning_rate` is checked (a closed-form fit builds none and needs none).
+  """
+  lr = config.learning_rate
+  if (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not np.isfinite(lr)
+      or lr <= 0):
+    raise ValueError(f'config.learning_rate must be a positive number, got {lr!r}')
+  lr = float(lr)
   steps = int(config.num_train_steps)
   warmup = int(defaults.get(config, 'warmup_steps'))
   kind = defaults.get(config, 'lr_schedule')
