@@ -28,7 +28,7 @@ The objectives at the bottom are pure functions of `(model, params, x, key)`.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -113,9 +113,12 @@ class Conv(nn.Module):
   strides: int = 1
   normalization: str = 'weight'
   scale_init: float = 1.0
+  dtype: Any = None  # compute dtype (None: the inputs'); see gm_jax.nn.precision
 
   @nn.compact
   def __call__(self, x):
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
     k, cin = self.kernel_size, x.shape[-1]
     v = self.param('kernel', fast_normal_init(), (k, k, cin, self.features))
     if self.normalization == 'weight':
@@ -131,7 +134,7 @@ class Conv(nn.Module):
     b = self.param('bias', nn.initializers.zeros, (self.features,))
     y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.strides, self.strides),
                                      'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + b
+    return y + b.astype(y.dtype)
 
 
 class ResidualCell(nn.Module):

@@ -8,12 +8,15 @@ PixelCNN++ (Ramachandran et al. 2017) evaluate per generated position.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gm_jax.nn import layers
+from gm_jax.nn import precision
 
 
 def shift_right(x: jnp.ndarray) -> jnp.ndarray:
@@ -71,6 +74,7 @@ class CausalConv1D(nn.Module):
   features: int
   kernel_size: int = 2
   dilation: int = 1
+  dtype: Any = None  # compute dtype (None: the inputs'); see gm_jax.nn.precision
 
   @property
   def window(self) -> int:
@@ -93,6 +97,7 @@ class CausalConv1D(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (self.kernel_size, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = precision.in_dtype(self.dtype, x, kernel, bias)
     if last:
       taps = x[:, ::self.dilation]  # [B, K, F_in]
       return jnp.einsum('bki,kio->bo', taps, kernel) + bias
@@ -124,6 +129,7 @@ class MaskedConv2D(nn.Module):
   mask_type: str
   num_channels: int
   out_repeat: int = 1
+  dtype: Any = None  # compute dtype (None: the inputs'); see gm_jax.nn.precision
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -138,7 +144,7 @@ class MaskedConv2D(nn.Module):
                           mask_type=self.mask_type)
     mask = np.ones((kh, kw, f_in, self.features), np.float32)
     mask[kh - 1, kw - 1] = centre
-    kernel = kernel * mask
+    x, kernel, bias = precision.in_dtype(self.dtype, x, kernel * mask, bias)
     if (kh, kw) == (1, 1):
       y = layers.pointwise_conv(x, kernel)
     elif kh * kw <= 2:  # see layers.conv_tapwise_grad: faster for one or two taps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -152,7 +152,8 @@ def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[
     cells.append(j)
   (ih, iw), (mh, mw) = index, mask
   w = kernel[ih][:, :, iw]  # [Kh, sh, Kw, sw, Cin, Cout]
-  w = w * jnp.asarray(mh[:, :, None, None, None, None] * mw[None, None, :, :, None, None])
+  w = w * jnp.asarray(mh[:, :, None, None, None, None] * mw[None, None, :, :, None, None],
+                      w.dtype)
   w = w.transpose(0, 2, 4, 1, 3, 5).reshape(ih.shape[0], iw.shape[0], cin, sh * sw * cout)
   y = lax.conv_general_dilated(x, w, (1, 1), conv_pads,
                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -292,6 +293,7 @@ class _Convolution(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
+  dtype: Any = None  # compute dtype (None: the inputs'); see gm_jax.nn.precision
 
   def _convolve(self, x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     raise NotImplementedError
@@ -304,6 +306,8 @@ class _Convolution(nn.Module):
                        f'{x.shape}')
     kernel = self.param('kernel', self.kernel_init,
                         tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
     y = self._convolve(x, kernel.astype(x.dtype))
     if self.use_bias:
       y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(x.dtype)

@@ -38,6 +38,15 @@ def resolve(name: str):
   return COMPUTE_DTYPES[name]
 
 
+def in_dtype(dtype, *arrays):
+  """`arrays` cast to a layer's compute `dtype` (unchanged where it is None): what a
+  layer of ours with a `dtype` field does with its inputs and parameters, as Flax's
+  `promote_dtype(..., dtype=)` does for its own layers."""
+  if dtype is None:
+    return arrays
+  return tuple(jnp.asarray(a, dtype) for a in arrays)
+
+
 def _has_open_dtype(module) -> bool:
   fields = getattr(type(module), '__dataclass_fields__', {})
   return 'dtype' in fields and getattr(module, 'dtype', None) is None
