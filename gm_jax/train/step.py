@@ -120,7 +120,15 @@ def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
   and each step gathers its batch on the device). `view_devices`: the devices whose
   shards the step function sees at once (1 under pmap and on one device, all under
   sharding). Metrics come back stacked, `[steps]` per entry.
+
+  One step runs without a loop, and on CPU the steps are unrolled: XLA:CPU (jaxlib
+  0.10.2) compiles a convolution's kernel gradient inside a while loop to a slow
+  generic loop nest (measured: [64, 8, 8, 64] 3x3 kernel gradient 10.4 ms plain,
+  479 ms in a one-trip `fori_loop`; the diffusion U-Net's train step 82 ms vs
+  2,577 ms). Accelerators keep the rolled `lax.scan` (compile time independent of
+  `steps`).
   """
+  unroll = steps if jax.default_backend() == 'cpu' else 1
   def multi(state, chunk, *, axis_name=None):
     per_step = unchunk(chunk, steps, view_devices)
     data = state.get('data')
@@ -132,7 +140,11 @@ def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
       return carry, metrics
 
     inner = {k: v for k, v in state.items() if k != 'data'}
-    inner, metrics = jax.lax.scan(body, inner, per_step)
+    if steps == 1:
+      inner, metrics = body(inner, jax.tree.map(lambda a: a[0], per_step))
+      metrics = jax.tree.map(lambda m: m[None], metrics)
+    else:
+      inner, metrics = jax.lax.scan(body, inner, per_step, unroll=unroll)
     if data is not None:
       inner['data'] = data
     return inner, metrics
