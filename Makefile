@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast test-targets bench bench-train-step family-table clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[tfds,plots,test,bench]' -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)

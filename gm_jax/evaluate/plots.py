@@ -1,4 +1,8 @@
-"""Matplotlib figures: loss curves and latent scatter plots (Agg backend, no screen)."""
+"""Matplotlib figures: loss curves and latent scatter plots (Agg backend, no screen).
+
+Matplotlib is an optional dependency (`pip install gm_jax[plots]`): it is imported
+when a figure is first drawn, never when this module is imported.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,14 @@ import numpy as np
 
 
 def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  """`matplotlib.pyplot` on the Agg backend; ImportError naming the extra if absent."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        'gm_jax.evaluate.plots draws with matplotlib, which is not installed; '
+        "install it with `pip install 'gm_jax[plots]'` (or `pip install matplotlib`)."
+    ) from e
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt

@@ -44,6 +44,7 @@ import os
 import time
 from typing import Any, Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -418,9 +419,10 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
       results.update(_samples(family, best_params, s.sample_key, workdir, s.splits.info,
                               config))
     if family.pictures is not None and s.is_primary:
-      results.update(family.pictures(best_params, s.splits, s.sample_key, workdir) or {})
+      results.update(_without_plots_if_absent(
+          family.pictures, best_params, s.splits, s.sample_key, workdir) or {})
   if s.is_primary:
-    _plot_losses(workdir, config.model)
+    results.update(_without_plots_if_absent(_plot_losses, workdir, config.model) or {})
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
   return results
@@ -480,6 +482,18 @@ def _samples(family: Family, params, key, workdir: str, info, config) -> dict:
     images.save_image_grid(samples, os.path.join(workdir, 'samples.png'),
                            num_levels=info.num_levels)
   return {'samples_per_s': num / seconds if seconds > 0 else None}
+
+
+def _without_plots_if_absent(fn, *args):
+  """`fn(*args)`; without matplotlib (the `[plots]` extra) its figures are skipped, said in
+  `eval.json` (`pictures_skipped`) and the log, and nothing else is lost."""
+  try:
+    return fn(*args)
+  except ImportError as e:
+    if 'gm_jax[plots]' not in str(e):
+      raise
+    logging.warning('%s', e)
+    return {'pictures_skipped': str(e)}
 
 
 def _plot_losses(workdir: str, model: str) -> None:

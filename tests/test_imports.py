@@ -1,0 +1,81 @@
+"""Importing `gm_jax.losses` costs JAX and nothing else (issue #28).
+
+Each import runs in a fresh interpreter, so what this test process has already
+imported does not hide a dependency. The allowed set is computed, not listed: it is
+whatever `import jax` alone loads, plus `gm_jax` itself, so a new jax release that
+imports another module of its own does not break the test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TOP_LEVEL = ('import json, sys; {stmt}; '
+              'print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))')
+
+
+def _top_level_modules(stmt: str) -> set[str]:
+  """Top-level names in `sys.modules` after running `stmt` in a fresh Python."""
+  out = subprocess.run([sys.executable, '-c', _TOP_LEVEL.format(stmt=stmt)],
+                       capture_output=True, text=True, check=True, cwd=_ROOT)
+  return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _third_party(mods: set[str]) -> set[str]:
+  return {m for m in mods if m not in sys.stdlib_module_names}
+
+
+@pytest.fixture(scope='module')
+def jax_alone() -> set[str]:
+  return _top_level_modules('import jax')
+
+
+@pytest.mark.parametrize('stmt', ['from gm_jax import losses', 'import gm_jax.losses',
+                                  'import gm_jax'])
+def test_losses_import_only_jax(stmt, jax_alone):
+  mods = _top_level_modules(stmt + '; import jax')
+  extra = _third_party(mods) - _third_party(jax_alone)
+  # Anything beyond gm_jax (flax, optax, scipy, rich, yaml, tensorflow...) is a
+  # regression: the losses are meant to be usable with jax and numpy only.
+  assert extra == {'gm_jax'}, sorted(extra)
+  assert {'jax', 'numpy'} <= mods
+
+
+def test_losses_load_no_other_gm_jax_module():
+  code = ('import sys; from gm_jax import losses; '
+          'print(" ".join(sorted(m for m in sys.modules if m.startswith("gm_jax"))))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       check=True, cwd=_ROOT).stdout.split()
+  assert [m for m in out if m not in ('gm_jax', 'gm_jax.losses')
+          and not m.startswith('gm_jax.losses.')] == []
+
+
+def test_lazy_attributes_still_work():
+  code = ('import gm_jax; from gm_jax import losses, models; '
+          'assert gm_jax.losses is losses and gm_jax.models is models; '
+          'assert callable(gm_jax.losses.elbo); '
+          'assert "train" in dir(gm_jax); print(gm_jax.__version__)')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       check=True, cwd=_ROOT).stdout.strip()
+  assert out == '0.1.0'
+  import gm_jax  # pylint: disable=g-import-not-at-top
+  with pytest.raises(AttributeError, match='no_such_module'):
+    getattr(gm_jax, 'no_such_module')
+
+
+def test_losses_import_time_is_reported(jax_alone):
+  """Prints import times (not asserted: the shared CI machine is too noisy)."""
+  del jax_alone
+  timings = {}
+  for stmt in ('import jax', 'from gm_jax import losses'):
+    code = f'import time; t = time.perf_counter(); {stmt}; print(time.perf_counter() - t)'
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, cwd=_ROOT).stdout.strip()
+    timings[stmt] = (float(out), time.perf_counter() - t0)
+  print({k: f'{v[0]:.2f}s import, {v[1]:.2f}s process' for k, v in timings.items()})
