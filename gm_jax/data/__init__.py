@@ -1,8 +1,10 @@
-"""Datasets: offline tfds builders, in-memory loading and deterministic batches.
+"""Datasets: in-memory loading, deterministic batches and offline tfds builders.
 
-`import gm_jax.data` imports neither TensorFlow nor tfds; they are imported
-when data is first read. The builder classes (`Digits`, `PhotoPatches`,
-`PydocChars`) are loaded on first attribute access.
+`import gm_jax.data` imports neither TensorFlow nor tfds, and loading an
+embedded dataset (`digits`, `photo_patches`, `pydoc_chars`) or an exported file
+never does; they are imported when a tfds dataset is first read (the optional
+extra `pip install gm_jax[tfds]`). The tfds builder classes (`Digits`,
+`PhotoPatches`, `PydocChars`) are loaded on first attribute access.
 """
 from gm_jax.data.pipeline import batch_at_step
 from gm_jax.data.pipeline import DatasetInfo
@@ -20,6 +22,9 @@ _BUILDERS = ("Digits", "PhotoPatches", "PydocChars")
 def __getattr__(name):
   # Importing the builders imports tfds and registers the datasets.
   if name in _BUILDERS:
+    from gm_jax.data import _tfds  # pylint: disable=g-import-not-at-top
+
+    _tfds.import_tfds()  # without tfds: an ImportError naming the [tfds] extra
     from gm_jax.data import builders  # pylint: disable=g-import-not-at-top
 
     return getattr(builders, name)

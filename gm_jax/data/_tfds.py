@@ -16,8 +16,41 @@ except ImportError:  # Windows: preparing is not serialised there
   fcntl = None
 
 
-def import_tfds():
-  """Imports `tensorflow_datasets` (with the `importlib_resources` shim it needs)."""
+# What to install for tfds datasets; `setup.cfg` declares the extra.
+TFDS_EXTRA = "pip install gm_jax[tfds]"
+
+
+def _missing(module: str, dataset: str | None, cause: ImportError) -> ImportError:
+  what = f"Dataset {dataset!r} is read" if dataset else "This is done"
+  return ImportError(
+      f"{what} through tensorflow_datasets, but {module} cannot be imported "
+      f"({cause}). Install the optional extra: {TFDS_EXTRA}. The embedded "
+      "datasets (digits, photo_patches, pydoc_chars) and exported files "
+      "(DATA_DIR/exported/<name>.npz, see gm_jax.data.exported) need neither.")
+
+
+def import_tf(dataset: str | None = None):
+  """Imports TensorFlow; a missing install names `dataset` and the `[tfds]` extra.
+
+  Raises:
+    ImportError: TensorFlow is not installed (the message says `TFDS_EXTRA`).
+  """
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise _missing("tensorflow", dataset, e) from e
+  return tf
+
+
+def import_tfds(dataset: str | None = None):
+  """Imports `tensorflow_datasets` (with the `importlib_resources` shim it needs).
+
+  Args:
+    dataset: the dataset it is imported for, named in the error.
+
+  Raises:
+    ImportError: tfds is not installed (the message says `TFDS_EXTRA`).
+  """
   try:
     import importlib_resources  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
@@ -29,7 +62,10 @@ def import_tfds():
     import sys  # pylint: disable=g-import-not-at-top
 
     sys.modules.setdefault("importlib_resources", importlib.resources)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise _missing("tensorflow_datasets", dataset, e) from e
   return tfds
 
 

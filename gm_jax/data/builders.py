@@ -8,7 +8,8 @@ are written into `data_dir` by `builder.download_and_prepare()`; nothing is
 downloaded (their `_split_generators` never use `dl_manager`).
 
 Examples are written in generation order (`disable_shuffling=True`), so split
-contents and order are exactly those documented below.
+contents and order are exactly those of `gm_jax.data.embedded.examples`, the one
+source of truth that `load_split` also reads directly (without tfds).
 """
 from __future__ import annotations
 
@@ -18,26 +19,23 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gm_jax.data import embedded
 from gm_jax.data._ordered_builder import OrderedBuilder
 
-# `digits`: scikit-learn's order; train is the head, test the tail.
-DIGITS_NUM_TRAIN = 1437
-DIGITS_NUM_TEST = 360
-DIGITS_NUM_LEVELS = 17  # Grey levels 0..16.
-
-# `photo_patches`: crops on a regular grid. Test crops come from the right-most
-# `PHOTO_TEST_COLUMNS` columns of each photograph, train crops from the columns
-# to their left; a crop never straddles the boundary, so the splits share no
-# pixel.
-PHOTO_NAMES = ("china", "flower")
-PHOTO_PATCH_SIZE = 32
-PHOTO_STRIDE = 16
-PHOTO_TEST_COLUMNS = 128  # 20% of the 640 columns.
-
-# `pydoc_chars`: byte windows of each pydoc topic; topic `i` (in sorted key
-# order) goes to test when `i % PYDOC_TEST_EVERY == PYDOC_TEST_EVERY - 1`.
-PYDOC_WINDOW = 128
-PYDOC_TEST_EVERY = 10
+# The sources, split rules and constants live in `gm_jax.data.embedded`, which also
+# serves them to `load_split` without tfds; re-exported here for existing callers.
+from gm_jax.data.embedded import DIGITS_NUM_LEVELS  # pylint: disable=g-bad-import-order,unused-import
+from gm_jax.data.embedded import DIGITS_NUM_TEST
+from gm_jax.data.embedded import DIGITS_NUM_TRAIN
+from gm_jax.data.embedded import photo_patch_grid  # pylint: disable=unused-import
+from gm_jax.data.embedded import PHOTO_NAMES
+from gm_jax.data.embedded import PHOTO_PATCH_SIZE
+from gm_jax.data.embedded import PHOTO_STRIDE
+from gm_jax.data.embedded import PHOTO_TEST_COLUMNS
+from gm_jax.data.embedded import pydoc_topic_split  # pylint: disable=unused-import
+from gm_jax.data.embedded import pydoc_topics
+from gm_jax.data.embedded import PYDOC_TEST_EVERY
+from gm_jax.data.embedded import PYDOC_WINDOW
 
 # tfds derives `code_path` through `importlib_resources`, which tfds 4.9.10
 # imports but does not require on Python >= 3.9
@@ -47,47 +45,10 @@ PYDOC_TEST_EVERY = 10
 _CODE_PATH = epath.Path(__file__)
 
 
-def _load_photos() -> dict[str, np.ndarray]:
-  """Returns {name: uint8 [H, W, 3]} for scikit-learn's sample photographs."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
-
-  photos = datasets.load_sample_images()
-  by_name = {}
-  for filename, image in zip(photos.filenames, photos.images):
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
-    by_name[name] = np.asarray(image, dtype=np.uint8)
-  return {name: by_name[name] for name in PHOTO_NAMES}
-
-
-def photo_patch_grid(height: int, width: int, split: str) -> list[tuple[int, int]]:
-  """Top-left corners `(y, x)` of the `split` crops of an `[height, width]` photo.
-
-  Train crops lie in columns `[0, width - PHOTO_TEST_COLUMNS)`, test crops in
-  `[width - PHOTO_TEST_COLUMNS, width)`; both use a stride of `PHOTO_STRIDE`.
-  """
-  boundary = width - PHOTO_TEST_COLUMNS
-  if split == "train":
-    x_lo, x_hi = 0, boundary
-  elif split == "test":
-    x_lo, x_hi = boundary, width
-  else:
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-  size = PHOTO_PATCH_SIZE
-  ys = range(0, height - size + 1, PHOTO_STRIDE)
-  xs = range(x_lo, x_hi - size + 1, PHOTO_STRIDE)
-  return [(y, x) for y in ys for x in xs]
-
-
-def pydoc_topics() -> list[str]:
-  """Sorted topic names of `pydoc_data.topics.topics`; index = `label`."""
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
-
-  return sorted(topics.topics)
-
-
-def pydoc_topic_split(index: int) -> str:
-  """The split ('train' or 'test') that topic number `index` belongs to."""
-  return "test" if index % PYDOC_TEST_EVERY == PYDOC_TEST_EVERY - 1 else "train"
+def _rows(arrays: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+  """Splits `{feature: [N, ...]}` into N examples `{feature: [...]}`, in order."""
+  for i in range(len(next(iter(arrays.values())))):
+    yield {k: v[i] for k, v in arrays.items()}
 
 
 class Digits(OrderedBuilder):
@@ -108,31 +69,13 @@ class Digits(OrderedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    return {split: self._generate_examples(split) for split in embedded.SPLITS}
 
-    digits = datasets.load_digits()
-    images = digits.images.astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int64)
-    if len(images) != DIGITS_NUM_TRAIN + DIGITS_NUM_TEST:
-      raise ValueError(
-          f"load_digits() returned {len(images)} images, expected "
-          f"{DIGITS_NUM_TRAIN + DIGITS_NUM_TEST}."
-      )
-    train = slice(0, DIGITS_NUM_TRAIN)
-    test = slice(DIGITS_NUM_TRAIN, None)
-    return {
-        "train": self._generate_examples(images[train], labels[train], 0),
-        "test": self._generate_examples(
-            images[test], labels[test], DIGITS_NUM_TRAIN
-        ),
-    }
-
-  def _generate_examples(
-      self, images: np.ndarray, labels: np.ndarray, offset: int
-  ) -> Iterator[tuple[int, dict]]:
-    for i, (image, label) in enumerate(zip(images, labels)):
-      # Key = index in load_digits(); unique across splits.
-      yield offset + i, {"image": image, "label": label}
+  def _generate_examples(self, split: str) -> Iterator[tuple[int, dict]]:
+    # Key = index in load_digits(); unique across splits.
+    offset = 0 if split == "train" else DIGITS_NUM_TRAIN
+    for i, example in enumerate(_rows(embedded.digits(split))):
+      yield offset + i, example
 
 
 class PhotoPatches(OrderedBuilder):
@@ -159,25 +102,12 @@ class PhotoPatches(OrderedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
-    photos = _load_photos()
-    return {
-        split: self._generate_examples(photos, split)
-        for split in ("train", "test")
-    }
+    return {split: self._generate_examples(split) for split in embedded.SPLITS}
 
-  def _generate_examples(
-      self, photos: dict[str, np.ndarray], split: str
-  ) -> Iterator[tuple[str, dict]]:
-    size = PHOTO_PATCH_SIZE
-    for label, name in enumerate(PHOTO_NAMES):
-      photo = photos[name]
-      for y, x in photo_patch_grid(photo.shape[0], photo.shape[1], split):
-        yield f"{name}_{y}_{x}", {
-            "image": photo[y : y + size, x : x + size],
-            "label": label,
-            "y": y,
-            "x": x,
-        }
+  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
+    for example in _rows(embedded.photo_patches(split)):
+      name = PHOTO_NAMES[example["label"]]
+      yield f"{name}_{example['y']}_{example['x']}", example
 
 
 class PydocChars(OrderedBuilder):
@@ -202,18 +132,9 @@ class PydocChars(OrderedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Ships with Python.
-    return {
-        split: self._generate_examples(split) for split in ("train", "test")
-    }
+    return {split: self._generate_examples(split) for split in embedded.SPLITS}
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
-    from pydoc_data import topics  # pylint: disable=g-import-not-at-top
-
-    for label, topic in enumerate(pydoc_topics()):
-      if pydoc_topic_split(label) != split:
-        continue
-      data = np.frombuffer(topics.topics[topic].encode("utf-8"), np.uint8)
-      num_windows = len(data) // PYDOC_WINDOW
-      windows = data[: num_windows * PYDOC_WINDOW].reshape(-1, PYDOC_WINDOW)
-      for w, tokens in enumerate(windows):
-        yield f"{topic}_{w}", {"tokens": tokens, "label": label, "window": w}
+    names = pydoc_topics()
+    for example in _rows(embedded.pydoc_chars(split)):
+      yield f"{names[example['label']]}_{example['window']}", example

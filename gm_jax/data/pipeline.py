@@ -1,16 +1,22 @@
-"""Loading datasets through tfds into NumPy, and deterministic batching.
+"""Loading datasets into NumPy, and deterministic batching.
 
-Every dataset is read through tfds. The embedded datasets (`digits`,
-`photo_patches`, `pydoc_chars`, see `gm_jax.data.builders`) are prepared into
-`data_dir` on first use without network access; catalogue datasets (`mnist`,
-`cifar10`, ...) are prepared by tfds, which needs either network access or a
-`data_dir` that already holds them.
+The embedded datasets (`digits`, `photo_patches`, `pydoc_chars`) are built from
+their sources straight to NumPy (`gm_jax.data.embedded`), without TensorFlow or
+tfds: the same rows, bytes and order as their tfds builders
+(`gm_jax.data.builders`, still registered for `tfds.load('digits')` and used by
+`make_tf_dataset`). An exported file `DATA_DIR/exported/<name>.npz` is read
+without TensorFlow too. Every other dataset is read through tfds, which is the
+optional extra `pip install gm_jax[tfds]`: `mnist_offline` is prepared into
+`data_dir` without network access; catalogue datasets (`mnist`, `cifar10`, ...)
+are prepared by tfds, which needs either network access or a `data_dir` that
+already holds them.
 
 Training reads batches with `batch_at_step`, a pure function of
 `(step, seed)`: a run resumed from a checkpoint at step `s` sees exactly the
 batches an uninterrupted run would have seen.
 
-TensorFlow is imported only when data is read, never at `import gm_jax.data`.
+TensorFlow is imported only when a tfds dataset is read, never at
+`import gm_jax.data` nor for an embedded or exported dataset.
 """
 from __future__ import annotations
 
@@ -25,12 +31,16 @@ from typing import Any
 import numpy as np
 
 from gm_jax.data import _tfds as _tfds_lib
+from gm_jax.data import embedded
 from gm_jax.data import exported
 from gm_jax.data._tfds import is_local as _is_local
 from gm_jax.data._tfds import prepare_lock
 
-# Datasets whose builders live in `gm_jax.data.builders`.
-EMBEDDED_DATASETS = ("digits", "photo_patches", "pydoc_chars")
+# Datasets built from local sources by `gm_jax.data.embedded` (tfds builders in
+# `gm_jax.data.builders`).
+EMBEDDED_DATASETS = embedded.NAMES
+# The version of their tfds builders; the only one a name suffix may ask for.
+_EMBEDDED_VERSION = "1.0.0"
 # Real MNIST converted from a registry wheel (`gm_jax.data.mnist_offline`).
 MNIST_OFFLINE = "mnist_offline"
 # Datasets with a validation split of their own, which `load_splits` uses.
@@ -134,9 +144,14 @@ def get_info(name: str) -> DatasetInfo:
   return known[_base_name(name)]
 
 
-def _tf():
-  """Imports TensorFlow for input pipelines only: CPU, no GPU memory grabbed."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+def _tf(name: str | None = None):
+  """Imports TensorFlow for input pipelines only: CPU, no GPU memory grabbed.
+
+  Raises:
+    ImportError: TensorFlow is not installed; the message names dataset `name`
+      and the `gm_jax[tfds]` extra.
+  """
+  tf = _tfds_lib.import_tf(name)
 
   try:
     tf.config.set_visible_devices([], "GPU")
@@ -145,9 +160,14 @@ def _tf():
   return tf
 
 
-def _tfds():
-  """Imports tfds with the embedded builders registered (this module depends on them)."""
-  tfds = _tfds_lib.import_tfds()
+def _tfds(name: str | None = None):
+  """Imports tfds with the embedded builders registered (this module depends on them).
+
+  Raises:
+    ImportError: tfds is not installed; the message names dataset `name` and the
+      `gm_jax[tfds]` extra.
+  """
+  tfds = _tfds_lib.import_tfds(name)
   from gm_jax.data import builders  # pylint: disable=g-import-not-at-top,unused-import
   from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
   return tfds
@@ -185,9 +205,9 @@ def _check_writable(path: str | None) -> None:
 def _prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
   """Returns a tfds builder for `name` whose data exist in `data_dir`."""
   get_info(name)  # Validates the name before any tfds work.
+  _tf(name)
+  tfds = _tfds(name)
   path = _check_data_dir(data_dir)
-  _tf()
-  tfds = _tfds()
   builder = tfds.builder(name, data_dir=path)
   if builder.is_prepared():
     return builder
@@ -235,6 +255,36 @@ def _select_features(info: DatasetInfo):
   return select
 
 
+def _select_arrays(info: DatasetInfo, arrays: Mapping[str, np.ndarray]):
+  """`_select_features` on NumPy arrays: the public features, `load_split`'s dtypes."""
+  n = _num_examples(arrays)
+  if info.kind == "image":
+    out = {"image": np.asarray(arrays["image"], np.uint8)}
+  else:
+    out = {"tokens": np.asarray(arrays["tokens"]).astype(np.int32)}
+  data = next(iter(out.values()))
+  if data.shape != (n,) + info.shape:
+    raise ValueError(f"{info.name}: examples of shape {data.shape[1:]}, "
+                     f"expected {info.shape}.")
+  if info.num_classes is not None:
+    out["label"] = np.asarray(arrays["label"]).astype(np.int32)
+  return out
+
+
+def _load_embedded(
+    name: str, split: str, data_dir: str | os.PathLike[str] | None
+) -> dict[str, np.ndarray]:
+  """`load_split` of an embedded dataset, built from its source without tfds."""
+  base, _, version = name.partition(":")
+  if version and version != _EMBEDDED_VERSION:
+    raise ValueError(f"Dataset {name!r}: {base} has only version "
+                     f"{_EMBEDDED_VERSION}.")
+  # A bad data_dir is reported as for every other dataset, though nothing is
+  # written there.
+  _check_data_dir(data_dir)
+  return _select_arrays(get_info(name), embedded.read_split(base, split))
+
+
 def load_split(
     name: str,
     split: str,
@@ -242,16 +292,23 @@ def load_split(
     data_dir: str | os.PathLike[str] | None = None,
     use_exported: bool = True,
 ) -> dict[str, np.ndarray]:
-  """Reads one tfds split into memory, in the dataset's stored order.
+  """Reads one split into memory, in the dataset's stored order.
+
+  Embedded datasets (`EMBEDDED_DATASETS`) are built from their sources without
+  TensorFlow (`gm_jax.data.embedded`): the rows their tfds builders store, in
+  the same order. Other datasets are read through tfds (`gm_jax[tfds]` extra)
+  unless `data_dir` holds an exported file.
 
   Args:
     name: dataset name, see `get_info`.
-    split: any tfds split string: 'train', 'test', 'train[:90%]', ...
-    data_dir: tfds data directory (default: tfds's, `~/tensorflow_datasets`).
-      Embedded datasets are prepared there on first use. If it holds
+    split: a tfds split string: 'train', 'test', 'train[:90%]', ... (embedded
+      datasets accept names, slices and '+', not shard slices).
+    data_dir: tfds data directory (default: tfds's, `~/tensorflow_datasets`);
+      tfds datasets are prepared there on first use. If it holds
       `exported/<name>.npz` (see `gm_jax.data.exported`), the split is read from
       that file, without TensorFlow.
-    use_exported: False ignores an exported file (the exporter reads tfds).
+    use_exported: False ignores an exported file (the exporter reads tfds, or
+      the embedded sources).
 
   Returns:
     Image datasets: `{'image': uint8 [N, H, W, C] in [0, num_levels),
@@ -260,16 +317,20 @@ def load_split(
     'label'.
 
   Raises:
-    ValueError: unknown dataset, or a `data_dir` that cannot be created or
-      written (the message contains the path).
+    ValueError: unknown dataset or split, or a `data_dir` that cannot be created
+      or written (the message contains the path).
+    ImportError: a dataset read through tfds where tfds or TensorFlow is not
+      installed; the message names the dataset and `pip install gm_jax[tfds]`.
   """
   info = get_info(name)
   if use_exported and data_dir is not None:
     path = exported.exported_path(name, data_dir)
     if os.path.exists(path):
       return exported.read_split(path, name, split)
+  if _base_name(name) in EMBEDDED_DATASETS:
+    return _load_embedded(name, split, data_dir)
   builder = _prepared_builder(name, data_dir)
-  tfds = _tfds()
+  tfds = _tfds(name)
   ds = builder.as_dataset(split=split, shuffle_files=False)
   ds = ds.map(_select_features(info)).batch(_READ_CHUNK)
   # tfds rejects empty splits, so there is at least one chunk.
@@ -313,6 +374,8 @@ def load_splits(
   Raises:
     ValueError: unknown dataset, bad `data_dir`, or `validation_fraction`
       outside `[0, 1)`.
+    ImportError: a dataset read through tfds without tfds installed (the
+      message names `pip install gm_jax[tfds]`).
   """
   info = get_info(name)
   if not 0 <= validation_fraction < 1:
@@ -448,12 +511,16 @@ def make_tf_dataset(
     shuffle_seed: None reads in stored order; an int shuffles files and
       examples (reshuffled each iteration) from that seed.
     drop_remainder: drop the last, smaller batch.
+
+  Raises:
+    ImportError: TensorFlow or tfds is not installed (`pip install gm_jax[tfds]`);
+      the embedded datasets read through their tfds builders here.
   """
   info = get_info(name)
   batch_size = _check_batch_size(batch_size)
   builder = _prepared_builder(name, data_dir)
-  tf = _tf()
-  tfds = _tfds()
+  tf = _tf(name)
+  tfds = _tfds(name)
   shuffle = shuffle_seed is not None
   ds = builder.as_dataset(
       split=split,
