@@ -35,6 +35,10 @@ DEMO_RUNS = {
     'cyclegan': ('cyclegan_photos.py', {'num_train_steps': 150}),
     'pixelcnn': ('pixelcnn.py', {'num_train_steps': 300}),
     'char_lm': ('char_lm.py', {'num_train_steps': 400, 'sample_length': 200}),
+    'diffusion': ('diffusion.py', {'num_train_steps': 1000, 'eval_bound_samples': 4,
+                                   'timing_samplers': ('ddim:50',)}),
+    'flow_matching': ('flow_matching.py', {'num_train_steps': 1000,
+                                           'timing_samplers': ('euler:50',)}),
     'naive_bayes': ('naive_bayes.py', {}),
     'logreg': ('logreg.py', {}),
 }

@@ -137,12 +137,18 @@ def selected(rows: list[Row], args) -> list[Row]:
 # config has them (configs/common.py). tests/benchmarks/test_papers_common.py checks
 # this list against the sources of gm_jax/ and benchmarks/.
 OPTIONAL_FIELDS = frozenset((
-    'activation', 'alpha', 'architecture', 'beta', 'binarize', 'binarize_seed',
-    'cells_per_group', 'dataset_b', 'decay_start_fraction', 'decoder_bias_init',
-    'dropout_rate', 'free_bits', 'grad_skip_norm', 'iwae_train_samples', 'kl_warmup_steps',
-    'l2', 'learned_prior', 'likelihood', 'logit_alpha', 'nb_variant', 'normalization',
-    'objective', 'output_cells', 'picture_temperatures', 'sample_length',
-    'sample_temperature', 'spectral_reg', 'top_hidden', 'top_latent_dim', 'var_smoothing'))
+    'activation', 'alpha', 'architecture', 'attention', 'beta', 'binarize', 'binarize_seed',
+    'cells_per_group', 'channel_mults', 'channels', 'cond_drop_rate', 'conditional',
+    'dataset_b', 'decay_start_fraction', 'decoder_bias_init', 'dropout_rate',
+    'eval_bound_samples', 'eval_dequant_samples', 'exact_trace_max_dims', 'fid_num_samples',
+    'fourier_exponents', 'free_bits', 'grad_skip_norm', 'guidance_scale', 'iwae_train_samples',
+    'kl_warmup_steps', 'l2', 'learned_prior', 'likelihood', 'likelihood_batch_size',
+    'likelihood_solver', 'likelihood_steps', 'log_snr_max', 'log_snr_min', 'logit_alpha',
+    'nb_variant', 'noise_schedule', 'normalization', 'num_res_blocks', 'objective',
+    'output_cells', 'picture_temperatures', 'prediction_type', 'sample_batch_size',
+    'sample_length', 'sample_steps', 'sample_temperature', 'sampler', 'sigma_min',
+    'spectral_reg', 'timing_fid_samples', 'timing_samplers', 'top_hidden', 'top_latent_dim',
+    'val_samples', 'var_smoothing'))
 
 
 def _check_set_field(field: str, row: Row, known) -> None:

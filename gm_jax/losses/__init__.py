@@ -1,7 +1,8 @@
 """Loss functions: arrays in, one value per example (`[B]`) out.
 
 Axis 0 is the batch. Log-probabilities and KLs are summed over the other axes;
-GAN and cycle losses average them. Hyper-parameters are keyword-only. None of
+GAN and cycle losses average them; the diffusion and flow-matching regressions
+sum their squared errors. Hyper-parameters are keyword-only. None of
 these functions calls a model, so callers can weight, mask, `vmap` or `mean`
 the results as they need.
 """
@@ -10,6 +11,8 @@ from gm_jax.losses._bounds import bits_per_dim
 from gm_jax.losses._bounds import elbo
 from gm_jax.losses._bounds import flow_nll
 from gm_jax.losses._bounds import iwae_bound
+from gm_jax.losses._diffusion import diffusion_loss
+from gm_jax.losses._diffusion import flow_matching_loss
 from gm_jax.losses._divergences import gaussian_kl
 from gm_jax.losses._gan import cycle_consistency_loss
 from gm_jax.losses._gan import discriminator_loss
@@ -29,10 +32,12 @@ __all__ = (
     "bits_per_dim",
     "categorical_log_prob",
     "cycle_consistency_loss",
+    "diffusion_loss",
     "discretized_logistic_log_prob",
     "discretized_logistic_mixture_log_prob",
     "discriminator_loss",
     "elbo",
+    "flow_matching_loss",
     "flow_nll",
     "gaussian_kl",
     "gaussian_log_prob",

@@ -73,3 +73,10 @@ def complete(config, *family_defaults: Mapping[str, Any]) -> ml_collections.Conf
         if name not in out:
           out[name] = value
   return out
+
+
+def check_one_of(config, name: str, choices) -> None:
+  """A ValueError naming `config.<name>` unless its value is one of `choices`."""
+  value = config[name]
+  if value not in tuple(choices):
+    raise ValueError(f'config.{name} must be one of {tuple(choices)}; got {value!r}')

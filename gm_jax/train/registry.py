@@ -18,6 +18,8 @@ MODELS = {
     'char_lm': 'gm_jax.train.autoregressive',
     'naive_bayes': 'gm_jax.train.classifiers',
     'logreg': 'gm_jax.train.classifiers',
+    'diffusion': 'gm_jax.train.diffusion',
+    'flow_matching': 'gm_jax.train.diffusion',
 }
 
 

@@ -1,0 +1,40 @@
+"""Variational diffusion model (VDM, Kingma et al. 2021) on the digits.
+
+Run:
+    python -m gm_jax.main --config=configs/diffusion.py --workdir=/tmp/diffusion
+
+Continuous-time bound with the discrete decoder at t=0 (17 levels) and the prior KL at
+t=1, so test_bpd (bound 'elbo') is in bits/dim of the discrete data like every other
+row; 16 stratified time draws per test image. A U-Net of 64 channels at 8x8 and 128
+at 4x4, Fourier features of z, a cosine log-SNR schedule from 6 to -6,
+epsilon-prediction.
+
+Measured (seed 0, 3,000 steps in ~10 minutes on the 2-core CPU shared with other jobs,
+~11.7 train steps/s): test 1.986 bits/dim (bound 'elbo', stderr 0.024; recon 0.570 +
+prior 0.001 + diffusion 1.415), best validation 1.975 at step 2,800; FID 7.29 in the
+digits classifier's features (real-data floor 5.97) with DDIM-50 on 1,293 samples, 10 of
+10 classes; samples/s (64 at once, shared CPU): DDPM-1000 0.93, DDIM-50 16.4, Heun-25
+25.2. Most of the recon term is the fixed end point log_snr_max = 6 (a cosine schedule
+from 10 was at 3.46 vs 2.36 bits/dim after 500 steps: the high-SNR end is slow to learn).
+"""
+
+from configs import common
+
+
+def get_config():
+  config = common.likelihood_config(model='diffusion', dataset='digits', batch_size=64,
+                                    num_train_steps=3000, learning_rate=2e-3,
+                                    warmup_steps=100, grad_clip_norm=100.0)
+  # times are stratified over each loss group (VDM's low-discrepancy sampler)
+  config.loss_group_size = 16
+  config.update(channels=32, channel_mults=(1, 2), num_res_blocks=1, attention=False,
+                dropout_rate=0.1)
+  config.fourier_exponents = (2, 3)  # sin/cos(2^n pi z): the 17-level grid's scale
+  config.update(noise_schedule='cosine', log_snr_min=-6.0, log_snr_max=6.0,
+                prediction_type='eps')
+  config.update(conditional=False, cond_drop_rate=0.1, guidance_scale=1.0)
+  config.update(val_samples=4, eval_bound_samples=16)
+  config.update(sampler='ddim', sample_steps=50, timing_samplers=('ddpm:1000', 'ddim:50',
+                                                                  'heun:25'),
+                fid_num_samples=0, timing_fid_samples=0, sample_batch_size=512)
+  return config
