@@ -456,3 +456,19 @@ def test_nan_inside_a_multi_step_dispatch_names_the_first_bad_step(tmp_path):
   steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   # Nothing trained through the bad step is saved: the newest checkpoint precedes it.
   assert steps[-1] <= bad_step and steps[-1] > bad_step - 4
+
+
+def test_loop_and_run_config_name_no_family():
+  """The trainer's own modules name no model and no family's setting (the `Family` says)."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tokenize  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
+  family_words = set(registry.MODELS) | {m.rsplit('.', 1)[1] for m in registry.MODELS.values()}
+  family_words |= {'kl_warmup_steps', 'grad_skip_norm', 'free_bits', 'gan_loss', 'pool_size'}
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  for name in ('loop.py', 'run_config.py', 'step.py'):
+    with open(os.path.join(root, 'gm_jax', 'train', name)) as f:
+      tokens = list(tokenize.generate_tokens(io.StringIO(f.read()).readline))
+    used = {t.string for t in tokens if t.type == tokenize.NAME}
+    used |= {t.string.strip('\'"') for t in tokens if t.type == tokenize.STRING}
+    assert not used & family_words, (name, sorted(used & family_words))
