@@ -31,7 +31,7 @@ test-targets: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m target $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/vae_throughput.py
+	$(BIN)/python -m gm_jax.bench --all --out benchmarks/results/bench.jsonl $(BENCH_ARGS)
 
 # JAX vs the same models in PyTorch (extra [bench]), one process; ~15 minutes.
 bench-train-step: $(STAMP)
