@@ -2,17 +2,22 @@
 
     python benchmarks/family_table.py [--seeds 0,1,2] [--rows pixelcnn,vae,hvae,realnvp,dcgan]
         [--budget table|config] [--workdir /tmp/gm_family_table]
-        [--out benchmarks/results/family_table]
+        [--out benchmarks/results/family_table] [--merge]
+    # the diffusion rows (3,000 steps each, ~10 min a seed), into the existing table:
+    python benchmarks/family_table.py --rows diffusion,flow_matching --seeds 0 --merge
 
 One row per family, each trained with the shipped `configs/*.py` on the embedded
 digits (8x8, 17 levels; test = last 360 images) for every seed, through the same
 trainer and CLI code path as `python -m gm_jax.main` (re-running resumes or reuses
 the finished workdirs under `--workdir`). Columns:
 
-- stability: the test metric (bits/dim; FID for the GAN) as mean and std over the
-  seeds, and the number of runs that diverged (non-finite loss) or collapsed
-  (GAN class coverage < 5 of 10);
-- likelihood: exact / bound (IWAE-k) / none, with the test bits/dim;
+- stability: the test metric (bits/dim; FID for the GAN; both for the diffusion rows)
+  as mean and std over the seeds, and the number of runs that diverged (non-finite
+  loss) or collapsed (class coverage < 5 of 10 where samples are scored);
+- likelihood: exact / bound (IWAE-k; VDM's ELBO) / ode (flow matching's
+  probability-flow ODE, with its trace estimator) / none, with the test bits/dim;
+- sampling speed of the diffusion rows: samples/s of each timed sampler at its step
+  count (e.g. DDPM-1000, DDIM-50, HEUN-25; 28x28 with the config's own sampler);
 - sampling speed: samples/s of a batch of 64 for the trained 8x8 model (from
   `eval.json`), and for the same architecture at 28x28 with 256 levels (random
   weights: the cost of a draw does not depend on their values), compiled, second call;
@@ -78,6 +83,10 @@ ROWS = (
     Row('hierarchical VAE', 'hvae', 'hvae.py', 'bound', 2.20, 800, (('iwae_samples', 200),)),
     Row('flow (RealNVP)', 'realnvp', 'realnvp.py', 'exact', 2.74, 1000),
     Row('GAN (DCGAN)', 'dcgan', 'dcgan.py', 'none', None, 1500),
+    # The diffusion rows train their configs' own 3,000 steps (~10 min a seed); their
+    # validation metric is the bound (VDM) or the flow-matching loss (no bits/dim target).
+    Row('diffusion (VDM)', 'diffusion', 'diffusion.py', 'bound', 2.20, 3000),
+    Row('flow matching (OT path)', 'flow_matching', 'flow_matching.py', 'ode', None, 3000),
 )
 TABLE_STEPS = {r.model: r.table_steps for r in ROWS}
 
@@ -152,12 +161,29 @@ def _mean_std(values):
   return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def _sampler_speeds(ok: list[dict]) -> dict:
+  """Mean samples/s by sampler name, e.g. {'ddim-50': 16.4, 'ddpm-1000': 0.93}.
+
+  A run's `samples_per_s` belongs to its `sampler` (when it names one); the other timed
+  samplers are its `samples_per_s_<name>_<steps>` entries.
+  """
+  by_name: dict = {}
+  for r in ok:
+    if r.get('sampler') and r.get('samples_per_s') is not None:
+      by_name.setdefault(r['sampler'], []).append(r['samples_per_s'])
+    for k, v in r.items():
+      if k.startswith('samples_per_s_') and v is not None:
+        by_name.setdefault(k[len('samples_per_s_'):].replace('_', '-'), []).append(v)
+  return {name: float(np.mean(v)) for name, v in by_name.items()} if by_name else {}
+
+
 def summarize(row: Row, runs: list[dict], speed_28: Optional[float]) -> dict:
   ok = [r for r in runs if not r.get('diverged')]
   gan = row.likelihood == 'none'
   metric = 'fid' if gan else 'test_bpd'
   mean, std = _mean_std([r.get(metric) for r in ok])
-  collapsed = sum(1 for r in ok if gan and (r.get('class_coverage') or 0) < 5)
+  has_fid = any(r.get('fid') is not None for r in ok)
+  collapsed = sum(1 for r in ok if has_fid and (r.get('class_coverage') or 0) < 5)
   times = [r['time_to_target_s'] for r in ok]
   reached = [t for t in times if t is not None]
   return {
@@ -167,9 +193,12 @@ def summarize(row: Row, runs: list[dict], speed_28: Optional[float]) -> dict:
       'diverged': sum(1 for r in runs if r.get('diverged')), 'collapsed': collapsed,
       'likelihood': row.likelihood,
       'bound': ok[0].get('bound') if ok else None,
-      'fid_floor': _mean_std([r.get('fid_floor') for r in ok])[0] if gan else None,
-      'class_coverage': _mean_std([r.get('class_coverage') for r in ok])[0] if gan else None,
+      'fid': _mean_std([r.get('fid') for r in ok]) if has_fid else None,  # (mean, std)
+      'fid_floor': _mean_std([r.get('fid_floor') for r in ok])[0] if has_fid else None,
+      'class_coverage': (_mean_std([r.get('class_coverage') for r in ok])[0] if has_fid
+                         else None),
       'samples_per_s_8x8': _mean_std([r.get('samples_per_s') for r in ok])[0],
+      'samples_per_s_by_sampler': _sampler_speeds(ok),
       'samples_per_s_28x28': speed_28,
       'latent_dims': ok[0].get('latent_dims') if ok else None,
       'linear_probe_accuracy': _mean_std([r.get('linear_probe_accuracy') for r in ok])[0],
@@ -201,23 +230,49 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
       '|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|',
   ]
   for r in rows:
+    fid = (f'FID {_f(r["fid"][0], "{:.2f}")} ± {_f(r["fid"][1], "{:.2f}")} (floor '
+           f'{_f(r["fid_floor"], "{:.2f}")}, coverage {_f(r["class_coverage"], "{:.1f}")}/10)'
+           if r.get('fid') else '')
     if r['metric'] == 'fid':
-      stab = f'FID {_f(r["mean"], "{:.2f}")} ± {_f(r["std"], "{:.2f}")} (floor {_f(r["fid_floor"], "{:.2f}")}, coverage {_f(r["class_coverage"], "{:.1f}")}/10)'
-      lik = 'none'
+      stab, lik = fid, 'none'
     else:
-      stab = f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim'
-      lik = f'{r["likelihood"]}' + (f' ({r["bound"]})' if r['likelihood'] == 'bound' else '') + \
-          f': {_f(r["mean"])} bits/dim'
+      stab = f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim' + (f'; {fid}' if fid else '')
+      lik = f'{r["likelihood"]}' + (f' ({r["bound"]})' if r['likelihood'] in ('bound', 'ode')
+                                    else '') + f': {_f(r["mean"])} bits/dim'
+    speeds = r.get('samples_per_s_by_sampler') or {}
+    speed_8 = ('; '.join(f'{name.upper()} {_f(v, "{:,.3g}")}' for name, v in sorted(speeds.items()))
+               if len(speeds) > 1 else _f(r['samples_per_s_8x8'], '{:,.0f}'))
+    seeds = r.get('seed_list')
+    if seeds is not None and seeds != meta['seeds']:
+      stab += f' (seeds {seeds})'
     target = ('-' if r['target_bpd'] is None else
               f'{_f(r["time_to_target_s"], "{:.0f}")} s to < {r["target_bpd"]} '
               f'({r["reached_target"]} seeds)')
     lines.append(
         f'| {r["family"]} | {r["steps"]} | {stab} | {r["diverged"]} / {r["collapsed"]} | '
-        f'{lik} | {_f(r["samples_per_s_8x8"], "{:,.0f}")} | '
+        f'{lik} | {speed_8} | '
         f'{_f(r["samples_per_s_28x28"], "{:,.1f}")} | {r["latent_dims"] or "-"} | '
         f'{_f(r["linear_probe_accuracy"])} | {_f(r["train_steps_per_s"], "{:.1f}")} | '
         f'{target} |')
   return '\n'.join(lines) + '\n'
+
+
+def merge_rows(path: str, rows: list[dict], runs: dict) -> tuple[dict, list[dict], dict]:
+  """`path`'s table with `rows` (and their `runs`) replacing those of the same model.
+
+  The header (`meta`) stays the existing table's; a merged row keeps its own `seed_list`
+  and `measured` (command, jax, date), and the table names its seeds where they differ.
+  """
+  with open(path) as f:
+    old = json.load(f)
+  new = {r['model']: r for r in rows}
+  order = [r.model for r in ROWS]
+  kept = [r for r in old['rows'] if r['model'] not in new]
+  for r in kept:
+    r.setdefault('seed_list', old['meta']['seeds'])
+  merged = sorted(kept + rows, key=lambda r: order.index(r['model']) if r['model'] in order
+                  else len(order))
+  return old['meta'], merged, {**old.get('runs', {}), **runs}
 
 
 def main(argv=None):
@@ -229,6 +284,9 @@ def main(argv=None):
   p.add_argument('--steps', type=int, default=None,
                  help='train every row this many steps instead (smoke runs, tests)')
   p.add_argument('--workdir', default='/tmp/gm_family_table')
+  p.add_argument('--merge', action='store_true',
+                 help='keep the other rows of an existing <out>.json (and its header); the '
+                      'rows run now replace those of the same model')
   p.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results', 'family_table'))
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(',') if s]
@@ -252,12 +310,17 @@ def main(argv=None):
             flush=True)
       runs.append(result)
     summary = summarize(row, runs, sampling_speed_28(row))
+    summary['seed_list'] = seeds
+    summary['measured'] = {'command': ' '.join(sys.argv), 'jax': jax.__version__,
+                           'date': time.strftime('%Y-%m-%d'), 'budget': args.budget}
     print(json.dumps(summary), flush=True)
     rows.append(summary)
     runs_out[row.model] = runs
   meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cores', 'jax': jax.__version__,
           'seeds': seeds, 'budget': args.budget if args.steps is None else f'{args.steps} steps', 'table_steps': TABLE_STEPS,
           'wall_min': (time.time() - t0) / 60, 'command': ' '.join(sys.argv)}
+  if args.merge and os.path.exists(args.out + '.json'):
+    meta, rows, runs_out = merge_rows(args.out + '.json', rows, runs_out)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out + '.json', 'w') as f:
     json.dump({'meta': meta, 'rows': rows, 'runs': runs_out}, f, indent=1, default=str)

@@ -58,3 +58,35 @@ def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
   assert row['mean'] == pytest.approx(run['test_bpd']) and row['std'] == 0.0
   assert 0 < run['test_bpd'] < 10 and run['train_steps'] == 4
   assert '| flow (RealNVP) | 4 |' in open(out + '.md').read()
+
+
+def test_diffusion_row_has_bits_fid_and_each_sampler_speed():
+  row = ft.Row('diffusion (VDM)', 'diffusion', 'diffusion.py', 'bound', 2.20, 10)
+  runs = [{'test_bpd': b, 'fid': f, 'fid_floor': 6.0, 'class_coverage': c, 'bound': 'elbo',
+           'sampler': 'ddim-50', 'samples_per_s': s, 'samples_per_s_ddpm_1000': d,
+           'train_steps': 10, 'time_to_target_s': None}
+          for b, f, c, s, d in [(2.0, 7.0, 10, 16.0, 1.0), (2.1, 9.0, 4, 18.0, 0.8)]]
+  s = ft.summarize(row, runs, None)
+  assert s['mean'] == pytest.approx(2.05) and s['fid'][0] == pytest.approx(8.0)
+  assert s['fid'][1] == pytest.approx(np.std([7.0, 9.0], ddof=1))
+  assert s['collapsed'] == 1 and s['class_coverage'] == pytest.approx(7.0)
+  assert s['samples_per_s_by_sampler'] == pytest.approx({'ddim-50': 17.0, 'ddpm-1000': 0.9})
+  s['seed_list'] = [0]
+  md = ft.to_markdown([s], {'machine': 'm', 'jax': 'j', 'seeds': [0, 1, 2], 'budget': 'b',
+                            'wall_min': 1.0})
+  assert '2.050 ± 0.071 bits/dim; FID 8.00 ± 1.41 (floor 6.00, coverage 7.0/10) (seeds [0])' in md
+  assert 'DDIM-50 17; DDPM-1000 0.9' in md and 'bound (elbo): 2.050 bits/dim' in md
+
+
+def test_merge_keeps_other_rows_and_replaces_the_same_model(tmp_path):
+  path = str(tmp_path / 't.json')
+  old_rows = [{'model': 'vae', 'mean': 2.0}, {'model': 'dcgan', 'mean': 9.0},
+              {'model': 'diffusion', 'mean': 3.0}]
+  with open(path, 'w') as f:
+    json.dump({'meta': {'seeds': [0, 1, 2]}, 'rows': old_rows, 'runs': {'vae': [1]}}, f)
+  meta, rows, runs = ft.merge_rows(path, [{'model': 'diffusion', 'mean': 1.9, 'seed_list': [0]},
+                                          {'model': 'pixelcnn', 'mean': 1.8}], {'diffusion': [2]})
+  assert meta == {'seeds': [0, 1, 2]}
+  assert [(r['model'], r['mean']) for r in rows] == [
+      ('pixelcnn', 1.8), ('vae', 2.0), ('dcgan', 9.0), ('diffusion', 1.9)]
+  assert rows[1]['seed_list'] == [0, 1, 2] and runs == {'vae': [1], 'diffusion': [2]}
