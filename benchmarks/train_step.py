@@ -267,9 +267,11 @@ def run_case(case: Case, *, repeats: int, min_seconds: float, warmup: int = 3) -
   torch_losses = [torch_step() for _ in range(warmup)]
   torch_rss = _rss_mb() - rss0
   jax_rates, torch_rates = [], []
+  busy0 = _cpu_seconds()
   for _ in range(repeats):
     jax_rates.append(_time(jax_step, min_seconds))
     torch_rates.append(_time(torch_step, min_seconds))
+  others = _others_cores(busy0, _cpu_seconds())
   jax_rate, torch_rate = statistics.median(jax_rates), statistics.median(torch_rates)
   return {
       'model': case.name,
@@ -288,7 +290,30 @@ def run_case(case: Case, *, repeats: int, min_seconds: float, warmup: int = 3) -
       'torch_num_params': common.num_params(torch_module),
       'first_loss_jax': jax_losses[0],
       'first_loss_torch': torch_losses[0],
+      # The machine while this case was timed: the 1-min load average at its end (this
+      # process's own threads included) and the CPU cores other processes used meanwhile.
+      'load_avg_1m': round(os.getloadavg()[0], 2),
+      'others_cpu_cores': None if others is None else round(others, 2),
   }
+
+
+def _cpu_seconds() -> Optional[tuple[float, float, float]]:
+  """(wall, busy CPU seconds of the whole machine, CPU seconds of this process)."""
+  try:
+    with open('/proc/stat') as f:
+      fields = [float(x) for x in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return None
+  busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)  # idle, iowait
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  return (time.perf_counter(), busy / os.sysconf('SC_CLK_TCK'), own.ru_utime + own.ru_stime)
+
+
+def _others_cores(start, end) -> Optional[float]:
+  """Mean CPU cores used by other processes between two `_cpu_seconds()`."""
+  if start is None or end is None or end[0] <= start[0]:
+    return None
+  return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]))
 
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
@@ -300,17 +325,21 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
       f'Median of {meta["repeats"]} rounds of >= {meta["min_seconds"]} s per side. '
       'ratio = JAX steps/s / PyTorch steps/s (target >= 1.2). 1-min load average '
       f'{meta["load_avg_before"]} before, {meta["load_avg_after"]} after (PyTorch\'s '
-      'OpenMP threads collapse on a busy machine: run it idle).',
+      'OpenMP threads collapse on a busy machine: run it idle). Per row: the load '
+      'average at the end of the case and the CPU cores other processes used while it '
+      'was timed.',
       '',
       '| model | batch | shape | params | JAX steps/s | PyTorch steps/s | ratio | '
-      'JAX step MiB |',
-      '|---|---:|---|---:|---:|---:|---:|---:|',
+      'JAX step MiB | load 1m | others\' cores |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for r in rows:
     mib = f'{r["jax_step_bytes"] / 2**20:.1f}' if r.get('jax_step_bytes') else '-'
+    others = r.get('others_cpu_cores')
     lines.append(f'| {r["model"]} | {r["batch"]} | {"x".join(map(str, r["shape"]))} | '
                  f'{r["num_params"]:,} | {r["jax_steps_per_s"]:.2f} | '
-                 f'{r["torch_steps_per_s"]:.2f} | {r["ratio"]:.2f} | {mib} |')
+                 f'{r["torch_steps_per_s"]:.2f} | {r["ratio"]:.2f} | {mib} | '
+                 f'{r.get("load_avg_1m", "-")} | {"-" if others is None else others} |')
   return '\n'.join(lines) + '\n'
 
 

@@ -24,6 +24,15 @@ def test_one_case_writes_json_and_markdown(tmp_path):
   # Both start from the same untrained state: losses near 64 ln 17 = 181.3 nats.
   assert 170 < row['first_loss_jax'] < 220 and 170 < row['first_loss_torch'] < 220
   assert '| vae_mlp_digits | 64 | 8x8x1 | 1,141,856 |' in open(out + '.md').read()
+  # The machine's state while the case ran is recorded with the row.
+  assert row['load_avg_1m'] >= 0 and row['others_cpu_cores'] >= 0
+
+
+def test_other_processes_cores_subtract_this_process():
+  # 10 s of wall time, 25 busy CPU seconds on the machine, 5 of them this process's.
+  assert train_step._others_cores((0.0, 100.0, 1.0), (10.0, 125.0, 6.0)) == pytest.approx(2.0)
+  assert train_step._others_cores(None, (10.0, 125.0, 6.0)) is None
+  assert train_step._others_cores((0.0, 100.0, 1.0), (10.0, 101.0, 6.0)) == 0.0
 
 
 def test_a_replica_with_other_weights_is_refused(monkeypatch):
