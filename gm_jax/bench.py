@@ -3,6 +3,7 @@
     python -m gm_jax.bench --config=configs/vae.py [--config.KEY=VALUE ...] \
         [--steps 50] [--out rows.jsonl]
     python -m gm_jax.bench --all [--config.KEY=VALUE ...] [--steps 50] [--out rows.jsonl]
+    python -m gm_jax.bench --table rows.jsonl   # their Markdown table
 
 appends one JSON row per config to `--out` (JSONL) and prints it on stdout. `--all` runs
 every model config in `configs/` (not `common.py`), each in its own process (device
@@ -513,7 +514,13 @@ def _parse(argv: Sequence[str]):
                  help='train steps timed, bare and under the trainer (default 50)')
   p.add_argument('--windows', type=int, default=10, help='timing windows of the bare step')
   p.add_argument('--out', default=None, help='JSONL file the rows are appended to')
+  p.add_argument('--table', default=None,
+                 help='print the Markdown table of the rows in this JSONL file and exit')
   args, rest = p.parse_known_args(list(argv))
+  if args.table is not None:
+    if rest or args.all or args.config is not None:
+      raise BenchError('--table takes no other argument')
+    return args, []
   overrides = []
   it = iter(rest)
   for item in it:
@@ -543,16 +550,40 @@ def _emit(row: dict, out: Optional[str]) -> None:
 
 
 def summary_table(rows: Sequence[dict]) -> str:
-  """Markdown table of rows: model, steps/s, trainer overhead, MFU."""
+  """Markdown table of rows: the config, its step, the trainer's overhead and the MFU."""
   def fmt(v, spec):
     return '-' if v is None else format(v, spec)
-  lines = ['| config | model | steps/s | trainer steps/s | trainer_overhead | MFU |',
-           '|---|---|---:|---:|---:|---:|']
+  lines = ['| config | batch | K | step ms (median) | steps/s | trainer steps/s | '
+           'trainer_overhead | GFLOP/step | achieved TFLOP/s | MFU | load 1m |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
   for r in rows:
-    lines.append(f"| {os.path.basename(r.get('config') or '')} | {r['model']} | "
-                 f"{fmt(r['steps_per_s'], '.2f')} | {fmt(r['trainer_steps_per_s'], '.2f')} | "
-                 f"{fmt(r['trainer_overhead'], '.3f')} | {fmt(r['mfu'], '.3f')} |")
+    flops = r.get('flops_per_step')
+    lines.append(
+        f"| {os.path.basename(r.get('config') or '') or r['model']} | {r['global_batch']} | "
+        f"{r.get('steps_per_loop', 1)} | {fmt(r['step_ms_median'], '.3g')} | "
+        f"{fmt(r['steps_per_s'], ',.1f')} | {fmt(r['trainer_steps_per_s'], ',.1f')} | "
+        f"{fmt(r['trainer_overhead'], '.2f')} | {fmt(flops and flops / 1e9, '.3g')} | "
+        f"{fmt(r['achieved_tflops'], '.3f')} | {fmt(r['mfu'], '.2f')} | "
+        f"{fmt(r.get('load_avg_1m'), '.1f')} |")
   return '\n'.join(lines)
+
+
+def read_rows(path: str) -> list[dict]:
+  """The rows of a JSONL file `--out` wrote (the last row of each config wins)."""
+  try:
+    with open(path) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+  except OSError as e:
+    raise BenchError(f'--table: cannot read {path!r}: {e}') from e
+  except json.JSONDecodeError as e:
+    raise BenchError(f'--table: {path!r} is not JSONL of bench rows: {e}') from e
+  last = {}
+  for r in rows:
+    if not isinstance(r, dict) or 'model' not in r:
+      raise BenchError(f'--table: {path!r} holds a line that is not a bench row')
+    last[(r.get('config'), r['model'], r.get('compute_dtype'), r.get('steps_per_loop'),
+          r.get('device_kind'))] = r
+  return list(last.values())
 
 
 def _run_all(args, overrides) -> int:
@@ -601,6 +632,9 @@ def main(argv: Sequence[str]) -> int:
     BenchError: a bad flag, config path or config key (the message names it).
   """
   args, overrides = _parse(argv)
+  if args.table is not None:
+    print(summary_table(read_rows(args.table)))
+    return 0
   if args.all:
     return _run_all(args, overrides)
   config = load_config(args.config, overrides)

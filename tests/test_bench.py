@@ -147,3 +147,24 @@ def test_flops_per_step_of_a_multi_step_dispatch_equal_a_one_step_dispatch(tmp_p
   # Equal up to the elementwise work (optimiser update) XLA counts differently in the
   # two programs: measured 6% of this tiny MLP's step, 1% of configs/vae.py's.
   assert unrolled > 0 and one == pytest.approx(unrolled, rel=0.1)
+
+
+def test_table_prints_the_last_row_of_each_config(tmp_path, capsys):
+  row = {k: 1.0 for k in CONTRACT}
+  row.update(model='vae', config='configs/vae.py', global_batch=64, compute_dtype='float32',
+             steps_per_loop=1, device_kind='cpu', flops_per_step=4.68e8, load_avg_1m=2.0)
+  path = tmp_path / 'rows.jsonl'
+  path.write_text(json.dumps(dict(row, trainer_overhead=0.5)) + '\n'
+                  + json.dumps(dict(row, trainer_overhead=0.93)) + '\n'
+                  + json.dumps(dict(row, config='configs/glow.py', model='glow')) + '\n')
+  assert bench.main(['--table', str(path)]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 4  # header, rule, vae (its newer row), glow
+  assert lines[2] == ('| vae.py | 64 | 1 | 1 | 1.0 | 1.0 | 0.93 | 0.468 | 1.000 | 1.00 '
+                      '| 2.0 |')
+  assert lines[3].startswith('| glow.py |')
+  path.write_text('not json\n')
+  with pytest.raises(bench.BenchError, match='not JSONL'):
+    bench.main(['--table', str(path)])
+  with pytest.raises(bench.BenchError, match='takes no other argument'):
+    bench.main(['--table', str(path), '--all'])
