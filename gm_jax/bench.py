@@ -647,7 +647,7 @@ def main(argv: Sequence[str]) -> int:
 # benchmarks/data_parallel.py: the three parallel modes on random batches.
 
 
-def _parse_set(item: str) -> tuple[str, Any]:
+def parse_set(item: str) -> tuple[str, Any]:
   """`--set FIELD=VALUE` -> `(FIELD, VALUE as a Python literal, or the bare word as a str)`."""
   field, eq, value = item.partition('=')
   if not eq:
@@ -669,7 +669,7 @@ def _modes_config(args):
   config.dataset = args.dataset
   config.warmup_steps = 0
   for item in args.set:
-    field, value = _parse_set(item)
+    field, value = parse_set(item)
     config[field] = value
   return config
 

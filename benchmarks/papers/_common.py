@@ -71,14 +71,8 @@ def _load_config(name: str):
 
 def parse_set(item: str) -> tuple[str, Any]:
   """`--set FIELD=VALUE` -> `(FIELD, VALUE as a Python literal, or the bare word as a str)`."""
-  import ast  # pylint: disable=g-import-not-at-top
-  field, eq, value = item.partition('=')
-  if not eq:
-    raise SystemExit(f'--set needs FIELD=VALUE; got {item!r}')
-  try:
-    return field, ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    return field, value
+  from gm_jax import bench  # pylint: disable=g-import-not-at-top
+  return bench.parse_set(item)
 
 
 def check_model(model: str) -> Callable:
