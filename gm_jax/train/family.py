@@ -54,7 +54,7 @@ class Family:
       int32 scalar; e.g. a KL warm-up). The trainer passes it when training and
       never inspects the signature.
     optimizer: the `optax.GradientTransformation` that minimises `loss` (families
-      without a `train_update`); `None`: `optim.optimizer_from_config(config)`.
+      without a `train_update`); `None`: `optim.make_optimizer(config)`.
     schedule: `(config) -> optax.Schedule`, the learning rate of each step as this
       family trains under `config` (any config of this model, e.g. a saved one). The
       resume check compares two configs' schedules with it. `None`:
