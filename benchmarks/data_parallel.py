@@ -18,7 +18,7 @@ mode runs under each and a last line gives the ratios to the first. `--set FIELD
 overrides a config field (a Python literal). On one H100 (jax 0.11.2, 2026-11-28) 16
 steps ahead over 1 step ahead was 1.02 for the IWAE paper row's step (k = 50, batch
 250, ~980 steps/s), 1.06 for the ELBO step at batch 500 and 0.74 at batch 100
-(benchmarks/results/data_parallel_in_flight_h100.jsonl); 0 (the trainer) was not
+(benchmarks/results/data_parallel_in_flight_h100.jsonl); 0 (what the trainer did then) was not
 measured there. The IWAE row:
 
     python benchmarks/data_parallel.py --model vae --architecture mlp --dataset binarized_mnist \
