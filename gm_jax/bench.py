@@ -19,22 +19,25 @@ diffusion defaults are what the trainer gets):
 - the bare step: the trainer's compiled dispatch (`steps_per_loop` train steps wrapped
   by `config.parallel`, state donated) on the trainer's first batch, called back to back
   and timed in windows that end with `block_until_ready`: `step_ms_median`,
-  `step_ms_p90` (over windows), `steps_per_s` (all timed steps over all windows' time),
-  `compile_s` (lower + compile of that dispatch);
-- `flops_per_step`: XLA's cost analysis of the compiled dispatch (per device program,
-  times the devices it runs on), divided by `steps_per_loop` (on accelerators, where the
-  steps run in a rolled `lax.scan` whose body the analysis counts once, a one-step
-  dispatch is compiled for it instead); `achieved_tflops`, and `mfu` against
+  `step_ms_p90` (over windows), `steps_per_s` (the best round's timed steps over its
+  time), `compile_s` (lower + compile of that dispatch);
+- `flops_per_step`: XLA's cost analysis of a one-step dispatch (per device program,
+  times the devices it runs on; a multi-step dispatch's rolled `lax.scan` body would be
+  counted once); `achieved_tflops`, and `mfu` against
   `peak_tflops`: the vendor's dense figure for `device_kind` and the compute dtype
   (`PEAK_TFLOPS`), on CPU a jitted matmul timed in the same run;
 - `peak_memory_bytes`: the device's own peak (`memory_stats`, GPU) after the bare steps,
   else the compiled dispatch's temp + argument + output bytes (`peak_memory_source`);
-- `trainer_steps_per_s`: `gm_jax.train.loop.run` for the same number of steps in a
-  temporary workdir (logs, validation and the checkpoint at the last step only, no final
+- `trainer_steps_per_s`: `gm_jax.train.loop.run` for as many steps in a temporary
+  workdir (logs, validation and the checkpoint at the last step only, no final
   evaluation or samples), as the trainer measures itself (`train_steps_per_s`: its first
   dispatch, which compiles, and its logging are not timed); `trainer_overhead` is its
-  ratio to the bare `steps_per_s` (1.0: the loop costs nothing). The bare windows run half
-  before and half after the trainer, so a change of machine load hits both alike.
+  ratio to the bare `steps_per_s` (1.0: the loop costs nothing).
+
+Machines are shared: the bare steps and the trainer take turns over `--rounds` rounds
+(bare, trainer, bare, trainer, ...), each side's best round is kept, and each round
+runs at least `--steps / --rounds` steps and `--min_seconds / --rounds` seconds (a 0.1 ms
+step gets thousands), so that a burst of load costs one side one round, not the ratio.
 
 `parallel_modes_main` is `benchmarks/data_parallel.py`: the three `config.parallel`
 modes on random batches, and how far the host may run ahead of the device.
@@ -309,15 +312,25 @@ def _bench_settings(config, steps: int):
     raise BenchError(f'--steps must be a positive integer, got {steps!r}')
   # The trainer does not time its first dispatch (it compiles), so two at least.
   n = max(-(-steps // k), 2) * k
-  config = config.copy_and_resolve_references()
+  config = _with_steps(config, n)
   with config.unlocked():
-    config.num_train_steps = n
-    config.log_every = config.checkpoint_every = config.eval_every = n
     config.progress_bar = False
     config.max_train_seconds = 0.0
     config.init_from = ''
     config.max_to_keep = 1
   return config, n, k
+
+
+_MAX_DISPATCHES = 20_000  # a round's cap, whatever --min_seconds asks
+
+
+def _with_steps(config, n: int):
+  """`config` training `n` steps, logging, validating and saving at the last only."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.num_train_steps = n
+    config.log_every = config.checkpoint_every = config.eval_every = n
+  return config
 
 
 def _window_sizes(dispatches: int, windows: int) -> list[int]:
@@ -343,15 +356,18 @@ def _no_final_evaluation(family):
   return dataclasses.replace(family, evaluate=lambda *a, **k: {}, sample=None, pictures=None)
 
 
-def bench_config(config, *, steps: int = 50, windows: int = 10,
-                 config_path: str = '') -> dict:
+def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
+                 min_seconds: float = 3.0, config_path: str = '') -> dict:
   """Benchmarks one config (see the module docstring); returns its row.
 
   Args:
     config: a model config (`configs/*.py`'s `get_config()`, overrides applied).
-    steps: train steps timed for the bare step and for the trainer (rounded up to whole
-      `steps_per_loop` dispatches, at least two).
-    windows: timing windows of the bare step (median and p90 are over windows).
+    steps: train steps timed for the bare step and for the trainer, each over all
+      rounds (rounded up to whole `steps_per_loop` dispatches, at least two a round).
+    windows: timing windows of the bare step over all rounds (median and p90 are over
+      windows).
+    rounds: turns of bare steps and trainer; each side's best round counts.
+    min_seconds: the bare steps' least time over all rounds (more steps if needed).
     config_path: recorded in the row.
 
   Returns:
@@ -375,21 +391,32 @@ def bench_config(config, *, steps: int = 50, windows: int = 10,
       used = setup.dp.num_devices
       state, metrics = compiled(state, chunk)  # warm-up
       jax.block_until_ready((state, metrics))
-      sizes = _window_sizes(n // k, windows)
-      half = -(-len(sizes) // 2)
-      state, metrics, times = _time_windows(compiled, state, chunk, sizes[:half])
+      t0 = time.perf_counter()
+      state, metrics = compiled(state, chunk)
+      jax.block_until_ready((state, metrics))
+      one = time.perf_counter() - t0
+      per_round = min(max(-(-n // (k * rounds)), int(min_seconds / rounds / one) + 1, 2),
+                      _MAX_DISPATCHES)
+      sizes = _window_sizes(per_round, max(1, -(-windows // rounds)))
+      trainer_config = _with_steps(config, per_round * k)
       device = jax.devices()[0]
-      peak_bytes = _device_peak_bytes(device)
-      memory_source = 'device.memory_stats'
-      if peak_bytes is None:
-        peak_bytes, memory_source = compiled_memory_bytes(compiled), 'compiled.memory_analysis'
-      # After the memory peak is read: on accelerators this may compile another dispatch.
-      flops, flops_source = flops_per_step(compiled, config, family, splits,
-                                           os.path.join(tmp, 'flops'), rolled=backend != 'cpu')
-      trainer = loop.run(config, os.path.join(tmp, 'trainer'), _no_final_evaluation(family),
-                         splits)
-      state, metrics, more = _time_windows(compiled, state, chunk, sizes[half:])
-      times += more
+      times, bare_rates, trainer_rates = [], [], []
+      for r in range(rounds):
+        state, metrics, more = _time_windows(compiled, state, chunk, sizes)
+        times += more
+        bare_rates.append(per_round * k / sum(t for t, _ in more))
+        if r == 0:
+          peak_bytes = _device_peak_bytes(device)
+          memory_source = 'device.memory_stats'
+          if peak_bytes is None:
+            peak_bytes = compiled_memory_bytes(compiled)
+            memory_source = 'compiled.memory_analysis'
+          # After the memory peak is read: this compiles a one-step dispatch.
+          flops, flops_source = flops_per_step(compiled, config, family, splits,
+                                               os.path.join(tmp, 'flops'))
+        trainer = loop.run(trainer_config, os.path.join(tmp, f'trainer{r}'),
+                           _no_final_evaluation(family), splits)
+        trainer_rates.append(trainer.get('train_steps_per_s') or 0.0)
       last_loss = np.asarray(jax.device_get(metrics['loss']))
       if backend == 'cpu':
         ceiling = max(ceiling, measure_matmul_tflops(compute_dtype))
@@ -397,7 +424,7 @@ def bench_config(config, *, steps: int = 50, windows: int = 10,
     shutil.rmtree(tmp, ignore_errors=True)
   per_step_ms = [1e3 * t / (size * k) for t, size in times]
   bare_steps = sum(size for _, size in times) * k
-  steps_per_s = bare_steps / sum(t for t, _ in times)
+  steps_per_s = max(bare_rates)
   precision = str(defaults.get(config, 'matmul_precision'))
   if backend == 'cpu':
     # The whole host is one device's ceiling, however many host devices are forced.
@@ -411,7 +438,7 @@ def bench_config(config, *, steps: int = 50, windows: int = 10,
     peak_source = f'PEAK_TFLOPS[{device.device_kind!r}][{column!r}] x {used}'
   step_flops = flops * used
   achieved = step_flops * steps_per_s / 1e12
-  trainer_steps_per_s = trainer.get('train_steps_per_s')
+  trainer_steps_per_s = max(trainer_rates) or None
   global_batch = int(config.batch_size)
   return {
       'model': str(config.model),
@@ -439,9 +466,12 @@ def bench_config(config, *, steps: int = 50, windows: int = 10,
       'parallel': str(config.parallel),
       'steps_per_loop': k,
       'matmul_precision': precision,
-      'steps': n,
+      'steps': per_round * k * rounds,
+      'rounds': rounds,
+      'bare_steps_per_s_rounds': bare_rates,
+      'trainer_steps_per_s_rounds': trainer_rates,
       'bare_steps_timed': bare_steps,
-      'trainer_steps_timed': n - k,
+      'trainer_steps_timed': (per_round - 1) * k * rounds,
       'timing_windows': len(times),
       'flops_source': flops_source,
       'peak_tflops_source': peak_source,
@@ -480,18 +510,17 @@ def compile_dispatch(config, family, splits, workdir: str):
   return setup, state, chunk, compiled, time.perf_counter() - t0
 
 
-def flops_per_step(compiled, config, family, splits, workdir: str, *,
-                   rolled: bool) -> tuple[float, str]:
+def flops_per_step(compiled, config, family, splits, workdir: str) -> tuple[float, str]:
   """FLOPs of one train step of one device program, and how they were counted.
 
-  `compiled`'s cost analysis over `steps_per_loop`, unless its steps are a rolled
-  `lax.scan` (`rolled`: accelerators, `gm_jax.train.step.make_multi_step`), whose body
-  XLA's cost analysis counts once: then a one-step dispatch is compiled and counted.
+  `compiled`'s cost analysis when it runs one step; else a one-step dispatch is compiled
+  and counted (XLA's cost analysis counts a rolled `lax.scan`'s body once, and whether
+  `gm_jax.train.step.make_multi_step` rolls depends on the backend and the step).
   """
   from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
   k = int(defaults.get(config, 'steps_per_loop'))
-  if k == 1 or not rolled:
-    return compiled_flops(compiled) / k, f'cost_analysis of the dispatch / {k}'
+  if k == 1:
+    return compiled_flops(compiled), 'cost_analysis of the dispatch'
   one = config.copy_and_resolve_references()
   with one.unlocked():
     one.steps_per_loop = 1
@@ -513,6 +542,10 @@ def _parse(argv: Sequence[str]):
   p.add_argument('--steps', type=int, default=50,
                  help='train steps timed, bare and under the trainer (default 50)')
   p.add_argument('--windows', type=int, default=10, help='timing windows of the bare step')
+  p.add_argument('--rounds', type=int, default=3,
+                 help='turns of bare steps and trainer; the best of each counts (default 3)')
+  p.add_argument('--min_seconds', type=float, default=3.0,
+                 help='least time of the bare steps over all rounds (default 3)')
   p.add_argument('--out', default=None, help='JSONL file the rows are appended to')
   p.add_argument('--table', default=None,
                  help='print the Markdown table of the rows in this JSONL file and exit')
@@ -526,7 +559,7 @@ def _parse(argv: Sequence[str]):
   for item in it:
     if not item.startswith('--config.'):
       raise BenchError(f'unknown argument {item!r} (expected --config.KEY=VALUE, --config, '
-                       '--all, --steps, --windows, --out)')
+                       '--all, --steps, --windows, --rounds, --min_seconds, --out, --table)')
     key, eq, value = item[len('--config.'):].partition('=')
     if not eq:
       value = next(it, None)
@@ -537,6 +570,10 @@ def _parse(argv: Sequence[str]):
     raise BenchError('give exactly one of --config=PATH and --all')
   if args.steps <= 0:
     raise BenchError(f'--steps must be a positive integer, got {args.steps}')
+  if args.rounds <= 0:
+    raise BenchError(f'--rounds must be a positive integer, got {args.rounds}')
+  if args.min_seconds < 0:
+    raise BenchError(f'--min_seconds must be >= 0, got {args.min_seconds}')
   return args, overrides
 
 
@@ -594,7 +631,8 @@ def _run_all(args, overrides) -> int:
   for path in paths:
     cmd = [sys.executable, '-m', 'gm_jax.bench', f'--config={path}',
            *[f'--config.{key}={value}' for key, value in overrides],
-           f'--steps={args.steps}', f'--windows={args.windows}']
+           f'--steps={args.steps}', f'--windows={args.windows}', f'--rounds={args.rounds}',
+           f'--min_seconds={args.min_seconds}']
     if args.out:
       cmd.append(f'--out={args.out}')
     print(f'gm_jax.bench: {path}', file=sys.stderr, flush=True)
@@ -638,7 +676,8 @@ def main(argv: Sequence[str]) -> int:
   if args.all:
     return _run_all(args, overrides)
   config = load_config(args.config, overrides)
-  row = bench_config(config, steps=args.steps, windows=args.windows, config_path=args.config)
+  row = bench_config(config, steps=args.steps, windows=args.windows, rounds=args.rounds,
+                     min_seconds=args.min_seconds, config_path=args.config)
   _emit(row, args.out)
   return 0
 
