@@ -37,7 +37,8 @@ bench: $(STAMP)
 bench-train-step: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py --out benchmarks/results/train_step
 
-# The measured family comparison table (3 seeds x 5 families; ~30 minutes on 2 cores).
+# The measured family comparison table (3 seeds x 7 families: the five classic rows took
+# 23 minutes on 2 cores, each diffusion row adds ~10 minutes a seed).
 family-table: $(STAMP)
 	$(BIN)/python benchmarks/family_table.py --out benchmarks/results/family_table
 

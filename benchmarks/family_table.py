@@ -117,6 +117,14 @@ def run_one(row: Row, seed: int, workdir: str, budget: str,
     result = {'diverged': True, 'error': str(e)}
   result['wall_s'] = time.time() - t0
   result['train_steps'] = int(config.num_train_steps)
+  if not result.get('diverged') and result.get('train_steps_per_s') is None:
+    # A run finished by an invocation that trained no step (and whose earlier ones
+    # wrote no eval.json): the median of the steps/s its logs recorded.
+    logged = [r['steps_per_s'] for r in metrics_lib.read_metrics(workdir)
+              if r.get('steps_per_s')]
+    if logged:
+      result['train_steps_per_s'] = float(np.median(logged))
+      result['train_steps_per_s_source'] = 'median of metrics.jsonl steps_per_s'
   result['time_to_target_s'] = time_to_target(workdir, row, result)
   return result
 
@@ -230,13 +238,17 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
       '|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|',
   ]
   for r in rows:
-    fid = (f'FID {_f(r["fid"][0], "{:.2f}")} ± {_f(r["fid"][1], "{:.2f}")} (floor '
+    # (mean, std) of the FID; a GAN row written before rows had 'fid' holds it as its metric.
+    fids = r.get('fid') or ((r['mean'], r['std']) if r['metric'] == 'fid' else None)
+    fid = (f'FID {_f(fids[0], "{:.2f}")}'
+           + (f' ± {_f(fids[1], "{:.2f}")}' if r['seeds'] > 1 else '') + ' (floor '
            f'{_f(r["fid_floor"], "{:.2f}")}, coverage {_f(r["class_coverage"], "{:.1f}")}/10)'
-           if r.get('fid') else '')
+           if fids else '')
     if r['metric'] == 'fid':
       stab, lik = fid, 'none'
     else:
-      stab = f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim' + (f'; {fid}' if fid else '')
+      stab = (f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim' if r['seeds'] > 1
+              else f'{_f(r["mean"])} bits/dim') + (f'; {fid}' if fid else '')
       lik = f'{r["likelihood"]}' + (f' ({r["bound"]})' if r['likelihood'] in ('bound', 'ode')
                                     else '') + f': {_f(r["mean"])} bits/dim'
     speeds = r.get('samples_per_s_by_sampler') or {}
