@@ -50,6 +50,7 @@ _xla.configure_cpu_flags()  # before JAX starts its backend
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import ast
+import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -663,6 +664,16 @@ def _run_all(args, overrides) -> int:
   return 1 if failed else 0
 
 
+def _fresh_compilation_cache() -> None:
+  """An empty persistent XLA cache for this process (removed at exit), before anything
+  compiles: `compile_s` is a real compilation, and the trainer's rounds, which compile
+  the same programs again, load them instead of spending minutes of the run."""
+  path = tempfile.mkdtemp(prefix='gm_jax_bench_xla_cache_')
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
 def main(argv: Sequence[str]) -> int:
   """The command line (without the program name); returns the exit status.
 
@@ -832,6 +843,8 @@ def run() -> int:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)  # orbax/tfds INFO lines
+  if '--all' not in sys.argv and not any(a.startswith('--table') for a in sys.argv):
+    _fresh_compilation_cache()  # one config in this process
   try:
     return main(sys.argv[1:])
   except BenchError as e:
