@@ -1,4 +1,4 @@
-"""Datasets: in-memory loading, deterministic batches and offline tfds builders.
+"""Datasets: in-memory loading, deterministic batches, streaming, offline tfds builders.
 
 `import gm_jax.data` imports neither TensorFlow nor tfds, and loading an
 embedded dataset (`digits`, `photo_patches`, `pydoc_chars`) or an exported file
@@ -10,11 +10,14 @@ from gm_jax.data.pipeline import batch_at_step
 from gm_jax.data.pipeline import DatasetInfo
 from gm_jax.data.pipeline import EMBEDDED_DATASETS
 from gm_jax.data.pipeline import get_info
+from gm_jax.data.pipeline import INPUT_PIPELINES
 from gm_jax.data.pipeline import iterate_batches
 from gm_jax.data.pipeline import load_split
 from gm_jax.data.pipeline import load_splits
 from gm_jax.data.pipeline import make_tf_dataset
 from gm_jax.data.pipeline import Splits
+from gm_jax.data.stream import StreamedBatches
+from gm_jax.data.stream import StreamSource
 
 _BUILDERS = ("Digits", "PhotoPatches", "PydocChars")
 
@@ -35,9 +38,12 @@ __all__ = (
     "DatasetInfo",
     "Digits",
     "EMBEDDED_DATASETS",
+    "INPUT_PIPELINES",
     "PhotoPatches",
     "PydocChars",
     "Splits",
+    "StreamSource",
+    "StreamedBatches",
     "batch_at_step",
     "get_info",
     "iterate_batches",

@@ -53,12 +53,15 @@ def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] 
   return _save(plt, fig, path)
 
 
-def plot_latent_scatter(points: np.ndarray, labels: np.ndarray, path: str, *,
+def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None, path: str, *,
                         title: str = 'latent means') -> str:
-  """Scatter of 2-D points `[N, 2]` coloured by integer `labels` `[N]`."""
+  """Scatter of 2-D points `[N, 2]` coloured by integer `labels` `[N]` (None: one colour)."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5, 5))
-  sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=8)
-  ax.legend(*sc.legend_elements(), loc='best', fontsize='small', title='label')
+  if labels is None:
+    ax.scatter(points[:, 0], points[:, 1], s=8)
+  else:
+    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=8)
+    ax.legend(*sc.legend_elements(), loc='best', fontsize='small', title='label')
   ax.set_title(title)
   return _save(plt, fig, path)

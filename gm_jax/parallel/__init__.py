@@ -7,10 +7,12 @@
 
 `gm_jax.train.loop` does this for every family; a family only writes `loss`.
 `mean_over_groups` gives each example of the global batch its own key, so the three
-modes compute the same numbers. `distributed.initialize` joins a multi-process job.
+modes compute the same numbers. `ShardedEval` splits evaluation batches over every
+device of every process. `distributed.initialize` joins a multi-process job.
 """
 
 from gm_jax.parallel import distributed
+from gm_jax.parallel.evaluation import ShardedEval
 from gm_jax.parallel.distributed import initialize as initialize_distributed
 from gm_jax.parallel.modes import data_mesh
 from gm_jax.parallel.modes import DataParallel
@@ -30,6 +32,7 @@ __all__ = (
     'DataParallel',
     'MODES',
     'NoParallel',
+    'ShardedEval',
     'PmapParallel',
     'ShardingParallel',
     'batch_size_of',

@@ -22,6 +22,7 @@ from gm_jax import losses
 from gm_jax import sampling
 from gm_jax.models import autoregressive as ar_lib
 from gm_jax.train import binarization
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 from gm_jax.train import defaults
@@ -173,7 +174,6 @@ def write_text_samples(model, params, key, workdir: str, *, num: int, length: in
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the model on it."""
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   splits, family = binarization.apply(config, splits, make_family)
   return loop.run(config, workdir, family, splits)

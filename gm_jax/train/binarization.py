@@ -43,6 +43,10 @@ def binarize_splits(splits, mode: str, *, seed: int = 0):
     raise ValueError(f'config.binarize must be one of {MODES}, got {mode!r}')
   if mode == 'none':
     return splits
+  if splits.train_stream is not None:
+    raise ValueError(f'config.binarize={mode!r} binarises the training split in memory, '
+                     f'but {splits.info.name!r} is streamed (config.input_pipeline); set '
+                     "config.input_pipeline='memory'")
   info = splits.info
   if info.kind != 'image':
     raise ValueError(f'config.binarize={mode!r} needs an image dataset; '

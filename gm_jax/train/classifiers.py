@@ -32,6 +32,7 @@ import numpy as np
 from gm_jax import data as gm_data
 from gm_jax.evaluate import calibration
 from gm_jax.models import classifiers as clf
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train.family import Family, TrainUpdate
 
@@ -297,6 +298,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   validate_config(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  input_pipeline.require_memory(config, 'the classifiers read the whole training split '
+                                 '(naive Bayes fits it in one step)')
   splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
                                validation_fraction=config.validation_fraction)
   _check_image_dataset(splits.info, config)

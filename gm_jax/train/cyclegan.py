@@ -39,6 +39,7 @@ from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
 from gm_jax.train import gan as gan_family
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
@@ -129,7 +130,11 @@ def load_domains(config) -> gm_data.Splits:
     parts = []
     for dataset, domain, field in ((config.dataset, config.domain_a, 'domain_a'),
                                    (dataset_b, config.domain_b, 'domain_b')):
-      arrays = gm_data.load_split(dataset, split_name, data_dir=config.data_dir)
+      # The dataset's own split strings: `cycle_gan/*` has no 'train', only
+      # 'trainA'/'trainB' (`load_splits` reads 'trainA+trainB').
+      names = gm_data.pipeline.split_names(dataset)
+      tfds_split = names[0] if split_name == 'train' else names[-1]
+      arrays = gm_data.load_split(dataset, tfds_split, data_dir=config.data_dir)
       parts.append(arrays['image'][arrays['label'] == _domain_label(dataset, domain, field)])
     out[split_name] = unpaired_arrays(*parts, seed=int(config.seed),
                                       cycle=split_name == 'train')
@@ -350,6 +355,8 @@ def domain_classifier(train: dict, *, num_levels: int, seed: int = 0):
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the two domains and trains CycleGAN on them."""
+  input_pipeline.require_memory(config, 'CycleGAN pairs the rows of its two domains in '
+                                 'memory (unpaired_arrays)')
   splits = load_domains(config)
   return loop.run(config, workdir, make_family(config, splits.info), splits)
 

@@ -17,6 +17,13 @@ import ml_collections
 TRAINING: Mapping[str, Any] = {
     # data: the last `validation_fraction` of the train split selects the best parameters
     'validation_fraction': 0.1,
+    # how training batches are read (gm_jax.train.input_pipeline): 'memory' (every process
+    # holds the split; batches are functions of the step), 'stream' (each process streams
+    # its own part through tf.data), 'auto' (stream a tfds training split of more than
+    # input_memory_max_bytes per process; embedded and exported datasets stay in memory)
+    'input_pipeline': 'auto',
+    'input_memory_max_bytes': 8 << 30,
+    'shuffle_buffer_size': 16_384,  # rows of the streamed shuffle ('stream' only)
     'seed': 0,
     'parallel': 'none',  # 'none' | 'pmap' | 'sharding'
     # examples per loss call, each with its own key (parallel.mean_over_groups)

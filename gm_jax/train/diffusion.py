@@ -39,6 +39,7 @@ from gm_jax import losses
 from gm_jax import sampling
 from gm_jax.models import diffusion as dm
 from gm_jax.train import defaults
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 
@@ -434,6 +435,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Loads `config.dataset` and trains the model on it (bad fields fail before loading)."""
   config = defaults.complete(config, DEFAULTS)
   check_config(config, gm_data.get_info(config.dataset))
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   return loop.run(config, workdir, make_family(config, splits.info), splits)

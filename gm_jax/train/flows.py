@@ -24,6 +24,7 @@ from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import flows as flows_lib
 from gm_jax.nn import flows as fl
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train.family import Family
 from gm_jax.train import defaults
@@ -196,6 +197,5 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the flow on it."""
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   return loop.run(config, workdir, make_family(config, splits.info), splits)

@@ -29,10 +29,10 @@ from gm_jax import data as gm_data
 from gm_jax import parallel
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
-from gm_jax.train import defaults
 
 MODELS = ('dcgan',)
 # Programs that run once (initialisation): compile fast rather than run fast. XLA:CPU's
@@ -235,6 +235,5 @@ def make_family(config, info) -> Family:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads `config.dataset` and trains the DCGAN on it (bad fields fail before loading)."""
   check_config(config, gm_data.get_info(config.dataset))
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   return loop.run(config, workdir, make_family(config, splits.info), splits)

@@ -34,15 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax.models import hvae as hvae_lib
 from gm_jax.models import latent
 from gm_jax.train import binarization
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family
-from gm_jax.train import defaults
 
 OBJECTIVES = ('elbo', 'iwae')
 ACTIVE_GROUP_NATS = 0.01  # a group "carries information" above this mean KL (nats)
@@ -237,7 +236,6 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Loads the dataset named by `config.dataset` and trains the HVAE on it."""
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   splits, family = binarization.apply(config, splits, make_family)
   return loop.run(config, workdir, family, splits)

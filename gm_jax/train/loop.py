@@ -11,6 +11,12 @@ step's PRNG key is `fold_in(key(seed), s)` (computed inside the jitted step), so
 restored from the checkpoint at step `s` executes the same computations as a run
 that never stopped and ends with bit-identical parameters.
 
+Streamed training splits (`splits.train_stream`, `config.input_pipeline`; see
+`gm_jax.data.stream`): each process reads only its part of the split, `batch_size /
+process_count` rows per step, in an order fixed by the seed; a resumed run skips the
+batches already trained on (reading, not training on, up to one epoch of its part), so
+it too sees the batches of a run that never stopped. Nothing is resident on the device.
+
 The accelerator never waits on the host (STYLE.md habit 12):
 - `config.steps_per_loop = K` steps run per dispatch (one `lax.scan`); each step's
   batch is gathered on the device, from the training set resident there when it fits
@@ -33,7 +39,9 @@ and parameters (up to float summation order). A family whose loss couples the
 examples of a batch (e.g. a floor on a batch-averaged term) sees batches of
 `loss_group_size` examples: set it to the per-device batch for the usual
 data-parallel semantics. Checkpoints hold one unreplicated copy of the state, so a
-run can resume under another mode or device count.
+run can resume under another mode or device count. Under `pmap` and `sharding`,
+validation is data-parallel too: each validation batch is split over every device of
+every process (`parallel.ShardedEval`), not evaluated whole on one device per host.
 """
 
 from __future__ import annotations
@@ -98,6 +106,12 @@ def validate_config(config) -> None:
     raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
                      f'got {config.parallel!r}')
   _positive_int(config, 'loss_group_size')
+  defaults.check_one_of(config, 'input_pipeline', gm_data.INPUT_PIPELINES)
+  _positive_int(config, 'shuffle_buffer_size')
+  if (not isinstance(config.input_memory_max_bytes, (int, np.integer))
+      or isinstance(config.input_memory_max_bytes, bool) or config.input_memory_max_bytes < 0):
+    raise ValueError(f'config.input_memory_max_bytes must be a non-negative integer, '
+                     f'got {config.input_memory_max_bytes!r}')
   if config.max_train_seconds < 0:
     raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), '
                      f'got {config.max_train_seconds}')
@@ -154,7 +168,8 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   except OSError as e:
     raise OSError(f'cannot create workdir {workdir!r}: {e}') from e
   train = splits.train
-  num_train = len(next(iter(train.values())))
+  stream = splits.train_stream
+  num_train = stream.num_examples if stream is not None else len(next(iter(train.values())))
   if num_train < config.batch_size:
     raise ValueError(f'config.batch_size={config.batch_size} is larger than the training '
                      f'split of {config.dataset!r} ({num_train} examples)')
@@ -168,7 +183,7 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   step_fn = make_train_step(family, tx, train_key, group_size=group,
                             matmul_precision=config.matmul_precision,
                             compute_dtype=config.compute_dtype)
-  resident = _nbytes(train) <= int(config.device_data_max_bytes)
+  resident = stream is None and _nbytes(train) <= int(config.device_data_max_bytes)
   view_devices = 1 if config.parallel in ('none', 'pmap') else jax.device_count()
   dp = parallel.make(config.parallel, make_multi_step(step_fn, steps=k, view_devices=view_devices,
                                                       resident=resident))
@@ -178,7 +193,10 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
         f'config.loss_group_size={group} must divide the per-device batch '
         f'(config.batch_size={config.batch_size} over {dp.num_devices} device(s) = '
         f'{config.batch_size // dp.num_devices})')
-  first_batch = gm_data.batch_at_step(train, 0, batch_size=config.batch_size, seed=seed)
+  # Streamed: `train` is a sample of the split, the same on every process.
+  first_batch = gm_data.batch_at_step(
+      train, 0, seed=seed,
+      batch_size=min(config.batch_size, len(next(iter(train.values())))))
   params = family.init(init_key, first_batch)
   state = {
       'step': jnp.asarray(0, jnp.int32),
@@ -235,7 +253,12 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]
 
 
 class _Feeder:
-  """Puts chunk after chunk of step-determined batches on the devices, one ahead."""
+  """Puts chunk after chunk of step-determined batches on the devices, one ahead.
+
+  In memory: step `t`'s batch is `batch_at_step` (of the example indices where the
+  data is resident). Streamed: this process's batches of `gm_data.StreamedBatches`,
+  consumed in step order from the first chunk's step.
+  """
 
   def __init__(self, s: _Setup):
     self._s = s
@@ -243,13 +266,31 @@ class _Feeder:
     n = len(next(iter(train.values())))
     # The indices of step `t`'s batch are `batch_at_step` of the example indices.
     self._index = {'index': np.arange(n, dtype=np.int32)} if s.resident else train
+    self._stream, self._next_step = None, None
+    if s.splits.train_stream is not None:
+      self._stream = gm_data.StreamedBatches(
+          s.splits.train_stream, batch_size=s.config.batch_size, seed=s.seed,
+          process_index=s.dp.shard_index, process_count=s.dp.shard_count,
+          shuffle_buffer=int(s.config.shuffle_buffer_size))
+
+  def _streamed(self, start: int, steps: int) -> list:
+    if self._next_step is None:
+      self._batches, self._next_step = self._stream.iterate(start), start
+    if start != self._next_step:
+      raise ValueError(f'streamed batches are read in step order: asked for step {start}, '
+                       f'the stream is at step {self._next_step}')
+    self._next_step += steps
+    return [next(self._batches) for _ in range(steps)]
 
   def chunk(self, start: int, steps: int):
     s = self._s
-    per_step = [gm_data.batch_at_step(self._index, t, batch_size=s.config.batch_size,
-                                      seed=s.seed, shard_index=s.dp.shard_index,
-                                      shard_count=s.dp.shard_count)
-                for t in range(start, start + steps)]
+    if self._stream is not None:
+      per_step = self._streamed(start, steps)
+    else:
+      per_step = [gm_data.batch_at_step(self._index, t, batch_size=s.config.batch_size,
+                                        seed=s.seed, shard_index=s.dp.shard_index,
+                                        shard_count=s.dp.shard_count)
+                  for t in range(start, start + steps)]
     return s.dp.put_batch(chunk_layout(per_step, s.group_devices))
 
 
@@ -276,9 +317,21 @@ def _summarise(pending: list) -> dict:
 
 
 def _validate(s: _Setup, params) -> dict:
-  """Example-weighted mean of the family's `train=False` metrics over the validation split."""
+  """Example-weighted mean of the family's `train=False` metrics over the validation split.
+
+  `params`: one copy (`dp.get_state`). Batches of `eval_batch_size` in order, batch `i`
+  with the key `fold_in(eval_key, i)`. Under `pmap` and `sharding` each batch is split
+  over all devices of all processes (`parallel.ShardedEval`: each process puts its own
+  rows), so validation is data-parallel like training; the metrics equal one device's
+  up to float summation order.
+  """
   family, config = s.family, s.config
-  eval_step = _eval_step(family)
+  if config.parallel == 'none':
+    eval_step = _eval_step(family)
+  else:
+    sharded = _sharded_eval(family)
+    replicated = sharded.replicate(params)
+    eval_step = lambda p, b, k: sharded(replicated, b, k)  # pylint: disable=unnecessary-lambda-assignment
   batch_size = int(config.eval_batch_size)
   totals, count = [], 0
   for i, batch in enumerate(gm_data.iterate_batches(s.splits.validation, batch_size)):
@@ -286,7 +339,8 @@ def _validate(s: _Setup, params) -> dict:
     _, metrics = eval_step(params, batch, jax.random.fold_in(s.eval_key, i))
     totals.append((n, metrics))  # stays on the device until the sum below
     count += n
-  host = jax.device_get(totals)
+  # This process's copy (the sharded metrics are replicated over every process).
+  host = [(n, jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), m)) for n, m in totals]
   return {k: sum(n * float(m[k]) for n, m in host) / count for k in host[0][1]}
 
 
@@ -298,6 +352,18 @@ def _eval_step(family: Family):
     _EVAL_STEPS.clear()  # one family at a time: do not keep old compilations alive
     _EVAL_STEPS[family.loss] = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
   return _EVAL_STEPS[family.loss]
+
+
+_SHARDED_EVALS: dict = {}
+
+
+def _sharded_eval(family: Family) -> parallel.ShardedEval:
+  key = (family.loss, jax.device_count())
+  if key not in _SHARDED_EVALS:
+    _SHARDED_EVALS.clear()
+    _SHARDED_EVALS[key] = parallel.ShardedEval(
+        lambda p, b, k: family.loss(p, b, k, train=False))
+  return _SHARDED_EVALS[key]
 
 
 def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, bool, Optional[float]]:
@@ -400,6 +466,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
       'train_steps_per_s': steps_per_s,
       'best_step': int(state['best_step']) if s.has_validation else step,
       'steps_per_loop': s.steps_per_loop,
+      'input_pipeline': 'stream' if s.splits.train_stream is not None else 'memory',
       'compute_dtype': config.compute_dtype,
       'matmul_precision': config.matmul_precision,
       # Test numbers are computed in float32 at the highest matmul precision.

@@ -33,10 +33,10 @@ from gm_jax.data import binarize as binarize_lib
 from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
 from gm_jax.train import binarization
+from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family
-from gm_jax.train import defaults
 
 MODELS = ('vae', 'cvae')
 OBJECTIVES = ('elbo', 'iwae')
@@ -233,9 +233,11 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
   dec_mean = jax.jit(lambda p, z, l: vae_lib.decoder_mean(
       model.apply(p, z, l, method=vae_lib.VAE.decode), likelihood=model.likelihood,
       num_levels=levels))
+  # Unlabelled data (binarized_mnist): an uncoloured scatter and no linear probe.
+  labelled = 'label' in test
   x = np.asarray(test['image'][:32])
   lab = np.asarray(test['label'][:32]) if conditional else None
-  mu = latent_means(model, params, {'image': x, 'label': test['label'][:32]},
+  mu = latent_means(model, params, {'image': x, **({'label': lab} if conditional else {})},
                     conditional=conditional)
   recon = np.asarray(dec_mean(params, mu, lab))
   pairs = np.stack([x[:16], recon[:16]], 1).reshape((-1,) + x.shape[1:])
@@ -255,13 +257,14 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
   test_mu = latent_means(model, params, test, conditional=conditional)
   pts = test_mu if test_mu.shape[1] == 2 else PCA(2, random_state=0).fit(train_mu).transform(
       test_mu)
-  plots.plot_latent_scatter(pts, np.asarray(test['label']),
+  plots.plot_latent_scatter(pts, np.asarray(test['label']) if labelled else None,
                             os.path.join(workdir, 'latent_scatter.png'),
                             title='test latent means' + ('' if test_mu.shape[1] == 2 else
                                                          ' (PCA)'))
-  results = {'linear_probe_accuracy': probe.linear_probe_accuracy(
-                 train_mu, splits.train['label'], test_mu, test['label']),
-             'latent_dims': int(train_mu.shape[1])}
+  results = {'latent_dims': int(train_mu.shape[1])}
+  if labelled:
+    results['linear_probe_accuracy'] = probe.linear_probe_accuracy(
+        train_mu, splits.train['label'], test_mu, test['label'])
   if conditional:
     num_classes = model.num_classes
     z = jax.random.normal(key, (8, model.latent_dim))
@@ -276,8 +279,7 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
 def load_splits(config):
   """`(splits, grey_levels)`: `config.dataset` binarised as `config.binarize` asks (the
   test split once, with a fixed seed), and the images' levels before binarisation."""
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=defaults.get(config, 'validation_fraction'))
+  splits = input_pipeline.load_splits(config)
   grey_levels = splits.info.num_levels
   splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
                                         seed=int(config.get('binarize_seed', 0)))

@@ -106,7 +106,8 @@ def _config(config_file):
 def _train_and_capture(module, config, grey, monkeypatch):
   """`module.train_and_evaluate(config)` on the splits `grey`, stopped at the trainer:
   returns the `(splits, family)` that `loop.run` would get."""
-  monkeypatch.setattr(module.gm_data, 'load_splits', lambda *a, **k: grey)
+  # Families read their data through gm_jax.train.input_pipeline -> gm_data.load_splits.
+  monkeypatch.setattr(gm_data, 'load_splits', lambda *a, **k: grey)
   seen = {}
   monkeypatch.setattr(module.loop, 'run', lambda c, w, family, splits: seen.update(
       family=family, splits=splits) or {})
