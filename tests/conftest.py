@@ -10,12 +10,12 @@ version and XLA flags, so a stale entry is never used for another program.
 import os
 import tempfile
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"gm_jax_test_xla_cache_{os.getuid()}"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), f'gm_jax_test_xla_cache_{os.getuid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import pytest  # noqa: E402
 
@@ -24,3 +24,12 @@ import pytest  # noqa: E402
 def tfds_dir(tmp_path_factory):
   """A tfds data_dir private to the test session (embedded datasets prepare on first use)."""
   return str(tmp_path_factory.mktemp('tensorflow_datasets'))
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """One tfds data_dir per test process for the data and CLI tests: embedded datasets
+  are prepared once per pytest worker, whichever test asks first."""
+  path = tmp_path_factory.getbasetemp() / 'gm_jax_tfds'
+  path.mkdir(exist_ok=True)
+  return str(path)

@@ -220,10 +220,10 @@ def markdown(title: str, records: list[dict]) -> str:
       rate = (f', {speed} steps/s = {r["steps"] / steps_per_s / 60:.1f} min of '
               'training steps')
     planned = r.get('planned_steps', r['steps'])
-    stopped = (f" (stopped by config.max_train_seconds; schedule planned over {planned:,})"
+    stopped = (f' (stopped by config.max_train_seconds; schedule planned over {planned:,})'
                if r['steps'] < planned else '')
     source = r['eval'].get('init_from_step')
-    warm = (f", started from the parameters of a run of {source:,} steps "
+    warm = (f', started from the parameters of a run of {source:,} steps '
             f"(`init_from={r['eval'].get('init_from')}`)" if source is not None else '')
     budget = (f"{r['steps']:,} steps{stopped} x {r['batch_size']}{rate}{warm}; this invocation "
               f"{r['wall_s'] / 60:.1f} min (loading, validation, eval included) on "

@@ -43,7 +43,7 @@ ROWS = [
                 overrides=dict(_DATA, likelihood_solver='rk4', likelihood_steps=32,
                                likelihood_batch_size=100, timing_samplers=('heun:25',)),
                 metric=_common.bits_per_dim(),
-                protocol="test bits/dim, 8-bit, uniform dequantisation, probability-flow "
+                protocol='test bits/dim, 8-bit, uniform dequantisation, probability-flow '
                          "ODE with Hutchinson's trace (bound in expectation)"),
 ]
 

@@ -26,7 +26,6 @@ same alignment as the JAX model, so `load_flax_params` reproduces it exactly.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F

@@ -19,7 +19,7 @@ from gm_jax.data.pipeline import Splits
 from gm_jax.data.stream import StreamedBatches
 from gm_jax.data.stream import StreamSource
 
-_BUILDERS = ("Digits", "PhotoPatches", "PydocChars")
+_BUILDERS = ('Digits', 'PhotoPatches', 'PydocChars')
 
 
 def __getattr__(name):
@@ -31,23 +31,23 @@ def __getattr__(name):
     from gm_jax.data import builders  # pylint: disable=g-import-not-at-top
 
     return getattr(builders, name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = (
-    "DatasetInfo",
-    "Digits",
-    "EMBEDDED_DATASETS",
-    "INPUT_PIPELINES",
-    "PhotoPatches",
-    "PydocChars",
-    "Splits",
-    "StreamSource",
-    "StreamedBatches",
-    "batch_at_step",
-    "get_info",
-    "iterate_batches",
-    "load_split",
-    "load_splits",
-    "make_tf_dataset",
+    'DatasetInfo',
+    'Digits',
+    'EMBEDDED_DATASETS',
+    'INPUT_PIPELINES',
+    'PhotoPatches',
+    'PydocChars',
+    'Splits',
+    'StreamSource',
+    'StreamedBatches',
+    'batch_at_step',
+    'get_info',
+    'iterate_batches',
+    'load_split',
+    'load_splits',
+    'make_tf_dataset',
 )

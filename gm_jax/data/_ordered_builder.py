@@ -16,10 +16,10 @@ import tensorflow_datasets as tfds
 class OrderedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """`GeneratorBasedBuilder` with the shared version, order and `DatasetInfo`."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  HOMEPAGE = ""
-  SUPERVISED_KEYS: Optional[tuple[str, str]] = ("image", "label")
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  HOMEPAGE = ''
+  SUPERVISED_KEYS: Optional[tuple[str, str]] = ('image', 'label')
 
   def description(self) -> str:
     raise NotImplementedError

@@ -17,16 +17,16 @@ except ImportError:  # Windows: preparing is not serialised there
 
 
 # What to install for tfds datasets; `setup.cfg` declares the extra.
-TFDS_EXTRA = "pip install gm_jax[tfds]"
+TFDS_EXTRA = 'pip install gm_jax[tfds]'
 
 
 def _missing(module: str, dataset: str | None, cause: ImportError) -> ImportError:
-  what = f"Dataset {dataset!r} is read" if dataset else "This is done"
+  what = f'Dataset {dataset!r} is read' if dataset else 'This is done'
   return ImportError(
-      f"{what} through tensorflow_datasets, but {module} cannot be imported "
-      f"({cause}). Install the optional extra: {TFDS_EXTRA}. The embedded "
-      "datasets (digits, photo_patches, pydoc_chars) and exported files "
-      "(DATA_DIR/exported/<name>.npz, see gm_jax.data.exported) need neither.")
+      f'{what} through tensorflow_datasets, but {module} cannot be imported '
+      f'({cause}). Install the optional extra: {TFDS_EXTRA}. The embedded '
+      'datasets (digits, photo_patches, pydoc_chars) and exported files '
+      '(DATA_DIR/exported/<name>.npz, see gm_jax.data.exported) need neither.')
 
 
 def import_tf(dataset: str | None = None):
@@ -38,7 +38,7 @@ def import_tf(dataset: str | None = None):
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise _missing("tensorflow", dataset, e) from e
+    raise _missing('tensorflow', dataset, e) from e
   return tf
 
 
@@ -61,16 +61,16 @@ def import_tfds(dataset: str | None = None):
     import importlib.resources  # pylint: disable=g-import-not-at-top
     import sys  # pylint: disable=g-import-not-at-top
 
-    sys.modules.setdefault("importlib_resources", importlib.resources)
+    sys.modules.setdefault('importlib_resources', importlib.resources)
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise _missing("tensorflow_datasets", dataset, e) from e
+    raise _missing('tensorflow_datasets', dataset, e) from e
   return tfds
 
 
 def is_local(path: str) -> bool:
-  return "://" not in path
+  return '://' not in path
 
 
 @contextlib.contextmanager
@@ -88,7 +88,7 @@ def prepare_lock(data_dir_root: str, name: str) -> Iterator[None]:
     yield
     return
   os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, f".{name}.prepare.lock"), "a") as f:
+  with open(os.path.join(root, f'.{name}.prepare.lock'), 'a') as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield

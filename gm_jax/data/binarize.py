@@ -19,13 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODES = ("none", "static", "dynamic")
+MODES = ('none', 'static', 'dynamic')
 
 
 def intensity(images, num_levels: int):
   """Integer levels -> Bernoulli probabilities `level / (num_levels - 1)` (float32)."""
   if num_levels < 2:
-    raise ValueError(f"num_levels must be >= 2, got {num_levels}")
+    raise ValueError(f'num_levels must be >= 2, got {num_levels}')
   return images.astype(np.float32) / np.float32(num_levels - 1)
 
 

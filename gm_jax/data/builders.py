@@ -55,17 +55,17 @@ class Digits(OrderedBuilder):
   """scikit-learn's 8x8 handwritten digits (UCI optdigits test set), 17 levels."""
 
   code_path = _CODE_PATH
-  HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
+  HOMEPAGE = 'https://archive.ics.uci.edu/dataset/80'
 
   def description(self) -> str:
-    return ("1,797 8x8 grey images of handwritten digits with 17 grey levels "
-            "(0..16), from sklearn.datasets.load_digits(). train = the first "
+    return ('1,797 8x8 grey images of handwritten digits with 17 grey levels '
+            '(0..16), from sklearn.datasets.load_digits(). train = the first '
             f"{DIGITS_NUM_TRAIN} in scikit-learn's order, test = the last "
-            f"{DIGITS_NUM_TEST}.")
+            f'{DIGITS_NUM_TEST}.')
 
   def features(self) -> dict:
-    return {"image": tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10)}
+    return {'image': tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
+            'label': tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -73,7 +73,7 @@ class Digits(OrderedBuilder):
 
   def _generate_examples(self, split: str) -> Iterator[tuple[int, dict]]:
     # Key = index in load_digits(); unique across splits.
-    offset = 0 if split == "train" else DIGITS_NUM_TRAIN
+    offset = 0 if split == 'train' else DIGITS_NUM_TRAIN
     for i, example in enumerate(_rows(embedded.digits(split))):
       yield offset + i, example
 
@@ -82,23 +82,23 @@ class PhotoPatches(OrderedBuilder):
   """32x32 RGB crops of scikit-learn's two sample photographs."""
 
   code_path = _CODE_PATH
-  HOMEPAGE = ("https://scikit-learn.org/stable/modules/generated/"
-              "sklearn.datasets.load_sample_images.html")
+  HOMEPAGE = ('https://scikit-learn.org/stable/modules/generated/'
+              'sklearn.datasets.load_sample_images.html')
 
   def description(self) -> str:
-    return (f"{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride "
-            f"{PHOTO_STRIDE}) of sklearn.datasets.load_sample_images() "
-            "(china.jpg, flower.jpg). label = source photograph. Test crops "
-            f"come from the right-most {PHOTO_TEST_COLUMNS} columns of each "
-            "photograph, train crops from the rest: the splits share no pixel."
-            " `y`, `x` = top-left corner of the crop.")
+    return (f'{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride '
+            f'{PHOTO_STRIDE}) of sklearn.datasets.load_sample_images() '
+            '(china.jpg, flower.jpg). label = source photograph. Test crops '
+            f'come from the right-most {PHOTO_TEST_COLUMNS} columns of each '
+            'photograph, train crops from the rest: the splits share no pixel.'
+            ' `y`, `x` = top-left corner of the crop.')
 
   def features(self) -> dict:
-    return {"image": tfds.features.Image(shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3),
+    return {'image': tfds.features.Image(shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3),
                                          dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=list(PHOTO_NAMES)),
-            "y": tfds.features.Scalar(dtype=np.int32),
-            "x": tfds.features.Scalar(dtype=np.int32)}
+            'label': tfds.features.ClassLabel(names=list(PHOTO_NAMES)),
+            'y': tfds.features.Scalar(dtype=np.int32),
+            'x': tfds.features.Scalar(dtype=np.int32)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -106,7 +106,7 @@ class PhotoPatches(OrderedBuilder):
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     for example in _rows(embedded.photo_patches(split)):
-      name = PHOTO_NAMES[example["label"]]
+      name = PHOTO_NAMES[example['label']]
       yield f"{name}_{example['y']}_{example['x']}", example
 
 
@@ -114,21 +114,21 @@ class PydocChars(OrderedBuilder):
   """UTF-8 byte windows of the Python reference topics in `pydoc_data`."""
 
   code_path = _CODE_PATH
-  HOMEPAGE = "https://docs.python.org/3/library/pydoc.html"
+  HOMEPAGE = 'https://docs.python.org/3/library/pydoc.html'
   SUPERVISED_KEYS = None
 
   def description(self) -> str:
-    return ("Byte-level text (vocabulary 256) from pydoc_data.topics.topics. "
+    return ('Byte-level text (vocabulary 256) from pydoc_data.topics.topics. '
             f"Each topic's UTF-8 text is cut into non-overlapping windows of "
-            f"{PYDOC_WINDOW} bytes (the tail is dropped). Topics are sorted by "
-            f"key; every {PYDOC_TEST_EVERY}th goes to test, the rest to train. "
-            "label = topic index; `window` = position of the window within "
-            "its topic.")
+            f'{PYDOC_WINDOW} bytes (the tail is dropped). Topics are sorted by '
+            f'key; every {PYDOC_TEST_EVERY}th goes to test, the rest to train. '
+            'label = topic index; `window` = position of the window within '
+            'its topic.')
 
   def features(self) -> dict:
-    return {"tokens": tfds.features.Tensor(shape=(PYDOC_WINDOW,), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=pydoc_topics()),
-            "window": tfds.features.Scalar(dtype=np.int32)}
+    return {'tokens': tfds.features.Tensor(shape=(PYDOC_WINDOW,), dtype=np.uint8),
+            'label': tfds.features.ClassLabel(names=pydoc_topics()),
+            'window': tfds.features.Scalar(dtype=np.int32)}
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Ships with Python.

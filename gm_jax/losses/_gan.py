@@ -23,8 +23,8 @@ def _check_same_batch(name_a: str, a: jnp.ndarray, name_b: str,
                       b: jnp.ndarray) -> None:
   if a.shape[0] != b.shape[0]:
     raise ValueError(
-        f"{name_a} {a.shape} and {name_b} {b.shape} must have the same batch "
-        "size (axis 0).")
+        f'{name_a} {a.shape} and {name_b} {b.shape} must have the same batch '
+        'size (axis 0).')
 
 
 @_shapes.float32_reductions
@@ -43,9 +43,9 @@ def discriminator_loss(real_logits: jnp.ndarray,
   Returns:
     `[B]` losses; the non-batch axes of each input are averaged.
   """
-  real = _as_batched("real_logits", real_logits)
-  fake = _as_batched("fake_logits", fake_logits)
-  _check_same_batch("real_logits", real, "fake_logits", fake)
+  real = _as_batched('real_logits', real_logits)
+  fake = _as_batched('fake_logits', fake_logits)
+  _check_same_batch('real_logits', real, 'fake_logits', fake)
   return (_shapes.mean_non_batch(jax.nn.softplus(-real))
           + _shapes.mean_non_batch(jax.nn.softplus(fake)))
 
@@ -64,7 +64,7 @@ def generator_minimax_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   Returns:
     `[B]` losses; non-batch axes averaged.
   """
-  fake = _as_batched("fake_logits", fake_logits)
+  fake = _as_batched('fake_logits', fake_logits)
   return _shapes.mean_non_batch(-jax.nn.softplus(fake))
 
 
@@ -80,7 +80,7 @@ def generator_nonsaturating_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
   Returns:
     `[B]` losses; non-batch axes averaged.
   """
-  fake = _as_batched("fake_logits", fake_logits)
+  fake = _as_batched('fake_logits', fake_logits)
   return _shapes.mean_non_batch(jax.nn.softplus(-fake))
 
 
@@ -101,9 +101,9 @@ def lsgan_discriminator_loss(real_out: jnp.ndarray,
   Returns:
     `[B]` losses; the non-batch axes of each input are averaged.
   """
-  real = _as_batched("real_out", real_out)
-  fake = _as_batched("fake_out", fake_out)
-  _check_same_batch("real_out", real, "fake_out", fake)
+  real = _as_batched('real_out', real_out)
+  fake = _as_batched('fake_out', fake_out)
+  _check_same_batch('real_out', real, 'fake_out', fake)
   return 0.5 * (_shapes.mean_non_batch(jnp.square(real - 1.0))
                 + _shapes.mean_non_batch(jnp.square(fake)))
 
@@ -120,7 +120,7 @@ def lsgan_generator_loss(fake_out: jnp.ndarray) -> jnp.ndarray:
   Returns:
     `[B]` losses; non-batch axes averaged.
   """
-  fake = _as_batched("fake_out", fake_out)
+  fake = _as_batched('fake_out', fake_out)
   return 0.5 * _shapes.mean_non_batch(jnp.square(fake - 1.0))
 
 
@@ -139,9 +139,9 @@ def cycle_consistency_loss(x: jnp.ndarray,
   Returns:
     `[B]` mean absolute errors.
   """
-  x = _as_batched("x", x)
+  x = _as_batched('x', x)
   x_cycled = jnp.asarray(x_cycled)
   if x.shape != x_cycled.shape:
     raise ValueError(
-        f"x {x.shape} and x_cycled {x_cycled.shape} must have the same shape.")
+        f'x {x.shape} and x_cycled {x_cycled.shape} must have the same shape.')
   return _shapes.mean_non_batch(jnp.abs(x - x_cycled))

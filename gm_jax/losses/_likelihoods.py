@@ -45,7 +45,7 @@ def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
     `[B]` log-densities in nats.
   """
   x, mean, log_var = map(jnp.asarray, (x, mean, log_var))
-  _shapes.broadcast_to_data("x", x.shape, mean=mean.shape,
+  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape,
                             log_var=log_var.shape)
   # Scaling by exp(-log_var / 2) before squaring, rather than multiplying the
   # square by exp(-log_var), keeps 0 * inf out of the result for tiny variances.
@@ -71,7 +71,7 @@ def bernoulli_log_prob(logits: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     `[B]` log-probabilities in nats.
   """
   logits, x = jnp.asarray(logits), jnp.asarray(x)
-  _shapes.broadcast_to_data("logits", logits.shape, x=x.shape)
+  _shapes.broadcast_to_data('logits', logits.shape, x=x.shape)
   log_prob = (x * jax.nn.log_sigmoid(logits)
               + (1.0 - x) * jax.nn.log_sigmoid(-logits))
   return _shapes.sum_non_batch(log_prob)
@@ -93,12 +93,12 @@ def categorical_log_prob(logits: jnp.ndarray,
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   if logits.ndim < 2 or labels.shape != logits.shape[:-1]:
     raise ValueError(
-        "categorical_log_prob expects logits [B, ..., num_classes] and labels "
-        f"[B, ...] with labels.shape == logits.shape[:-1]; got logits "
-        f"{logits.shape} and labels {labels.shape}.")
+        'categorical_log_prob expects logits [B, ..., num_classes] and labels '
+        f'[B, ...] with labels.shape == logits.shape[:-1]; got logits '
+        f'{logits.shape} and labels {labels.shape}.')
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise ValueError(
-        f"labels must be integers; got dtype {labels.dtype}.")
+        f'labels must be integers; got dtype {labels.dtype}.')
   # logit[label] - logsumexp(logits): no [..., num_classes] log-softmax is kept for the
   # backward pass, and the one-hot product's gradient is elementwise where a gather's is
   # a scatter (measured, [64, 28, 28, 256] logits, forward + backward on 2 CPU cores:
@@ -156,7 +156,7 @@ def _discretized_logistic_log_prob_per_dim(x, mean, log_scale, num_levels):
 def _check_num_levels(num_levels) -> None:
   if not isinstance(num_levels, int) or num_levels < 2:
     raise ValueError(
-        f"num_levels must be a Python int >= 2; got {num_levels!r}.")
+        f'num_levels must be a Python int >= 2; got {num_levels!r}.')
 
 
 @_shapes.float32_reductions
@@ -186,7 +186,7 @@ def discretized_logistic_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
   """
   x, mean, log_scale = map(jnp.asarray, (x, mean, log_scale))
   _check_num_levels(num_levels)
-  _shapes.broadcast_to_data("x", x.shape, mean=mean.shape,
+  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape,
                             log_scale=log_scale.shape)
   log_prob = _discretized_logistic_log_prob_per_dim(x, mean, log_scale,
                                                     num_levels)
@@ -219,13 +219,13 @@ def discretized_logistic_mixture_log_prob(x: jnp.ndarray,
   x, logit_weights, means, log_scales = map(
       jnp.asarray, (x, logit_weights, means, log_scales))
   _check_num_levels(num_levels)
-  _shapes.batch_rank_check("x", x.shape)
+  _shapes.batch_rank_check('x', x.shape)
   if logit_weights.ndim != x.ndim + 1:
     raise ValueError(
-        f"logit_weights must be [B, ..., M] with x.shape == {x.shape} as its "
-        f"leading axes; got {logit_weights.shape}.")
+        f'logit_weights must be [B, ..., M] with x.shape == {x.shape} as its '
+        f'leading axes; got {logit_weights.shape}.')
   param_shape = x.shape + logit_weights.shape[-1:]
-  _shapes.broadcast_to_data("x.shape + (M,)", param_shape,
+  _shapes.broadcast_to_data('x.shape + (M,)', param_shape,
                             logit_weights=logit_weights.shape,
                             means=means.shape, log_scales=log_scales.shape)
   log_component = _discretized_logistic_log_prob_per_dim(

@@ -18,8 +18,8 @@ def batch_rank_check(name: str, shape: Sequence[int]) -> None:
   """Raises ValueError if `shape` has no batch axis."""
   if len(shape) < 1:
     raise ValueError(
-        f"{name} must have a leading batch axis ([B, ...]); got shape "
-        f"{tuple(shape)}.")
+        f'{name} must have a leading batch axis ([B, ...]); got shape '
+        f'{tuple(shape)}.')
 
 
 def broadcast_to_data(data_name: str, data_shape: Sequence[int],
@@ -39,8 +39,8 @@ def broadcast_to_data(data_name: str, data_shape: Sequence[int],
       out = None
     if out != data_shape:
       raise ValueError(
-          f"{name} of shape {tuple(shape)} must broadcast to the shape of "
-          f"{data_name}, {data_shape}.")
+          f'{name} of shape {tuple(shape)} must broadcast to the shape of '
+          f'{data_name}, {data_shape}.')
 
 
 def sum_non_batch(x: jnp.ndarray) -> jnp.ndarray:

@@ -21,7 +21,7 @@ Layers act on `[B, H, W, C]` images unless stated (`AdditiveCoupling` and
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax

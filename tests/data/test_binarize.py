@@ -8,7 +8,7 @@ from gm_jax.data import binarize
 
 def test_intensity_maps_the_grid_onto_0_1():
   np.testing.assert_allclose(binarize.intensity(np.array([0, 51, 255]), 256), [0, 0.2, 1])
-  with pytest.raises(ValueError, match="num_levels"):
+  with pytest.raises(ValueError, match='num_levels'):
     binarize.intensity(np.array([0]), 1)
 
 

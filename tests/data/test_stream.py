@@ -115,7 +115,7 @@ def test_errors_name_the_problem(digits, tfds_dir):
     gm_data.StreamedBatches(digits.train_stream, batch_size=63, seed=0, process_count=2)
   with pytest.raises(ValueError, match='fewer than the 2000 of one step'):
     gm_data.StreamedBatches(digits.train_stream, batch_size=2000, seed=0)
-  with pytest.raises(ValueError, match="input_pipeline must be one of"):
+  with pytest.raises(ValueError, match='input_pipeline must be one of'):
     gm_data.load_splits('digits', data_dir=tfds_dir, input_pipeline='disk')
   with pytest.raises(ValueError, match="'trainA\\+trainB', several tfds splits"):
     gm_data.load_splits('cycle_gan/horse2zebra', data_dir=tfds_dir, input_pipeline='stream')

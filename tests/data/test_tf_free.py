@@ -40,14 +40,6 @@ sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
 '''
 
 
-@pytest.fixture(scope='session')
-def data_dir(tmp_path_factory):
-  # Same folder as tests/data/test_builders.py and test_pipeline.py: tfds prepares once.
-  path = tmp_path_factory.getbasetemp() / 'gm_jax_tfds'
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
 @pytest.fixture(scope='module')
 def without_tf(tmp_path_factory):
   """Runs Python code in a subprocess where TensorFlow and tfds cannot be imported."""

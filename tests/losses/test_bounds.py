@@ -94,9 +94,9 @@ def test_iwae_bound_jit_vmap_grad_and_shape_check():
       lambda w: losses.iwae_bound(w, 0 * w, 0 * w).sum()))(log_w)
   np.testing.assert_allclose(grad[:, 0], special.softmax([0.0, 1.0, 2.0]),
                              rtol=RTOL)
-  with pytest.raises(ValueError, match="log_pz"):
+  with pytest.raises(ValueError, match='log_pz'):
     losses.iwae_bound(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.zeros((2, 3)))
-  with pytest.raises(ValueError, match="rank-2"):
+  with pytest.raises(ValueError, match='rank-2'):
     losses.iwae_bound(jnp.zeros((3,)), jnp.zeros((3,)), jnp.zeros((3,)))
 
 
@@ -121,7 +121,7 @@ def test_autoregressive_nll_jit_vmap_grad():
   _assert_jit_vmap_match_loop(losses.autoregressive_nll, logits, targets)
   _assert_finite(lambda l: losses.autoregressive_nll(l, targets[0]),
                  100.0 * jnp.sign(logits[0]))
-  with pytest.raises(ValueError, match="labels"):
+  with pytest.raises(ValueError, match='labels'):
     losses.autoregressive_nll(logits[0], targets[0, :, :4])
 
 
@@ -156,7 +156,7 @@ def test_flow_nll_jit_vmap_grad_and_shape_check():
   log_det, = _f32(rng.normal(size=(3, 2)))
   _assert_jit_vmap_match_loop(losses.flow_nll, z, log_det)
   _assert_finite(losses.flow_nll, jnp.array([[1e3, -1e3]]), jnp.array([1e3]))
-  with pytest.raises(ValueError, match="log_det"):
+  with pytest.raises(ValueError, match='log_det'):
     losses.flow_nll(z[0], log_det[0, :1])
 
 
@@ -187,5 +187,5 @@ def test_bits_per_dim_vmap_grad_and_validation():
   grad = jax.jit(jax.grad(lambda n: fn(n).sum()))(nll)
   np.testing.assert_allclose(grad, np.full((3, 2), 1 / (10 * np.log(2.0))),
                              rtol=RTOL)
-  with pytest.raises(ValueError, match="num_dims"):
+  with pytest.raises(ValueError, match='num_dims'):
     losses.bits_per_dim(nll, num_dims=0)

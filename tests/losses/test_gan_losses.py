@@ -110,22 +110,22 @@ def test_patch_and_global_real_fake_shapes_may_differ():
   np.testing.assert_allclose(
       _jit(losses.lsgan_discriminator_loss)(*_f32(real, fake)),
       0.5 * ((real - 1) ** 2 + 0.25), rtol=RTOL)
-  with pytest.raises(ValueError, match="fake_logits"):
+  with pytest.raises(ValueError, match='fake_logits'):
     losses.discriminator_loss(jnp.zeros(2), jnp.zeros(3))
-  with pytest.raises(ValueError, match="real_logits"):
+  with pytest.raises(ValueError, match='real_logits'):
     losses.discriminator_loss(jnp.float32(0.0), jnp.zeros(3))
 
 
 # ------------------------------------------------ transforms and extremes ---
 
 
-@pytest.mark.parametrize("name", [
-    "discriminator_loss", "generator_minimax_loss",
-    "generator_nonsaturating_loss", "lsgan_discriminator_loss",
-    "lsgan_generator_loss", "cycle_consistency_loss"])
+@pytest.mark.parametrize('name', [
+    'discriminator_loss', 'generator_minimax_loss',
+    'generator_nonsaturating_loss', 'lsgan_discriminator_loss',
+    'lsgan_generator_loss', 'cycle_consistency_loss'])
 def test_gan_losses_jit_vmap_and_finite_at_extreme_logits(name):
   fn = getattr(losses, name)
-  num_args = 1 if "generator" in name else 2
+  num_args = 1 if 'generator' in name else 2
   rng = np.random.default_rng(1)
   args = _f32(*rng.normal(scale=5.0, size=(num_args, 3, 2, 4, 4, 1)))
   _assert_jit_vmap_match_loop(fn, *args)
@@ -158,5 +158,5 @@ def test_cycle_consistency_loss_is_mean_absolute_error():
   _assert_close_jit(losses.cycle_consistency_loss,
                     _f32(x[:, 0, 0, 0], x_cycled[:, 0, 0, 0]),
                     np.abs(x - x_cycled)[:, 0, 0, 0])
-  with pytest.raises(ValueError, match="x_cycled"):
+  with pytest.raises(ValueError, match='x_cycled'):
     losses.cycle_consistency_loss(jnp.zeros((3, 4)), jnp.zeros((3, 5)))

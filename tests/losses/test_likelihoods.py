@@ -51,7 +51,7 @@ def test_gaussian_log_prob_jit_vmap_grad():
 
 
 def test_gaussian_log_prob_rejects_log_var_that_enlarges_x():
-  with pytest.raises(ValueError, match="log_var"):
+  with pytest.raises(ValueError, match='log_var'):
     losses.gaussian_log_prob(jnp.zeros((4, 3)), jnp.zeros((4, 3)),
                              jnp.zeros((2, 4, 3)))
 
@@ -64,7 +64,7 @@ def test_gaussian_kl_matches_numpy_closed_form():
   _assert_close_jit(losses.gaussian_kl, _f32(mean, log_var), expected)
 
 
-@pytest.mark.parametrize("mean,log_var", [(0.7, -1.3), (-1.5, 0.8)])
+@pytest.mark.parametrize('mean,log_var', [(0.7, -1.3), (-1.5, 0.8)])
 def test_gaussian_kl_matches_numerical_integration(mean, log_var):
   q = stats.norm(mean, np.exp(0.5 * log_var))
   p = stats.norm(0.0, 1.0)
@@ -141,9 +141,9 @@ def test_categorical_log_prob_jit_vmap_grad():
 
 
 def test_categorical_log_prob_validates_shapes_and_dtype():
-  with pytest.raises(ValueError, match="labels"):
+  with pytest.raises(ValueError, match='labels'):
     losses.categorical_log_prob(jnp.zeros((3, 4, 5)), jnp.zeros((3, 5), int))
-  with pytest.raises(ValueError, match="integers"):
+  with pytest.raises(ValueError, match='integers'):
     losses.categorical_log_prob(jnp.zeros((3, 5)), jnp.zeros((3,)))
 
 
@@ -163,7 +163,7 @@ def _np_discretized_logistic(x, mean, scale, num_levels):
   return np.log(prob)
 
 
-@pytest.mark.parametrize("mean,log_scale", [(0.3, -3.0), (0.52, -6.0),
+@pytest.mark.parametrize('mean,log_scale', [(0.3, -3.0), (0.52, -6.0),
                                             (-0.4, 0.5), (1.2, -2.0)])
 def test_discretized_logistic_all_bins_sum_to_one_and_match_scipy(
     mean, log_scale):
@@ -240,7 +240,7 @@ def test_discretized_logistic_jit_vmap_and_finite_grads_at_extremes():
 
 
 def test_discretized_logistic_validates_num_levels():
-  with pytest.raises(ValueError, match="num_levels"):
+  with pytest.raises(ValueError, match='num_levels'):
     losses.discretized_logistic_log_prob(jnp.zeros((2, 3)), 0.0, 0.0,
                                          num_levels=1)
 
@@ -299,7 +299,7 @@ def test_discretized_logistic_mixture_jit_vmap_grad_and_shape_check():
   _assert_finite(fn, x[0], jnp.broadcast_to(extreme, w[0].shape),
                  jnp.broadcast_to(extreme, m[0].shape),
                  jnp.broadcast_to(extreme, s[0].shape))
-  with pytest.raises(ValueError, match="logit_weights"):
+  with pytest.raises(ValueError, match='logit_weights'):
     fn(x[0], w[0, ..., 0], m[0], s[0])
-  with pytest.raises(ValueError, match="means"):
+  with pytest.raises(ValueError, match='means'):
     fn(x[0], w[0], m[0, :, :3], s[0])

@@ -4,10 +4,8 @@ Every layer is checked with randomly perturbed parameters (the zero/identity
 initialisation would make most checks vacuous), and each check also asserts
 that the perturbation made the layer non-trivial.
 """
-import math
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

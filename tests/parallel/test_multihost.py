@@ -107,8 +107,6 @@ def _final_params(workdir, like=None):
   A checkpoint of the two-process run records its 4-device sharding, so it is read
   into the structure of the single-process one, as `loop.run` does when it resumes.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from gm_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
   ck = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))

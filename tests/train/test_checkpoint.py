@@ -39,7 +39,7 @@ def test_a_different_shape_is_refused_without_reading_any_array(tmp_path, monkey
     raise AssertionError('restore was attempted')
   monkeypatch.setattr(ck._manager, 'restore', no_read)
   with pytest.raises(ckpt_lib.CheckpointError,
-                     match=r"does not match.*dense\.kernel.*\(4, 3\).*\(5, 3\)"):
+                     match=r'does not match.*dense\.kernel.*\(4, 3\).*\(5, 3\)'):
     ck.restore_latest(_state(width=5))
   with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r'\(4, 3\).*\(5, 3\)'):
     ck.restore(7, _state(width=5))  # the public single-step restore checks first too

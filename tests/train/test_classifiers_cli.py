@@ -29,14 +29,6 @@ def _load_config(name, **overrides):
 
 
 @pytest.fixture(scope='session')
-def data_dir(tmp_path_factory):
-  # Same folder as tests/data/*, so the embedded digits are prepared once per session.
-  path = tmp_path_factory.getbasetemp() / 'gm_jax_tfds'
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
-@pytest.fixture(scope='session')
 def splits(data_dir):
   return gm_data.load_splits('digits', data_dir=data_dir, validation_fraction=0.1)
 

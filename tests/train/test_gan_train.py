@@ -8,9 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 import pytest
 
 from gm_jax import data as gm_data
