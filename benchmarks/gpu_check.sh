@@ -40,7 +40,8 @@ fi
 $py -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" . \
   > "$out/core_install.log" 2>&1 || log "core install failed (core_install.log)"
 export PYTHONPATH=$site
-$py - > "$out/versions.txt" 2>&1 <<'EOF'
+# From /tmp: in the repository root, Python would import the checkout, not the core install.
+(cd /tmp && $py -) > "$out/versions.txt" 2>&1 <<'EOF'
 import importlib, jax
 for m in ['jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'chex', 'gm_jax']:
   mod = importlib.import_module(m)
