@@ -31,7 +31,6 @@ import abc
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -122,13 +121,18 @@ class NoParallel(DataParallel):
     self._step = jax.jit(step_fn, donate_argnums=0)
     # jax.device_put costs ~0.1 ms of Python per call; on CPU it would buy nothing.
     self._host_is_device = jax.default_backend() == 'cpu'
+    self._device = jax.local_devices()[0]
 
   @property
   def num_devices(self) -> int:
     return 1
 
   def put_state(self, tree):
-    return jax.tree.map(jnp.asarray, tree)
+    # Committed to the device: a fresh state, a restored one (orbax gives committed
+    # arrays) and one updated mid-run then share one argument layout, so the step
+    # compiles once per run. `jnp.asarray` left a fresh state uncommitted: every resume
+    # compiled the step twice more (measured in the diffusion trainer test: 5 -> 2).
+    return jax.device_put(tree, self._device)
 
   def get_state(self, tree):
     return tree

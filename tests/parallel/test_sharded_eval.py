@@ -15,6 +15,8 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
+FLAGS = os.environ.get('XLA_FLAGS', '')
 
 
 def _report(workdir: str) -> dict:
@@ -52,7 +54,7 @@ def _report(workdir: str) -> dict:
 
 
 def test_validation_is_split_over_the_devices_and_matches_one_device(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
   proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=600, check=False)

@@ -17,6 +17,8 @@ import pytest
 
 NUM_DEVICES = 4
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
+FLAGS = os.environ.get('XLA_FLAGS', '')
 
 
 def _runs(workdir: str) -> dict:
@@ -39,7 +41,7 @@ def _runs(workdir: str) -> dict:
 
 @pytest.mark.slow
 def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={NUM_DEVICES}',
+  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={NUM_DEVICES}',
              JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
   proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=600, check=False)

@@ -25,6 +25,8 @@ from gm_jax.train.family import Family  # noqa: E402
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
+FLAGS = os.environ.get('XLA_FLAGS', '')
 NUM_DEVICES = 4
 
 
@@ -116,7 +118,7 @@ def _modes(workdir: str, data_dir: str) -> dict:
 
 @pytest.mark.slow
 def test_every_parallel_mode_trains_the_same_parameters_from_the_stream(tmp_path, tfds_dir):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={NUM_DEVICES}',
+  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={NUM_DEVICES}',
              JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
   proc = subprocess.run([sys.executable, __file__, str(tmp_path), tfds_dir], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=600, check=False)
@@ -176,7 +178,7 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
 
   def env(devices):
     return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO,
-                XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+                XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={devices}')
 
   procs = [subprocess.Popen([sys.executable, __file__, 'two', str(tmp_path / 'two'), tfds_dir,
                              str(port), str(i)], cwd=REPO, env=env(2), stdout=subprocess.PIPE,
