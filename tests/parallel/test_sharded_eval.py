@@ -9,14 +9,12 @@ where `--xla_force_host_platform_device_count=4` can still take effect.
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
-FLAGS = os.environ.get('XLA_FLAGS', '')
+from tests import multidevice
+
 
 
 def _report(workdir: str) -> dict:
@@ -54,12 +52,7 @@ def _report(workdir: str) -> dict:
 
 
 def test_validation_is_split_over_the_devices_and_matches_one_device(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  report = multidevice.run_report(__file__, [str(tmp_path)], 4)
   assert report['device_count'] == 4
   for n in (8, 6):
     got, want = report[f'direct-{n}']

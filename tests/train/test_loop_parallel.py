@@ -9,16 +9,14 @@ subprocess, where `--xla_force_host_platform_device_count=4` can still take effe
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests import multidevice
+
 NUM_DEVICES = 4
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
-FLAGS = os.environ.get('XLA_FLAGS', '')
 
 
 def _runs(workdir: str) -> dict:
@@ -41,12 +39,7 @@ def _runs(workdir: str) -> dict:
 
 @pytest.mark.slow
 def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={NUM_DEVICES}',
-             JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  report = multidevice.run_report(__file__, [str(tmp_path)], NUM_DEVICES)
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1-device')
   assert len(report) == 8

@@ -21,6 +21,7 @@ pytest.importorskip('tensorflow_datasets')
 from gm_jax import data as gm_data  # noqa: E402
 from gm_jax.train import loop  # noqa: E402
 from gm_jax.train.family import Family  # noqa: E402
+from tests import multidevice  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
 
@@ -118,12 +119,7 @@ def _modes(workdir: str, data_dir: str) -> dict:
 
 @pytest.mark.slow
 def test_every_parallel_mode_trains_the_same_parameters_from_the_stream(tmp_path, tfds_dir):
-  env = dict(os.environ, XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={NUM_DEVICES}',
-             JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, __file__, str(tmp_path), tfds_dir], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  report = multidevice.run_report(__file__, [str(tmp_path), tfds_dir], NUM_DEVICES)
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1')
   assert len(report) == 5
