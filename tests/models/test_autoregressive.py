@@ -19,12 +19,7 @@ from gm_jax.models.autoregressive import PixelCNN
 from gm_jax.nn.layers import images_to_unit
 
 
-# Compile fast rather than run fast: these programs run once.
-_FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-
-
-def _jit(f):
-  return jax.jit(f, compiler_options=_FAST_COMPILE)
+_jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def _random_params(model, x, seed=0, scale=0.5):

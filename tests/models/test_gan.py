@@ -9,12 +9,7 @@ from gm_jax import losses
 from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan
 
-# Compile fast rather than run fast: these programs run once.
-_FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-
-
-def _jit(f):
-  return jax.jit(f, compiler_options=_FAST_COMPILE)
+_jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def test_loss_table_uses_exactly_the_gm_jax_losses():

@@ -22,13 +22,7 @@ def _key(seed):
   return jax.random.key(seed, impl='rbg')
 
 
-# Compile fast rather than run fast: these programs run once. Numerics are
-# unchanged (XLA:CPU's backend passes dominate compile time here).
-_FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-
-
-def _jit(f):
-  return jax.jit(f, compiler_options=_FAST_COMPILE)
+_jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def _init(layer, x, key):

@@ -28,6 +28,8 @@ import sys
 
 import pytest
 
+from tests import multidevice
+
 # Prefer one worker for the module under `--dist loadgroup` (the report is shared
 # between workers either way, see `report`).
 pytestmark = pytest.mark.xdist_group('data_parallel')
@@ -88,14 +90,10 @@ def report(tmp_path_factory):
 
 
 def _run_worker():
-  # Cheaper LLVM code generation halves compile time (most of this test); the three
-  # modes are compared with each other under the same flags.
-  env = dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
-             XLA_FLAGS=(f'--xla_force_host_platform_device_count={NUM_DEVICES} '
-                        '--xla_backend_optimization_level=0 '
-                        '--xla_llvm_disable_expensive_passes=true'),
-             TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run([sys.executable, HERE], cwd=ROOT, env=env, capture_output=True,
+  # The suite's fast-compile flags (compile time is most of this test); the three modes
+  # are compared with each other under the same flags.
+  proc = subprocess.run([sys.executable, HERE], cwd=ROOT, env=multidevice.env(NUM_DEVICES),
+                        capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-5000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from tests import multidevice
+
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 RTOL = 1e-5
@@ -26,12 +28,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _env(devices):
-  return dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
-              TF_CPP_MIN_LOG_LEVEL='2',
-              XLA_FLAGS=(f'--xla_force_host_platform_device_count={devices} '
-                         '--xla_backend_optimization_level=0 '
-                         '--xla_llvm_disable_expensive_passes=true'))
+_env = multidevice.env
 
 
 def test_partial_multihost_flags_are_named_before_jax_starts(tmp_path):

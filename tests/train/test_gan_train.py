@@ -20,14 +20,7 @@ from gm_jax.train import loop
 INFO = gm_data.get_info('digits')
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-# Compile fast rather than run fast: each program here runs once or a few times.
-_FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
-FAST_XLA_FLAGS = ('--xla_backend_optimization_level=0 '
-                  '--xla_llvm_disable_expensive_passes=true')
-
-
-def _jit(f):
-  return jax.jit(f, compiler_options=_FAST_COMPILE)
+_jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def _config(**kw):
@@ -191,7 +184,7 @@ def run_worker(script, tmp_path) -> dict:
   # Each `loop.run` builds a new step function; the persistent cache lets the killed,
   # resumed and reference runs share one compilation of the same program.
   env = dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
-             XLA_FLAGS=FAST_XLA_FLAGS, TF_CPP_MIN_LOG_LEVEL='2',
+             TF_CPP_MIN_LOG_LEVEL='2',
              JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')

@@ -26,8 +26,6 @@ from tests import multidevice  # noqa: E402
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The suite's fast-compile XLA flags (tests/conftest.py), passed on to the subprocesses.
-FLAGS = os.environ.get('XLA_FLAGS', '')
 NUM_DEVICES = 4
 
 
@@ -172,15 +170,13 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
 
-  def env(devices):
-    return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO,
-                XLA_FLAGS=f'{FLAGS} --xla_force_host_platform_device_count={devices}')
-
   procs = [subprocess.Popen([sys.executable, __file__, 'two', str(tmp_path / 'two'), tfds_dir,
-                             str(port), str(i)], cwd=REPO, env=env(2), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+                             str(port), str(i)], cwd=REPO, env=multidevice.env(2),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
   one = subprocess.run([sys.executable, __file__, 'two', str(tmp_path / 'one'), tfds_dir],
-                       cwd=REPO, env=env(4), capture_output=True, text=True, timeout=600)
+                       cwd=REPO, env=multidevice.env(4), capture_output=True, text=True,
+                       timeout=600)
   outs = []
   for p in procs:
     out, err = p.communicate(timeout=600)
