@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax import parallel
 
 LogWeights = Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
 
@@ -83,31 +83,32 @@ def chunk_size_for(bytes_per_draw: int, num_samples: int, memory_budget_bytes: i
   return max(1, min(num_samples, memory_budget_bytes // max(int(bytes_per_draw), 1)))
 
 
-def evaluate_bounds(elbo_terms: Callable, iwae: Callable, test: dict, key, *,
+def evaluate_bounds(elbo_terms: Callable, iwae: Callable, params, test: dict, key, *,
                     input_keys: tuple[str, ...], num_samples: int, num_dims: int,
-                    batch_size: int = 120, per_group_kl: bool = False) -> dict:
+                    batch_size: int = 120, per_group_kl: bool = False, mesh=None) -> dict:
   """Test ELBO and IWAE-K (nats and bits/dim), averaged over the test split.
 
   Args:
-    elbo_terms: jitted `(*inputs, key) -> dict` with `'elbo'` `[B]` (and `'kl_groups'`
+    elbo_terms: `(params, inputs, key) -> dict` with `'elbo'` `[B]` (and `'kl_groups'`
       `[B, L]` where `per_group_kl`).
-    iwae: `(inputs, key) -> [B]` IWAE bound (`iwae_estimate` of the model).
+    iwae: `(params, inputs, key) -> [B]` IWAE bound (`iwae_estimate` of the model).
     test: the test split; `input_keys` name the arrays passed as `inputs`.
     per_group_kl: also return `test_kl_per_group_nats` `[L]`.
-  Batch `i` uses `fold_in(key, i)` for the ELBO and `fold_in(fold_in(key, i), 1)` for
-  the IWAE draws.
+    mesh: `parallel.eval_mesh`; each test batch is split over its devices.
+  Batch `i` (the last one zero-padded to `batch_size`) uses `fold_in(key, i)` for the
+  ELBO and `fold_in(fold_in(key, i), 1)` for the IWAE draws.
   """
-  elbos, iwaes, kls = [], [], []
-  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    inputs = tuple(jnp.asarray(batch[k]) for k in input_keys)
-    k = jax.random.fold_in(key, i)
-    terms = elbo_terms(*inputs, k)
-    elbos.append(terms['elbo'])
+  def per_example(p, batch, k):
+    inputs = tuple(batch[name] for name in input_keys)
+    terms = elbo_terms(p, inputs, k)
+    out = {'elbo': terms['elbo'], 'iwae': iwae(p, inputs, jax.random.fold_in(k, 1))}
     if per_group_kl:
-      kls.append(terms['kl_groups'])
-    iwaes.append(iwae(inputs, jax.random.fold_in(k, 1)))
-  elbo = float(np.mean(np.concatenate(jax.device_get(elbos))))
-  nll = -float(np.mean(np.concatenate(jax.device_get(iwaes))))
+      out['kl_groups'] = terms['kl_groups']
+    return out
+
+  per = parallel.map_examples(per_example, params, {name: test[name] for name in input_keys},
+                              key, batch_size=batch_size, mesh=mesh)
+  elbo, nll = float(np.mean(per['elbo'])), -float(np.mean(per['iwae']))
   to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
   out = {
       'bound': f'iwae-{num_samples}',
@@ -118,8 +119,7 @@ def evaluate_bounds(elbo_terms: Callable, iwae: Callable, test: dict, key, *,
       'iwae_samples': num_samples,
   }
   if per_group_kl:
-    out['test_kl_per_group_nats'] = [
-        float(v) for v in np.mean(np.concatenate(jax.device_get(kls)), 0)]
+    out['test_kl_per_group_nats'] = [float(v) for v in np.mean(per['kl_groups'], 0)]
   return out
 
 

@@ -8,10 +8,13 @@
 `gm_jax.train.loop` does this for every family; a family only writes `loss`.
 `mean_over_groups` gives each example of the global batch its own key, so the three
 modes compute the same numbers. `ShardedEval` splits evaluation batches over every
-device of every process. `distributed.initialize` joins a multi-process job.
+device of every process, and `map_examples` a per-example function over a whole test
+split. `distributed.initialize` joins a multi-process job.
 """
 
 from gm_jax.parallel import distributed
+from gm_jax.parallel.evaluation import eval_mesh
+from gm_jax.parallel.evaluation import map_examples
 from gm_jax.parallel.evaluation import ShardedEval
 from gm_jax.parallel.distributed import initialize as initialize_distributed
 from gm_jax.parallel.modes import data_mesh
@@ -38,8 +41,10 @@ __all__ = (
     'batch_size_of',
     'data_mesh',
     'distributed',
+    'eval_mesh',
     'initialize_distributed',
     'make',
+    'map_examples',
     'mean_over_groups',
     'per_example_keys',
     'shard_offset',

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax import parallel
 from gm_jax import sampling
 from gm_jax.models import autoregressive as ar_lib
 from gm_jax.train import binarization
@@ -101,7 +101,8 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     del key  # exact likelihood: nothing is sampled
     results = evaluate_nll(per_example_nll, params, splits.test, field=field,
-                           batch_size=int(defaults.get(cfg, 'eval_batch_size')))
+                           batch_size=int(defaults.get(cfg, 'eval_batch_size')),
+                           mesh=parallel.eval_mesh(cfg.parallel))
     if field == 'tokens':
       results['test_bits_per_char'] = results['test_bpd']
     return results
@@ -129,20 +130,17 @@ def make_family(config, info) -> Family:
                 resume_may_change=frozenset({'sample_length', 'sample_temperature'}))
 
 
-def evaluate_nll(per_example_nll, params, test: dict, *, field: str,
-                 batch_size: int = 256) -> dict:
-  """Exact test NLL in nats and bits/dim (mean over the test split, with its stderr)."""
-  nll_fn = jax.jit(per_example_nll)
+def evaluate_nll(per_example_nll, params, test: dict, *, field: str, batch_size: int = 256,
+                 mesh=None) -> dict:
+  """Exact test NLL in nats and bits/dim (mean over the test split, with its stderr).
+
+  `mesh` (`parallel.eval_mesh`): each test batch is split over its devices.
+  """
   data = test[field]
   num_dims = math.prod(data.shape[1:])
-  out = []
-  for batch in gm_data.iterate_batches({field: data}, batch_size):
-    x = np.asarray(batch[field])
-    n = len(x)
-    if n < batch_size:  # pad the last batch: one compiled shape for the whole split
-      x = np.concatenate([x, np.zeros((batch_size - n,) + x.shape[1:], x.dtype)])
-    out.append(np.asarray(nll_fn(params, jnp.asarray(x)), np.float64)[:n])
-  nll = np.concatenate(out)
+  nll = parallel.map_examples(lambda p, batch, _: per_example_nll(p, batch[field]), params,
+                              {field: data}, None, batch_size=batch_size, mesh=mesh)
+  nll = np.asarray(nll, np.float64)
   to_bpd = lambda nats: float(nats) / (num_dims * math.log(2.0))
   return {
       'bound': 'exact',

@@ -36,6 +36,7 @@ import numpy as np
 
 from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax import parallel
 from gm_jax import sampling
 from gm_jax.models import diffusion as dm
 from gm_jax.train import defaults
@@ -263,16 +264,18 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     cfg = defaults.complete(cfg, DEFAULTS)
     like_key, sample_key = jax.random.split(key)
+    mesh = parallel.eval_mesh(cfg.parallel)
     if is_vdm:
       results = _vdm_bound(model, params, splits.test, like_key, num_levels=levels,
                            conditional=conditional, num_samples=int(cfg.eval_bound_samples),
-                           batch_size=int(defaults.get(cfg, 'eval_batch_size')))
+                           batch_size=int(defaults.get(cfg, 'eval_batch_size')), mesh=mesh)
     else:
       trace = 'exact' if num_dims <= int(cfg.exact_trace_max_dims) else 'hutchinson'
       results = _flow_likelihood(
-          model_fn(params), splits.test, like_key, num_levels=levels, conditional=conditional,
+          model_fn, params, splits.test, like_key, num_levels=levels, conditional=conditional,
           trace=trace, method=cfg.likelihood_solver, num_steps=int(cfg.likelihood_steps),
-          num_draws=int(cfg.eval_dequant_samples), batch_size=int(cfg.likelihood_batch_size))
+          num_draws=int(cfg.eval_dequant_samples), batch_size=int(cfg.likelihood_batch_size),
+          mesh=mesh)
     if conditional:
       results['likelihood'] = 'p(x|y)'
       results['guidance_scale'] = guidance
@@ -286,39 +289,31 @@ def make_family(config, info) -> Family:
 
 
 def _vdm_bound(model, params, test, key, *, num_levels, conditional, num_samples,
-               batch_size) -> dict:
+               batch_size, mesh=None) -> dict:
   """The VDM bound on the test images, `num_samples` draws per image.
 
   Image `b`'s draws use the times `(u_b + k / K) mod 1`, `k < K` (stratified per image),
-  so the average over its draws is a low-variance estimate of its bound.
+  so the average over its draws is a low-variance estimate of its bound. `mesh`
+  (`parallel.eval_mesh`): each test batch is split over its devices.
   """
   num_dims = math.prod(test['image'].shape[1:])
 
-  @functools.partial(jax.jit, static_argnums=4)
-  def per_batch(params, images, labels, key, k):
+  def per_batch(params, batch, key):
+    images = batch['image']
+    labels = batch['label'] if conditional else None
     u_key, key = jax.random.split(key)
     u = jax.random.uniform(u_key, (images.shape[0],))
 
     def one(i):
-      times = jnp.mod(u + i / k, 1.0)
+      times = jnp.mod(u + i / num_samples, 1.0)
       return dm.vdm_terms(model, params, images, labels, jax.random.fold_in(key, i),
                           num_levels=num_levels, times=times)
 
-    return jax.lax.map(one, jnp.arange(k))  # dict of [K, B]
+    return jax.tree.map(lambda v: v.T, jax.lax.map(one, jnp.arange(num_samples)))  # [B, K]
 
-  parts = []
-  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    images = np.asarray(batch['image'])
-    n = len(images)
-    labels = np.asarray(batch['label'], np.int32) if conditional else None
-    if n < batch_size:  # one compiled shape for the whole split
-      pad = batch_size - n
-      images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-      labels = None if labels is None else np.concatenate([labels, np.zeros(pad, np.int32)])
-    out = per_batch(params, jnp.asarray(images), labels, jax.random.fold_in(key, i),
-                    num_samples)
-    parts.append({k: np.asarray(v, np.float64)[:, :n] for k, v in out.items()})
-  terms = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}  # [K, N]
+  per = parallel.map_examples(per_batch, params, _eval_fields(test, conditional), key,
+                              batch_size=batch_size, mesh=mesh)
+  terms = {k: np.asarray(v, np.float64).T for k, v in per.items()}  # [K, N]
   per_image = {k: v.mean(0) for k, v in terms.items()}
   to_bpd = lambda nats: float(nats) / (num_dims * math.log(2.0))
   bound = per_image['bound']
@@ -337,20 +332,33 @@ def _vdm_bound(model, params, test, key, *, num_levels, conditional, num_samples
   }
 
 
-def _flow_likelihood(model_fn, test, key, *, num_levels, conditional, trace, method, num_steps,
-                     num_draws, batch_size) -> dict:
-  """Dequantisation bound through the probability-flow ODE, `num_draws` noise draws per image."""
+def _eval_fields(test, conditional) -> dict:
+  """The test arrays the likelihood evaluations read (labels as int32 where conditional)."""
+  fields = {'image': test['image']}
+  if conditional:
+    fields['label'] = np.asarray(test['label'], np.int32)
+  return fields
+
+
+def _flow_likelihood(model_fn, params, test, key, *, num_levels, conditional, trace, method,
+                     num_steps, num_draws, batch_size, mesh=None) -> dict:
+  """Dequantisation bound through the probability-flow ODE, `num_draws` noise draws per
+  image (draw `d` of batch `i` with the key `fold_in(fold_in(key, d), i)`). `model_fn(params)`
+  is the velocity `(z, t, labels) -> v`; `mesh` (`parallel.eval_mesh`): each test batch is
+  split over its devices."""
   num_dims = math.prod(test['image'].shape[1:])
 
-  @jax.jit
-  def per_batch(images, labels, key):
+  def per_batch(params, batch, key):
+    velocity_of = model_fn(params)
+    images = batch['image']
+    labels = batch['label'] if conditional else None
     deq_key, probe_key = jax.random.split(key)
     x = dm.dequantize(deq_key, images, num_levels=num_levels)
-    velocity = lambda z, t: model_fn(z, t, labels)
+    velocity = lambda z, t: velocity_of(z, t, labels)
     if trace == 'exact':
       # the exact trace runs the network on one example at a time (vmapped): its label
       def log_p(xb, lb):
-        fn = lambda z, t: model_fn(z, t, None if lb is None else lb[None])
+        fn = lambda z, t: velocity_of(z, t, None if lb is None else lb[None])
         return sampling.ode_log_likelihood(fn, xb[None], t_data=1.0, t_noise=0.0,
                                            num_steps=num_steps, method=method,
                                            trace='exact')[0][0]
@@ -362,21 +370,11 @@ def _flow_likelihood(model_fn, test, key, *, num_levels, conditional, trace, met
                                               trace='hutchinson', key=probe_key)
     return dm.dequantized_nll(log_px, num_dims=num_dims, num_levels=num_levels)
 
-  draws = []
-  for d in range(num_draws):
-    nll = []
-    for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-      images = np.asarray(batch['image'])
-      n = len(images)
-      labels = np.asarray(batch['label'], np.int32) if conditional else None
-      if n < batch_size:
-        pad = batch_size - n
-        images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-        labels = None if labels is None else np.concatenate([labels, np.zeros(pad, np.int32)])
-      out = per_batch(jnp.asarray(images), labels,
-                      jax.random.fold_in(jax.random.fold_in(key, d), i))
-      nll.append(np.asarray(out, np.float64)[:n])
-    draws.append(np.concatenate(nll))
+  fields = _eval_fields(test, conditional)
+  draws = [parallel.map_examples(per_batch, params, fields, jax.random.fold_in(key, d),
+                                 batch_size=batch_size, mesh=mesh)
+           for d in range(num_draws)]
+  draws = [np.asarray(d, np.float64) for d in draws]
   nll = np.stack(draws)  # [draws, N]
   per_image = nll.mean(0)
   to_bpd = lambda nats: float(nats) / (num_dims * math.log(2.0))

@@ -12,7 +12,6 @@ that is still an upper bound on the discrete NLL (Jensen).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 
@@ -20,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax import parallel
 from gm_jax.models import flows as flows_lib
 from gm_jax.nn import flows as fl
 from gm_jax.train import input_pipeline
@@ -95,7 +94,8 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     return evaluate_bound(model, params, splits.test, key, num_levels=levels,
                           num_samples=int(cfg.get('eval_dequant_samples', 10)),
-                          batch_size=int(defaults.get(cfg, 'eval_batch_size')))
+                          batch_size=int(defaults.get(cfg, 'eval_batch_size')),
+                          mesh=parallel.eval_mesh(cfg.parallel))
 
   # `temperature` is traced, so every temperature shares one compiled sampler.
   sample_jit = jax.jit(
@@ -118,37 +118,30 @@ def make_family(config, info) -> Family:
 
 
 def evaluate_bound(model, params, test: dict, key, *, num_levels: int, num_samples: int,
-                   batch_size: int = 256) -> dict:
+                   batch_size: int = 256, mesh=None) -> dict:
   """Test NLL bounds with `num_samples` uniform-dequantisation draws per image.
 
   Returns `test_nll_nats` / `test_bpd` (the dequantisation bound
   `E_u[-log p(x)] + D log L`, averaged over the draws), its standard error in
   bits/dim over test images, and the tighter importance-weighted bound
-  `test_bpd_iw` = `-log mean_k p(x_k) + D log L`.
+  `test_bpd_iw` = `-log mean_k p(x_k) + D log L`. `mesh` (`parallel.eval_mesh`): each
+  test batch is split over its devices.
   """
   num_dims = math.prod(test['image'].shape[1:])
 
-  @functools.partial(jax.jit, static_argnums=4)
-  def per_draw(params, images, key, i, k):
-    keys = jax.random.split(jax.random.fold_in(key, i), k)
+  def per_draw(params, batch, key):
+    keys = jax.random.split(key, num_samples)
 
     def one(key):
-      x = flows_lib.dequantize(key, images, num_levels=num_levels)
+      x = flows_lib.dequantize(key, batch['image'], num_levels=num_levels)
       z, log_det = model.apply(params, x, method=model.forward_and_log_det)
       return flows_lib.discrete_nll(z, log_det, num_levels=num_levels)
 
-    return jax.lax.map(one, keys)  # [K, B]
+    return jax.lax.map(one, keys).T  # [B, K]
 
-  draws = []
-  for i, batch in enumerate(gm_data.iterate_batches(test, batch_size)):
-    images = np.asarray(batch['image'])
-    n = len(images)
-    if n < batch_size:  # pad the last batch: one compiled shape for the whole split
-      images = np.concatenate([images, np.zeros((batch_size - n,) + images.shape[1:],
-                                                images.dtype)])
-    nll = per_draw(params, jnp.asarray(images), key, i, num_samples)
-    draws.append(np.asarray(nll, np.float64)[:, :n])
-  nll = np.concatenate(draws, axis=1)  # [K, N]
+  nll = parallel.map_examples(per_draw, params, {'image': test['image']}, key,
+                              batch_size=batch_size, mesh=mesh)
+  nll = np.asarray(nll, np.float64).T  # [K, N]
   per_image = nll.mean(0)
   iw = -(np.logaddexp.reduce(-nll, axis=0) - math.log(num_samples))
   to_bpd = lambda nats: float(nats) / (num_dims * math.log(2.0))

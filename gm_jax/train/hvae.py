@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from gm_jax import losses
+from gm_jax import parallel
 from gm_jax.models import hvae as hvae_lib
 from gm_jax.models import latent
 from gm_jax.train import binarization
@@ -152,7 +153,8 @@ def make_family(config, info) -> Family:
   def evaluate(params, splits, key, cfg):
     return evaluate_likelihood(model, params, splits.test, key,
                                num_samples=int(cfg.get('iwae_samples', 1000)),
-                               batch_size=int(cfg.get('iwae_batch_size', 120)))
+                               batch_size=int(cfg.get('iwae_batch_size', 120)),
+                               mesh=parallel.eval_mesh(cfg.parallel))
 
   sample_t = float(config.get('sample_temperature', 1.0))
 
@@ -188,17 +190,20 @@ def _sample_jit(model):
 
 
 def evaluate_likelihood(model, params, test: dict, key, *, num_samples: int,
-                        batch_size: int = 120) -> dict:
-  """Test ELBO, IWAE-K (nats and bits/dim), per-group KL and the number of active groups."""
-  elbo_fn = jax.jit(lambda p, x, k: hvae_lib.elbo_terms(model, p, x, k))
+                        batch_size: int = 120, mesh=None) -> dict:
+  """Test ELBO, IWAE-K (nats and bits/dim), per-group KL and the number of active groups;
+  `mesh` (`parallel.eval_mesh`): each test batch is split over its devices."""
 
-  def iwae(inputs, key):
-    return hvae_lib.iwae_estimate(model, params, inputs[0], key, num_samples=num_samples)
+  def elbo_terms(p, inputs, k):
+    return hvae_lib.elbo_terms(model, p, inputs[0], k)
 
-  results = latent.evaluate_bounds(lambda x, k: elbo_fn(params, x, k), iwae, test, key,
+  def iwae(p, inputs, k):
+    return hvae_lib.iwae_estimate(model, p, inputs[0], k, num_samples=num_samples)
+
+  results = latent.evaluate_bounds(elbo_terms, iwae, params, test, key,
                                    input_keys=('image',), num_samples=num_samples,
                                    num_dims=int(np.prod(model.image_shape)),
-                                   batch_size=batch_size, per_group_kl=True)
+                                   batch_size=batch_size, per_group_kl=True, mesh=mesh)
   kl_groups = np.asarray(results['test_kl_per_group_nats'])
   results.update(likelihood='p(x)',
                  latent_group_shapes=[list(s) for s in model.latent_shapes()],

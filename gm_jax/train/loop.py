@@ -41,7 +41,8 @@ examples of a batch (e.g. a floor on a batch-averaged term) sees batches of
 data-parallel semantics. Checkpoints hold one unreplicated copy of the state, so a
 run can resume under another mode or device count. Under `pmap` and `sharding`,
 validation is data-parallel too: each validation batch is split over every device of
-every process (`parallel.ShardedEval`), not evaluated whole on one device per host.
+every process (`parallel.ShardedEval`), not evaluated whole on one device per host; the
+families' test evaluations do the same through `parallel.map_examples`.
 """
 
 from __future__ import annotations

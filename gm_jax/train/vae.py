@@ -29,6 +29,7 @@ import numpy as np
 
 from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax import parallel
 from gm_jax.data import binarize as binarize_lib
 from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
@@ -161,7 +162,8 @@ def make_family(config, info, *, output_bias=None) -> Family:
   def evaluate(params, splits, key, cfg):
     return evaluate_likelihood(model, params, splits.test, key, conditional=conditional,
                                num_samples=int(cfg.get('iwae_samples', 1000)),
-                               batch_size=int(cfg.get('iwae_batch_size', 120)))
+                               batch_size=int(cfg.get('iwae_batch_size', 120)),
+                               mesh=parallel.eval_mesh(cfg.parallel))
 
   def sample(params, key, num):
     labels = jnp.arange(num) % info.num_classes if conditional else None
@@ -192,23 +194,24 @@ def _sample_jit(model):
 
 
 def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
-                        num_samples: int, batch_size: int = 120) -> dict:
-  """Test ELBO and IWAE-K in nats and bits/dim (mean over the test split)."""
-  if conditional:
-    elbo_fn = jax.jit(lambda p, x, l, k: vae_lib.elbo_terms(model, p, x, l, k))
-    elbo_terms, input_keys = lambda x, l, k: elbo_fn(params, x, l, k), ('image', 'label')
-  else:
-    elbo_fn = jax.jit(lambda p, x, k: vae_lib.elbo_terms(model, p, x, None, k))
-    elbo_terms, input_keys = lambda x, k: elbo_fn(params, x, k), ('image',)
+                        num_samples: int, batch_size: int = 120, mesh=None) -> dict:
+  """Test ELBO and IWAE-K in nats and bits/dim (mean over the test split); `mesh`
+  (`parallel.eval_mesh`): each test batch is split over its devices."""
+  input_keys = ('image', 'label') if conditional else ('image',)
 
-  def iwae(inputs, key):
-    x, labels = inputs if conditional else (inputs[0], None)
-    return vae_lib.iwae_estimate(model, params, x, labels, key, num_samples=num_samples)
+  def split(inputs):
+    return inputs if conditional else (inputs[0], None)
 
-  results = latent.evaluate_bounds(elbo_terms, iwae, test, key, input_keys=input_keys,
+  def elbo_terms(p, inputs, k):
+    return vae_lib.elbo_terms(model, p, *split(inputs), k)
+
+  def iwae(p, inputs, k):
+    return vae_lib.iwae_estimate(model, p, *split(inputs), k, num_samples=num_samples)
+
+  results = latent.evaluate_bounds(elbo_terms, iwae, params, test, key, input_keys=input_keys,
                                    num_samples=num_samples,
                                    num_dims=int(np.prod(model.image_shape)),
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, mesh=mesh)
   # A CVAE models p(x | y): its numbers are conditional and not comparable to p(x).
   results['likelihood'] = 'p(x|y)' if conditional else 'p(x)'
   return results

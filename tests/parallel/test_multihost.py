@@ -2,8 +2,9 @@
 
 Each process is this file run as a script: it joins the job with
 `gm_jax.parallel.initialize_distributed` (CPU collectives over gloo), trains the
-VAE through `gm_jax.train.loop.run` on its own slice of every global batch, and
-process 0 alone writes checkpoints, metrics and pictures. A third, single process
+VAE through `gm_jax.train.loop.run` on its own slice of every global batch (and of
+every validation and test batch), and process 0 alone writes checkpoints, metrics,
+pictures and eval.json. A third, single process
 with 4 devices trains the same config; the final checkpoints must agree.
 """
 
@@ -84,6 +85,11 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     assert len(two['losses']) == len(one['losses']) == 6
     for a, b in zip(two['losses'], one['losses'], strict=True):
       assert abs(a - b) <= RTOL * abs(b), (mode, two['losses'], one['losses'])
+    # The test evaluation is split over both processes' devices and gathered: the same
+    # IWAE and ELBO numbers as one process (parameters equal to RTOL).
+    for name in ('test_nll_nats', 'test_elbo_nats'):
+      assert abs(two['eval'][name] - one['eval'][name]) <= 10 * RTOL * abs(one['eval'][name]), (
+          mode, name, two['eval'][name], one['eval'][name])
     want = _final_params(tmp_path / 'single' / mode)
     got = _final_params(tmp_path / 'two' / mode, like=want)
     assert _rel(got['params'], want['params']) < RTOL, (mode, _rel(got, want))
@@ -92,7 +98,10 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
 def _outputs(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
-  return {'checkpoints': sorted(os.listdir(os.path.join(workdir, 'checkpoints'))),
+  with open(os.path.join(workdir, 'eval.json')) as f:
+    evaluation = json.load(f)
+  return {'eval': evaluation,
+          'checkpoints': sorted(os.listdir(os.path.join(workdir, 'checkpoints'))),
           'files': sorted(f for f in os.listdir(workdir)
                           if not f.startswith('events.out') and f != 'checkpoints'),
           'losses': losses}
@@ -167,7 +176,8 @@ def _worker(argv):
     c = vae_config.get_config()
     c.update(dict(hidden=(16,), latent_dim=4, batch_size=8, num_train_steps=6,
                   warmup_steps=0, log_every=1, eval_every=3, checkpoint_every=3,
-                  iwae_samples=2, iwae_batch_size=16, num_samples=4, parallel=mode,
+                  # test: 16 images in batches of 12 (the last padded), 3 per device
+                  iwae_samples=2, iwae_batch_size=12, num_samples=4, parallel=mode,
                   # never reached; exercises the per-step agreement on stopping
                   max_train_seconds=1e6))
     c.progress_bar = False
