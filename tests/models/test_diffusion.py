@@ -138,14 +138,16 @@ def test_vdm_terms_equal_a_numpy_computation_for_the_same_noise():
   rng = np.random.default_rng(0)
   images = rng.integers(0, levels, (3, 4, 4, 1))
   x = 2 * (images + 0.5) / levels - 1
-  params = model.init(jax.random.key(0), jnp.asarray(x, jnp.float32), method=model.init_all)
+  # jitted: eager Flax compiles every op on its own (16 s of this test on 2 cores)
+  params = jax.jit(lambda v: model.init(jax.random.key(0), v, method=model.init_all))(
+      jnp.asarray(x, jnp.float32))
   # a non-trivial network (its last conv starts at zero)
   params = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(1), a.shape),
                         params)
   key = jax.random.key(7)
   times = np.array([0.1, 0.5, 0.93])
-  out = dm.vdm_terms(model, params, images, None, key, num_levels=levels,
-                     times=jnp.asarray(times, jnp.float32))
+  out = jax.jit(lambda p, t: dm.vdm_terms(model, p, images, None, key, num_levels=levels,
+                                           times=t))(params, jnp.asarray(times, jnp.float32))
 
   # the same noise as vdm_terms draws it
   _, eps_key, eps0_key, _, _ = jax.random.split(key, 5)
@@ -158,8 +160,8 @@ def test_vdm_terms_equal_a_numpy_computation_for_the_same_noise():
   al, sg = np.sqrt(_np_sigmoid(lam))[:, None, None, None], np.sqrt(_np_sigmoid(-lam))[
       :, None, None, None]
   z = al * x + sg * eps
-  pred = np.asarray(model.apply(params, jnp.asarray(z, jnp.float32),
-                                jnp.asarray(lam, jnp.float32)), np.float64)
+  pred = np.asarray(jax.jit(model.apply)(params, jnp.asarray(z, jnp.float32),
+                                         jnp.asarray(lam, jnp.float32)), np.float64)
   diffusion = 0.5 * -dlam * np.sum((eps - pred) ** 2, axis=(1, 2, 3))
   lam0, lam1 = 7.0, -5.0
   a0, s0 = math.sqrt(_np_sigmoid(lam0)), math.sqrt(_np_sigmoid(-lam0))
@@ -281,7 +283,7 @@ def test_guided_sampling_at_scale_zero_equals_sampling_the_null_class():
   np.testing.assert_allclose(jax.jit(lambda: draw(guided))(), jax.jit(lambda: draw(null))(),
                              atol=1e-5)
   cond = sampling.classifier_free_guidance(raw, labels, null_label=3, scale=1.0)
-  assert float(jnp.max(jnp.abs(draw(cond) - draw(null)))) > 1e-3  # labels matter
+  assert float(jnp.max(jnp.abs(jax.jit(lambda: draw(cond) - draw(null))()))) > 1e-3  # labels matter
 
 
 def test_samplers_reject_bad_arguments():
@@ -305,8 +307,8 @@ def test_unet_keeps_the_image_shape(hw, mults, attention):
   net = dm.UNet(channels=8, channel_mults=mults, attention=attention, num_classes=10,
                 fourier_exponents=(3,))
   x = jnp.zeros((2,) + hw + (3,))
-  params = net.init(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2,), jnp.int32))
-  out = net.apply(params, x, jnp.ones((2,)), None)  # None: the null class
+  params = jax.jit(net.init)(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2,), jnp.int32))
+  out = jax.jit(lambda p, v: net.apply(p, v, jnp.ones((2,)), None))(params, x)  # None: null class
   assert out.shape == x.shape
   assert float(jnp.max(jnp.abs(out))) == 0.0  # the output conv starts at zero
 

@@ -172,7 +172,7 @@ def _tiny_config(model):
             'normalization': 'none', 'num_layers': 1, 'dilations': (1, 2),
             'generator_features': (8, 8), 'discriminator_features': (8, 8),
             'generator_filters': 4, 'discriminator_filters': 4, 'num_residual_blocks': 1,
-            'pool_size': 4}
+            'pool_size': 4, 'channel_mults': (1,)}
   for k, v in shrink.items():
     if k in c:
       c[k] = v if isinstance(c[k], (tuple, list)) else (v[0] if isinstance(v, tuple) else v)

@@ -32,7 +32,7 @@ def _config(model, **overrides):
   import importlib  # pylint: disable=g-import-not-at-top
   c = importlib.import_module(f'configs.{model}').get_config()
   c.update(batch_size=16, loss_group_size=4, num_train_steps=6, warmup_steps=0, log_every=2,
-           eval_every=2, checkpoint_every=2, channels=8, channel_mults=(1, 2), num_samples=8,
+           eval_every=2, checkpoint_every=2, channels=8, channel_mults=(1,), num_samples=8,
            fid_num_samples=50, sample_steps=4, sample_batch_size=64, val_samples=2,
            eval_batch_size=40)
   if model == 'diffusion':
