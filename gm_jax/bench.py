@@ -38,6 +38,11 @@ Machines are shared: the bare steps and the trainer take turns over `--rounds` r
 (bare, trainer, bare, trainer, ...), each side's best round is kept, and each round
 runs at least `--steps / --rounds` steps and `--min_seconds / --rounds` seconds (a 0.1 ms
 step gets thousands), so that a burst of load costs one side one round, not the ratio.
+The default `--min_seconds 15` (5 s a round) is there for the trainer's side: each of its
+rounds is a fresh `loop.run`, and runs of ~0.6 s came out 5-20% slower than the same
+loop over 5 s (start-up effects, not per-step cost; `trainer_overhead` on 2 CPU cores,
+`--min_seconds 3 --rounds 5` vs `--min_seconds 15`: cyclegan_photos 0.82 -> 0.97, glow
+0.90 -> 0.99, flow_matching 0.89 -> 0.96, the same loop profiled over 100 steps: 0.95).
 
 `parallel_modes_main` is `benchmarks/data_parallel.py`: the three `config.parallel`
 modes on random batches, and how far the host may run ahead of the device.
@@ -358,7 +363,7 @@ def _no_final_evaluation(family):
 
 
 def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
-                 min_seconds: float = 3.0, config_path: str = '') -> dict:
+                 min_seconds: float = 15.0, config_path: str = '') -> dict:
   """Benchmarks one config (see the module docstring); returns its row.
 
   Args:
@@ -545,8 +550,9 @@ def _parse(argv: Sequence[str]):
   p.add_argument('--windows', type=int, default=10, help='timing windows of the bare step')
   p.add_argument('--rounds', type=int, default=3,
                  help='turns of bare steps and trainer; the best of each counts (default 3)')
-  p.add_argument('--min_seconds', type=float, default=3.0,
-                 help='least time of the bare steps over all rounds (default 3)')
+  p.add_argument('--min_seconds', type=float, default=15.0,
+                 help='least time of the bare steps over all rounds, and so of the '
+                      "trainer's (default 15)")
   p.add_argument('--out', default=None, help='JSONL file the rows are appended to')
   p.add_argument('--table', default=None,
                  help='print the Markdown table of the rows in this JSONL file and exit')
