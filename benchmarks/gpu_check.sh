@@ -29,6 +29,9 @@ start=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - start) )); }
 quick=${GPU_CHECK_QUICK:-0}
 if [ "$quick" = 1 ]; then steps=4; train=20; bench_steps=4; else steps=60; train=2000; bench_steps=60; fi
+# Timed seconds a bench row gets (bench's default, 15, would not fit 20 configs x 2 dtypes
+# in the lease): 10 for the targets (5 s a round a side), 4 for --all (2 s a round).
+if [ "$quick" = 1 ]; then target_s=0; all_s=0; else target_s=10; all_s=4; fi
 log() { echo "[gpu_check $(( $(date +%s) - start )) s] $*" | tee -a "$out/gpu_check.log"; }
 
 # 1. The core install, then training with nothing set.
@@ -70,12 +73,14 @@ for k in 1 50; do
   log "target: MNIST MLP VAE, batch 100, steps_per_loop $k"
   timeout 120 $py -m gm_jax.bench --config=configs/vae.py $mnist --config.batch_size=100 \
     --config.steps_per_loop=$k --config.log_every=50 --config.eval_every=500 \
-    --config.checkpoint_every=500 --steps $(( steps * 5 )) --out "$out/targets.jsonl" \
+    --config.checkpoint_every=500 --steps $(( steps * 5 )) --min_seconds $target_s \
+    --rounds 2 --out "$out/targets.jsonl" \
     > /dev/null 2>> "$out/targets.log" || log "exited $?"
 done
 log "target: PixelCNN on MNIST, batch 256, bfloat16"
 timeout 180 $py -m gm_jax.bench --config=configs/pixelcnn.py $mnist --config.batch_size=256 \
-  --config.compute_dtype=bfloat16 --steps $steps --out "$out/targets.jsonl" \
+  --config.compute_dtype=bfloat16 --steps $steps --min_seconds $target_s --rounds 2 \
+  --out "$out/targets.jsonl" \
   > /dev/null 2>> "$out/targets.log" || log "exited $?"
 
 # 3. Every config, float32 then bfloat16.
@@ -84,7 +89,7 @@ for dtype in float32 bfloat16; do
   log "bench --all $dtype (up to $(( t - 60 )) s)"
   which="--all"; [ "$quick" = 1 ] && which="--config=configs/vae.py"
   timeout $(( t - 60 )) $py -m gm_jax.bench $which --config.compute_dtype=$dtype \
-    --steps $bench_steps --rounds 2 --out "$out/bench_gpu_$dtype.jsonl" \
+    --steps $bench_steps --rounds 2 --min_seconds $all_s --out "$out/bench_gpu_$dtype.jsonl" \
     > /dev/null 2>> "$out/bench.log" || log "bench $dtype exited $?"
 done
 
