@@ -44,9 +44,7 @@ class ShardedEval:
 
   def __init__(self, fn: Callable[..., PyTree], mesh=None):
     self.mesh = mesh if mesh is not None else data_mesh()
-    self._replicated = NamedSharding(self.mesh, P())
-    rows = NamedSharding(self.mesh, P(DATA_AXIS))
-    self._rows = rows
+    self._replicated, self._rows = _shardings(self.mesh, True)
 
     def call(params, batch, key_data, *, impl):
       return fn(params, batch, jax.random.wrap_key_data(key_data, impl=impl))
@@ -180,6 +178,8 @@ def map_examples(fn: Callable[..., PyTree], params: PyTree, split: Mapping[str, 
 
 
 def _shardings(mesh, sharded: bool) -> tuple[NamedSharding, NamedSharding]:
+  """`(replicated, batch)` shardings over `mesh`: batch rows split over `'data'`, or
+  replicated too where the batch does not split."""
   replicated = NamedSharding(mesh, P())
   return replicated, (NamedSharding(mesh, P(DATA_AXIS)) if sharded else replicated)
 
