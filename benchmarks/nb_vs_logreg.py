@@ -202,7 +202,7 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
                                  num_steps=LR_STEPS)
       return clf.logreg_predict_log_proba(params, xt)
 
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))
+    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: B023  this k's width
     rows = []
     for k in range(1, max_k + 1):
       xk, xtk = duplicate(xtr, k, block), duplicate(xte, k, block)
@@ -448,7 +448,7 @@ def plot_all(results, samples, means, out_dir):
   plt.close(fig)
 
   from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-  c, num = samples.shape[:2]
+  num = samples.shape[1]
   # Column 0: E[x | y]; a blank column; then samples. One row per class.
   tiles = np.concatenate([np.rint(means)[:, None], np.zeros_like(means)[:, None],
                           samples], axis=1).reshape(-1, 8, 8, 1)

@@ -22,14 +22,14 @@ _SUBMODULES = ('data', 'evaluate', 'losses', 'models', 'nn', 'parallel', 'sampli
 __all__ = ('__version__',) + _SUBMODULES
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-  from gm_jax import data  # pylint: disable=g-bad-import-order
-  from gm_jax import evaluate
-  from gm_jax import losses
-  from gm_jax import models
-  from gm_jax import nn
-  from gm_jax import parallel
-  from gm_jax import sampling
-  from gm_jax import train
+  from gm_jax import data as data  # pylint: disable=g-bad-import-order
+  from gm_jax import evaluate as evaluate
+  from gm_jax import losses as losses
+  from gm_jax import models as models
+  from gm_jax import nn as nn
+  from gm_jax import parallel as parallel
+  from gm_jax import sampling as sampling
+  from gm_jax import train as train
 
 
 def __getattr__(name: str):

@@ -89,7 +89,7 @@ class AffineCoupling(nn.Module):
 
   def forward(self, x):
     if self.mask == 'checkerboard':
-      b, c = x.shape[:2]
+      b = x.shape[0]
       net_in = torch.cat([x * self.m, self.m.expand(b, 1, -1, -1)], 1)
       s_raw, t = self.net(net_in).chunk(2, 1)
       s = self.clamp * torch.tanh(s_raw / self.clamp) * self.one_minus_m

@@ -25,6 +25,7 @@ step) both normalise with the biased batch variance.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional
 
@@ -141,7 +142,7 @@ class Generator(nn.Module):
     self.fc = nn.Linear(latent_dim + num_classes, self.h0 * self.w0 * self.f0, bias=bias)
     self.norms = nn.ModuleList([_bn(f) for f in features] if use_bn else [])
     self.ups = nn.ModuleList([ConvTranspose2dSame(i, o, 4, 2, bias=bias)
-                              for i, o in zip(features[:-1], features[1:])])
+                              for i, o in itertools.pairwise(features)])
     self.out = ConvTranspose2dSame(features[-1], c, 4, 2)
 
   def forward(self, z, labels=None):

@@ -26,6 +26,7 @@ transposes and flips, flatten-order permutations), for the weight-copy check;
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional, Sequence
 
@@ -77,7 +78,7 @@ class MLP(nn.Module):
                dropout_rate: float = 0.0, activation: str = 'gelu'):
     super().__init__()
     widths = [n_in] + list(features)
-    self.hidden = nn.ModuleList(_linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+    self.hidden = nn.ModuleList(_linear(a, b) for a, b in itertools.pairwise(widths))
     self.out = _linear(widths[-1], out_features) if out_features else None
     self.dropout_rate = dropout_rate
     self.act = ACTIVATIONS[activation]
@@ -98,7 +99,7 @@ class ConvEncoder(nn.Module):
     super().__init__()
     h, w, _ = image_shape
     chans = [in_channels] + list(channels)
-    self.convs = nn.ModuleList(_conv(a, b, 2) for a, b in zip(chans[:-1], chans[1:]))
+    self.convs = nn.ModuleList(_conv(a, b, 2) for a, b in itertools.pairwise(chans))
     self.pads = []
     for _ in channels:  # flax SAME, stride 2: total pad max((ceil(n/2)-1)*2+3-n, 0)
       ph, pw = max((-(-h // 2) - 1) * 2 + 3 - h, 0), max((-(-w // 2) - 1) * 2 + 3 - w, 0)
@@ -127,7 +128,7 @@ class ConvDecoder(nn.Module):
     self.dense1 = _linear(hidden, self.h4 * self.w4 * channels[0])
     chans = [channels[0]] + list(channels)
     self.deconvs = nn.ModuleList(
-        _conv_transpose(a, b) for a, b in zip(chans[:-1], chans[1:]))
+        _conv_transpose(a, b) for a, b in itertools.pairwise(chans))
     self.out = _conv(channels[-1], out_channels)
     self.dropout_rate = dropout_rate
 

@@ -8,16 +8,17 @@ and `code_path`, and the generator methods of `tfds.core.GeneratorBasedBuilder`.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import ClassVar, Optional
 
 import tensorflow_datasets as tfds
 
 
-class OrderedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+# tfds is untyped, so mypy sees object.__init_subclass__, which takes no keywords.
+class OrderedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
   """`GeneratorBasedBuilder` with the shared version, order and `DatasetInfo`."""
 
   VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {'1.0.0': 'Initial release.'}
   HOMEPAGE = ''
   SUPERVISED_KEYS: Optional[tuple[str, str]] = ('image', 'label')
 

@@ -13,7 +13,7 @@ import os
 try:
   import fcntl
 except ImportError:  # Windows: preparing is not serialised there
-  fcntl = None
+  fcntl = None  # type: ignore[assignment]  # no fcntl on Windows; users check for None
 
 
 # What to install for tfds datasets; `setup.cfg` declares the extra.
@@ -52,7 +52,7 @@ def import_tfds(dataset: str | None = None):
     ImportError: tfds is not installed (the message says `TFDS_EXTRA`).
   """
   try:
-    import importlib_resources  # pylint: disable=g-import-not-at-top,unused-import
+    import importlib_resources  # noqa: F401  only whether it imports matters
   except ImportError:
     # tfds 4.9.10 uses `importlib_resources.abc` when preparing any dataset but
     # only requires the package on Python < 3.9

@@ -24,15 +24,15 @@ from gm_jax.data._ordered_builder import OrderedBuilder
 
 # The sources, split rules and constants live in `gm_jax.data.embedded`, which also
 # serves them to `load_split` without tfds; re-exported here for existing callers.
-from gm_jax.data.embedded import DIGITS_NUM_LEVELS  # pylint: disable=g-bad-import-order,unused-import
+from gm_jax.data.embedded import DIGITS_NUM_LEVELS  # noqa: F401  re-exported
 from gm_jax.data.embedded import DIGITS_NUM_TEST
 from gm_jax.data.embedded import DIGITS_NUM_TRAIN
-from gm_jax.data.embedded import photo_patch_grid  # pylint: disable=unused-import
+from gm_jax.data.embedded import photo_patch_grid  # noqa: F401  re-exported
 from gm_jax.data.embedded import PHOTO_NAMES
 from gm_jax.data.embedded import PHOTO_PATCH_SIZE
 from gm_jax.data.embedded import PHOTO_STRIDE
 from gm_jax.data.embedded import PHOTO_TEST_COLUMNS
-from gm_jax.data.embedded import pydoc_topic_split  # pylint: disable=unused-import
+from gm_jax.data.embedded import pydoc_topic_split  # noqa: F401  re-exported
 from gm_jax.data.embedded import pydoc_topics
 from gm_jax.data.embedded import PYDOC_TEST_EVERY
 from gm_jax.data.embedded import PYDOC_WINDOW

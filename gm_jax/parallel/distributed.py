@@ -12,7 +12,7 @@ Must run before anything asks JAX for its devices.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 
@@ -38,13 +38,13 @@ def initialize(coordinator_address: Optional[str] = None,
   Raises:
     ValueError: a partial or inconsistent set of arguments (names the flag).
   """
-  given = {'coordinator_address': coordinator_address, 'num_processes': num_processes,
-           'process_id': process_id}
+  given: dict[str, Any] = {'coordinator_address': coordinator_address,
+                           'num_processes': num_processes, 'process_id': process_id}
   if not auto and all(v is None for v in given.values()):
     return False
   if not auto:
-    missing = [f'--{k}' for k, v in given.items() if v is None]
-    if missing:
+    if coordinator_address is None or num_processes is None or process_id is None:
+      missing = [f'--{k}' for k, v in given.items() if v is None]
       raise ValueError(f'multi-process training needs --coordinator_address, '
                        f'--num_processes and --process_id; missing {", ".join(missing)}')
     if ':' not in coordinator_address:

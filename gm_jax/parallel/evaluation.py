@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gm_jax.parallel.modes import data_mesh
+from gm_jax.parallel.modes import host_to_global
 from gm_jax.parallel.modes import MODES
 from gm_jax.parallel.per_example import batch_size_of
 from gm_jax.parallel.per_example import DATA_AXIS
@@ -82,10 +83,7 @@ class ShardedEval:
 
 
 def _replicate(tree: PyTree, sharding: NamedSharding) -> PyTree:
-  return jax.tree.map(
-      lambda x: jax.make_array_from_callback(
-          np.shape(x), sharding, lambda idx, x=np.asarray(x): x[idx]),
-      tree)
+  return jax.tree.map(lambda x: host_to_global(x, sharding), tree)
 
 
 def _put_rows(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict:
@@ -143,6 +141,7 @@ def map_examples(fn: Callable[..., PyTree], params: PyTree, split: Mapping[str, 
     key = jax.random.key(0)
   sharded = mesh is not None and batch_size % mesh.size == 0
   run = _compiled(fn, mesh, sharded, impl)
+  index: Callable[[int], Any]  # the batch number as `fn`'s last argument
   if mesh is None:
     put, to_host = (lambda batch: batch), jax.device_get
     params = jax.device_put(params)

@@ -92,10 +92,7 @@ class DataParallel(abc.ABC):
     if self.shard_count == 1:
       return local
     replicated = NamedSharding(data_mesh(), P())
-    return jax.tree.map(
-        lambda x: jax.make_array_from_callback(x.shape, replicated,
-                                               lambda idx, x=np.asarray(x): x[idx]),
-        local)
+    return jax.tree.map(lambda x: host_to_global(x, replicated), local)
 
   @abc.abstractmethod
   def put_batch(self, local_batch: dict) -> PyTree:
@@ -192,6 +189,13 @@ class PmapParallel(DataParallel):
 
   def step(self, state, batch):
     return self._step(state, batch)
+
+
+def host_to_global(x, sharding: NamedSharding) -> jax.Array:
+  """The host value `x` (the same on every process) as a global array laid out by
+  `sharding`: each device reads its slice of this process's copy."""
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
 def data_mesh(devices=None) -> Mesh:

@@ -11,6 +11,7 @@ import pickle
 import pickletools
 import struct
 import subprocess
+from typing import ClassVar
 import zipfile
 
 import numpy as np
@@ -30,7 +31,7 @@ class _Py2Pickler(pickle._Pickler):  # pylint: disable=protected-access
   allow-list rightly rejects.)
   """
 
-  dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+  dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
 
   def save_bytes(self, obj):
     if len(obj) < 256:

@@ -184,7 +184,7 @@ def test_spectral_norm_estimate_matches_svd():
   est = jax.jit(lambda w: hvae.spectral_norm_estimate(w, num_iters=30))(w)
   np.testing.assert_allclose(est, np.linalg.norm(np.asarray(w, np.float64), 2), rtol=1e-4)
   # d sigma / dW = u1 v1^T.
-  u, s, vt = np.linalg.svd(np.asarray(w, np.float64))
+  u, _, vt = np.linalg.svd(np.asarray(w, np.float64))
   g = jax.jit(jax.grad(lambda w: hvae.spectral_norm_estimate(w, num_iters=30)))(w)
   np.testing.assert_allclose(g, np.outer(u[:, 0], vt[0]), atol=2e-3)  # sign-invariant
 

@@ -1,5 +1,6 @@
 """gm_jax.nn.layers.ConvTranspose is flax.linen.ConvTranspose, computed another way."""
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -143,5 +144,5 @@ def test_dropout_module_has_flax_semantics():
   np.testing.assert_array_equal(m.apply({}, x, deterministic=True), x)
   y = m.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(3)})
   assert y.shape == x.shape and set(np.unique(np.asarray(y) / np.asarray(x))) <= {0.0, 2.0}
-  with pytest.raises(Exception):  # a random mask needs the 'dropout' RNG stream
+  with pytest.raises(flax.errors.InvalidRngError):  # a random mask needs the 'dropout' RNG stream
     m.apply({}, x, deterministic=False)
