@@ -107,9 +107,8 @@ def test_elbo_gradients_are_finite_for_all_likelihoods_and_architectures():
                             scale=0.05)
       x = jax.random.randint(jax.random.key(0), (3, 8, 8, 1), 0, levels)
 
-      def loss(p):
-        # noqa below: `loss` is differentiated within this iteration.
-        return -jnp.mean(vae_lib.elbo_terms(model, p, x, None, jax.random.key(1),  # noqa: B023
+      def loss(p, model=model, x=x):  # binds this iteration's model and batch (B023)
+        return -jnp.mean(vae_lib.elbo_terms(model, p, x, None, jax.random.key(1),
                                             train=True)['elbo'])
 
       value, grads = jax.jit(jax.value_and_grad(loss))(params)
