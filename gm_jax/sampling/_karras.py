@@ -17,17 +17,19 @@ from `x = noise * sigma_0`:
   first step and on the last, to `sigma = 0` (N evaluations).
 
 `denoise(x, sigma)` takes `x [B, ...]` and a scalar array `sigma`. Each sampler is one
-`lax.scan` over the steps, so it traces `denoise` once (twice for Heun) and runs under
-`jax.jit`; noise for step `i` is `normal(fold_in(key, i))` (drawn in float32, cast to `x`'s
-dtype). The arithmetic follows k-diffusion 0.1.1 (`k_diffusion/sampling.py`), which the
-tests compare with step by step. `get_sampler(name)` gives every sampler one calling
-convention; `nfe` counts the network evaluations.
+`lax.scan` over the steps (the last step apart where it differs), so `denoise` is traced
+at most three times whatever the number of steps; all run under `jax.jit`. Noise for step
+`i` is `normal(fold_in(key, i))` (drawn in float32, cast to `x`'s dtype); the state stays
+in `x`'s dtype whatever `denoise` returns. The arithmetic follows k-diffusion 0.1.1
+(`k_diffusion/sampling.py`), which the tests compare with step by step.
+`get_sampler(name)` gives every sampler one calling convention; `nfe` counts the network
+evaluations.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -102,6 +104,12 @@ def _noise(key, i, x):
   return jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32).astype(x.dtype)
 
 
+def _denoised(denoise, x, sigma):
+  """`D(x; sigma)` in `x`'s dtype (a network computing in bfloat16 keeps the sampler's state
+  in float32, and `lax.scan`'s carry its type)."""
+  return denoise(x, sigma).astype(x.dtype)
+
+
 def _to_d(x, sigma, denoised):
   """`dx/dsigma = (x - D(x; sigma)) / sigma` (Karras et al. 2022, eq. 3 with `sigma(t) = t`)."""
   return (x - denoised) / sigma
@@ -140,7 +148,7 @@ def sample_euler(denoise: Denoiser, x, sigmas, *, return_trajectory: bool = Fals
 
   def step(x, i):
     sigma, sigma_next = sigmas[i], sigmas[i + 1]
-    x = x + _to_d(x, sigma, denoise(x, sigma)) * (sigma_next - sigma)
+    x = x + _to_d(x, sigma, _denoised(denoise, x, sigma)) * (sigma_next - sigma)
     return x, (x if return_trajectory else None)
 
   out, xs = jax.lax.scan(step, x, jnp.arange(n))
@@ -194,15 +202,16 @@ def sample_heun(denoise: Denoiser, x, sigmas, *, s_churn: float = 0.0, s_tmin: f
     x, sigma_hat = churn(x, i)
     sigma_next = sigmas[i + 1]
     dt = sigma_next - sigma_hat
-    d = _to_d(x, sigma_hat, denoise(x, sigma_hat))
+    d = _to_d(x, sigma_hat, _denoised(denoise, x, sigma_hat))
     x_2 = x + d * dt
-    d_2 = _to_d(x_2, sigma_next, denoise(x_2, sigma_next))
+    d_2 = _to_d(x_2, sigma_next, _denoised(denoise, x_2, sigma_next))
     x = x + 0.5 * (d + d_2) * dt
     return x, (x if return_trajectory else None)
 
   out, xs = _scan(heun, x, n - 1)
   last, sigma_hat = churn(out, n - 1)
-  out = last + _to_d(last, sigma_hat, denoise(last, sigma_hat)) * (sigmas[n] - sigma_hat)
+  d = _to_d(last, sigma_hat, _denoised(denoise, last, sigma_hat))
+  out = last + d * (sigmas[n] - sigma_hat)
   return _result(x, xs, out, return_trajectory)
 
 
@@ -236,7 +245,7 @@ def sample_euler_ancestral(denoise: Denoiser, x, sigmas, key, *, eta: float = 1.
 
   def step(x, i):
     sigma, sigma_next = sigmas[i], sigmas[i + 1]
-    denoised = denoise(x, sigma)
+    denoised = _denoised(denoise, x, sigma)
     var_ratio = jnp.square(sigma_next) * (jnp.square(sigma) - jnp.square(sigma_next))
     sigma_up = jnp.minimum(sigma_next, eta * jnp.sqrt(var_ratio / jnp.square(sigma)))
     sigma_down = jnp.sqrt(jnp.maximum(jnp.square(sigma_next) - jnp.square(sigma_up), 0.0))
@@ -276,7 +285,7 @@ def sample_dpmpp_2m(denoise: Denoiser, x, sigmas, *, return_trajectory: bool = F
 
   def step(carry, i):
     x, old_denoised = carry
-    denoised = denoise(x, sigmas[i])
+    denoised = _denoised(denoise, x, sigmas[i])
     h = log_sigmas[i] - log_sigmas[i + 1]
     h_last = log_sigmas[jnp.maximum(i - 1, 0)] - log_sigmas[i]
     first = i == 0
@@ -287,18 +296,18 @@ def sample_dpmpp_2m(denoise: Denoiser, x, sigmas, *, return_trajectory: bool = F
     return (x, denoised), (x if return_trajectory else None)
 
   (out, _), xs = _scan(step, (x, jnp.zeros_like(x)), n - 1)
-  out = denoise(out, sigmas[n - 1])
+  out = _denoised(denoise, out, sigmas[n - 1])
   return _result(x, xs, out, return_trajectory)
 
 
-SAMPLERS = {
+SAMPLERS: dict[str, Callable[..., Any]] = {
     'euler': sample_euler,
     'heun': sample_heun,
     'euler_ancestral': sample_euler_ancestral,
     'dpmpp_2m': sample_dpmpp_2m,
 }
 # Network evaluations per sample for a schedule of N steps.
-_NFE = {
+_NFE: dict[str, Callable[[int], int]] = {
     'euler': lambda n: n,
     'heun': lambda n: 2 * n - 1,
     'euler_ancestral': lambda n: n,

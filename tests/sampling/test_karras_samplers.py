@@ -193,6 +193,19 @@ def test_traced_schedule_under_jit_equals_eager():
     np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-5)
 
 
+def test_state_keeps_x_dtype_with_a_bfloat16_denoiser():
+  x = jnp.asarray(_start(num=2), jnp.float32)
+  sigmas = sampling.karras_sigmas(3, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
+  low = lambda x, sigma: jax_denoise(x, sigma).astype(jnp.bfloat16)
+  rounded = lambda x, sigma: low(x, sigma).astype(jnp.float32)
+  for name in sampling.SAMPLERS:
+    run = sampling.get_sampler(name)
+    out = run(low, x, sigmas, key=jax.random.key(0))
+    assert out.dtype == jnp.float32, name
+    np.testing.assert_allclose(out, run(rounded, x, sigmas, key=jax.random.key(0)),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_bad_input_names_the_argument():
   x = jnp.zeros((2, 3))
   good = sampling.karras_sigmas(3, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
