@@ -196,8 +196,13 @@ def test_traced_schedule_under_jit_equals_eager():
 def test_state_keeps_x_dtype_with_a_bfloat16_denoiser():
   x = jnp.asarray(_start(num=2), jnp.float32)
   sigmas = sampling.karras_sigmas(3, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
-  low = lambda x, sigma: jax_denoise(x, sigma).astype(jnp.bfloat16)
-  rounded = lambda x, sigma: low(x, sigma).astype(jnp.float32)
+
+  def low(x, sigma):
+    return jax_denoise(x, sigma).astype(jnp.bfloat16)
+
+  def rounded(x, sigma):
+    return low(x, sigma).astype(jnp.float32)
+
   for name in sampling.SAMPLERS:
     run = sampling.get_sampler(name)
     out = run(low, x, sigmas, key=jax.random.key(0))
