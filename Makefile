@@ -8,10 +8,14 @@ LINT_PATHS := gm_jax tests benchmarks configs tools
 
 .PHONY: install lint format lint-fix demo test test-fast test-targets bench bench-train-step family-table clean
 
+# k-diffusion: tests/sampling's reference samplers load only its k_diffusion/sampling.py (with
+# torch from [bench]); its declared dependencies (torchvision, clean-fid, wandb...) are not
+# needed, hence --no-deps (and not in setup.cfg's `test` extra).
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[tfds,plots,test,bench,lint]' -c constraints.txt
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt k-diffusion==0.1.1.post1
 	touch $(STAMP)
 
 install: $(STAMP)

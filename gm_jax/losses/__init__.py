@@ -14,6 +14,7 @@ from gm_jax.losses._bounds import iwae_bound
 from gm_jax.losses._diffusion import diffusion_loss
 from gm_jax.losses._diffusion import flow_matching_loss
 from gm_jax.losses._divergences import gaussian_kl
+from gm_jax.losses._edm import edm_loss
 from gm_jax.losses._gan import cycle_consistency_loss
 from gm_jax.losses._gan import discriminator_loss
 from gm_jax.losses._gan import generator_minimax_loss
@@ -36,6 +37,7 @@ __all__ = (
     'discretized_logistic_log_prob',
     'discretized_logistic_mixture_log_prob',
     'discriminator_loss',
+    'edm_loss',
     'elbo',
     'flow_matching_loss',
     'flow_nll',
