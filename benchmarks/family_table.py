@@ -56,7 +56,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from gm_jax.data.pipeline import DatasetInfo
+from gm_jax.data import DatasetInfo
 from gm_jax.demo import load_config
 from gm_jax.train import loop
 from gm_jax.train import metrics as metrics_lib

@@ -41,7 +41,8 @@ import numpy as np  # pylint: disable=wrong-import-position
 from sklearn import datasets  # pylint: disable=wrong-import-position
 
 from gm_jax.evaluate import calibration  # pylint: disable=wrong-import-position
-from gm_jax.models import classifiers as clf  # pylint: disable=wrong-import-position
+from gm_jax.models import logistic_regression as lr_lib  # pylint: disable=wrong-import-position
+from gm_jax.models import naive_bayes as nb_lib  # pylint: disable=wrong-import-position
 
 NUM_CLASSES = 10
 LEVELS = 17
@@ -82,12 +83,12 @@ def metrics_of(log_probs, labels):
 
 def _fit_nb(variant, x, y):
   if variant == 'categorical':
-    return clf.fit_categorical_nb(x, y, num_classes=NUM_CLASSES, num_categories=LEVELS)
+    return nb_lib.fit_categorical_nb(x, y, num_classes=NUM_CLASSES, num_categories=LEVELS)
   if variant == 'multinomial':  # pixel levels as counts of "ink"
-    return clf.fit_multinomial_nb(x, y, num_classes=NUM_CLASSES)
+    return nb_lib.fit_multinomial_nb(x, y, num_classes=NUM_CLASSES)
   if variant == 'gaussian':
-    return clf.fit_gaussian_nb(x.astype(jnp.float32) / 16, y, num_classes=NUM_CLASSES)
-  return clf.fit_bernoulli_nb((x >= 8).astype(jnp.int32), y, num_classes=NUM_CLASSES)
+    return nb_lib.fit_gaussian_nb(x.astype(jnp.float32) / 16, y, num_classes=NUM_CLASSES)
+  return nb_lib.fit_bernoulli_nb((x >= 8).astype(jnp.int32), y, num_classes=NUM_CLASSES)
 
 
 def _nb_input(variant, x):
@@ -109,9 +110,9 @@ def learning_curves(xtr, ytr, xte, yte, *, repeats, seed):
   @jax.jit
   def lr_fit_eval(x, y, xt, weights, l2):
     def one(w):
-      params, _ = clf.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2,
-                                 sample_weight=w, num_steps=LR_STEPS)
-      return clf.logreg_predict_log_proba(params, xt)
+      params, _ = lr_lib.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2,
+                                    sample_weight=w, num_steps=LR_STEPS)
+      return lr_lib.logreg_predict_log_proba(params, xt)
     return jax.vmap(one)(weights)
 
   @jax.jit
@@ -120,7 +121,7 @@ def learning_curves(xtr, ytr, xte, yte, *, repeats, seed):
     for v in nb_variants:
       def one(i, v=v):
         params = _fit_nb(v, x[i], y[i])
-        return clf.predict_log_proba(params, _nb_input(v, xt))
+        return nb_lib.predict_log_proba(params, _nb_input(v, xt))
       out[v] = jax.vmap(one)(idx)
     return out
 
@@ -198,16 +199,16 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
     # so every k shares one compilation.
     @jax.jit
     def lr_fit_eval(x, y, xt):
-      params, _ = clf.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=1.0 / len(y),
-                                 num_steps=LR_STEPS)
-      return clf.logreg_predict_log_proba(params, xt)
+      params, _ = lr_lib.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=1.0 / len(y),
+                                    num_steps=LR_STEPS)
+      return lr_lib.logreg_predict_log_proba(params, xt)
 
     pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: B023  this k's width
     rows = []
     for k in range(1, max_k + 1):
       xk, xtk = duplicate(xtr, k, block), duplicate(xte, k, block)
-      nb = clf.fit_categorical_nb(xk, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
-      nb_lp = np.asarray(clf.predict_log_proba(nb, xtk))
+      nb = nb_lib.fit_categorical_nb(xk, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
+      nb_lp = np.asarray(nb_lib.predict_log_proba(nb, xtk))
       lr_lp = np.asarray(lr_fit_eval(pad(xk / 16).astype(np.float32), ytr,
                                      pad(xtk / 16).astype(np.float32)))
       row = {'k': k, 'num_features': xk.shape[1]}
@@ -309,20 +310,20 @@ def text_task(*, seed):
 
   def nb_fit(kind, x, y, alpha):
     if kind == 'multinomial':
-      return clf.fit_multinomial_nb(x, y, num_classes=c, alpha=alpha)
-    return clf.fit_bernoulli_nb((x > 0).astype(np.int32), y, num_classes=c, alpha=alpha)
+      return nb_lib.fit_multinomial_nb(x, y, num_classes=c, alpha=alpha)
+    return nb_lib.fit_bernoulli_nb((x > 0).astype(np.int32), y, num_classes=c, alpha=alpha)
 
   def nb_in(kind, x):
     return x if kind == 'multinomial' else (x > 0).astype(np.int32)
 
   for kind in ('multinomial', 'bernoulli'):
     alphas = (0.01, 0.1, 0.3, 1.0)
-    val = [metrics_of(clf.predict_log_proba(
+    val = [metrics_of(nb_lib.predict_log_proba(
         nb_fit(kind, x_tr[fit_part], y_tr[fit_part], a), nb_in(kind, x_tr[~fit_part])),
                       y_tr[~fit_part])['log_loss'] for a in alphas]
     alpha = alphas[int(np.argmin(val))]
     params = nb_fit(kind, x_tr, y_tr, alpha)
-    out[f'nb_{kind}'] = dict(metrics_of(clf.predict_log_proba(params, nb_in(kind, x_te)),
+    out[f'nb_{kind}'] = dict(metrics_of(nb_lib.predict_log_proba(params, nb_in(kind, x_te)),
                                         y_te), alpha=alpha)
 
   # LR on log(1 + counts); l2 chosen on validation, vmapped, then refitted on all
@@ -334,18 +335,18 @@ def text_task(*, seed):
 
   @jax.jit
   def lr_fit(x, y, weights, l2):
-    return clf.fit_logreg(x, y, num_classes=c, l2=l2, sample_weight=weights,
-                          num_steps=200)[0]
+    return lr_lib.fit_logreg(x, y, num_classes=c, l2=l2, sample_weight=weights,
+                             num_steps=200)[0]
 
   w_fit = fit_part.astype(np.float32)
   val_params = jax.vmap(lambda l2: lr_fit(f_tr, y_tr, w_fit, l2))(l2s)
-  val = [metrics_of(clf.logreg_predict_log_proba(jax.tree.map(lambda a, i=i: a[i],
-                                                              val_params),
-                                                 feats(x_tr[~fit_part])),
+  val = [metrics_of(lr_lib.logreg_predict_log_proba(jax.tree.map(lambda a, i=i: a[i],
+                                                                 val_params),
+                                                    feats(x_tr[~fit_part])),
                     y_tr[~fit_part])['log_loss'] for i in range(len(l2s))]
   l2 = float(l2s[int(np.argmin(val))])
   params = lr_fit(f_tr, y_tr, np.ones(len(tr), np.float32), l2)
-  out['logreg'] = dict(metrics_of(clf.logreg_predict_log_proba(params, feats(x_te)), y_te),
+  out['logreg'] = dict(metrics_of(lr_lib.logreg_predict_log_proba(params, feats(x_te)), y_te),
                        l2=l2)
   print(f'  text: MNB acc {out["nb_multinomial"]["accuracy"]:.3f}  BNB acc '
         f'{out["nb_bernoulli"]["accuracy"]:.3f}  LR acc {out["logreg"]["accuracy"]:.3f}',
@@ -358,27 +359,27 @@ def text_task(*, seed):
 
 
 def nb_samples(xtr, ytr, xte, yte, *, seed, per_class=9):
-  params = clf.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
+  params = nb_lib.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
   key = jax.random.key(seed)
-  samples = np.stack([np.asarray(clf.sample(params, jax.random.fold_in(key, c), label=c,
-                                            num=per_class))
+  samples = np.stack([np.asarray(nb_lib.sample(params, jax.random.fold_in(key, c), label=c,
+                                               num=per_class))
                       for c in range(NUM_CLASSES)])                   # [C, S, 64]
   probs = np.exp(np.asarray(params.log_prob))                         # [C, 64, 17]
   means = (probs * np.arange(LEVELS)).sum(-1)                         # [C, 64]
   flat = samples.reshape(-1, 64)
   labels = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  lr, _ = clf.fit_logreg((xtr / 16).astype(np.float32), ytr, num_classes=NUM_CLASSES,
-                         l2=1.0 / len(ytr), num_steps=LR_STEPS)
-  lr_acc = float(np.mean(np.asarray(clf.predict(lr, (flat / 16).astype(np.float32)))
-                         == labels))
-  nb_acc = float(np.mean(np.asarray(clf.predict(params, flat)) == labels))
-  ll_samples = float(np.mean(np.asarray(clf.log_marginal(params, flat))))
-  ll_test = float(np.mean(np.asarray(clf.log_marginal(params, xte))))
+  lr, _ = lr_lib.fit_logreg((xtr / 16).astype(np.float32), ytr, num_classes=NUM_CLASSES,
+                            l2=1.0 / len(ytr), num_steps=LR_STEPS)
+  lr_acc = float(np.mean(np.asarray(lr_lib.logreg_predict(lr, (flat / 16).astype(np.float32)))
+                                == labels))
+  nb_acc = float(np.mean(np.asarray(nb_lib.predict(params, flat)) == labels))
+  ll_samples = float(np.mean(np.asarray(nb_lib.log_marginal(params, flat))))
+  ll_test = float(np.mean(np.asarray(nb_lib.log_marginal(params, xte))))
   return samples, means, {
       'per_class': per_class,
       'logreg_accuracy_on_samples': lr_acc,
       'nb_accuracy_on_samples': nb_acc,
-      'logreg_test_accuracy': float(np.mean(np.asarray(clf.predict(
+      'logreg_test_accuracy': float(np.mean(np.asarray(lr_lib.logreg_predict(
           lr, (xte / 16).astype(np.float32))) == yte)),
       'mean_log_p_samples_nats': ll_samples,
       'mean_log_p_test_nats': ll_test,

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax.data.pipeline import DatasetInfo
+from gm_jax.data import DatasetInfo
 from gm_jax.demo import load_config
 from gm_jax.train import loop
 from gm_jax.train import optim

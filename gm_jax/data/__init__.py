@@ -5,17 +5,23 @@ embedded dataset (`digits`, `photo_patches`, `pydoc_chars`) or an exported file
 never does; they are imported when a tfds dataset is first read (the optional
 extra `pip install gm_jax[tfds]`). The tfds builder classes (`Digits`,
 `PhotoPatches`, `PydocChars`) are loaded on first attribute access.
+
+Modules, each one job, imported one way (`splits -> stream -> reading -> batching,
+catalogue`): `catalogue` (names, `DatasetInfo`, split names), `reading` (one split into
+NumPy, or a tf.data pipeline), `splits` (train/validation/test), `batching`
+(deterministic batches), `stream` (a training split read per process through tf.data).
 """
-from gm_jax.data.pipeline import batch_at_step
-from gm_jax.data.pipeline import DatasetInfo
-from gm_jax.data.pipeline import EMBEDDED_DATASETS
-from gm_jax.data.pipeline import get_info
-from gm_jax.data.pipeline import INPUT_PIPELINES
-from gm_jax.data.pipeline import iterate_batches
-from gm_jax.data.pipeline import load_split
-from gm_jax.data.pipeline import load_splits
-from gm_jax.data.pipeline import make_tf_dataset
-from gm_jax.data.pipeline import Splits
+from gm_jax.data.batching import batch_at_step
+from gm_jax.data.batching import iterate_batches
+from gm_jax.data.catalogue import DatasetInfo
+from gm_jax.data.catalogue import EMBEDDED_DATASETS
+from gm_jax.data.catalogue import get_info
+from gm_jax.data.catalogue import split_names
+from gm_jax.data.reading import load_split
+from gm_jax.data.reading import make_tf_dataset
+from gm_jax.data.splits import INPUT_PIPELINES
+from gm_jax.data.splits import load_splits
+from gm_jax.data.splits import Splits
 from gm_jax.data.stream import StreamedBatches
 from gm_jax.data.stream import StreamSource
 
@@ -50,4 +56,5 @@ __all__ = (
     'load_split',
     'load_splits',
     'make_tf_dataset',
+    'split_names',
 )

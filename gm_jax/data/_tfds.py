@@ -1,8 +1,8 @@
 """tfds itself, imported with this project's work-around, and the preparation lock.
 
-The lowest layer of `gm_jax.data`: the builders (`builders`, `mnist_offline`) and the
-pipeline import it; it imports none of them, so the modules depend one way:
-`pipeline -> {builders, mnist_offline, exported} -> _tfds`.
+The lowest layer of `gm_jax.data`: the builders (`builders`, `mnist_offline`) and
+`reading` import it; it imports none of them, so the modules depend one way:
+`reading -> {builders, mnist_offline, exported} -> _tfds`.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import argparse
 import os
 
 from gm_jax.data import exported
-from gm_jax.data import pipeline
+from gm_jax.data import catalogue
+from gm_jax.data import reading
 
 
 def export_splits(name: str, splits: list[str], *,
@@ -27,7 +28,7 @@ def export_splits(name: str, splits: list[str], *,
     if data_dir is None:
       raise ValueError('export_splits needs data_dir or out')
     out = exported.exported_path(name, data_dir)
-  arrays = {s: pipeline.load_split(name, s, data_dir=data_dir, use_exported=False)
+  arrays = {s: reading.load_split(name, s, data_dir=data_dir, use_exported=False)
             for s in splits}
   exported.write(out, name, arrays)
   return out
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
   splits = (args.splits.split(',') if args.splits
-            else pipeline.split_names(args.dataset))
+            else catalogue.split_names(args.dataset))
   print(export_splits(args.dataset, splits, data_dir=args.data_dir, out=args.out))
 
 

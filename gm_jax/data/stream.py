@@ -42,6 +42,10 @@ import dataclasses
 
 import numpy as np
 
+from gm_jax.data import reading
+from gm_jax.data.batching import check_batch_size
+from gm_jax.data.catalogue import get_info
+
 # Rows in the streamed shuffle's buffer (`config.shuffle_buffer_size` in the trainer).
 DEFAULT_SHUFFLE_BUFFER = 16_384
 
@@ -69,8 +73,7 @@ def process_split(split: str, *, process_index: int, process_count: int):
   `tfds.split_for_jax_process` with `drop_remainder=True`: disjoint parts of equal
   size that together are `split` less at most `process_count - 1` rows per piece.
   """
-  from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  tfds = pipeline._tfds()  # pylint: disable=protected-access
+  tfds = reading.import_tfds()
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index must be in [0, {process_count}), got {process_index}')
   return tfds.split_for_jax_process(split, process_index=process_index,
@@ -114,8 +117,7 @@ class StreamedBatches:
   def __init__(self, source: StreamSource, *, batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1,
                shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, prefetch: int = 2):
-    from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-    batch_size = pipeline._check_batch_size(batch_size)  # pylint: disable=protected-access
+    batch_size = check_batch_size(batch_size)
     if batch_size % process_count:
       raise ValueError(f'batch_size ({batch_size}) must be divisible by the number of '
                        f'processes ({process_count}): each reads an equal part')
@@ -124,12 +126,12 @@ class StreamedBatches:
     if int(seed) < 0:
       raise ValueError(f'seed must be non-negative, got {seed}')
     self.source = source
-    self.info = pipeline.get_info(source.name)
+    self.info = get_info(source.name)
     self.seed = int(seed)
     self.local_batch_size = batch_size // process_count
     self.shuffle_buffer = int(shuffle_buffer)
     self.prefetch = int(prefetch)
-    self._builder = pipeline._prepared_builder(source.name, source.data_dir)  # pylint: disable=protected-access
+    self._builder = reading.prepared_builder(source.name, source.data_dir)
     self.part = process_split(source.split, process_index=process_index,
                               process_count=process_count)
     self.part_examples = num_examples(self._builder, self.part)
@@ -142,9 +144,8 @@ class StreamedBatches:
 
   def epoch_dataset(self, epoch: int, skip: int = 0):
     """The batched `tf.data.Dataset` of epoch `epoch`, its first `skip` batches dropped."""
-    from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-    tf = pipeline._tf(self.source.name)  # pylint: disable=protected-access
-    tfds = pipeline._tfds(self.source.name)  # pylint: disable=protected-access
+    tf = reading.import_tf(self.source.name)
+    tfds = reading.import_tfds(self.source.name)
     seed = _epoch_seed(self.seed, epoch)
     options = tf.data.Options()
     options.deterministic = True
@@ -154,8 +155,7 @@ class StreamedBatches:
         # ones); the row shuffle below still mixes them.
         shuffle_files=not self._builder.info.disable_shuffling,
         read_config=tfds.ReadConfig(shuffle_seed=seed, options=options))
-    ds = ds.map(pipeline._select_features(self.info),  # pylint: disable=protected-access
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(reading.select_features(self.info), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(self.local_batch_size, drop_remainder=True).take(self.steps_per_epoch)
     if skip:
@@ -175,8 +175,7 @@ class StreamedBatches:
     start_step = int(start_step)
     if start_step < 0:
       raise ValueError(f'start_step must be non-negative, got {start_step}')
-    from gm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-    tfds = pipeline._tfds(self.source.name)  # pylint: disable=protected-access
+    tfds = reading.import_tfds(self.source.name)
     epoch, position = divmod(start_step, self.steps_per_epoch)
     while True:
       seen = position

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gm_jax import _checks
+
 
 class ReliabilityBins(NamedTuple):
   """Per-bin statistics of a reliability diagram.
@@ -37,15 +39,11 @@ class ReliabilityBins(NamedTuple):
 
 
 def _check(probs, labels, num_bins):
-  if not isinstance(num_bins, int) or num_bins < 1:
-    raise ValueError(f'num_bins must be a positive int, got {num_bins!r}')
-  if jnp.ndim(probs) != 2:
-    raise ValueError(f'probs must be [N, num_classes], got shape {jnp.shape(probs)}')
-  if jnp.shape(labels) != jnp.shape(probs)[:1]:
-    raise ValueError(
-        f'labels must be [N] = {jnp.shape(probs)[:1]}, got shape {jnp.shape(labels)}')
-  if not jnp.issubdtype(jnp.asarray(labels).dtype, jnp.integer):
-    raise ValueError(f'labels must be integers, got dtype {jnp.asarray(labels).dtype}')
+  """Validates at the boundary (`gm_jax._checks`); errors name the argument."""
+  _checks.check_positive_int(num_bins, 'num_bins')
+  _checks.check_matrix(probs, 'probs', '[N, num_classes]')
+  _checks.check_labels(labels, probs, name='labels', rows_name='probs',
+                       num_classes=jnp.shape(probs)[1])
 
 
 def reliability_bins(probs: jax.Array, labels: jax.Array, *,

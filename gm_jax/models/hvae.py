@@ -16,11 +16,12 @@ sigma_p * dsigma)`, so a group whose posterior heads output zero carries no KL.
     h_top --cell--> prior_1, (h, f_1) -> q_1 -> z_1 -> h += proj(z_1) --cell--> ...
           --up--> ... prior_L, q_L, z_L --up--> output head -> p(x | z)
 
-All convolutions are `Conv` layers with weight normalisation (Salimans & Kingma
-2016; NVAE's default), spectral normalisation (Miyato et al. 2018) or none; each
-can report its largest singular value for NVAE's spectral regulariser (Sec. 3.3).
-Likelihoods are those of `gm_jax.models.vae` (categorical, bernoulli, discretised
-logistic) over the integer data, so bits/dim compare directly with the plain VAE.
+All convolutions are `Conv` layers (`gm_jax.models.hvae_blocks`) with weight
+normalisation (Salimans & Kingma 2016; NVAE's default), spectral normalisation (Miyato
+et al. 2018) or none; each can report its largest singular value for NVAE's spectral
+regulariser (Sec. 3.3). Likelihoods are those of `gm_jax.models.vae`
+(`gm_jax.models.vae_blocks`: categorical, bernoulli, discretised logistic) over the
+integer data, so bits/dim compare directly with the plain VAE.
 
 The objectives at the bottom are pure functions of `(model, params, x, key)`.
 """
@@ -28,7 +29,7 @@ The objectives at the bottom are pure functions of `(model, params, x, key)`.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,124 +38,24 @@ import numpy as np
 
 from gm_jax import losses
 from gm_jax.models import latent
-from gm_jax.models import vae as vae_lib
-from gm_jax.nn import layers
+from gm_jax.models import vae_blocks
+from gm_jax.models.hvae_blocks import Conv
+from gm_jax.models.hvae_blocks import fast_normal_init
+from gm_jax.models.hvae_blocks import INTERMEDIATES
+from gm_jax.models.hvae_blocks import NORMALIZATIONS
+from gm_jax.models.hvae_blocks import ResidualCell
+from gm_jax.models.hvae_blocks import soft_clamp
+from gm_jax.models.hvae_blocks import spectral_norm_estimate
 from gm_jax.nn.layers import images_to_unit
 
-NORMALIZATIONS = ('weight', 'spectral', 'none')
-INTERMEDIATES = 'intermediates'  # collection holding each conv's spectral-norm estimate
-
-
-def _soft_clamp(x, limit: float):
-  """`limit * tanh(x / limit)`: identity near 0, bounded by +-limit (NVAE's soft clamp)."""
-  return limit * jnp.tanh(x / limit)
-
-
-def spectral_norm_estimate(w: jnp.ndarray, *, num_iters: int = 10) -> jnp.ndarray:
-  """Largest singular value of the matrix `w` `[n, m]` by power iteration.
-
-  The singular vectors are computed without gradient, so `d sigma / d w = u v^T`
-  (Miyato et al. 2018, Alg. 1). The start vector is fixed (a cosine, not a PRNG draw,
-  which would add a threefry to every layer's compiled graph), so the estimate is a
-  deterministic function of `w`; with no state carried between steps, unlike the
-  original, it takes a few iterations and slightly underestimates `sigma`.
-  """
-  w_sg = jax.lax.stop_gradient(w)
-  v = jnp.cos(1.7 * jnp.arange(w.shape[1], dtype=w.dtype) + 0.3)
-  normalize = lambda a: a / (jnp.linalg.norm(a) + 1e-12)
-  def step(_, uv):
-    v = normalize(w_sg.T @ uv[0])
-    return normalize(w_sg @ v), v
-
-  v = normalize(v)
-  # A rolled loop keeps the compiled graph small with dozens of layers.
-  u, v = jax.lax.fori_loop(0, num_iters, step, (normalize(w_sg @ v), v))
-  return u @ (w @ v)
-
-
-def fast_normal_init(scale: str = 'fan_in'):
-  """Normal initialiser `N(0, 1/fan_in)` (LeCun) or `N(0, 1)` (`scale='unit'`) drawn with
-  XLA's RngBitGenerator, seeded from the key flax hands out.
-
-  Why: on CPU, compiling one threefry normal per parameter tensor took ~3 s per
-  tensor here (the RBG draw ~0.4 s), and a deep conv stack has dozens of them. The
-  draws are still a deterministic function of the init key.
-  """
-
-  def init(key, shape, dtype=jnp.float32):
-    data = jnp.resize(jax.random.key_data(key).ravel(), (4,)).astype(jnp.uint32)
-    z = jax.random.normal(jax.random.wrap_key_data(data, impl='rbg'), shape, dtype)
-    if scale == 'unit':
-      return z
-    return z / math.sqrt(max(1, math.prod(shape[:-1])))
-
-  return init
-
-
-class Conv(nn.Module):
-  """A 'SAME' 2-D convolution with weight, spectral or no normalisation of its kernel.
-
-  Attributes:
-    features: output channels.
-    kernel_size: square kernel size.
-    strides: spatial stride.
-    normalization: one of `NORMALIZATIONS`. 'weight': `W = g v / ||v||` per output
-      channel, `g` initialised to `scale_init`; 'spectral': `W = scale_init v /
-      sigma(v)`; 'none': `W = scale_init v`, `v` LeCun-normal.
-    scale_init: initial gain; small values make a residual branch start near zero.
-
-  When the 'intermediates' collection is mutable, sows `sigma`, the estimated largest
-  singular value of the effective kernel reshaped to `[k*k*in, out]` (the quantity
-  NVAE's spectral regulariser sums).
-  """
-
-  features: int
-  kernel_size: int = 3
-  strides: int = 1
-  normalization: str = 'weight'
-  scale_init: float = 1.0
-  dtype: Any = None  # compute dtype (None: the inputs'); see gm_jax.nn.precision
-
-  @nn.compact
-  def __call__(self, x):
-    if self.dtype is not None:
-      x = x.astype(self.dtype)
-    k, cin = self.kernel_size, x.shape[-1]
-    v = self.param('kernel', fast_normal_init(), (k, k, cin, self.features))
-    if self.normalization == 'weight':
-      g = self.param('scale', nn.initializers.constant(self.scale_init), (self.features,))
-      norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=(0, 1, 2)) + 1e-12)
-      w = v * (g / norm)
-    elif self.normalization == 'spectral':
-      w = v * (self.scale_init / spectral_norm_estimate(v.reshape(-1, self.features)))
-    else:
-      w = v * self.scale_init
-    if self.is_mutable_collection(INTERMEDIATES):
-      self.sow(INTERMEDIATES, 'sigma', spectral_norm_estimate(w.reshape(-1, self.features)))
-    b = self.param('bias', nn.initializers.zeros, (self.features,))
-    y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.strides, self.strides),
-                                     'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + b.astype(y.dtype)
-
-
-class ResidualCell(nn.Module):
-  """`x + 0.1-scaled [swish -> conv3x3 -> swish -> dropout -> conv3x3](x)`.
-
-  NVAE's cells without batch norm (whose running statistics do not fit the pure
-  `params`-only family contract) and without squeeze-and-excitation; the residual
-  branch starts small, which keeps a deep stack near the identity at init.
-  """
-
-  normalization: str = 'weight'
-  dropout_rate: float = 0.0
-
-  @nn.compact
-  def __call__(self, x, *, train: bool = False):
-    c = x.shape[-1]
-    h = Conv(c, normalization=self.normalization)(nn.swish(x))
-    h = layers.Dropout(self.dropout_rate, deterministic=not train)(nn.swish(h))
-    h = Conv(c, normalization=self.normalization, scale_init=0.1)(h)
-    return x + h
+# The building blocks (`gm_jax.models.hvae_blocks`) are part of this module's interface.
+__all__ = (
+    'Conv', 'HVAE', 'INTERMEDIATES', 'IWAE_ACCELERATOR_BUDGET_BYTES', 'IWAE_CPU_BUDGET_BYTES',
+    'NORMALIZATIONS', 'ResidualCell', 'draw_noise', 'elbo_terms', 'fast_normal_init',
+    'group_kls', 'init_params', 'iwae_chunk_size', 'iwae_estimate', 'iwae_log_weights',
+    'posterior_means', 'reconstruct', 'sample_latents', 'sample_prior', 'sample_prior_mean',
+    'soft_clamp', 'spectral_norm_estimate', 'spectral_norms',
+)
 
 
 class HVAE(nn.Module):
@@ -191,8 +92,8 @@ class HVAE(nn.Module):
   log_var_limit: float = 7.0
 
   def __post_init__(self):
-    if self.likelihood not in vae_lib.LIKELIHOODS:
-      raise ValueError(f'likelihood must be one of {vae_lib.LIKELIHOODS}, '
+    if self.likelihood not in vae_blocks.LIKELIHOODS:
+      raise ValueError(f'likelihood must be one of {vae_blocks.LIKELIHOODS}, '
                        f'got {self.likelihood!r}')
     if self.normalization not in NORMALIZATIONS:
       raise ValueError(f'normalization must be one of {NORMALIZATIONS}, '
@@ -289,7 +190,7 @@ class HVAE(nn.Module):
 
   def _prior(self, i, h):
     mean, log_var = jnp.split(self.prior_heads[i](nn.swish(h)), 2, axis=-1)
-    return _soft_clamp(mean, 5.0), _soft_clamp(log_var, self.log_var_limit)
+    return soft_clamp(mean, 5.0), soft_clamp(log_var, self.log_var_limit)
 
   def decode(self, feats, eps, *, train: bool = False, temperatures=None):
     """Top-down pass; posterior samples if `feats` is given, prior samples if None.
@@ -317,8 +218,8 @@ class HVAE(nn.Module):
       if feats is not None:
         q_in = feats[i] + self.post_combine[i](h)
         d_mean, d_log_var = jnp.split(self.post_heads[i](nn.swish(q_in)), 2, axis=-1)
-        mean = p_mean + _soft_clamp(d_mean, 5.0)
-        log_var = p_log_var + _soft_clamp(d_log_var, self.log_var_limit)
+        mean = p_mean + soft_clamp(d_mean, 5.0)
+        log_var = p_log_var + soft_clamp(d_log_var, self.log_var_limit)
         z = mean + jnp.exp(0.5 * log_var) * eps[i]
         group.update(mean=mean, log_var=log_var)
       else:
@@ -340,7 +241,7 @@ class HVAE(nn.Module):
 
   def log_likelihood(self, out, x):
     """log p(x | z): `[B, H, W, C, P]`, int `[B, H, W, C]` -> `[B]`."""
-    return vae_lib.decoder_log_likelihood(out, x, likelihood=self.likelihood,
+    return vae_blocks.decoder_log_likelihood(out, x, likelihood=self.likelihood,
                                           num_levels=self.num_levels)
 
 
@@ -492,7 +393,7 @@ def sample_prior(model: HVAE, params, key, num: int, temperatures=None):
   """Ancestral samples: tempered `z ~ p(z)`, then `x ~ p(x | z)` -> int32 `[num, H, W, C]`."""
   z_key, x_key = jax.random.split(key)
   out = sample_latents(model, params, z_key, num, temperatures)
-  return vae_lib.sample_decoder(out, x_key, likelihood=model.likelihood,
+  return vae_blocks.sample_decoder(out, x_key, likelihood=model.likelihood,
                                 num_levels=model.num_levels)
 
 
@@ -503,13 +404,13 @@ def sample_prior_mean(model: HVAE, params, key, num: int, temperatures=None):
   `x ~ p(x | z)` would hide what the temperature of the latents does.
   """
   out = sample_latents(model, params, key, num, temperatures)
-  return vae_lib.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
+  return vae_blocks.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
 
 
 def reconstruct(model: HVAE, params, x, key):
   """Decoder mean (on the level grid, float `[B, H, W, C]`) for one posterior sample."""
   out, _ = model.apply(params, x, draw_noise(model, key, x.shape[0]))
-  return vae_lib.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
+  return vae_blocks.decoder_mean(out, likelihood=model.likelihood, num_levels=model.num_levels)
 
 
 def posterior_means(model: HVAE, params, x) -> jnp.ndarray:

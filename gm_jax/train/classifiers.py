@@ -31,7 +31,8 @@ import numpy as np
 
 from gm_jax import data as gm_data
 from gm_jax.evaluate import calibration
-from gm_jax.models import classifiers as clf
+from gm_jax.models import logistic_regression as lr_lib
+from gm_jax.models import naive_bayes as nb_lib
 from gm_jax.train import input_pipeline
 from gm_jax.train import loop
 from gm_jax.train.family import Family, TrainUpdate
@@ -131,18 +132,18 @@ def _check_image_dataset(info, config):
 def _fit_nb(config, x, y, num_classes, num_levels):
   variant = config.get('nb_variant', 'categorical')
   if variant == 'categorical':
-    return clf.fit_categorical_nb(x, y, num_classes=num_classes, num_categories=num_levels,
-                                  alpha=float(config.get('alpha', 1.0)))
+    return nb_lib.fit_categorical_nb(x, y, num_classes=num_classes, num_categories=num_levels,
+                                     alpha=float(config.get('alpha', 1.0)))
   if variant == 'gaussian':
-    return clf.fit_gaussian_nb(x, y, num_classes=num_classes,
-                               var_smoothing=float(config.get('var_smoothing', 1e-9)))
-  return clf.nb_from_name(variant)(x, y, num_classes=num_classes,
-                                   alpha=float(config.get('alpha', 1.0)))
+    return nb_lib.fit_gaussian_nb(x, y, num_classes=num_classes,
+                                  var_smoothing=float(config.get('var_smoothing', 1e-9)))
+  return nb_lib.nb_from_name(variant)(x, y, num_classes=num_classes,
+                                      alpha=float(config.get('alpha', 1.0)))
 
 
 @functools.partial(jax.jit, static_argnames=('variant', 'num_levels'))
 def _nb_posterior_and_marginal(params, images, *, variant, num_levels):
-  joint = clf.log_joint(params, nb_features(images, variant=variant, num_levels=num_levels))
+  joint = nb_lib.log_joint(params, nb_features(images, variant=variant, num_levels=num_levels))
   marginal = jax.nn.logsumexp(joint, -1)
   return joint - marginal[:, None], marginal
 
@@ -173,9 +174,9 @@ def make_nb_family(config, info, *, num_trials=None) -> Family:
   """
   variant = config.get('nb_variant', 'categorical')
   levels, num_classes = info.num_levels, info.num_classes
-  params_type = {'categorical': clf.CategoricalNBParams, 'bernoulli': clf.BernoulliNBParams,
-                 'multinomial': clf.MultinomialNBParams,
-                 'gaussian': clf.GaussianNBParams}[variant]
+  params_type = {'categorical': nb_lib.CategoricalNBParams, 'bernoulli': nb_lib.BernoulliNBParams,
+                 'multinomial': nb_lib.MultinomialNBParams,
+                 'gaussian': nb_lib.GaussianNBParams}[variant]
 
   def fit(batch):
     x = nb_features(batch['image'], variant=variant, num_levels=levels)
@@ -249,9 +250,9 @@ def make_nb_family(config, info, *, num_trials=None) -> Family:
 
 @functools.partial(jax.jit, static_argnames=('per_class', 'num_classes', 'num_trials'))
 def _draw_jit(params, key, *, per_class, num_classes, num_trials):
-  return jax.vmap(lambda c: clf.sample(params, jax.random.fold_in(key, c), label=c,
-                                       num=per_class, num_trials=num_trials))(
-                                           jnp.arange(num_classes))
+  return jax.vmap(lambda c: nb_lib.sample(params, jax.random.fold_in(key, c), label=c,
+                                          num=per_class, num_trials=num_trials))(
+                                              jnp.arange(num_classes))
 
 
 # ---------------------------------------------------------------------------
@@ -265,25 +266,25 @@ def make_logreg_family(config, info) -> Family:
 
   def init(key, batch):
     del key, batch  # convex objective: start from zero
-    return clf.logreg_init(num_dims, num_classes)._asdict()
+    return lr_lib.logreg_init(num_dims, num_classes)._asdict()
 
   def loss(params, batch, key, *, train):
     del key, train  # no dropout, no noise
-    p = clf.LogRegParams(**params)
+    p = lr_lib.LogRegParams(**params)
     x = logreg_features(batch['image'], num_levels=levels)
     y = jnp.asarray(batch['label'], jnp.int32)
-    log_probs = clf.logreg_predict_log_proba(p, x)
+    log_probs = lr_lib.logreg_predict_log_proba(p, x)
     ce = -jnp.take_along_axis(log_probs, y[:, None], -1)[:, 0]
     metrics = {'log_loss': jnp.mean(ce),
                'accuracy': jnp.mean(jnp.argmax(log_probs, -1) == y)}
-    return clf.logreg_objective(p, x, y, l2=l2), metrics
+    return lr_lib.logreg_objective(p, x, y, l2=l2), metrics
 
   def evaluate(params, splits, key, cfg):
     del key, cfg
-    p = clf.LogRegParams(**params)
+    p = lr_lib.LogRegParams(**params)
     x = logreg_features(splits.test['image'], num_levels=levels)
-    test = calibration.classification_metrics(clf.logreg_predict_log_proba(p, x),
-                                              splits.test['label'])
+    test = calibration.classification_metrics(lr_lib.logreg_predict_log_proba(p, x),
+                                                 splits.test['label'])
     return {f'test_{k}': v for k, v in test.items()}
 
   return Family(name='logreg', init=init, loss=loss, evaluate=evaluate,

@@ -132,7 +132,7 @@ def load_domains(config) -> gm_data.Splits:
                                    (dataset_b, config.domain_b, 'domain_b')):
       # The dataset's own split strings: `cycle_gan/*` has no 'train', only
       # 'trainA'/'trainB' (`load_splits` reads 'trainA+trainB').
-      names = gm_data.pipeline.split_names(dataset)
+      names = gm_data.split_names(dataset)
       tfds_split = names[0] if split_name == 'train' else names[-1]
       arrays = gm_data.load_split(dataset, tfds_split, data_dir=config.data_dir)
       parts.append(arrays['image'][arrays['label'] == _domain_label(dataset, domain, field)])

@@ -7,18 +7,19 @@ from sklearn import datasets
 import tensorflow_datasets as tfds
 
 from gm_jax.data import builders
-from gm_jax.data import pipeline
+from gm_jax.data import catalogue
+from gm_jax.data import reading
 
 
 def _read(name, split, data_dir):
   """All features of a prepared split, straight from tfds (no pipeline)."""
-  builder = pipeline._prepared_builder(name, data_dir)  # pylint: disable=protected-access
+  builder = reading.prepared_builder(name, data_dir)
   return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
 
 
-@pytest.mark.parametrize('name', pipeline.EMBEDDED_DATASETS)
+@pytest.mark.parametrize('name', catalogue.EMBEDDED_DATASETS)
 def test_registered_with_version(name, data_dir):
-  builder = pipeline._prepared_builder(name, data_dir)  # pylint: disable=protected-access
+  builder = reading.prepared_builder(name, data_dir)
   assert builder.name == name
   assert str(builder.version) == '1.0.0'
   assert builder.info.disable_shuffling

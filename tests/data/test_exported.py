@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from gm_jax import data
+from gm_jax.data import catalogue
 from gm_jax.data import export
 from gm_jax.data import exported
-from gm_jax.data import pipeline
+from gm_jax.data import reading
 
 
 def _arrays(seed=0):
@@ -18,14 +19,14 @@ def _arrays(seed=0):
 
 
 def test_export_of_digits_equals_tfds_and_loads_without_tfds(tfds_dir, tmp_path, monkeypatch):
-  out = export.export_splits('digits', pipeline.split_names('digits'), data_dir=tfds_dir,
+  out = export.export_splits('digits', catalogue.split_names('digits'), data_dir=tfds_dir,
                                out=str(tmp_path / 'exported' / 'digits.npz'))
   want = data.load_splits('digits', data_dir=tfds_dir)
 
   def no_tfds(*args, **kwargs):
     raise AssertionError('tfds was used although an exported file is there')
 
-  monkeypatch.setattr(pipeline, '_prepared_builder', no_tfds)
+  monkeypatch.setattr(reading, 'prepared_builder', no_tfds)
   got = data.load_splits('digits', data_dir=str(tmp_path))
   assert out == exported.exported_path('digits', str(tmp_path))
   for split in ('train', 'validation', 'test'):
@@ -33,11 +34,6 @@ def test_export_of_digits_equals_tfds_and_loads_without_tfds(tfds_dir, tmp_path,
       np.testing.assert_array_equal(getattr(got, split)[field], value)
       assert getattr(got, split)[field].dtype == value.dtype
   assert len(got.test['image']) == 360
-
-
-def test_split_names_include_the_own_validation_split():
-  assert pipeline.split_names('digits') == ['train', 'test']
-  assert pipeline.split_names('mnist_offline') == ['train', 'validation', 'test']
 
 
 def test_round_trip_keeps_split_strings_and_dtypes(tmp_path):

@@ -91,7 +91,7 @@ def prepared_dir(tmp_path_factory, synthetic):
   """A tfds data_dir holding `mnist_offline` converted from the synthetic wheel."""
   wheel, source, _ = synthetic
   data_dir = str(tmp_path_factory.mktemp('tfds_mnist'))
-  data.pipeline._tfds()  # pylint: disable=protected-access  (registers, tfds shims)
+  data.reading.import_tfds()  # registers the builders, tfds shims
   builder = mo.MnistOffline(data_dir=data_dir, wheel_path=wheel, source=source,
                             download=False)
   builder.download_and_prepare()

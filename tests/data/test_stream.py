@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip('tensorflow_datasets')
 
 from gm_jax import data as gm_data  # noqa: E402
-from gm_jax.data import pipeline  # noqa: E402
+from gm_jax.data import reading  # noqa: E402
 from gm_jax.data import stream  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
@@ -40,8 +40,8 @@ def test_streamed_splits_hold_out_the_same_validation_rows_as_memory(digits, tfd
 
 
 def test_two_process_parts_are_disjoint_and_together_the_split(digits, tfds_dir):
-  tfds = pipeline._tfds()  # pylint: disable=protected-access
-  builder = pipeline._prepared_builder('digits', tfds_dir)  # pylint: disable=protected-access
+  tfds = reading.import_tfds()
+  builder = reading.prepared_builder('digits', tfds_dir)
   split = digits.train_stream.split
   whole = _keys(digits.train['image'])
   parts = []

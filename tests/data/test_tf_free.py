@@ -9,7 +9,7 @@ import pytest
 
 from gm_jax import data
 from gm_jax.data import embedded
-from gm_jax.data import pipeline
+from gm_jax.data import reading
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,8 +62,8 @@ def without_tf(tmp_path_factory):
 
 
 def _tfds_read(name, split, data_dir):
-  tfds = pipeline._tfds()  # pylint: disable=protected-access
-  builder = pipeline._prepared_builder(name, data_dir)  # pylint: disable=protected-access
+  tfds = reading.import_tfds()
+  builder = reading.prepared_builder(name, data_dir)
   return builder, tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
                                                    shuffle_files=False))
 
@@ -87,8 +87,8 @@ def test_direct_arrays_equal_the_tfds_builders(name, split, data_dir):
   _assert_same_bytes(embedded.examples(name, split), stored)
   # load_split (direct) == the tfds pipeline it replaced (`_select_features`).
   ds = builder.as_dataset(split=split, shuffle_files=False)
-  ds = ds.map(pipeline._select_features(data.get_info(name))).batch(10_000)  # pylint: disable=protected-access
-  (want,) = list(pipeline._tfds().as_numpy(ds))  # pylint: disable=protected-access
+  ds = ds.map(reading.select_features(data.get_info(name))).batch(10_000)
+  (want,) = list(reading.import_tfds().as_numpy(ds))
   _assert_same_bytes(data.load_split(name, split, data_dir=data_dir), want)
 
 

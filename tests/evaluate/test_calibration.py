@@ -82,6 +82,7 @@ def test_jit_and_vmap():
     (dict(probs=np.ones((3,)), labels=np.zeros(3, np.int32)), 'probs'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(4, np.int32)), 'labels'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(3)), 'labels'),
+    (dict(probs=np.ones((3, 2)), labels=np.array([0, 2, 1], np.int32)), 'labels'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(3, np.int32), num_bins=0), 'num_bins'),
 ])
 def test_bad_input(kwargs, field):

@@ -1,4 +1,4 @@
-"""Generative vs discriminative classifiers: naive Bayes and logistic regression.
+"""Naive Bayes: the generative classifier, fitted in closed form.
 
 A generative classifier models p(x | y) p(y) and classifies with Bayes' rule,
 
@@ -7,8 +7,9 @@ A generative classifier models p(x | y) p(y) and classifies with Bayes' rule,
 a discriminative one models p(y | x) directly. Naive Bayes assumes the features
 are independent given the class, log p(x | y) = sum_d log p(x_d | y), so evidence
 carried by correlated (or duplicated) features is counted once per copy; logistic
-regression, fitted to p(y | x), learns to share the weight between the copies
-(Ng & Jordan, "On Discriminative vs. Generative Classifiers", NIPS 2002).
+regression (`gm_jax.models.logistic_regression`), fitted to p(y | x), learns to share
+the weight between the copies (Ng & Jordan, "On Discriminative vs. Generative
+Classifiers", NIPS 2002).
 
 Naive Bayes variants, each fitted in closed form by maximum a posteriori counts
 (same conventions as scikit-learn's `BernoulliNB`, `MultinomialNB`,
@@ -22,7 +23,8 @@ Naive Bayes variants, each fitted in closed form by maximum a posteriori counts
 
 All functions are pure; parameters are NamedTuples (pytrees) so they pass through
 `jit`, `vmap` and `grad`. Public functions validate their inputs (ValueError
-naming the field) when the values are concrete and then call jitted kernels.
+naming the field; `gm_jax._checks`) when the values are concrete and then call jitted
+kernels.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from typing import NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gm_jax.train import optim
+from gm_jax import _checks
+from gm_jax._checks import as_float as _float
+from gm_jax._checks import is_concrete as _concrete
 
 # --------------------------------------------------------------------------
 # Parameters.
@@ -93,57 +96,21 @@ NBParams = Union[BernoulliNBParams, MultinomialNBParams, CategoricalNBParams,
                  GaussianNBParams]
 
 
-class LogRegParams(NamedTuple):
-  """Multinomial logistic regression p(y | x) = softmax(x W + b).
-
-  Attributes:
-    weight: [D, C].
-    bias: [C].
-  """
-  weight: jax.Array
-  bias: jax.Array
-
-
 # --------------------------------------------------------------------------
 # Validation at the boundary.
 
 
-def _concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _check_x(x, name='x'):
-  if jnp.ndim(x) != 2:
-    raise ValueError(f'{name} must be [N, D], got shape {jnp.shape(x)}')
-
-
 def _check_xy(x, y, num_classes):
-  _check_x(x)
-  if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-    raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
-  if jnp.shape(y) != jnp.shape(x)[:1]:
-    raise ValueError(
-        f'y must be [N] = {jnp.shape(x)[:1]} like x, got shape {jnp.shape(y)}')
-  if not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
-    raise ValueError(f'y must hold integer labels, got dtype {jnp.asarray(y).dtype}')
-  if _concrete(y) and jnp.size(y):
-    y_np = np.asarray(y)
-    if y_np.min() < 0 or y_np.max() >= num_classes:
-      raise ValueError(
-          f'y must lie in [0, num_classes={num_classes}), got range '
-          f'[{y_np.min()}, {y_np.max()}]')
-
-
-def _check_positive(value, name):
-  if _concrete(value) and not np.all(np.asarray(value) > 0):
-    raise ValueError(f'{name} must be > 0, got {value!r}')
+  _checks.check_matrix(x, 'x')
+  _checks.check_positive_int(num_classes, 'num_classes')
+  _checks.check_labels(y, x, name='y', rows_name='x', num_classes=num_classes)
 
 
 def _check_fit_inputs(x, y, num_classes, alpha, kind, num_categories=None):
   """The checks every naive Bayes fit makes: shapes, label range, values, `alpha > 0`."""
   _check_xy(x, y, num_classes)
   _check_values(x, kind, num_categories)
-  _check_positive(alpha, 'alpha')
+  _checks.check_positive(alpha, 'alpha')
 
 
 def _check_values(x, kind, num_categories=None):
@@ -167,10 +134,6 @@ def _check_values(x, kind, num_categories=None):
   elif kind == 'gaussian':
     if not np.all(np.isfinite(x_np)):
       raise ValueError('x must be finite for Gaussian naive Bayes')
-
-
-def _float(x):
-  return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 def _class_stats(y, num_classes, dtype):
@@ -271,9 +234,7 @@ def fit_categorical_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
     `CategoricalNBParams`.
   """
   _check_xy(x, y, num_classes)
-  if not isinstance(num_categories, (int, np.integer)) or num_categories < 1:
-    raise ValueError(
-        f'num_categories must be a positive int, got {num_categories!r}')
+  _checks.check_positive_int(num_categories, 'num_categories')
   if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
     raise ValueError(f'x must be integer categories, got dtype {jnp.asarray(x).dtype}')
   _check_fit_inputs(x, y, num_classes, alpha, 'categorical', num_categories)
@@ -310,7 +271,7 @@ def fit_gaussian_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
   """
   _check_xy(x, y, num_classes)
   _check_values(x, 'gaussian')
-  _check_positive(var_smoothing, 'var_smoothing')
+  _checks.check_positive(var_smoothing, 'var_smoothing')
   return _fit_gaussian(x, y, var_smoothing, num_classes=num_classes)
 
 
@@ -361,7 +322,7 @@ def log_joint(params: NBParams, x: jax.Array) -> jax.Array:
   Returns:
     [N, C] joint log-probabilities.
   """
-  _check_x(x)
+  _checks.check_matrix(x, 'x')
   if jnp.shape(x)[1] != _num_features(params):
     raise ValueError(
         f'x must have D = {_num_features(params)} features, got shape {jnp.shape(x)}')
@@ -409,10 +370,8 @@ def log_marginal(params: NBParams, x: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_joint(params, x), axis=-1)
 
 
-def predict(params: Union[NBParams, LogRegParams], x: jax.Array) -> jax.Array:
-  """Most probable class, [N] int32, for naive Bayes or logistic regression."""
-  if isinstance(params, LogRegParams):
-    return jnp.argmax(logreg_logits(params, x), axis=-1)
+def predict(params: NBParams, x: jax.Array) -> jax.Array:
+  """Most probable class, [N] int32 (`logistic_regression.logreg_predict` for LR)."""
   return jnp.argmax(log_joint(params, x), axis=-1)
 
 
@@ -463,8 +422,7 @@ def sample(params: NBParams, key: jax.Array, *, label, num: int,
     [num, D] samples: int32 0/1 (Bernoulli), int32 categories (categorical),
     int32 counts summing to `num_trials` (multinomial), floats (Gaussian).
   """
-  if not isinstance(num, (int, np.integer)) or num < 1:
-    raise ValueError(f'num must be a positive int, got {num!r}')
+  _checks.check_positive_int(num, 'num')
   num_classes = params.log_prior.shape[-1]
   if jnp.ndim(label) != 0:
     raise ValueError(f'label must be a scalar, got shape {jnp.shape(label)}')
@@ -477,165 +435,6 @@ def sample(params: NBParams, key: jax.Array, *, label, num: int,
   elif num_trials is not None:
     raise ValueError('num_trials is only used by multinomial naive Bayes')
   return _sample(params, key, label, num=num, num_trials=num_trials)
-
-
-# --------------------------------------------------------------------------
-# Multinomial logistic regression.
-
-
-def logreg_init(num_features: int, num_classes: int, *,
-                dtype=None) -> LogRegParams:
-  """Zero parameters (the objective is convex, so no random init is needed).
-
-  Returns:
-    `LogRegParams` with weight [D, C] and bias [C].
-  """
-  dtype = dtype or jnp.result_type(float)
-  return LogRegParams(weight=jnp.zeros((num_features, num_classes), dtype),
-                      bias=jnp.zeros((num_classes,), dtype))
-
-
-def logreg_logits(params: LogRegParams, x: jax.Array) -> jax.Array:
-  """[N, D] -> [N, C] unnormalised log p(y | x)."""
-  return _float(x) @ params.weight + params.bias
-
-
-def logreg_predict_log_proba(params: LogRegParams, x: jax.Array) -> jax.Array:
-  """[N, D] -> [N, C] log p(y | x) = log_softmax(x W + b)."""
-  _check_x(x)
-  if jnp.shape(x)[1] != params.weight.shape[0]:
-    raise ValueError(
-        f'x must have D = {params.weight.shape[0]} features, got shape {jnp.shape(x)}')
-  return jax.nn.log_softmax(logreg_logits(params, x), axis=-1)
-
-
-def logreg_loss(params: LogRegParams, x: jax.Array, y: jax.Array) -> jax.Array:
-  """Per-example cross-entropy -log p(y_n | x_n), [N] (no hidden mean)."""
-  return optax.losses.softmax_cross_entropy_with_integer_labels(
-      logreg_logits(params, x), y)
-
-
-def logreg_objective(params: LogRegParams, x: jax.Array, y: jax.Array, *,
-                     l2, sample_weight: Optional[jax.Array] = None) -> jax.Array:
-  """(Weighted) mean cross-entropy + (l2 / 2) ||W||^2; the bias is not penalised.
-
-  This is scikit-learn's `LogisticRegression(C=...)` objective divided by
-  C * N, i.e. `l2 = 1 / (C * N)`.
-
-  Args:
-    params: `LogRegParams`.
-    x: [N, D] features.
-    y: [N] int labels.
-    l2: L2 coefficient.
-    sample_weight: optional [N] non-negative weights; the loss is
-      sum_n w_n CE_n / sum_n w_n. Zero weights let datasets of different sizes
-      share one padded shape (one compilation, `vmap` over subsets).
-
-  Returns:
-    Scalar objective.
-  """
-  loss = logreg_loss(params, x, y)
-  if sample_weight is None:
-    data_term = jnp.mean(loss)
-  else:
-    data_term = jnp.sum(sample_weight * loss) / jnp.sum(sample_weight)
-  return data_term + 0.5 * l2 * jnp.sum(jnp.square(params.weight))
-
-
-def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2,
-                      sample_weight=None):
-  """One optimiser step on the regularised objective of a batch.
-
-  Works for first-order optax optimisers and for `optax.lbfgs`, whose line
-  search needs the value and the objective itself (ignored by the others).
-
-  Args:
-    params: current `LogRegParams`.
-    opt_state: `optimizer.init(params)` state.
-    x: [B, D] features.
-    y: [B] int labels.
-    optimizer: an optax `GradientTransformation(ExtraArgs)`.
-    l2: L2 coefficient (see `logreg_objective`).
-    sample_weight: optional [B] weights (see `logreg_objective`).
-
-  Returns:
-    `(params, opt_state, objective_before_step)`.
-  """
-  value_fn = functools.partial(logreg_objective, x=x, y=y, l2=l2,
-                               sample_weight=sample_weight)
-  value, grad = jax.value_and_grad(value_fn)(params)
-  updates, opt_state = optimizer.update(grad, opt_state, params, value=value,
-                                        grad=grad, value_fn=value_fn)
-  return optax.apply_updates(params, updates), opt_state, value
-
-
-@functools.partial(jax.jit,
-                   static_argnames=('num_classes', 'solver', 'num_steps'))
-def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
-                num_steps):
-  x = _float(x)
-  # The project's one optimiser factory; L-BFGS without a step size line-searches.
-  optimizer = optim.optimizer(solver, learning_rate)
-  params = logreg_init(x.shape[1], num_classes, dtype=x.dtype)
-
-  def step(carry, _):
-    params, opt_state = carry
-    params, opt_state, value = logreg_train_step(
-        params, opt_state, x, y, optimizer=optimizer, l2=l2,
-        sample_weight=sample_weight)
-    return (params, opt_state), value
-
-  (params, _), values = jax.lax.scan(step, (params, optimizer.init(params)),
-                                     None, length=num_steps)
-  return params, values
-
-
-def fit_logreg(x: jax.Array, y: jax.Array, *, num_classes: int, l2,
-               solver: str = 'lbfgs', num_steps: int = 100,
-               learning_rate=None,
-               sample_weight: Optional[jax.Array] = None
-               ) -> tuple[LogRegParams, jax.Array]:
-  """Fits L2-regularised multinomial logistic regression on the full batch.
-
-  The whole optimisation is one jitted `lax.scan`, so fits can be `vmap`ped
-  over datasets of equal shape or over `l2`.
-
-  Args:
-    x: [N, D] features (scale them; e.g. pixels / 16).
-    y: [N] int labels in [0, num_classes).
-    num_classes: C.
-    l2: L2 coefficient on the mean loss (`1 / (C_sklearn * N)`).
-    solver: 'lbfgs' (default; learning_rate None uses the line search), 'adam'
-      or 'sgd'.
-    num_steps: optimiser steps.
-    learning_rate: step size (required for 'adam' and 'sgd').
-    sample_weight: optional [N] non-negative weights (see `logreg_objective`).
-
-  Returns:
-    `(params, objective)`: `LogRegParams` and [num_steps] objective values.
-  """
-  _check_xy(x, y, num_classes)
-  if solver not in ('lbfgs', 'adam', 'sgd'):
-    raise ValueError(f"solver must be 'lbfgs', 'adam' or 'sgd', got {solver!r}")
-  if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-    raise ValueError(f'num_steps must be a positive int, got {num_steps!r}')
-  if _concrete(l2) and not np.all(np.asarray(l2) >= 0):
-    raise ValueError(f'l2 must be >= 0, got {l2!r}')
-  if learning_rate is None and solver != 'lbfgs':
-    raise ValueError(f'learning_rate is required for solver={solver!r}')
-  if learning_rate is not None:
-    _check_positive(learning_rate, 'learning_rate')
-  if sample_weight is not None:
-    if jnp.shape(sample_weight) != jnp.shape(y):
-      raise ValueError(f'sample_weight must be [N] = {jnp.shape(y)}, got shape '
-                       f'{jnp.shape(sample_weight)}')
-    if _concrete(sample_weight) and (np.any(np.asarray(sample_weight) < 0)
-                                     or not np.any(np.asarray(sample_weight) > 0)):
-      raise ValueError('sample_weight must be >= 0 with a positive sum')
-    sample_weight = _float(sample_weight)
-  return _fit_logreg(x, y, l2, learning_rate, sample_weight,
-                     num_classes=num_classes,
-                     solver=solver, num_steps=num_steps)
 
 
 def nb_from_name(name: str):
