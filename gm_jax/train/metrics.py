@@ -51,9 +51,22 @@ class MetricWriter:
           self._tb.add_scalar(prefix + k, float(v), int(step))
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
-      self._tb.close()
+    """Flushes and closes the TensorBoard files; where that fails (a full disk), says so
+    in one line and abandons them rather than hide the error that stopped the run."""
+    if self._tb is None:
+      return
+    tb, self._tb = self._tb, None
+    try:
+      tb.flush()
+      tb.close()
+    except OSError as e:
+      print(f'WARNING: TensorBoard events in {os.path.dirname(self._path)} not flushed: '
+            f'{e}', flush=True)
+      for file_writer in getattr(tb, 'all_writers', {}).values():
+        # Without this, tensorboardX's atexit hook retries the flush and prints tracebacks.
+        events = getattr(file_writer, 'event_writer', None)
+        if events is not None:
+          events._closed = True  # noqa: SLF001 (no public way to abandon a writer)
 
 
 def read_metrics(workdir: str, *, keys: Optional[list[str]] = None) -> list[dict]:

@@ -40,6 +40,11 @@ class WorkdirLockedError(RuntimeError):
   """Another live process holds the workdir's lock."""
 
 
+# Locks this process holds, by lock-file path: taking one again (the CLI locks before it
+# loads the data, `loop.run` after) nests instead of conflicting with itself.
+_HELD: dict[str, list] = {}
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes `obj` as JSON to `path` atomically (a temporary file, fsynced, renamed).
 
@@ -88,7 +93,14 @@ class WorkdirLock:
     """Takes the lock or raises `WorkdirLockedError` at once (it never waits)."""
     if not self._enabled or self._fd is not None:
       return self
-    os.makedirs(self.workdir, exist_ok=True)
+    if self.path in _HELD:
+      _HELD[self.path][1] += 1
+      self._fd = _HELD[self.path][0]
+      return self
+    try:
+      os.makedirs(self.workdir, exist_ok=True)
+    except OSError as e:
+      raise OSError(e.errno, f'cannot create workdir {self.workdir!r}: {e.strerror}') from e
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,13 +117,19 @@ class WorkdirLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(holder) + '\n').encode(), 0)
     self._fd = fd
+    _HELD[self.path] = [fd, 1]
     return self
 
   def release(self) -> None:
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
+    if self._fd is None:
+      return
+    self._fd = None
+    held = _HELD[self.path]
+    held[1] -= 1
+    if held[1] == 0:
+      del _HELD[self.path]
+      fcntl.flock(held[0], fcntl.LOCK_UN)
+      os.close(held[0])
 
   def __enter__(self) -> 'WorkdirLock':
     return self.acquire()

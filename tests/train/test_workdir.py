@@ -1,6 +1,7 @@
 """Workdir bookkeeping (#40 parts 1-2): the lock, atomic JSON, results tied to their data,
 config.json recorded only under a committed checkpoint. The toy family of test_loop."""
 
+import fcntl
 import json
 import os
 import signal
@@ -18,30 +19,31 @@ from tests.train.test_loop import _config, _toy_family, _toy_splits
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HOLD = ('import sys, time\nfrom gm_jax.train import workdir\n'
          'workdir.WorkdirLock(sys.argv[1]).acquire()\nprint("held", flush=True)\ntime.sleep(120)\n')
-_RUN = ('import sys\nfrom gm_jax.train import loop\n'
-        'from tests.train.test_loop import _config, _toy_family, _toy_splits\n'
-        'try:\n  loop.run(_config(), sys.argv[1], _toy_family(), _toy_splits())\n'
-        'except Exception as e:\n  print(type(e).__name__, e)\n  sys.exit(2)\n')
+_CLI = ('-m', 'gm_jax.main', '--config=configs/vae.py', '--config.num_train_steps=2')
 
 
-def _python(code, *args, **kw):
+def _python(*args, **kw):
   env = dict(os.environ, PYTHONPATH=_ROOT, JAX_PLATFORMS='cpu')
-  return subprocess.Popen([sys.executable, '-c', code, *args], cwd=_ROOT, env=env,
+  env.pop('GM_JAX_VERBOSE', None)
+  return subprocess.Popen([sys.executable, *args], cwd=_ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
 def test_a_second_process_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path):
-  holder = _python(_HOLD, str(tmp_path))
+  holder = _python('-c', _HOLD, str(tmp_path))
   try:
     assert holder.stdout.readline().strip() == 'held'
     t0 = time.perf_counter()
-    second = _python(_RUN, str(tmp_path))
+    second = _python(*_CLI, f'--workdir={tmp_path}')  # the command line, a real run
     out, _ = second.communicate(timeout=120)
     seconds = time.perf_counter() - t0
     assert second.returncode == 2, out
-    line = out.strip().splitlines()[-1]
-    assert line.startswith('WorkdirLockedError') and str(tmp_path) in line, out
-    assert f'pid {holder.pid} ' in line and 'time.sleep' not in line  # the holder's argv
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[1] == '(the traceback: --verbose or GM_JAX_VERBOSE=1)', out
+    assert lines[0].startswith(f'error: workdir {tmp_path} is in use by another run (pid '
+                               f'{holder.pid} on '), out
+    assert lines[0].endswith('started ' + json.loads((tmp_path / '.lock').read_text())[
+        'started'] + f': -c {tmp_path}); wait for it to finish or stop it, or use another --workdir.'), out
     assert not (tmp_path / 'checkpoints').exists() and not (tmp_path / 'metrics.jsonl').exists()
     print(f'second run refused after {seconds:.1f} s (process start and imports included)')
   finally:
@@ -53,14 +55,19 @@ def test_a_second_process_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_
 
 
 def test_run_refuses_a_locked_workdir_and_releases_its_own_lock(tmp_path):
-  with workdir_lib.WorkdirLock(str(tmp_path)):
-    with pytest.raises(workdir_lib.WorkdirLockedError, match=f'{tmp_path} is in use.*pid '
-                       f'{os.getpid()}'):
+  other = os.open(tmp_path / '.lock', os.O_RDWR | os.O_CREAT)  # as another process's lock
+  fcntl.flock(other, fcntl.LOCK_EX)
+  try:
+    with pytest.raises(workdir_lib.WorkdirLockedError, match=f'{tmp_path} is in use'):
       loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
     assert not (tmp_path / 'checkpoints').exists()
-  loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
-  with workdir_lib.WorkdirLock(str(tmp_path)):  # released when the run returned
-    pass
+  finally:
+    os.close(other)
+  with workdir_lib.WorkdirLock(str(tmp_path)):  # taken by the CLI: loop.run nests in it
+    loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
+  other = os.open(tmp_path / '.lock', os.O_RDWR)
+  fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: no BlockingIOError
+  os.close(other)
 
 
 def test_eval_json_names_its_data_and_other_data_keeps_the_old_result(tmp_path, capsys):
