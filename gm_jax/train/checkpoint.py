@@ -105,6 +105,15 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
+  def unfinished_steps(self) -> list[int]:
+    """Steps whose save never completed (orbax's temporary folders, left by a kill)."""
+    found = []
+    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else []:
+      head, _, tail = name.partition('.orbax-checkpoint-tmp')
+      if tail is not None and name != head and head.isdigit():
+        found.append(int(head))
+    return sorted(found)
+
   def _finish_pending(self) -> None:
     """Waits for the save in flight; a failure raises `CheckpointSaveError` naming it."""
     step, self._pending = self._pending, None

@@ -178,6 +178,12 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]
                                              may_change=s.family.resume_may_change)
                      if checkpointer.latest_step() is not None else [])
   restored_step, state = checkpointer.restore_latest(state)
+  unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
+  if unfinished and s.is_primary:
+    print(f'{config.model}: the save of step(s) {unfinished} in {workdir}/checkpoints never '
+          'completed (a killed run); ' + ('no complete checkpoint: starting afresh.'
+          if restored_step is None else f'resuming from step {restored_step} instead.'),
+          flush=True)
   # config.json changes only once a checkpoint under the new config is on disk (`_train`):
   # a run that fails before then leaves the saved config matching the checkpoints.
   s.save_config = s.is_primary and (restored_step is None or bool(resumed_changes))
@@ -317,9 +323,11 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
         stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
     last = step == num_steps or stopped_early
-    log_now = step % config.log_every == 0 or last
-    validate_now = s.has_validation and (step % eval_every == 0 or last)
     save_now = step % config.checkpoint_every == 0 or last
+    # A checkpoint ends a logging window too, so no window straddles a restart and a
+    # resumed run's records equal an uninterrupted run's.
+    log_now = step % config.log_every == 0 or save_now
+    validate_now = s.has_validation and (step % eval_every == 0 or last)
     if not (log_now or validate_now or save_now):
       continue
     jax.block_until_ready(in_flight)
@@ -447,13 +455,14 @@ def _run(config, workdir: str, family: Family, splits) -> dict:
       is_primary=s.is_primary or jax.process_count() > 1, asynchronous=True)
   writer = None
   try:
-    _, state = _restore(s, state, checkpointer)
+    restored_step, state = _restore(s, state, checkpointer)
     # From here on `state` is in the mode's device layout (replicated for pmap and
     # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
     if s.resident:
       state = dict(state, data=dict(s.splits.train))
     state = s.dp.put_state(state)
-    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary)
+    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary,
+                                      resume_step=restored_step)
     state, step, _, steps_per_s = _train(s, state, checkpointer, writer)
   finally:
     if writer is not None:
