@@ -48,10 +48,14 @@ def _orbax_filter(record) -> bool:
   says it in one line); GM_JAX_VERBOSE=1 keeps them."""
   if os.environ.get('GM_JAX_VERBOSE') == '1':
     return True
-  return not ('orbax' in record.pathname and record.levelno >= logging.ERROR)
+  if record.levelno < logging.ERROR:
+    return True
+  # asyncio reports orbax's failed write tasks again when they are collected.
+  return 'orbax' not in record.pathname and 'orbax' not in record.getMessage()
 
 
 logging.getLogger('absl').addFilter(_orbax_filter)
+logging.getLogger('asyncio').addFilter(_orbax_filter)
 
 
 def _no_space(e: BaseException) -> bool:
