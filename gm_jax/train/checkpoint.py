@@ -149,7 +149,9 @@ class Checkpointer:
 
   def _prune(self) -> None:
     """Removes all but the newest `max_to_keep` committed steps, oldest first."""
-    if not self._is_primary or self._max_to_keep is None:
+    # Process 0 alone: under several processes every one saves (orbax's barriers), and
+    # two renaming one step would collide.
+    if not self._is_primary or self._max_to_keep is None or jax.process_index() != 0:
       return
     self._manager.reload()
     steps = sorted(self._manager.all_steps())
