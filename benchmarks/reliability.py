@@ -235,7 +235,7 @@ def rerun_of_a_finished_workdir_on_other_data(tmp):
   need(json.load(open(os.path.join(tmp, 'eval.12.json'))) == first, 'the old result is lost')
   need('kept as' in out, 'nothing said')
   new = json.load(open(os.path.join(tmp, 'eval.json')))
-  need(new['data']['fingerprint'] != first['data']['fingerprint'], 'same fingerprint')
+  need(new['data_fingerprint'] != first['data_fingerprint'], 'same fingerprint')
   return 'old eval.json kept as eval.12.json, and said'
 
 

@@ -391,7 +391,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
       'matmul_precision': config.matmul_precision,
       # Test numbers are computed in float32 at the highest matmul precision.
       'eval_matmul_precision': 'highest',
-      'data': workdir_lib.data_record(config, s.splits),  # what the numbers measured
+      **workdir_lib.data_record(config, s.splits),  # the data the numbers measured
   }
   if config.init_from:
     results['init_from'] = ckpt_lib.source_workdir(config.init_from)
@@ -412,7 +412,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
   if s.is_primary:
     results.update(workdir_lib.without_plots_if_absent(
         workdir_lib.plot_losses, workdir, config.model) or {})
-    kept = workdir_lib.keep_other_data_eval(workdir, results['data'])
+    kept = workdir_lib.keep_other_data_eval(workdir, results['data_fingerprint'])
     if kept:
       print(f'{config.model}: {workdir}/eval.json measured other data (or names none); '
             f'kept as {kept}.', flush=True)

@@ -9,8 +9,8 @@
 - `write_json`: every JSON file the trainer writes (`eval.json`, `config.json`) goes
   through a temporary file in the same folder and `os.replace`, so a reader (or a kill)
   sees the old file or the new one, never half of one.
-- `data_record`: what `eval.json` says about the data it measured (dataset, data_dir,
-  split sizes, a fingerprint of the arrays); `keep_other_data_eval` renames a finished
+- `data_record`: what `eval.json` says about the data it measured (`data_dir`, the
+  split sizes, `data_fingerprint` of the arrays; `dataset` is there already); `keep_other_data_eval` renames a finished
   run's `eval.json` to `eval.<step>.json` before a run on other data replaces it.
 """
 
@@ -164,24 +164,27 @@ def fingerprint(splits: Mapping[str, Optional[Mapping[str, Any]]]) -> str:
 
 
 def data_record(config, splits) -> dict:
-  """`eval.json`'s `data`: dataset, data_dir, split sizes and a fingerprint of the arrays.
+  """`eval.json`'s record of the data it measured, flat (every value a scalar).
 
-  A streamed training split is counted but not hashed (it is never all in memory); the
-  resident arrays (its sample, validation and test) are.
+  `data_dir` (absolute, or None), `train_examples`, `validation_examples`,
+  `test_examples` and `data_fingerprint` (`fingerprint` of the arrays); `eval.json`
+  has `dataset` already. A streamed training split is counted but not hashed (it is
+  never all in memory); the resident arrays (its sample, validation and test) are.
   """
   arrays = {'train': splits.train, 'validation': splits.validation, 'test': splits.test}
-  sizes = {k: (len(next(iter(v.values()))) if v else 0) for k, v in arrays.items()}
+  record = {f'{k}_examples': (len(next(iter(v.values()))) if v else 0)
+            for k, v in arrays.items()}
   if splits.train_stream is not None:
-    sizes['train'] = int(splits.train_stream.num_examples)
+    record['train_examples'] = int(splits.train_stream.num_examples)
   data_dir = config.data_dir
-  return {'dataset': config.dataset,
-          'data_dir': os.path.abspath(data_dir) if data_dir else None,
-          'split_sizes': sizes,
-          'fingerprint': fingerprint(arrays)}
+  record['data_dir'] = os.path.abspath(data_dir) if data_dir else None
+  record['data_fingerprint'] = fingerprint(arrays)
+  return record
 
 
-def keep_other_data_eval(workdir: str, data: dict) -> Optional[str]:
-  """Renames `workdir/eval.json` to `eval.<step>.json` unless it measured `data`.
+def keep_other_data_eval(workdir: str, fingerprint_now: str) -> Optional[str]:
+  """Renames `workdir/eval.json` to `eval.<step>.json` unless it measured the data of
+  `fingerprint_now` (its `data_fingerprint`).
 
   An `eval.json` that names no data (written before it was recorded) counts as other
   data: it is kept, not overwritten. Returns the new path, or None where nothing moved.
@@ -190,8 +193,7 @@ def keep_other_data_eval(workdir: str, data: dict) -> Optional[str]:
   old = read_json(path)
   if not os.path.exists(path):
     return None
-  old_data = old.get('data') if isinstance(old, dict) else None
-  if isinstance(old_data, dict) and old_data.get('fingerprint') == data['fingerprint']:
+  if isinstance(old, dict) and old.get('data_fingerprint') == fingerprint_now:
     return None
   step = old.get('train_steps', 'unknown') if isinstance(old, dict) else 'unreadable'
   dst = os.path.join(workdir, f'eval.{step}.json')

@@ -74,9 +74,10 @@ def test_eval_json_names_its_data_and_other_data_keeps_the_old_result(tmp_path, 
   splits = _toy_splits()
   loop.run(_config(), str(tmp_path), _toy_family(), splits)
   first = json.loads((tmp_path / 'eval.json').read_text())
-  assert first['data']['split_sizes'] == {'train': 64, 'validation': 16, 'test': 16}
-  assert first['data']['dataset'] == 'toy' and first['data']['data_dir'] is None
-  assert first['data']['fingerprint'] == workdir_lib.fingerprint(
+  assert (first['train_examples'], first['validation_examples'], first['test_examples']) == (
+      64, 16, 16)
+  assert first['dataset'] == 'toy' and first['data_dir'] is None
+  assert first['data_fingerprint'] == workdir_lib.fingerprint(
       {'train': splits.train, 'validation': splits.validation, 'test': splits.test})
   # The same data again: eval.json is rewritten, nothing set aside.
   loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
@@ -87,7 +88,7 @@ def test_eval_json_names_its_data_and_other_data_keeps_the_old_result(tmp_path, 
   loop.run(_config(), str(tmp_path), _toy_family(), other)
   assert json.loads((tmp_path / 'eval.12.json').read_text()) == first
   new = json.loads((tmp_path / 'eval.json').read_text())
-  assert new['data']['fingerprint'] != first['data']['fingerprint']
+  assert new['data_fingerprint'] != first['data_fingerprint']
   assert 'kept as' in capsys.readouterr().out
 
 
