@@ -14,7 +14,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 def add_config_root(path: str) -> None:
@@ -36,10 +36,11 @@ def add_config_root(path: str) -> None:
       search.insert(0, folder)
     return
   init = os.path.join(folder, '__init__.py')
+  spec: Optional[importlib.machinery.ModuleSpec] = None
   if os.path.isfile(init):
     spec = importlib.util.spec_from_file_location('configs', init,
                                                   submodule_search_locations=[folder])
-  else:  # a folder without __init__.py, as a namespace package would be
+  if spec is None:  # a folder without __init__.py, as a namespace package would be
     spec = importlib.machinery.ModuleSpec('configs', None, is_package=True)
     spec.submodule_search_locations = [folder]
   module = importlib.util.module_from_spec(spec)

@@ -100,7 +100,8 @@ def unknown_config_field(argv) -> str | None:
     if not arg.startswith('--config.'):
       continue
     dotted = arg[len('--config.'):].split('=', 1)[0]
-    node, seen = config, []
+    node = config
+    seen: list[str] = []
     for name in dotted.split('.'):
       keys = list(node.keys()) if hasattr(node, 'keys') else []
       if name not in keys:

@@ -58,7 +58,7 @@ logging.getLogger('absl').addFilter(_orbax_filter)
 logging.getLogger('asyncio').addFilter(_orbax_filter)
 
 
-def _no_space(e: BaseException) -> bool:
+def _no_space(e: Optional[BaseException]) -> bool:
   while e is not None:
     if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left' in str(e):
       return True

@@ -67,7 +67,7 @@ from gm_jax.train import run_config
 from gm_jax.train import workdir as workdir_lib
 from gm_jax.train.input_pipeline import Feeder as _Feeder
 from gm_jax.train.run_config import REQUIRED_FIELDS, validate_config  # noqa: F401 (API)
-from gm_jax.train.step import make_multi_step, chunk_layout
+from gm_jax.train.step import make_multi_step
 from gm_jax.train.step import make_train_step  # re-exported: the step the loop wraps
 from gm_jax.train.family import Family
 

@@ -172,8 +172,8 @@ def data_record(config, splits) -> dict:
   never all in memory); the resident arrays (its sample, validation and test) are.
   """
   arrays = {'train': splits.train, 'validation': splits.validation, 'test': splits.test}
-  record = {f'{k}_examples': (len(next(iter(v.values()))) if v else 0)
-            for k, v in arrays.items()}
+  record: dict[str, Any] = {f'{k}_examples': (len(next(iter(v.values()))) if v else 0)
+                            for k, v in arrays.items()}
   if splits.train_stream is not None:
     record['train_examples'] = int(splits.train_stream.num_examples)
   data_dir = config.data_dir
