@@ -18,6 +18,11 @@ device. Several hosts: run the same command on each, adding
 
 (or `--distributed` where JAX detects the cluster itself: Cloud TPU pod slices,
 SLURM); `workdir` must then be on a filesystem every host sees.
+
+Errors of the user's making (a config field, an unknown `--config.field`, the data, a
+full disk, a workdir another run holds, a resume under another config) end the command
+with one or two lines and exit code 2; `--verbose` (or `GM_JAX_VERBOSE=1`) shows the
+traceback too.
 """
 
 from gm_jax import _xla
@@ -25,7 +30,10 @@ from gm_jax import _xla
 _xla.configure_cpu_flags()  # before JAX starts its backend
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import difflib
+import errno
 import json
+import os
 import sys
 
 from absl import app
@@ -53,7 +61,56 @@ flags.DEFINE_bool('allow_resume_changes', None,
                   "Resume `workdir`'s checkpoints even where the config changes how they "
                   'train (another learning rate, seed, schedule length, ...; by default an '
                   'error names each change). Sets config.allow_resume_changes.')
+flags.DEFINE_bool('verbose', False, 'Show the traceback of an error of the user\'s making '
+                  '(also GM_JAX_VERBOSE=1); by default it is one or two lines, exit code 2.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+USER_ERROR_EXIT_CODE = 2
+_main_started = False  # an error before it comes from parsing the flags
+
+
+def _verbose(argv) -> bool:
+  return (os.environ.get('GM_JAX_VERBOSE') == '1'
+          or any(a in ('--verbose', '--verbose=true', '--verbose=1') for a in argv))
+
+
+def _user_error(e: BaseException) -> bool:
+  """Whether `e` is an error of the user's making (reported without a traceback)."""
+  from gm_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import workdir  # pylint: disable=g-import-not-at-top
+  if isinstance(e, OSError):
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT, errno.EROFS)
+  return isinstance(e, (ValueError, KeyError, workdir.WorkdirLockedError,
+                        checkpoint.CheckpointError, loop.NonFiniteLossError))
+
+
+def unknown_config_field(argv) -> str | None:
+  """The first `--config.a.b=...` of `argv` that the config file lacks, with the nearest
+  known names; None when every override names a field (or the config cannot load)."""
+  from gm_jax import demo  # pylint: disable=g-import-not-at-top
+  path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if path is None:
+    return None
+  try:
+    config = demo.load_config(path.split(':', 1)[0])
+  except Exception:  # pylint: disable=broad-except
+    return None
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    dotted = arg[len('--config.'):].split('=', 1)[0]
+    node = config
+    seen: list[str] = []
+    for name in dotted.split('.'):
+      keys = list(node.keys()) if hasattr(node, 'keys') else []
+      if name not in keys:
+        near = difflib.get_close_matches(name, keys, n=3, cutoff=0.6)
+        where = f"config.{'.'.join(seen)}" if seen else 'the config'
+        hint = f"; nearest: {', '.join(near)}" if near else ''
+        return f'unknown config field --config.{dotted}: {where} has no {name!r}{hint}'
+      node, seen = node[name], seen + [name]
+  return None
 
 
 def with_init_from(config, init_from):
@@ -79,6 +136,8 @@ def _with_field(config, name, value):
 
 
 def main(argv):
+  global _main_started
+  _main_started = True
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   import os
@@ -102,14 +161,28 @@ def main(argv):
     train_and_evaluate = registry.trainer_for(config.model)
   except ValueError as e:
     raise app.UsageError(str(e))
-  results = train_and_evaluate(config, FLAGS.workdir)
+  from gm_jax.train import workdir  # pylint: disable=g-import-not-at-top
+  # Taken before the data load, so a second run on this workdir stops at once.
+  with workdir.WorkdirLock(FLAGS.workdir, enabled=parallel.distributed.is_primary()):
+    results = train_and_evaluate(config, FLAGS.workdir)
   if parallel.distributed.is_primary():
     print(json.dumps(results, indent=2, sort_keys=True))
 
 
 def run():
   _config_path.add_config_root_from_argv(sys.argv)  # config files load during flag parsing
-  app.run(main)
+  try:
+    app.run(main)
+  except Exception as e:  # pylint: disable=broad-except
+    if _verbose(sys.argv):
+      raise
+    message = None if _main_started else unknown_config_field(sys.argv)
+    if message is None and not _user_error(e):
+      raise
+    message = message or ' '.join(str(e).split()) or type(e).__name__
+    print(f'error: {message}\n(the traceback: --verbose or GM_JAX_VERBOSE=1)',
+          file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_EXIT_CODE)
 
 
 if __name__ == '__main__':

@@ -20,6 +20,8 @@ import zipfile
 
 import numpy as np
 
+from gm_jax.data import checks
+
 FORMAT = 'gm_jax.exported/1'
 _INDEX = '__index__'
 
@@ -59,7 +61,9 @@ def read_split(path: str, name: str, split: str) -> dict[str, np.ndarray]:
 
   Raises:
     ValueError: the file is not a readable export, is of another dataset, or does not
-      hold `split` (the message lists what it holds and how to re-export).
+      hold `split` (the message lists what it holds and how to re-export); or its
+      arrays break the dataset's declared shape, dtype or value range
+      (`checks.check_arrays`: the message names the file, field and value).
   """
   try:
     with np.load(path, allow_pickle=False) as f:
@@ -71,8 +75,12 @@ def read_split(path: str, name: str, split: str) -> dict[str, np.ndarray]:
       if split not in index['splits']:
         raise ValueError(f'it has no split {split!r} (it has: '
                          f'{", ".join(sorted(index["splits"]))})')
-      return {field: f[key] for field, key in index['splits'][split].items()}
+      arrays = {field: f[key] for field, key in index['splits'][split].items()}
   except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, ValueError) as e:
     raise ValueError(
         f'cannot read exported dataset {path!r}: {e}. Re-export it where tfds can read '
         f'the data: python -m gm_jax.data.export --dataset {name} --data_dir ...') from e
+  # Checked once, where the data enter: a file of other values would train silently.
+  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top (a cycle)
+  checks.check_arrays(arrays, gm_data.get_info(name), source=path, split=split)
+  return arrays

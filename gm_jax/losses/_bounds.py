@@ -23,13 +23,17 @@ def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *,
 
   Args:
     log_px_given_z: `[B]` reconstruction log-likelihoods (one sample of z).
-    kl: `[B]` KL divergences, e.g. from `gaussian_kl`.
+    kl: `[B]` KL divergences, e.g. from `gaussian_kl`; the same shape as
+      `log_px_given_z` (a ValueError names the argument otherwise: `[B]` against
+      `[B, 1]` would broadcast to `[B, B]`).
     beta: weight of the KL term (keyword-only).
 
   Returns:
     `[B]` per-example bounds, in nats.
   """
-  return jnp.asarray(log_px_given_z) - beta * jnp.asarray(kl)
+  log_px_given_z, kl = jnp.asarray(log_px_given_z), jnp.asarray(kl)
+  _shapes.same_shape('elbo', log_px_given_z=log_px_given_z.shape, kl=kl.shape)
+  return log_px_given_z - beta * kl
 
 
 @_shapes.float32_reductions
@@ -49,6 +53,9 @@ def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
 
   Returns:
     `[B]` per-example bounds, in nats.
+
+  Raises:
+    ValueError: if the shapes differ or are not rank 2, or if K < 1.
   """
   log_px_given_z, log_pz, log_qz_given_x = map(
       jnp.asarray, (log_px_given_z, log_pz, log_qz_given_x))
@@ -60,6 +67,9 @@ def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
           f'iwae_bound needs rank-2 [K, B] inputs of equal shape; {name} has '
           f'shape {shape} (all shapes: {shapes}).')
   num_samples = log_px_given_z.shape[0]
+  if num_samples < 1:
+    raise ValueError(f'iwae_bound needs K >= 1 samples per example (axis 0 of the [K, B] '
+                     f'inputs); got K = {num_samples}.')
   log_w = log_px_given_z + log_pz - log_qz_given_x
   return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
 

@@ -27,26 +27,33 @@ def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray, *,
     log_var: posterior log-variances.
     prior_mean: prior means (keyword-only); None means 0.
     prior_log_var: prior log-variances (keyword-only); None means 0.
-    All four broadcast together to a `[B, ...]` shape.
+    `mean` or `log_var` has the `[B, ...]` shape and the other three broadcast to
+    it without enlarging it; a ValueError names the argument that does not.
 
   Returns:
     `[B]` KL divergences in nats (non-negative).
   """
   mean, log_var = jnp.asarray(mean), jnp.asarray(log_var)
-  args = {'mean': mean.shape, 'log_var': log_var.shape}
+  try:
+    shape = jnp.broadcast_shapes(mean.shape, log_var.shape)
+  except ValueError:
+    shape = None
+  # The posterior fixes the batch shape: one of mean/log_var has it and the other
+  # broadcasts to it ([B] against [B, 1] would silently give [B, B]).
+  if shape not in (mean.shape, log_var.shape):
+    raise ValueError(
+        f'gaussian_kl: mean {mean.shape} and log_var {log_var.shape} must share the batch '
+        'shape (one may broadcast to the other, as a shared [D] log_var does, without '
+        'enlarging it).')
+  _shapes.batch_rank_check('mean/log_var', shape)
+  priors = {}
   if prior_mean is not None:
     prior_mean = jnp.asarray(prior_mean)
-    args['prior_mean'] = prior_mean.shape
+    priors['prior_mean'] = prior_mean.shape
   if prior_log_var is not None:
     prior_log_var = jnp.asarray(prior_log_var)
-    args['prior_log_var'] = prior_log_var.shape
-  try:
-    shape = jnp.broadcast_shapes(*args.values())
-  except ValueError:
-    raise ValueError(
-        ' and '.join(f'{k} {v}' for k, v in args.items()) + ' do not broadcast.'
-    ) from None
-  _shapes.batch_rank_check('/'.join(args), shape)
+    priors['prior_log_var'] = prior_log_var.shape
+  _shapes.broadcast_to_data('mean/log_var', shape, **priors)
   if prior_mean is None and prior_log_var is None:
     # expm1 keeps exp(log_var) - 1 - log_var accurate when the posterior is
     # close to the prior (log_var ~ 0), where the naive sum cancels.

@@ -22,6 +22,29 @@ def batch_rank_check(name: str, shape: Sequence[int]) -> None:
         f'{tuple(shape)}.')
 
 
+def same_shape(fn_name: str, **arrays: Sequence[int]) -> tuple:
+  """Raises ValueError unless every shape in `arrays` equals the first one.
+
+  Per-example inputs (`[B]` bounds, KLs, log-likelihoods) must not broadcast: `[B]`
+  against `[B, 1]` would silently give `[B, B]`. The error names the first argument
+  whose shape differs and every argument's shape. Static shapes only, so the check
+  costs nothing under `jax.jit` and sees the per-call shapes under `jax.vmap`.
+
+  Returns:
+    the common shape.
+  """
+  items = [(name, tuple(shape)) for name, shape in arrays.items()]
+  first_name, first = items[0]
+  batch_rank_check(first_name, first)
+  for name, shape in items[1:]:
+    if shape != first:
+      listed = ', '.join(f'{n} {s}' for n, s in items)
+      raise ValueError(
+          f'{fn_name}: {name} has shape {shape} but {first_name} has {first}; per-example '
+          f'inputs must share the batch shape and are never broadcast ({listed}).')
+  return first
+
+
 def broadcast_to_data(data_name: str, data_shape: Sequence[int],
                       **others: Sequence[int]) -> None:
   """Raises ValueError unless every shape in `others` broadcasts to the data.

@@ -5,10 +5,19 @@
 that cannot be read is *moved* to `workdir/corrupt_checkpoints/<step>-<time>/` (never
 deleted) and the previous one is tried. No pickle is involved anywhere: orbax writes
 array data with TensorStore and metadata as JSON.
+
+Old checkpoints are pruned here, not by orbax: orbax deletes in its background
+finalize thread, where a `reload()` of the folder could list a step it was deleting
+(a FileNotFoundError on `checkpoints/<step>` under frequent saves, and "Unable to find
+the step N for deletion" warnings). Here every operation first waits for the save in
+flight, and pruning renames a step out of the step namespace before removing it. A
+save that fails in the background (a full disk) raises `CheckpointSaveError` at the
+next operation, naming that step, why, and the checkpoints that are intact.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -30,6 +39,33 @@ class CheckpointMismatchError(CheckpointError):
   """A readable checkpoint that another config wrote (its arrays do not fit the model)."""
 
 
+class CheckpointSaveError(CheckpointError):
+  """A checkpoint could not be written (e.g. the disk is full); the others are intact."""
+
+
+def _orbax_filter(record) -> bool:
+  """Drops orbax's own tracebacks of a failed background save (`CheckpointSaveError`
+  says it in one line); GM_JAX_VERBOSE=1 keeps them."""
+  if os.environ.get('GM_JAX_VERBOSE') == '1':
+    return True
+  if record.levelno < logging.ERROR:
+    return True
+  # asyncio reports orbax's failed write tasks again when they are collected.
+  return 'orbax' not in record.pathname and 'orbax' not in record.getMessage()
+
+
+logging.getLogger('absl').addFilter(_orbax_filter)
+logging.getLogger('asyncio').addFilter(_orbax_filter)
+
+
+def _no_space(e: Optional[BaseException]) -> bool:
+  while e is not None:
+    if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left' in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
 class Checkpointer:
   """Saves and restores a train-state pytree under `directory`.
 
@@ -49,8 +85,11 @@ class Checkpointer:
         os.makedirs(self.directory, exist_ok=True)
       except OSError as e:
         raise OSError(f'cannot create checkpoint directory {self.directory!r}: {e}') from e
+    self._max_to_keep = max_to_keep
+    self._pending: Optional[int] = None  # the step of the save in flight
+    self._failed = False  # a background save failed: orbax's manager re-raises it forever
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep,
+        max_to_keep=None,  # pruned by `_prune`, never while a save is in flight
         create=is_primary,
         # Asynchronous saves return once the arrays are copied to host memory and write
         # in the background (the trainer goes on stepping); orbax writes each step to a
@@ -66,8 +105,63 @@ class Checkpointer:
                                           item_handlers=ocp.StandardCheckpointHandler())
 
   def all_steps(self) -> list[int]:
+    self._finish_pending()
     self._manager.reload()
     return sorted(self._manager.all_steps())
+
+  def unfinished_steps(self) -> list[int]:
+    """Steps whose save never completed (orbax's temporary folders, left by a kill)."""
+    found = []
+    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else []:
+      head, _, tail = name.partition('.orbax-checkpoint-tmp')
+      if tail is not None and name != head and head.isdigit():
+        found.append(int(head))
+    return sorted(found)
+
+  def _finish_pending(self) -> None:
+    """Waits for the save in flight; a failure raises `CheckpointSaveError` naming it."""
+    step, self._pending = self._pending, None
+    if self._failed:
+      return
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._failed = True
+      raise self._save_error(step, e) from e
+    if step is not None:
+      self._prune()
+
+  def _save_error(self, step: Optional[int], e: BaseException) -> CheckpointSaveError:
+    for name in os.listdir(self.directory):  # the failed step's partial files: free them
+      if name.startswith(f'{step}.orbax-checkpoint-tmp'):
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    self._manager.reload()
+    intact = sorted(self._manager.all_steps())
+    if _no_space(e):
+      free = shutil.disk_usage(self.directory).free
+      why = f'no space left on device ({free / 2**20:.1f} MiB free on {self.directory})'
+    else:
+      why = f'{type(e).__name__}: {_first_line(e)}'
+    kept = (f'intact checkpoints: {", ".join(map(str, intact))} (a re-run resumes from '
+            f'{intact[-1]})' if intact else 'no checkpoint is intact')
+    which = f'checkpoint {step}' if step is not None else 'a checkpoint'
+    return CheckpointSaveError(f'{which} could not be saved: {why}; {kept}.')
+
+  def _prune(self) -> None:
+    """Removes all but the newest `max_to_keep` committed steps, oldest first."""
+    # Process 0 alone: under several processes every one saves (orbax's barriers), and
+    # two renaming one step would collide.
+    if not self._is_primary or self._max_to_keep is None or jax.process_index() != 0:
+      return
+    self._manager.reload()
+    steps = sorted(self._manager.all_steps())
+    for step in steps[:max(len(steps) - self._max_to_keep, 0)]:
+      src = os.path.join(self.directory, str(step))
+      # Renamed first (atomic): a kill mid-removal leaves no half step for orbax to list.
+      doomed = os.path.join(self.directory, f'.pruned-{step}')
+      os.replace(src, doomed)
+      shutil.rmtree(doomed, ignore_errors=True)
+    self._manager.reload()
 
   def latest_step(self) -> Optional[int]:
     steps = self.all_steps()
@@ -79,13 +173,21 @@ class Checkpointer:
       return
     if step in self.all_steps():
       return  # Already saved (e.g. final step re-saved on resume).
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(step, e) from e
+    self._pending = step
     if not self._asynchronous:
-      self._manager.wait_until_finished()
+      self._finish_pending()
 
   def wait(self) -> None:
-    """Blocks until every background save is on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until every background save is on disk (and old ones are pruned).
+
+    Raises:
+      CheckpointSaveError: the save in flight failed.
+    """
+    self._finish_pending()
 
   def restore(self, step: int, target: PyTree) -> PyTree:
     """Restores checkpoint `step` into the structure (and dtypes) of `target`.
@@ -210,7 +312,16 @@ class Checkpointer:
     return dst
 
   def close(self) -> None:
-    self._manager.close()
+    """Waits for the save in flight (raising `CheckpointSaveError` if it failed), then
+    closes orbax's manager."""
+    try:
+      self._finish_pending()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if not self._failed:  # else: the failure CheckpointSaveError reported, again
+          raise
 
   def __enter__(self) -> 'Checkpointer':
     return self

@@ -48,12 +48,10 @@ families' test evaluations do the same through `parallel.map_examples`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,72 +59,20 @@ from tqdm import tqdm
 
 from gm_jax import data as gm_data
 from gm_jax import parallel
-from gm_jax.nn import precision as precision_lib
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
 from gm_jax.train import run_config
-from gm_jax.train.step import make_multi_step, chunk_layout
+from gm_jax.train import workdir as workdir_lib
+from gm_jax.train.input_pipeline import Feeder as _Feeder
+from gm_jax.train.run_config import REQUIRED_FIELDS, validate_config  # noqa: F401 (API)
+from gm_jax.train.step import make_multi_step
 from gm_jax.train.step import make_train_step  # re-exported: the step the loop wraps
 from gm_jax.train.family import Family
 
-REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
-                   'learning_rate', 'seed', 'checkpoint_every', 'log_every', 'parallel')
-MATMUL_PRECISIONS = ('default', 'high', 'highest')
-
-
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
-
-
-def _positive_int(config, name: str) -> int:
-  value = config[name]
-  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-    raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
-  return int(value)
-
-
-def validate_config(config) -> None:
-  """Checks the fields every config must have; the error names the bad field."""
-  missing = [k for k in REQUIRED_FIELDS if k not in config]
-  if missing:
-    raise ValueError(f'config is missing required field(s): {", ".join(missing)}')
-  config = defaults.complete(config)
-  for name in ('batch_size', 'checkpoint_every', 'log_every', 'steps_per_loop'):
-    _positive_int(config, name)
-  if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
-    raise ValueError(
-        f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
-  if config.eval_every:
-    _positive_int(config, 'eval_every')
-  if not 0.0 <= config.validation_fraction < 1.0:
-    raise ValueError(f'config.validation_fraction must be in [0, 1), '
-                     f'got {config.validation_fraction!r}')
-  if config.parallel not in parallel.MODES:
-    raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
-                     f'got {config.parallel!r}')
-  _positive_int(config, 'loss_group_size')
-  defaults.check_one_of(config, 'input_pipeline', gm_data.INPUT_PIPELINES)
-  _positive_int(config, 'shuffle_buffer_size')
-  if (not isinstance(config.input_memory_max_bytes, (int, np.integer))
-      or isinstance(config.input_memory_max_bytes, bool) or config.input_memory_max_bytes < 0):
-    raise ValueError(f'config.input_memory_max_bytes must be a non-negative integer, '
-                     f'got {config.input_memory_max_bytes!r}')
-  if config.max_train_seconds < 0:
-    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), '
-                     f'got {config.max_train_seconds}')
-  if config.matmul_precision not in MATMUL_PRECISIONS:
-    raise ValueError(f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, '
-                     f'got {config.matmul_precision!r}')
-  precision_lib.resolve(config.compute_dtype)
-  k = int(config.steps_per_loop)
-  for name in ('log_every', 'checkpoint_every', 'eval_every'):
-    if config[name] and config[name] % k:
-      raise ValueError(
-          f'config.{name}={config[name]} must be a multiple of config.steps_per_loop={k}: '
-          'logs, validations and checkpoints happen between dispatches of '
-          'steps_per_loop steps')
 
 
 def _copy_tree(tree):
@@ -157,6 +103,7 @@ class _Setup:
   eval_key: Any
   sample_key: Any
   has_validation: bool
+  save_config: bool = False  # config.json is due once a checkpoint under it is committed
 
 
 def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict]:
@@ -231,11 +178,18 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]
                                              may_change=s.family.resume_may_change)
                      if checkpointer.latest_step() is not None else [])
   restored_step, state = checkpointer.restore_latest(state)
-  if s.is_primary and (restored_step is None or resumed_changes):
-    if resumed_changes:
-      print(f'WARNING: {config.model}: resuming {workdir} under a changed config '
-            '(config.allow_resume_changes): ' + '; '.join(resumed_changes), flush=True)
-    run_config.save(workdir, config)  # the config the checkpoints continue under
+  unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
+  if unfinished and s.is_primary:
+    print(f'{config.model}: the save of step(s) {unfinished} in {workdir}/checkpoints never '
+          'completed (a killed run); ' + ('no complete checkpoint: starting afresh.'
+          if restored_step is None else f'resuming from step {restored_step} instead.'),
+          flush=True)
+  # config.json changes only once a checkpoint under the new config is on disk (`_train`):
+  # a run that fails before then leaves the saved config matching the checkpoints.
+  s.save_config = s.is_primary and (restored_step is None or bool(resumed_changes))
+  if s.is_primary and resumed_changes:
+    print(f'WARNING: {config.model}: resuming {workdir} under a changed config '
+          '(config.allow_resume_changes): ' + '; '.join(resumed_changes), flush=True)
   if restored_step is None and config.init_from:
     # A new run started from another run's selected parameters (fresh optimiser state
     # and schedule); once this run has checkpoints of its own, it resumes from those.
@@ -251,48 +205,6 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]
     print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
           f'(step {int(state["step"])}).', flush=True)
   return restored_step, state
-
-
-class _Feeder:
-  """Puts chunk after chunk of step-determined batches on the devices, one ahead.
-
-  In memory: step `t`'s batch is `batch_at_step` (of the example indices where the
-  data is resident). Streamed: this process's batches of `gm_data.StreamedBatches`,
-  consumed in step order from the first chunk's step.
-  """
-
-  def __init__(self, s: _Setup):
-    self._s = s
-    train = s.splits.train
-    n = len(next(iter(train.values())))
-    # The indices of step `t`'s batch are `batch_at_step` of the example indices.
-    self._index = {'index': np.arange(n, dtype=np.int32)} if s.resident else train
-    self._stream, self._next_step = None, None
-    if s.splits.train_stream is not None:
-      self._stream = gm_data.StreamedBatches(
-          s.splits.train_stream, batch_size=s.config.batch_size, seed=s.seed,
-          process_index=s.dp.shard_index, process_count=s.dp.shard_count,
-          shuffle_buffer=int(s.config.shuffle_buffer_size))
-
-  def _streamed(self, start: int, steps: int) -> list:
-    if self._next_step is None:
-      self._batches, self._next_step = self._stream.iterate(start), start
-    if start != self._next_step:
-      raise ValueError(f'streamed batches are read in step order: asked for step {start}, '
-                       f'the stream is at step {self._next_step}')
-    self._next_step += steps
-    return [next(self._batches) for _ in range(steps)]
-
-  def chunk(self, start: int, steps: int):
-    s = self._s
-    if self._stream is not None:
-      per_step = self._streamed(start, steps)
-    else:
-      per_step = [gm_data.batch_at_step(self._index, t, batch_size=s.config.batch_size,
-                                        seed=s.seed, shard_index=s.dp.shard_index,
-                                        shard_count=s.dp.shard_count)
-                  for t in range(start, start + steps)]
-    return s.dp.put_batch(chunk_layout(per_step, s.group_devices))
 
 
 def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
@@ -411,9 +323,11 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
         stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
     last = step == num_steps or stopped_early
-    log_now = step % config.log_every == 0 or last
-    validate_now = s.has_validation and (step % eval_every == 0 or last)
     save_now = step % config.checkpoint_every == 0 or last
+    # A checkpoint ends a logging window too, so no window straddles a restart and a
+    # resumed run's records equal an uninterrupted run's.
+    log_now = step % config.log_every == 0 or save_now
+    validate_now = s.has_validation and (step % eval_every == 0 or last)
     if not (log_now or validate_now or save_now):
       continue
     jax.block_until_ready(in_flight)
@@ -441,6 +355,11 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
     if save_now:
       checkpointer.save(step, dp.checkpoint_state(
           {key: v for key, v in state.items() if key != 'data'}))
+      if s.save_config:  # the first checkpoint under this config: committed, then recorded
+        checkpointer.wait()
+        if step in checkpointer.all_steps():
+          run_config.save(s.workdir, config)
+          s.save_config = False
     t_mark = None  # do not count logging, validation or saving as training time
     if stopped_early:
       if s.is_primary:
@@ -458,7 +377,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
   config, family, workdir = s.config, s.family, s.workdir
   num_steps = int(config.num_train_steps)
   if steps_per_s is None:  # a resumed run that trained no step
-    steps_per_s = _previous(workdir, 'train_steps_per_s')
+    steps_per_s = workdir_lib.previous_result(workdir, 'train_steps_per_s')
   best_params = state['best_params'] if s.has_validation else state['params']
   results: dict[str, Any] = {
       'model': config.model,
@@ -472,6 +391,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
       'matmul_precision': config.matmul_precision,
       # Test numbers are computed in float32 at the highest matmul precision.
       'eval_matmul_precision': 'highest',
+      **workdir_lib.data_record(config, s.splits),  # the data the numbers measured
   }
   if config.init_from:
     results['init_from'] = ckpt_lib.source_workdir(config.init_from)
@@ -484,15 +404,19 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
   with jax.default_matmul_precision('highest'):
     results.update(family.evaluate(best_params, s.splits, s.eval_key, config))
     if family.sample is not None:
-      results.update(_samples(family, best_params, s.sample_key, workdir, s.splits.info,
+      results.update(workdir_lib.save_samples(family, best_params, s.sample_key, workdir, s.splits.info,
                               config))
     if family.pictures is not None and s.is_primary:
-      results.update(_without_plots_if_absent(
+      results.update(workdir_lib.without_plots_if_absent(
           family.pictures, best_params, s.splits, s.sample_key, workdir) or {})
   if s.is_primary:
-    results.update(_without_plots_if_absent(_plot_losses, workdir, config.model) or {})
-    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+    results.update(workdir_lib.without_plots_if_absent(
+        workdir_lib.plot_losses, workdir, config.model) or {})
+    kept = workdir_lib.keep_other_data_eval(workdir, results['data_fingerprint'])
+    if kept:
+      print(f'{config.model}: {workdir}/eval.json measured other data (or names none); '
+            f'kept as {kept}.', flush=True)
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILENAME), results)
   return results
 
 
@@ -507,12 +431,22 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       selected parameters a new run starts from, with a fresh optimiser state and
       schedule, e.g. a second cosine cycle), `allow_resume_changes` (see below)).
     workdir: output folder; re-running with the same workdir resumes. A fresh run
-      writes its config to `workdir/config.json`; resuming under a config that changes
+      writes its config to `workdir/config.json` once its first checkpoint is
+      committed (a resumed run under changed settings likewise); resuming under a config that changes
       how the checkpoints train raises `run_config.ResumeConfigError` naming each
       change, unless `config.allow_resume_changes` (then the file is rewritten).
     family: the model's pure functions.
     splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
+
+  Raises:
+    workdir.WorkdirLockedError: another live process is running in `workdir`.
   """
+  # One run per workdir: a second one stops here, naming the holder.
+  with workdir_lib.WorkdirLock(workdir, enabled=parallel.distributed.is_primary()):
+    return _run(config, workdir, family, splits)
+
+
+def _run(config, workdir: str, family: Family, splits) -> dict:
   s, state = _prepare(config, workdir, family, splits)
   # Several processes: every one must take part in orbax's saves (its barriers span all
   # processes); orbax itself writes replicated arrays from process 0 only.
@@ -521,13 +455,14 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       is_primary=s.is_primary or jax.process_count() > 1, asynchronous=True)
   writer = None
   try:
-    _, state = _restore(s, state, checkpointer)
+    restored_step, state = _restore(s, state, checkpointer)
     # From here on `state` is in the mode's device layout (replicated for pmap and
     # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
     if s.resident:
       state = dict(state, data=dict(s.splits.train))
     state = s.dp.put_state(state)
-    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary)
+    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary,
+                                      resume_step=restored_step)
     state, step, _, steps_per_s = _train(s, state, checkpointer, writer)
   finally:
     if writer is not None:
@@ -535,50 +470,3 @@ def run(config, workdir: str, family: Family, splits) -> dict:
     checkpointer.close()  # waits for the background saves: nothing is left in flight
   state = s.dp.get_state({k: v for k, v in state.items() if k != 'data'})
   return _finish(s, state, step, steps_per_s)
-
-
-def _samples(family: Family, params, key, workdir: str, info, config) -> dict:
-  """Draws a grid of samples, timing a second (compiled) draw for samples/s."""
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-  num = int(config.num_samples)
-  samples = np.asarray(family.sample(params, key, num))  # includes compilation
-  t0 = time.perf_counter()
-  again = np.asarray(family.sample(params, jax.random.fold_in(key, 1), num))
-  seconds = time.perf_counter() - t0
-  del again
-  if jax.process_index() == 0:
-    images.save_image_grid(samples, os.path.join(workdir, 'samples.png'),
-                           num_levels=info.num_levels)
-  return {'samples_per_s': num / seconds if seconds > 0 else None}
-
-
-def _without_plots_if_absent(fn, *args):
-  """`fn(*args)`; without matplotlib (the `[plots]` extra) its figures are skipped, said in
-  `eval.json` (`pictures_skipped`) and the log, and nothing else is lost."""
-  try:
-    return fn(*args)
-  except ImportError as e:
-    if 'gm_jax[plots]' not in str(e):
-      raise
-    logging.warning('%s', e)
-    return {'pictures_skipped': str(e)}
-
-
-def _plot_losses(workdir: str, model: str) -> None:
-  from gm_jax.evaluate import plots  # pylint: disable=g-import-not-at-top
-  records = metrics_lib.read_metrics(workdir)
-  keys = ['loss'] + sorted({k for r in records for k in r if k.startswith('val_')})[:2]
-  if records:
-    plots.plot_loss_curves(records, os.path.join(workdir, 'loss.png'), keys=keys, title=model)
-
-
-def _previous(workdir: str, key: str) -> Optional[float]:
-  """Reads `key` from an existing eval.json (a resumed run that trained no step)."""
-  path = os.path.join(workdir, 'eval.json')
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        return json.load(f).get(key)
-    except (OSError, json.JSONDecodeError):
-      return None
-  return None

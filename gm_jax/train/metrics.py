@@ -1,4 +1,9 @@
-"""Metric writers: `metrics.jsonl` (one JSON object per logged step) and TensorBoard."""
+"""Metric writers: `metrics.jsonl` (one JSON object per logged step) and TensorBoard.
+
+A resumed run first trims `metrics.jsonl` back to its checkpoint (`resume_step`): a
+last line cut by a kill and the records logged after the checkpoint (steps the resumed
+run trains again) are dropped, and said, so the file ends as an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +31,12 @@ class MetricWriter:
   Only the primary process writes (`enabled=False` makes every call a no-op).
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
+  def __init__(self, workdir: str, *, enabled: bool = True, resume_step: Optional[int] = None):
     self._enabled = enabled
     self._path = os.path.join(workdir, 'metrics.jsonl')
     self._tb = None
     if enabled:
+      trim(self._path, resume_step or 0)
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
         self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
@@ -51,9 +57,55 @@ class MetricWriter:
           self._tb.add_scalar(prefix + k, float(v), int(step))
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
-      self._tb.close()
+    """Flushes and closes the TensorBoard files; where that fails (a full disk), says so
+    in one line and abandons them rather than hide the error that stopped the run."""
+    if self._tb is None:
+      return
+    tb, self._tb = self._tb, None
+    try:
+      tb.flush()
+      tb.close()
+    except OSError as e:
+      print(f'WARNING: TensorBoard events in {os.path.dirname(self._path)} not flushed: '
+            f'{e}', flush=True)
+      for file_writer in getattr(tb, 'all_writers', {}).values():
+        # Without this, tensorboardX's atexit hook retries the flush and prints tracebacks.
+        events = getattr(file_writer, 'event_writer', None)
+        if events is not None:
+          events._closed = True  # noqa: SLF001 (no public way to abandon a writer)
+
+
+def trim(path: str, last_step: int) -> None:
+  """Drops a cut last line and the records after `last_step` from `path` (atomically)."""
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except FileNotFoundError:
+    return
+  lines = data.split(b'\n')
+  cut = lines.pop()  # b'' when the file ends with a newline
+  kept, later = [], 0
+  for line in lines:
+    try:
+      step = json.loads(line)['step']
+    except (ValueError, KeyError, TypeError):
+      step = None  # an unreadable line in the middle: kept as it is
+    if step is not None and step > last_step:
+      later += 1
+    else:
+      kept.append(line + b'\n')
+  if not cut and not later:
+    return
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(b''.join(kept))
+  os.replace(tmp, path)
+  said = []
+  if cut:
+    said.append(f'a last line cut by a kill ({len(cut)} bytes)')
+  if later:
+    said.append(f'{later} record(s) after step {last_step}, which this run trains again')
+  print(f'{path}: dropped ' + ' and '.join(said) + '.', flush=True)
 
 
 def read_metrics(workdir: str, *, keys: Optional[list[str]] = None) -> list[dict]:

@@ -17,6 +17,8 @@ schedules compared are the ones the family trains with (`Family.schedule`, hande
 the trainer; `optim.learning_rate_schedule` by default). A field that one config lacks
 and the other sets to its shared default (`defaults.TRAINING`) is no change.
 Workdirs written before `config.json` existed are resumed unchecked.
+
+`validate_config` checks the fields every config needs before a run starts.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from typing import Any, Callable, Optional
 import ml_collections
 import numpy as np
 
+from gm_jax import data as gm_data
+from gm_jax import parallel
+from gm_jax.nn import precision as precision_lib
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import defaults
 from gm_jax.train import optim
+from gm_jax.train import workdir as workdir_lib
 
 Schedule = Callable[[Any], Any]  # config -> optax.Schedule
 
@@ -45,6 +51,60 @@ MAY_CHANGE_ON_RESUME = frozenset((
     'parallel', 'max_train_seconds', 'allow_resume_changes', 'steps_per_loop',
     'device_data_max_bytes',
 ))
+
+
+REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
+                   'learning_rate', 'seed', 'checkpoint_every', 'log_every', 'parallel')
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
+
+
+def _positive_int(config, name: str) -> int:
+  value = config[name]
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
+  return int(value)
+
+
+def validate_config(config) -> None:
+  """Checks the fields every config must have; the error names the bad field."""
+  missing = [k for k in REQUIRED_FIELDS if k not in config]
+  if missing:
+    raise ValueError(f'config is missing required field(s): {", ".join(missing)}')
+  config = defaults.complete(config)
+  for name in ('batch_size', 'checkpoint_every', 'log_every', 'steps_per_loop'):
+    _positive_int(config, name)
+  if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
+    raise ValueError(
+        f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
+  if config.eval_every:
+    _positive_int(config, 'eval_every')
+  if not 0.0 <= config.validation_fraction < 1.0:
+    raise ValueError(f'config.validation_fraction must be in [0, 1), '
+                     f'got {config.validation_fraction!r}')
+  if config.parallel not in parallel.MODES:
+    raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
+                     f'got {config.parallel!r}')
+  _positive_int(config, 'loss_group_size')
+  defaults.check_one_of(config, 'input_pipeline', gm_data.INPUT_PIPELINES)
+  _positive_int(config, 'shuffle_buffer_size')
+  if (not isinstance(config.input_memory_max_bytes, (int, np.integer))
+      or isinstance(config.input_memory_max_bytes, bool) or config.input_memory_max_bytes < 0):
+    raise ValueError(f'config.input_memory_max_bytes must be a non-negative integer, '
+                     f'got {config.input_memory_max_bytes!r}')
+  if config.max_train_seconds < 0:
+    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), '
+                     f'got {config.max_train_seconds}')
+  if config.matmul_precision not in MATMUL_PRECISIONS:
+    raise ValueError(f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, '
+                     f'got {config.matmul_precision!r}')
+  precision_lib.resolve(config.compute_dtype)
+  k = int(config.steps_per_loop)
+  for name in ('log_every', 'checkpoint_every', 'eval_every'):
+    if config[name] and config[name] % k:
+      raise ValueError(
+          f'config.{name}={config[name]} must be a multiple of config.steps_per_loop={k}: '
+          'logs, validations and checkpoints happen between dispatches of '
+          'steps_per_loop steps')
 
 
 class ResumeConfigError(ValueError):
@@ -67,11 +127,7 @@ def _plain(config) -> dict[str, Any]:
 
 def save(workdir: str, config) -> None:
   """Writes `config` to `workdir/config.json` (atomically: a temporary file, renamed)."""
-  path = os.path.join(workdir, FILENAME)
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(_plain(config), f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  workdir_lib.write_json(os.path.join(workdir, FILENAME), _plain(config))
 
 
 def load(workdir: str):

@@ -78,3 +78,34 @@ def test_pickled_arrays_are_refused(tmp_path):
   with pytest.raises(ValueError, match='dtype object'):
     exported.write(str(tmp_path / 'o.npz'), 'digits',
                    {'train': {'image': np.array([None], dtype=object)}})
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('image', 240, r"field 'image' holds the value 240 \(example 2\); digits declares values "
+                   r'in \[0, 17\) \(num_levels = 17\)'),
+    ('label', 10, r"field 'label' holds the value 10 \(example 2\).*\[0, 10\)"),
+    ('label', -1, r"field 'label' holds the value -1 \(example 2\)"),
+])
+def test_exported_values_outside_the_declared_range_name_file_field_and_value(
+    tmp_path, field, value, match):
+  path = str(tmp_path / 'exported' / 'digits.npz')
+  arrays = _arrays(0)
+  arrays[field] = arrays[field].copy()
+  arrays[field][2] = value  # a whole example (image) or one label
+  exported.write(path, 'digits', {'train': arrays, 'test': _arrays(1)})
+  exported.read_split(path, 'digits', 'test')  # the good split reads
+  with pytest.raises(ValueError, match=f"{path}: split 'train' {match}"):
+    data.load_split('digits', 'train', data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize('change,match', [
+    (lambda a: dict(a, image=a['image'].astype(np.float32)), 'dtype float32; digits declares uint8'),
+    (lambda a: dict(a, image=a['image'][:, :4]), r'shape \(4, 8, 1\); digits declares \(8, 8, 1\)'),
+    (lambda a: {'image': a['image']}, "has no field 'label'"),
+    (lambda a: dict(a, label=a['label'][:3]), "'label' has 3 examples, 'image' has 5"),
+])
+def test_exported_arrays_of_another_dtype_or_shape_are_named(tmp_path, change, match):
+  path = str(tmp_path / 'd.npz')
+  exported.write(path, 'digits', {'train': change(_arrays(0))})
+  with pytest.raises(ValueError, match=match):
+    exported.read_split(path, 'digits', 'train')
