@@ -23,6 +23,8 @@ classifier). Each matches the code people report numbers with:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 
@@ -97,9 +99,8 @@ def mmd2_unbiased(features_1, features_2, *, degree: int = 3, gamma: float | Non
   m = x.shape[0]
   if y.shape[0] != m or m < 2:
     raise ValueError(f'mmd2_unbiased needs two sets of m >= 2 rows; got {x.shape}, {y.shape}')
-  kw = dict(degree=degree, gamma=gamma, coef0=coef0)
-  k_xx, k_yy, k_xy = (polynomial_kernel(x, x, **kw), polynomial_kernel(y, y, **kw),
-                      polynomial_kernel(x, y, **kw))
+  kernel = functools.partial(polynomial_kernel, degree=degree, gamma=gamma, coef0=coef0)
+  k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
   # torch-fidelity's order of summation (row sums less the diagonal), which matters in
   # float32, the dtype it computes in for float32 features.
   kt_xx = (k_xx.sum(axis=1) - np.diagonal(k_xx)).sum()

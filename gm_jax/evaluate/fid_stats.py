@@ -23,10 +23,7 @@ import numpy as np
 
 from gm_jax import data as gm_data
 from gm_jax import parallel
-from gm_jax.evaluate import feature_metrics
-from gm_jax.evaluate import feature_stats
-from gm_jax.evaluate import inception
-from gm_jax.evaluate import sample_metrics
+from gm_jax.evaluate import feature_metrics, feature_stats, inception, sample_metrics
 
 _IMAGE_KEYS = ('images', 'samples', 'image')
 

@@ -27,7 +27,8 @@ import io
 import os
 import struct
 import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -294,7 +295,7 @@ def fid_features_and_logits(params, images) -> tuple[jnp.ndarray, jnp.ndarray]:
   return _apply(params, images, logits=True)
 
 
-def init_params(key) -> dict:
+def init_params(key) -> Any:
   """Random parameters with the structure `load_torch_weights` returns (tests, shapes)."""
   return FIDInceptionV3().init(key, jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)), logits=True)
 
@@ -333,11 +334,11 @@ def torch_state_dict_to_params(state: dict) -> dict:
                        f'needs {shape.shape}')
     flat[tuple(keys)] = value
   params: dict = {}
-  for keys, value in flat.items():
+  for path_keys, value in flat.items():
     node = params
-    for k in keys[:-1]:
+    for k in path_keys[:-1]:
       node = node.setdefault(k, {})
-    node[keys[-1]] = jnp.asarray(value)
+    node[path_keys[-1]] = jnp.asarray(value)
   return {'params': params}
 
 
@@ -380,7 +381,8 @@ class _Global:
 class _Storage:
 
   def __init__(self, key: str, dtype):
-    self.key, self.dtype, self.data = key, dtype, None
+    self.key, self.dtype = key, dtype
+    self.data: np.ndarray | None = None
 
 
 def _allowed_global(module: str, name: str) -> _Global:
@@ -401,6 +403,8 @@ class _Tensor:
 
   def array(self) -> np.ndarray:
     flat = self.storage.data
+    if flat is None:
+      raise ValueError(f'the weights file has no bytes for storage {self.storage.key!r}')
     if not self.size:
       return flat[self.offset].copy()
     itemsize = flat.dtype.itemsize
@@ -536,7 +540,7 @@ def _storage_dtype(kind) -> Any:
 
 def _tensors(obj) -> dict:
   if not isinstance(obj, dict):
-    raise ValueError(f'the weights file holds a {type(obj).__name__}, not a state dict')
+    raise TypeError(f'the weights file holds a {type(obj).__name__}, not a state dict')
   return {k: v.array() for k, v in obj.items() if isinstance(v, _Tensor)}
 
 

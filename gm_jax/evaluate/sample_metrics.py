@@ -29,10 +29,7 @@ import os
 
 import numpy as np
 
-from gm_jax.evaluate import feature_metrics
-from gm_jax.evaluate import feature_stats
-from gm_jax.evaluate import fid
-from gm_jax.evaluate import inception
+from gm_jax.evaluate import feature_metrics, feature_stats, fid, inception
 
 FID_NETWORKS = ('classifier', 'inception')
 CLASSIFIER_RESIZE = 'none: the classifier reads the dataset resolution, levels to [-1, 1]'
@@ -123,8 +120,8 @@ def sample_metrics(config, samples, splits, *, cache_dir: str | os.PathLike[str]
     raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}")
   samples = np.asarray(samples)
   real = getattr(splits, split)['image']
-  out = {'fid_network': config.fid_network, 'fid_num_samples': int(len(samples)),
-         'fid_split': split, 'fid_real_count': int(len(real))}
+  out = {'fid_network': config.fid_network, 'fid_num_samples': len(samples),
+         'fid_split': split, 'fid_real_count': len(real)}
   if config.fid_network == 'classifier':
     if not info.num_classes:
       raise ValueError(f"config.fid_network='classifier' needs a labelled dataset to train its "
@@ -135,7 +132,7 @@ def sample_metrics(config, samples, splits, *, cache_dir: str | os.PathLike[str]
     quality = fid.sample_quality(classifier, samples, splits, num_classes=info.num_classes)
     quality['fid'] = fid.fid_from_features(gen_f, real_f)  # against `split`
     out.update(quality)
-    out['fid_num_samples'] = int(len(samples))
+    out['fid_num_samples'] = len(samples)
     out['fid_resize'] = CLASSIFIER_RESIZE
     out.update(_feature_metrics(gen_f, real_f))
     return out

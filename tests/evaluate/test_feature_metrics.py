@@ -100,7 +100,7 @@ def test_frechet_distance_singular_product_takes_pytorch_fids_eps_route(capsys):
   s2 = np.array([[1, 1, -1, 1, 0], [1, 1, -1, 1, 0], [-1, -1, 1, -1, 0],
                  [1, 1, -1, 1, 0], [0, 0, 0, 0, 0]], np.float64)
   mu = np.arange(5.0)
-  import scipy.linalg  # pylint: disable=g-import-not-at-top
+  import scipy.linalg
   assert not np.isfinite(scipy.linalg.sqrtm(s1 @ s2)).all()
   want = _pytorch_fid(mu, s1, mu + 1, s2)
   assert 'adding 1e-06 to diagonal' in capsys.readouterr().out

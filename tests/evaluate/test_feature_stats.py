@@ -2,7 +2,6 @@
 and the real-data cache keyed by dataset, split, network and the weights file's hash."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +13,10 @@ pytestmark = pytest.mark.xdist_group('feature_stats')
 
 
 def _report() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.evaluate import inception  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from gm_jax import parallel
+  from gm_jax.evaluate import inception
 
   params = inception.init_params(jax.random.key(0))
   images = np.random.default_rng(0).integers(0, 256, size=(8, 12, 10, 3), dtype=np.uint8)
@@ -72,7 +72,7 @@ def test_real_statistics_cache_is_keyed_by_weights_hash_and_split(tmp_path, monk
   weights = tmp_path / 'w.pth'
   weights.write_bytes(b'one')
   images = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
-  kw = dict(dataset='cifar10', weights_path=str(weights), keep=2)
+  kw = {'dataset': 'cifar10', 'weights_path': str(weights), 'keep': 2}
   a = feature_stats.cached_real_statistics(tmp_path, None, images, split='test', **kw)
   b = feature_stats.cached_real_statistics(tmp_path, None, images, split='test', **kw)
   assert calls == [2]  # the second call read the file

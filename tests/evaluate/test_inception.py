@@ -18,7 +18,7 @@ needs_reference = pytest.mark.skipif(_REF is None, reason='torch / pytorch-fid n
 
 def _randomize(model, seed):
   """Variance-preserving random weights and non-trivial BatchNorm statistics."""
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, t in model.state_dict().items():
@@ -27,7 +27,7 @@ def _randomize(model, seed):
       if name.endswith('conv.weight') or name == 'fc.weight':
         fan_in = t[0].numel()
         t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-      elif name.endswith('running_var') or name.endswith('bn.weight'):
+      elif name.endswith(('running_var', 'bn.weight')):
         t.copy_(0.5 + torch.rand(t.shape, generator=g))
       else:  # bn.bias, running_mean, fc.bias
         t.copy_(0.1 * torch.randn(t.shape, generator=g))
@@ -38,10 +38,10 @@ def reference(tmp_path_factory):
   """`(pytorch-fid InceptionV3 in eval mode, its FID Inception, weights path, our params)`."""
   if _REF is None:
     pytest.skip('torch / pytorch-fid not installed (extra [bench])')
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   pfi, _ = _REF
   built = []
-  original = pfi._inception_v3  # pylint: disable=protected-access
+  original = pfi._inception_v3
 
   def build(*args, **kwargs):  # pytorch-fid would download its weights: keep random ones
     net = original(*args, **kwargs)
@@ -50,11 +50,11 @@ def reference(tmp_path_factory):
     return net
 
   download = pfi.load_state_dict_from_url
-  pfi._inception_v3, pfi.load_state_dict_from_url = build, lambda *a, **k: None  # pylint: disable=protected-access
+  pfi._inception_v3, pfi.load_state_dict_from_url = build, lambda *a, **k: None
   try:
     model = pfi.InceptionV3([3], resize_input=True, normalize_input=True).eval()
   finally:
-    pfi._inception_v3, pfi.load_state_dict_from_url = original, download  # pylint: disable=protected-access
+    pfi._inception_v3, pfi.load_state_dict_from_url = original, download
   net = built[0]
   _randomize(net, seed=0)
   path = str(tmp_path_factory.mktemp('inception') / inception.FID_WEIGHTS_FILE)
@@ -63,7 +63,7 @@ def reference(tmp_path_factory):
 
 
 def _torch_features(model, images):
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # pytorch-fid's ToTensor
   if x.shape[1] == 1:
     x = x.repeat(1, 3, 1, 1)
@@ -88,7 +88,7 @@ def test_fid_features_match_pytorch_fid(reference):
   assert ours.shape == (2, inception.FEATURE_DIM)
   _assert_close(ours, ref)
   np.testing.assert_array_equal(np.asarray(inception.fid_features(params, rgb)), ours)
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   with torch.no_grad():
     ref_logits = net.fc(torch.from_numpy(ref)).numpy()
   _assert_close(logits, ref_logits)
@@ -104,8 +104,8 @@ def test_grey_downsampled_features_match_pytorch_fid(reference):
 @needs_reference
 @pytest.mark.parametrize('size', [(8, 8), (28, 19), (299, 299), (512, 301)])
 def test_resize_matches_torch_interpolate(size):
-  import torch  # pylint: disable=g-import-not-at-top
-  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+  import torch
+  import torch.nn.functional as F
   images = np.random.default_rng(2).integers(0, 256, size=(1, *size, 3), dtype=np.uint8)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
   want = 2 * F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False) - 1
@@ -115,7 +115,7 @@ def test_resize_matches_torch_interpolate(size):
 
 @needs_reference
 def test_reader_equals_torch_load_for_both_layouts(reference, tmp_path):
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   _, net, path, _ = reference
   legacy = str(tmp_path / 'legacy.pth')
   state = net.state_dict()

@@ -51,8 +51,9 @@ def write_state_dict(path: str, arrays: dict) -> None:
 def random_params(seed: int) -> dict:
   """Random FID-Inception params whose features vary with the input: variance-preserving
   convolutions and BatchNorm statistics away from the identity."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from gm_jax.evaluate import inception  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from gm_jax.evaluate import inception
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(inception.init_params, jax.random.key(0))
 
