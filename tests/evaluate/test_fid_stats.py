@@ -1,0 +1,146 @@
+"""`python -m gm_jax.evaluate.fid_stats` and `sample_metrics` on tfds's mocked CIFAR-10 (its
+first 4 test images) with random Inception weights written as a torch state-dict file: the plumbing,
+checked against NumPy statistics of the same features."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from gm_jax.evaluate import (
+  feature_metrics,
+  feature_stats,
+  fid_stats,
+  inception,
+  sample_metrics,
+)
+from tests.data import tfds_mock
+from tests.evaluate import torch_file
+
+pytest.importorskip('tensorflow_datasets')
+
+
+@pytest.fixture
+def fast_fid(monkeypatch):
+  """The symmetric-eigh FID of `gm_jax.evaluate.fid` in place of pytorch-fid's `sqrtm`:
+  `scipy.linalg.sqrtm` of a 2048 x 2048 product takes ~2 minutes on the shared test
+  machine (eigh: 8 s). The formula itself is checked against pytorch-fid in
+  test_feature_metrics.py; here only the plumbing around it is."""
+  from gm_jax.evaluate import fid
+  monkeypatch.setattr(feature_metrics, 'frechet_distance', fid.frechet_distance)
+  return fid.frechet_distance
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  """`(weights path, params, cifar10 splits (mocked, 4 test rows), 4 samples, root, their
+  features and the real rows' features)`: the Inception runs on 4 images of one shape only."""
+  from gm_jax import data as gm_data
+  root = tmp_path_factory.mktemp('fid_stats')
+  params = torch_file.random_params(1)
+  path = str(root / inception.FID_WEIGHTS_FILE)
+  torch_file.write_state_dict(path, torch_file.params_to_state_dict(params))
+  with tfds_mock.mock_tfds():
+    splits = gm_data.load_splits('cifar10', data_dir=str(root / 'tfds'))
+  splits = dataclasses.replace(splits, test={k: v[:4] for k, v in splits.test.items()})
+  samples = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+  gen = feature_stats.statistics(params, samples, keep=4, logits=True)
+  real = feature_stats.statistics(params, splits.test['image'], keep=4)
+  return path, params, splits, samples, root, gen, real
+
+
+def test_written_weights_load_back_exactly(setup):
+  path, params, *_ = setup
+  loaded = inception.load_torch_weights(path)
+  jax.tree.map(np.testing.assert_array_equal, loaded, params)
+  try:
+    import torch
+  except ImportError:
+    return
+  ref = torch.load(path, weights_only=True)  # the writer follows torch's layout
+  ours = inception.read_torch_state_dict(path)
+  assert sorted(ref) == sorted(ours)
+  for k, v in ref.items():
+    np.testing.assert_array_equal(v.numpy(), ours[k])
+
+
+def test_cli_dataset_stats_and_fid_between_files(setup, tmp_path, fast_fid):
+  path, _, _, samples, root, gen, real = setup
+  out = str(tmp_path / 'cifar10_test.npz')
+  with tfds_mock.mock_tfds():
+    res = fid_stats.main(['--weights', path, '--dataset', 'cifar10', '--split', 'test[:4]',
+                          '--data_dir', str(root / 'tfds'), '--out', out, '--parallel', 'none'])
+  assert res['count'] == 4
+  saved = feature_stats.load(out)
+  f = real.features.astype(np.float64)
+  np.testing.assert_allclose(saved.mu, f.mean(0), rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(saved.sigma, np.cov(f, rowvar=False), rtol=1e-8, atol=1e-12)
+  sample_file = str(tmp_path / 'samples.npz')
+  np.savez(sample_file, samples=samples)
+  res = fid_stats.main(['--weights', path, sample_file, out, '--parallel', 'none'])
+  want = fast_fid(*feature_metrics.gaussian_stats(gen.features), saved.mu, saved.sigma)
+  assert res['counts'] == [4, 4]
+  np.testing.assert_allclose(res['fid'], want, rtol=1e-6)  # one-pass vs np.cov sums
+  assert res['fid'] > 1e-3
+  with pytest.raises(SystemExit):
+    fid_stats.main(['--weights', path, sample_file])  # one file: usage error
+
+
+def test_sample_metrics_inception(setup, tmp_path, fast_fid):
+  path, _, splits, samples, _, gen, real = setup
+  config = ml_collections.ConfigDict({'fid_network': 'inception', 'inception_weights': path,
+                                      'fid_num_samples': 4})
+  assert sample_metrics.num_samples(config, splits) == 4
+  got = sample_metrics.sample_metrics(config, samples, splits, cache_dir=str(tmp_path))
+  want_fid = fast_fid(*feature_metrics.gaussian_stats(gen.features),
+                      *feature_metrics.gaussian_stats(real.features))
+  np.testing.assert_allclose(got['fid'], want_fid, rtol=1e-6)  # one-pass vs np.cov sums
+  assert got['fid'] > 1e-3
+  kid = feature_metrics.kernel_inception_distance(gen.features, real.features, subset_size=4)
+  assert got['kid_mean'] == pytest.approx(kid['kid_mean'], rel=1e-9)
+  prc = feature_metrics.precision_recall(gen.features, real.features)
+  assert (got['precision'], got['recall']) == (prc['precision'], prc['recall'])
+  isc = feature_metrics.inception_score(gen.logits, splits=4)
+  assert got['is_mean'] == pytest.approx(isc['is_mean'], rel=1e-9)
+  assert got['fid_network'] == 'inception' and got['fid_split'] == 'test'
+  assert got['fid_num_samples'] == 4 and got['fid_real_count'] == 4
+  assert got['fid_resize'] == inception.RESIZE_RULE
+  assert got['fid_weights_sha256'] == feature_stats.weights_sha256(path)
+  assert len(os.listdir(tmp_path / 'fid_stats')) == 1
+  json.dumps(got)  # eval.json-ready
+
+
+def test_sample_metrics_config_errors_name_the_field(setup):
+  _, _, splits, samples, *_ = setup
+  bad = ml_collections.ConfigDict({'fid_network': 'vgg', 'inception_weights': '',
+                                   'fid_num_samples': 0})
+  with pytest.raises(ValueError, match='config.fid_network'):
+    sample_metrics.sample_metrics(bad, samples, splits)
+  bad.fid_network = 'inception'
+  with pytest.raises(ValueError, match='config.inception_weights'):
+    sample_metrics.sample_metrics(bad, samples, splits)
+  bad.inception_weights = '/nowhere/pt_inception.pth'
+  with pytest.raises(FileNotFoundError, match='config.inception_weights.*Download'):
+    sample_metrics.sample_metrics(bad, samples, splits)
+
+
+def test_sample_metrics_classifier_on_digits():
+  from gm_jax import data as gm_data
+  from gm_jax.evaluate import fid
+  splits = gm_data.load_splits('digits')
+  config = ml_collections.ConfigDict({'fid_network': 'classifier', 'inception_weights': '',
+                                      'fid_num_samples': 0})
+  samples = splits.train['image'][:300]
+  got = sample_metrics.sample_metrics(config, samples, splits)
+  classifier = fid.classifier_for(splits)
+  gen_f = classifier.logits_and_features(samples)[1]
+  real_f = classifier.logits_and_features(splits.test['image'])[1]
+  assert got['fid'] == pytest.approx(fid.fid_from_features(gen_f, real_f), rel=1e-9)
+  kid = feature_metrics.kernel_inception_distance(gen_f, real_f, subset_size=300)
+  assert got['kid_mean'] == pytest.approx(kid['kid_mean'], rel=1e-9)
+  assert got['fid_network'] == 'classifier' and got['fid_num_samples'] == 300
+  assert {'fid_floor', 'class_coverage', 'precision', 'recall'} <= set(got)
