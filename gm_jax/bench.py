@@ -12,8 +12,7 @@ The overrides apply to every config, e.g. `--config.compute_dtype=bfloat16` or
 `--config.steps_per_loop=10`.
 
 What a row measures, for the config as the trainer would train it (the family, config
-and data come from the family's own `train_and_evaluate`, stopped where it calls
-`gm_jax.train.loop.run`, so the naive Bayes full-batch fit, the binarised VAEs and the
+and data come from `gm_jax.families.setup`, what `gm_jax.train.loop.run` is handed, so the naive Bayes full-batch fit, the binarised VAEs and the
 diffusion defaults are what the trainer gets):
 
 - the bare step: the trainer's compiled dispatch (`steps_per_loop` train steps wrapped
@@ -278,35 +277,13 @@ def model_configs(configs_dir: str) -> list[str]:
 # One config.
 
 
-class _Captured(Exception):
-  """Carries what a family's `train_and_evaluate` hands to `loop.run`."""
-
-  def __init__(self, config, family, splits):
-    super().__init__('captured')
-    self.config, self.family, self.splits = config, family, splits
-
-
 def build(config, workdir: str):
-  """`(config, family, splits)` as `config.model`'s `train_and_evaluate` passes them to
-  `gm_jax.train.loop.run` (which is not called: the family's data loading, config
-  completion and closed-form pre-fits run, its training does not)."""
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  train_and_evaluate = registry.trainer_for(config.model)
-
-  def capture(cfg, unused_workdir, family, splits):
-    raise _Captured(cfg, family, splits)
-
-  run = loop.run
-  loop.run = capture
-  try:
-    train_and_evaluate(config, workdir)
-  except _Captured as c:
-    return c.config, c.family, c.splits
-  finally:
-    loop.run = run
-  raise BenchError(f'config.model {config.model!r}: its train_and_evaluate returned '
-                   'without calling gm_jax.train.loop.run; only the generic trainer is timed')
+  """`(config, family, splits)` as `gm_jax.families.setup` hands them to
+  `gm_jax.train.loop.run` (the family's data loading, config completion and closed-form
+  pre-fits run, its training does not)."""
+  del workdir  # nothing is written
+  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  return families.setup(config)
 
 
 def _bench_settings(config, steps: int):
@@ -768,9 +745,8 @@ def _modes_time_steps(dp, state, batches, steps, in_flight):
 
 def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') -> None:
   """`benchmarks/data_parallel.py`'s command line (see its docstring); JSON lines on stdout."""
-  import importlib  # pylint: disable=g-import-not-at-top
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
+  from gm_jax import families  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=(doc or __doc__).split('\n')[0])
   p.add_argument('--model', default='vae', help='a config in configs/ (not a classifier)')
   p.add_argument('--configs_dir', default=os.path.join(
@@ -797,7 +773,8 @@ def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') 
   n = jax.device_count()
   config = _modes_config(args)
   info = gm_data.get_info(args.dataset)
-  family = importlib.import_module(registry.MODELS[args.model]).make_family(config, info)
+  config = families.complete(config)
+  family = families.module_for(args.model).make_family(config, info)
   global_batch = args.per_device_batch * n
   rng = np.random.default_rng(0)
   batches = [{'image': rng.integers(0, info.num_levels, (global_batch,) + info.shape

@@ -76,33 +76,40 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def check_model(model: str) -> Callable:
-  """The trainer of `model`, or exits with a message saying what is missing."""
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  if model not in registry.MODELS:
-    raise ModelNotAvailable(
-        f'config.model {model!r} is not registered in gm_jax/train/registry.py '
-        f'(known: {", ".join(sorted(registry.MODELS))}); this table needs that family. '
-        'Add it to the registry, then re-run this script.')
+  """`gm_jax.families.train_and_evaluate` where `model` is registered, or exits with a
+  message saying what is missing."""
+  from gm_jax import families  # pylint: disable=g-import-not-at-top
   try:
-    return registry.trainer_for(model)
-  except (ValueError, ImportError) as e:
+    families.module_for(model)
+  except ValueError as e:
+    raise ModelNotAvailable(f'{e}; this table needs that family. Add its module to '
+                            'gm_jax/families/ (docs/families.md), then re-run this '
+                            'script.') from e
+  except ImportError as e:
     raise ModelNotAvailable(
-        f'config.model {model!r} is registered but its trainer does not import: {e}. '
+        f'config.model {model!r} is registered but its family does not import: {e}. '
         'This table needs that family; re-run when it has landed.') from e
+  return families.train_and_evaluate
 
 
 def check_binarize(config, train_and_evaluate) -> None:
-  """Exits if the row binarises but the family's trainer ignores `config.binarize`."""
-  from gm_jax.train import binarization, defaults  # pylint: disable=g-import-not-at-top
+  """Exits if the row binarises but the family of `config.model` ignores `config.binarize`
+  (`train_and_evaluate`: `gm_jax.families.train_and_evaluate`, or a module's own)."""
+  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import _binarization as binarization  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
   if defaults.complete(config, binarization.DEFAULTS).binarize == 'none':
     return
-  module = sys.modules[train_and_evaluate.__module__]
+  if train_and_evaluate is families.train_and_evaluate:
+    module = families.module_for(config.model)
+  else:
+    module = sys.modules[train_and_evaluate.__module__]
   if not hasattr(module, 'binarization'):
     raise ModelNotAvailable(
         f'config.binarize={config.binarize!r}, but {module.__name__} does not apply it: '
-        'its train_and_evaluate must call `splits, family = binarization.apply(config, '
-        'splits, make_family)` (gm_jax/train/binarization.py), as gm_jax/train/vae.py '
-        'does. Without it the row would train on grey levels and not be comparable.')
+        'its `prepare` hook must binarise the splits and its make_family wrap the family '
+        '(gm_jax/families/_binarization.py), as gm_jax/families/vae.py does. Without it '
+        'the row would train on grey levels and not be comparable.')
 
 
 def device_name() -> str:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gm_jax.train import optim
+from gm_jax import _optimizer
 
 # --------------------------------------------------------------------------
 # Parameters.
@@ -575,7 +575,7 @@ def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
                 num_steps):
   x = _float(x)
   # The project's one optimiser factory; L-BFGS without a step size line-searches.
-  optimizer = optim.optimizer(solver, learning_rate)
+  optimizer = _optimizer.optimizer(solver, learning_rate)
   params = logreg_init(x.shape[1], num_classes, dtype=x.dtype)
 
   def step(carry, _):

@@ -146,7 +146,7 @@ def _trainer_without_binarization(config, workdir):
 
 def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
   import ml_collections  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from gm_jax import families  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   # No `binarize` field, or 'none': the default, nothing to check.
   _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}),
                          _trainer_without_binarization)
@@ -154,7 +154,7 @@ def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
   _common.check_binarize(config, _trainer_without_binarization)
   with config.unlocked():
     config.binarize = 'static'
-  _common.check_binarize(config, vae.train_and_evaluate)
+  _common.check_binarize(config, families.train_and_evaluate)
   with pytest.raises(_common.ModelNotAvailable, match="binarize='static'"):
     _common.check_binarize(config, _trainer_without_binarization)
 
