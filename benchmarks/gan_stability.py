@@ -35,7 +35,7 @@ _xla.configure_cpu_flags()
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax import families  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax import families
 from gm_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 COLLAPSE_BELOW = 5  # classes

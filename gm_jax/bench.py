@@ -282,7 +282,7 @@ def build(config, workdir: str):
   `gm_jax.train.loop.run` (the family's data loading, config completion and closed-form
   pre-fits run, its training does not)."""
   del workdir  # nothing is written
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   return families.setup(config)
 
 
@@ -746,7 +746,7 @@ def _modes_time_steps(dp, state, batches, steps, in_flight):
 def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') -> None:
   """`benchmarks/data_parallel.py`'s command line (see its docstring); JSON lines on stdout."""
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   p = argparse.ArgumentParser(description=(doc or __doc__).split('\n')[0])
   p.add_argument('--model', default='vae', help='a config in configs/ (not a classifier)')
   p.add_argument('--configs_dir', default=os.path.join(

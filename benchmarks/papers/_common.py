@@ -78,7 +78,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 def check_model(model: str) -> Callable:
   """`gm_jax.families.train_and_evaluate` where `model` is registered, or exits with a
   message saying what is missing."""
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   try:
     families.module_for(model)
   except ValueError as e:
@@ -95,9 +95,9 @@ def check_model(model: str) -> Callable:
 def check_binarize(config, train_and_evaluate) -> None:
   """Exits if the row binarises but the family of `config.model` ignores `config.binarize`
   (`train_and_evaluate`: `gm_jax.families.train_and_evaluate`, or a module's own)."""
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
-  from gm_jax.families import _binarization as binarization  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
+  from gm_jax.families import _binarization as binarization
+  from gm_jax.train import defaults
   if defaults.complete(config, binarization.DEFAULTS).binarize == 'none':
     return
   if train_and_evaluate is families.train_and_evaluate:

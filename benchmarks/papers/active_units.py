@@ -25,7 +25,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   import jax  # pylint: disable=g-import-not-at-top
   from gm_jax.evaluate import activity  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
   from gm_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 

@@ -111,9 +111,8 @@ def module_for(model: str) -> types.ModuleType:
 
 def complete(config):
   """A copy of `config` with every shared (`train.defaults.TRAINING`) and family setting
-  (`DEFAULTS` of `config.model`'s module) filled in, then checked by that module's
-  `check_config` against the dataset's catalogue info where it has one."""
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  (`DEFAULTS` of `config.model`'s module) filled in where it is missing."""
+  from gm_jax.train import defaults
   if 'model' not in config:
     raise ValueError('config has no `model` field')
   module = module_for(config.model)
@@ -121,7 +120,7 @@ def complete(config):
 
 
 def _catalogue_info(config):
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  from gm_jax import data as gm_data
   try:
     return gm_data.get_info(config.dataset)
   except (ValueError, AttributeError, KeyError):
@@ -136,7 +135,7 @@ def setup(config) -> tuple[Any, Any, Any]:
   after loading where the catalogue does not know the dataset), loads the splits
   (`load_splits` hook), prepares them (`prepare` hook) and builds the family.
   """
-  from gm_jax.train import input_pipeline  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import input_pipeline
   config = complete(config)
   module = module_for(config.model)
   info = _catalogue_info(config)
@@ -154,6 +153,6 @@ def setup(config) -> tuple[Any, Any, Any]:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` in `workdir` (resuming its checkpoints); returns `eval.json`."""
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import loop
   config, family, splits = setup(config)
   return loop.run(config, workdir, family, splits)

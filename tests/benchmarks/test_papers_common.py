@@ -146,7 +146,7 @@ def _trainer_without_binarization(config, workdir):
 
 def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
   import ml_collections  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from gm_jax import families  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from gm_jax import families
   # No `binarize` field, or 'none': the default, nothing to check.
   _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}),
                          _trainer_without_binarization)

@@ -279,7 +279,7 @@ def test_unprepared_without_wheel_says_what_to_do(tmp_path, monkeypatch):
 
 def test_one_training_step_on_mnist_shaped_data(prepared_dir, tmp_path):
   from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
 
   c = vae_config.get_config()
   c.update(dataset='mnist_offline', data_dir=prepared_dir, binarize='dynamic',

@@ -93,7 +93,7 @@ def test_module_exposes_the_contract(model):
   for name, doc in module.DEFAULTS_DOC.items():
     assert isinstance(doc, str) and doc.strip() and '\n' not in doc, name
   # A family setting is the family's own: not a shared trainer default.
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import defaults
   assert not set(module.DEFAULTS) & set(defaults.TRAINING), model
 
 

@@ -35,7 +35,9 @@ def _small_config(tfds_dir, **overrides):
   return families.complete(c)
 
 
-@pytest.mark.parametrize('model', ['vae', 'cvae'])
+# The CVAE (which also writes class_samples.png); the plain VAE's artefacts, resume and
+# evaluation run in tests/families/test_contract.py.
+@pytest.mark.parametrize('model', ['cvae'])
 def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir, model):
   res = families.train_and_evaluate(_small_config(tfds_dir, model=model), str(tmp_path))
   for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'loss.png', 'reconstructions.png',

@@ -65,7 +65,7 @@ def test_module_is_one_xdist_group(request):
 
 
 def _families():
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   return sorted(m for m in families.model_names()
                 if families.module_for(m).__name__ != 'gm_jax.families.classifiers')
 
@@ -180,12 +180,12 @@ def _tiny_config(model):
   c.warmup_steps = 0
   c.num_train_steps = 3
   c.batch_size = 2 * NUM_DEVICES
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   return families.complete(c)
 
 
 def _family(model, info):
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   config = _tiny_config(model)
   return config, families.module_for(model).make_family(config, info)
 

@@ -160,7 +160,7 @@ def _worker(argv):
   from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
   from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
 
   # Synthetic digits-shaped data (every process builds the same arrays).

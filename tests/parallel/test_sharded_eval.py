@@ -101,7 +101,7 @@ def _family_test_numbers() -> dict:
   import dataclasses  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   from tests.parallel import test_data_parallel  # pylint: disable=g-import-not-at-top
 
   info = gm_data.get_info('digits')

@@ -463,7 +463,7 @@ def test_loop_and_run_config_name_no_family():
   """The trainer's own modules name no model and no family's setting (the `Family` says)."""
   import io  # pylint: disable=g-import-not-at-top
   import tokenize  # pylint: disable=g-import-not-at-top
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   family_words = set(families.model_names()) | {
       families.module_for(m).__name__.rsplit('.', 1)[1] for m in families.model_names()}
   family_words |= {'kl_warmup_steps', 'grad_skip_norm', 'free_bits', 'gan_loss', 'pool_size'}

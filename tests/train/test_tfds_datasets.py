@@ -77,7 +77,7 @@ def _short_domain_classifier(monkeypatch):
 
 
 def _train(name, tmp_path, **overrides):
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   make_config, module, metric = CASES[name]
   config = make_config()
   config.update(data_dir=str(tmp_path / 'tfds'), **overrides)
@@ -118,7 +118,7 @@ def test_auto_streams_a_split_above_the_byte_limit(tmp_path):
 
 
 def test_families_that_need_the_split_in_memory_say_so(tmp_path):
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   with pytest.raises(ValueError, match="config.input_pipeline='stream' is not supported here: "
                      'CycleGAN'):
     families.train_and_evaluate(_cyclegan(dataset='cycle_gan/horse2zebra',
@@ -150,7 +150,7 @@ def test_mock_matches_the_pipeline(tmp_path):
 
 def test_cyclegan_reads_the_domains_from_the_datasets_own_splits(tmp_path):
   """`cycle_gan/*` has trainA/trainB/testA/testB and no 'train' (tfds rejects it)."""
-  from gm_jax import families  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   from gm_jax.families import cyclegan  # pylint: disable=g-import-not-at-top
   config = families.complete(_cyclegan(dataset='cycle_gan/horse2zebra', data_dir=str(tmp_path)))
   with tfds_mock.mock_tfds():
