@@ -155,4 +155,30 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` in `workdir` (resuming its checkpoints); returns `eval.json`."""
   from gm_jax.train import loop
   config, family, splits = setup(config)
+  family = resuming_without_defaults(family, module_for(config.model), config, workdir)
   return loop.run(config, workdir, family, splits)
+
+
+def resuming_without_defaults(family, module, config, workdir: str):
+  """`family`, whose resume also lets through each `DEFAULTS` field that `workdir`'s saved
+  config (`train.run_config`) lacks and `config` holds at its default.
+
+  A run saved before its family listed that setting (or by a config that left it out)
+  trained with the default, so resuming it at the default changes nothing, as the
+  trainer already treats its shared settings (`defaults.TRAINING`).
+  """
+  import dataclasses
+  import json
+  from gm_jax.train import run_config
+  try:
+    saved = run_config.load(workdir)
+  except run_config.ResumeConfigError:
+    return family  # the trainer names the unreadable file
+  if saved is None:
+    return family
+  plain = lambda value: json.loads(json.dumps(value, default=repr))
+  same = frozenset(name for name, value in module.DEFAULTS.items()
+                   if name not in saved and plain(config[name]) == plain(value))
+  if not same:
+    return family
+  return dataclasses.replace(family, resume_may_change=family.resume_may_change | same)

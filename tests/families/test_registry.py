@@ -1,8 +1,9 @@
-"""A family from outside gm_jax: found through its entry point, trained by `gm_jax.main`.
+"""The registry (`gm_jax/families/__init__.py`), chiefly a family from outside gm_jax:
+found through its entry point, trained by `python -m gm_jax.main`.
 
 The package is written into `tmp_path` (a diagonal Gaussian density on the digits' bin
 centres, its `.dist-info` declaring the `gm_jax.families` entry point, and a config
-file), and nothing of gm_jax is edited.
+file), and nothing of gm_jax is edited. Broken entry points are named.
 """
 
 import json
@@ -177,3 +178,25 @@ def test_a_model_name_claimed_twice_is_named(site):
   with pytest.raises(ValueError, match=r"'vae' is claimed by two families: "
                                        r'gm_jax.families.vae .* and gm_ext_twin'):
     families.model_names()
+
+
+def test_resuming_a_run_saved_without_a_family_default_lets_it_through(tmp_path):
+  """A config.json written before the family listed a setting (it trained at the default)
+  resumes; one that set another value does not."""
+  import ml_collections
+  from gm_jax.train import family as family_lib
+  from gm_jax.train import run_config
+  module = families.module_for('realnvp')
+  config = families.complete(ml_collections.ConfigDict({'model': 'realnvp', 'seed': 0}))
+  saved = {k: v for k, v in config.to_dict().items() if k != 'num_couplings'}
+  (tmp_path / run_config.FILENAME).write_text(json.dumps(saved))
+  fam = family_lib.Family(name='realnvp', init=None, loss=None, evaluate=None,
+                          resume_may_change=frozenset({'eval_dequant_samples'}))
+  out = families.resuming_without_defaults(fam, module, config, str(tmp_path))
+  assert out.resume_may_change == {'eval_dequant_samples', 'num_couplings'}
+  assert run_config.changes(saved, config, may_change=out.resume_may_change) == []
+  assert run_config.changes(saved, config) == ['num_couplings: (absent) -> 4']
+  config.num_couplings = 8  # not the default: a change the trainer names
+  out = families.resuming_without_defaults(fam, module, config, str(tmp_path))
+  assert run_config.changes(saved, config, may_change=out.resume_may_change) == [
+      'num_couplings: (absent) -> 8']
