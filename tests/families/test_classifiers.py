@@ -77,7 +77,7 @@ def test_naive_bayes_other_variants(tmp_path, data_dir, variant):
   assert (tmp_path / 'samples.png').exists()
 
 
-def test_logreg_trains_checkpoints_and_resumes(tmp_path, data_dir):
+def test_logreg_trains_and_checkpoints(tmp_path, data_dir):
   config = _load_config('logreg', data_dir=data_dir, num_train_steps=200, log_every=50,
                         eval_every=100, checkpoint_every=100, progress_bar=False)
   results = families.train_and_evaluate(config, str(tmp_path))
@@ -88,10 +88,7 @@ def test_logreg_trains_checkpoints_and_resumes(tmp_path, data_dir):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['100', '200']
   with open(tmp_path / 'metrics.jsonl') as f:
     losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
-  assert losses[-1] < losses[0]
-  # Re-running resumes from step 200: nothing to train, same evaluation.
-  again = families.train_and_evaluate(config, str(tmp_path))
-  assert again['test_accuracy'] == results['test_accuracy']
+  assert losses[-1] < losses[0]  # resuming: tests/families/test_contract.py
 
 
 @pytest.mark.parametrize('name,overrides,field', [

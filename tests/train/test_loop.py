@@ -1,7 +1,7 @@
 """The generic trainer: exact resume, corrupt checkpoints, NaN guard, config errors.
 
 A tiny linear-regression family keeps these fast; the VAE's own resume test
-(tests/train/test_vae_train.py) runs the real model through the CLI.
+(tests/families/test_vae.py) runs the real model through the CLI.
 """
 
 import dataclasses
