@@ -132,32 +132,21 @@ def selected(rows: list[Row], args) -> list[Row]:
   return [r for r in rows if r.key in wanted]
 
 
-# Config fields that a row's config may lack and `--set` may still name: the trainers
-# have a default for them outside the configs (a family's `DEFAULTS`, or
-# `config.get(field, default)`). The shared training settings are not listed: every
-# config has them (configs/common.py). tests/benchmarks/test_papers_common.py checks
-# this list against the sources of gm_jax/ and benchmarks/.
-OPTIONAL_FIELDS = frozenset((
-    'activation', 'alpha', 'architecture', 'attention', 'beta', 'binarize', 'binarize_seed',
-    'cells_per_group', 'channel_mults', 'channels', 'cond_drop_rate', 'conditional',
-    'dataset_b', 'decay_start_fraction', 'decoder_bias_init', 'dropout_rate',
-    'eval_bound_samples', 'eval_dequant_samples', 'exact_trace_max_dims', 'fid_num_samples',
-    'fourier_exponents', 'free_bits', 'grad_skip_norm', 'guidance_scale', 'iwae_train_samples',
-    'kl_warmup_steps', 'l2', 'learned_prior', 'likelihood', 'likelihood_batch_size',
-    'likelihood_solver', 'likelihood_steps', 'log_snr_max', 'log_snr_min', 'logit_alpha',
-    'nb_variant', 'noise_schedule', 'normalization', 'num_res_blocks', 'objective',
-    'output_cells', 'picture_temperatures', 'prediction_type', 'sample_batch_size',
-    'sample_length', 'sample_steps', 'sample_temperature', 'sampler', 'sigma_min',
-    'spectral_reg', 'timing_fid_samples', 'timing_samplers', 'top_hidden', 'top_latent_dim',
-    'val_samples', 'var_smoothing'))
+def optional_fields() -> frozenset:
+  """Config fields that a row's config may lack and `--set` may still name: every family
+  setting (the `DEFAULTS` of every registered family module, `gm_jax.families`). The
+  shared training settings are not listed: every config has them (configs/common.py)."""
+  from gm_jax import families
+  return frozenset().union(*(families.module_for(m).DEFAULTS for m in families.model_names()))
 
 
 def _check_set_field(field: str, row: Row, known) -> None:
   """A `--set` field must be one the row's config, its overrides or a trainer knows."""
-  if field in known or field in row.overrides or field in OPTIONAL_FIELDS:
+  optional = optional_fields()
+  if field in known or field in row.overrides or field in optional:
     return
   import difflib  # pylint: disable=g-import-not-at-top
-  close = difflib.get_close_matches(field, sorted(set(known) | OPTIONAL_FIELDS), n=3)
+  close = difflib.get_close_matches(field, sorted(set(known) | optional), n=3)
   hint = f'; did you mean {", ".join(close)}?' if close else ''
   raise SystemExit(f'--set {field}=...: configs/{row.config}.py has no field {field!r} and no '
                    f'trainer reads it (row {row.key}){hint}')
