@@ -45,7 +45,6 @@ _xla.configure_cpu_flags()
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import dataclasses
-import importlib
 import json
 import os
 import platform
@@ -56,11 +55,11 @@ from typing import Optional
 import jax
 import numpy as np
 
+from gm_jax import families
 from gm_jax.data import DatasetInfo
 from gm_jax.demo import load_config
 from gm_jax.train import loop
 from gm_jax.train import metrics as metrics_lib
-from gm_jax.train import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_LIKE = DatasetInfo('mnist_offline', 'image', (28, 28, 1), 256, 10)
@@ -111,7 +110,7 @@ def run_one(row: Row, seed: int, workdir: str, budget: str,
   os.makedirs(workdir, exist_ok=True)
   t0 = time.time()
   try:
-    result = dict(registry.trainer_for(row.model)(config, workdir))
+    result = dict(families.train_and_evaluate(config, workdir))
     result['diverged'] = False
   except loop.NonFiniteLossError as e:
     result = {'diverged': True, 'error': str(e)}
@@ -148,8 +147,7 @@ def sampling_speed_28(row: Row, num: int = 64) -> Optional[float]:
   config = load_config(os.path.join(ROOT, 'configs', row.config))
   with config.unlocked():
     config.dataset = MNIST_LIKE.name
-  module = importlib.import_module(registry.MODELS[row.model])
-  family = module.make_family(config, MNIST_LIKE)
+  family = families.module_for(row.model).make_family(families.complete(config), MNIST_LIKE)
   if family.sample is None:
     return None
   rng = np.random.default_rng(0)

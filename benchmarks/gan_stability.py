@@ -35,7 +35,7 @@ _xla.configure_cpu_flags()
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax.train import gan  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax import families
 from gm_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 COLLAPSE_BELOW = 5  # classes
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
       workdir = os.path.join(args.out, 'runs', f'{loss}_seed{seed}')
       t0 = time.time()
       try:
-        result = gan.train_and_evaluate(config, workdir)
+        result = families.train_and_evaluate(config, workdir)
       except loop.NonFiniteLossError as e:
         result = {'error': str(e)}
       result.update(gan_loss=loss, seed=seed, seconds=round(time.time() - t0, 1))

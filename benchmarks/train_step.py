@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gm_jax import families
 from gm_jax.data import DatasetInfo
 from gm_jax.demo import load_config
 from gm_jax.train import loop
@@ -127,7 +128,7 @@ class Case:
   name: str
   config: str  # path under configs/
   info: DatasetInfo
-  family: str  # gm_jax.train.<family> and benchmarks.torch_ref.<family>
+  family: str  # gm_jax.families.<family> and benchmarks.torch_ref.<family>
   overrides: tuple = ()
 
   def load_config(self):
@@ -136,7 +137,7 @@ class Case:
       config.dataset = self.info.name
       for k, v in self.overrides:
         config[k] = v
-    return config
+    return families.complete(config)  # the family's DEFAULTS, as the trainer gets them
 
 
 CASES = (
@@ -188,7 +189,7 @@ def build_family(case: Case, batch_size: int, extra: tuple = ()):
     for k, v in extra:
       config[k] = v
   batch = make_batch(case, batch_size)
-  family = importlib.import_module(f'gm_jax.train.{case.family}').make_family(config, case.info)
+  family = importlib.import_module(f'gm_jax.families.{case.family}').make_family(config, case.info)
   return config, batch, family, family.init(jax.random.key(0), batch)
 
 
@@ -200,7 +201,7 @@ def flax_signature(params) -> list:
 
 def jax_side(case: Case, config, batch: dict):
   """The trainer's jitted step for `case`: `(step, state, params, compiled)`."""
-  module = importlib.import_module(f'gm_jax.train.{case.family}')
+  module = importlib.import_module(f'gm_jax.families.{case.family}')
   family = module.make_family(config, case.info)
   key = jax.random.key(int(config.seed))
   init_key, train_key = jax.random.split(key)

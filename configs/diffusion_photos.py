@@ -11,7 +11,7 @@ SNR at t = 0 for the discrete decoder). test_bpd is the VDM bound in bits/dim of
 classifier's features does not apply and is not reported.
 
 Measured: not trained yet on this build (the digits configs took this session's CPU
-budget); tests/train/test_diffusion_train.py builds it and evaluates its loss.
+budget); tests/families/test_diffusion.py builds it and evaluates its loss.
 """
 
 from configs import diffusion

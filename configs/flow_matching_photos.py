@@ -10,7 +10,7 @@ test log-likelihood uses Hutchinson's trace estimator along the probability-flow
 fixed steps, and the uniform-dequantisation bound in bits/dim of the 8-bit data.
 
 Measured: not trained yet on this build (the digits configs took this session's CPU
-budget); tests/train/test_diffusion_train.py builds it and evaluates its loss.
+budget); tests/families/test_diffusion.py builds it and evaluates its loss.
 """
 
 from configs import flow_matching

@@ -22,7 +22,7 @@ def get_config():
   # Test bound: IWAE with 1,000 samples. A checkpoint every 250 steps, 3 kept.
   config.update(checkpoint_every=250, max_to_keep=3, iwae_samples=1000)
   # 'none' | 'static' | 'dynamic' (fresh Bernoulli draw per step, IWAE protocol); needs
-  # likelihood='bernoulli'. See gm_jax/train/binarization.py.
+  # likelihood='bernoulli'. See gm_jax/families/_binarization.py.
   config.update(binarize='none', binarize_seed=0)
 
   config.architecture = 'mlp'  # 'mlp' | 'conv'
@@ -33,7 +33,7 @@ def get_config():
   # top_hidden between them; the N(0, I) prior moves to z2.
   config.update(top_latent_dim=0, top_hidden=(50, 50))
   # 'zeros' | 'marginals': the MLP decoder's last bias starts at the training set's
-  # per-pixel marginals (Burda et al. 2016's code); see gm_jax/train/vae.py
+  # per-pixel marginals (Burda et al. 2016's code); see gm_jax/families/vae.py
   config.decoder_bias_init = 'zeros'
 
   config.objective = 'elbo'  # 'elbo' | 'iwae' (K = iwae_train_samples)

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
   parser.add_argument('--data_dir', default=None)
   args = parser.parse_args(argv)
 
-  from gm_jax.train import registry
+  from gm_jax import families
   wanted = [m for m in args.only.split(',') if m] or list(DEMO_RUNS)
   os.makedirs(args.out, exist_ok=True)
   rows, failures = [], []
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
       print(f'[demo] {model}: {cfg_file} not in this build, skipped', flush=True)
       continue
     try:
-      train_and_evaluate = registry.trainer_for(model)
+      families.module_for(model)
     except ValueError as e:
       print(f'[demo] {model}: skipped ({e})', flush=True)
       continue
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     print(f'[demo] {model}: training {config.num_train_steps} steps -> {workdir}', flush=True)
     t0 = time.time()
     try:
-      result = train_and_evaluate(config, workdir)
+      result = families.train_and_evaluate(config, workdir)
     except Exception:  # pylint: disable=broad-except
       traceback.print_exc()
       failures.append(model)

@@ -152,19 +152,19 @@ def main(argv):
                                     FLAGS.process_id, auto=FLAGS.distributed)
   except ValueError as e:
     raise app.UsageError(str(e))
-  from gm_jax.train import registry
+  from gm_jax import families
   config = with_init_from(FLAGS.config, FLAGS.init_from)
   config = with_allow_resume_changes(config, FLAGS.allow_resume_changes)
   if 'model' not in config:
     raise app.UsageError('config has no `model` field')
   try:
-    train_and_evaluate = registry.trainer_for(config.model)
+    families.module_for(config.model)
   except ValueError as e:
     raise app.UsageError(str(e))
   from gm_jax.train import workdir  # pylint: disable=g-import-not-at-top
   # Taken before the data load, so a second run on this workdir stops at once.
   with workdir.WorkdirLock(FLAGS.workdir, enabled=parallel.distributed.is_primary()):
-    results = train_and_evaluate(config, FLAGS.workdir)
+    results = families.train_and_evaluate(config, FLAGS.workdir)
   if parallel.distributed.is_primary():
     print(json.dumps(results, indent=2, sort_keys=True))
 

@@ -76,33 +76,40 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def check_model(model: str) -> Callable:
-  """The trainer of `model`, or exits with a message saying what is missing."""
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  if model not in registry.MODELS:
-    raise ModelNotAvailable(
-        f'config.model {model!r} is not registered in gm_jax/train/registry.py '
-        f'(known: {", ".join(sorted(registry.MODELS))}); this table needs that family. '
-        'Add it to the registry, then re-run this script.')
+  """`gm_jax.families.train_and_evaluate` where `model` is registered, or exits with a
+  message saying what is missing."""
+  from gm_jax import families
   try:
-    return registry.trainer_for(model)
-  except (ValueError, ImportError) as e:
+    families.module_for(model)
+  except ValueError as e:
+    raise ModelNotAvailable(f'{e}; this table needs that family. Add its module to '
+                            'gm_jax/families/ (docs/families.md), then re-run this '
+                            'script.') from e
+  except ImportError as e:
     raise ModelNotAvailable(
-        f'config.model {model!r} is registered but its trainer does not import: {e}. '
+        f'config.model {model!r} is registered but its family does not import: {e}. '
         'This table needs that family; re-run when it has landed.') from e
+  return families.train_and_evaluate
 
 
 def check_binarize(config, train_and_evaluate) -> None:
-  """Exits if the row binarises but the family's trainer ignores `config.binarize`."""
-  from gm_jax.train import binarization, defaults  # pylint: disable=g-import-not-at-top
+  """Exits if the row binarises but the family of `config.model` ignores `config.binarize`
+  (`train_and_evaluate`: `gm_jax.families.train_and_evaluate`, or a module's own)."""
+  from gm_jax import families
+  from gm_jax.families import _binarization as binarization
+  from gm_jax.train import defaults
   if defaults.complete(config, binarization.DEFAULTS).binarize == 'none':
     return
-  module = sys.modules[train_and_evaluate.__module__]
+  if train_and_evaluate is families.train_and_evaluate:
+    module = families.module_for(config.model)
+  else:
+    module = sys.modules[train_and_evaluate.__module__]
   if not hasattr(module, 'binarization'):
     raise ModelNotAvailable(
         f'config.binarize={config.binarize!r}, but {module.__name__} does not apply it: '
-        'its train_and_evaluate must call `splits, family = binarization.apply(config, '
-        'splits, make_family)` (gm_jax/train/binarization.py), as gm_jax/train/vae.py '
-        'does. Without it the row would train on grey levels and not be comparable.')
+        'its `prepare` hook must binarise the splits and its make_family wrap the family '
+        '(gm_jax/families/_binarization.py), as gm_jax/families/vae.py does. Without it '
+        'the row would train on grey levels and not be comparable.')
 
 
 def device_name() -> str:
@@ -125,32 +132,21 @@ def selected(rows: list[Row], args) -> list[Row]:
   return [r for r in rows if r.key in wanted]
 
 
-# Config fields that a row's config may lack and `--set` may still name: the trainers
-# have a default for them outside the configs (a family's `DEFAULTS`, or
-# `config.get(field, default)`). The shared training settings are not listed: every
-# config has them (configs/common.py). tests/benchmarks/test_papers_common.py checks
-# this list against the sources of gm_jax/ and benchmarks/.
-OPTIONAL_FIELDS = frozenset((
-    'activation', 'alpha', 'architecture', 'attention', 'beta', 'binarize', 'binarize_seed',
-    'cells_per_group', 'channel_mults', 'channels', 'cond_drop_rate', 'conditional',
-    'dataset_b', 'decay_start_fraction', 'decoder_bias_init', 'dropout_rate',
-    'eval_bound_samples', 'eval_dequant_samples', 'exact_trace_max_dims', 'fid_num_samples',
-    'fourier_exponents', 'free_bits', 'grad_skip_norm', 'guidance_scale', 'iwae_train_samples',
-    'kl_warmup_steps', 'l2', 'learned_prior', 'likelihood', 'likelihood_batch_size',
-    'likelihood_solver', 'likelihood_steps', 'log_snr_max', 'log_snr_min', 'logit_alpha',
-    'nb_variant', 'noise_schedule', 'normalization', 'num_res_blocks', 'objective',
-    'output_cells', 'picture_temperatures', 'prediction_type', 'sample_batch_size',
-    'sample_length', 'sample_steps', 'sample_temperature', 'sampler', 'sigma_min',
-    'spectral_reg', 'timing_fid_samples', 'timing_samplers', 'top_hidden', 'top_latent_dim',
-    'val_samples', 'var_smoothing'))
+def optional_fields() -> frozenset:
+  """Config fields that a row's config may lack and `--set` may still name: every family
+  setting (the `DEFAULTS` of every registered family module, `gm_jax.families`). The
+  shared training settings are not listed: every config has them (configs/common.py)."""
+  from gm_jax import families
+  return frozenset().union(*(families.module_for(m).DEFAULTS for m in families.model_names()))
 
 
 def _check_set_field(field: str, row: Row, known) -> None:
   """A `--set` field must be one the row's config, its overrides or a trainer knows."""
-  if field in known or field in row.overrides or field in OPTIONAL_FIELDS:
+  optional = optional_fields()
+  if field in known or field in row.overrides or field in optional:
     return
   import difflib  # pylint: disable=g-import-not-at-top
-  close = difflib.get_close_matches(field, sorted(set(known) | OPTIONAL_FIELDS), n=3)
+  close = difflib.get_close_matches(field, sorted(set(known) | optional), n=3)
   hint = f'; did you mean {", ".join(close)}?' if close else ''
   raise SystemExit(f'--set {field}=...: configs/{row.config}.py has no field {field!r} and no '
                    f'trainer reads it (row {row.key}){hint}')

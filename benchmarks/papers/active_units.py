@@ -25,7 +25,8 @@ def main(argv=None):
   args = p.parse_args(argv)
   import jax  # pylint: disable=g-import-not-at-top
   from gm_jax.evaluate import activity  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
+  from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
   from gm_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 
   results = []
@@ -40,7 +41,7 @@ def main(argv=None):
     if step is None:
       raise SystemExit(f'{row.key}: no checkpoint in {directory}; train the row first '
                        '(benchmarks/papers/iwae_table1.py with the same arguments)')
-    splits, _ = vae.load_splits(config)
+    config, _, splits = families.setup(config)  # the binarised splits the row trained on
     model = vae.build_model(config, splits.info)
     means = activity.vae_expected_means(model, state['best_params'], splits.test['image'],
                                         jax.random.key(0), num_samples=args.num_samples)

@@ -19,7 +19,7 @@ A 28x28 U-Net of 64 / 128 / 128 channels (two halvings: 28 -> 14 -> 7), attentio
 Not run yet on this build (a 28x28 U-Net needs an accelerator lease for a useful budget);
 papers.md gives a number only for rows that were run.
 
-Needs the `diffusion` and `flow_matching` families (gm_jax/train/diffusion.py).
+Needs the `diffusion` and `flow_matching` families (gm_jax/families/diffusion.py).
 """
 
 import _common

@@ -21,7 +21,7 @@ over x in [0, 1]); the Glow row uses Glow's released coupling scale sigmoid(raw 
 and 8 steps per scale. Rows run before 2026-11-27 (evening) used alpha 0.05 and, for
 Glow, passed the other two with `--set`.
 
-Needs the `realnvp`, `glow` and `nice` families (gm_jax/train/flows.py).
+Needs the `realnvp`, `glow` and `nice` families (gm_jax/families/flows.py).
 """
 
 import math

@@ -9,7 +9,7 @@ and spread of the distance between generated samples and the 10,000 test images,
 real-data floor (train vs test images in the same features) and the classifier's test
 accuracy. There is no paper value in this unit; the paper column names the loss.
 
-Needs the `dcgan` family (gm_jax/train/gan.py).
+Needs the `dcgan` family (gm_jax/families/gan.py).
 """
 
 import statistics

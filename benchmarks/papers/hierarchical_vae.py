@@ -7,7 +7,7 @@ Goal: below the two-stochastic-layer IWAE row of Burda et al. 2016, Table 1
 the training images, the test set binarised once (`np.random.default_rng([0, 2])`),
 Bernoulli decoder, NLL = -IWAE bound with k = 5,000 on the 10,000 test images.
 
-Needs the `hvae` family (gm_jax/train/hvae.py) to be registered and to apply
+Needs the `hvae` family (gm_jax/families/hvae.py) to be registered and to apply
 `config.binarize`; the script says so and stops otherwise.
 """
 

@@ -10,7 +10,7 @@ test set is a different draw from the paper's; the likelihood is exact (no bound
 Target on a CPU budget of a few hours: report the curve (`metrics.jsonl`, `loss.png` in
 the workdir) and the best value; goal within 2 nats.
 
-Needs the `pixelcnn` family (gm_jax/train/autoregressive.py) to be registered and to
+Needs the `pixelcnn` family (gm_jax/families/autoregressive.py) to be registered and to
 apply `config.binarize`; the script says so and stops otherwise.
 """
 

@@ -1,6 +1,6 @@
 """PyTorch replicas of `gm_jax.models.autoregressive` (gated PixelCNN, causal-conv LM).
 
-Layer for layer the models of `gm_jax.train.autoregressive.build_model`, channels-first:
+Layer for layer the models of `gm_jax.families.autoregressive.build_model`, channels-first:
 
 * `PixelCNN` (van den Oord et al. 2016a): per layer a vertical `(k//2 + 1, k)` conv
   over the rows above and the current one, a horizontal `(1, k//2 + 1)` conv over the
@@ -186,7 +186,7 @@ class CausalConvLM(nn.Module):
 
 
 def build_module(config, info) -> nn.Module:
-  """The replica of `gm_jax.train.autoregressive.build_model(config, info)`."""
+  """The replica of `gm_jax.families.autoregressive.build_model(config, info)`."""
   dropout = float(config.get('dropout_rate', 0.0))
   if config.model == 'pixelcnn':
     return PixelCNN(num_levels=info.num_levels, num_channels=info.shape[-1],

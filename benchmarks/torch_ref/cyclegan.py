@@ -1,5 +1,5 @@
 """PyTorch replica of the CycleGAN family (`gm_jax/models/cyclegan.py`,
-`gm_jax/train/cyclegan.py`).
+`gm_jax/families/cyclegan.py`).
 
 One step = the family's `train_update`:
 
@@ -13,7 +13,7 @@ One step = the family's `train_update`:
 
 Adam(`adam_b1`, `adam_b2`, eps 1e-8), learning rate constant until
 `decay_start_fraction * num_train_steps`, then linear decay to 0
-(`gm_jax.train.cyclegan.learning_rate_schedule`); no clipping. Returns
+(`gm_jax.families.cyclegan.learning_rate_schedule`); no clipping. Returns
 `g_loss + d_loss`, the family's `metrics['loss']`.
 
 Layers: reflection padding via `padding_mode='reflect'`, `nn.InstanceNorm2d(affine=True,
@@ -146,7 +146,7 @@ class ImagePool:
 
 
 def lr_at(config, step: int) -> float:
-  """`gm_jax.train.cyclegan.learning_rate_schedule(config)(step)`."""
+  """`gm_jax.families.cyclegan.learning_rate_schedule(config)(step)`."""
   lr = float(config.learning_rate)
   steps = int(config.num_train_steps)
   start = int(round(float(config.get('decay_start_fraction', 0.5)) * steps))

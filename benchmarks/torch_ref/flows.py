@@ -9,7 +9,7 @@ permutation and signs) and channel coupling, Glow's learned split prior (a parit
 channel coupling without dropout) and the multi-scale factor-out. The coupling network
 is Glow's 3x3 conv, ReLU, 1x1 conv, ReLU, dropout, zero-initialised 3x3 conv.
 
-Loss (`gm_jax.train.flows`): uniform dequantisation `x = (k + u) / L` with fresh
+Loss (`gm_jax.families.flows`): uniform dequantisation `x = (k + u) / L` with fresh
 noise every step, then the discrete bound `-log N(z; 0, I) - log|det| + D log L`
 in nats, averaged over the batch.
 

@@ -1,4 +1,4 @@
-"""PyTorch replica of the DCGAN family (`gm_jax/models/gan.py`, `gm_jax/train/gan.py`).
+"""PyTorch replica of the DCGAN family (`gm_jax/models/gan.py`, `gm_jax/families/gan.py`).
 
 One step = the family's `train_update`: draw `z`, update D on real and `G(z)` (two
 separate D passes in train mode, so real and fake batches get their own batch-norm

@@ -1,4 +1,4 @@
-"""PyTorch replica of the VAE family (`gm_jax/models/vae.py`, `gm_jax/train/vae.py`).
+"""PyTorch replica of the VAE family (`gm_jax/models/vae.py`, `gm_jax/families/vae.py`).
 
 Same layers as the Flax `VAE` / `ConditionalVAE`:
 
@@ -239,7 +239,7 @@ class VAETorch(nn.Module):
 
 
 def build_module(config, info) -> VAETorch:
-  """`gm_jax.train.vae.build_model`, in PyTorch."""
+  """`gm_jax.families.vae.build_model`, in PyTorch."""
   if config.get('objective', 'elbo') != 'elbo':
     raise NotImplementedError('only the ELBO objective is replicated')
   return VAETorch(

@@ -1,47 +1,22 @@
 """The one place where the bench reaches a family: `trainer_inputs`.
 
 Everything else in `gm_jax.bench` takes `(config, family, splits)` as this function
-returns them, so swapping how a family is found (a family registry's `setup(config)`)
-changes this module only.
+returns them: the same `gm_jax.families.setup` that `python -m gm_jax.main` trains
+through, so the bench times what the trainer gets (the naive Bayes full-batch fit, the
+binarised VAEs, the families' filled-in defaults) and replaces nothing.
 """
+
 from __future__ import annotations
-
-from gm_jax.bench.configs import BenchError
-
-
-class _Captured(Exception):
-  """Carries what a family's `train_and_evaluate` hands to `loop.run`."""
-
-  def __init__(self, config, family, splits):
-    super().__init__('captured')
-    self.config, self.family, self.splits = config, family, splits
 
 
 def trainer_inputs(config, workdir: str):
   """`(config, family, splits)` as the trainer would train them; nothing is trained.
 
-  Today's way: `config.model`'s `train_and_evaluate` runs until it calls
-  `gm_jax.train.loop.run`, which is replaced for that call and restored after (the
-  family's data loading, config completion and closed-form pre-fits run, its training
-  does not). `workdir` is where that run may write; nothing is left to read there.
-
-  Raises:
-    BenchError: the family's `train_and_evaluate` returned without calling `loop.run`.
+  Args:
+    config: a model config (`config.model` names a registered family's model).
+    workdir: unused (kept so the bench's callers need not change); nothing is written.
   """
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  train_and_evaluate = registry.trainer_for(config.model)
+  del workdir
+  from gm_jax import families
 
-  def capture(cfg, unused_workdir, family, splits):
-    raise _Captured(cfg, family, splits)
-
-  run = loop.run
-  loop.run = capture
-  try:
-    train_and_evaluate(config, workdir)
-  except _Captured as c:
-    return c.config, c.family, c.splits
-  finally:
-    loop.run = run
-  raise BenchError(f'config.model {config.model!r}: its train_and_evaluate returned '
-                   'without calling gm_jax.train.loop.run; only the generic trainer is timed')
+  return families.setup(config)

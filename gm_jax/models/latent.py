@@ -67,10 +67,10 @@ def iwae_estimate(log_weights: LogWeights, params, inputs: tuple, key, *, num_sa
 
 
 def checked_likelihood(config, info, family: str) -> str:
-  """`config.likelihood` (default 'categorical') of an image family, checked against `info`."""
+  """`config.likelihood` of an image family (its `DEFAULTS` fill it), checked against `info`."""
   if info.kind != 'image':
     raise ValueError(f'the {family} family needs an image dataset; {info.name!r} is {info.kind}')
-  likelihood = config.likelihood if 'likelihood' in config else 'categorical'
+  likelihood = config.likelihood
   if likelihood == 'bernoulli' and info.num_levels != 2:
     raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
                      f'{info.num_levels} levels (use binarized_mnist, set config.binarize '

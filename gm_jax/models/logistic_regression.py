@@ -24,7 +24,7 @@ import optax
 from gm_jax import _checks
 from gm_jax._checks import as_float as _float
 from gm_jax._checks import is_concrete as _concrete
-from gm_jax.train import optim
+from gm_jax import _optimizer
 
 
 class LogRegParams(NamedTuple):
@@ -135,7 +135,7 @@ def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
                 num_steps):
   x = _float(x)
   # The project's one optimiser factory; L-BFGS without a step size line-searches.
-  optimizer = optim.optimizer(solver, learning_rate)
+  optimizer = _optimizer.optimizer(solver, learning_rate)
   params = logreg_init(x.shape[1], num_classes, dtype=x.dtype)
 
   def step(carry, _):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gm_jax import _optimizer
 from gm_jax.train import defaults
 
 
@@ -37,36 +38,10 @@ def learning_rate_schedule(config) -> optax.Schedule:
       [optax.linear_schedule(lr / warmup, lr, warmup), after], [warmup])
 
 
-OPTIMIZERS = ('adam', 'sgd', 'lbfgs')
-
-
-def optimizer(name: str, learning_rate, *, b1: float = 0.9, b2: float = 0.999,
-              weight_decay: float = 0.0, clip_norm: float = 0.0,
-              ) -> optax.GradientTransformation:
-  """The one optimiser factory of gm_jax: `name` on `learning_rate` (a float or schedule).
-
-  Args:
-    name: 'adam' (AdamW where `weight_decay > 0`), 'sgd', or 'lbfgs' (full batch;
-      `learning_rate=None` uses its zoom line search).
-    learning_rate: step size or `optax.Schedule`.
-    b1, b2: Adam's moment decays (DCGAN: b1 = 0.5).
-    weight_decay: decoupled weight decay (Loshchilov & Hutter 2019); Adam only.
-    clip_norm: > 0 clips the gradients' global norm first.
-  """
-  if name not in OPTIMIZERS:
-    raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {name!r}')
-  if name != 'adam' and weight_decay:
-    raise ValueError(f'weight_decay={weight_decay} needs optimizer adam, got {name!r}')
-  parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
-  if name == 'lbfgs':
-    parts.append(optax.lbfgs(learning_rate=learning_rate))
-  elif name == 'sgd':
-    parts.append(optax.sgd(learning_rate))
-  elif weight_decay > 0:
-    parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
-  else:
-    parts.append(optax.adam(learning_rate, b1=b1, b2=b2))
-  return optax.chain(*parts)  # a chain even of one: the state's structure never varies
+# The one optimiser factory lives below the trainer, where models (a closed-form or
+# full-batch fit) may use it too.
+OPTIMIZERS = _optimizer.OPTIMIZERS
+optimizer = _optimizer.optimizer
 
 
 def make_optimizer(config, *, schedule: Optional[optax.Schedule] = None
@@ -99,8 +74,8 @@ def kl_warmup_weight(step, warmup_steps: int):
 
 
 def kl_warmup_steps(config) -> int:
-  """`config.kl_warmup_steps` (0 if absent), checked: an integer >= 0."""
-  steps = config.get('kl_warmup_steps', 0)
+  """`config.kl_warmup_steps` (a family default), checked: an integer >= 0."""
+  steps = config.kl_warmup_steps
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
     raise ValueError(f'config.kl_warmup_steps must be an integer >= 0, got {steps!r}')
   return int(steps)

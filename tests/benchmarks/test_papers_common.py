@@ -95,20 +95,30 @@ def _module_defaults(source: str) -> set:
 
 
 def test_optional_fields_are_the_ones_trainers_have_a_default_for():
+  """Every family setting with a default is in a family module's `DEFAULTS` (no inline
+  `config.get(field, default)` in gm_jax/ or benchmarks/), and those are the optional
+  fields."""
   from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
   repo = os.path.join(os.path.dirname(__file__), '..', '..')
-  read = set()
+  inline = {'gm_jax': set(), 'benchmarks': set()}
+  declared = set()
   for top in ('gm_jax', 'benchmarks'):
     for folder, _, files in os.walk(os.path.join(repo, top)):
       for name in files:
         if name.endswith('.py'):
           with open(os.path.join(folder, name)) as f:
             source = f.read()
-          read |= set(re.findall(r"config\.get\('([a-z_0-9]+)'", source))
+          inline[top] |= set(re.findall(r"config\.get\('([a-z_0-9]+)'", source))
           if top == 'gm_jax':
-            read |= _module_defaults(source)
-  # Every config has the shared training settings (configs/common.py): not optional.
-  assert read - set(defaults.TRAINING) == _common.OPTIONAL_FIELDS
+            declared |= _module_defaults(source)
+  # gm_jax/bench.py reads `architecture` only to report it (None where absent).
+  assert inline['gm_jax'] - {'architecture'} == set()
+  # The PyTorch replicas read the trainer's and the families' settings with defaults.
+  assert inline['benchmarks'] - set(defaults.TRAINING) <= _common.optional_fields()
+  # Modules that spread another's DEFAULTS (`**binarization.DEFAULTS`) declare those too.
+  from gm_jax.families import _binarization  # pylint: disable=g-import-not-at-top
+  declared |= set(_binarization.DEFAULTS)
+  assert declared - set(defaults.TRAINING) == _common.optional_fields()
 
 
 def test_every_config_has_the_shared_training_settings():
@@ -146,7 +156,7 @@ def _trainer_without_binarization(config, workdir):
 
 def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
   import ml_collections  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from gm_jax import families
   # No `binarize` field, or 'none': the default, nothing to check.
   _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}),
                          _trainer_without_binarization)
@@ -154,7 +164,7 @@ def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
   _common.check_binarize(config, _trainer_without_binarization)
   with config.unlocked():
     config.binarize = 'static'
-  _common.check_binarize(config, vae.train_and_evaluate)
+  _common.check_binarize(config, families.train_and_evaluate)
   with pytest.raises(_common.ModelNotAvailable, match="binarize='static'"):
     _common.check_binarize(config, _trainer_without_binarization)
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from benchmarks import train_step  # noqa: E402
 from benchmarks.torch_ref import autoregressive as torch_ar  # noqa: E402
 from benchmarks.torch_ref import common  # noqa: E402
-from gm_jax.train import autoregressive as ar_family  # noqa: E402
+from gm_jax.families import autoregressive as ar_family  # noqa: E402
 
 CASES = {c.name: c for c in train_step.CASES if c.family == 'autoregressive'}
 BATCH = 4

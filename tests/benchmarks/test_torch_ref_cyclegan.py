@@ -11,8 +11,8 @@ from benchmarks import train_step  # pylint: disable=g-import-not-at-top,wrong-i
 from benchmarks.torch_ref import common  # pylint: disable=wrong-import-position
 from benchmarks.torch_ref import cyclegan as torch_cyclegan  # pylint: disable=wrong-import-position
 from gm_jax.nn.layers import images_to_unit  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax.train import cyclegan as cyclegan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax.train import gan as gan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax.families import cyclegan as cyclegan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax.families import gan as gan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BATCH = 4
 CASES = {c.name: c for c in train_step.CASES if c.family == 'cyclegan'}

@@ -17,7 +17,7 @@ from benchmarks import train_step  # noqa: E402
 from benchmarks.torch_ref import common  # noqa: E402
 from benchmarks.torch_ref import flows as torch_flows  # noqa: E402
 from gm_jax.models import flows as flows_lib  # noqa: E402
-from gm_jax.train import flows as flows_family  # noqa: E402
+from gm_jax.families import flows as flows_family  # noqa: E402
 
 CASES = [c for c in train_step.CASES if c.family == 'flows']
 BATCH = 4

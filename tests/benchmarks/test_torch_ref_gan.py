@@ -12,7 +12,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import train_step  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks.torch_ref import common  # pylint: disable=wrong-import-position
 from benchmarks.torch_ref import gan as torch_gan  # pylint: disable=wrong-import-position
-from gm_jax.train import gan as gan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax.families import gan as gan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gm_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BATCH = 4

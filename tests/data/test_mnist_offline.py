@@ -280,7 +280,7 @@ def test_unprepared_without_wheel_says_what_to_do(tmp_path, monkeypatch):
 
 def test_one_training_step_on_mnist_shaped_data(prepared_dir, tmp_path):
   from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
 
   c = vae_config.get_config()
   c.update(dataset='mnist_offline', data_dir=prepared_dir, binarize='dynamic',
@@ -288,7 +288,7 @@ def test_one_training_step_on_mnist_shaped_data(prepared_dir, tmp_path):
            decoder_bias_init='marginals', dropout_rate=0.0, batch_size=8, num_train_steps=1,
            log_every=1, eval_every=1, checkpoint_every=1, warmup_steps=0, iwae_samples=3,
            num_samples=4, progress_bar=False)
-  res = vae_family.train_and_evaluate(c, str(tmp_path))
+  res = families.train_and_evaluate(c, str(tmp_path))
   assert res['dataset'] == 'mnist_offline' and res['train_steps'] == 1
   assert res['binarize'] == 'dynamic' and res['bound'] == 'iwae-3'
   assert np.isfinite(res['test_nll_nats'])

@@ -9,7 +9,7 @@ from scipy import special, stats
 
 from gm_jax import data as gm_data
 from gm_jax.models import vae as vae_lib
-from gm_jax.train import vae as vae_family
+from gm_jax.families import vae as vae_family
 
 
 def _tiny(latent=1, top=1, scale=0.3):

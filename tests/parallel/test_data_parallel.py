@@ -8,7 +8,7 @@ At the same global batch (8 = 4 devices x 2) and seed:
 * the VAE (its config's dropout on): 3 full train steps
   (`gm_jax.train.loop.make_train_step`) under each mode; metrics of every step and
   the final parameters;
-* every family in `gm_jax.train.registry` but the classifiers (which train in closed
+* every family in `gm_jax.families` but the classifiers (which train in closed
   form and have no step): VAE, CVAE, HVAE, NICE, RealNVP, Glow, PixelCNN, char LM
   (on random text). One batch through the loss as the train step evaluates it
   (`mean_over_groups`; the VAE also with 2-example groups) under each mode; forward
@@ -65,8 +65,9 @@ def test_module_is_one_xdist_group(request):
 
 
 def _families():
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  return sorted(m for m, mod in registry.MODELS.items() if mod != 'gm_jax.train.classifiers')
+  from gm_jax import families
+  return sorted(m for m in families.model_names()
+                if families.module_for(m).__name__ != 'gm_jax.families.classifiers')
 
 
 @pytest.fixture(scope='session')
@@ -179,14 +180,14 @@ def _tiny_config(model):
   c.warmup_steps = 0
   c.num_train_steps = 3
   c.batch_size = 2 * NUM_DEVICES
-  return c
+  from gm_jax import families
+  return families.complete(c)
 
 
 def _family(model, info):
-  import importlib  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   config = _tiny_config(model)
-  return config, importlib.import_module(registry.MODELS[model]).make_family(config, info)
+  return config, families.module_for(model).make_family(config, info)
 
 
 def _vae_steps(splits):

@@ -160,7 +160,8 @@ def _worker(argv):
   from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
   from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
+  from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
 
   # Synthetic digits-shaped data (every process builds the same arrays).
   rng = np.random.default_rng(0)
@@ -183,6 +184,7 @@ def _worker(argv):
     c.progress_bar = False
     wd = os.path.join(args.workdir, mode)
     with contextlib.redirect_stdout(io.StringIO()):
+      c = families.complete(c)
       loop.run(c, wd, vae.make_family(c, info), splits)
   print(json.dumps({'process_count': jax.process_count(),
                     'device_count': jax.device_count()}))

@@ -99,10 +99,9 @@ EVAL_MODELS = ('cvae', 'pixelcnn', 'realnvp', 'diffusion', 'flow_matching')
 
 def _family_test_numbers() -> dict:
   import dataclasses  # pylint: disable=g-import-not-at-top
-  import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   from tests.parallel import test_data_parallel  # pylint: disable=g-import-not-at-top
 
   info = gm_data.get_info('digits')
@@ -119,7 +118,7 @@ def _family_test_numbers() -> dict:
     # Diffusion without classes: its evaluate then stops at the likelihood (no FID).
     model_info = info if model == 'cvae' else dataclasses.replace(info, num_classes=0)
     splits = gm_data.Splits(train=arrays, validation=arrays, test=arrays, info=model_info)
-    family = importlib.import_module(registry.MODELS[model]).make_family(config, model_info)
+    family = families.module_for(model).make_family(config, model_info)
     params = family.init(jax.random.key(0), {k: v[:8] for k, v in arrays.items()})
     for size in (8, 6):
       for mode in ('none', 'sharding'):

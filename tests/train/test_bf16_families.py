@@ -6,7 +6,6 @@ loss must stay finite, the parameters float32, and the step's jaxpr must hold bf
 matmuls or convolutions (the policy reached the family's layers).
 """
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -14,12 +13,13 @@ import numpy as np
 import pytest
 
 from gm_jax import data as gm_data
+from gm_jax import families
 from gm_jax.train import optim
-from gm_jax.train import registry
 from gm_jax.train import step as step_lib
 from tests.parallel import test_data_parallel as dp_test
 
-FAMILIES = sorted(m for m, mod in registry.MODELS.items() if mod != 'gm_jax.train.classifiers')
+FAMILIES = sorted(m for m in families.model_names()
+                  if families.module_for(m).__name__ != 'gm_jax.families.classifiers')
 
 
 def _bf16_ops(jaxpr) -> int:
@@ -43,7 +43,7 @@ def test_family_trains_finite_under_bf16(model):
                                                      test=arrays, info=info))
   config = dp_test._tiny_config(model)
   config.batch_size = 4
-  family = importlib.import_module(registry.MODELS[model]).make_family(config, splits.info)
+  family = families.module_for(model).make_family(config, splits.info)
   batch = gm_data.batch_at_step(splits.train, 0, batch_size=4, seed=0)
   params = family.init(jax.random.key(0), batch)
   tx = optim.make_optimizer(config)

@@ -1,7 +1,7 @@
 """The generic trainer: exact resume, corrupt checkpoints, NaN guard, config errors.
 
 A tiny linear-regression family keeps these fast; the VAE's own resume test
-(tests/train/test_vae_train.py) runs the real model through the CLI.
+(tests/families/test_vae.py) runs the real model through the CLI.
 """
 
 import dataclasses
@@ -379,8 +379,9 @@ def test_config_changes_compare_json_values_and_one_init_from_source():
 
 
 def _cyclegan_schedule(config):
-  from gm_jax.train import cyclegan  # pylint: disable=g-import-not-at-top
-  return cyclegan.learning_rate_schedule(config)
+  from gm_jax.families import cyclegan  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  return cyclegan.learning_rate_schedule(defaults.complete(config, cyclegan.DEFAULTS))
 
 
 @pytest.mark.parametrize('model,fields,schedule,may_change', [
@@ -462,8 +463,9 @@ def test_loop_and_run_config_name_no_family():
   """The trainer's own modules name no model and no family's setting (the `Family` says)."""
   import io  # pylint: disable=g-import-not-at-top
   import tokenize  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import registry  # pylint: disable=g-import-not-at-top
-  family_words = set(registry.MODELS) | {m.rsplit('.', 1)[1] for m in registry.MODELS.values()}
+  from gm_jax import families
+  family_words = set(families.model_names()) | {
+      families.module_for(m).__name__.rsplit('.', 1)[1] for m in families.model_names()}
   family_words |= {'kl_warmup_steps', 'grad_skip_norm', 'free_bits', 'gan_loss', 'pool_size'}
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   for name in ('loop.py', 'run_config.py', 'step.py'):

@@ -54,7 +54,7 @@ def _cyclegan(**kw):
   return c
 
 
-# (dataset, config, the family's train_and_evaluate module, eval.json keys to check)
+# (dataset, config, the family's module in gm_jax.families, eval.json keys to check)
 CASES = {
     'mnist': (lambda: _vae(dataset='mnist'), 'vae', 'test_bpd'),
     'fashion_mnist': (lambda: _vae(dataset='fashion_mnist', model='cvae'), 'vae', 'test_bpd'),
@@ -77,14 +77,14 @@ def _short_domain_classifier(monkeypatch):
 
 
 def _train(name, tmp_path, **overrides):
-  import importlib  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   make_config, module, metric = CASES[name]
   config = make_config()
   config.update(data_dir=str(tmp_path / 'tfds'), **overrides)
-  family = importlib.import_module(f'gm_jax.train.{module}')
+  assert families.module_for(config.model).__name__ == f'gm_jax.families.{module}'
   workdir = tmp_path / 'run'
   with tfds_mock.mock_tfds():
-    res = family.train_and_evaluate(config, str(workdir))
+    res = families.train_and_evaluate(config, str(workdir))
   ev = json.loads((workdir / 'eval.json').read_text())
   assert ev['dataset'] == name and ev['train_steps'] == 4
   assert np.isfinite(ev[metric]), (metric, ev[metric])
@@ -118,16 +118,16 @@ def test_auto_streams_a_split_above_the_byte_limit(tmp_path):
 
 
 def test_families_that_need_the_split_in_memory_say_so(tmp_path):
-  from gm_jax.train import cyclegan  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import vae  # pylint: disable=g-import-not-at-top
+  from gm_jax import families
   with pytest.raises(ValueError, match="config.input_pipeline='stream' is not supported here: "
                      'CycleGAN'):
-    cyclegan.train_and_evaluate(_cyclegan(dataset='cycle_gan/horse2zebra',
+    families.train_and_evaluate(_cyclegan(dataset='cycle_gan/horse2zebra',
                                           input_pipeline='stream'), str(tmp_path))
   with tfds_mock.mock_tfds(), pytest.raises(ValueError, match="config.binarize='static'.*"
                                             "streamed.*config.input_pipeline='memory'"):
-    vae.train_and_evaluate(_vae(dataset='mnist', input_pipeline='stream', binarize='static',
-                                likelihood='bernoulli', data_dir=str(tmp_path)), str(tmp_path))
+    families.train_and_evaluate(_vae(dataset='mnist', input_pipeline='stream',
+                                     binarize='static', likelihood='bernoulli',
+                                     data_dir=str(tmp_path)), str(tmp_path))
 
 
 def test_mock_matches_the_pipeline(tmp_path):
@@ -150,8 +150,9 @@ def test_mock_matches_the_pipeline(tmp_path):
 
 def test_cyclegan_reads_the_domains_from_the_datasets_own_splits(tmp_path):
   """`cycle_gan/*` has trainA/trainB/testA/testB and no 'train' (tfds rejects it)."""
-  from gm_jax.train import cyclegan  # pylint: disable=g-import-not-at-top
-  config = _cyclegan(dataset='cycle_gan/horse2zebra', data_dir=str(tmp_path))
+  from gm_jax import families
+  from gm_jax.families import cyclegan  # pylint: disable=g-import-not-at-top
+  config = families.complete(_cyclegan(dataset='cycle_gan/horse2zebra', data_dir=str(tmp_path)))
   with tfds_mock.mock_tfds():
     splits = cyclegan.load_domains(config)
   a_train = tfds_mock.rows('cycle_gan/horse2zebra', 'trainA', range(6))['image']

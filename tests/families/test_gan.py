@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from gm_jax import data as gm_data
+from gm_jax import families
+from gm_jax.families import gan as gan_family
 from gm_jax import losses
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import gan as gan_family
 from gm_jax.train import loop
 
 INFO = gm_data.get_info('digits')
@@ -30,7 +31,7 @@ def _config(**kw):
                 batch_size=8, num_train_steps=6, checkpoint_every=3, log_every=3,
                 progress_bar=False, max_to_keep=5, fid_num_samples=200))
   c.update(kw)
-  return c
+  return families.complete(c)
 
 
 def _batch(n=8, seed=0):
@@ -123,7 +124,7 @@ def test_bad_config_errors_name_the_field():
   with pytest.raises(ValueError, match='config.conditional=True needs labels'):
     gan_family.make_family(_config(conditional=True), gm_data.get_info('binarized_mnist'))
   with pytest.raises(ValueError, match='config.gan_loss'):  # before any data is read
-    gan_family.train_and_evaluate(_config(gan_loss='hinge', data_dir='/nonexistent'), '/tmp/x')
+    families.train_and_evaluate(_config(gan_loss='hinge', data_dir='/nonexistent'), '/tmp/x')
 
 
 def _digits_splits():

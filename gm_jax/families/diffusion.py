@@ -34,14 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax import parallel
 from gm_jax import sampling
 from gm_jax.models import diffusion as dm
 from gm_jax.train import defaults
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
 from gm_jax.train.family import Family
 
 MODELS = ('diffusion', 'flow_matching')
@@ -84,6 +81,36 @@ DEFAULTS = {
     'exact_trace_max_dims': 256,
     'eval_dequant_samples': 1,
     'likelihood_batch_size': 40,
+}
+
+DEFAULTS_DOC = {
+    'channels': 'U-Net base width',
+    'channel_mults': 'U-Net width multiplier per resolution',
+    'num_res_blocks': 'residual blocks per U-Net resolution',
+    'attention': 'self-attention at the lowest resolution',
+    'dropout_rate': 'dropout in the residual blocks, in [0, 1)',
+    'fourier_exponents': 'Fourier-feature exponents of the input (VDM; () for none)',
+    'conditional': 'class-conditional model (with classifier-free guidance)',
+    'cond_drop_rate': 'probability of dropping the label in training (guidance)',
+    'guidance_scale': 'classifier-free guidance scale (0: unconditional, 1: conditional)',
+    'val_samples': 'draws of the objective per validation image',
+    'sampler': 'default sampler of samples.png and the FID',
+    'sample_steps': 'steps of the default sampler',
+    'timing_samplers': "'METHOD:STEPS' samplers timed (and optionally scored) too",
+    'fid_num_samples': 'samples of the FID (0: as many as training images)',
+    'timing_fid_samples': 'FID samples of each timed sampler (0: only samples/s)',
+    'sample_batch_size': 'images per sampler call',
+    'noise_schedule': 'VDM: log-SNR schedule, one of models.diffusion.SCHEDULES',
+    'log_snr_min': 'VDM: log-SNR at t = 1',
+    'log_snr_max': 'VDM: log-SNR at t = 0',
+    'prediction_type': 'VDM: what the network predicts, one of models.diffusion.PREDICTIONS',
+    'eval_bound_samples': 'VDM: draws of the variational bound per test image',
+    'sigma_min': 'flow matching: noise scale at t = 1, in [0, 1)',
+    'likelihood_solver': 'flow matching: ODE solver of the likelihood',
+    'likelihood_steps': 'flow matching: solver steps of the likelihood',
+    'exact_trace_max_dims': 'flow matching: exact divergence up to this many dims',
+    'eval_dequant_samples': 'flow matching: dequantisation draws per test image',
+    'likelihood_batch_size': 'flow matching: test images per likelihood batch',
 }
 
 # Evaluation-only settings: a resumed run may change them.
@@ -148,7 +175,6 @@ def check_config(config, info) -> None:
 
 def build_model(config, info):
   """The `VDM` or `FlowMatching` of `config` for dataset `info` (checked)."""
-  config = defaults.complete(config, DEFAULTS)
   check_config(config, info)
   net = dm.UNet(channels=config.channels, channel_mults=tuple(config.channel_mults),
                 num_res_blocks=config.num_res_blocks, attention=bool(config.attention),
@@ -170,7 +196,6 @@ def _repeat(tree, k: int):
 
 def make_family(config, info) -> Family:
   """Pure functions of the diffusion or flow-matching model for the generic trainer."""
-  config = defaults.complete(config, DEFAULTS)
   model = build_model(config, info)
   is_vdm = config.model == 'diffusion'
   levels, num_dims, shape = info.num_levels, info.num_dims, tuple(info.shape)
@@ -262,7 +287,6 @@ def make_family(config, info) -> Family:
   # -- evaluation ----------------------------------------------------------------------
 
   def evaluate(params, splits, key, cfg):
-    cfg = defaults.complete(cfg, DEFAULTS)
     like_key, sample_key = jax.random.split(key)
     mesh = parallel.eval_mesh(cfg.parallel)
     if is_vdm:
@@ -427,11 +451,3 @@ def _sample_quality(sample_with, params, splits, key, cfg, default_sampler) -> d
       results[f'class_coverage_{name}'] = quality['class_coverage']
       results[f'fid_samples_{name}'] = count
   return results
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads `config.dataset` and trains the model on it (bad fields fail before loading)."""
-  config = defaults.complete(config, DEFAULTS)
-  check_config(config, gm_data.get_info(config.dataset))
-  splits = input_pipeline.load_splits(config)
-  return loop.run(config, workdir, make_family(config, splits.info), splits)

@@ -25,12 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gm_jax import data as gm_data
 from gm_jax import parallel
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
 
@@ -38,6 +35,13 @@ MODELS = ('dcgan',)
 # Programs that run once (initialisation): compile fast rather than run fast. XLA:CPU's
 # optimising backend spends a minute on the PRNG code of a convnet's init.
 FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
+
+
+# The family's own settings (`gm_jax.families.setup` fills them in once); the networks'
+# settings (`gan_loss`, `latent_dim`, `generator_features`, ...) have no default: every
+# DCGAN config states them.
+DEFAULTS = {'fid_num_samples': 0}
+DEFAULTS_DOC = {'fid_num_samples': 'samples of the FID evaluation (0: as many as training images)'}
 
 
 def jit_once(fn, **kwargs):
@@ -203,7 +207,7 @@ def make_family(config, info) -> Family:
 
   def evaluate(params, splits, key, cfg):
     from gm_jax.evaluate import fid  # pylint: disable=g-import-not-at-top
-    num = int(cfg.get('fid_num_samples', 0)) or len(splits.train['image'])
+    num = int(cfg.fid_num_samples) or len(splits.train['image'])
     samples = np.concatenate([sample(params, jax.random.fold_in(key, i), min(500, num - s))
                               for i, s in enumerate(range(0, num, 500))])
     results = {'bound': 'none', 'gan_loss': cfg.gan_loss}
@@ -230,10 +234,3 @@ def make_family(config, info) -> Family:
                 pictures=pictures, validation_metric=None,
                 train_update=TrainUpdate(init=init_opt_state, update=update),
                 resume_may_change=frozenset({'fid_num_samples'}))
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads `config.dataset` and trains the DCGAN on it (bad fields fail before loading)."""
-  check_config(config, gm_data.get_info(config.dataset))
-  splits = input_pipeline.load_splits(config)
-  return loop.run(config, workdir, make_family(config, splits.info), splits)

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from gm_jax import data as gm_data
+from gm_jax import families
+from gm_jax.families import cyclegan
 from gm_jax import losses
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import cyclegan
 
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.dirname(HERE))
-import test_gan_train as gan_tests  # noqa: E402  pylint: disable=g-import-not-at-top
+import test_gan as gan_tests  # noqa: E402  pylint: disable=g-import-not-at-top
 
 INFO = gm_data.get_info('digits')  # 8x8x1 stand-in domains: small and fast
 # pylint: disable=protected-access
@@ -33,7 +34,7 @@ def _config(**kw):
                 pool_size=4, batch_size=4, num_train_steps=6, checkpoint_every=3, log_every=3,
                 progress_bar=False, max_to_keep=5))
   c.update(kw)
-  return c
+  return families.complete(c)
 
 
 def _rows(n=16, seed=0):
@@ -58,7 +59,7 @@ def test_bad_config_errors_name_the_field():
     cyclegan.check_config(_config(pool_size=-1))
   # train_and_evaluate checks before reading any data.
   with pytest.raises(ValueError, match='config.dataset_b'):
-    cyclegan.train_and_evaluate(_config(dataset_b='digits', data_dir='/nonexistent'), '/tmp/x')
+    families.train_and_evaluate(_config(dataset_b='digits', data_dir='/nonexistent'), '/tmp/x')
 
 
 def test_unpaired_rows():

@@ -1,19 +1,17 @@
-"""The autoregressive family through the generic trainer: artefacts, exact NLL, resume."""
+"""The autoregressive family through the generic trainer: artefacts, exact NLL, checks."""
 
 import json
 import math
 import os
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from configs import char_lm as char_lm_config
 from configs import pixelcnn as pixelcnn_config
 from gm_jax import data as gm_data
-from gm_jax.train import autoregressive as ar_family
-from gm_jax.train import registry
+from gm_jax import families
+from gm_jax.families import autoregressive as ar_family
 
 
 def _tiny(config, tfds_dir, **overrides):
@@ -29,20 +27,15 @@ def _tiny(config, tfds_dir, **overrides):
   c.max_to_keep = 5
   c.num_samples = 4
   c.update(overrides)
-  return c
+  return families.complete(c)
 
 
-def _final_params(workdir):
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
-    restored = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore())
-  return jax.tree.map(np.asarray, restored['params'])
-
-
-def test_pixelcnn_trains_writes_artefacts_and_resumes_exactly(tmp_path, tfds_dir, monkeypatch):
-  assert registry.trainer_for('pixelcnn') is ar_family.train_and_evaluate
+def test_pixelcnn_trains_writes_artefacts_and_learns(tmp_path, tfds_dir):
+  # Kill and resume: the contract test (tests/families/test_contract.py) for every model,
+  # bit for bit in tests/train/test_loop.py.
   config = _tiny(pixelcnn_config, tfds_dir, num_layers=2, learning_rate=3e-3)
   straight = str(tmp_path / 'straight')
-  ev = ar_family.train_and_evaluate(config, straight)
+  ev = families.train_and_evaluate(config, straight)
   for name in ('eval.json', 'metrics.jsonl', 'samples.png'):
     assert os.path.exists(os.path.join(straight, name)), name
   assert ev == json.loads(open(os.path.join(straight, 'eval.json')).read())
@@ -52,29 +45,11 @@ def test_pixelcnn_trains_writes_artefacts_and_resumes_exactly(tmp_path, tfds_dir
   assert ev['test_bpd'] < 4.087  # better than uniform over 17 levels after 30 steps
   assert ev['samples_per_s'] > 0 and ev['train_steps_per_s'] > 0
 
-  # Killed between the checkpoints at 10 and 20, then resumed: same parameters.
-  real = gm_data.batch_at_step
-
-  def dies_at_15(arrays, step, **kw):
-    if step == 15:
-      raise KeyboardInterrupt('simulated kill')
-    return real(arrays, step, **kw)
-
-  resumed = str(tmp_path / 'resumed')
-  monkeypatch.setattr(gm_data, 'batch_at_step', dies_at_15)
-  with pytest.raises(KeyboardInterrupt):
-    ar_family.train_and_evaluate(config, resumed)
-  monkeypatch.setattr(gm_data, 'batch_at_step', real)
-  assert sorted(int(s) for s in os.listdir(os.path.join(resumed, 'checkpoints'))) == [10]
-  ev2 = ar_family.train_and_evaluate(config, resumed)
-  jax.tree.map(np.testing.assert_array_equal, _final_params(resumed), _final_params(straight))
-  assert ev2['test_nll_nats'] == ev['test_nll_nats']
-
 
 def test_char_lm_reports_bits_per_char_and_writes_text(tmp_path, tfds_dir):
   config = _tiny(char_lm_config, tfds_dir, dilations=(1, 2, 4), num_train_steps=20,
                  sample_length=50, num_samples=2)
-  ev = ar_family.train_and_evaluate(config, str(tmp_path))
+  ev = families.train_and_evaluate(config, str(tmp_path))
   assert ev['model'] == 'char_lm' and ev['bound'] == 'exact'
   assert ev['test_bits_per_char'] == ev['test_bpd']
   np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (128 * math.log(2)),
@@ -112,6 +87,6 @@ def test_default_pixelcnn_config_reaches_its_target(tmp_path, tfds_dir):
   (logistic autoregressive baseline 2.063)."""
   config = pixelcnn_config.get_config()
   config.data_dir = tfds_dir
-  ev = ar_family.train_and_evaluate(config, str(tmp_path))
+  ev = families.train_and_evaluate(config, str(tmp_path))
   assert ev['test_nonfinite'] == 0
   assert ev['test_bpd'] < 1.90

@@ -38,13 +38,50 @@ from gm_jax import losses
 from gm_jax import parallel
 from gm_jax.models import hvae as hvae_lib
 from gm_jax.models import latent
-from gm_jax.train import binarization
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
+from gm_jax.families import _binarization as binarization
 from gm_jax.train import optim
 from gm_jax.train.family import Family
 
+MODELS = ('hvae',)
 OBJECTIVES = ('elbo', 'iwae')
+
+# The family's own settings (`gm_jax.families.setup` fills them in once).
+DEFAULTS = {
+    'likelihood': 'categorical',
+    'cells_per_group': 1,
+    'output_cells': 1,
+    'normalization': 'weight',
+    'dropout_rate': 0.0,
+    'objective': 'elbo',
+    'iwae_train_samples': 5,
+    'free_bits': 0.0,
+    'spectral_reg': 0.0,
+    'grad_skip_norm': 0.0,
+    'kl_warmup_steps': 0,
+    'iwae_samples': 1000,
+    'iwae_batch_size': 120,
+    'sample_temperature': 1.0,
+    'picture_temperatures': (1.0, 0.8, 0.6, 0.4, 0.2),
+    **binarization.DEFAULTS,
+}
+DEFAULTS_DOC = {
+    'likelihood': "decoder distribution p(x|z): 'categorical', 'bernoulli', ...",
+    'cells_per_group': 'residual cells per latent group',
+    'output_cells': 'residual cells after the last group, before the likelihood',
+    'normalization': "'weight' (weight normalisation) or another of models.hvae's",
+    'dropout_rate': 'dropout in the residual cells',
+    'objective': "'elbo' or 'iwae' (the K-sample bound, K = iwae_train_samples)",
+    'iwae_train_samples': 'K of the IWAE training objective',
+    'free_bits': 'minimum KL per group in nats in the training loss (0: off)',
+    'spectral_reg': 'weight of the spectral-norm regulariser (0: off)',
+    'grad_skip_norm': 'skip a step whose gradient norm is above this (0: off)',
+    'kl_warmup_steps': 'steps of the linear KL warm-up (0: off)',
+    'iwae_samples': 'importance samples per test image of the IWAE-K evaluation',
+    'iwae_batch_size': 'test images per batch of the IWAE evaluation',
+    'sample_temperature': 'prior temperature of samples.png',
+    'picture_temperatures': 'prior temperatures of the sample rows in the pictures',
+    **binarization.DEFAULTS_DOC,
+}
 ACTIVE_GROUP_NATS = 0.01  # a group "carries information" above this mean KL (nats)
 
 
@@ -56,24 +93,28 @@ def build_model(config, info) -> hvae_lib.HVAE:
         image_shape=tuple(info.shape), num_levels=info.num_levels,
         groups_per_scale=tuple(config.groups_per_scale), stem_stride=int(config.stem_stride),
         channels=int(config.channels), latent_channels=int(config.latent_channels),
-        cells_per_group=int(config.get('cells_per_group', 1)),
-        output_cells=int(config.get('output_cells', 1)), likelihood=likelihood,
-        normalization=config.get('normalization', 'weight'),
-        dropout_rate=float(config.get('dropout_rate', 0.0)))
+        cells_per_group=int(config.cells_per_group),
+        output_cells=int(config.output_cells), likelihood=likelihood,
+        normalization=config.normalization,
+        dropout_rate=float(config.dropout_rate))
   except ValueError as e:
     raise ValueError(f'config: {e}') from None
 
 
-def _check_config(config) -> None:
-  objective = config.get('objective', 'elbo')
+def check_config(config, info) -> None:
+  """Checks the HVAE's settings before any data is read; errors name the field."""
+  del info  # build_model checks the dataset
+  objective = config.objective
   if objective not in OBJECTIVES:
     raise ValueError(f'config.objective must be one of {OBJECTIVES}, got {objective!r}')
-  if objective == 'iwae' and int(config.get('iwae_train_samples', 5)) < 1:
+  if objective == 'iwae' and int(config.iwae_train_samples) < 1:
     raise ValueError('config.iwae_train_samples must be >= 1, got '
                      f'{config.iwae_train_samples!r}')
   for name in ('free_bits', 'spectral_reg', 'grad_skip_norm'):
-    if float(config.get(name, 0)) < 0:
-      raise ValueError(f'config.{name} must be >= 0, got {config.get(name)!r}')
+    if float(config[name]) < 0:
+      raise ValueError(f'config.{name} must be >= 0, got {config[name]!r}')
+  optim.kl_warmup_steps(config)
+  binarization.check_config(config)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -99,16 +140,20 @@ skip_bad_gradients.defvjp(_skip_fwd, _skip_bwd)
 kl_warmup_weight = optim.kl_warmup_weight  # the schedule the VAE family shares
 
 
-def make_family(config, info) -> Family:
-  """Pure functions of the hierarchical VAE for the generic trainer."""
-  _check_config(config)
+def make_family(config, info, *, grey_levels=None) -> Family:
+  """Pure functions of the hierarchical VAE for the generic trainer.
+
+  Args:
+    grey_levels: levels of the images before `config.binarize` (the `prepare` hook's).
+  """
+  check_config(config, info)
   model = build_model(config, info)
   num_dims = info.num_dims
-  objective = config.get('objective', 'elbo')
-  num_iwae = int(config.get('iwae_train_samples', 5))
-  free_bits = float(config.get('free_bits', 0.0))
-  spectral_reg = float(config.get('spectral_reg', 0.0))
-  skip_norm = float(config.get('grad_skip_norm', 0.0))
+  objective = config.objective
+  num_iwae = int(config.iwae_train_samples)
+  free_bits = float(config.free_bits)
+  spectral_reg = float(config.spectral_reg)
+  skip_norm = float(config.grad_skip_norm)
   warmup = optim.kl_warmup_steps(config)
   to_bpd = lambda nats: losses.bits_per_dim(nats, num_dims=num_dims)
 
@@ -152,16 +197,16 @@ def make_family(config, info) -> Family:
 
   def evaluate(params, splits, key, cfg):
     return evaluate_likelihood(model, params, splits.test, key,
-                               num_samples=int(cfg.get('iwae_samples', 1000)),
-                               batch_size=int(cfg.get('iwae_batch_size', 120)),
+                               num_samples=int(cfg.iwae_samples),
+                               batch_size=int(cfg.iwae_batch_size),
                                mesh=parallel.eval_mesh(cfg.parallel))
 
-  sample_t = float(config.get('sample_temperature', 1.0))
+  sample_t = float(config.sample_temperature)
 
   def sample(params, key, num):
     return np.asarray(_sample_jit(model)(params, key, num, sample_t))
 
-  temperatures = tuple(config.get('picture_temperatures', (1.0, 0.8, 0.6, 0.4, 0.2)))
+  temperatures = tuple(config.picture_temperatures)
 
   def pictures(params, splits, key, workdir):
     return hvae_pictures(model, params, splits, key, workdir, temperatures=temperatures)
@@ -174,11 +219,12 @@ def make_family(config, info) -> Family:
     messages['init_from'] = (
         f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
         'set it to 0 to train at the full KL from the first step.')
-  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                pictures=pictures, validation_metric=metric, loss_takes_step=True,
-                messages=messages,
-                resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size',
-                                             'picture_temperatures'}))
+  family = Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
+                  pictures=pictures, validation_metric=metric, loss_takes_step=True,
+                  messages=messages,
+                  resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size',
+                                               'picture_temperatures'}))
+  return binarization.wrap_family(config, family, grey_levels=grey_levels)
 
 
 _SAMPLE_CACHE: dict = {}
@@ -239,8 +285,6 @@ def hvae_pictures(model, params, splits, key, workdir, *, temperatures) -> dict:
   return results
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the dataset named by `config.dataset` and trains the HVAE on it."""
-  splits = input_pipeline.load_splits(config)
-  splits, family = binarization.apply(config, splits, make_family)
-  return loop.run(config, workdir, family, splits)
+# The registry's hook: the splits binarised as `config.binarize` asks, and the grey levels
+# before binarisation for `make_family`.
+prepare = binarization.prepare

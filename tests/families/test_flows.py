@@ -9,9 +9,9 @@ import pytest
 
 from configs import glow as glow_config
 from configs import nice as nice_config
-from gm_jax.train import flows as flows_family
+from gm_jax import families
+from gm_jax.families import flows as flows_family
 from gm_jax.train import loop
-from gm_jax.train import registry
 
 
 def _tiny(config, tfds_dir, **overrides):
@@ -26,17 +26,15 @@ def _tiny(config, tfds_dir, **overrides):
   c.eval_dequant_samples = 2
   c.num_samples = 10
   c.update(overrides)
-  return c
+  return families.complete(c)
 
 
 def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir):
   # A tiny NICE: XLA:CPU compiles a conv flow's six programs (init, train step,
   # validation, test bound, sampler, interpolation) far too slowly for a smoke test;
   # the conv flows' gradients are tested in tests/models/test_flow_models.py.
-  for model in ('nice', 'realnvp', 'glow'):
-    assert registry.trainer_for(model) is flows_family.train_and_evaluate
   config = _tiny(nice_config, tfds_dir, hidden=32, num_hidden_layers=1)
-  res = flows_family.train_and_evaluate(config, str(tmp_path))
+  res = families.train_and_evaluate(config, str(tmp_path))
   for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'samples_temperature.png',
                'interpolations.png'):
     assert (tmp_path / name).exists(), name
@@ -63,7 +61,7 @@ def test_nan_guard_stops_with_the_step_number(tmp_path, tfds_dir):
                  learning_rate=1e4, grad_clip_norm=0.0, weight_decay=0.0, dropout_rate=0.0,
                  num_train_steps=30, checkpoint_every=1000, eval_every=1000)
   with pytest.raises(loop.NonFiniteLossError, match=r'at step \d+') as err:
-    flows_family.train_and_evaluate(config, str(tmp_path))
+    families.train_and_evaluate(config, str(tmp_path))
   step = int(re.search(r'at step (\d+)', str(err.value)).group(1))
   assert 1 <= step < 30
 
@@ -88,7 +86,7 @@ def test_default_glow_config_reaches_its_targets(tmp_path, tfds_dir):
   baseline (2.743 bits/dim) and the Glow goal (2.20) on the digits test split."""
   config = glow_config.get_config()
   config.data_dir = tfds_dir
-  ev = flows_family.train_and_evaluate(config, str(tmp_path))
+  ev = families.train_and_evaluate(config, str(tmp_path))
   assert ev['test_nonfinite'] == 0
   assert ev['test_bpd'] < 2.743
   assert ev['test_bpd'] < 2.20

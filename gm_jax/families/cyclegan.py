@@ -38,9 +38,9 @@ from gm_jax import losses
 from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import gan as gan_family
+from gm_jax.families import gan as gan_family
+from gm_jax.train import defaults
 from gm_jax.train import input_pipeline
-from gm_jax.train import loop
 from gm_jax.train import optim
 from gm_jax.train.family import Family, TrainUpdate
 
@@ -49,12 +49,20 @@ MODELS = ('cyclegan',)
 DOMAIN_NAMES = {'photo_patches': ('china', 'flower'), 'cycle_gan': ('A', 'B')}
 NETWORKS = ('g_ab', 'g_ba', 'd_a', 'd_b')
 
+# The family's own settings (`gm_jax.families.setup` fills them in once); the networks'
+# and losses' settings have no default: every CycleGAN config states them.
+DEFAULTS = {'dataset_b': '', 'decay_start_fraction': 0.5}
+DEFAULTS_DOC = {
+    'dataset_b': "domain B's dataset ('': config.dataset, another label of it)",
+    'decay_start_fraction': 'fraction of training after which the learning rate decays to 0',
+}
+
 
 def learning_rate_schedule(config) -> optax.Schedule:
   """Constant `learning_rate`, then linear decay to 0 from `decay_start_fraction`."""
   lr = float(config.learning_rate)
   steps = int(config.num_train_steps)
-  start = int(round(float(config.get('decay_start_fraction', 0.5)) * steps))
+  start = int(round(float(config.decay_start_fraction) * steps))
   return optax.join_schedules(
       [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(1, steps - start))],
       [start])
@@ -76,11 +84,15 @@ def _domain_label(dataset: str, domain, field: str) -> int:
   return label
 
 
-def check_config(config) -> None:
-  """Validates the CycleGAN fields (errors name the field); needs no data."""
+def check_config(config, info=None) -> None:
+  """Validates the CycleGAN fields (errors name the field); needs no data (`info`, the
+  catalogue's info of `config.dataset`, is looked up here for both domains)."""
+  del info
   gan_lib.gan_losses(config.gan_loss)
+  input_pipeline.require_memory(config, 'CycleGAN pairs the rows of its two domains in '
+                                'memory (unpaired_arrays)')
   info_a = gm_data.get_info(config.dataset)
-  dataset_b = config.get('dataset_b', None) or config.dataset
+  dataset_b = config.dataset_b or config.dataset
   info_b = gm_data.get_info(dataset_b)
   for name, info in (('dataset', info_a), ('dataset_b', info_b)):
     if info.kind != 'image':
@@ -124,7 +136,7 @@ def unpaired_arrays(images_a: np.ndarray, images_b: np.ndarray, *, seed: int = 0
 def load_domains(config) -> gm_data.Splits:
   """The unpaired train/test rows of `config.domain_a` and `config.domain_b`."""
   check_config(config)
-  dataset_b = config.get('dataset_b', None) or config.dataset
+  dataset_b = config.dataset_b or config.dataset
   out = {}
   for split_name in ('train', 'test'):
     parts = []
@@ -331,7 +343,7 @@ def make_family(config, info) -> Family:
   return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=None,
                 pictures=pictures, validation_metric=None,
                 train_update=TrainUpdate(init=init_opt_state, update=update),
-                schedule=learning_rate_schedule,
+                schedule=lambda c: learning_rate_schedule(defaults.complete(c, DEFAULTS)),
                 resume_may_change=frozenset({'fid_num_samples'}))
 
 
@@ -353,10 +365,5 @@ def domain_classifier(train: dict, *, num_levels: int, seed: int = 0):
   return _CLASSIFIERS[key]
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the two domains and trains CycleGAN on them."""
-  input_pipeline.require_memory(config, 'CycleGAN pairs the rows of its two domains in '
-                                 'memory (unpaired_arrays)')
-  splits = load_domains(config)
-  return loop.run(config, workdir, make_family(config, splits.info), splits)
-
+# The registry's hook: the unpaired rows of the two domains.
+load_splits = load_domains

@@ -8,7 +8,8 @@ import pytest
 
 from gm_jax import data as gm_data
 from gm_jax.data import binarize
-from gm_jax.train import binarization
+from gm_jax import families
+from gm_jax.families import _binarization as binarization
 from gm_jax.train.family import Family
 
 
@@ -91,7 +92,7 @@ def test_apply_reports_the_protocol():
   out = fam.evaluate(None, splits, None, config)
   assert out['binarize'] == 'dynamic' and out['binarize_seed'] == 4
   assert '[4, 2]' in out['test_binarization']
-  none_splits, _ = binarization.apply(ml_collections.ConfigDict({}), _splits(),
+  none_splits, _ = binarization.apply(ml_collections.ConfigDict(binarization.DEFAULTS), _splits(),
                                       lambda c, info: _recording_family())
   assert none_splits.info.num_levels == 256
 
@@ -99,27 +100,25 @@ def test_apply_reports_the_protocol():
 def _config(config_file):
   import os  # pylint: disable=g-import-not-at-top
   from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top
-  return load_config(os.path.join(os.path.dirname(__file__), '..', '..', 'configs',
-                                  config_file))
+  return families.complete(load_config(os.path.join(os.path.dirname(__file__), '..', '..',
+                                                   'configs', config_file)))
 
 
 def _train_and_capture(module, config, grey, monkeypatch):
-  """`module.train_and_evaluate(config)` on the splits `grey`, stopped at the trainer:
-  returns the `(splits, family)` that `loop.run` would get."""
+  """`families.setup(config)` on the splits `grey`: the `(splits, family)` that
+  `loop.run` gets from `families.train_and_evaluate`."""
+  assert families.module_for(config.model) is module
   # Families read their data through gm_jax.train.input_pipeline -> gm_data.load_splits.
   monkeypatch.setattr(gm_data, 'load_splits', lambda *a, **k: grey)
-  seen = {}
-  monkeypatch.setattr(module.loop, 'run', lambda c, w, family, splits: seen.update(
-      family=family, splits=splits) or {})
-  module.train_and_evaluate(config, '/nonexistent')
-  return seen['splits'], seen['family']
+  _, family, splits = families.setup(config)
+  return splits, family
 
 
 @pytest.mark.parametrize('module_name,config_file', [
-    ('gm_jax.train.autoregressive', 'pixelcnn.py'), ('gm_jax.train.hvae', 'hvae.py'),
-    ('gm_jax.train.vae', 'vae.py')])
+    ('gm_jax.families.autoregressive', 'pixelcnn.py'), ('gm_jax.families.hvae', 'hvae.py'),
+    ('gm_jax.families.vae', 'vae.py')])
 def test_families_train_on_binarised_splits(module_name, config_file, monkeypatch):
-  """train_and_evaluate applies config.binarize: the trainer gets 2-level splits and a
+  """setup applies config.binarize: the trainer gets 2-level splits and a
   family built for them (PixelCNN / HVAE: 2-way categorical = Bernoulli)."""
   import importlib  # pylint: disable=g-import-not-at-top
   config = _config(config_file)
@@ -139,7 +138,7 @@ def test_families_train_on_binarised_splits(module_name, config_file, monkeypatc
 def test_vae_marginal_decoder_bias_comes_from_the_training_split(mode, monkeypatch):
   """config.decoder_bias_init='marginals': the initial decoder bias is the logit of the
   training split's pixel means (dynamic: mean grey level / 255; static: mean of the draw)."""
-  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import vae as vae_family  # pylint: disable=g-import-not-at-top
   config = _config('vae.py')
   config.update(binarize=mode, likelihood='bernoulli', decoder_bias_init='marginals',
                 hidden=(8,), latent_dim=2)
@@ -161,15 +160,14 @@ def test_vae_marginal_decoder_bias_comes_from_the_training_split(mode, monkeypat
     (dict(decoder_bias_init='marginals', likelihood='discretized_logistic'),
      "needs likelihood 'bernoulli' or 'categorical'")])
 def test_bad_decoder_bias_init_is_named(overrides, match):
-  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
   config = _config('vae.py')
   config.update(**overrides)
   with pytest.raises(ValueError, match=match):
-    vae_family.train_and_evaluate(config, '/nonexistent')
+    families.train_and_evaluate(config, '/nonexistent')
 
 
 def test_marginal_decoder_bias_without_the_data_is_named():
-  from gm_jax.train import vae as vae_family  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import vae as vae_family  # pylint: disable=g-import-not-at-top
   config = _config('vae.py')
   config.update(decoder_bias_init='marginals', likelihood='bernoulli')
   with pytest.raises(ValueError, match='needs the training marginals: pass output_bias'):

@@ -16,10 +16,11 @@ from configs import hvae as hvae_config
 from configs import hvae_photos as hvae_photos_config
 from configs import vae as vae_config
 from gm_jax import data as gm_data
+from gm_jax import families
+from gm_jax.families import hvae as hvae_family
+from gm_jax.families import vae as vae_family
 from gm_jax import losses
 from gm_jax.models import vae as vae_lib
-from gm_jax.train import hvae as hvae_family
-from gm_jax.train import vae as vae_family
 
 INFO = gm_data.get_info('digits')
 X = np.random.default_rng(0).integers(0, 17, (6, 8, 8, 1)).astype(np.uint8)
@@ -35,13 +36,13 @@ def _tiny(tfds_dir=None, **overrides):
            iwae_batch_size=360, num_samples=8, picture_temperatures=(1.0, 0.5),
            progress_bar=False)
   c.update(overrides)
-  return c
+  return families.complete(c)
 
 
 def test_training_writes_artefacts_and_reports_groups(tmp_path, tfds_dir):
   # The regulariser and the skipping are checked in the loss tests below; leaving them out
   # here keeps the compiled train step small.
-  res = hvae_family.train_and_evaluate(_tiny(tfds_dir), str(tmp_path))
+  res = families.train_and_evaluate(_tiny(tfds_dir), str(tmp_path))
   for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'samples_temperatures.png',
                'reconstructions.png', 'loss.png'):
     assert (tmp_path / name).exists(), name
@@ -127,7 +128,7 @@ def test_bad_config_fields_are_named():
 
 
 def test_photo_config_builds_a_model_for_photo_patches():
-  c = hvae_photos_config.get_config()
+  c = families.complete(hvae_photos_config.get_config())
   model = hvae_family.build_model(c, gm_data.get_info(c.dataset))
   assert model.image_shape == (32, 32, 3) and model.likelihood == 'discretized_logistic'
   assert len(set(s[:2] for s in model.latent_shapes())) >= 2  # more than one scale
@@ -136,7 +137,7 @@ def test_photo_config_builds_a_model_for_photo_patches():
 def _vae(**overrides):
   c = vae_config.get_config()
   c.update(hidden=(16,), latent_dim=2, **overrides)
-  return c
+  return families.complete(c)
 
 
 def test_plain_vae_iwae_objective():

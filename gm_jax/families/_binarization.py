@@ -21,6 +21,7 @@ See `gm_jax.data.binarize` for the probabilities.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import jax
 
@@ -30,11 +31,18 @@ from gm_jax.train.family import Family
 
 MODES = binarize_lib.MODES
 _SPLITS = ('train', 'validation', 'test')
+# Part of the DEFAULTS of the families that binarise (vae, hvae, autoregressive).
 DEFAULTS = {'binarize': 'none', 'binarize_seed': 0}
+DEFAULTS_DOC = {
+    'binarize': "'none', 'static' or 'dynamic' binarisation of grey-level images",
+    'binarize_seed': 'seed of the static draws (split i uses [binarize_seed, i])',
+}
 
 
-def _setting(config, name: str):
-  return config[name] if name in config else DEFAULTS[name]
+def check_config(config) -> None:
+  """A ValueError naming `config.binarize` unless it is one of `MODES`."""
+  if config.binarize not in MODES:
+    raise ValueError(f'config.binarize must be one of {MODES}, got {config.binarize!r}')
 
 
 def binarize_splits(splits, mode: str, *, seed: int = 0):
@@ -89,27 +97,37 @@ def apply(config, splits, family_fn):
   """Binarises `splits` per `config.binarize` and returns `(splits, family)`.
 
   Args:
-    config: reads `binarize` (default 'none') and `binarize_seed` (default 0).
+    config: reads `binarize` and `binarize_seed` (`DEFAULTS` filled in).
     splits: grey-level `gm_data.Splits`.
-    family_fn: `(config, info) -> Family`, e.g. `gm_jax.train.vae.make_family`.
+    family_fn: `(config, info) -> Family`, e.g. `gm_jax.families.vae.make_family`.
   """
   grey_levels = splits.info.num_levels
-  splits = binarize_splits(splits, _setting(config, 'binarize'),
-                           seed=int(_setting(config, 'binarize_seed')))
+  splits = binarize_splits(splits, config.binarize, seed=int(config.binarize_seed))
   return splits, wrap_family(config, family_fn(config, splits.info), grey_levels=grey_levels)
 
 
-def wrap_family(config, family: Family, *, grey_levels: int) -> Family:
+def prepare(config, splits):
+  """A family module's `prepare` hook (`gm_jax.families`): `(config, splits, kwargs)` with
+  `splits` binarised per `config.binarize` and `kwargs = {'grey_levels': levels before}`."""
+  grey_levels = splits.info.num_levels
+  splits = binarize_splits(splits, config.binarize, seed=int(config.binarize_seed))
+  return config, splits, {'grey_levels': grey_levels}
+
+
+def wrap_family(config, family: Family, *, grey_levels: Optional[int]) -> Family:
   """The second half of `apply`: `family` (built on the binarised splits' info) with the
   per-step draws of 'dynamic' and the binarisation reported in `eval.json`.
 
   Args:
     grey_levels: levels of the images before binarisation.
   """
-  mode = _setting(config, 'binarize')
-  seed = int(_setting(config, 'binarize_seed'))
+  mode = config.binarize
+  seed = int(config.binarize_seed)
   if mode == 'none':
     return family
+  if grey_levels is None:
+    raise ValueError(f'config.binarize={mode!r}: the family needs grey_levels, the levels '
+                     'of the images before binarisation (its `prepare` hook gives them)')
   if mode == 'dynamic':
     family = dynamic_family(family, num_levels=grey_levels)
   evaluate = family.evaluate

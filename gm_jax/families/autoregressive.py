@@ -21,14 +21,26 @@ from gm_jax import losses
 from gm_jax import parallel
 from gm_jax import sampling
 from gm_jax.models import autoregressive as ar_lib
-from gm_jax.train import binarization
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
+from gm_jax.families import _binarization as binarization
 from gm_jax.train.family import Family
 from gm_jax.train import defaults
 
 MODELS = ('pixelcnn', 'char_lm')
 _KIND = {'pixelcnn': 'image', 'char_lm': 'text'}
+
+# The family's own settings (`gm_jax.families.setup` fills them in once).
+DEFAULTS = {
+    'dropout_rate': 0.0,
+    'sample_temperature': 1.0,
+    'sample_length': 256,
+    **binarization.DEFAULTS,
+}
+DEFAULTS_DOC = {
+    'dropout_rate': 'dropout between the masked/causal convolutions, in [0, 1)',
+    'sample_temperature': 'softmax temperature of the samples (> 0)',
+    'sample_length': 'char_lm: characters per sample in samples.txt',
+    **binarization.DEFAULTS_DOC,
+}
 
 
 def _positive_int(config, name: str) -> int:
@@ -36,6 +48,23 @@ def _positive_int(config, name: str) -> int:
   if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
     raise ValueError(f'config.{name} must be a positive integer; got {value!r}')
   return value
+
+
+def check_config(config, info) -> None:
+  """Checks the settings and dataset before any data is read; errors name the field."""
+  if config.model not in MODELS:
+    raise ValueError(f'config.model must be one of {MODELS}; got {config.model!r}')
+  if info.kind != _KIND[config.model]:
+    raise ValueError(f'config.model={config.model!r} needs a {_KIND[config.model]} dataset; '
+                     f'{info.name!r} is {info.kind}')
+  _positive_int(config, 'channels')
+  _positive_int(config, 'kernel_size')
+  dropout = config.dropout_rate
+  if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    raise ValueError(f'config.dropout_rate must be in [0, 1); got {dropout!r}')
+  if not float(config.sample_temperature) > 0:
+    raise ValueError(f'config.sample_temperature must be > 0; got {config.sample_temperature!r}')
+  binarization.check_config(config)
 
 
 def build_model(config, info):
@@ -47,7 +76,7 @@ def build_model(config, info):
                      f'{info.name!r} is {info.kind}')
   channels = _positive_int(config, 'channels')
   kernel_size = _positive_int(config, 'kernel_size')
-  dropout = config.get('dropout_rate', 0.0)
+  dropout = config.dropout_rate
   if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
     raise ValueError(f'config.dropout_rate must be in [0, 1); got {dropout!r}')
   if config.model == 'pixelcnn':
@@ -72,14 +101,17 @@ def build_model(config, info):
                              dropout_rate=float(dropout))
 
 
-def make_family(config, info) -> Family:
-  """Pure functions of an autoregressive model for the generic trainer."""
+def make_family(config, info, *, grey_levels=None) -> Family:
+  """Pure functions of an autoregressive model for the generic trainer.
+
+  Args:
+    grey_levels: levels of the images before `config.binarize` (the `prepare` hook's).
+  """
+  check_config(config, info)
   model = build_model(config, info)
   field = 'image' if info.kind == 'image' else 'tokens'
   num_dims = info.num_dims
-  temperature = float(config.get('sample_temperature', 1.0))
-  if not temperature > 0:
-    raise ValueError(f'config.sample_temperature must be > 0; got {temperature!r}')
+  temperature = float(config.sample_temperature)
 
   def per_example_nll(params, x, key=None, train=False):
     rngs = {'dropout': key} if train else {}
@@ -113,7 +145,7 @@ def make_family(config, info) -> Family:
     return np.asarray(x).astype(np.uint8)
 
   num_text = int(defaults.get(config, 'num_samples'))
-  length = int(config.get('sample_length', 256))
+  length = int(config.sample_length)
 
   def text_pictures(params, splits, key, workdir):
     del splits
@@ -125,9 +157,10 @@ def make_family(config, info) -> Family:
   sample_fn = sample_images if is_image else None
   pictures_fn = None if is_image else text_pictures
 
-  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate,
-                sample=sample_fn, pictures=pictures_fn, validation_metric='bpd',
-                resume_may_change=frozenset({'sample_length', 'sample_temperature'}))
+  family = Family(name=config.model, init=init, loss=loss, evaluate=evaluate,
+                  sample=sample_fn, pictures=pictures_fn, validation_metric='bpd',
+                  resume_may_change=frozenset({'sample_length', 'sample_temperature'}))
+  return binarization.wrap_family(config, family, grey_levels=grey_levels)
 
 
 def evaluate_nll(per_example_nll, params, test: dict, *, field: str, batch_size: int = 256,
@@ -170,8 +203,6 @@ def write_text_samples(model, params, key, workdir: str, *, num: int, length: in
           'sample_length': length}
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the dataset named by `config.dataset` and trains the model on it."""
-  splits = input_pipeline.load_splits(config)
-  splits, family = binarization.apply(config, splits, make_family)
-  return loop.run(config, workdir, family, splits)
+# The registry's hook: the splits binarised as `config.binarize` asks, and the grey levels
+# before binarisation for `make_family`.
+prepare = binarization.prepare

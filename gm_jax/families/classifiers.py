@@ -1,6 +1,6 @@
 """Training entry for the classifier families: naive Bayes and logistic regression.
 
-`train_and_evaluate(config, workdir)` handles `config.model` in
+`gm_jax.families.train_and_evaluate(config, workdir)` trains `config.model` in
 ('naive_bayes', 'logreg') on an image dataset (the embedded 'digits'; images are
 flattened to D = H * W * C features).
 
@@ -22,7 +22,6 @@ Both write `eval.json` with `test_accuracy`, `test_log_loss` (nats) and
 from __future__ import annotations
 
 import functools
-import os
 import time
 
 import jax
@@ -39,6 +38,15 @@ from gm_jax.train.family import Family, TrainUpdate
 
 MODELS = ('naive_bayes', 'logreg')
 NB_VARIANTS = ('categorical', 'bernoulli', 'multinomial', 'gaussian')
+
+# The family's own settings (`gm_jax.families.setup` fills them in once).
+DEFAULTS = {'nb_variant': 'categorical', 'alpha': 1.0, 'var_smoothing': 1e-9, 'l2': 0.0}
+DEFAULTS_DOC = {
+    'nb_variant': f'naive Bayes: the pixel model, one of {NB_VARIANTS}',
+    'alpha': 'naive Bayes: Laplace pseudo-count (categorical, bernoulli, multinomial)',
+    'var_smoothing': 'naive Bayes (gaussian): fraction of the largest variance added',
+    'l2': 'logreg: weight of (l2 / 2) |W|^2 on the mean cross-entropy',
+}
 
 
 # ---------------------------------------------------------------------------
@@ -87,6 +95,15 @@ def _positive_int(config, name):
     raise ValueError(f'config.{name} must be a positive integer, got {value!r}')
 
 
+def check_config(config, info) -> None:
+  """Checks the fields the classifiers use and the dataset `info`; the error names the bad
+  field."""
+  validate_config(config)
+  _check_image_dataset(info, config)
+  input_pipeline.require_memory(config, 'the classifiers read the whole training split '
+                                '(naive Bayes fits it in one step)')
+
+
 def validate_config(config) -> None:
   """Checks the fields the classifiers use; the error names the bad field."""
   missing = [k for k in loop.REQUIRED_FIELDS + ('validation_fraction',) if k not in config]
@@ -96,7 +113,7 @@ def validate_config(config) -> None:
     raise ValueError(f'config.model must be one of {MODELS}, got {config.model!r}')
   if config.model == 'logreg':
     loop.validate_config(config)
-    l2 = config.get('l2', None)
+    l2 = config.l2
     if not isinstance(l2, (int, float)) or isinstance(l2, bool) or not np.isfinite(l2) or l2 < 0:
       raise ValueError(f'config.l2 must be a non-negative number, got {l2!r}')
     return
@@ -108,11 +125,11 @@ def validate_config(config) -> None:
   if not 0.0 <= config.validation_fraction < 1.0:
     raise ValueError(
         f'config.validation_fraction must be in [0, 1), got {config.validation_fraction!r}')
-  variant = config.get('nb_variant', 'categorical')
+  variant = config.nb_variant
   if variant not in NB_VARIANTS:
     raise ValueError(f'config.nb_variant must be one of {NB_VARIANTS}, got {variant!r}')
-  for name, default in (('alpha', 1.0), ('var_smoothing', 1e-9)):
-    value = config.get(name, default)
+  for name in ('alpha', 'var_smoothing'):
+    value = config[name]
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
       raise ValueError(f'config.{name} must be a positive number, got {value!r}')
   if not isinstance(config.seed, int) or config.seed < 0:
@@ -130,15 +147,14 @@ def _check_image_dataset(info, config):
 
 
 def _fit_nb(config, x, y, num_classes, num_levels):
-  variant = config.get('nb_variant', 'categorical')
+  variant = config.nb_variant
   if variant == 'categorical':
     return nb_lib.fit_categorical_nb(x, y, num_classes=num_classes, num_categories=num_levels,
-                                     alpha=float(config.get('alpha', 1.0)))
+                                     alpha=float(config.alpha))
   if variant == 'gaussian':
     return nb_lib.fit_gaussian_nb(x, y, num_classes=num_classes,
-                                  var_smoothing=float(config.get('var_smoothing', 1e-9)))
-  return nb_lib.nb_from_name(variant)(x, y, num_classes=num_classes,
-                                      alpha=float(config.get('alpha', 1.0)))
+                                  var_smoothing=float(config.var_smoothing))
+  return nb_lib.nb_from_name(variant)(x, y, num_classes=num_classes, alpha=float(config.alpha))
 
 
 @functools.partial(jax.jit, static_argnames=('variant', 'num_levels'))
@@ -172,7 +188,7 @@ def make_nb_family(config, info, *, num_trials=None) -> Family:
   Args:
     num_trials: the total count of a multinomial sample (None otherwise).
   """
-  variant = config.get('nb_variant', 'categorical')
+  variant = config.nb_variant
   levels, num_classes = info.num_levels, info.num_classes
   params_type = {'categorical': nb_lib.CategoricalNBParams, 'bernoulli': nb_lib.BernoulliNBParams,
                  'multinomial': nb_lib.MultinomialNBParams,
@@ -294,29 +310,42 @@ def make_logreg_family(config, info) -> Family:
 # ---------------------------------------------------------------------------
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config.model` ('naive_bayes' or 'logreg'); returns the `eval.json` dict."""
-  validate_config(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  input_pipeline.require_memory(config, 'the classifiers read the whole training split '
-                                 '(naive Bayes fits it in one step)')
-  splits = gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                               validation_fraction=config.validation_fraction)
+def make_family(config, info, *, num_trials=None) -> Family:
+  """`make_nb_family` or `make_logreg_family` by `config.model`.
+
+  Args:
+    num_trials: naive Bayes' multinomial sample size (the `prepare` hook's).
+  """
+  if config.model == 'logreg':
+    return make_logreg_family(config, info)
+  return make_nb_family(config, info, num_trials=num_trials)
+
+
+def load_splits(config) -> gm_data.Splits:
+  """The registry's hook: `config.dataset` in memory (whatever `config.input_pipeline`)."""
+  return gm_data.load_splits(config.dataset, data_dir=config.data_dir,
+                             validation_fraction=config.validation_fraction)
+
+
+def prepare(config, splits):
+  """The registry's hook: naive Bayes fits in one full-batch step.
+
+  Returns `(config, splits, kwargs)`: for naive Bayes, `config.batch_size` becomes the
+  training split's size and `eval_batch_size` the config's `batch_size` (it chunks the
+  evaluation); the fit's input checks (value ranges) run once here, outside jit; a
+  multinomial model samples with the average total "ink" of a training image.
+  """
   _check_image_dataset(splits.info, config)
   if config.model == 'logreg':
-    return loop.run(config, workdir, make_logreg_family(config, splits.info), splits)
-  # One full-batch step; the config's batch_size chunks the evaluation.
+    return config, splits, {}
   info = splits.info
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.eval_batch_size = int(config.batch_size)
     config.batch_size = len(splits.train['label'])
-  variant = config.get('nb_variant', 'categorical')
+  variant = config.nb_variant
   x = nb_features(splits.train['image'], variant=variant, num_levels=info.num_levels)
-  # The fit's input checks (value ranges) run here once, outside jit.
   _fit_nb(config, x, jnp.asarray(splits.train['label'], jnp.int32), info.num_classes,
           info.num_levels)
-  # Multinomial samples get the average total "ink" of a training image.
   num_trials = int(round(float(jnp.mean(jnp.sum(x, -1))))) if variant == 'multinomial' else None
-  return loop.run(config, workdir, make_nb_family(config, info, num_trials=num_trials), splits)
+  return config, splits, {'num_trials': num_trials}

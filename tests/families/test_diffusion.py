@@ -5,7 +5,7 @@ killed and resumed: bit-identical final state) and write every `eval.json` entry
 family promises:
 the bound in bits/dim of the discrete data, FID / floor / class coverage, samples/s of
 each timed sampler. The runs share one subprocess with fast-compile XLA flags
-(`test_gan_train.run_worker`).
+(`test_gan.run_worker`).
 """
 
 import json
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from gm_jax import data as gm_data
-from gm_jax.train import diffusion as diffusion_family
+from gm_jax import families
+from gm_jax.families import diffusion as diffusion_family
 from gm_jax.train import loop
-from gm_jax.train import registry
 
 HERE = os.path.abspath(__file__)
 INFO = gm_data.get_info('digits')
@@ -41,13 +41,13 @@ def _config(model, **overrides):
     c.update(timing_samplers=('euler:2',), likelihood_solver='euler', likelihood_steps=1,
              likelihood_batch_size=40, exact_trace_max_dims=64)
   c.update(overrides)
-  return c
+  return families.complete(c)
 
 
 def _worker(tmp, out):
   sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan_train import _digits_splits, _leaves_equal  # pylint: disable=g-import-not-at-top
-  from test_gan_train import run_killed_and_resumed  # pylint: disable=g-import-not-at-top
+  from test_gan import _digits_splits, _leaves_equal  # pylint: disable=g-import-not-at-top
+  from test_gan import run_killed_and_resumed  # pylint: disable=g-import-not-at-top
   full = _digits_splits()
   # a slice of the digits keeps the evaluation (bound, FID classifier, samplers) quick
   splits = gm_data.Splits(
@@ -83,7 +83,7 @@ def _worker(tmp, out):
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
   sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan_train import run_worker  # pylint: disable=g-import-not-at-top
+  from test_gan import run_worker  # pylint: disable=g-import-not-at-top
   return run_worker(HERE, tmp_path_factory.mktemp('diffusion'))
 
 
@@ -119,10 +119,6 @@ def test_resumes_bit_identically_and_writes_every_entry(report, model):
     assert any('val_fm_loss_per_dim' in m or 'fm_loss_per_dim' in m for m in r['metrics'])
 
 
-def test_registry_names_the_family():
-  assert registry.trainer_for('diffusion') is diffusion_family.train_and_evaluate
-  assert registry.trainer_for('flow_matching') is diffusion_family.train_and_evaluate
-
 
 def test_bad_config_fields_are_named():
   for field, value, model in (('noise_schedule', 'sqrt', 'diffusion'),
@@ -140,7 +136,7 @@ def test_bad_config_fields_are_named():
     diffusion_family.make_family(_config('diffusion', conditional=True),
                                  gm_data.get_info('binarized_mnist'))
   with pytest.raises(ValueError, match='config.noise_schedule'):  # before any data is read
-    diffusion_family.train_and_evaluate(_config('diffusion', noise_schedule='sqrt',
+    families.train_and_evaluate(_config('diffusion', noise_schedule='sqrt',
                                                 data_dir='/nonexistent'), '/tmp/x')
 
 
@@ -153,7 +149,7 @@ if __name__ == '__main__':
 def test_photo_configs_build_for_photo_patches(name):
   import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = families.complete(importlib.import_module(f'configs.{name}').get_config())
   info = gm_data.get_info('photo_patches')
   family = diffusion_family.make_family(config, info)
   rng = np.random.default_rng(0)

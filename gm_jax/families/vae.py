@@ -33,15 +33,45 @@ from gm_jax import parallel
 from gm_jax.data import binarize as binarize_lib
 from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
-from gm_jax.train import binarization
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
+from gm_jax.families import _binarization as binarization
 from gm_jax.train import optim
 from gm_jax.train.family import Family
 
 MODELS = ('vae', 'cvae')
 OBJECTIVES = ('elbo', 'iwae')
 DECODER_BIAS_INITS = ('zeros', 'marginals')
+
+# The family's own settings (`gm_jax.families.setup` fills them in once).
+DEFAULTS = {
+    'architecture': 'mlp',
+    'activation': 'gelu',
+    'likelihood': 'categorical',
+    'top_latent_dim': 0,
+    'top_hidden': (50, 50),
+    'decoder_bias_init': 'zeros',
+    'beta': 1.0,
+    'objective': 'elbo',
+    'iwae_train_samples': 5,
+    'kl_warmup_steps': 0,
+    'iwae_samples': 1000,
+    'iwae_batch_size': 120,
+    **binarization.DEFAULTS,
+}
+DEFAULTS_DOC = {
+    'architecture': "encoder/decoder networks: 'mlp' or 'conv'",
+    'activation': 'hidden-layer nonlinearity of the MLP networks',
+    'likelihood': "decoder distribution p(x|z): 'categorical', 'bernoulli', ...",
+    'top_latent_dim': 'second stochastic layer size (0: one stochastic layer)',
+    'top_hidden': 'hidden widths of the second stochastic layer',
+    'decoder_bias_init': "'zeros' or 'marginals' (decoder bias from training marginals)",
+    'beta': 'weight of the KL term of the ELBO (beta-VAE)',
+    'objective': "'elbo' or 'iwae' (the K-sample bound, K = iwae_train_samples)",
+    'iwae_train_samples': 'K of the IWAE training objective',
+    'kl_warmup_steps': 'steps of the linear KL warm-up (0: off)',
+    'iwae_samples': 'importance samples per test image of the IWAE-K evaluation',
+    'iwae_batch_size': 'test images per batch of the IWAE evaluation',
+    **binarization.DEFAULTS_DOC,
+}
 
 
 def build_model(config, info) -> vae_lib.VAE:
@@ -51,9 +81,9 @@ def build_model(config, info) -> vae_lib.VAE:
                 latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
                 architecture=config.architecture, likelihood=likelihood,
                 dropout_rate=float(config.dropout_rate),
-                activation=config.get('activation', 'gelu'),
-                top_latent_dim=int(config.get('top_latent_dim', 0)),
-                top_hidden=tuple(config.get('top_hidden', (50, 50))))
+                activation=config.activation,
+                top_latent_dim=int(config.top_latent_dim),
+                top_hidden=tuple(config.top_hidden))
   if config.model == 'cvae':
     if not info.num_classes:
       raise ValueError(f'config.model=cvae needs a labelled dataset; {info.name!r} has none')
@@ -61,17 +91,29 @@ def build_model(config, info) -> vae_lib.VAE:
   return vae_lib.VAE(**kwargs)
 
 
+def check_config(config, info) -> None:
+  """Checks the VAE's settings before any data is read; errors name the field."""
+  del info  # build_model checks the dataset
+  decoder_bias_init(config)
+  if config.objective not in OBJECTIVES:
+    raise ValueError(f'config.objective must be one of {OBJECTIVES}, got {config.objective!r}')
+  if config.objective == 'iwae' and int(config.iwae_train_samples) < 1:
+    raise ValueError(f'config.iwae_train_samples must be >= 1, got {config.iwae_train_samples}')
+  optim.kl_warmup_steps(config)
+  binarization.check_config(config)
+
+
 def decoder_bias_init(config) -> str:
-  """`config.decoder_bias_init` ('zeros' when absent), checked against the model."""
-  value = config.get('decoder_bias_init', 'zeros')
+  """`config.decoder_bias_init`, checked against the model."""
+  value = config.decoder_bias_init
   if value not in DECODER_BIAS_INITS:
     raise ValueError(f'config.decoder_bias_init must be one of {DECODER_BIAS_INITS}, '
                      f'got {value!r}')
   if value == 'marginals':
-    if config.get('architecture', 'mlp') != 'mlp':
+    if config.architecture != 'mlp':
       raise ValueError("config.decoder_bias_init='marginals' needs architecture='mlp' (a "
                        f"conv decoder's last bias is per channel), got {config.architecture!r}")
-    likelihood = config.get('likelihood', 'categorical')
+    likelihood = config.likelihood
     if likelihood not in ('bernoulli', 'categorical'):
       raise ValueError("config.decoder_bias_init='marginals' needs likelihood 'bernoulli' "
                        f"or 'categorical', got {likelihood!r}")
@@ -92,31 +134,32 @@ def output_bias_from_data(config, splits, *, grey_levels: int):
   probabilities = None
   if 'intensity' in train:  # dynamic binarisation: expected frequency over the draws
     probabilities = binarize_lib.intensity(np.asarray(train['intensity']), grey_levels)
-  likelihood = config.get('likelihood', 'categorical')
+  likelihood = config.likelihood
   marginals = vae_lib.pixel_marginals(train['image'], num_levels=splits.info.num_levels,
                                       likelihood=likelihood, probabilities=probabilities)
   return vae_lib.marginal_output_bias(marginals, likelihood=likelihood)
 
 
-def make_family(config, info, *, output_bias=None) -> Family:
+def make_family(config, info, *, output_bias=None, grey_levels=None) -> Family:
   """Pure functions of the VAE for the generic trainer.
 
   Args:
     output_bias: float `[H * W * C * P]`, the decoder's last bias at initialisation
       (`output_bias_from_data`); needed when `config.decoder_bias_init='marginals'`.
+    grey_levels: levels of the images before `config.binarize` (`prepare` gives both).
   """
   model = build_model(config, info)
   if decoder_bias_init(config) == 'marginals' and output_bias is None:
     raise ValueError("config.decoder_bias_init='marginals' needs the training marginals: "
                      'pass output_bias=output_bias_from_data(config, splits, ...) '
-                     '(train_and_evaluate does)')
+                     '(the prepare hook does)')
   conditional = config.model == 'cvae'
   num_dims = info.num_dims
-  beta = float(config.get('beta', 1.0))
-  objective = config.get('objective', 'elbo')
+  beta = float(config.beta)
+  objective = config.objective
   if objective not in OBJECTIVES:
     raise ValueError(f'config.objective must be one of {OBJECTIVES}, got {objective!r}')
-  num_iwae = int(config.get('iwae_train_samples', 5))
+  num_iwae = int(config.iwae_train_samples)
   if objective == 'iwae' and num_iwae < 1:
     raise ValueError(f'config.iwae_train_samples must be >= 1, got {num_iwae}')
   warmup = optim.kl_warmup_steps(config)
@@ -161,8 +204,8 @@ def make_family(config, info, *, output_bias=None) -> Family:
 
   def evaluate(params, splits, key, cfg):
     return evaluate_likelihood(model, params, splits.test, key, conditional=conditional,
-                               num_samples=int(cfg.get('iwae_samples', 1000)),
-                               batch_size=int(cfg.get('iwae_batch_size', 120)),
+                               num_samples=int(cfg.iwae_samples),
+                               batch_size=int(cfg.iwae_batch_size),
                                mesh=parallel.eval_mesh(cfg.parallel))
 
   def sample(params, key, num):
@@ -178,11 +221,12 @@ def make_family(config, info, *, output_bias=None) -> Family:
     messages['init_from'] = (
         f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
         'set it to 0 to train at the full KL from the first step.')
-  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                pictures=pictures,
-                validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd',
-                loss_takes_step=True, messages=messages,
-                resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size'}))
+  family = Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
+                  pictures=pictures,
+                  validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd',
+                  loss_takes_step=True, messages=messages,
+                  resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size'}))
+  return binarization.wrap_family(config, family, grey_levels=grey_levels)
 
 
 _SAMPLE_CACHE: dict = {}
@@ -279,25 +323,12 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
   return results
 
 
-def load_splits(config):
-  """`(splits, grey_levels)`: `config.dataset` binarised as `config.binarize` asks (the
-  test split once, with a fixed seed), and the images' levels before binarisation."""
-  splits = input_pipeline.load_splits(config)
-  grey_levels = splits.info.num_levels
-  splits = binarization.binarize_splits(splits, config.get('binarize', 'none'),
-                                        seed=int(config.get('binarize_seed', 0)))
-  return splits, grey_levels
+def prepare(config, splits):
+  """The registry's hook: `(config, splits, make_family kwargs)`.
 
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the dataset named by `config.dataset` and trains the VAE on it.
-
-  `config.binarize` ('none', 'static', 'dynamic'; see `gm_jax.train.binarization`)
-  trains on binarised images, e.g. dynamically binarised `mnist_offline`.
+  Binarises `splits` as `config.binarize` asks (the test split once, with a fixed seed)
+  and computes the decoder's initial bias from the (binarised) training marginals.
   """
-  decoder_bias_init(config)  # a bad value fails before the data is loaded
-  splits, grey_levels = load_splits(config)
-  bias = output_bias_from_data(config, splits, grey_levels=grey_levels)
-  family = binarization.wrap_family(config, make_family(config, splits.info, output_bias=bias),
-                                    grey_levels=grey_levels)
-  return loop.run(config, workdir, family, splits)
+  config, splits, kwargs = binarization.prepare(config, splits)
+  bias = output_bias_from_data(config, splits, grey_levels=kwargs['grey_levels'])
+  return config, splits, dict(kwargs, output_bias=bias)

@@ -23,12 +23,48 @@ from gm_jax import losses
 from gm_jax import parallel
 from gm_jax.models import flows as flows_lib
 from gm_jax.nn import flows as fl
-from gm_jax.train import input_pipeline
-from gm_jax.train import loop
 from gm_jax.train.family import Family
 from gm_jax.train import defaults
 
 MODELS = ('nice', 'realnvp', 'glow')
+
+# The family's own settings (`gm_jax.families.setup` fills them in once); the model
+# constructors' defaults (`gm_jax.models.flows`), except `hidden`, whose default is
+# RealNVP's and Glow's (NICE's shipped config sets 256).
+DEFAULTS = {
+    'num_couplings': 4,
+    'num_hidden_layers': 3,
+    'num_scales': 2,
+    'num_checkerboard': 3,
+    'num_channel': 3,
+    'num_final': 4,
+    'steps_per_scale': 4,
+    'hidden': 64,
+    'num_blocks': 0,
+    'coupling_scale': 'tanh',
+    'learned_prior': True,
+    'dropout_rate': 0.0,
+    'logit_alpha': 0.05,
+    'sample_temperature': 1.0,
+    'eval_dequant_samples': 10,
+}
+DEFAULTS_DOC = {
+    'num_couplings': 'NICE: additive coupling layers',
+    'num_hidden_layers': 'NICE: hidden layers of each coupling MLP',
+    'num_scales': 'RealNVP/Glow: multi-scale levels (image sides divisible by 2**num_scales)',
+    'num_checkerboard': 'RealNVP: checkerboard couplings per scale',
+    'num_channel': 'RealNVP: channel-wise couplings per scale',
+    'num_final': 'RealNVP: checkerboard couplings at the last scale',
+    'steps_per_scale': 'Glow: flow steps (ActNorm, 1x1 conv, coupling) per scale',
+    'hidden': 'width of the coupling networks',
+    'num_blocks': 'residual blocks per coupling network (0: plain conv stack)',
+    'coupling_scale': "affine couplings' scale nonlinearity: one of nn.flows.SCALES",
+    'learned_prior': 'Glow: learned conditional prior on the factored-out latents',
+    'dropout_rate': 'dropout in the coupling networks',
+    'logit_alpha': 'alpha of the logit preprocessing (None: none)',
+    'sample_temperature': 'temperature of the base distribution for samples.png',
+    'eval_dequant_samples': 'uniform-dequantisation draws per test image in evaluation',
+}
 
 # config fields -> model constructor arguments, per model.
 _MODEL_FIELDS = {
@@ -40,22 +76,25 @@ _MODEL_FIELDS = {
 }
 
 
-def build_model(config, info) -> flows_lib.FlowModel:
-  """The flow named by `config.model` for dataset `info`, from the config's fields."""
+def check_config(config, info) -> None:
+  """Checks the flow's settings and dataset before any data is read; errors name the field."""
   if config.model not in MODELS:
     raise ValueError(f'config.model must be one of {MODELS}; got {config.model!r}')
   if info.kind != 'image':
     raise ValueError(f'flows need an image dataset; {info.name!r} is {info.kind}')
-  kwargs = {k: config[k] for k in _MODEL_FIELDS[config.model] if k in config}
-  if 'hidden' in kwargs and (not isinstance(kwargs['hidden'], int) or kwargs['hidden'] <= 0):
-    raise ValueError(f'config.hidden must be a positive integer; got {kwargs["hidden"]!r}')
-  if 'num_blocks' in kwargs and (not isinstance(kwargs['num_blocks'], int)
-                                 or kwargs['num_blocks'] < 0):
-    raise ValueError('config.num_blocks must be an integer >= 0; '
-                     f'got {kwargs["num_blocks"]!r}')
-  if 'coupling_scale' in kwargs and kwargs['coupling_scale'] not in fl.SCALES:
+  if not isinstance(config.hidden, int) or config.hidden <= 0:
+    raise ValueError(f'config.hidden must be a positive integer; got {config.hidden!r}')
+  if not isinstance(config.num_blocks, int) or config.num_blocks < 0:
+    raise ValueError(f'config.num_blocks must be an integer >= 0; got {config.num_blocks!r}')
+  if config.coupling_scale not in fl.SCALES:
     raise ValueError(f'config.coupling_scale must be one of {fl.SCALES}; '
-                     f'got {kwargs["coupling_scale"]!r}')
+                     f'got {config.coupling_scale!r}')
+
+
+def build_model(config, info) -> flows_lib.FlowModel:
+  """The flow named by `config.model` for dataset `info`, from the config's fields."""
+  check_config(config, info)
+  kwargs = {k: config[k] for k in _MODEL_FIELDS[config.model]}
   model = flows_lib.MODELS[config.model](**kwargs)
   multiple = model.size_multiple
   h, w, _ = info.shape
@@ -69,7 +108,7 @@ def make_family(config, info) -> Family:
   """Pure functions of a flow for the generic trainer."""
   model = build_model(config, info)
   levels, num_dims = info.num_levels, info.num_dims
-  temperature = float(config.get('sample_temperature', 1.0))
+  temperature = float(config.sample_temperature)
 
   def bound(params, images, key, *, train):
     """Per-example discrete NLL bound in nats, `[B]`."""
@@ -93,7 +132,7 @@ def make_family(config, info) -> Family:
 
   def evaluate(params, splits, key, cfg):
     return evaluate_bound(model, params, splits.test, key, num_levels=levels,
-                          num_samples=int(cfg.get('eval_dequant_samples', 10)),
+                          num_samples=int(cfg.eval_dequant_samples),
                           batch_size=int(defaults.get(cfg, 'eval_batch_size')),
                           mesh=parallel.eval_mesh(cfg.parallel))
 
@@ -186,9 +225,3 @@ def flow_pictures(model, params, splits, key, workdir, *, draw) -> dict:
         p, (images.astype(jnp.float32) + 0.5) / levels, method=model.forward_and_log_det)[0])
     results.update(probe.probe_splits(lambda x: encode(params, x), splits))
   return results
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Loads the dataset named by `config.dataset` and trains the flow on it."""
-  splits = input_pipeline.load_splits(config)
-  return loop.run(config, workdir, make_family(config, splits.info), splits)

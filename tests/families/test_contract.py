@@ -1,0 +1,162 @@
+"""The family-module contract (docs/families.md), checked for every registered model.
+
+Each model's module exposes `MODELS`, `DEFAULTS` (each entry documented in
+`DEFAULTS_DOC`), `check_config` (a bad value is an error naming its field) and
+`make_family`; the model has a shipped config, a `demo.DEMO_RUNS` row and a
+`tests/configs_snapshot.json` entry; and it trains two steps through
+`gm_jax.families.train_and_evaluate` on tiny settings, killed after the first
+checkpoint, resumed, evaluated and sampled.
+"""
+
+import glob
+import importlib
+import json
+import math
+import os
+
+import pytest
+
+from gm_jax import data as gm_data
+from gm_jax import demo
+from gm_jax import families
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = families.model_names()
+
+# Tiny widths and few evaluation draws: every shipped config's field of these names is
+# overridden (only where the config has it).
+TINY = {
+    'hidden': (8,), 'latent_dim': 2, 'top_hidden': (8,), 'num_couplings': 2,
+    'num_hidden_layers': 1, 'num_scales': 1, 'steps_per_scale': 1, 'num_checkerboard': 1,
+    'num_channel': 1, 'num_final': 1, 'channels': 8, 'latent_channels': 2,
+    'groups_per_scale': (1,), 'normalization': 'none', 'num_layers': 1, 'dilations': (1, 2),
+    'generator_features': (8, 8), 'discriminator_features': (8, 8), 'generator_filters': 4,
+    'discriminator_filters': 4, 'num_residual_blocks': 1, 'discriminator_layers': 1,
+    'pool_size': 4, 'channel_mults': (1,), 'num_res_blocks': 1, 'attention': False,
+    'iwae_samples': 2, 'iwae_batch_size': 64, 'eval_dequant_samples': 1,
+    'eval_bound_samples': 1, 'likelihood_steps': 2, 'timing_samplers': (),
+    'sample_steps': 2, 'fid_num_samples': 16, 'sample_batch_size': 16, 'val_samples': 1,
+    'sample_length': 8, 'picture_temperatures': (1.0,), 'loss_group_size': 1,
+}
+# Smaller data where the shipped config's is large: CycleGAN between two digit classes.
+DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
+# A bad value of one family setting per module (or model), and the field it names.
+BAD = {
+    'logreg': ('l2', -1.0),
+    'vae': ('objective', 'nonsense'), 'hvae': ('free_bits', -1.0),
+    'flows': ('coupling_scale', 'nonsense'), 'autoregressive': ('dropout_rate', 1.5),
+    'gan': ('gan_loss', 'nonsense'), 'cyclegan': ('pool_size', -1),
+    'diffusion': ('sample_steps', 0), 'classifiers': ('nb_variant', 'nonsense'),
+}
+
+
+def _config_names_of(model):
+  """Shipped config files (names without .py) whose `model` is `model`, its own first."""
+  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs',
+                                                                          '*.py')))
+  names = [n for n in names if n not in ('__init__', 'common')]
+  own = [n for n in names if n == model]
+  return own + [n for n in names
+                if n != model and importlib.import_module(f'configs.{n}').get_config().model
+                == model]
+
+
+def _shipped_config(model):
+  names = _config_names_of(model)
+  assert names, f'no configs/*.py has model={model!r}'
+  return importlib.import_module(f'configs.{names[0]}').get_config()
+
+
+def _tiny(model, data_dir):
+  config = _shipped_config(model)
+  with config.unlocked():
+    for name, value in TINY.items():
+      if name in config:
+        old = config[name]
+        config[name] = (value if isinstance(old, (tuple, list)) or not isinstance(value, tuple)
+                        else value[0])
+    config.update(DATA.get(model, {}))
+    # naive Bayes: its evaluation chunk (the fit is one full-batch step)
+    config.batch_size = 8
+    config.update(data_dir=data_dir, num_train_steps=3, checkpoint_every=1, log_every=1,
+                  eval_every=1, warmup_steps=0, num_samples=4, eval_batch_size=64,
+                  steps_per_loop=1, progress_bar=False)
+  return config
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_module_exposes_the_contract(model):
+  module = families.module_for(model)
+  assert model in module.MODELS
+  assert callable(module.check_config) and callable(module.make_family)
+  assert isinstance(module.DEFAULTS, dict) and set(module.DEFAULTS) == set(module.DEFAULTS_DOC)
+  for name, doc in module.DEFAULTS_DOC.items():
+    assert isinstance(doc, str) and doc.strip() and '\n' not in doc, name
+  # A family setting is the family's own: not a shared trainer default.
+  from gm_jax.train import defaults
+  assert not set(module.DEFAULTS) & set(defaults.TRAINING), model
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_check_config_names_a_bad_field(model, data_dir):
+  module = families.module_for(model)
+  field, value = BAD.get(model) or BAD[module.__name__.rsplit('.', 1)[1]]
+  config = families.complete(_tiny(model, data_dir))
+  module.check_config(config, gm_data.get_info(config.dataset))  # the good config passes
+  config[field] = value
+  with pytest.raises(ValueError, match=rf'config\.{field}\b'):
+    module.check_config(config, gm_data.get_info(config.dataset))
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_model_has_a_config_a_demo_row_and_a_snapshot(model):
+  names = _config_names_of(model)
+  assert names, f'configs/{model}.py (or a config with model={model!r}) is missing'
+  assert model in demo.DEMO_RUNS, f'gm_jax/demo.py DEMO_RUNS has no {model!r} row'
+  assert demo.DEMO_RUNS[model][0][:-3] in names
+  with open(os.path.join(REPO, 'tests', 'configs_snapshot.json')) as f:
+    snapshot = json.load(f)
+  assert set(names) & set(snapshot), f'tests/configs_snapshot.json has no config of {model!r}'
+
+
+def test_unknown_model_is_named_with_the_known_ones():
+  with pytest.raises(ValueError, match=r"'no_such_model'.*known models: char_lm, cvae"):
+    families.module_for('no_such_model')
+
+
+def _checkpoint_steps(workdir):
+  return [int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit()]
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_path,
+                                                        monkeypatch):
+  config = _tiny(model, data_dir)
+  workdir = str(tmp_path)
+  real = gm_data.batch_at_step
+
+  def dies_at_step_2(arrays, step, **kw):
+    if step == 2:
+      raise KeyboardInterrupt('simulated kill')
+    return real(arrays, step, **kw)
+
+  monkeypatch.setattr(gm_data, 'batch_at_step', dies_at_step_2)
+  with pytest.raises(KeyboardInterrupt):
+    families.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(gm_data, 'batch_at_step', real)
+  saved = _checkpoint_steps(workdir)
+  assert saved and max(saved) < 3, saved
+  assert not os.path.exists(os.path.join(workdir, 'eval.json'))
+
+  ev = families.train_and_evaluate(config, workdir)  # resumes from max(saved)
+  with open(os.path.join(workdir, 'eval.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(ev))
+  assert ev['model'] == model
+  assert max(_checkpoint_steps(workdir)) == 3
+  if ev.get('samples_per_s') is not None:  # sampled (or translated): its pictures or text
+    outputs = [n for n in os.listdir(workdir) if n.endswith(('.png', '.txt')) and n != 'loss.png']
+    assert outputs, os.listdir(workdir)
+  if 'test_bpd' in ev and 'test_nll_nats' in ev:
+    info = gm_data.get_info(config.dataset)
+    assert math.isclose(ev['test_bpd'], ev['test_nll_nats'] / (info.num_dims * math.log(2)),
+                        rel_tol=1e-6)
