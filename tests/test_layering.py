@@ -12,9 +12,6 @@ import pytest
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'gm_jax')
 LOWER = ('losses', 'nn', 'models', 'parallel', 'data', 'evaluate')
-# The one known import loop, removed by the data/pipeline.py split (issue #44, part 4):
-# delete this entry when it lands.
-KNOWN_CYCLES = (frozenset({'gm_jax.data.pipeline', 'gm_jax.data.stream'}),)
 
 
 def _module_name(path: str) -> str:
@@ -130,4 +127,4 @@ def test_no_import_loop():
   # package, is how Python packages are built, not a loop between modules: edges into
   # a package from its own submodules are left out.
   graph = {m: {i for i in imports if not m.startswith(i + '.')} for m, imports in GRAPH.items()}
-  assert sorted(map(sorted, set(_cycles(graph)) - set(KNOWN_CYCLES))) == []
+  assert sorted(map(sorted, set(_cycles(graph)))) == []
