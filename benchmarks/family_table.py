@@ -42,7 +42,6 @@ from gm_jax import _xla
 
 _xla.configure_cpu_flags()
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import dataclasses
 import json
@@ -50,7 +49,6 @@ import os
 import platform
 import sys
 import time
-from typing import Optional
 
 import jax
 import numpy as np
@@ -71,27 +69,33 @@ class Row:
   model: str  # config.model
   config: str  # configs/<config>
   likelihood: str  # 'exact' | 'bound' | 'none'
-  target_bpd: Optional[float]  # quality target on the validation metric (bits/dim)
+  target_bpd: float | None  # quality target on the validation metric (bits/dim)
   table_steps: int  # steps under --budget table
   overrides: tuple = ()
 
 
 ROWS = (
-    Row('autoregressive (PixelCNN)', 'pixelcnn', 'pixelcnn.py', 'exact', 1.90, 500),
-    Row('VAE (MLP)', 'vae', 'vae.py', 'bound', 2.74, 1000, (('iwae_samples', 500),)),
-    Row('hierarchical VAE', 'hvae', 'hvae.py', 'bound', 2.20, 800, (('iwae_samples', 200),)),
-    Row('flow (RealNVP)', 'realnvp', 'realnvp.py', 'exact', 2.74, 1000),
-    Row('GAN (DCGAN)', 'dcgan', 'dcgan.py', 'none', None, 1500),
-    # The diffusion rows train their configs' own 3,000 steps (~10 min a seed); their
-    # validation metric is the bound (VDM) or the flow-matching loss (no bits/dim target).
-    Row('diffusion (VDM)', 'diffusion', 'diffusion.py', 'bound', 2.20, 3000),
-    Row('flow matching (OT path)', 'flow_matching', 'flow_matching.py', 'ode', None, 3000),
+  Row('autoregressive (PixelCNN)', 'pixelcnn', 'pixelcnn.py', 'exact', 1.90, 500),
+  Row('VAE (MLP)', 'vae', 'vae.py', 'bound', 2.74, 1000, (('iwae_samples', 500),)),
+  Row('hierarchical VAE', 'hvae', 'hvae.py', 'bound', 2.20, 800, (('iwae_samples', 200),)),
+  Row('flow (RealNVP)', 'realnvp', 'realnvp.py', 'exact', 2.74, 1000),
+  Row('GAN (DCGAN)', 'dcgan', 'dcgan.py', 'none', None, 1500),
+  # The diffusion rows train their configs' own 3,000 steps (~10 min a seed); their
+  # validation metric is the bound (VDM) or the flow-matching loss (no bits/dim target).
+  Row('diffusion (VDM)', 'diffusion', 'diffusion.py', 'bound', 2.20, 3000),
+  Row('flow matching (OT path)', 'flow_matching', 'flow_matching.py', 'ode', None, 3000),
 )
 TABLE_STEPS = {r.model: r.table_steps for r in ROWS}
 
 
-def run_one(row: Row, seed: int, workdir: str, budget: str,
-            steps: Optional[int] = None, data_dir: Optional[str] = None) -> dict:
+def run_one(
+  row: Row,
+  seed: int,
+  workdir: str,
+  budget: str,
+  steps: int | None = None,
+  data_dir: str | None = None,
+) -> dict:
   """Trains (or resumes) one seed; returns its eval.json plus bookkeeping."""
   config = load_config(os.path.join(ROOT, 'configs', row.config))
   with config.unlocked():
@@ -119,8 +123,7 @@ def run_one(row: Row, seed: int, workdir: str, budget: str,
   if not result.get('diverged') and result.get('train_steps_per_s') is None:
     # A run finished by an invocation that trained no step (and whose earlier ones
     # wrote no eval.json): the median of the steps/s its logs recorded.
-    logged = [r['steps_per_s'] for r in metrics_lib.read_metrics(workdir)
-              if r.get('steps_per_s')]
+    logged = [r['steps_per_s'] for r in metrics_lib.read_metrics(workdir) if r.get('steps_per_s')]
     if logged:
       result['train_steps_per_s'] = float(np.median(logged))
       result['train_steps_per_s_source'] = 'median of metrics.jsonl steps_per_s'
@@ -128,11 +131,11 @@ def run_one(row: Row, seed: int, workdir: str, budget: str,
   return result
 
 
-def time_to_target(workdir: str, row: Row, result: dict) -> Optional[float]:
+def time_to_target(workdir: str, row: Row, result: dict) -> float | None:
   """Training seconds until the validation metric first reached `row.target_bpd`."""
   if row.target_bpd is None or result.get('diverged') or not result.get('train_steps_per_s'):
     return None
-  metric = next((k[len('best_val_'):] for k in result if k.startswith('best_val_')), None)
+  metric = next((k[len('best_val_') :] for k in result if k.startswith('best_val_')), None)
   if metric is None:
     return None
   for record in metrics_lib.read_metrics(workdir):
@@ -142,7 +145,7 @@ def time_to_target(workdir: str, row: Row, result: dict) -> Optional[float]:
   return None  # not reached within the budget
 
 
-def sampling_speed_28(row: Row, num: int = 64) -> Optional[float]:
+def sampling_speed_28(row: Row, num: int = 64) -> float | None:
   """samples/s of `num` 28x28x1, 256-level draws of the row's architecture."""
   config = load_config(os.path.join(ROOT, 'configs', row.config))
   with config.unlocked():
@@ -151,8 +154,10 @@ def sampling_speed_28(row: Row, num: int = 64) -> Optional[float]:
   if family.sample is None:
     return None
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (int(config.batch_size), 28, 28, 1)).astype(np.uint8),
-           'label': rng.integers(0, 10, (int(config.batch_size),)).astype(np.int32)}
+  batch = {
+    'image': rng.integers(0, 256, (int(config.batch_size), 28, 28, 1)).astype(np.uint8),
+    'label': rng.integers(0, 10, (int(config.batch_size),)).astype(np.int32),
+  }
   params = family.init(jax.random.key(0), batch)
   np.asarray(family.sample(params, jax.random.key(1), num))  # compile
   t0 = time.perf_counter()
@@ -179,11 +184,11 @@ def _sampler_speeds(ok: list[dict]) -> dict:
       by_name.setdefault(r['sampler'], []).append(r['samples_per_s'])
     for k, v in r.items():
       if k.startswith('samples_per_s_') and v is not None:
-        by_name.setdefault(k[len('samples_per_s_'):].replace('_', '-'), []).append(v)
+        by_name.setdefault(k[len('samples_per_s_') :].replace('_', '-'), []).append(v)
   return {name: float(np.mean(v)) for name, v in by_name.items()} if by_name else {}
 
 
-def summarize(row: Row, runs: list[dict], speed_28: Optional[float]) -> dict:
+def summarize(row: Row, runs: list[dict], speed_28: float | None) -> dict:
   ok = [r for r in runs if not r.get('diverged')]
   gan = row.likelihood == 'none'
   metric = 'fid' if gan else 'test_bpd'
@@ -193,25 +198,30 @@ def summarize(row: Row, runs: list[dict], speed_28: Optional[float]) -> dict:
   times = [r['time_to_target_s'] for r in ok]
   reached = [t for t in times if t is not None]
   return {
-      'family': row.family, 'model': row.model, 'config': f'configs/{row.config}',
-      'seeds': len(runs), 'steps': runs[0]['train_steps'] if runs else None,
-      'metric': metric, 'mean': mean, 'std': std,
-      'diverged': sum(1 for r in runs if r.get('diverged')), 'collapsed': collapsed,
-      'likelihood': row.likelihood,
-      'bound': ok[0].get('bound') if ok else None,
-      'fid': _mean_std([r.get('fid') for r in ok]) if has_fid else None,  # (mean, std)
-      'fid_floor': _mean_std([r.get('fid_floor') for r in ok])[0] if has_fid else None,
-      'class_coverage': (_mean_std([r.get('class_coverage') for r in ok])[0] if has_fid
-                         else None),
-      'samples_per_s_8x8': _mean_std([r.get('samples_per_s') for r in ok])[0],
-      'samples_per_s_by_sampler': _sampler_speeds(ok),
-      'samples_per_s_28x28': speed_28,
-      'latent_dims': ok[0].get('latent_dims') if ok else None,
-      'linear_probe_accuracy': _mean_std([r.get('linear_probe_accuracy') for r in ok])[0],
-      'train_steps_per_s': _mean_std([r.get('train_steps_per_s') for r in ok])[0],
-      'target_bpd': row.target_bpd,
-      'time_to_target_s': float(np.median(reached)) if reached else None,
-      'reached_target': f'{len(reached)}/{len(ok)}',
+    'family': row.family,
+    'model': row.model,
+    'config': f'configs/{row.config}',
+    'seeds': len(runs),
+    'steps': runs[0]['train_steps'] if runs else None,
+    'metric': metric,
+    'mean': mean,
+    'std': std,
+    'diverged': sum(1 for r in runs if r.get('diverged')),
+    'collapsed': collapsed,
+    'likelihood': row.likelihood,
+    'bound': ok[0].get('bound') if ok else None,
+    'fid': _mean_std([r.get('fid') for r in ok]) if has_fid else None,  # (mean, std)
+    'fid_floor': _mean_std([r.get('fid_floor') for r in ok])[0] if has_fid else None,
+    'class_coverage': (_mean_std([r.get('class_coverage') for r in ok])[0] if has_fid else None),
+    'samples_per_s_8x8': _mean_std([r.get('samples_per_s') for r in ok])[0],
+    'samples_per_s_by_sampler': _sampler_speeds(ok),
+    'samples_per_s_28x28': speed_28,
+    'latent_dims': ok[0].get('latent_dims') if ok else None,
+    'linear_probe_accuracy': _mean_std([r.get('linear_probe_accuracy') for r in ok])[0],
+    'train_steps_per_s': _mean_std([r.get('train_steps_per_s') for r in ok])[0],
+    'target_bpd': row.target_bpd,
+    'time_to_target_s': float(np.median(reached)) if reached else None,
+    'reached_target': f'{len(reached)}/{len(ok)}',
   }
 
 
@@ -221,49 +231,66 @@ def _f(x, fmt='{:.3f}'):
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
   lines = [
-      '# Generative-model families on the digits, measured',
-      '',
-      f'{meta["machine"]}; jax {meta["jax"]}; seeds {meta["seeds"]}; budget '
-      f'`{meta["budget"]}`; written by `python benchmarks/family_table.py` '
-      f'({meta["wall_min"]:.0f} min).',
-      'Test split: last 360 digits (8x8, 17 levels). Bits/dim: uniform 4.087, Gaussian '
-      'mixture 2.743. GAN: Frechet distance in the features of a digits MLP classifier '
-      '(not Inception FID).',
-      '',
-      '| family | steps | stability: test metric (mean ± std) | diverged / collapsed | '
-      'likelihood | samples/s 8x8 | samples/s 28x28 | latent dims | linear probe acc | '
-      'train steps/s | time to target |',
-      '|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|',
+    '# Generative-model families on the digits, measured',
+    '',
+    f'{meta["machine"]}; jax {meta["jax"]}; seeds {meta["seeds"]}; budget '
+    f'`{meta["budget"]}`; written by `python benchmarks/family_table.py` '
+    f'({meta["wall_min"]:.0f} min).',
+    'Test split: last 360 digits (8x8, 17 levels). Bits/dim: uniform 4.087, Gaussian '
+    'mixture 2.743. GAN: Frechet distance in the features of a digits MLP classifier '
+    '(not Inception FID).',
+    '',
+    '| family | steps | stability: test metric (mean ± std) | diverged / collapsed | '
+    'likelihood | samples/s 8x8 | samples/s 28x28 | latent dims | linear probe acc | '
+    'train steps/s | time to target |',
+    '|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|',
   ]
   for r in rows:
     # (mean, std) of the FID; a GAN row written before rows had 'fid' holds it as its metric.
     fids = r.get('fid') or ((r['mean'], r['std']) if r['metric'] == 'fid' else None)
-    fid = (f'FID {_f(fids[0], "{:.2f}")}'
-           + (f' ± {_f(fids[1], "{:.2f}")}' if r['seeds'] > 1 else '') + ' (floor '
-           f'{_f(r["fid_floor"], "{:.2f}")}, coverage {_f(r["class_coverage"], "{:.1f}")}/10)'
-           if fids else '')
+    fid = (
+      f'FID {_f(fids[0], "{:.2f}")}'
+      + (f' ± {_f(fids[1], "{:.2f}")}' if r['seeds'] > 1 else '')
+      + ' (floor '
+      f'{_f(r["fid_floor"], "{:.2f}")}, coverage {_f(r["class_coverage"], "{:.1f}")}/10)'
+      if fids
+      else ''
+    )
     if r['metric'] == 'fid':
       stab, lik = fid, 'none'
     else:
-      stab = (f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim' if r['seeds'] > 1
-              else f'{_f(r["mean"])} bits/dim') + (f'; {fid}' if fid else '')
-      lik = f'{r["likelihood"]}' + (f' ({r["bound"]})' if r['likelihood'] in ('bound', 'ode')
-                                    else '') + f': {_f(r["mean"])} bits/dim'
+      stab = (
+        f'{_f(r["mean"])} ± {_f(r["std"])} bits/dim'
+        if r['seeds'] > 1
+        else f'{_f(r["mean"])} bits/dim'
+      ) + (f'; {fid}' if fid else '')
+      lik = (
+        f'{r["likelihood"]}'
+        + (f' ({r["bound"]})' if r['likelihood'] in ('bound', 'ode') else '')
+        + f': {_f(r["mean"])} bits/dim'
+      )
     speeds = r.get('samples_per_s_by_sampler') or {}
-    speed_8 = ('; '.join(f'{name.upper()} {_f(v, "{:,.3g}")}' for name, v in sorted(speeds.items()))
-               if len(speeds) > 1 else _f(r['samples_per_s_8x8'], '{:,.0f}'))
+    speed_8 = (
+      '; '.join(f'{name.upper()} {_f(v, "{:,.3g}")}' for name, v in sorted(speeds.items()))
+      if len(speeds) > 1
+      else _f(r['samples_per_s_8x8'], '{:,.0f}')
+    )
     seeds = r.get('seed_list')
     if seeds is not None and seeds != meta['seeds']:
       stab += f' (seeds {seeds})'
-    target = ('-' if r['target_bpd'] is None else
-              f'{_f(r["time_to_target_s"], "{:.0f}")} s to < {r["target_bpd"]} '
-              f'({r["reached_target"]} seeds)')
+    target = (
+      '-'
+      if r['target_bpd'] is None
+      else f'{_f(r["time_to_target_s"], "{:.0f}")} s to < {r["target_bpd"]} '
+      f'({r["reached_target"]} seeds)'
+    )
     lines.append(
-        f'| {r["family"]} | {r["steps"]} | {stab} | {r["diverged"]} / {r["collapsed"]} | '
-        f'{lik} | {speed_8} | '
-        f'{_f(r["samples_per_s_28x28"], "{:,.1f}")} | {r["latent_dims"] or "-"} | '
-        f'{_f(r["linear_probe_accuracy"])} | {_f(r["train_steps_per_s"], "{:.1f}")} | '
-        f'{target} |')
+      f'| {r["family"]} | {r["steps"]} | {stab} | {r["diverged"]} / {r["collapsed"]} | '
+      f'{lik} | {speed_8} | '
+      f'{_f(r["samples_per_s_28x28"], "{:,.1f}")} | {r["latent_dims"] or "-"} | '
+      f'{_f(r["linear_probe_accuracy"])} | {_f(r["train_steps_per_s"], "{:.1f}")} | '
+      f'{target} |'
+    )
   return '\n'.join(lines) + '\n'
 
 
@@ -280,8 +307,9 @@ def merge_rows(path: str, rows: list[dict], runs: dict) -> tuple[dict, list[dict
   kept = [r for r in old['rows'] if r['model'] not in new]
   for r in kept:
     r.setdefault('seed_list', old['meta']['seeds'])
-  merged = sorted(kept + rows, key=lambda r: order.index(r['model']) if r['model'] in order
-                  else len(order))
+  merged = sorted(
+    kept + rows, key=lambda r: order.index(r['model']) if r['model'] in order else len(order)
+  )
   return old['meta'], merged, {**old.get('runs', {}), **runs}
 
 
@@ -291,12 +319,19 @@ def main(argv=None):
   p.add_argument('--rows', default=','.join(r.model for r in ROWS))
   p.add_argument('--budget', default='table', choices=['table', 'config'])
   p.add_argument('--data_dir', default=None, help='tfds data_dir (default: tfds default)')
-  p.add_argument('--steps', type=int, default=None,
-                 help='train every row this many steps instead (smoke runs, tests)')
+  p.add_argument(
+    '--steps',
+    type=int,
+    default=None,
+    help='train every row this many steps instead (smoke runs, tests)',
+  )
   p.add_argument('--workdir', default='/tmp/gm_family_table')
-  p.add_argument('--merge', action='store_true',
-                 help='keep the other rows of an existing <out>.json (and its header); the '
-                      'rows run now replace those of the same model')
+  p.add_argument(
+    '--merge',
+    action='store_true',
+    help='keep the other rows of an existing <out>.json (and its header); the '
+    'rows run now replace those of the same model',
+  )
   p.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results', 'family_table'))
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(',') if s]
@@ -314,21 +349,40 @@ def main(argv=None):
       budget = args.budget if args.steps is None else f'steps{args.steps}'
       workdir = os.path.join(args.workdir, budget, row.model, f'seed{seed}')
       result = run_one(row, seed, workdir, args.budget, args.steps, args.data_dir)
-      print(json.dumps({'model': row.model, 'seed': seed,
-                        **{k: result.get(k) for k in ('test_bpd', 'fid', 'diverged',
-                                                      'time_to_target_s', 'wall_s')}}),
-            flush=True)
+      print(
+        json.dumps(
+          {
+            'model': row.model,
+            'seed': seed,
+            **{
+              k: result.get(k)
+              for k in ('test_bpd', 'fid', 'diverged', 'time_to_target_s', 'wall_s')
+            },
+          }
+        ),
+        flush=True,
+      )
       runs.append(result)
     summary = summarize(row, runs, sampling_speed_28(row))
     summary['seed_list'] = seeds
-    summary['measured'] = {'command': ' '.join(sys.argv), 'jax': jax.__version__,
-                           'date': time.strftime('%Y-%m-%d'), 'budget': args.budget}
+    summary['measured'] = {
+      'command': ' '.join(sys.argv),
+      'jax': jax.__version__,
+      'date': time.strftime('%Y-%m-%d'),
+      'budget': args.budget,
+    }
     print(json.dumps(summary), flush=True)
     rows.append(summary)
     runs_out[row.model] = runs
-  meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cores', 'jax': jax.__version__,
-          'seeds': seeds, 'budget': args.budget if args.steps is None else f'{args.steps} steps', 'table_steps': TABLE_STEPS,
-          'wall_min': (time.time() - t0) / 60, 'command': ' '.join(sys.argv)}
+  meta = {
+    'machine': f'{platform.machine()}, {os.cpu_count()} cores',
+    'jax': jax.__version__,
+    'seeds': seeds,
+    'budget': args.budget if args.steps is None else f'{args.steps} steps',
+    'table_steps': TABLE_STEPS,
+    'wall_min': (time.time() - t0) / 60,
+    'command': ' '.join(sys.argv),
+  }
   if args.merge and os.path.exists(args.out + '.json'):
     meta, rows, runs_out = merge_rows(args.out + '.json', rows, runs_out)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

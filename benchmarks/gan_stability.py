@@ -28,15 +28,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from gm_jax import _xla  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax import _xla
 
 _xla.configure_cpu_flags()
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
 
-from gm_jax.demo import load_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gm_jax import families
-from gm_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gm_jax.demo import load_config
+from gm_jax.train import loop
 
 COLLAPSE_BELOW = 5  # classes
 
@@ -50,16 +50,16 @@ def summarise(runs: list[dict]) -> dict:
     fids = np.array([r['fid'] for r in ok])
     cov = np.array([r['class_coverage'] for r in ok])
     out[name] = {
-        'runs': len(rs),
-        'fid_mean': float(fids.mean()) if len(ok) else None,
-        'fid_std': float(fids.std(ddof=1)) if len(ok) > 1 else None,
-        'fid_min': float(fids.min()) if len(ok) else None,
-        'fid_max': float(fids.max()) if len(ok) else None,
-        'coverage_mean': float(cov.mean()) if len(ok) else None,
-        'entropy_mean': float(np.mean([r['class_entropy_nats'] for r in ok])) if ok else None,
-        'collapsed': int(np.sum(cov < COLLAPSE_BELOW)),
-        'non_finite': len(rs) - len(ok),
-        'train_steps_per_s': float(np.mean([r['train_steps_per_s'] for r in ok])) if ok else None,
+      'runs': len(rs),
+      'fid_mean': float(fids.mean()) if len(ok) else None,
+      'fid_std': float(fids.std(ddof=1)) if len(ok) > 1 else None,
+      'fid_min': float(fids.min()) if len(ok) else None,
+      'fid_max': float(fids.max()) if len(ok) else None,
+      'coverage_mean': float(cov.mean()) if len(ok) else None,
+      'entropy_mean': float(np.mean([r['class_entropy_nats'] for r in ok])) if ok else None,
+      'collapsed': int(np.sum(cov < COLLAPSE_BELOW)),
+      'non_finite': len(rs) - len(ok),
+      'train_steps_per_s': float(np.mean([r['train_steps_per_s'] for r in ok])) if ok else None,
     }
   return out
 
@@ -72,8 +72,9 @@ def main(argv=None) -> int:
   parser.add_argument('--losses', default='minimax,non_saturating,lsgan')
   parser.add_argument('--data_dir', default=None)
   args = parser.parse_args(argv)
-  config_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs',
-                             'dcgan.py')
+  config_path = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', 'configs', 'dcgan.py'
+  )
   os.makedirs(args.out, exist_ok=True)
   runs = []
   t_start = time.time()
@@ -93,25 +94,59 @@ def main(argv=None) -> int:
         result = {'error': str(e)}
       result.update(gan_loss=loss, seed=seed, seconds=round(time.time() - t0, 1))
       runs.append(result)
-      print(json.dumps({k: result.get(k) for k in (
-          'gan_loss', 'seed', 'fid', 'fid_floor', 'class_coverage', 'class_entropy_nats',
-          'train_steps_per_s', 'seconds', 'error')}), flush=True)
+      print(
+        json.dumps(
+          {
+            k: result.get(k)
+            for k in (
+              'gan_loss',
+              'seed',
+              'fid',
+              'fid_floor',
+              'class_coverage',
+              'class_entropy_nats',
+              'train_steps_per_s',
+              'seconds',
+              'error',
+            )
+          }
+        ),
+        flush=True,
+      )
   summary = summarise(runs)
   floor = next((r['fid_floor'] for r in runs if 'fid_floor' in r), None)
-  lines = [f'DCGAN on digits, {args.steps} steps, seeds {args.seeds}; FID floor (real train '
-           f'vs test) {floor:.2f}' if floor is not None else '', '',
-           '| loss | runs | FID mean | FID std | FID min-max | coverage | entropy (nats) | '
-           'collapsed (<5 classes) | non-finite |', '|' + '---|' * 9]
+  lines = [
+    f'DCGAN on digits, {args.steps} steps, seeds {args.seeds}; FID floor (real train '
+    f'vs test) {floor:.2f}'
+    if floor is not None
+    else '',
+    '',
+    '| loss | runs | FID mean | FID std | FID min-max | coverage | entropy (nats) | '
+    'collapsed (<5 classes) | non-finite |',
+    '|' + '---|' * 9,
+  ]
   for name, s in summary.items():
     fmt = lambda v: '-' if v is None else f'{v:.2f}'
-    lines.append(f"| {name} | {s['runs']} | {fmt(s['fid_mean'])} | {fmt(s['fid_std'])} | "
-                 f"{fmt(s['fid_min'])}-{fmt(s['fid_max'])} | {fmt(s['coverage_mean'])} | "
-                 f"{fmt(s['entropy_mean'])} | {s['collapsed']} | {s['non_finite']} |")
+    lines.append(
+      f'| {name} | {s["runs"]} | {fmt(s["fid_mean"])} | {fmt(s["fid_std"])} | '
+      f'{fmt(s["fid_min"])}-{fmt(s["fid_max"])} | {fmt(s["coverage_mean"])} | '
+      f'{fmt(s["entropy_mean"])} | {s["collapsed"]} | {s["non_finite"]} |'
+    )
   table = '\n'.join(lines)
   with open(os.path.join(args.out, 'results.json'), 'w') as f:
-    json.dump({'steps': args.steps, 'seeds': args.seeds, 'fid_floor': floor,
-               'summary': summary, 'runs': runs,
-               'seconds': round(time.time() - t_start, 1)}, f, indent=2, sort_keys=True)
+    json.dump(
+      {
+        'steps': args.steps,
+        'seeds': args.seeds,
+        'fid_floor': floor,
+        'summary': summary,
+        'runs': runs,
+        'seconds': round(time.time() - t_start, 1),
+      },
+      f,
+      indent=2,
+      sort_keys=True,
+    )
   print(table)
   return 0
 

@@ -35,14 +35,14 @@ import time
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-from sklearn import datasets  # pylint: disable=wrong-import-position
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import datasets
 
-from gm_jax.evaluate import calibration  # pylint: disable=wrong-import-position
-from gm_jax.models import logistic_regression as lr_lib  # pylint: disable=wrong-import-position
-from gm_jax.models import naive_bayes as nb_lib  # pylint: disable=wrong-import-position
+from gm_jax.evaluate import calibration
+from gm_jax.models import logistic_regression as lr_lib
+from gm_jax.models import naive_bayes as nb_lib
 
 NUM_CLASSES = 10
 LEVELS = 17
@@ -110,26 +110,31 @@ def learning_curves(xtr, ytr, xte, yte, *, repeats, seed):
   @jax.jit
   def lr_fit_eval(x, y, xt, weights, l2):
     def one(w):
-      params, _ = lr_lib.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2,
-                                    sample_weight=w, num_steps=LR_STEPS)
+      params, _ = lr_lib.fit_logreg(
+        x, y, num_classes=NUM_CLASSES, l2=l2, sample_weight=w, num_steps=LR_STEPS
+      )
       return lr_lib.logreg_predict_log_proba(params, xt)
+
     return jax.vmap(one)(weights)
 
   @jax.jit
   def nb_eval(x, y, xt, idx):
     out = {}
     for v in nb_variants:
+
       def one(i, v=v):
         params = _fit_nb(v, x[i], y[i])
         return nb_lib.predict_log_proba(params, _nb_input(v, xt))
+
       out[v] = jax.vmap(one)(idx)
     return out
 
   rows = []
   for m in SIZES:
     reps = 1 if m == len(ytr) else repeats
-    idx = np.stack([stratified_subset(ytr, m, np.random.default_rng([seed, m, r]))
-                    for r in range(reps)])
+    idx = np.stack(
+      [stratified_subset(ytr, m, np.random.default_rng([seed, m, r])) for r in range(reps)]
+    )
     weights = np.zeros((reps, len(ytr)), np.float32)
     np.put_along_axis(weights, idx, 1.0, axis=1)
     t0 = time.perf_counter()
@@ -139,18 +144,29 @@ def learning_curves(xtr, ytr, xte, yte, *, repeats, seed):
     for name, lp in [('logreg', lr_lp)] + [(f'nb_{k}', v) for k, v in nb_lp.items()]:
       per_rep = [metrics_of(lp[r], yte) for r in range(reps)]
       err = np.array([1 - p['accuracy'] for p in per_rep])
-      row[name] = {'error': float(err.mean()), 'error_std': float(err.std()),
-                   'log_loss': float(np.mean([p['log_loss'] for p in per_rep])),
-                   'ece': float(np.mean([p['ece'] for p in per_rep]))}
+      row[name] = {
+        'error': float(err.mean()),
+        'error_std': float(err.std()),
+        'log_loss': float(np.mean([p['log_loss'] for p in per_rep])),
+        'ece': float(np.mean([p['ece'] for p in per_rep])),
+      }
     row['seconds'] = time.perf_counter() - t0
     rows.append(row)
-    print(f'  m={m:5d}  LR err {row["logreg"]["error"]:.3f}  '
-          + '  '.join(f'{k} {row[f"nb_{k}"]["error"]:.3f}' for k in nb_variants),
-          file=sys.stderr, flush=True)
+    print(
+      f'  m={m:5d}  LR err {row["logreg"]["error"]:.3f}  '
+      + '  '.join(f'{k} {row[f"nb_{k}"]["error"]:.3f}' for k in nb_variants),
+      file=sys.stderr,
+      flush=True,
+    )
 
   crossovers = {v: crossover(rows, f'nb_{v}') for v in nb_variants}
-  return {'sizes': list(SIZES), 'repeats': repeats, 'lr_l2': '1/m (sklearn C=1)',
-          'rows': rows, 'crossover': crossovers}
+  return {
+    'sizes': list(SIZES),
+    'repeats': repeats,
+    'lr_l2': '1/m (sklearn C=1)',
+    'rows': rows,
+    'crossover': crossovers,
+  }
 
 
 def crossover(rows, nb_key):
@@ -165,8 +181,11 @@ def crossover(rows, nb_key):
   sizes = np.array([r['m'] for r in rows], np.float64)
   better = diff < 0
   if not better[-1]:
-    return {'first_m_lr_better_onwards': None, 'interpolated_m': None,
-            'nb_better_at_smallest': bool(diff[0] > 0)}
+    return {
+      'first_m_lr_better_onwards': None,
+      'interpolated_m': None,
+      'nb_better_at_smallest': bool(diff[0] > 0),
+    }
   start = len(better) - 1
   while start > 0 and better[start - 1]:
     start -= 1
@@ -174,10 +193,14 @@ def crossover(rows, nb_key):
   if start > 0:
     d0, d1 = diff[start - 1], diff[start]
     t = d0 / (d0 - d1)
-    interp = float(np.exp(np.log(sizes[start - 1]) + t * (np.log(sizes[start])
-                                                          - np.log(sizes[start - 1]))))
-  return {'first_m_lr_better_onwards': int(sizes[start]), 'interpolated_m': interp,
-          'nb_better_at_smallest': bool(diff[0] > 0)}
+    interp = float(
+      np.exp(np.log(sizes[start - 1]) + t * (np.log(sizes[start]) - np.log(sizes[start - 1])))
+    )
+  return {
+    'first_m_lr_better_onwards': int(sizes[start]),
+    'interpolated_m': interp,
+    'nb_better_at_smallest': bool(diff[0] > 0),
+  }
 
 
 # ---------------------------------------------------------------------------
@@ -199,8 +222,9 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
     # so every k shares one compilation.
     @jax.jit
     def lr_fit_eval(x, y, xt):
-      params, _ = lr_lib.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=1.0 / len(y),
-                                    num_steps=LR_STEPS)
+      params, _ = lr_lib.fit_logreg(
+        x, y, num_classes=NUM_CLASSES, l2=1.0 / len(y), num_steps=LR_STEPS
+      )
       return lr_lib.logreg_predict_log_proba(params, xt)
 
     pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: B023  this k's width
@@ -209,8 +233,9 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
       xk, xtk = duplicate(xtr, k, block), duplicate(xte, k, block)
       nb = nb_lib.fit_categorical_nb(xk, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
       nb_lp = np.asarray(nb_lib.predict_log_proba(nb, xtk))
-      lr_lp = np.asarray(lr_fit_eval(pad(xk / 16).astype(np.float32), ytr,
-                                     pad(xtk / 16).astype(np.float32)))
+      lr_lp = np.asarray(
+        lr_fit_eval(pad(xk / 16).astype(np.float32), ytr, pad(xtk / 16).astype(np.float32))
+      )
       row = {'k': k, 'num_features': xk.shape[1]}
       for model, lp in (('nb', nb_lp), ('logreg', lr_lp)):
         met = metrics_of(lp, yte)
@@ -218,9 +243,13 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
         row[model] = met
       rows.append(row)
     out[name] = {'duplicated_columns': list(block) if block else 'all 64', 'rows': rows}
-    print(f'  {name}: NB ECE k=1 {rows[0]["nb"]["ece"]:.3f} k={max_k} '
-          f'{rows[-1]["nb"]["ece"]:.3f}; LR ECE {rows[0]["logreg"]["ece"]:.3f} -> '
-          f'{rows[-1]["logreg"]["ece"]:.3f}', file=sys.stderr, flush=True)
+    print(
+      f'  {name}: NB ECE k=1 {rows[0]["nb"]["ece"]:.3f} k={max_k} '
+      f'{rows[-1]["nb"]["ece"]:.3f}; LR ECE {rows[0]["logreg"]["ece"]:.3f} -> '
+      f'{rows[-1]["logreg"]["ece"]:.3f}',
+      file=sys.stderr,
+      flush=True,
+    )
   return out
 
 
@@ -229,32 +258,102 @@ def double_counting(xtr, ytr, xte, yte, *, max_k=10):
 
 # Each pydoc topic is an excerpt of one document of the Python docs.
 TOPIC_GROUPS = {
-    'simple_stmts': ['assert', 'assignment', 'augassign', 'break', 'continue', 'del',
-                     'global', 'import', 'nonlocal', 'pass', 'raise', 'return', 'yield'],
-    'compound_stmts': ['async', 'class', 'compound', 'else', 'for', 'function', 'if',
-                       'try', 'while', 'with'],
-    'expressions': ['atom-identifiers', 'atom-literals', 'attribute-references', 'await',
-                    'binary', 'bitwise', 'booleans', 'calls', 'comparisons',
-                    'conversions', 'dict', 'exprlists', 'in', 'lambda', 'lists',
-                    'operator-summary', 'power', 'shifting', 'slicings', 'subscriptions',
-                    'unary'],
-    'lexical_analysis': ['floating', 'identifiers', 'id-classes', 'imaginary', 'integers',
-                         'numbers', 'strings'],
-    'datamodel': ['attribute-access', 'callable-types', 'context-managers',
-                  'customization', 'numeric-types', 'objects', 'sequence-types',
-                  'specialnames', 'types'],
-    'executionmodel': ['dynamic-features', 'exceptions', 'execmodel', 'naming'],
-    'library': ['bltin-code-objects', 'bltin-ellipsis-object', 'bltin-null-object',
-                'bltin-type-objects', 'debugger', 'formatstrings', 'specialattrs',
-                'string-methods', 'truth', 'typesfunctions', 'typesmapping',
-                'typesmethods', 'typesmodules', 'typesseq', 'typesseq-mutable'],
+  'simple_stmts': [
+    'assert',
+    'assignment',
+    'augassign',
+    'break',
+    'continue',
+    'del',
+    'global',
+    'import',
+    'nonlocal',
+    'pass',
+    'raise',
+    'return',
+    'yield',
+  ],
+  'compound_stmts': [
+    'async',
+    'class',
+    'compound',
+    'else',
+    'for',
+    'function',
+    'if',
+    'try',
+    'while',
+    'with',
+  ],
+  'expressions': [
+    'atom-identifiers',
+    'atom-literals',
+    'attribute-references',
+    'await',
+    'binary',
+    'bitwise',
+    'booleans',
+    'calls',
+    'comparisons',
+    'conversions',
+    'dict',
+    'exprlists',
+    'in',
+    'lambda',
+    'lists',
+    'operator-summary',
+    'power',
+    'shifting',
+    'slicings',
+    'subscriptions',
+    'unary',
+  ],
+  'lexical_analysis': [
+    'floating',
+    'identifiers',
+    'id-classes',
+    'imaginary',
+    'integers',
+    'numbers',
+    'strings',
+  ],
+  'datamodel': [
+    'attribute-access',
+    'callable-types',
+    'context-managers',
+    'customization',
+    'numeric-types',
+    'objects',
+    'sequence-types',
+    'specialnames',
+    'types',
+  ],
+  'executionmodel': ['dynamic-features', 'exceptions', 'execmodel', 'naming'],
+  'library': [
+    'bltin-code-objects',
+    'bltin-ellipsis-object',
+    'bltin-null-object',
+    'bltin-type-objects',
+    'debugger',
+    'formatstrings',
+    'specialattrs',
+    'string-methods',
+    'truth',
+    'typesfunctions',
+    'typesmapping',
+    'typesmethods',
+    'typesmodules',
+    'typesseq',
+    'typesseq-mutable',
+  ],
 }
 MIN_WORDS = 8
 
 
 def pydoc_paragraphs():
   """(paragraphs, group labels, group names); duplicates across topics removed."""
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
+
   names = list(TOPIC_GROUPS)
   group_of = {t: g for g, ts in TOPIC_GROUPS.items() for t in ts}
   seen = collections.defaultdict(set)
@@ -293,20 +392,26 @@ def text_task(*, seed):
   test_mask = np.zeros(len(docs), bool)
   for c in range(len(names)):  # stratified 70 / 30 split
     idx = rng.permutation(np.flatnonzero(labels == c))
-    test_mask[idx[:int(round(0.3 * len(idx)))]] = True
+    test_mask[idx[: int(round(0.3 * len(idx)))]] = True
   tr, te = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
   # Hyper-parameters on the last 20% (in shuffled order) of the training paragraphs.
   tr = rng.permutation(tr)
   n_fit = int(round(0.8 * len(tr)))
-  vocab, (x_tr, x_te) = bag_of_words([docs[i] for i in tr], [[docs[i] for i in tr],
-                                                             [docs[i] for i in te]])
+  vocab, (x_tr, x_te) = bag_of_words(
+    [docs[i] for i in tr], [[docs[i] for i in tr], [docs[i] for i in te]]
+  )
   y_tr, y_te = labels[tr], labels[te]
   c = len(names)
   fit_part = np.arange(len(tr)) < n_fit
-  out = {'num_paragraphs': len(docs), 'num_train': len(tr), 'num_test': len(te),
-         'vocab_size': len(vocab), 'groups': names,
-         'group_counts': np.bincount(labels, minlength=c).tolist(),
-         'majority_baseline_accuracy': float(np.mean(y_te == np.bincount(y_tr).argmax()))}
+  out = {
+    'num_paragraphs': len(docs),
+    'num_train': len(tr),
+    'num_test': len(te),
+    'vocab_size': len(vocab),
+    'groups': names,
+    'group_counts': np.bincount(labels, minlength=c).tolist(),
+    'majority_baseline_accuracy': float(np.mean(y_te == np.bincount(y_tr).argmax())),
+  }
 
   def nb_fit(kind, x, y, alpha):
     if kind == 'multinomial':
@@ -318,13 +423,20 @@ def text_task(*, seed):
 
   for kind in ('multinomial', 'bernoulli'):
     alphas = (0.01, 0.1, 0.3, 1.0)
-    val = [metrics_of(nb_lib.predict_log_proba(
-        nb_fit(kind, x_tr[fit_part], y_tr[fit_part], a), nb_in(kind, x_tr[~fit_part])),
-                      y_tr[~fit_part])['log_loss'] for a in alphas]
+    val = [
+      metrics_of(
+        nb_lib.predict_log_proba(
+          nb_fit(kind, x_tr[fit_part], y_tr[fit_part], a), nb_in(kind, x_tr[~fit_part])
+        ),
+        y_tr[~fit_part],
+      )['log_loss']
+      for a in alphas
+    ]
     alpha = alphas[int(np.argmin(val))]
     params = nb_fit(kind, x_tr, y_tr, alpha)
-    out[f'nb_{kind}'] = dict(metrics_of(nb_lib.predict_log_proba(params, nb_in(kind, x_te)),
-                                        y_te), alpha=alpha)
+    out[f'nb_{kind}'] = dict(
+      metrics_of(nb_lib.predict_log_proba(params, nb_in(kind, x_te)), y_te), alpha=alpha
+    )
 
   # LR on log(1 + counts); l2 chosen on validation, vmapped, then refitted on all
   # training paragraphs through the same weighted (and compiled) function.
@@ -335,22 +447,30 @@ def text_task(*, seed):
 
   @jax.jit
   def lr_fit(x, y, weights, l2):
-    return lr_lib.fit_logreg(x, y, num_classes=c, l2=l2, sample_weight=weights,
-                             num_steps=200)[0]
+    return lr_lib.fit_logreg(x, y, num_classes=c, l2=l2, sample_weight=weights, num_steps=200)[0]
 
   w_fit = fit_part.astype(np.float32)
   val_params = jax.vmap(lambda l2: lr_fit(f_tr, y_tr, w_fit, l2))(l2s)
-  val = [metrics_of(lr_lib.logreg_predict_log_proba(jax.tree.map(lambda a, i=i: a[i],
-                                                                 val_params),
-                                                    feats(x_tr[~fit_part])),
-                    y_tr[~fit_part])['log_loss'] for i in range(len(l2s))]
+  val = [
+    metrics_of(
+      lr_lib.logreg_predict_log_proba(
+        jax.tree.map(lambda a, i=i: a[i], val_params), feats(x_tr[~fit_part])
+      ),
+      y_tr[~fit_part],
+    )['log_loss']
+    for i in range(len(l2s))
+  ]
   l2 = float(l2s[int(np.argmin(val))])
   params = lr_fit(f_tr, y_tr, np.ones(len(tr), np.float32), l2)
-  out['logreg'] = dict(metrics_of(lr_lib.logreg_predict_log_proba(params, feats(x_te)), y_te),
-                       l2=l2)
-  print(f'  text: MNB acc {out["nb_multinomial"]["accuracy"]:.3f}  BNB acc '
-        f'{out["nb_bernoulli"]["accuracy"]:.3f}  LR acc {out["logreg"]["accuracy"]:.3f}',
-        file=sys.stderr, flush=True)
+  out['logreg'] = dict(
+    metrics_of(lr_lib.logreg_predict_log_proba(params, feats(x_te)), y_te), l2=l2
+  )
+  print(
+    f'  text: MNB acc {out["nb_multinomial"]["accuracy"]:.3f}  BNB acc '
+    f'{out["nb_bernoulli"]["accuracy"]:.3f}  LR acc {out["logreg"]["accuracy"]:.3f}',
+    file=sys.stderr,
+    flush=True,
+  )
   return out
 
 
@@ -361,30 +481,44 @@ def text_task(*, seed):
 def nb_samples(xtr, ytr, xte, yte, *, seed, per_class=9):
   params = nb_lib.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=LEVELS)
   key = jax.random.key(seed)
-  samples = np.stack([np.asarray(nb_lib.sample(params, jax.random.fold_in(key, c), label=c,
-                                               num=per_class))
-                      for c in range(NUM_CLASSES)])                   # [C, S, 64]
-  probs = np.exp(np.asarray(params.log_prob))                         # [C, 64, 17]
-  means = (probs * np.arange(LEVELS)).sum(-1)                         # [C, 64]
+  samples = np.stack(
+    [
+      np.asarray(nb_lib.sample(params, jax.random.fold_in(key, c), label=c, num=per_class))
+      for c in range(NUM_CLASSES)
+    ]
+  )  # [C, S, 64]
+  probs = np.exp(np.asarray(params.log_prob))  # [C, 64, 17]
+  means = (probs * np.arange(LEVELS)).sum(-1)  # [C, 64]
   flat = samples.reshape(-1, 64)
   labels = np.repeat(np.arange(NUM_CLASSES), per_class).astype(np.int32)
-  lr, _ = lr_lib.fit_logreg((xtr / 16).astype(np.float32), ytr, num_classes=NUM_CLASSES,
-                            l2=1.0 / len(ytr), num_steps=LR_STEPS)
-  lr_acc = float(np.mean(np.asarray(lr_lib.logreg_predict(lr, (flat / 16).astype(np.float32)))
-                                == labels))
+  lr, _ = lr_lib.fit_logreg(
+    (xtr / 16).astype(np.float32),
+    ytr,
+    num_classes=NUM_CLASSES,
+    l2=1.0 / len(ytr),
+    num_steps=LR_STEPS,
+  )
+  lr_acc = float(
+    np.mean(np.asarray(lr_lib.logreg_predict(lr, (flat / 16).astype(np.float32))) == labels)
+  )
   nb_acc = float(np.mean(np.asarray(nb_lib.predict(params, flat)) == labels))
   ll_samples = float(np.mean(np.asarray(nb_lib.log_marginal(params, flat))))
   ll_test = float(np.mean(np.asarray(nb_lib.log_marginal(params, xte))))
-  return samples, means, {
+  return (
+    samples,
+    means,
+    {
       'per_class': per_class,
       'logreg_accuracy_on_samples': lr_acc,
       'nb_accuracy_on_samples': nb_acc,
-      'logreg_test_accuracy': float(np.mean(np.asarray(lr_lib.logreg_predict(
-          lr, (xte / 16).astype(np.float32))) == yte)),
+      'logreg_test_accuracy': float(
+        np.mean(np.asarray(lr_lib.logreg_predict(lr, (xte / 16).astype(np.float32))) == yte)
+      ),
       'mean_log_p_samples_nats': ll_samples,
       'mean_log_p_test_nats': ll_test,
       'test_bpd': -ll_test / (64 * np.log(2)),
-  }
+    },
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -392,22 +526,25 @@ def nb_samples(xtr, ytr, xte, yte, *, seed, per_class=9):
 
 
 def plot_all(results, samples, means, out_dir):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
+
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
 
   lc = results['learning_curves']
   m = [r['m'] for r in lc['rows']]
   fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-  curves = (('logreg', 'logistic regression', 'k-o'),
-            ('nb_categorical', 'NB categorical (17 levels)', 'C0-s'),
-            ('nb_gaussian', 'NB Gaussian', 'C1-^'),
-            ('nb_bernoulli', 'NB Bernoulli', 'C2-v'),
-            ('nb_multinomial', 'NB multinomial', 'C3-d'))
+  curves = (
+    ('logreg', 'logistic regression', 'k-o'),
+    ('nb_categorical', 'NB categorical (17 levels)', 'C0-s'),
+    ('nb_gaussian', 'NB Gaussian', 'C1-^'),
+    ('nb_bernoulli', 'NB Bernoulli', 'C2-v'),
+    ('nb_multinomial', 'NB multinomial', 'C3-d'),
+  )
   for key, label, style in curves:
     err = np.array([r[key]['error'] for r in lc['rows']])
     std = np.array([r[key]['error_std'] for r in lc['rows']])
-    line, = ax[0].plot(m, err, style, label=label, ms=4)
+    (line,) = ax[0].plot(m, err, style, label=label, ms=4)
     ax[0].fill_between(m, err - std, err + std, color=line.get_color(), alpha=0.12)
     ax[1].plot(m, [r[key]['log_loss'] for r in lc['rows']], style, label=label, ms=4)
   for a in ax:
@@ -416,12 +553,10 @@ def plot_all(results, samples, means, out_dir):
   ax[0].set_ylabel('test error (mean +- std over subsets)')
   ax[1].set_ylabel('test log-loss (nats)')
   ax[1].set_ylim(0, 6)
-  ax[1].set_title('log-loss (off scale: Gaussian NB 1e5-1e9 nats, multinomial NB 5-24)',
-                  fontsize=9)
+  ax[1].set_title('log-loss (off scale: Gaussian NB 1e5-1e9 nats, multinomial NB 5-24)', fontsize=9)
   ax[0].legend(fontsize=8)
-  wins = [f"{v}: {c['first_m_lr_better_onwards']}" for v, c in lc['crossover'].items()]
-  ax[0].set_title('digits (Ng & Jordan 2002); LR better from m = ' + ', '.join(wins),
-                  fontsize=8)
+  wins = [f'{v}: {c["first_m_lr_better_onwards"]}' for v, c in lc['crossover'].items()]
+  ax[0].set_title('digits (Ng & Jordan 2002); LR better from m = ' + ', '.join(wins), fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, 'learning_curves.png'), dpi=120)
   plt.close(fig)
@@ -433,13 +568,18 @@ def plot_all(results, samples, means, out_dir):
     k = [r['k'] for r in rows]
     what = 'central 4x4 block' if name == 'block' else 'whole image'
     for model, color, label in (('nb', 'C0', 'NB'), ('logreg', 'k', 'LR')):
-      ax[0].plot(k, [r[model]['log_loss'] for r in rows], ls, color=color, marker='o',
-                 ms=3, label=f'{label}, {what}')
+      ax[0].plot(
+        k,
+        [r[model]['log_loss'] for r in rows],
+        ls,
+        color=color,
+        marker='o',
+        ms=3,
+        label=f'{label}, {what}',
+      )
       ax[1].plot(k, [r[model]['ece'] for r in rows], ls, color=color, marker='o', ms=3)
-      ax[2].plot(k, [1 - r[model]['accuracy'] for r in rows], ls, color=color, marker='o',
-                 ms=3)
-  for a, t in zip(ax, ('test log-loss (nats)', 'expected calibration error',
-                       'test error')):
+      ax[2].plot(k, [1 - r[model]['accuracy'] for r in rows], ls, color=color, marker='o', ms=3)
+  for a, t in zip(ax, ('test log-loss (nats)', 'expected calibration error', 'test error')):
     a.set_xlabel('copies k of the duplicated pixels')
     a.set_ylabel(t)
   ax[0].legend(fontsize=8)
@@ -448,18 +588,22 @@ def plot_all(results, samples, means, out_dir):
   fig.savefig(os.path.join(out_dir, 'double_counting.png'), dpi=120)
   plt.close(fig)
 
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images
+
   num = samples.shape[1]
   # Column 0: E[x | y]; a blank column; then samples. One row per class.
-  tiles = np.concatenate([np.rint(means)[:, None], np.zeros_like(means)[:, None],
-                          samples], axis=1).reshape(-1, 8, 8, 1)
+  tiles = np.concatenate(
+    [np.rint(means)[:, None], np.zeros_like(means)[:, None], samples], axis=1
+  ).reshape(-1, 8, 8, 1)
   grid = images.make_grid(tiles, num_levels=LEVELS, nrow=num + 2, scale=8)
   fig, ax = plt.subplots(figsize=(7, 6.6))
   ax.imshow(grid, interpolation='nearest')
   ax.set_axis_off()
-  ax.set_title('categorical naive Bayes on digits: E[x|y] | samples x ~ p(x|y)\n'
-               '(pixels independent given the class, hence the salt-and-pepper)',
-               fontsize=9)
+  ax.set_title(
+    'categorical naive Bayes on digits: E[x|y] | samples x ~ p(x|y)\n'
+    '(pixels independent given the class, hence the salt-and-pepper)',
+    fontsize=9,
+  )
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, 'nb_samples.png'), dpi=120)
   plt.close(fig)
@@ -470,18 +614,22 @@ def summarise(results) -> dict:
   lc, dc, tx = results['learning_curves'], results['double_counting'], results['text']
   first, last = lc['rows'][0], lc['rows'][-1]
   out = {
-      'crossover': lc['crossover'],
-      'error_at_m10': {k: v['error'] for k, v in first.items() if isinstance(v, dict)},
-      'error_at_m1437': {k: v['error'] for k, v in last.items() if isinstance(v, dict)},
+    'crossover': lc['crossover'],
+    'error_at_m10': {k: v['error'] for k, v in first.items() if isinstance(v, dict)},
+    'error_at_m1437': {k: v['error'] for k, v in last.items() if isinstance(v, dict)},
   }
   for name in ('block', 'all'):
     rows = dc[name]['rows']
     out[f'double_counting_{name}'] = {
-        f'{model}_{metric}_k{row["k"]}': row[model][metric]
-        for row in (rows[0], rows[-1]) for model in ('nb', 'logreg')
-        for metric in ('ece', 'log_loss', 'accuracy')}
-  out['text'] = {k: {m: tx[k][m] for m in ('accuracy', 'log_loss', 'ece')}
-                 for k in ('nb_multinomial', 'nb_bernoulli', 'logreg')}
+      f'{model}_{metric}_k{row["k"]}': row[model][metric]
+      for row in (rows[0], rows[-1])
+      for model in ('nb', 'logreg')
+      for metric in ('ece', 'log_loss', 'accuracy')
+    }
+  out['text'] = {
+    k: {m: tx[k][m] for m in ('accuracy', 'log_loss', 'ece')}
+    for k in ('nb_multinomial', 'nb_bernoulli', 'logreg')
+  }
   return out
 
 
@@ -496,14 +644,20 @@ def main(argv=None):
   os.makedirs(args.out, exist_ok=True)
   t0 = time.perf_counter()
   xtr, ytr, xte, yte = load_digits_split()
-  results = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
-             'data': 'sklearn load_digits: train first 1437, test last 360'}
+  results = {
+    'device': jax.devices()[0].device_kind,
+    'jax': jax.__version__,
+    'data': 'sklearn load_digits: train first 1437, test last 360',
+  }
   timings = {}
   for name, fn in (
-      ('learning_curves', lambda: learning_curves(xtr, ytr, xte, yte,
-                                                  repeats=args.repeats, seed=args.seed)),
-      ('double_counting', lambda: double_counting(xtr, ytr, xte, yte)),
-      ('text', lambda: text_task(seed=args.seed))):
+    (
+      'learning_curves',
+      lambda: learning_curves(xtr, ytr, xte, yte, repeats=args.repeats, seed=args.seed),
+    ),
+    ('double_counting', lambda: double_counting(xtr, ytr, xte, yte)),
+    ('text', lambda: text_task(seed=args.seed)),
+  ):
     print(name, file=sys.stderr, flush=True)
     t = time.perf_counter()
     results[name] = fn()

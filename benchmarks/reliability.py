@@ -38,17 +38,19 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# pylint: disable=wrong-import-position
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
-from gm_jax import data as gm_data  # noqa: E402
-from gm_jax import losses  # noqa: E402
-from gm_jax.data import exported  # noqa: E402
-from gm_jax.train import checkpoint as ckpt_lib  # noqa: E402
-from gm_jax.train import loop  # noqa: E402
-from gm_jax.train import run_config  # noqa: E402
-from gm_jax.train import workdir as workdir_lib  # noqa: E402
-from tests.train.test_loop import _config, _final_params, _toy_family, _toy_splits  # noqa: E402
+from gm_jax import data as gm_data
+from gm_jax import losses
+from gm_jax.data import exported
+from gm_jax.train import checkpoint as ckpt_lib
+from gm_jax.train import loop
+from gm_jax.train import run_config
+from gm_jax.train import workdir as workdir_lib
+from tests.train.test_loop import _config
+from tests.train.test_loop import _final_params
+from tests.train.test_loop import _toy_family
+from tests.train.test_loop import _toy_splits
 
 PROBES = []
 
@@ -74,9 +76,14 @@ def _env():
 
 
 def _cli(workdir, *args, env=None):
-  return subprocess.run([sys.executable, '-m', 'gm_jax.main', '--config=configs/vae.py',
-                         f'--workdir={workdir}', *args], cwd=ROOT, env=env or _env(),
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, '-m', 'gm_jax.main', '--config=configs/vae.py', f'--workdir={workdir}', *args],
+    cwd=ROOT,
+    env=env or _env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def _run(workdir, splits=None, **overrides):
@@ -89,8 +96,7 @@ def _records(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     text = f.read()
   need(text.endswith('\n'), 'metrics.jsonl ends in a cut line')
-  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'}
-          for l in text.splitlines()]
+  return [{k: v for k, v in json.loads(l).items() if k != 'steps_per_s'} for l in text.splitlines()]
 
 
 def _same_params(a, b):
@@ -102,7 +108,8 @@ def _same_params(a, b):
 
 
 def jax_leaves(tree):
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
+
   return jax.tree.leaves(tree)
 
 
@@ -120,16 +127,25 @@ def _two_line_error(out, start):
 @probe
 def second_run_on_a_held_workdir(tmp):
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time\nfrom gm_jax.train import workdir\n'
-       'workdir.WorkdirLock(sys.argv[1]).acquire()\nprint("held", flush=True)\n'
-       'time.sleep(300)', tmp], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      '-c',
+      'import sys, time\nfrom gm_jax.train import workdir\n'
+      'workdir.WorkdirLock(sys.argv[1]).acquire()\nprint("held", flush=True)\n'
+      'time.sleep(300)',
+      tmp,
+    ],
+    cwd=ROOT,
+    env=_env(),
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     need(holder.stdout.readline().strip() == 'held', 'the holder did not start')
     t0 = time.perf_counter()
     out = _cli(tmp, '--config.num_train_steps=2')
     seconds = time.perf_counter() - t0
-    line = _two_line_error(out, f'error: workdir {tmp} is in use by another run (pid '
-                                f'{holder.pid}')
+    line = _two_line_error(out, f'error: workdir {tmp} is in use by another run (pid {holder.pid}')
     need(not os.path.exists(os.path.join(tmp, 'checkpoints')), 'the second run wrote')
   finally:
     holder.kill()
@@ -155,16 +171,24 @@ def second_run_in_process_while_one_trains(tmp):
 @probe
 def kill_mid_run_and_resume(tmp):
   _run(os.path.join(tmp, 'full'))
-  code = ('import os, sys\nfrom gm_jax import data\nfrom gm_jax.train import loop\n'
-          'from tests.train.test_loop import _config, _toy_family, _toy_splits\n'
-          'real = data.batch_at_step\n'
-          'def slow(a, step, **kw):\n  if step == 9:\n    os.kill(os.getpid(), 9)\n'
-          '  return real(a, step, **kw)\n'
-          'data.batch_at_step = slow\n'
-          'loop.run(_config(), sys.argv[1], _toy_family(), _toy_splits())\n')
+  code = (
+    'import os, sys\nfrom gm_jax import data\nfrom gm_jax.train import loop\n'
+    'from tests.train.test_loop import _config, _toy_family, _toy_splits\n'
+    'real = data.batch_at_step\n'
+    'def slow(a, step, **kw):\n  if step == 9:\n    os.kill(os.getpid(), 9)\n'
+    '  return real(a, step, **kw)\n'
+    'data.batch_at_step = slow\n'
+    'loop.run(_config(), sys.argv[1], _toy_family(), _toy_splits())\n'
+  )
   killed = os.path.join(tmp, 'killed')
-  out = subprocess.run([sys.executable, '-c', code, killed], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    [sys.executable, '-c', code, killed],
+    cwd=ROOT,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   need(out.returncode == -signal.SIGKILL, f'not killed: {out.returncode}')
   _run(killed)
   _same_params(os.path.join(tmp, 'full'), killed)
@@ -215,8 +239,9 @@ def diverging_resume_does_not_rewrite_config_json(tmp):
   _run(tmp, num_train_steps=8, lr_schedule='constant')
   before = open(os.path.join(tmp, 'config.json')).read()
   try:
-    _run(tmp, num_train_steps=12, lr_schedule='constant', learning_rate=1e30,
-         allow_resume_changes=True)
+    _run(
+      tmp, num_train_steps=12, lr_schedule='constant', learning_rate=1e30, allow_resume_changes=True
+    )
     raise Broken('a learning rate of 1e30 trained')
   except loop.NonFiniteLossError:
     pass
@@ -321,8 +346,14 @@ def _frequent_saves(tmp, keep):
   logging.getLogger('absl').addHandler(handler)
   try:
     for attempt in range(5):
-      _run(os.path.join(tmp, str(attempt)), num_train_steps=40, checkpoint_every=1,
-           log_every=1, eval_every=20, max_to_keep=keep)
+      _run(
+        os.path.join(tmp, str(attempt)),
+        num_train_steps=40,
+        checkpoint_every=1,
+        log_every=1,
+        eval_every=20,
+        max_to_keep=keep,
+      )
   finally:
     logging.getLogger('absl').removeHandler(handler)
   need(not [m for m in messages if 'for deletion' in m], 'orbax deletion warnings')
@@ -335,14 +366,25 @@ def _frequent_saves(tmp, keep):
 def disk_full_during_a_save(tmp):
   target = os.path.join(tmp, 'full')
   os.makedirs(target)
-  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', target],
-                           capture_output=True).returncode == 0
+  mounted = (
+    subprocess.run(
+      ['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', target], capture_output=True
+    ).returncode
+    == 0
+  )
   try:
     if not mounted:
       return _disk_full_patched(target)
     try:
-      _run(os.path.join(target, 'w'), num_train_steps=400, checkpoint_every=2, log_every=2,
-           eval_every=2, max_to_keep=1000, lr_schedule='constant')
+      _run(
+        os.path.join(target, 'w'),
+        num_train_steps=400,
+        checkpoint_every=2,
+        log_every=2,
+        eval_every=2,
+        max_to_keep=1000,
+        lr_schedule='constant',
+      )
       raise Broken('a full disk went unnoticed')
     except ckpt_lib.CheckpointSaveError as e:
       message = str(e)
@@ -366,7 +408,7 @@ def _disk_full_patched(tmp):
   def full(step, args):
     raise OSError(errno.ENOSPC, 'No space left on device')
 
-  ck._manager.save = full  # pylint: disable=protected-access
+  ck._manager.save = full
   try:
     ck.save(2, {'w': np.zeros(2, np.float32)})
     raise Broken('a full disk went unnoticed')
@@ -382,22 +424,26 @@ def _disk_full_patched(tmp):
 
 def _bad_export(tmp, change):
   rng = np.random.default_rng(0)
-  arrays = {'image': rng.integers(0, 17, (5, 8, 8, 1), dtype=np.uint8),
-            'label': rng.integers(0, 10, 5).astype(np.int32)}
-  exported.write(exported.exported_path('digits', tmp), 'digits',
-                 {'train': change(arrays), 'test': arrays})
+  arrays = {
+    'image': rng.integers(0, 17, (5, 8, 8, 1), dtype=np.uint8),
+    'label': rng.integers(0, 10, 5).astype(np.int32),
+  }
+  exported.write(
+    exported.exported_path('digits', tmp), 'digits', {'train': change(arrays), 'test': arrays}
+  )
   try:
     gm_data.load_split('digits', 'train', data_dir=tmp)
     raise Broken('read without a word')
   except ValueError as e:
     need(exported.exported_path('digits', tmp) in str(e), f'no file named: {e}')
-    return str(e)[len(tmp):][:90]
+    return str(e)[len(tmp) :][:90]
 
 
 @probe
 def exported_pixels_outside_the_levels(tmp):
-  return _bad_export(tmp, lambda a: dict(a, image=(a['image'].astype(np.int32) * 15)
-                                         .astype(np.uint8)))
+  return _bad_export(
+    tmp, lambda a: dict(a, image=(a['image'].astype(np.int32) * 15).astype(np.uint8))
+  )
 
 
 @probe
@@ -441,10 +487,21 @@ def config_from_another_folder_does_not_shadow(tmp):
     f.write('raise ImportError("shadowed")\n')
   elsewhere = os.path.join(tmp, 'elsewhere')  # the command runs outside that folder
   os.makedirs(elsewhere)
-  out = subprocess.run([sys.executable, '-m', 'gm_jax.main',
-                        f'--config={tmp}/configs/vae.py', f'--workdir={tmp}/w',
-                        '--config.batch_size=0'], cwd=elsewhere, env=_env(),
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'gm_jax.main',
+      f'--config={tmp}/configs/vae.py',
+      f'--workdir={tmp}/w',
+      '--config.batch_size=0',
+    ],
+    cwd=elsewhere,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   return _two_line_error(out, 'error: config.batch_size')[:60] + ' (optax not shadowed)'
 
 
@@ -477,14 +534,16 @@ def gaussian_kl_of_b_and_b1(tmp):
 
 @probe
 def categorical_label_out_of_range(tmp):
-  return _raises(lambda: losses.categorical_log_prob(jnp.zeros((2, 3)), jnp.array([0, 3])),
-                 'label 3')
+  return _raises(
+    lambda: losses.categorical_log_prob(jnp.zeros((2, 3)), jnp.array([0, 3])), 'label 3'
+  )
 
 
 @probe
 def categorical_label_negative(tmp):
-  return _raises(lambda: losses.categorical_log_prob(jnp.zeros((2, 3)), jnp.array([-1, 0])),
-                 'label -1')
+  return _raises(
+    lambda: losses.categorical_log_prob(jnp.zeros((2, 3)), jnp.array([-1, 0])), 'label -1'
+  )
 
 
 @probe
@@ -495,7 +554,7 @@ def iwae_bound_with_k_0(tmp):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--only', default='', help='run the probes whose name contains this')
-  parser.add_argument('--keep', default=None, help='keep the probes\' workdirs here')
+  parser.add_argument('--keep', default=None, help="keep the probes' workdirs here")
   args = parser.parse_args()
   base = args.keep or tempfile.mkdtemp(prefix='gm_jax_reliability_')
   chosen = [p for p in PROBES if args.only in p.__name__]
@@ -506,11 +565,13 @@ def main():
     t0 = time.perf_counter()
     try:
       detail, ok = fn(tmp), True
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       detail, ok = f'{type(e).__name__}: {e}'[:300], False
     intact += ok
-    print(f'{"ok  " if ok else "FAIL"} {fn.__name__} ({time.perf_counter() - t0:.1f} s): '
-          f'{detail}', flush=True)
+    print(
+      f'{"ok  " if ok else "FAIL"} {fn.__name__} ({time.perf_counter() - t0:.1f} s): {detail}',
+      flush=True,
+    )
   print(f'{intact} of {len(chosen)} probes kept everything intact.')
   if not args.keep:
     shutil.rmtree(base, ignore_errors=True)

@@ -14,7 +14,6 @@ from gm_jax import _xla
 
 _xla.configure_cpu_flags()
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
 import json
 import os
@@ -27,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import char_lm as char_lm_config  # noqa: E402
-from configs import pixelcnn as pixelcnn_config  # noqa: E402
-from gm_jax import sampling  # noqa: E402
-from gm_jax.models import autoregressive as ar_lib  # noqa: E402
+from configs import char_lm as char_lm_config
+from configs import pixelcnn as pixelcnn_config
+from gm_jax import sampling
+from gm_jax.models import autoregressive as ar_lib
 
 
 def _time(model, params, shape, method):
@@ -56,8 +55,7 @@ def bench(name, model, example, shape):
     row[f'{method}_samples_per_s'] = shape[0] / seconds
   row['speedup'] = row['cached_samples_per_s'] / row['naive_samples_per_s']
   row['identical_samples'] = bool(np.array_equal(samples['naive'], samples['cached']))
-  row.update(backend=jax.default_backend(), cpu_count=os.cpu_count(),
-             machine=platform.machine())
+  row.update(backend=jax.default_backend(), cpu_count=os.cpu_count(), machine=platform.machine())
   print(json.dumps(row), flush=True)
   return row
 
@@ -72,14 +70,20 @@ def main():
   only = args.only.split(',')
   if 'pixelcnn' in only:
     c = pixelcnn_config.get_config()
-    model = ar_lib.PixelCNN(num_levels=256, num_channels=1, features=c.channels,
-                        num_layers=c.num_layers, kernel_size=c.kernel_size)
+    model = ar_lib.PixelCNN(
+      num_levels=256,
+      num_channels=1,
+      features=c.channels,
+      num_layers=c.num_layers,
+      kernel_size=c.kernel_size,
+    )
     shape = (args.batch, args.size, args.size, 1)
     bench(f'pixelcnn_{args.size}x{args.size}', model, jnp.zeros(shape, jnp.int32), shape)
   if 'char_lm' in only:
     c = char_lm_config.get_config()
-    model = ar_lib.CausalConvLM(vocab_size=256, channels=c.channels,
-                            dilations=tuple(c.dilations), kernel_size=c.kernel_size)
+    model = ar_lib.CausalConvLM(
+      vocab_size=256, channels=c.channels, dilations=tuple(c.dilations), kernel_size=c.kernel_size
+    )
     shape = (args.batch, args.length)
     bench(f'char_lm_{args.length}', model, jnp.zeros((1, 8), jnp.int32), shape)
 

@@ -33,8 +33,8 @@ from gm_jax import _xla
 
 _xla.configure_cpu_flags()
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
+from collections.abc import Callable
 import dataclasses
 import importlib
 import json
@@ -44,7 +44,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -125,6 +125,7 @@ PYDOC = DatasetInfo('pydoc_chars', 'text', (128,), 256, 10)
 @dataclasses.dataclass(frozen=True)
 class Case:
   """One model to time: a shipped config, overrides, the data it sees."""
+
   name: str
   config: str  # path under configs/
   info: DatasetInfo
@@ -141,19 +142,20 @@ class Case:
 
 
 CASES = (
-    Case('vae_mlp_digits', 'vae.py', DIGITS, 'vae'),
-    Case('vae_conv_mnist', 'vae.py', MNIST, 'vae', (('architecture', 'conv'),)),
-    Case('pixelcnn_digits', 'pixelcnn.py', DIGITS, 'autoregressive'),
-    Case('pixelcnn_mnist', 'pixelcnn.py', MNIST, 'autoregressive'),
-    Case('realnvp_digits', 'realnvp.py', DIGITS, 'flows'),
-    Case('glow_digits', 'glow.py', DIGITS, 'flows'),
-    Case('glow_photos', 'glow_photos.py', PHOTOS, 'flows'),
-    Case('dcgan_digits', 'dcgan.py', DIGITS, 'gan'),
-    Case('dcgan_photos', 'dcgan.py', PHOTOS, 'gan'),
-    Case('cyclegan_photos', 'cyclegan_photos.py', PHOTOS, 'cyclegan'),
-    Case('char_lm_pydoc', 'char_lm.py', PYDOC, 'autoregressive'),
-    Case('char_lm_wide', 'char_lm.py', PYDOC, 'autoregressive',
-         (('channels', 128), ('batch_size', 32))),
+  Case('vae_mlp_digits', 'vae.py', DIGITS, 'vae'),
+  Case('vae_conv_mnist', 'vae.py', MNIST, 'vae', (('architecture', 'conv'),)),
+  Case('pixelcnn_digits', 'pixelcnn.py', DIGITS, 'autoregressive'),
+  Case('pixelcnn_mnist', 'pixelcnn.py', MNIST, 'autoregressive'),
+  Case('realnvp_digits', 'realnvp.py', DIGITS, 'flows'),
+  Case('glow_digits', 'glow.py', DIGITS, 'flows'),
+  Case('glow_photos', 'glow_photos.py', PHOTOS, 'flows'),
+  Case('dcgan_digits', 'dcgan.py', DIGITS, 'gan'),
+  Case('dcgan_photos', 'dcgan.py', PHOTOS, 'gan'),
+  Case('cyclegan_photos', 'cyclegan_photos.py', PHOTOS, 'cyclegan'),
+  Case('char_lm_pydoc', 'char_lm.py', PYDOC, 'autoregressive'),
+  Case(
+    'char_lm_wide', 'char_lm.py', PYDOC, 'autoregressive', (('channels', 128), ('batch_size', 32))
+  ),
 )
 
 
@@ -162,8 +164,10 @@ def make_batch(case: Case, batch_size: int, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   info = case.info
   if info.kind == 'text':
-    return {'tokens': rng.integers(0, info.num_levels, (batch_size,) + info.shape, np.int32),
-            'label': rng.integers(0, info.num_classes, (batch_size,), np.int32)}
+    return {
+      'tokens': rng.integers(0, info.num_levels, (batch_size,) + info.shape, np.int32),
+      'label': rng.integers(0, info.num_classes, (batch_size,), np.int32),
+    }
   images = lambda: rng.integers(0, info.num_levels, (batch_size,) + info.shape).astype(np.uint8)
   if case.family == 'cyclegan':
     return {'image_a': images(), 'image_b': images()}
@@ -195,7 +199,8 @@ def build_family(case: Case, batch_size: int, extra: tuple = ()):
 
 def flax_signature(params) -> list:
   """`torch_ref.common.shape_signature` of the trained Flax parameters."""
-  from benchmarks.torch_ref import common  # pylint: disable=g-import-not-at-top
+  from benchmarks.torch_ref import common
+
   return common.shape_signature(tuple(x.shape) for x in trained_leaves(params))
 
 
@@ -217,12 +222,16 @@ def jax_side(case: Case, config, batch: dict):
   return compiled, state, device_batch, params
 
 
-def _memory_bytes(compiled) -> Optional[int]:
+def _memory_bytes(compiled) -> int | None:
   try:
     m = compiled.memory_analysis()
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-               - m.alias_size_in_bytes)
-  except Exception:  # pylint: disable=broad-except
+    return int(
+      m.argument_size_in_bytes
+      + m.output_size_in_bytes
+      + m.temp_size_in_bytes
+      - m.alias_size_in_bytes
+    )
+  except Exception:
     return None
 
 
@@ -242,9 +251,10 @@ def _time(fn: Callable[[], Any], min_seconds: float) -> float:
 
 
 def run_case(case: Case, *, repeats: int, min_seconds: float, warmup: int = 3) -> dict:
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
+
   torch_ref = importlib.import_module(f'benchmarks.torch_ref.{case.family}')
-  from benchmarks.torch_ref import common  # pylint: disable=g-import-not-at-top
+  from benchmarks.torch_ref import common
 
   config = case.load_config()
   batch = make_batch(case, int(config.batch_size))
@@ -254,8 +264,10 @@ def run_case(case: Case, *, repeats: int, min_seconds: float, warmup: int = 3) -
   torch_step, torch_module = torch_ref.make_step(config, case.info, batch)
   jax_sig, torch_sig = flax_signature(params), common.torch_signature(torch_module)
   if jax_sig != torch_sig:
-    raise AssertionError(f'{case.name}: the PyTorch replica has other weights than the '
-                         f'Flax model:\n  jax   {jax_sig}\n  torch {torch_sig}')
+    raise AssertionError(
+      f'{case.name}: the PyTorch replica has other weights than the '
+      f'Flax model:\n  jax   {jax_sig}\n  torch {torch_sig}'
+    )
 
   holder = {'state': state}
 
@@ -275,30 +287,30 @@ def run_case(case: Case, *, repeats: int, min_seconds: float, warmup: int = 3) -
   others = _others_cores(busy0, _cpu_seconds())
   jax_rate, torch_rate = statistics.median(jax_rates), statistics.median(torch_rates)
   return {
-      'model': case.name,
-      'family': case.family,
-      'config': f'configs/{case.config}' + ''.join(f' {k}={v}' for k, v in case.overrides),
-      'batch': int(config.batch_size),
-      'shape': list(case.info.shape),
-      'jax_steps_per_s': round(jax_rate, 3),
-      'torch_steps_per_s': round(torch_rate, 3),
-      'ratio': round(jax_rate / torch_rate, 3),
-      'jax_rates': [round(r, 3) for r in jax_rates],
-      'torch_rates': [round(r, 3) for r in torch_rates],
-      'jax_step_bytes': _memory_bytes(compiled),
-      'torch_peak_rss_mb': round(torch_rss, 1),
-      'num_params': int(sum(x.size for x in trained_leaves(params))),
-      'torch_num_params': common.num_params(torch_module),
-      'first_loss_jax': jax_losses[0],
-      'first_loss_torch': torch_losses[0],
-      # The machine while this case was timed: the 1-min load average at its end (this
-      # process's own threads included) and the CPU cores other processes used meanwhile.
-      'load_avg_1m': round(os.getloadavg()[0], 2),
-      'others_cpu_cores': None if others is None else round(others, 2),
+    'model': case.name,
+    'family': case.family,
+    'config': f'configs/{case.config}' + ''.join(f' {k}={v}' for k, v in case.overrides),
+    'batch': int(config.batch_size),
+    'shape': list(case.info.shape),
+    'jax_steps_per_s': round(jax_rate, 3),
+    'torch_steps_per_s': round(torch_rate, 3),
+    'ratio': round(jax_rate / torch_rate, 3),
+    'jax_rates': [round(r, 3) for r in jax_rates],
+    'torch_rates': [round(r, 3) for r in torch_rates],
+    'jax_step_bytes': _memory_bytes(compiled),
+    'torch_peak_rss_mb': round(torch_rss, 1),
+    'num_params': int(sum(x.size for x in trained_leaves(params))),
+    'torch_num_params': common.num_params(torch_module),
+    'first_loss_jax': jax_losses[0],
+    'first_loss_torch': torch_losses[0],
+    # The machine while this case was timed: the 1-min load average at its end (this
+    # process's own threads included) and the CPU cores other processes used meanwhile.
+    'load_avg_1m': round(os.getloadavg()[0], 2),
+    'others_cpu_cores': None if others is None else round(others, 2),
   }
 
 
-def _cpu_seconds() -> Optional[tuple[float, float, float]]:
+def _cpu_seconds() -> tuple[float, float, float] | None:
   """(wall, busy CPU seconds of the whole machine, CPU seconds of this process)."""
   try:
     with open('/proc/stat') as f:
@@ -310,7 +322,7 @@ def _cpu_seconds() -> Optional[tuple[float, float, float]]:
   return (time.perf_counter(), busy / os.sysconf('SC_CLK_TCK'), own.ru_utime + own.ru_stime)
 
 
-def _others_cores(start, end) -> Optional[float]:
+def _others_cores(start, end) -> float | None:
   """Mean CPU cores used by other processes between two `_cpu_seconds()`."""
   if start is None or end is None or end[0] <= start[0]:
     return None
@@ -319,28 +331,30 @@ def _others_cores(start, end) -> Optional[float]:
 
 def to_markdown(rows: list[dict], meta: dict) -> str:
   lines = [
-      '# Training step: gm_jax vs the same model in PyTorch (one process, interleaved)',
-      '',
-      f'Machine: {meta["machine"]}; jax {meta["jax"]}, torch {meta["torch"]}, '
-      f'{meta["torch_threads"]} torch threads; XLA_FLAGS=`{meta["xla_flags"]}`.',
-      f'Median of {meta["repeats"]} rounds of >= {meta["min_seconds"]} s per side. '
-      'ratio = JAX steps/s / PyTorch steps/s (target >= 1.2). 1-min load average '
-      f'{meta["load_avg_before"]} before, {meta["load_avg_after"]} after (PyTorch\'s '
-      'OpenMP threads collapse on a busy machine: run it idle). Per row: the load '
-      'average at the end of the case and the CPU cores other processes used while it '
-      'was timed.',
-      '',
-      '| model | batch | shape | params | JAX steps/s | PyTorch steps/s | ratio | '
-      'JAX step MiB | load 1m | others\' cores |',
-      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+    '# Training step: gm_jax vs the same model in PyTorch (one process, interleaved)',
+    '',
+    f'Machine: {meta["machine"]}; jax {meta["jax"]}, torch {meta["torch"]}, '
+    f'{meta["torch_threads"]} torch threads; XLA_FLAGS=`{meta["xla_flags"]}`.',
+    f'Median of {meta["repeats"]} rounds of >= {meta["min_seconds"]} s per side. '
+    'ratio = JAX steps/s / PyTorch steps/s (target >= 1.2). 1-min load average '
+    f"{meta['load_avg_before']} before, {meta['load_avg_after']} after (PyTorch's "
+    'OpenMP threads collapse on a busy machine: run it idle). Per row: the load '
+    'average at the end of the case and the CPU cores other processes used while it '
+    'was timed.',
+    '',
+    '| model | batch | shape | params | JAX steps/s | PyTorch steps/s | ratio | '
+    "JAX step MiB | load 1m | others' cores |",
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for r in rows:
     mib = f'{r["jax_step_bytes"] / 2**20:.1f}' if r.get('jax_step_bytes') else '-'
     others = r.get('others_cpu_cores')
-    lines.append(f'| {r["model"]} | {r["batch"]} | {"x".join(map(str, r["shape"]))} | '
-                 f'{r["num_params"]:,} | {r["jax_steps_per_s"]:.2f} | '
-                 f'{r["torch_steps_per_s"]:.2f} | {r["ratio"]:.2f} | {mib} | '
-                 f'{r.get("load_avg_1m", "-")} | {"-" if others is None else others} |')
+    lines.append(
+      f'| {r["model"]} | {r["batch"]} | {"x".join(map(str, r["shape"]))} | '
+      f'{r["num_params"]:,} | {r["jax_steps_per_s"]:.2f} | '
+      f'{r["torch_steps_per_s"]:.2f} | {r["ratio"]:.2f} | {mib} | '
+      f'{r.get("load_avg_1m", "-")} | {"-" if others is None else others} |'
+    )
   return '\n'.join(lines) + '\n'
 
 
@@ -361,7 +375,7 @@ def main(argv=None):
   if unknown:
     p.error(f'unknown case(s) {unknown}; known: {", ".join(names)}')
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError:
     p.error("PyTorch is not installed: pip install -e '.[bench]'")
   load_before = os.getloadavg()[0]
@@ -371,12 +385,17 @@ def main(argv=None):
       row = run_case(case, repeats=args.repeats, min_seconds=args.min_seconds)
       print(json.dumps(row), flush=True)
       rows.append(row)
-  meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cores',
-          'jax': jax.__version__, 'torch': torch.__version__,
-          'torch_threads': torch.get_num_threads(),
-          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'repeats': args.repeats,
-          'load_avg_before': round(load_before, 2), 'load_avg_after': round(os.getloadavg()[0], 2),
-          'min_seconds': args.min_seconds}
+  meta = {
+    'machine': f'{platform.machine()}, {os.cpu_count()} cores',
+    'jax': jax.__version__,
+    'torch': torch.__version__,
+    'torch_threads': torch.get_num_threads(),
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'repeats': args.repeats,
+    'load_avg_before': round(load_before, 2),
+    'load_avg_after': round(os.getloadavg()[0], 2),
+    'min_seconds': args.min_seconds,
+  }
   if args.out:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.jsonl', 'w') as f:

@@ -20,11 +20,18 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='char_lm', dataset='pydoc_chars', batch_size=16,
-                                    num_train_steps=1000, learning_rate=2e-3,
-                                    warmup_steps=100, grad_clip_norm=10.0)
+  config = common.likelihood_config(
+    model='char_lm',
+    dataset='pydoc_chars',
+    batch_size=16,
+    num_train_steps=1000,
+    learning_rate=2e-3,
+    warmup_steps=100,
+    grad_clip_norm=10.0,
+  )
   config.update(validation_fraction=0.05, eval_every=200)
-  config.update(channels=64, dilations=(1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32),
-                kernel_size=2, dropout_rate=0.1)
+  config.update(
+    channels=64, dilations=(1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32), kernel_size=2, dropout_rate=0.1
+  )
   config.update(num_samples=8, sample_length=400, sample_temperature=0.8)
   return config

@@ -29,8 +29,9 @@ import ml_collections
 from gm_jax.train import defaults
 
 
-def get_config(*, model: str, dataset: str, batch_size: int, num_train_steps: int,
-               learning_rate: float) -> ml_collections.ConfigDict:
+def get_config(
+  *, model: str, dataset: str, batch_size: int, num_train_steps: int, learning_rate: float
+) -> ml_collections.ConfigDict:
   """`defaults.TRAINING`, `data_dir` and the arguments: what a config starts from."""
   config = ml_collections.ConfigDict(dict(defaults.TRAINING))
   config.model = model
@@ -44,8 +45,9 @@ def get_config(*, model: str, dataset: str, batch_size: int, num_train_steps: in
   return config
 
 
-def likelihood_config(*, warmup_steps: int, grad_clip_norm: float,
-                      **required) -> ml_collections.ConfigDict:
+def likelihood_config(
+  *, warmup_steps: int, grad_clip_norm: float, **required
+) -> ml_collections.ConfigDict:
   """`get_config(**required)` with the training the likelihood models here share.
 
   A cosine learning-rate schedule after `warmup_steps` of linear warm-up, weight decay
@@ -54,6 +56,12 @@ def likelihood_config(*, warmup_steps: int, grad_clip_norm: float,
   training examples overfit quickly. Two checkpoints are kept.
   """
   config = get_config(**required)
-  config.update(lr_schedule='cosine', warmup_steps=warmup_steps, weight_decay=1e-4,
-                grad_clip_norm=grad_clip_norm, eval_every=100, max_to_keep=2)
+  config.update(
+    lr_schedule='cosine',
+    warmup_steps=warmup_steps,
+    weight_decay=1e-4,
+    grad_clip_norm=grad_clip_norm,
+    eval_every=100,
+    max_to_keep=2,
+  )
   return config

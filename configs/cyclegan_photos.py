@@ -31,16 +31,22 @@ from configs import common
 
 
 def get_config():
-  config = common.get_config(model='cyclegan', dataset='photo_patches', batch_size=4,
-                             num_train_steps=1000, learning_rate=2e-4)
+  config = common.get_config(
+    model='cyclegan',
+    dataset='photo_patches',
+    batch_size=4,
+    num_train_steps=1000,
+    learning_rate=2e-4,
+  )
   config.dataset_b = ml_collections.config_dict.placeholder(str)  # None = same dataset
   config.update(domain_a='china', domain_b='flower')
 
   config.gan_loss = 'lsgan'  # Zhu et al.; 'non_saturating' | 'minimax' also accepted
   config.identity_weight = 0.5  # times cycle_weight
   config.update(cycle_weight=10.0, pool_size=50)
-  config.update(generator_filters=16, num_residual_blocks=3, discriminator_filters=16,
-                discriminator_layers=2)
+  config.update(
+    generator_filters=16, num_residual_blocks=3, discriminator_filters=16, discriminator_layers=2
+  )
 
   config.update(decay_start_fraction=0.5, adam_b1=0.5, checkpoint_every=250, max_to_keep=2)
   return config

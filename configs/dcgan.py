@@ -27,14 +27,16 @@ def get_config():
   # The validation split (common's validation_fraction) is not used for selection (GANs
   # keep their last parameters); keeping the default split makes the FID floor use the
   # same train images as the VAE.
-  config = common.get_config(model='dcgan', dataset='digits', batch_size=64,
-                             num_train_steps=3000, learning_rate=2e-4)
+  config = common.get_config(
+    model='dcgan', dataset='digits', batch_size=64, num_train_steps=3000, learning_rate=2e-4
+  )
 
   config.gan_loss = 'non_saturating'  # 'minimax' | 'non_saturating' | 'lsgan'
   config.generator_norm = 'batch_norm'  # 'batch_norm' | 'none'
   config.discriminator_norm = 'batch_norm'  # 'batch_norm' | 'spectral_norm' | 'none'
-  config.update(conditional=False, latent_dim=32, generator_features=(128, 64),
-                discriminator_features=(64, 128))
+  config.update(
+    conditional=False, latent_dim=32, generator_features=(128, 64), discriminator_features=(64, 128)
+  )
 
   config.update(adam_b1=0.5, log_every=100, checkpoint_every=1000, max_to_keep=2)
   config.fid_num_samples = 0  # 0 = as many as training images (same size as the floor)

@@ -22,19 +22,30 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='diffusion', dataset='digits', batch_size=64,
-                                    num_train_steps=3000, learning_rate=2e-3,
-                                    warmup_steps=100, grad_clip_norm=100.0)
+  config = common.likelihood_config(
+    model='diffusion',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=3000,
+    learning_rate=2e-3,
+    warmup_steps=100,
+    grad_clip_norm=100.0,
+  )
   # times are stratified over each loss group (VDM's low-discrepancy sampler)
   config.loss_group_size = 16
-  config.update(channels=32, channel_mults=(1, 2), num_res_blocks=1, attention=False,
-                dropout_rate=0.1)
+  config.update(
+    channels=32, channel_mults=(1, 2), num_res_blocks=1, attention=False, dropout_rate=0.1
+  )
   config.fourier_exponents = (2, 3)  # sin/cos(2^n pi z): the 17-level grid's scale
-  config.update(noise_schedule='cosine', log_snr_min=-6.0, log_snr_max=6.0,
-                prediction_type='eps')
+  config.update(noise_schedule='cosine', log_snr_min=-6.0, log_snr_max=6.0, prediction_type='eps')
   config.update(conditional=False, cond_drop_rate=0.1, guidance_scale=1.0)
   config.update(val_samples=4, eval_bound_samples=16)
-  config.update(sampler='ddim', sample_steps=50, timing_samplers=('ddpm:1000', 'ddim:50',
-                                                                  'heun:25'),
-                fid_num_samples=0, timing_fid_samples=0, sample_batch_size=512)
+  config.update(
+    sampler='ddim',
+    sample_steps=50,
+    timing_samplers=('ddpm:1000', 'ddim:50', 'heun:25'),
+    fid_num_samples=0,
+    timing_fid_samples=0,
+    sample_batch_size=512,
+  )
   return config

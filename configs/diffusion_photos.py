@@ -20,8 +20,16 @@ from configs import diffusion
 def get_config():
   config = diffusion.get_config()
   config.dataset = 'photo_patches'
-  config.update(batch_size=32, num_train_steps=3000, channel_mults=(1, 2, 2, 2),
-                fourier_exponents=(6, 7), log_snr_min=-5.0, log_snr_max=13.3,
-                eval_bound_samples=4, eval_batch_size=64, sample_batch_size=128,
-                timing_samplers=('ddim:50',))
+  config.update(
+    batch_size=32,
+    num_train_steps=3000,
+    channel_mults=(1, 2, 2, 2),
+    fourier_exponents=(6, 7),
+    log_snr_min=-5.0,
+    log_snr_max=13.3,
+    eval_bound_samples=4,
+    eval_batch_size=64,
+    sample_batch_size=128,
+    timing_samplers=('ddim:50',),
+  )
   return config

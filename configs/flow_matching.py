@@ -24,18 +24,36 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='flow_matching', dataset='digits', batch_size=64,
-                                    num_train_steps=3000, learning_rate=2e-3,
-                                    warmup_steps=100, grad_clip_norm=100.0)
+  config = common.likelihood_config(
+    model='flow_matching',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=3000,
+    learning_rate=2e-3,
+    warmup_steps=100,
+    grad_clip_norm=100.0,
+  )
   # times are stratified over each loss group
   config.loss_group_size = 16
-  config.update(channels=32, channel_mults=(1, 2), num_res_blocks=1, attention=False,
-                dropout_rate=0.1)
+  config.update(
+    channels=32, channel_mults=(1, 2), num_res_blocks=1, attention=False, dropout_rate=0.1
+  )
   config.fourier_exponents = ()
   config.sigma_min = 0.0
   config.update(conditional=False, cond_drop_rate=0.1, guidance_scale=1.0, val_samples=4)
-  config.update(likelihood_solver='rk4', likelihood_steps=32, exact_trace_max_dims=0,
-                eval_dequant_samples=1, likelihood_batch_size=40)
-  config.update(sampler='heun', sample_steps=25, timing_samplers=('euler:50', 'heun:25'),
-                fid_num_samples=0, timing_fid_samples=0, sample_batch_size=512)
+  config.update(
+    likelihood_solver='rk4',
+    likelihood_steps=32,
+    exact_trace_max_dims=0,
+    eval_dequant_samples=1,
+    likelihood_batch_size=40,
+  )
+  config.update(
+    sampler='heun',
+    sample_steps=25,
+    timing_samplers=('euler:50', 'heun:25'),
+    fid_num_samples=0,
+    timing_fid_samples=0,
+    sample_batch_size=512,
+  )
   return config

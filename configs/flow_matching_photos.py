@@ -19,7 +19,13 @@ from configs import flow_matching
 def get_config():
   config = flow_matching.get_config()
   config.dataset = 'photo_patches'
-  config.update(batch_size=32, num_train_steps=3000, channel_mults=(1, 2, 2, 2),
-                likelihood_steps=16, likelihood_batch_size=50, sample_batch_size=128,
-                timing_samplers=('euler:50',))
+  config.update(
+    batch_size=32,
+    num_train_steps=3000,
+    channel_mults=(1, 2, 2, 2),
+    likelihood_steps=16,
+    likelihood_batch_size=50,
+    sample_batch_size=128,
+    timing_samplers=('euler:50',),
+  )
   return config

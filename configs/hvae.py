@@ -22,9 +22,15 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='hvae', dataset='digits', batch_size=64,
-                                    num_train_steps=1200, learning_rate=2e-3,
-                                    warmup_steps=100, grad_clip_norm=100.0)
+  config = common.likelihood_config(
+    model='hvae',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=1200,
+    learning_rate=2e-3,
+    warmup_steps=100,
+    grad_clip_norm=100.0,
+  )
 
   config.likelihood = 'categorical'  # 'categorical' | 'bernoulli' | 'discretized_logistic'
   config.groups_per_scale = (2, 2)  # coarsest scale first: 2x2 latents, then 4x4
@@ -41,6 +47,10 @@ def get_config():
   config.spectral_reg = 0.01  # NVAE's lambda on the sum of spectral norms
   config.grad_skip_norm = 1000.0  # zero the gradient of steps above this norm; 0 = off
 
-  config.update(iwae_samples=500, iwae_batch_size=120, sample_temperature=1.0,
-                picture_temperatures=(1.0, 0.8, 0.6, 0.4, 0.2))
+  config.update(
+    iwae_samples=500,
+    iwae_batch_size=120,
+    sample_temperature=1.0,
+    picture_temperatures=(1.0, 0.8, 0.6, 0.4, 0.2),
+  )
   return config

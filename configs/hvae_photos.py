@@ -28,7 +28,12 @@ def get_config():
   config.stem_stride = 4  # 32x32 image -> 8x8 finest latent maps
   config.update(latent_channels=8, dropout_rate=0.0, kl_warmup_steps=0)
   config.grad_skip_norm = 0.0  # off: losses are ~1e4 nats, gradient norms ~1e4
-  config.update(batch_size=32, num_train_steps=600, learning_rate=1e-3, grad_clip_norm=200.0,
-                checkpoint_every=300)
+  config.update(
+    batch_size=32,
+    num_train_steps=600,
+    learning_rate=1e-3,
+    grad_clip_norm=200.0,
+    checkpoint_every=300,
+  )
   config.update(iwae_samples=100, iwae_batch_size=50)
   return config

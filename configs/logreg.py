@@ -20,8 +20,9 @@ from configs import common
 
 
 def get_config():
-  config = common.get_config(model='logreg', dataset='digits', batch_size=128,
-                             num_train_steps=1500, learning_rate=0.05)
+  config = common.get_config(
+    model='logreg', dataset='digits', batch_size=128, num_train_steps=1500, learning_rate=0.05
+  )
   config.l2 = 1e-3  # on the mean loss; sklearn's C = 1 / (l2 * N_train)
   config.update(log_every=100, eval_every=250, steps_per_loop=25)
   return config

@@ -22,8 +22,9 @@ def get_config():
   # A closed-form fit is one "step". batch_size only chunks evaluation and learning_rate
   # is unused; both are here because every config has them. The validation split
   # (common's validation_fraction) is reported as val_* metrics, not used to fit.
-  config = common.get_config(model='naive_bayes', dataset='digits', batch_size=512,
-                             num_train_steps=1, learning_rate=0.0)
+  config = common.get_config(
+    model='naive_bayes', dataset='digits', batch_size=512, num_train_steps=1, learning_rate=0.0
+  )
   config.nb_variant = 'categorical'  # 'categorical' | 'bernoulli' | 'multinomial' | 'gaussian'
   config.alpha = 1.0  # Laplace pseudo-count (categorical, bernoulli, multinomial)
   config.var_smoothing = 1e-9  # gaussian: fraction of the largest variance added

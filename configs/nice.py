@@ -17,10 +17,17 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='nice', dataset='digits', batch_size=64,
-                                    num_train_steps=3000, learning_rate=1e-3,
-                                    warmup_steps=200, grad_clip_norm=100.0)
-  config.update(num_couplings=4, hidden=256, num_hidden_layers=3, dropout_rate=0.2,
-                logit_alpha=0.05)
+  config = common.likelihood_config(
+    model='nice',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=3000,
+    learning_rate=1e-3,
+    warmup_steps=200,
+    grad_clip_norm=100.0,
+  )
+  config.update(
+    num_couplings=4, hidden=256, num_hidden_layers=3, dropout_rate=0.2, logit_alpha=0.05
+  )
   config.update(eval_dequant_samples=10, sample_temperature=1.0)
   return config

@@ -21,9 +21,15 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='pixelcnn', dataset='digits', batch_size=64,
-                                    num_train_steps=800, learning_rate=1e-3,
-                                    warmup_steps=100, grad_clip_norm=10.0)
+  config = common.likelihood_config(
+    model='pixelcnn',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=800,
+    learning_rate=1e-3,
+    warmup_steps=100,
+    grad_clip_norm=10.0,
+  )
   config.update(channels=64, num_layers=5, kernel_size=3, dropout_rate=0.3)
   config.sample_temperature = 1.0
   return config

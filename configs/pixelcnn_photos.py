@@ -26,7 +26,13 @@ def get_config():
   config.dataset = 'photo_patches'
   config.channels = 36  # a multiple of the 3 colour channels
   config.update(num_layers=4, dropout_rate=0.0)
-  config.update(batch_size=8, num_train_steps=400, warmup_steps=50, grad_clip_norm=100.0,
-                log_every=25, checkpoint_every=250)
+  config.update(
+    batch_size=8,
+    num_train_steps=400,
+    warmup_steps=50,
+    grad_clip_norm=100.0,
+    log_every=25,
+    checkpoint_every=250,
+  )
   config.update(eval_batch_size=64, num_samples=16, sample_temperature=0.9)
   return config

@@ -18,11 +18,24 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='realnvp', dataset='digits', batch_size=64,
-                                    num_train_steps=2000, learning_rate=1e-3,
-                                    warmup_steps=200, grad_clip_norm=100.0)
-  config.update(num_scales=2, num_checkerboard=3, num_channel=3, num_final=4, hidden=64,
-                dropout_rate=0.1, logit_alpha=0.05)
+  config = common.likelihood_config(
+    model='realnvp',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=2000,
+    learning_rate=1e-3,
+    warmup_steps=200,
+    grad_clip_norm=100.0,
+  )
+  config.update(
+    num_scales=2,
+    num_checkerboard=3,
+    num_channel=3,
+    num_final=4,
+    hidden=64,
+    dropout_rate=0.1,
+    logit_alpha=0.05,
+  )
   config.num_blocks = 0  # residual blocks per coupling network (RealNVP's ResNet couplings)
   config.coupling_scale = 'tanh'  # or Glow's 'sigmoid' (couplings never amplify)
   config.update(eval_dequant_samples=10, sample_temperature=1.0)

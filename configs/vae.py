@@ -16,9 +16,15 @@ from configs import common
 
 
 def get_config():
-  config = common.likelihood_config(model='vae', dataset='digits', batch_size=64,
-                                    num_train_steps=1500, learning_rate=1e-3,
-                                    warmup_steps=100, grad_clip_norm=10.0)
+  config = common.likelihood_config(
+    model='vae',
+    dataset='digits',
+    batch_size=64,
+    num_train_steps=1500,
+    learning_rate=1e-3,
+    warmup_steps=100,
+    grad_clip_norm=10.0,
+  )
   # Test bound: IWAE with 1,000 samples. A checkpoint every 250 steps, 3 kept.
   config.update(checkpoint_every=250, max_to_keep=3, iwae_samples=1000)
   # 'none' | 'static' | 'dynamic' (fresh Bernoulli draw per step, IWAE protocol); needs

@@ -22,7 +22,7 @@ _SUBMODULES = ('data', 'evaluate', 'losses', 'models', 'nn', 'parallel', 'sampli
 __all__ = ('__version__',) + _SUBMODULES
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-  from gm_jax import data as data  # pylint: disable=g-bad-import-order
+  from gm_jax import data as data
   from gm_jax import evaluate as evaluate
   from gm_jax import losses as losses
   from gm_jax import models as models

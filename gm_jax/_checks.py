@@ -7,6 +7,7 @@ a ValueError that names the argument. Shape and dtype checks read static shapes 
 so they hold under `jit` and `vmap`; value checks (label range, positivity) run only
 on concrete arrays and are skipped for tracers.
 """
+
 from __future__ import annotations
 
 import jax
@@ -42,8 +43,9 @@ def check_positive(value, name: str) -> None:
     raise ValueError(f'{name} must be > 0, got {value!r}')
 
 
-def check_labels(labels, rows, *, name: str = 'y', rows_name: str = 'x',
-                 num_classes: int | None = None) -> None:
+def check_labels(
+  labels, rows, *, name: str = 'y', rows_name: str = 'x', num_classes: int | None = None
+) -> None:
   """Checks integer class labels, one per row of `rows`.
 
   Args:
@@ -58,13 +60,16 @@ def check_labels(labels, rows, *, name: str = 'y', rows_name: str = 'x',
       a label out of range.
   """
   if jnp.shape(labels) != jnp.shape(rows)[:1]:
-    raise ValueError(f'{name} must be [N] = {jnp.shape(rows)[:1]} like {rows_name}, '
-                     f'got shape {jnp.shape(labels)}')
+    raise ValueError(
+      f'{name} must be [N] = {jnp.shape(rows)[:1]} like {rows_name}, got shape {jnp.shape(labels)}'
+    )
   dtype = jnp.asarray(labels).dtype
   if not jnp.issubdtype(dtype, jnp.integer):
     raise ValueError(f'{name} must hold integer labels, got dtype {dtype}')
   if num_classes is not None and is_concrete(labels) and jnp.size(labels):
     values = np.asarray(labels)
     if values.min() < 0 or values.max() >= num_classes:
-      raise ValueError(f'{name} must lie in [0, num_classes={num_classes}), got range '
-                       f'[{values.min()}, {values.max()}]')
+      raise ValueError(
+        f'{name} must lie in [0, num_classes={num_classes}), got range '
+        f'[{values.min()}, {values.max()}]'
+      )

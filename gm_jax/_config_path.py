@@ -10,11 +10,11 @@ the installed package): only its `configs` package is registered, in `sys.module
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import importlib.machinery
 import importlib.util
 import os
 import sys
-from typing import Optional, Sequence
 
 
 def add_config_root(path: str) -> None:
@@ -26,8 +26,7 @@ def add_config_root(path: str) -> None:
   """
   path = path.split(':', 1)[0]  # ml_collections' `file.py:override` form
   folder = os.path.dirname(os.path.abspath(path))
-  if os.path.basename(folder) != 'configs' or not os.path.isfile(
-      os.path.join(folder, 'common.py')):
+  if os.path.basename(folder) != 'configs' or not os.path.isfile(os.path.join(folder, 'common.py')):
     return
   loaded = sys.modules.get('configs')
   if loaded is not None:
@@ -36,10 +35,11 @@ def add_config_root(path: str) -> None:
       search.insert(0, folder)
     return
   init = os.path.join(folder, '__init__.py')
-  spec: Optional[importlib.machinery.ModuleSpec] = None
+  spec: importlib.machinery.ModuleSpec | None = None
   if os.path.isfile(init):
-    spec = importlib.util.spec_from_file_location('configs', init,
-                                                  submodule_search_locations=[folder])
+    spec = importlib.util.spec_from_file_location(
+      'configs', init, submodule_search_locations=[folder]
+    )
   if spec is None:  # a folder without __init__.py, as a namespace package would be
     spec = importlib.machinery.ModuleSpec('configs', None, is_package=True)
     spec.submodule_search_locations = [folder]
@@ -53,6 +53,6 @@ def add_config_root_from_argv(argv: Sequence[str]) -> None:
   """`add_config_root` for the `--config=PATH` (or `--config PATH`) of a command line."""
   for i, arg in enumerate(argv):
     if arg.startswith('--config='):
-      add_config_root(arg[len('--config='):])
+      add_config_root(arg[len('--config=') :])
     elif arg == '--config' and i + 1 < len(argv):
       add_config_root(argv[i + 1])

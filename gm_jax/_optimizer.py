@@ -11,9 +11,15 @@ import optax
 OPTIMIZERS = ('adam', 'sgd', 'lbfgs')
 
 
-def optimizer(name: str, learning_rate, *, b1: float = 0.9, b2: float = 0.999,
-              weight_decay: float = 0.0, clip_norm: float = 0.0,
-              ) -> optax.GradientTransformation:
+def optimizer(
+  name: str,
+  learning_rate,
+  *,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  weight_decay: float = 0.0,
+  clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
   """The one optimiser factory of gm_jax: `name` on `learning_rate` (a float or schedule).
 
   Args:

@@ -21,7 +21,6 @@ import importlib.metadata
 import os
 import re
 import sys
-from typing import Optional
 
 # jaxlib 0.10 routes f32 convolutions on CPU to YNNPACK, which runs them on one core;
 # excluding them from YNN fusion restores multi-threaded convs (1.65x on conv training
@@ -52,7 +51,7 @@ def accelerator_distributions(distributions: Iterable[str]) -> list[str]:
   return sorted(n for n in names if n.startswith(_ACCELERATOR_PREFIXES))
 
 
-def _switch(environ: Mapping[str, str]) -> Optional[bool]:
+def _switch(environ: Mapping[str, str]) -> bool | None:
   """`GM_JAX_CPU_FLAGS` as True (force on), False (off) or None (unset: decide)."""
   value = environ.get('GM_JAX_CPU_FLAGS', '').strip().lower()
   if value in ('0', 'false', 'no', 'off'):
@@ -62,8 +61,9 @@ def _switch(environ: Mapping[str, str]) -> Optional[bool]:
   return None
 
 
-def cpu_flags_wanted(environ: Mapping[str, str], distributions: Iterable[str], *,
-                     platforms: Optional[str] = None) -> bool:
+def cpu_flags_wanted(
+  environ: Mapping[str, str], distributions: Iterable[str], *, platforms: str | None = None
+) -> bool:
   """Whether this process will run on CPU, so the CPU-only XLA flags should be set.
 
   A pure function of its arguments, so it can be tested without an accelerator.
@@ -100,18 +100,18 @@ def _installed_distributions() -> Iterator[str]:
   for dist in importlib.metadata.distributions():
     try:
       yield dist.metadata['Name'] or ''
-    except Exception:  # pylint: disable=broad-except  # a broken install: skip it
+    except Exception:  # a broken install: skip it
       continue
 
 
-def _configured_platforms() -> Optional[str]:
+def _configured_platforms() -> str | None:
   """`jax.config.jax_platforms` if JAX is imported (it may differ from the env var)."""
   jax_mod = sys.modules.get('jax')
   if jax_mod is None:
     return None
   try:
     return jax_mod.config.jax_platforms or ''
-  except Exception:  # pylint: disable=broad-except  # pragma: no cover - config API moved
+  except Exception:  # pragma: no cover - config API moved
     return None
 
 
@@ -132,15 +132,17 @@ def configure_cpu_flags() -> bool:
     return False
   if 'xla_cpu_experimental_ynn_fusion_type' in flags:
     return True
-  if not cpu_flags_wanted(os.environ, _installed_distributions(),
-                          platforms=_configured_platforms()):
+  if not cpu_flags_wanted(
+    os.environ, _installed_distributions(), platforms=_configured_platforms()
+  ):
     return False
   if sys.modules.get('jax') is not None:
     try:
-      from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+      from jax._src import xla_bridge
+
       if xla_bridge.backends_are_initialized():
         return False
-    except Exception:  # pylint: disable=broad-except  # pragma: no cover - private API moved
+    except Exception:  # pragma: no cover - private API moved
       return False
   os.environ['XLA_FLAGS'] = (flags + ' ' + _CPU_CONV_FLAG).strip()
   return True

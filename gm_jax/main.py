@@ -29,7 +29,6 @@ from gm_jax import _xla
 
 _xla.configure_cpu_flags()  # before JAX starts its backend
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import difflib
 import errno
 import json
@@ -44,25 +43,38 @@ from gm_jax import _config_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, samples, eval.json.')
-config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
-                                lock_config=True)
-flags.DEFINE_string('coordinator_address', None,
-                    'Multi-process training: HOST:PORT of process 0 (jax.distributed).')
+config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.DEFINE_string(
+  'coordinator_address', None, 'Multi-process training: HOST:PORT of process 0 (jax.distributed).'
+)
 flags.DEFINE_integer('num_processes', None, 'Multi-process training: number of processes.')
 flags.DEFINE_integer('process_id', None, "Multi-process training: this process's index.")
-flags.DEFINE_bool('distributed', False,
-                  'Call jax.distributed.initialize() with cluster auto-detection '
-                  '(Cloud TPU pod slices, SLURM) instead of the three flags above.')
-flags.DEFINE_string('init_from', None,
-                    "Start a new run from another run's selected parameters: that run's "
-                    'workdir (a fresh optimiser state and schedule; ignored once `workdir` '
-                    'has checkpoints of its own, which are resumed). Sets config.init_from.')
-flags.DEFINE_bool('allow_resume_changes', None,
-                  "Resume `workdir`'s checkpoints even where the config changes how they "
-                  'train (another learning rate, seed, schedule length, ...; by default an '
-                  'error names each change). Sets config.allow_resume_changes.')
-flags.DEFINE_bool('verbose', False, 'Show the traceback of an error of the user\'s making '
-                  '(also GM_JAX_VERBOSE=1); by default it is one or two lines, exit code 2.')
+flags.DEFINE_bool(
+  'distributed',
+  False,
+  'Call jax.distributed.initialize() with cluster auto-detection '
+  '(Cloud TPU pod slices, SLURM) instead of the three flags above.',
+)
+flags.DEFINE_string(
+  'init_from',
+  None,
+  "Start a new run from another run's selected parameters: that run's "
+  'workdir (a fresh optimiser state and schedule; ignored once `workdir` '
+  'has checkpoints of its own, which are resumed). Sets config.init_from.',
+)
+flags.DEFINE_bool(
+  'allow_resume_changes',
+  None,
+  "Resume `workdir`'s checkpoints even where the config changes how they "
+  'train (another learning rate, seed, schedule length, ...; by default an '
+  'error names each change). Sets config.allow_resume_changes.',
+)
+flags.DEFINE_bool(
+  'verbose',
+  False,
+  "Show the traceback of an error of the user's making "
+  '(also GM_JAX_VERBOSE=1); by default it is one or two lines, exit code 2.',
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 USER_ERROR_EXIT_CODE = 2
@@ -70,44 +82,55 @@ _main_started = False  # an error before it comes from parsing the flags
 
 
 def _verbose(argv) -> bool:
-  return (os.environ.get('GM_JAX_VERBOSE') == '1'
-          or any(a in ('--verbose', '--verbose=true', '--verbose=1') for a in argv))
+  return os.environ.get('GM_JAX_VERBOSE') == '1' or any(
+    a in ('--verbose', '--verbose=true', '--verbose=1') for a in argv
+  )
 
 
 def _user_error(e: BaseException) -> bool:
   """Whether `e` is an error of the user's making (reported without a traceback)."""
-  from gm_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import workdir  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import checkpoint
+  from gm_jax.train import loop
+  from gm_jax.train import workdir
+
   if isinstance(e, OSError):
     return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT, errno.EROFS)
-  return isinstance(e, (ValueError, KeyError, workdir.WorkdirLockedError,
-                        checkpoint.CheckpointError, loop.NonFiniteLossError))
+  return isinstance(
+    e,
+    (
+      ValueError,
+      KeyError,
+      workdir.WorkdirLockedError,
+      checkpoint.CheckpointError,
+      loop.NonFiniteLossError,
+    ),
+  )
 
 
 def unknown_config_field(argv) -> str | None:
   """The first `--config.a.b=...` of `argv` that the config file lacks, with the nearest
   known names; None when every override names a field (or the config cannot load)."""
-  from gm_jax import demo  # pylint: disable=g-import-not-at-top
+  from gm_jax import demo
+
   path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
   if path is None:
     return None
   try:
     config = demo.load_config(path.split(':', 1)[0])
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return None
   for arg in argv:
     if not arg.startswith('--config.'):
       continue
-    dotted = arg[len('--config.'):].split('=', 1)[0]
+    dotted = arg[len('--config.') :].split('=', 1)[0]
     node = config
     seen: list[str] = []
     for name in dotted.split('.'):
       keys = list(node.keys()) if hasattr(node, 'keys') else []
       if name not in keys:
         near = difflib.get_close_matches(name, keys, n=3, cutoff=0.6)
-        where = f"config.{'.'.join(seen)}" if seen else 'the config'
-        hint = f"; nearest: {', '.join(near)}" if near else ''
+        where = f'config.{".".join(seen)}' if seen else 'the config'
+        hint = f'; nearest: {", ".join(near)}' if near else ''
         return f'unknown config field --config.{dotted}: {where} has no {name!r}{hint}'
       node, seen = node[name], seen + [name]
   return None
@@ -141,18 +164,23 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   import os
+
   from absl import logging
+
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax/tfds INFO lines drown the progress bar
   from gm_jax import parallel
+
   try:
     # Before anything asks JAX for its devices.
-    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id, auto=FLAGS.distributed)
+    parallel.initialize_distributed(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
+    )
   except ValueError as e:
     raise app.UsageError(str(e))
   from gm_jax import families
+
   config = with_init_from(FLAGS.config, FLAGS.init_from)
   config = with_allow_resume_changes(config, FLAGS.allow_resume_changes)
   if 'model' not in config:
@@ -161,7 +189,8 @@ def main(argv):
     families.module_for(config.model)
   except ValueError as e:
     raise app.UsageError(str(e))
-  from gm_jax.train import workdir  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import workdir
+
   # Taken before the data load, so a second run on this workdir stops at once.
   with workdir.WorkdirLock(FLAGS.workdir, enabled=parallel.distributed.is_primary()):
     results = families.train_and_evaluate(config, FLAGS.workdir)
@@ -173,15 +202,18 @@ def run():
   _config_path.add_config_root_from_argv(sys.argv)  # config files load during flag parsing
   try:
     app.run(main)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     if _verbose(sys.argv):
       raise
     message = None if _main_started else unknown_config_field(sys.argv)
     if message is None and not _user_error(e):
       raise
     message = message or ' '.join(str(e).split()) or type(e).__name__
-    print(f'error: {message}\n(the traceback: --verbose or GM_JAX_VERBOSE=1)',
-          file=sys.stderr, flush=True)
+    print(
+      f'error: {message}\n(the traceback: --verbose or GM_JAX_VERBOSE=1)',
+      file=sys.stderr,
+      flush=True,
+    )
     sys.exit(USER_ERROR_EXIT_CODE)
 
 

@@ -7,24 +7,30 @@ most of this suite's time (measured: a PixelCNN train/kill/resume test 74 s -> 6
 wall, 115 s -> 80 s CPU from a cold cache). The key includes the program, jaxlib
 version and XLA flags, so a stale entry is never used for another program.
 """
+
 import os
 import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      os.path.join(tempfile.gettempdir(), f'gm_jax_test_xla_cache_{os.getuid()}'))
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR',
+  os.path.join(tempfile.gettempdir(), f'gm_jax_test_xla_cache_{os.getuid()}'),
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 # Compile fast rather than run fast: most programs here run a few times, and XLA:CPU's
 # LLVM optimisation is most of their compile time (numerics unchanged: no fast-math).
 # Measured, whole suite from a cold cache on 2 cores: 1,463 s -> 1,169 s. The CLI and
 # multi-device subprocesses inherit them; an `XLA_FLAGS` already set keeps its values.
-_FAST_COMPILE = {'--xla_backend_optimization_level': '0',
-                 '--xla_llvm_disable_expensive_passes': 'true'}
+_FAST_COMPILE = {
+  '--xla_backend_optimization_level': '0',
+  '--xla_llvm_disable_expensive_passes': 'true',
+}
 _flags = os.environ.get('XLA_FLAGS', '')
 os.environ['XLA_FLAGS'] = ' '.join(
-    [_flags] + [f'{k}={v}' for k, v in _FAST_COMPILE.items() if k not in _flags]).strip()
+  [_flags] + [f'{k}={v}' for k, v in _FAST_COMPILE.items() if k not in _flags]
+).strip()
 
 import pytest  # noqa: E402
 

@@ -7,7 +7,7 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_CHECK = '''
+_CHECK = """
 import importlib.util, sys
 from gm_jax import _config_path
 before = list(sys.path)
@@ -18,7 +18,7 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 import ml_collections  # the installed one, not the folder's ml_collections.py
 print(module.get_config().value, ml_collections.__file__)
-'''
+"""
 
 
 def _folder_with_config(tmp_path, with_init):
@@ -27,16 +27,23 @@ def _folder_with_config(tmp_path, with_init):
     (tmp_path / 'configs' / '__init__.py').write_text('')
   (tmp_path / 'configs' / 'common.py').write_text('VALUE = 41\n')
   (tmp_path / 'configs' / 'mine.py').write_text(
-      'from configs import common\nimport ml_collections\n\n'
-      'def get_config():\n  return ml_collections.ConfigDict({"value": common.VALUE + 1})\n')
+    'from configs import common\nimport ml_collections\n\n'
+    'def get_config():\n  return ml_collections.ConfigDict({"value": common.VALUE + 1})\n'
+  )
   (tmp_path / 'ml_collections.py').write_text('raise ImportError("shadowed by the folder")\n')
   return str(tmp_path / 'configs' / 'mine.py')
 
 
 def _run(config_path, cwd):
   env = dict(os.environ, PYTHONPATH=_ROOT)
-  return subprocess.run([sys.executable, '-c', _CHECK, config_path], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, '-c', _CHECK, config_path],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 def test_config_from_another_folder_does_not_shadow_installed_packages(tmp_path):

@@ -28,13 +28,15 @@ from gm_jax.train import defaults
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, 'configs')
 NOT_CONFIGS = ('__init__', 'common')
-NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIG_DIR, '*.py'))
-               if os.path.basename(p)[:-3] not in NOT_CONFIGS)
+NAMES = sorted(
+  os.path.basename(p)[:-3]
+  for p in glob.glob(os.path.join(CONFIG_DIR, '*.py'))
+  if os.path.basename(p)[:-3] not in NOT_CONFIGS
+)
 with open(os.path.join(os.path.dirname(__file__), 'configs_snapshot.json')) as f:
   SNAPSHOT = json.load(f)
 
-REQUIRED = dict(model='m', dataset='digits', batch_size=8, num_train_steps=3,
-                learning_rate=0.5)
+REQUIRED = dict(model='m', dataset='digits', batch_size=8, num_train_steps=3, learning_rate=0.5)
 
 
 def _module(name):
@@ -46,11 +48,16 @@ def _differences(expected, actual, where):
   if isinstance(expected, list):
     if not isinstance(actual, tuple) or len(actual) != len(expected):
       return [f'{where}: {actual!r} is not the tuple {tuple(expected)!r}']
-    return [d for i, (e, a) in enumerate(zip(expected, actual))
-            for d in _differences(e, a, f'{where}[{i}]')]
+    return [
+      d
+      for i, (e, a) in enumerate(zip(expected, actual))
+      for d in _differences(e, a, f'{where}[{i}]')
+    ]
   if type(expected) is not type(actual) or expected != actual:
-    return [f'{where}: {actual!r} ({type(actual).__name__}), shipped {expected!r} '
-            f'({type(expected).__name__})']
+    return [
+      f'{where}: {actual!r} ({type(actual).__name__}), shipped {expected!r} '
+      f'({type(expected).__name__})'
+    ]
   return []
 
 
@@ -100,8 +107,9 @@ def test_docstring_gives_the_command_and_a_measured_result(name):
 @pytest.mark.parametrize('name', NAMES)
 def test_loading_by_path_gives_the_same_config(name):
   """gm_jax/demo.py and the benchmarks load configs by file path, not as `configs.x`."""
-  spec = importlib.util.spec_from_file_location(f'path_config_{name}',
-                                                os.path.join(CONFIG_DIR, f'{name}.py'))
+  spec = importlib.util.spec_from_file_location(
+    f'path_config_{name}', os.path.join(CONFIG_DIR, f'{name}.py')
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   assert module.get_config().to_dict() == _module(name).get_config().to_dict()
@@ -111,17 +119,24 @@ def _parse(args):
   """The config gm_jax.main gets from `args` (its flag is defined the same way)."""
   argv = ['prog'] + args
   values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, 'config', flag_values=values,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    'config', None, 'config', flag_values=values, lock_config=True, sys_argv=argv
+  )
   values(argv)
   return values.config
 
 
 @pytest.mark.parametrize('name', ['vae', 'cvae', 'glow_photos', 'logreg'])
 def test_command_line_overrides(name):
-  config = _parse([f'--config={os.path.join(CONFIG_DIR, name + ".py")}',
-                   '--config.data_dir=/tmp/tfds', '--config.num_train_steps=7',
-                   '--config.steps_per_loop=4', '--config.weight_decay=0.5'])
+  config = _parse(
+    [
+      f'--config={os.path.join(CONFIG_DIR, name + ".py")}',
+      '--config.data_dir=/tmp/tfds',
+      '--config.num_train_steps=7',
+      '--config.steps_per_loop=4',
+      '--config.weight_decay=0.5',
+    ]
+  )
   assert (config.data_dir, config.num_train_steps) == ('/tmp/tfds', 7)
   assert (config.steps_per_loop, config.weight_decay) == (4, 0.5)
   # Everything else is as get_config() returns it.
@@ -149,10 +164,20 @@ def test_common_is_the_trainer_defaults_plus_what_every_config_chooses():
 
 def test_likelihood_config_sets_the_shared_schedule_and_its_arguments():
   config = common.likelihood_config(warmup_steps=30, grad_clip_norm=5.0, **REQUIRED)
-  changed = {k: v for k, v in config.to_dict().items()
-             if k not in defaults.TRAINING or defaults.TRAINING[k] != v}
-  assert changed == {**REQUIRED, 'data_dir': None, 'lr_schedule': 'cosine', 'warmup_steps': 30,
-                     'weight_decay': 1e-4, 'grad_clip_norm': 5.0, 'eval_every': 100,
-                     'max_to_keep': 2}
+  changed = {
+    k: v
+    for k, v in config.to_dict().items()
+    if k not in defaults.TRAINING or defaults.TRAINING[k] != v
+  }
+  assert changed == {
+    **REQUIRED,
+    'data_dir': None,
+    'lr_schedule': 'cosine',
+    'warmup_steps': 30,
+    'weight_decay': 1e-4,
+    'grad_clip_norm': 5.0,
+    'eval_every': 100,
+    'max_to_keep': 2,
+  }
   with pytest.raises(TypeError):  # warmup_steps is an int field
     common.likelihood_config(warmup_steps=0.5, grad_clip_norm=5.0, **REQUIRED)

@@ -6,11 +6,24 @@ from gm_jax import demo
 
 
 def test_demo_writes_summary_rows(tmp_path, tfds_dir, monkeypatch):
-  monkeypatch.setattr(demo, 'DEMO_RUNS', {
-      'vae': ('vae.py', {'num_train_steps': 20, 'iwae_samples': 5, 'hidden': (32,),
-                         'latent_dim': 2, 'eval_every': 10, 'checkpoint_every': 10}),
+  monkeypatch.setattr(
+    demo,
+    'DEMO_RUNS',
+    {
+      'vae': (
+        'vae.py',
+        {
+          'num_train_steps': 20,
+          'iwae_samples': 5,
+          'hidden': (32,),
+          'latent_dim': 2,
+          'eval_every': 10,
+          'checkpoint_every': 10,
+        },
+      ),
       'not_built': ('no_such_config.py', {}),
-  })
+    },
+  )
   out = tmp_path / 'demo'
   assert demo.main(['--out', str(out), '--data_dir', tfds_dir]) == 0
   table = (out / 'summary.md').read_text()

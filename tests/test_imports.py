@@ -15,14 +15,20 @@ import time
 import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TOP_LEVEL = ('import json, sys; {stmt}; '
-              'print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))')
+_TOP_LEVEL = (
+  'import json, sys; {stmt}; print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))'
+)
 
 
 def _top_level_modules(stmt: str) -> set[str]:
   """Top-level names in `sys.modules` after running `stmt` in a fresh Python."""
-  out = subprocess.run([sys.executable, '-c', _TOP_LEVEL.format(stmt=stmt)],
-                       capture_output=True, text=True, check=True, cwd=_ROOT)
+  out = subprocess.run(
+    [sys.executable, '-c', _TOP_LEVEL.format(stmt=stmt)],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=_ROOT,
+  )
   return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -35,8 +41,9 @@ def jax_alone() -> set[str]:
   return _top_level_modules('import jax')
 
 
-@pytest.mark.parametrize('stmt', ['from gm_jax import losses', 'import gm_jax.losses',
-                                  'import gm_jax'])
+@pytest.mark.parametrize(
+  'stmt', ['from gm_jax import losses', 'import gm_jax.losses', 'import gm_jax']
+)
 def test_losses_import_only_jax(stmt, jax_alone):
   mods = _top_level_modules(stmt + '; import jax')
   extra = _third_party(mods) - _third_party(jax_alone)
@@ -47,23 +54,31 @@ def test_losses_import_only_jax(stmt, jax_alone):
 
 
 def test_losses_load_no_other_gm_jax_module():
-  code = ('import sys; from gm_jax import losses; '
-          'print(" ".join(sorted(m for m in sys.modules if m.startswith("gm_jax"))))')
-  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                       check=True, cwd=_ROOT).stdout.split()
-  assert [m for m in out if m not in ('gm_jax', 'gm_jax.losses')
-          and not m.startswith('gm_jax.losses.')] == []
+  code = (
+    'import sys; from gm_jax import losses; '
+    'print(" ".join(sorted(m for m in sys.modules if m.startswith("gm_jax"))))'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=_ROOT
+  ).stdout.split()
+  assert [
+    m for m in out if m not in ('gm_jax', 'gm_jax.losses') and not m.startswith('gm_jax.losses.')
+  ] == []
 
 
 def test_lazy_attributes_still_work():
-  code = ('import gm_jax; from gm_jax import losses, models; '
-          'assert gm_jax.losses is losses and gm_jax.models is models; '
-          'assert callable(gm_jax.losses.elbo); '
-          'assert "train" in dir(gm_jax); print(gm_jax.__version__)')
-  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                       check=True, cwd=_ROOT).stdout.strip()
+  code = (
+    'import gm_jax; from gm_jax import losses, models; '
+    'assert gm_jax.losses is losses and gm_jax.models is models; '
+    'assert callable(gm_jax.losses.elbo); '
+    'assert "train" in dir(gm_jax); print(gm_jax.__version__)'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=_ROOT
+  ).stdout.strip()
   assert out == '0.1.0'
-  import gm_jax  # pylint: disable=g-import-not-at-top
+  import gm_jax
+
   with pytest.raises(AttributeError, match='no_such_module'):
     _ = gm_jax.no_such_module
 
@@ -75,7 +90,8 @@ def test_losses_import_time_is_reported(jax_alone):
   for stmt in ('import jax', 'from gm_jax import losses'):
     code = f'import time; t = time.perf_counter(); {stmt}; print(time.perf_counter() - t)'
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         check=True, cwd=_ROOT).stdout.strip()
+    out = subprocess.run(
+      [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=_ROOT
+    ).stdout.strip()
     timings[stmt] = (float(out), time.perf_counter() - t0)
   print({k: f'{v[0]:.2f}s import, {v[1]:.2f}s process' for k, v in timings.items()})

@@ -16,7 +16,7 @@ LOWER = ('losses', 'nn', 'models', 'parallel', 'data', 'evaluate')
 
 def _module_name(path: str) -> str:
   rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, '.')
-  return rel[:-len('.__init__')] if rel.endswith('.__init__') else rel
+  return rel[: -len('.__init__')] if rel.endswith('.__init__') else rel
 
 
 def _is_module(name: str) -> bool:
@@ -38,7 +38,7 @@ def _imports(path: str) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       if node.level:
         base = package.split('.')
-        base = base[:len(base) - node.level + 1]
+        base = base[: len(base) - node.level + 1]
         source = '.'.join(base + ([node.module] if node.module else []))
       else:
         source = node.module or ''
@@ -76,14 +76,20 @@ def test_the_graph_is_read():
 
 @pytest.mark.parametrize('layer', LOWER)
 def test_lower_layers_import_neither_the_trainer_nor_a_family(layer):
-  bad = {m: sorted(i for i in imports if _layer(i) in ('train', 'families'))
-         for m, imports in GRAPH.items() if _layer(m) == layer}
+  bad = {
+    m: sorted(i for i in imports if _layer(i) in ('train', 'families'))
+    for m, imports in GRAPH.items()
+    if _layer(m) == layer
+  }
   assert not {m: i for m, i in bad.items() if i}
 
 
 def test_the_trainer_imports_no_family():
-  bad = {m: sorted(i for i in imports if _layer(i) == 'families')
-         for m, imports in GRAPH.items() if _layer(m) == 'train'}
+  bad = {
+    m: sorted(i for i in imports if _layer(i) == 'families')
+    for m, imports in GRAPH.items()
+    if _layer(m) == 'train'
+  }
   assert not {m: i for m, i in bad.items() if i}
 
 

@@ -13,15 +13,21 @@ _CPU_ONLY = ['jax', 'jaxlib', 'numpy', 'flax']
 
 
 def _flags_after_import(env):
-  code = ('import os; from gm_jax import _xla; ok = _xla.configure_cpu_flags(); '
-          'print(ok, repr(os.environ.get("XLA_FLAGS", "")))')
-  return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
-                        check=True).stdout.strip()
+  code = (
+    'import os; from gm_jax import _xla; ok = _xla.configure_cpu_flags(); '
+    'print(ok, repr(os.environ.get("XLA_FLAGS", "")))'
+  )
+  return subprocess.run(
+    [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
+  ).stdout.strip()
 
 
 def _clean_env(**extra):
-  env = {k: v for k, v in os.environ.items()
-         if k not in ('XLA_FLAGS', 'GM_JAX_CPU_FLAGS', 'JAX_PLATFORMS')}
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ('XLA_FLAGS', 'GM_JAX_CPU_FLAGS', 'JAX_PLATFORMS')
+  }
   env.update(extra)
   return env
 
@@ -41,34 +47,54 @@ def test_opt_out_leaves_xla_flags_alone():
 
 
 def test_jax_config_platforms_take_precedence_over_the_environment():
-  code = ('import os, jax; jax.config.update("jax_platforms", "cuda"); '
-          'from gm_jax import _xla; print(_xla.configure_cpu_flags(), '
-          'repr(os.environ.get("XLA_FLAGS", "")))')
-  out = subprocess.run([sys.executable, '-c', code], env=_clean_env(JAX_PLATFORMS='cpu'),
-                       capture_output=True, text=True, check=True).stdout.strip()
+  code = (
+    'import os, jax; jax.config.update("jax_platforms", "cuda"); '
+    'from gm_jax import _xla; print(_xla.configure_cpu_flags(), '
+    'repr(os.environ.get("XLA_FLAGS", "")))'
+  )
+  out = subprocess.run(
+    [sys.executable, '-c', code],
+    env=_clean_env(JAX_PLATFORMS='cpu'),
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout.strip()
   assert out == "False ''"
 
 
-@pytest.mark.parametrize('platforms, expected', [
+@pytest.mark.parametrize(
+  'platforms, expected',
+  [
     ('cpu', True),
     (' CPU ', True),
     ('cpu,cpu', True),
     ('cuda', False),
     ('tpu', False),
     ('rocm', False),
-    ('cuda,cpu', False),   # the accelerator is the default backend
-    ('cpu,cuda', False),   # an accelerator will start: not a CPU-only process
-])
+    ('cuda,cpu', False),  # the accelerator is the default backend
+    ('cpu,cuda', False),  # an accelerator will start: not a CPU-only process
+  ],
+)
 def test_named_platforms_decide_regardless_of_plugins(platforms, expected):
   for dists in (_CPU_ONLY, _CPU_ONLY + ['jax-cuda12-plugin', 'jax-cuda12-pjrt']):
     assert _xla.cpu_flags_wanted({'JAX_PLATFORMS': platforms}, dists) is expected
 
 
-@pytest.mark.parametrize('plugin', [
-    'jax-cuda12-plugin', 'jax_cuda12_pjrt', 'jax-cuda13-plugin', 'jax_cuda13_pjrt',
-    'libtpu', 'libtpu-nightly', 'jax-rocm60-plugin', 'jax_rocm7_pjrt', 'jax-metal',
+@pytest.mark.parametrize(
+  'plugin',
+  [
+    'jax-cuda12-plugin',
+    'jax_cuda12_pjrt',
+    'jax-cuda13-plugin',
+    'jax_cuda13_pjrt',
+    'libtpu',
+    'libtpu-nightly',
+    'jax-rocm60-plugin',
+    'jax_rocm7_pjrt',
+    'jax-metal',
     'JAX.CUDA12.Plugin',
-])
+  ],
+)
 def test_unset_platforms_with_an_accelerator_plugin_means_no_cpu_flags(plugin):
   assert not _xla.cpu_flags_wanted({}, _CPU_ONLY + [plugin])
   assert not _xla.cpu_flags_wanted({'JAX_PLATFORMS': ''}, _CPU_ONLY + [plugin])
@@ -88,8 +114,9 @@ def test_jax_config_platforms_replace_the_environment_variable():
   assert not _xla.cpu_flags_wanted({'JAX_PLATFORMS': 'cpu'}, ['libtpu'], platforms='')
 
 
-@pytest.mark.parametrize('value, expected', [('0', False), ('off', False), ('1', True),
-                                             ('true', True)])
+@pytest.mark.parametrize(
+  'value, expected', [('0', False), ('off', False), ('1', True), ('true', True)]
+)
 def test_gm_jax_cpu_flags_overrides_the_decision(value, expected):
   env = {'GM_JAX_CPU_FLAGS': value}
   assert _xla.cpu_flags_wanted(dict(env, JAX_PLATFORMS='cuda'), _CPU_ONLY) is expected
@@ -99,10 +126,10 @@ def test_gm_jax_cpu_flags_overrides_the_decision(value, expected):
 
 def test_accelerator_distributions_normalises_names():
   assert _xla.accelerator_distributions(
-      ['numpy', 'Jax_Cuda12_Plugin', 'jax-cuda12-plugin', 'libtpu', '']) == [
-          'jax-cuda12-plugin', 'libtpu']
+    ['numpy', 'Jax_Cuda12_Plugin', 'jax-cuda12-plugin', 'libtpu', '']
+  ) == ['jax-cuda12-plugin', 'libtpu']
 
 
 def test_installed_distributions_are_read():
-  names = {n.lower() for n in _xla._installed_distributions()}  # pylint: disable=protected-access
+  names = {n.lower() for n in _xla._installed_distributions()}
   assert {'jax', 'jaxlib'} <= names

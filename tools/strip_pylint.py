@@ -39,7 +39,7 @@ def strip(source: str) -> str:
     if tok.type != tokenize.COMMENT or 'pylint:' not in tok.string:
       continue
     row, col = tok.start
-    # `# pylint: disable=x  # why` keeps `# why`.
+    # `#  # why` keeps `# why`.
     body = _PYLINT.sub('', tok.string[1:]).strip().lstrip('#').strip()
     edits[row - 1] = (col, f'# {body}' if body else None)
   for i, (col, comment) in edits.items():

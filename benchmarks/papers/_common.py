@@ -65,13 +65,13 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def _load_config(name: str):
-  from gm_jax import demo  # pylint: disable=g-import-not-at-top
+  from gm_jax import demo
   return demo.load_config(os.path.join(REPO, 'configs', f'{name}.py'))
 
 
 def parse_set(item: str) -> tuple[str, Any]:
   """`--set FIELD=VALUE` -> `(FIELD, VALUE as a Python literal, or the bare word as a str)`."""
-  from gm_jax import bench  # pylint: disable=g-import-not-at-top
+  from gm_jax import bench
   return bench.parse_set(item)
 
 
@@ -113,7 +113,7 @@ def check_binarize(config, train_and_evaluate) -> None:
 
 
 def device_name() -> str:
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   d = jax.devices()[0]
   if d.platform == 'cpu':
     return f'CPU ({os.cpu_count()} cores visible)'
@@ -145,7 +145,7 @@ def _check_set_field(field: str, row: Row, known) -> None:
   optional = optional_fields()
   if field in known or field in row.overrides or field in optional:
     return
-  import difflib  # pylint: disable=g-import-not-at-top
+  import difflib
   close = difflib.get_close_matches(field, sorted(set(known) | optional), n=3)
   hint = f'; did you mean {", ".join(close)}?' if close else ''
   raise SystemExit(f'--set {field}=...: configs/{row.config}.py has no field {field!r} and no '

@@ -23,11 +23,11 @@ def main(argv=None):
   p.add_argument('--num_samples', type=int, default=100,
                  help='draws of z per image for the second layer E_q[z2 | x]')
   args = p.parse_args(argv)
-  import jax  # pylint: disable=g-import-not-at-top
-  from gm_jax.evaluate import activity  # pylint: disable=g-import-not-at-top
+  import jax
+  from gm_jax.evaluate import activity
   from gm_jax import families
-  from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import vae
+  from gm_jax.train import checkpoint as ckpt_lib
 
   results = []
   for row in _common.selected(iwae_table1.ROWS, args):

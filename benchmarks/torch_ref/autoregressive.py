@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from benchmarks.torch_ref import common
 
-
 # -- initialisation of the same kind as Flax's (lecun_normal kernels, zero biases) -----
+
 
 def _lecun_normal_(w: torch.Tensor, fan_in: int) -> None:
   # flax variance_scaling(1, 'fan_in', 'truncated_normal'): N(0, 1/fan_in) truncated at
@@ -52,13 +52,15 @@ def _init_conv(conv: nn.Module) -> None:
 
 # -- masks (gm_jax.nn.autoregressive.channel_groups / channel_mask) ---------------------
 
+
 def _channel_groups(num_features: int, num_channels: int, repeat: int = 1) -> np.ndarray:
   block = num_features // repeat
   return np.tile(np.arange(block) * num_channels // block, repeat)
 
 
-def _centre_mask(f_in: int, f_out: int, num_channels: int, mask_type: str,
-                 out_repeat: int) -> np.ndarray:
+def _centre_mask(
+  f_in: int, f_out: int, num_channels: int, mask_type: str, out_repeat: int
+) -> np.ndarray:
   """`[f_out, f_in]` 0/1: which input features the output features see at the pixel."""
   g_in = _channel_groups(f_in, num_channels)
   g_out = _channel_groups(f_out, num_channels, out_repeat)
@@ -72,13 +74,19 @@ def _centre_mask(f_in: int, f_out: int, num_channels: int, mask_type: str,
 class MaskedConv2d(nn.Conv2d):
   """VALID conv whose bottom-right tap (the current pixel) is channel-masked."""
 
-  def __init__(self, f_in: int, f_out: int, kernel_size: tuple[int, int], mask_type: str,
-               num_channels: int, out_repeat: int = 1):
+  def __init__(
+    self,
+    f_in: int,
+    f_out: int,
+    kernel_size: tuple[int, int],
+    mask_type: str,
+    num_channels: int,
+    out_repeat: int = 1,
+  ):
     super().__init__(f_in, f_out, kernel_size)
     kh, kw = kernel_size
     mask = np.ones((f_out, f_in, kh, kw), np.float32)
-    mask[:, :, kh - 1, kw - 1] = _centre_mask(f_in, f_out, num_channels, mask_type,
-                                              out_repeat)
+    mask[:, :, kh - 1, kw - 1] = _centre_mask(f_in, f_out, num_channels, mask_type, out_repeat)
     if mask.all():
       self.mask = None
     else:
@@ -97,8 +105,15 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
 class PixelCNN(nn.Module):
   """`gm_jax.models.autoregressive.PixelCNN`, NCHW."""
 
-  def __init__(self, num_levels: int, num_channels: int = 1, features: int = 64,
-               num_layers: int = 6, kernel_size: int = 3, dropout_rate: float = 0.0):
+  def __init__(
+    self,
+    num_levels: int,
+    num_channels: int = 1,
+    features: int = 64,
+    num_layers: int = 6,
+    kernel_size: int = 3,
+    dropout_rate: float = 0.0,
+  ):
     super().__init__()
     k, f, c = kernel_size, features, num_channels
     self.num_levels, self.num_channels, self.r = num_levels, c, k // 2
@@ -107,8 +122,9 @@ class PixelCNN(nn.Module):
     self.v_convs = nn.ModuleList(nn.Conv2d(fi, 2 * f, (k // 2 + 1, k)) for fi in f_in)
     self.vh = nn.ModuleList(nn.Conv2d(2 * f, 2 * f, 1) for _ in f_in)
     self.h_convs = nn.ModuleList(
-        MaskedConv2d(fi, 2 * f, (1, k // 2 + 1), 'A' if n == 0 else 'B', c, out_repeat=2)
-        for n, fi in enumerate(f_in))
+      MaskedConv2d(fi, 2 * f, (1, k // 2 + 1), 'A' if n == 0 else 'B', c, out_repeat=2)
+      for n, fi in enumerate(f_in)
+    )
     self.h_outs = nn.ModuleList(MaskedConv2d(f, f, (1, 1), 'B', c) for _ in f_in)
     self.head1 = MaskedConv2d(f, f, (1, 1), 'B', c)
     self.head2 = MaskedConv2d(f, c * num_levels, (1, 1), 'B', c)
@@ -149,16 +165,20 @@ class PixelCNN(nn.Module):
 class CausalConvLM(nn.Module):
   """`gm_jax.models.autoregressive.CausalConvLM`, NCW."""
 
-  def __init__(self, vocab_size: int, channels: int = 64,
-               dilations=(1, 2, 4, 8, 16, 32), kernel_size: int = 2,
-               dropout_rate: float = 0.0):
+  def __init__(
+    self,
+    vocab_size: int,
+    channels: int = 64,
+    dilations=(1, 2, 4, 8, 16, 32),
+    kernel_size: int = 2,
+    dropout_rate: float = 0.0,
+  ):
     super().__init__()
     c = channels
     self.dilations = tuple(int(d) for d in dilations)
     self.kernel_size, self.dropout_rate = kernel_size, dropout_rate
     self.embed = nn.Embedding(vocab_size, c)
-    self.convs = nn.ModuleList(nn.Conv1d(c, 2 * c, kernel_size, dilation=d)
-                               for d in self.dilations)
+    self.convs = nn.ModuleList(nn.Conv1d(c, 2 * c, kernel_size, dilation=d) for d in self.dilations)
     self.res = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in self.dilations)
     self.skip = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in self.dilations)
     self.out1 = nn.Conv1d(c, c, 1)
@@ -189,13 +209,22 @@ def build_module(config, info) -> nn.Module:
   """The replica of `gm_jax.families.autoregressive.build_model(config, info)`."""
   dropout = float(config.get('dropout_rate', 0.0))
   if config.model == 'pixelcnn':
-    return PixelCNN(num_levels=info.num_levels, num_channels=info.shape[-1],
-                    features=int(config.channels), num_layers=int(config.num_layers),
-                    kernel_size=int(config.kernel_size), dropout_rate=dropout)
+    return PixelCNN(
+      num_levels=info.num_levels,
+      num_channels=info.shape[-1],
+      features=int(config.channels),
+      num_layers=int(config.num_layers),
+      kernel_size=int(config.kernel_size),
+      dropout_rate=dropout,
+    )
   if config.model == 'char_lm':
-    return CausalConvLM(vocab_size=info.num_levels, channels=int(config.channels),
-                        dilations=tuple(config.dilations),
-                        kernel_size=int(config.kernel_size), dropout_rate=dropout)
+    return CausalConvLM(
+      vocab_size=info.num_levels,
+      channels=int(config.channels),
+      dilations=tuple(config.dilations),
+      kernel_size=int(config.kernel_size),
+      dropout_rate=dropout,
+    )
   raise ValueError(f'unknown autoregressive model {config.model!r}')
 
 
@@ -215,6 +244,7 @@ def make_step(config, info, batch):
 
 
 # -- weight copy from Flax -----------------------------------------------------------------
+
 
 def _t(a, *perm) -> torch.Tensor:
   a = np.asarray(a, np.float32)

@@ -3,8 +3,8 @@ parameter-shape signatures, and a generic training step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 import math
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -36,8 +36,9 @@ def make_optimizer(config, params: Iterable[torch.nn.Parameter]):
   return torch.optim.Adam(params, lr=lr, betas=(b1, b2), eps=1e-8)
 
 
-def make_train_step(config, module: torch.nn.Module,
-                    loss_fn: Callable[[], torch.Tensor]) -> Callable[[], float]:
+def make_train_step(
+  config, module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor]
+) -> Callable[[], float]:
   """One optimiser step of `loss_fn()` with the config's clipping and schedule.
 
   Mirrors `gm_jax.train.loop.make_train_step` with `gm_jax.train.optim.make_optimizer`:

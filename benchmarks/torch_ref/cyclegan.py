@@ -30,9 +30,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from benchmarks.torch_ref.gan import (Conv2dSame, ConvTranspose2dSame, gan_losses,
-                                      images_to_unit, lecun_normal_, conv_weight,
-                                      conv_transpose_weight, _t)
+from benchmarks.torch_ref.gan import _t
+from benchmarks.torch_ref.gan import Conv2dSame
+from benchmarks.torch_ref.gan import conv_transpose_weight
+from benchmarks.torch_ref.gan import conv_weight
+from benchmarks.torch_ref.gan import ConvTranspose2dSame
+from benchmarks.torch_ref.gan import gan_losses
+from benchmarks.torch_ref.gan import images_to_unit
+from benchmarks.torch_ref.gan import lecun_normal_
 
 
 def _norm(c: int) -> nn.InstanceNorm2d:
@@ -40,7 +45,6 @@ def _norm(c: int) -> nn.InstanceNorm2d:
 
 
 class ResidualBlock(nn.Module):
-
   def __init__(self, f: int):
     super().__init__()
     self.conv1 = nn.Conv2d(f, f, 3, padding=1, padding_mode='reflect', bias=False)
@@ -61,12 +65,17 @@ class ResnetGenerator(nn.Module):
     f = filters
     self.conv_in = nn.Conv2d(channels, f, 7, padding=3, padding_mode='reflect', bias=False)
     self.norm_in = _norm(f)
-    self.downs = nn.ModuleList([Conv2dSame(f, 2 * f, 3, 2, bias=False),
-                                Conv2dSame(2 * f, 4 * f, 3, 2, bias=False)])
+    self.downs = nn.ModuleList(
+      [Conv2dSame(f, 2 * f, 3, 2, bias=False), Conv2dSame(2 * f, 4 * f, 3, 2, bias=False)]
+    )
     self.down_norms = nn.ModuleList([_norm(2 * f), _norm(4 * f)])
     self.blocks = nn.Sequential(*[ResidualBlock(4 * f) for _ in range(num_blocks)])
-    self.ups = nn.ModuleList([ConvTranspose2dSame(4 * f, 2 * f, 3, 2, bias=False),
-                              ConvTranspose2dSame(2 * f, f, 3, 2, bias=False)])
+    self.ups = nn.ModuleList(
+      [
+        ConvTranspose2dSame(4 * f, 2 * f, 3, 2, bias=False),
+        ConvTranspose2dSame(2 * f, f, 3, 2, bias=False),
+      ]
+    )
     self.up_norms = nn.ModuleList([_norm(2 * f), _norm(f)])
     self.conv_out = nn.Conv2d(f, channels, 7, padding=3, padding_mode='reflect')
 
@@ -89,11 +98,11 @@ class PatchDiscriminator(nn.Module):
     convs, norms = [], []
     cin = channels
     for i in range(num_layers):
-      width = filters * min(2 ** i, 8)
+      width = filters * min(2**i, 8)
       convs.append(Conv2dSame(cin, width, 4, 2, bias=i == 0))
       norms.append(_norm(width) if i > 0 else nn.Identity())
       cin = width
-    width = filters * min(2 ** num_layers, 8)
+    width = filters * min(2**num_layers, 8)
     convs.append(Conv2dSame(cin, width, 4, 1, bias=False))
     norms.append(_norm(width))
     self.convs = nn.ModuleList(convs)
@@ -107,14 +116,13 @@ class PatchDiscriminator(nn.Module):
 
 
 class CycleGAN(nn.Module):
-
   def __init__(self, config, info):
     super().__init__()
     c = info.shape[-1]
-    gen = lambda: ResnetGenerator(c, int(config.generator_filters),
-                                  int(config.num_residual_blocks))
-    disc = lambda: PatchDiscriminator(c, int(config.discriminator_filters),
-                                      int(config.discriminator_layers))
+    gen = lambda: ResnetGenerator(c, int(config.generator_filters), int(config.num_residual_blocks))
+    disc = lambda: PatchDiscriminator(
+      c, int(config.discriminator_filters), int(config.discriminator_layers)
+    )
     self.g_ab, self.g_ba, self.d_a, self.d_b = gen(), gen(), disc(), disc()
     lecun_normal_(self)
 
@@ -189,10 +197,12 @@ class CycleGANStep:
     lr = lr_at(config, 0)
     self.gens = [m.g_ab, m.g_ba]
     self.discs = [m.d_a, m.d_b]
-    self.opt_g = torch.optim.Adam([p for g in self.gens for p in g.parameters()], lr=lr,
-                                  betas=betas, eps=1e-8)
-    self.opt_d = torch.optim.Adam([p for d in self.discs for p in d.parameters()], lr=lr,
-                                  betas=betas, eps=1e-8)
+    self.opt_g = torch.optim.Adam(
+      [p for g in self.gens for p in g.parameters()], lr=lr, betas=betas, eps=1e-8
+    )
+    self.opt_d = torch.optim.Adam(
+      [p for d in self.discs for p in d.parameters()], lr=lr, betas=betas, eps=1e-8
+    )
     chw = (info.shape[-1],) + tuple(info.shape[:2])
     self.pool_a = ImagePool(int(config.pool_size), chw)
     self.pool_b = ImagePool(int(config.pool_size), chw)
@@ -212,8 +222,7 @@ class CycleGANStep:
     # 1. Both generators against the current discriminators.
     self._set_requires_grad(self.discs, False)
     self.opt_g.zero_grad(set_to_none=True)
-    g_loss, fake_a, fake_b = generator_objective(m, a, b, self.lam, self.lam_id,
-                                                 self.g_loss_fn)
+    g_loss, fake_a, fake_b = generator_objective(m, a, b, self.lam, self.lam_id, self.g_loss_fn)
     g_loss.backward()
     self.opt_g.step()
     self._set_requires_grad(self.discs, True)
@@ -224,8 +233,7 @@ class CycleGANStep:
 
     # 3. Both discriminators on real images and pooled fakes.
     self.opt_d.zero_grad(set_to_none=True)
-    d_loss = (self.d_loss_fn(m.d_a(a), m.d_a(pooled_a))
-              + self.d_loss_fn(m.d_b(b), m.d_b(pooled_b)))
+    d_loss = self.d_loss_fn(m.d_a(a), m.d_a(pooled_a)) + self.d_loss_fn(m.d_b(b), m.d_b(pooled_b))
     d_loss.backward()
     self.opt_d.step()
     self.step += 1
@@ -244,12 +252,18 @@ def eval_loss(module: CycleGAN, config, info, batch) -> dict:
   a = images_to_unit(batch['image_a'], info.num_levels)
   b = images_to_unit(batch['image_b'], info.num_levels)
   lam = float(config.cycle_weight)
-  g_loss, fake_a, fake_b = generator_objective(module, a, b, lam,
-                                               float(config.identity_weight) * lam, g_loss_fn)
-  d_loss = (d_loss_fn(module.d_a(a), module.d_a(fake_a))
-            + d_loss_fn(module.d_b(b), module.d_b(fake_b)))
-  return {'loss': float(g_loss + d_loss), 'fake_a': fake_a, 'fake_b': fake_b,
-          'd_a_real': module.d_a(a)}
+  g_loss, fake_a, fake_b = generator_objective(
+    module, a, b, lam, float(config.identity_weight) * lam, g_loss_fn
+  )
+  d_loss = d_loss_fn(module.d_a(a), module.d_a(fake_a)) + d_loss_fn(
+    module.d_b(b), module.d_b(fake_b)
+  )
+  return {
+    'loss': float(g_loss + d_loss),
+    'fake_a': fake_a,
+    'fake_b': fake_b,
+    'd_a_real': module.d_a(a),
+  }
 
 
 def _copy_conv(conv, p, transpose=False):

@@ -68,8 +68,9 @@ class ConvNet(nn.Module):
 class AffineCoupling(nn.Module):
   """`gm_jax.nn.flows.AffineCoupling` (forward direction) on NCHW inputs of `shape`."""
 
-  def __init__(self, mask: str, parity: int, shape, hidden: int, dropout_rate: float = 0.0,
-               clamp: float = 2.0):
+  def __init__(
+    self, mask: str, parity: int, shape, hidden: int, dropout_rate: float = 0.0, clamp: float = 2.0
+  ):
     super().__init__()
     c, h, w = shape
     self.mask, self.parity, self.clamp = mask, parity, clamp
@@ -183,8 +184,7 @@ class Flow(nn.Module):
       p = a + (1.0 - 2.0 * a) * x
       log_p, log_1mp = torch.log(p), torch.log1p(-p)
       x = log_p - log_1mp
-      log_det = log_det + (x[0].numel() * math.log1p(-2.0 * a)
-                           - (log_p + log_1mp).sum((1, 2, 3)))
+      log_det = log_det + (x[0].numel() * math.log1p(-2.0 * a) - (log_p + log_1mp).sum((1, 2, 3)))
     zs = []
     for op in self.program:
       if op[0] == 'layer':
@@ -203,8 +203,12 @@ class Flow(nn.Module):
     """Per-example discrete NLL bound (nats) of dequantised `x: [B, C, H, W]`."""
     zs, log_det = self(x)
     sq = sum(z.square().sum((1, 2, 3)) for z in zs)
-    return (0.5 * sq + 0.5 * self.num_dims * _LOG_2PI - log_det
-            + self.num_dims * math.log(self.num_levels))
+    return (
+      0.5 * sq
+      + 0.5 * self.num_dims * _LOG_2PI
+      - log_det
+      + self.num_dims * math.log(self.num_levels)
+    )
 
 
 def build_realnvp(config, info) -> Flow:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -36,8 +35,8 @@ import torch.nn.functional as F
 
 from benchmarks.torch_ref import common
 
-
 # ----------------------------------------------------------------------------- layers
+
 
 def same_padding(n: int, k: int, s: int) -> tuple[int, int]:
   """lax 'SAME' padding (low, high) of a length-`n` axis, kernel `k`, stride `s`."""
@@ -64,8 +63,7 @@ class Conv2dSame(nn.Conv2d):
     ph, pw = same_padding(x.shape[-2], k, s), same_padding(x.shape[-1], k, s)
     if ph[0] == ph[1] and pw[0] == pw[1]:
       return F.conv2d(x, self.weight, self.bias, self.stride, (ph[0], pw[0]))
-    return F.conv2d(F.pad(x, (pw[0], pw[1], ph[0], ph[1])), self.weight, self.bias,
-                    self.stride)
+    return F.conv2d(F.pad(x, (pw[0], pw[1], ph[0], ph[1])), self.weight, self.bias, self.stride)
 
 
 class ConvTranspose2dSame(nn.ConvTranspose2d):
@@ -82,14 +80,13 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
     p, q = k - 1 - a, b - a
     if p < 0 or q >= stride:
       raise NotImplementedError(f'kernel {k}, stride {stride}')
-    super().__init__(cin, cout, k, stride=stride, padding=p, output_padding=max(q, 0),
-                     bias=bias)
+    super().__init__(cin, cout, k, stride=stride, padding=p, output_padding=max(q, 0), bias=bias)
     self.crop = -q if q < 0 else 0
 
   def forward(self, x):
     y = super().forward(x)
     if self.crop:
-      y = y[..., :y.shape[-2] - self.crop, :y.shape[-1] - self.crop]
+      y = y[..., : y.shape[-2] - self.crop, : y.shape[-1] - self.crop]
     return y
 
 
@@ -109,7 +106,7 @@ def lecun_normal_(module: nn.Module) -> None:
           m.bias.zero_()
 
 
-def batch_norm(bn: Optional[nn.BatchNorm2d], x, update_stats: bool = True):
+def batch_norm(bn: nn.BatchNorm2d | None, x, update_stats: bool = True):
   """`bn(x)`; in train mode with `update_stats=False`, batch statistics are used but the
   running averages are left alone (Flax's `mutable` output discarded)."""
   if bn is None:
@@ -126,12 +123,14 @@ def _bn(c: int) -> nn.BatchNorm2d:
 
 # ----------------------------------------------------------------------------- models
 
+
 class Generator(nn.Module):
   """`gm_jax.models.gan.Generator`: z -> Dense -> [BN] ReLU -> (ConvT 4x4/2 [BN] ReLU)*
   -> ConvT 4x4/2 -> tanh, NCHW output in [-1, 1]."""
 
-  def __init__(self, image_shape, features, latent_dim: int, num_classes: int = 0,
-               norm: str = 'batch_norm'):
+  def __init__(
+    self, image_shape, features, latent_dim: int, num_classes: int = 0, norm: str = 'batch_norm'
+  ):
     super().__init__()
     h, w, c = image_shape
     factor = 2 ** len(features)
@@ -141,8 +140,9 @@ class Generator(nn.Module):
     bias = not use_bn
     self.fc = nn.Linear(latent_dim + num_classes, self.h0 * self.w0 * self.f0, bias=bias)
     self.norms = nn.ModuleList([_bn(f) for f in features] if use_bn else [])
-    self.ups = nn.ModuleList([ConvTranspose2dSame(i, o, 4, 2, bias=bias)
-                              for i, o in itertools.pairwise(features)])
+    self.ups = nn.ModuleList(
+      [ConvTranspose2dSame(i, o, 4, 2, bias=bias) for i, o in itertools.pairwise(features)]
+    )
     self.out = ConvTranspose2dSame(features[-1], c, 4, 2)
 
   def forward(self, z, labels=None):
@@ -192,25 +192,35 @@ class Discriminator(nn.Module):
 
 
 class DCGAN(nn.Module):
-
   def __init__(self, config, info):
     super().__init__()
     num_classes = info.num_classes if config.conditional else 0
-    self.generator = Generator(tuple(info.shape), tuple(config.generator_features),
-                               int(config.latent_dim), num_classes, config.generator_norm)
-    self.discriminator = Discriminator(tuple(info.shape),
-                                       tuple(config.discriminator_features), num_classes,
-                                       config.discriminator_norm)
+    self.generator = Generator(
+      tuple(info.shape),
+      tuple(config.generator_features),
+      int(config.latent_dim),
+      num_classes,
+      config.generator_norm,
+    )
+    self.discriminator = Discriminator(
+      tuple(info.shape),
+      tuple(config.discriminator_features),
+      num_classes,
+      config.discriminator_norm,
+    )
     lecun_normal_(self)
 
 
 # ----------------------------------------------------------------------------- losses
 
+
 def gan_losses(name: str):
   """`gm_jax.models.gan.GAN_LOSSES[name]` as batch means: `(d_loss, g_loss)`."""
   if name == 'lsgan':
-    return (lambda r, f: 0.5 * ((r - 1).square().mean() + f.square().mean()),
-            lambda f: 0.5 * (f - 1).square().mean())
+    return (
+      lambda r, f: 0.5 * ((r - 1).square().mean() + f.square().mean()),
+      lambda f: 0.5 * (f - 1).square().mean(),
+    )
   d = lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean()
   if name == 'non_saturating':
     return d, lambda f: F.softplus(-f).mean()
@@ -226,6 +236,7 @@ def images_to_unit(images: np.ndarray, num_levels: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- step
 
+
 class DCGANStep:
   """The family's `train_update` as a callable: `step(z=None) -> d_loss + g_loss`.
 
@@ -237,8 +248,9 @@ class DCGANStep:
     self.config = config
     self.module = DCGAN(config, info).train()
     self.x = images_to_unit(batch['image'], info.num_levels)
-    self.labels = (torch.from_numpy(np.asarray(batch['label'])).long()
-                   if config.conditional else None)
+    self.labels = (
+      torch.from_numpy(np.asarray(batch['label'])).long() if config.conditional else None
+    )
     self.latent = int(config.latent_dim)
     self.d_loss_fn, self.g_loss_fn = gan_losses(config.gan_loss)
     betas = (float(config.adam_b1), float(config.get('adam_b2', 0.999)))
@@ -248,7 +260,7 @@ class DCGANStep:
     self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr, betas=betas, eps=1e-8)
     self.step = 0
 
-  def __call__(self, z: Optional[torch.Tensor] = None) -> float:
+  def __call__(self, z: torch.Tensor | None = None) -> float:
     lr = common.lr_at(self.config, self.step)
     for opt in (self.opt_g, self.opt_d):
       for group in opt.param_groups:
@@ -292,11 +304,11 @@ def eval_loss(module: DCGAN, config, info, batch, z: torch.Tensor) -> dict:
     fake_out = module.discriminator(fake, labels)
     d_loss, g_loss = d_loss_fn(real_out, fake_out), g_loss_fn(fake_out)
   module.train(was)
-  return {'loss': float(d_loss + g_loss), 'fake': fake, 'real_out': real_out,
-          'fake_out': fake_out}
+  return {'loss': float(d_loss + g_loss), 'fake': fake, 'real_out': real_out, 'fake_out': fake_out}
 
 
 # ----------------------------------------------------------------------------- weights
+
 
 def _t(x) -> torch.Tensor:
   return torch.from_numpy(np.array(x, dtype=np.float32))
@@ -331,8 +343,9 @@ def load_flax_params(module: DCGAN, params) -> None:
   kernel = kernel.reshape(zdim, g.h0, g.w0, g.f0).transpose(0, 3, 1, 2).reshape(zdim, -1)
   g.fc.weight.copy_(_t(kernel.T))
   if g.fc.bias is not None:
-    g.fc.bias.copy_(_t(np.asarray(gp['Dense_0']['bias']).reshape(g.h0, g.w0, g.f0)
-                       .transpose(2, 0, 1).reshape(-1)))
+    g.fc.bias.copy_(
+      _t(np.asarray(gp['Dense_0']['bias']).reshape(g.h0, g.w0, g.f0).transpose(2, 0, 1).reshape(-1))
+    )
   for i, bn in enumerate(g.norms):
     _copy_bn(bn, gp[f'BatchNorm_{i}'], gs.get(f'BatchNorm_{i}'))
   for i, conv in enumerate(list(g.ups) + [g.out]):

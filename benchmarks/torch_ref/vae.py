@@ -26,9 +26,9 @@ transposes and flips, flatten-order permutations), for the weight-copy check;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import itertools
 import math
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from benchmarks.torch_ref import common
 
 ACTIVATIONS = {
-    'gelu': lambda x: F.gelu(x, approximate='tanh'),
-    'tanh': torch.tanh,
-    'relu': F.relu,
+  'gelu': lambda x: F.gelu(x, approximate='tanh'),
+  'tanh': torch.tanh,
+  'relu': F.relu,
 }
 
 
@@ -74,8 +74,14 @@ def _conv_transpose(n_in: int, n_out: int) -> nn.ConvTranspose2d:
 class MLP(nn.Module):
   """`gm_jax.nn.layers.MLP`: Linear -> activation (-> dropout) stack, optional head."""
 
-  def __init__(self, n_in: int, features: Sequence[int], out_features: int = 0,
-               dropout_rate: float = 0.0, activation: str = 'gelu'):
+  def __init__(
+    self,
+    n_in: int,
+    features: Sequence[int],
+    out_features: int = 0,
+    dropout_rate: float = 0.0,
+    activation: str = 'gelu',
+  ):
     super().__init__()
     widths = [n_in] + list(features)
     self.hidden = nn.ModuleList(_linear(a, b) for a, b in itertools.pairwise(widths))
@@ -94,8 +100,14 @@ class MLP(nn.Module):
 class ConvEncoder(nn.Module):
   """Two stride-2 convs (Flax 'SAME' = pad (0, 1) on even sizes), Dense, dropout."""
 
-  def __init__(self, image_shape, in_channels: int, channels=(32, 64), hidden: int = 256,
-               dropout_rate: float = 0.0):
+  def __init__(
+    self,
+    image_shape,
+    in_channels: int,
+    channels=(32, 64),
+    hidden: int = 256,
+    dropout_rate: float = 0.0,
+  ):
     super().__init__()
     h, w, _ = image_shape
     chans = [in_channels] + list(channels)
@@ -119,16 +131,22 @@ class ConvDecoder(nn.Module):
   """Dense, dropout, Dense to a (C=64, H/4, W/4) map, two stride-2 transposed convs,
   3x3 'SAME' conv to `out_channels`."""
 
-  def __init__(self, image_shape, z_dim: int, out_channels: int, channels=(64, 32),
-               hidden: int = 256, dropout_rate: float = 0.0):
+  def __init__(
+    self,
+    image_shape,
+    z_dim: int,
+    out_channels: int,
+    channels=(64, 32),
+    hidden: int = 256,
+    dropout_rate: float = 0.0,
+  ):
     super().__init__()
     h, w, _ = image_shape
     self.h4, self.w4, self.c0 = h // 4, w // 4, channels[0]
     self.dense0 = _linear(z_dim, hidden)
     self.dense1 = _linear(hidden, self.h4 * self.w4 * channels[0])
     chans = [channels[0]] + list(channels)
-    self.deconvs = nn.ModuleList(
-        _conv_transpose(a, b) for a, b in itertools.pairwise(chans))
+    self.deconvs = nn.ModuleList(_conv_transpose(a, b) for a, b in itertools.pairwise(chans))
     self.out = _conv(channels[-1], out_channels)
     self.dropout_rate = dropout_rate
 
@@ -141,17 +159,25 @@ class ConvDecoder(nn.Module):
       n_h, n_w = x.shape[2], x.shape[3]
       # flax pads the dilated input (2, 1): the unpadded transposed conv minus its last
       # row and column.
-      x = F.gelu(deconv(x)[:, :, :2 * n_h, :2 * n_w], approximate='tanh')
+      x = F.gelu(deconv(x)[:, :, : 2 * n_h, : 2 * n_w], approximate='tanh')
     return self.out(F.pad(x, (1, 1, 1, 1)))
 
 
 class VAETorch(nn.Module):
   """`gm_jax.models.vae.VAE` (categorical or Bernoulli decoder; `num_classes > 0`: CVAE)."""
 
-  def __init__(self, image_shape, num_levels: int, latent_dim: int = 16,
-               hidden: Sequence[int] = (512, 512), architecture: str = 'mlp',
-               likelihood: str = 'categorical', dropout_rate: float = 0.0,
-               num_classes: int = 0, activation: str = 'gelu'):
+  def __init__(
+    self,
+    image_shape,
+    num_levels: int,
+    latent_dim: int = 16,
+    hidden: Sequence[int] = (512, 512),
+    architecture: str = 'mlp',
+    likelihood: str = 'categorical',
+    dropout_rate: float = 0.0,
+    num_classes: int = 0,
+    activation: str = 'gelu',
+  ):
     super().__init__()
     if likelihood not in ('categorical', 'bernoulli'):
       raise NotImplementedError(f'likelihood {likelihood!r} is not replicated')
@@ -164,16 +190,25 @@ class VAETorch(nn.Module):
     h, w, c = self.image_shape
     out = h * w * c * self.out_per_subpixel
     if architecture == 'mlp':
-      self.encoder = MLP(h * w * c + num_classes, hidden, dropout_rate=dropout_rate,
-                         activation=activation)
-      self.decoder = MLP(latent_dim + num_classes, tuple(reversed(hidden)),
-                         out_features=out, dropout_rate=dropout_rate, activation=activation)
+      self.encoder = MLP(
+        h * w * c + num_classes, hidden, dropout_rate=dropout_rate, activation=activation
+      )
+      self.decoder = MLP(
+        latent_dim + num_classes,
+        tuple(reversed(hidden)),
+        out_features=out,
+        dropout_rate=dropout_rate,
+        activation=activation,
+      )
       enc_width = hidden[-1]
     elif architecture == 'conv':
-      self.encoder = ConvEncoder(self.image_shape, c + num_classes,
-                                 dropout_rate=dropout_rate)
-      self.decoder = ConvDecoder(self.image_shape, latent_dim + num_classes,
-                                 c * self.out_per_subpixel, dropout_rate=dropout_rate)
+      self.encoder = ConvEncoder(self.image_shape, c + num_classes, dropout_rate=dropout_rate)
+      self.decoder = ConvDecoder(
+        self.image_shape,
+        latent_dim + num_classes,
+        c * self.out_per_subpixel,
+        dropout_rate=dropout_rate,
+      )
       enc_width = 256
     else:
       raise ValueError(f'unknown architecture {architecture!r}')
@@ -223,11 +258,13 @@ class VAETorch(nn.Module):
       target = x[:, 0] if c == 1 else x
     if self.likelihood == 'categorical':
       return -F.cross_entropy(logits, target, reduction='sum')
-    return -F.binary_cross_entropy_with_logits(logits.reshape(target.shape),
-                                               target.float(), reduction='sum')
+    return -F.binary_cross_entropy_with_logits(
+      logits.reshape(target.shape), target.float(), reduction='sum'
+    )
 
-  def loss(self, x, labels=None, *, train: bool = True, beta: float = 1.0,
-           eps: Optional[torch.Tensor] = None):
+  def loss(
+    self, x, labels=None, *, train: bool = True, beta: float = 1.0, eps: torch.Tensor | None = None
+  ):
     """Mean negative single-sample ELBO in nats (`gm_jax.models.vae.elbo_terms`)."""
     mean, log_var = self.encode(x, labels, train=train)
     if eps is None:
@@ -243,12 +280,16 @@ def build_module(config, info) -> VAETorch:
   if config.get('objective', 'elbo') != 'elbo':
     raise NotImplementedError('only the ELBO objective is replicated')
   return VAETorch(
-      image_shape=tuple(info.shape), num_levels=info.num_levels,
-      latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
-      architecture=config.architecture, likelihood=config.get('likelihood', 'categorical'),
-      dropout_rate=float(config.dropout_rate),
-      num_classes=info.num_classes if config.model == 'cvae' else 0,
-      activation=config.get('activation', 'gelu'))
+    image_shape=tuple(info.shape),
+    num_levels=info.num_levels,
+    latent_dim=int(config.latent_dim),
+    hidden=tuple(config.hidden),
+    architecture=config.architecture,
+    likelihood=config.get('likelihood', 'categorical'),
+    dropout_rate=float(config.dropout_rate),
+    num_classes=info.num_classes if config.model == 'cvae' else 0,
+    activation=config.get('activation', 'gelu'),
+  )
 
 
 def make_step(config, info, batch):
@@ -258,8 +299,9 @@ def make_step(config, info, batch):
   x = module.prepare(batch['image'])
   labels = torch.from_numpy(np.asarray(batch['label'])).long() if module.num_classes else None
   beta = float(config.get('beta', 1.0))
-  step = common.make_train_step(config, module,
-                                lambda: module.loss(x, labels, train=True, beta=beta))
+  step = common.make_train_step(
+    config, module, lambda: module.loss(x, labels, train=True, beta=beta)
+  )
   return step, module
 
 
@@ -315,8 +357,9 @@ def load_flax_params(module: VAETorch, params) -> VAETorch:
     for i, conv in enumerate(e.convs):
       _copy_conv(conv, enc[f'Conv_{i}'])
     h, w, _ = module.image_shape  # H, W divisible by 4: two stride-2 convs give H/4
-    _copy_dense(e.dense, enc['Dense_0'],
-                row_perm=_hwc_to_chw(h // 4, w // 4, e.convs[-1].out_channels))
+    _copy_dense(
+      e.dense, enc['Dense_0'], row_perm=_hwc_to_chw(h // 4, w // 4, e.convs[-1].out_channels)
+    )
     _copy_dense(d.dense0, dec['Dense_0'])
     _copy_dense(d.dense1, dec['Dense_1'], col_perm=_hwc_to_chw(d.h4, d.w4, d.c0))
     for i, deconv in enumerate(d.deconvs):

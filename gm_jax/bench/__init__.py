@@ -59,7 +59,6 @@ from gm_jax import _xla
 
 _xla.configure_cpu_flags()  # before JAX starts its backend
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from gm_jax.bench.cli import main
 from gm_jax.bench.cli import run
 from gm_jax.bench.configs import apply_overrides
@@ -71,8 +70,8 @@ from gm_jax.bench.measure import compiled_flops
 from gm_jax.bench.measure import compiled_memory_bytes
 from gm_jax.bench.measure import flops_per_step
 from gm_jax.bench.measure import measure_matmul_tflops
-from gm_jax.bench.measure import PEAK_TFLOPS
 from gm_jax.bench.measure import peak_dtype
+from gm_jax.bench.measure import PEAK_TFLOPS
 from gm_jax.bench.measure import peak_tflops_for
 from gm_jax.bench.parallel_modes import parallel_modes_main
 from gm_jax.bench.parallel_modes import parse_set
@@ -84,26 +83,26 @@ from gm_jax.bench.trainer import bench_settings
 from gm_jax.bench.trainer import REQUIRED_KEYS
 
 __all__ = (
-    'BenchError',
-    'PEAK_TFLOPS',
-    'REQUIRED_KEYS',
-    'apply_overrides',
-    'bench_config',
-    'bench_settings',
-    'compile_dispatch',
-    'compiled_flops',
-    'compiled_memory_bytes',
-    'flops_per_step',
-    'load_config',
-    'main',
-    'measure_matmul_tflops',
-    'model_configs',
-    'parallel_modes_main',
-    'parse_set',
-    'peak_dtype',
-    'peak_tflops_for',
-    'read_rows',
-    'run',
-    'summary_table',
-    'trainer_inputs',
+  'BenchError',
+  'PEAK_TFLOPS',
+  'REQUIRED_KEYS',
+  'apply_overrides',
+  'bench_config',
+  'bench_settings',
+  'compile_dispatch',
+  'compiled_flops',
+  'compiled_memory_bytes',
+  'flops_per_step',
+  'load_config',
+  'main',
+  'measure_matmul_tflops',
+  'model_configs',
+  'parallel_modes_main',
+  'parse_set',
+  'peak_dtype',
+  'peak_tflops_for',
+  'read_rows',
+  'run',
+  'summary_table',
+  'trainer_inputs',
 )

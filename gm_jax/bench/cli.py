@@ -1,8 +1,10 @@
 """The command line of `python -m gm_jax.bench` (the flags: the `gm_jax.bench` docstring)."""
+
 from __future__ import annotations
 
 import argparse
 import atexit
+from collections.abc import Sequence
 import json
 import os
 import shutil
@@ -10,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
 
 import jax
 
@@ -24,23 +25,37 @@ _DESCRIPTION = 'Train-step throughput, FLOPs and MFU of any config, bare and und
 
 
 def _parse(argv: Sequence[str]):
-  p = argparse.ArgumentParser(prog='python -m gm_jax.bench',
-                              description=_DESCRIPTION)
+  p = argparse.ArgumentParser(prog='python -m gm_jax.bench', description=_DESCRIPTION)
   p.add_argument('--config', default=None, help='a config file, e.g. configs/vae.py')
-  p.add_argument('--all', action='store_true',
-                 help='every model config in --configs_dir, each in its own process')
+  p.add_argument(
+    '--all',
+    action='store_true',
+    help='every model config in --configs_dir, each in its own process',
+  )
   p.add_argument('--configs_dir', default='configs')
-  p.add_argument('--steps', type=int, default=50,
-                 help='train steps timed, bare and under the trainer (default 50)')
+  p.add_argument(
+    '--steps',
+    type=int,
+    default=50,
+    help='train steps timed, bare and under the trainer (default 50)',
+  )
   p.add_argument('--windows', type=int, default=10, help='timing windows of the bare step')
-  p.add_argument('--rounds', type=int, default=3,
-                 help='turns of bare steps and trainer; the best of each counts (default 3)')
-  p.add_argument('--min_seconds', type=float, default=15.0,
-                 help='least time of the bare steps over all rounds, and so of the '
-                      "trainer's (default 15)")
+  p.add_argument(
+    '--rounds',
+    type=int,
+    default=3,
+    help='turns of bare steps and trainer; the best of each counts (default 3)',
+  )
+  p.add_argument(
+    '--min_seconds',
+    type=float,
+    default=15.0,
+    help="least time of the bare steps over all rounds, and so of the trainer's (default 15)",
+  )
   p.add_argument('--out', default=None, help='JSONL file the rows are appended to')
-  p.add_argument('--table', default=None,
-                 help='print the Markdown table of the rows in this JSONL file and exit')
+  p.add_argument(
+    '--table', default=None, help='print the Markdown table of the rows in this JSONL file and exit'
+  )
   args, rest = p.parse_known_args(list(argv))
   if args.table is not None:
     if rest or args.all or args.config is not None:
@@ -50,9 +65,11 @@ def _parse(argv: Sequence[str]):
   it = iter(rest)
   for item in it:
     if not item.startswith('--config.'):
-      raise BenchError(f'unknown argument {item!r} (expected --config.KEY=VALUE, --config, '
-                       '--all, --steps, --windows, --rounds, --min_seconds, --out, --table)')
-    key, eq, value = item[len('--config.'):].partition('=')
+      raise BenchError(
+        f'unknown argument {item!r} (expected --config.KEY=VALUE, --config, '
+        '--all, --steps, --windows, --rounds, --min_seconds, --out, --table)'
+      )
+    key, eq, value = item[len('--config.') :].partition('=')
     if not eq:
       value = next(it, None)
       if value is None:
@@ -69,7 +86,7 @@ def _parse(argv: Sequence[str]):
   return args, overrides
 
 
-def _emit(row: dict, out: Optional[str]) -> None:
+def _emit(row: dict, out: str | None) -> None:
   line = json.dumps(row, sort_keys=False)
   if out:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -84,10 +101,17 @@ def _run_all(args, overrides) -> int:
     raise BenchError(f'--all: no model configs in {args.configs_dir!r}')
   rows, failed = [], []
   for path in paths:
-    cmd = [sys.executable, '-m', 'gm_jax.bench', f'--config={path}',
-           *[f'--config.{key}={value}' for key, value in overrides],
-           f'--steps={args.steps}', f'--windows={args.windows}', f'--rounds={args.rounds}',
-           f'--min_seconds={args.min_seconds}']
+    cmd = [
+      sys.executable,
+      '-m',
+      'gm_jax.bench',
+      f'--config={path}',
+      *[f'--config.{key}={value}' for key, value in overrides],
+      f'--steps={args.steps}',
+      f'--windows={args.windows}',
+      f'--rounds={args.rounds}',
+      f'--min_seconds={args.min_seconds}',
+    ]
     if args.out:
       cmd.append(f'--out={args.out}')
     print(f'gm_jax.bench: {path}', file=sys.stderr, flush=True)
@@ -106,12 +130,14 @@ def _run_all(args, overrides) -> int:
         print(line, file=sys.stderr)
     if proc.returncode or row is None:
       failed.append(path)
-      print(f'gm_jax.bench: {path} FAILED (exit {proc.returncode})', file=sys.stderr,
-            flush=True)
+      print(f'gm_jax.bench: {path} FAILED (exit {proc.returncode})', file=sys.stderr, flush=True)
     else:
       rows.append(row)
-      print(f'gm_jax.bench: {path} done in {time.perf_counter() - t0:.0f} s',
-            file=sys.stderr, flush=True)
+      print(
+        f'gm_jax.bench: {path} done in {time.perf_counter() - t0:.0f} s',
+        file=sys.stderr,
+        flush=True,
+      )
   print(table.summary_table(rows), file=sys.stderr)
   if failed:
     print(f'gm_jax.bench: failed: {", ".join(failed)}', file=sys.stderr)
@@ -141,8 +167,14 @@ def main(argv: Sequence[str]) -> int:
   if args.all:
     return _run_all(args, overrides)
   config = load_config(args.config, overrides)
-  row = trainer.bench_config(config, steps=args.steps, windows=args.windows, rounds=args.rounds,
-                     min_seconds=args.min_seconds, config_path=args.config)
+  row = trainer.bench_config(
+    config,
+    steps=args.steps,
+    windows=args.windows,
+    rounds=args.rounds,
+    min_seconds=args.min_seconds,
+    config_path=args.config,
+  )
   _emit(row, args.out)
   return 0
 
@@ -150,7 +182,8 @@ def main(argv: Sequence[str]) -> int:
 def run() -> int:
   """`python -m gm_jax.bench`: errors in the command line exit 2 with their message."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  from absl import logging
+
   logging.set_verbosity(logging.WARNING)  # orbax/tfds INFO lines
   if '--all' not in sys.argv and not any(a.startswith('--table') for a in sys.argv):
     _fresh_compilation_cache()  # one config in this process

@@ -5,11 +5,12 @@ Overrides are parsed by ml_collections' config flags, as `gm_jax.main` parses th
 tuple, `false` for a bool, `1e-2` for a float), and a key the config lacks or a value
 that does not fit its field is a `BenchError` naming the key.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import glob
 import os
-from typing import Sequence
 
 from absl import flags
 from ml_collections import config_flags
@@ -26,7 +27,8 @@ def load_config(path: str, overrides: Sequence[tuple[str, str]] = ()):
     BenchError: naming the path when it is not a config file, or the key when the
       config has no such field or the value does not fit its type.
   """
-  from gm_jax import demo  # pylint: disable=g-import-not-at-top
+  from gm_jax import demo
+
   if not os.path.isfile(path):
     raise BenchError(f'--config={path}: no such config file')
   try:
@@ -34,8 +36,10 @@ def load_config(path: str, overrides: Sequence[tuple[str, str]] = ()):
   except AttributeError as e:
     raise BenchError(f'--config={path}: not a config file (no get_config): {e}') from e
   except TypeError as e:
-    raise BenchError(f'--config={path}: its get_config() cannot be called without '
-                     f'arguments ({e}); not a model config') from e
+    raise BenchError(
+      f'--config={path}: its get_config() cannot be called without '
+      f'arguments ({e}); not a model config'
+    ) from e
   if 'model' not in config:
     raise BenchError(f'--config={path}: the config has no `model` field')
   return apply_overrides(config, overrides, path) if overrides else config
@@ -57,8 +61,9 @@ def apply_overrides(config, overrides: Sequence[tuple[str, str]], path: str = 't
     _check_key(config, key, path)
   argv = ['gm_jax.bench'] + [f'--config.{key}={value}' for key, value in overrides]
   values = flags.FlagValues()
-  config_flags.DEFINE_config_dict('config', config, flag_values=values, lock_config=False,
-                                  sys_argv=argv)
+  config_flags.DEFINE_config_dict(
+    'config', config, flag_values=values, lock_config=False, sys_argv=argv
+  )
   try:
     values(argv)
   except flags.Error as e:
@@ -74,8 +79,9 @@ def _check_key(config, key: str, path: str) -> None:
       raise BenchError(f'--config.{key}: {path} has no field {part!r}')
     node = node[part]
   if name not in node:
-    raise BenchError(f'--config.{key}: {path} has no field {key!r} '
-                     f'(its fields: {", ".join(sorted(node.keys()))})')
+    raise BenchError(
+      f'--config.{key}: {path} has no field {key!r} (its fields: {", ".join(sorted(node.keys()))})'
+    )
 
 
 def model_configs(configs_dir: str) -> list[str]:

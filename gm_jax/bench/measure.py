@@ -5,11 +5,12 @@ state donated), compiled from what `gm_jax.train.loop.run` prepares; FLOPs come 
 XLA's cost analysis, memory from the device or the compiled program, and the peak
 FLOP/s from the vendor's sheet (`PEAK_TFLOPS`) or, on CPU, a timed matmul.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import re
 import time
-from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,38 +26,38 @@ from gm_jax.train import loop
 # TPUs run float32 matmuls at default precision as bfloat16 passes, so their bf16 figure
 # is used for both.
 PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    # NVIDIA H100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h100), H100 PCIe
-    # column; the sheet's BF16/FP16/TF32 figures are with sparsity, halved here.
-    ('h100 pcie', {'bfloat16': 756.0, 'float16': 756.0, 'tf32': 378.0, 'float32': 51.0}),
-    # Same datasheet, H100 NVL column (per GPU).
-    ('h100 nvl', {'bfloat16': 835.0, 'float16': 835.0, 'tf32': 417.5, 'float32': 60.0}),
-    # Same datasheet, H100 SXM column (device_kind 'NVIDIA H100 80GB HBM3').
-    ('h100', {'bfloat16': 989.4, 'float16': 989.4, 'tf32': 494.7, 'float32': 67.0}),
-    # NVIDIA H200 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h200), H200 NVL
-    # column; sparsity figures halved.
-    ('h200 nvl', {'bfloat16': 835.0, 'float16': 835.0, 'tf32': 417.5, 'float32': 60.0}),
-    # Same datasheet, H200 SXM column (device_kind 'NVIDIA H200').
-    ('h200', {'bfloat16': 989.4, 'float16': 989.4, 'tf32': 494.7, 'float32': 67.0}),
-    # NVIDIA A100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/a100): the same
-    # dense figures for the SXM4 and PCIe, 40 and 80 GB parts.
-    ('a100', {'bfloat16': 312.0, 'float16': 312.0, 'tf32': 156.0, 'float32': 19.5}),
-    # NVIDIA L4 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/l4); sparsity
-    # figures (BF16/FP16 242, TF32 120) halved.
-    ('l4', {'bfloat16': 121.0, 'float16': 121.0, 'tf32': 60.0, 'float32': 30.3}),
-    # Google Cloud TPU v4 system architecture (cloud.google.com/tpu/docs/v4): 275 bf16
-    # TFLOP/s per chip.
-    ('tpu v4', {'bfloat16': 275.0, 'float32': 275.0}),
-    # cloud.google.com/tpu/docs/v5e (device_kind 'TPU v5 lite'): 197 bf16 TFLOP/s per chip.
-    ('tpu v5 lite', {'bfloat16': 197.0, 'float32': 197.0}),
-    ('tpu v5e', {'bfloat16': 197.0, 'float32': 197.0}),
-    # cloud.google.com/tpu/docs/v5p (device_kind 'TPU v5' or 'TPU v5p'): 459 bf16
-    # TFLOP/s per chip.
-    ('tpu v5p', {'bfloat16': 459.0, 'float32': 459.0}),
-    ('tpu v5', {'bfloat16': 459.0, 'float32': 459.0}),
-    # cloud.google.com/tpu/docs/v6e, Trillium (device_kind 'TPU v6 lite' or 'TPU v6e'):
-    # 918 bf16 TFLOP/s per chip.
-    ('tpu v6e', {'bfloat16': 918.0, 'float32': 918.0}),
-    ('tpu v6', {'bfloat16': 918.0, 'float32': 918.0}),
+  # NVIDIA H100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h100), H100 PCIe
+  # column; the sheet's BF16/FP16/TF32 figures are with sparsity, halved here.
+  ('h100 pcie', {'bfloat16': 756.0, 'float16': 756.0, 'tf32': 378.0, 'float32': 51.0}),
+  # Same datasheet, H100 NVL column (per GPU).
+  ('h100 nvl', {'bfloat16': 835.0, 'float16': 835.0, 'tf32': 417.5, 'float32': 60.0}),
+  # Same datasheet, H100 SXM column (device_kind 'NVIDIA H100 80GB HBM3').
+  ('h100', {'bfloat16': 989.4, 'float16': 989.4, 'tf32': 494.7, 'float32': 67.0}),
+  # NVIDIA H200 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h200), H200 NVL
+  # column; sparsity figures halved.
+  ('h200 nvl', {'bfloat16': 835.0, 'float16': 835.0, 'tf32': 417.5, 'float32': 60.0}),
+  # Same datasheet, H200 SXM column (device_kind 'NVIDIA H200').
+  ('h200', {'bfloat16': 989.4, 'float16': 989.4, 'tf32': 494.7, 'float32': 67.0}),
+  # NVIDIA A100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/a100): the same
+  # dense figures for the SXM4 and PCIe, 40 and 80 GB parts.
+  ('a100', {'bfloat16': 312.0, 'float16': 312.0, 'tf32': 156.0, 'float32': 19.5}),
+  # NVIDIA L4 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/l4); sparsity
+  # figures (BF16/FP16 242, TF32 120) halved.
+  ('l4', {'bfloat16': 121.0, 'float16': 121.0, 'tf32': 60.0, 'float32': 30.3}),
+  # Google Cloud TPU v4 system architecture (cloud.google.com/tpu/docs/v4): 275 bf16
+  # TFLOP/s per chip.
+  ('tpu v4', {'bfloat16': 275.0, 'float32': 275.0}),
+  # cloud.google.com/tpu/docs/v5e (device_kind 'TPU v5 lite'): 197 bf16 TFLOP/s per chip.
+  ('tpu v5 lite', {'bfloat16': 197.0, 'float32': 197.0}),
+  ('tpu v5e', {'bfloat16': 197.0, 'float32': 197.0}),
+  # cloud.google.com/tpu/docs/v5p (device_kind 'TPU v5' or 'TPU v5p'): 459 bf16
+  # TFLOP/s per chip.
+  ('tpu v5p', {'bfloat16': 459.0, 'float32': 459.0}),
+  ('tpu v5', {'bfloat16': 459.0, 'float32': 459.0}),
+  # cloud.google.com/tpu/docs/v6e, Trillium (device_kind 'TPU v6 lite' or 'TPU v6e'):
+  # 918 bf16 TFLOP/s per chip.
+  ('tpu v6e', {'bfloat16': 918.0, 'float32': 918.0}),
+  ('tpu v6', {'bfloat16': 918.0, 'float32': 918.0}),
 )
 
 
@@ -67,7 +68,7 @@ def peak_dtype(compute_dtype: str, matmul_precision: str = 'default') -> str:
   return 'tf32' if matmul_precision == 'default' else 'float32'
 
 
-def peak_tflops_for(device_kind: str, dtype: str) -> Optional[float]:
+def peak_tflops_for(device_kind: str, dtype: str) -> float | None:
   """Dense peak TFLOP/s of one `device_kind` device in `dtype` (a `PEAK_TFLOPS` column).
 
   Args:
@@ -87,8 +88,7 @@ def peak_tflops_for(device_kind: str, dtype: str) -> Optional[float]:
   return None
 
 
-def measure_matmul_tflops(dtype: str = 'float32', *, size: int = 2048,
-                          repeats: int = 3) -> float:
+def measure_matmul_tflops(dtype: str = 'float32', *, size: int = 2048, repeats: int = 3) -> float:
   """TFLOP/s of a jitted `[size, size] @ [size, size]` matmul on the default device.
 
   The best of `repeats` timed calls after one that compiles; `2 * size**3` FLOPs each.
@@ -102,7 +102,7 @@ def measure_matmul_tflops(dtype: str = 'float32', *, size: int = 2048,
     t0 = time.perf_counter()
     matmul(a, b).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * size ** 3 / best / 1e12
+  return 2.0 * size**3 / best / 1e12
 
 
 def compiled_flops(compiled) -> float:
@@ -114,20 +114,19 @@ def compiled_flops(compiled) -> float:
   return float((cost or {}).get('flops', 0.0))
 
 
-def compiled_memory_bytes(compiled) -> Optional[int]:
+def compiled_memory_bytes(compiled) -> int | None:
   """temp + argument + output bytes of `compiled.memory_analysis()` (None if unavailable)."""
   stats = compiled.memory_analysis()
   if stats is None:
     return None
-  return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes
-             + stats.output_size_in_bytes)
+  return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes)
 
 
-def device_peak_bytes(device) -> Optional[int]:
+def device_peak_bytes(device) -> int | None:
   """`device.memory_stats()`'s peak bytes in use, or None where the backend has none."""
   try:
     stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except  # not every backend implements it
+  except Exception:  # not every backend implements it
     return None
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
@@ -163,13 +162,13 @@ def compile_dispatch(config, family, splits, workdir: str):
   """
   # The trainer's own preparation, feeder and jitted step (private to the loop, used
   # here so that the bench times exactly what `loop.run` runs).
-  setup, state = loop._prepare(config, workdir, family, splits)  # pylint: disable=protected-access
+  setup, state = loop._prepare(config, workdir, family, splits)
   if setup.resident:  # as `loop.run` does: the training set lives on the device
     state = dict(state, data=dict(splits.train))
   state = setup.dp.put_state(state)
-  chunk = loop._Feeder(setup).chunk(0, setup.steps_per_loop)  # pylint: disable=protected-access
+  chunk = loop._Feeder(setup).chunk(0, setup.steps_per_loop)
   t0 = time.perf_counter()
-  compiled = setup.dp._step.lower(state, chunk).compile()  # pylint: disable=protected-access
+  compiled = setup.dp._step.lower(state, chunk).compile()
   return setup, state, chunk, compiled, time.perf_counter() - t0
 
 

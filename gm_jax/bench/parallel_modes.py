@@ -5,16 +5,18 @@ batches of its dataset's shape, and how far the host may run ahead of the device
 (`--in_flight`). The family comes from `gm_jax.bench.setup.trainer_inputs`, as the
 trainer would build it.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
+from collections.abc import Sequence
 import json
 import os
 import platform
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,8 @@ from gm_jax.bench.configs import load_config
 
 # The repository's `configs/` folder (gm_jax/bench/ is two levels below the root).
 _CONFIGS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
+  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs'
+)
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -58,16 +61,18 @@ def _modes_config(args):
 
 def _modes_prepare(mode, family, config, batches, args):
   """The mode's `DataParallel` and state, compiled and warmed up."""
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import optim  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from gm_jax import parallel
+  from gm_jax.train import optim
+  from gm_jax.train import step as step_lib
+
   init_key, train_key = jax.random.split(jax.random.key(0))
   tx = optim.make_optimizer(config)
   params = jax.tree.map(np.asarray, family.init(init_key, batches[0]))
   group = args.loss_group_size or args.per_device_batch
   dp = parallel.make(mode, step_lib.make_train_step(family, tx, train_key, group_size=group))
-  state = dp.put_state({'step': np.int32(0), 'params': params,
-                        'opt_state': tx.init(jax.tree.map(jnp.asarray, params))})
+  state = dp.put_state(
+    {'step': np.int32(0), 'params': params, 'opt_state': tx.init(jax.tree.map(jnp.asarray, params))}
+  )
   for i in range(args.warmup):
     state, metrics = dp.step(state, dp.put_batch(batches[i % len(batches)]))
     float(metrics['loss'])
@@ -92,7 +97,7 @@ def _modes_time_steps(dp, state, batches, steps, in_flight):
   return state, seconds
 
 
-def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') -> None:
+def parallel_modes_main(argv: Sequence[str] | None = None, *, doc: str = '') -> None:
   """`benchmarks/data_parallel.py`'s command line (see its docstring); JSON lines on stdout."""
   p = argparse.ArgumentParser(description=(doc or __doc__).split('\n')[0])
   p.add_argument('--model', default='vae', help='a config in configs/ (not a classifier)')
@@ -104,16 +109,28 @@ def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') 
   p.add_argument('--warmup', type=int, default=5)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--modes', default='none,pmap,sharding')
-  p.add_argument('--in_flight', default='0',
-                 help='comma-separated counts of steps the host may run ahead of the '
-                      'device (0 = read every loss back before the next step)')
-  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                 help='override a config field (Python literal), repeatable')
+  p.add_argument(
+    '--in_flight',
+    default='0',
+    help='comma-separated counts of steps the host may run ahead of the '
+    'device (0 = read every loss back before the next step)',
+  )
+  p.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='override a config field (Python literal), repeatable',
+  )
   # Default 0: one loss call per device shard, the throughput setting (measured on 4
   # forced CPU devices: pmap/sharding 1.007; with per-example groups, 1, it was 0.755).
-  p.add_argument('--loss_group_size', type=int, default=0,
-                 help='config.loss_group_size; 0 = the per-device batch (one loss call '
-                      'per device, as a trainer without per-example keys would do)')
+  p.add_argument(
+    '--loss_group_size',
+    type=int,
+    default=0,
+    help='config.loss_group_size; 0 = the per-device batch (one loss call '
+    'per device, as a trainer without per-example keys would do)',
+  )
   args = p.parse_args(argv)
 
   n = jax.device_count()
@@ -123,18 +140,28 @@ def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') 
   info = splits.info
   global_batch = args.per_device_batch * n
   rng = np.random.default_rng(0)
-  batches = [{'image': rng.integers(0, info.num_levels, (global_batch,) + info.shape
-                                    ).astype(np.uint8),
-              'label': rng.integers(0, info.num_classes or 1, global_batch).astype(np.int32)}
-             for _ in range(4)]
+  batches = [
+    {
+      'image': rng.integers(0, info.num_levels, (global_batch,) + info.shape).astype(np.uint8),
+      'label': rng.integers(0, info.num_classes or 1, global_batch).astype(np.int32),
+    }
+    for _ in range(4)
+  ]
   device = jax.devices()[0]
-  common = {'model': args.model, 'architecture': config.get('architecture'),
-            'dataset_shape': list(info.shape), 'platform': device.platform,
-            'device_kind': device.device_kind, 'device_count': n,
-            'global_batch': global_batch,
-            'loss_group_size': args.loss_group_size or args.per_device_batch,
-            'steps': args.steps, 'set': args.set, 'jax': jax.__version__,
-            'python': platform.python_version()}
+  common = {
+    'model': args.model,
+    'architecture': config.get('architecture'),
+    'dataset_shape': list(info.shape),
+    'platform': device.platform,
+    'device_kind': device.device_kind,
+    'device_count': n,
+    'global_batch': global_batch,
+    'loss_group_size': args.loss_group_size or args.per_device_batch,
+    'steps': args.steps,
+    'set': args.set,
+    'jax': jax.__version__,
+    'python': platform.python_version(),
+  }
   modes = args.modes.split(',')
   in_flights = [int(v) for v in args.in_flight.split(',')]
   if min(in_flights) < 0:
@@ -152,16 +179,42 @@ def parallel_modes_main(argv: Optional[Sequence[str]] = None, *, doc: str = '') 
   results = {}
   for mode, k in runs:
     results[mode, k] = global_batch * args.steps / best[mode, k]
-    print(json.dumps(dict(common, mode=mode, devices_used=1 if mode == 'none' else n,
-                          in_flight=k, examples_per_s=round(results[mode, k], 1),
-                          steps_per_s=round(args.steps / best[mode, k], 2))), flush=True)
+    print(
+      json.dumps(
+        dict(
+          common,
+          mode=mode,
+          devices_used=1 if mode == 'none' else n,
+          in_flight=k,
+          examples_per_s=round(results[mode, k], 1),
+          steps_per_s=round(args.steps / best[mode, k], 2),
+        )
+      ),
+      flush=True,
+    )
   for k in in_flights:
     if ('pmap', k) in results and ('sharding', k) in results:
       ratio = results['pmap', k] / results['sharding', k]
-      print(json.dumps({'in_flight': k, 'pmap_over_sharding': round(ratio, 4),
-                        'within_5_percent': abs(ratio - 1) <= 0.05}), flush=True)
+      print(
+        json.dumps(
+          {
+            'in_flight': k,
+            'pmap_over_sharding': round(ratio, 4),
+            'within_5_percent': abs(ratio - 1) <= 0.05,
+          }
+        ),
+        flush=True,
+      )
   if len(in_flights) > 1:
     base = in_flights[0]
-    print(json.dumps({f'in_flight_{k}_over_{base}': {
-        mode: round(results[mode, k] / results[mode, base], 4) for mode in modes}
-        for k in in_flights[1:]}), flush=True)
+    print(
+      json.dumps(
+        {
+          f'in_flight_{k}_over_{base}': {
+            mode: round(results[mode, k] / results[mode, base], 4) for mode in modes
+          }
+          for k in in_flights[1:]
+        }
+      ),
+      flush=True,
+    )

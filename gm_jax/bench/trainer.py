@@ -4,6 +4,7 @@ The bare dispatch (`gm_jax.bench.measure`) and `gm_jax.train.loop.run` take turn
 the rounds, each side's best round counts (see the `gm_jax.bench` docstring), and the
 row carries every key of `REQUIRED_KEYS`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,11 +26,26 @@ from gm_jax.bench.configs import BenchError
 from gm_jax.train import defaults
 from gm_jax.train import loop
 
-REQUIRED_KEYS = ('model', 'backend', 'device_kind', 'device_count', 'global_batch',
-                 'compute_dtype', 'compile_s', 'step_ms_median', 'step_ms_p90',
-                 'steps_per_s', 'examples_per_s', 'flops_per_step', 'achieved_tflops',
-                 'peak_tflops', 'mfu', 'peak_memory_bytes', 'trainer_steps_per_s',
-                 'trainer_overhead')
+REQUIRED_KEYS = (
+  'model',
+  'backend',
+  'device_kind',
+  'device_count',
+  'global_batch',
+  'compute_dtype',
+  'compile_s',
+  'step_ms_median',
+  'step_ms_p90',
+  'steps_per_s',
+  'examples_per_s',
+  'flops_per_step',
+  'achieved_tflops',
+  'peak_tflops',
+  'mfu',
+  'peak_memory_bytes',
+  'trainer_steps_per_s',
+  'trainer_overhead',
+)
 
 
 def bench_settings(config, steps: int):
@@ -65,8 +81,15 @@ def _no_final_evaluation(family):
   return dataclasses.replace(family, evaluate=lambda *a, **k: {}, sample=None, pictures=None)
 
 
-def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
-                 min_seconds: float = 15.0, config_path: str = '') -> dict:
+def bench_config(
+  config,
+  *,
+  steps: int = 50,
+  windows: int = 10,
+  rounds: int = 3,
+  min_seconds: float = 15.0,
+  config_path: str = '',
+) -> dict:
   """Benchmarks one config (see the module docstring); returns its row.
 
   Args:
@@ -89,7 +112,8 @@ def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
     with contextlib.redirect_stdout(sys.stderr):
       config, family, splits = setup.trainer_inputs(config, os.path.join(tmp, 'build'))
       prepared, state, chunk, compiled, compile_s = measure.compile_dispatch(
-          config, family, splits, os.path.join(tmp, 'bare'))
+        config, family, splits, os.path.join(tmp, 'bare')
+      )
       backend = jax.default_backend()
       compute_dtype = str(defaults.get(config, 'compute_dtype'))
       # CPU: the ceiling is timed before and after the step (best of both), under the
@@ -102,8 +126,9 @@ def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
       state, metrics = compiled(state, chunk)
       jax.block_until_ready((state, metrics))
       one = time.perf_counter() - t0
-      per_round = min(max(-(-n // (k * rounds)), int(min_seconds / rounds / one) + 1, 2),
-                      _MAX_DISPATCHES)
+      per_round = min(
+        max(-(-n // (k * rounds)), int(min_seconds / rounds / one) + 1, 2), _MAX_DISPATCHES
+      )
       sizes = measure.window_sizes(per_round, max(1, -(-windows // rounds)))
       trainer_config = _with_steps(config, per_round * k)
       device = jax.devices()[0]
@@ -119,10 +144,12 @@ def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
             peak_bytes = measure.compiled_memory_bytes(compiled)
             memory_source = 'compiled.memory_analysis'
           # After the memory peak is read: this compiles a one-step dispatch.
-          flops, flops_source = measure.flops_per_step(compiled, config, family, splits,
-                                               os.path.join(tmp, 'flops'))
-        trainer = loop.run(trainer_config, os.path.join(tmp, f'trainer{r}'),
-                           _no_final_evaluation(family), splits)
+          flops, flops_source = measure.flops_per_step(
+            compiled, config, family, splits, os.path.join(tmp, 'flops')
+          )
+        trainer = loop.run(
+          trainer_config, os.path.join(tmp, f'trainer{r}'), _no_final_evaluation(family), splits
+        )
         trainer_rates.append(trainer.get('train_steps_per_s') or 0.0)
       last_loss = np.asarray(jax.device_get(metrics['loss']))
       if backend == 'cpu':
@@ -148,48 +175,47 @@ def bench_config(config, *, steps: int = 50, windows: int = 10, rounds: int = 3,
   trainer_steps_per_s = max(trainer_rates) or None
   global_batch = int(config.batch_size)
   return {
-      'model': str(config.model),
-      'backend': backend,
-      'device_kind': device.device_kind,
-      'device_count': int(used),
-      'global_batch': global_batch,
-      'compute_dtype': compute_dtype,
-      'compile_s': compile_s,
-      'step_ms_median': float(np.median(per_step_ms)),
-      'step_ms_p90': float(np.percentile(per_step_ms, 90)),
-      'steps_per_s': steps_per_s,
-      'examples_per_s': steps_per_s * global_batch,
-      'flops_per_step': step_flops,
-      'achieved_tflops': achieved,
-      'peak_tflops': peak,
-      'mfu': achieved / peak if peak else None,
-      'peak_memory_bytes': peak_bytes,
-      'trainer_steps_per_s': trainer_steps_per_s,
-      'trainer_overhead': (trainer_steps_per_s / steps_per_s
-                           if trainer_steps_per_s else None),
-      # More than the contract asks for.
-      'config': config_path,
-      'dataset': str(config.dataset),
-      'parallel': str(config.parallel),
-      'steps_per_loop': k,
-      'matmul_precision': precision,
-      'steps': per_round * k * rounds,
-      'rounds': rounds,
-      'bare_steps_per_s_rounds': bare_rates,
-      'trainer_steps_per_s_rounds': trainer_rates,
-      'bare_steps_timed': bare_steps,
-      'trainer_steps_timed': (per_round - 1) * k * rounds,
-      'timing_windows': len(times),
-      'flops_source': flops_source,
-      'peak_tflops_source': peak_source,
-      'peak_dtype': column,
-      'peak_memory_source': memory_source,
-      'final_loss': float(np.ravel(last_loss)[-1]),
-      'devices_available': jax.device_count(),
-      'jax': jax.__version__,
-      'python': platform.python_version(),
-      'cpu_count': os.cpu_count(),
-      'load_avg_1m': os.getloadavg()[0] if hasattr(os, 'getloadavg') else None,
-      'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'time_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    'model': str(config.model),
+    'backend': backend,
+    'device_kind': device.device_kind,
+    'device_count': int(used),
+    'global_batch': global_batch,
+    'compute_dtype': compute_dtype,
+    'compile_s': compile_s,
+    'step_ms_median': float(np.median(per_step_ms)),
+    'step_ms_p90': float(np.percentile(per_step_ms, 90)),
+    'steps_per_s': steps_per_s,
+    'examples_per_s': steps_per_s * global_batch,
+    'flops_per_step': step_flops,
+    'achieved_tflops': achieved,
+    'peak_tflops': peak,
+    'mfu': achieved / peak if peak else None,
+    'peak_memory_bytes': peak_bytes,
+    'trainer_steps_per_s': trainer_steps_per_s,
+    'trainer_overhead': (trainer_steps_per_s / steps_per_s if trainer_steps_per_s else None),
+    # More than the contract asks for.
+    'config': config_path,
+    'dataset': str(config.dataset),
+    'parallel': str(config.parallel),
+    'steps_per_loop': k,
+    'matmul_precision': precision,
+    'steps': per_round * k * rounds,
+    'rounds': rounds,
+    'bare_steps_per_s_rounds': bare_rates,
+    'trainer_steps_per_s_rounds': trainer_rates,
+    'bare_steps_timed': bare_steps,
+    'trainer_steps_timed': (per_round - 1) * k * rounds,
+    'timing_windows': len(times),
+    'flops_source': flops_source,
+    'peak_tflops_source': peak_source,
+    'peak_dtype': column,
+    'peak_memory_source': memory_source,
+    'final_loss': float(np.ravel(last_loss)[-1]),
+    'devices_available': jax.device_count(),
+    'jax': jax.__version__,
+    'python': platform.python_version(),
+    'cpu_count': os.cpu_count(),
+    'load_avg_1m': os.getloadavg()[0] if hasattr(os, 'getloadavg') else None,
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'time_utc': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
   }

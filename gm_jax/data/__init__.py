@@ -11,6 +11,7 @@ catalogue`): `catalogue` (names, `DatasetInfo`, split names), `reading` (one spl
 NumPy, or a tf.data pipeline), `splits` (train/validation/test), `batching`
 (deterministic batches), `stream` (a training split read per process through tf.data).
 """
+
 from gm_jax.data.batching import batch_at_step
 from gm_jax.data.batching import iterate_batches
 from gm_jax.data.catalogue import DatasetInfo
@@ -31,30 +32,30 @@ _BUILDERS = ('Digits', 'PhotoPatches', 'PydocChars')
 def __getattr__(name):
   # Importing the builders imports tfds and registers the datasets.
   if name in _BUILDERS:
-    from gm_jax.data import _tfds  # pylint: disable=g-import-not-at-top
+    from gm_jax.data import _tfds
 
     _tfds.import_tfds()  # without tfds: an ImportError naming the [tfds] extra
-    from gm_jax.data import builders  # pylint: disable=g-import-not-at-top
+    from gm_jax.data import builders
 
     return getattr(builders, name)
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 __all__ = (
-    'DatasetInfo',
-    'Digits',
-    'EMBEDDED_DATASETS',
-    'INPUT_PIPELINES',
-    'PhotoPatches',
-    'PydocChars',
-    'Splits',
-    'StreamSource',
-    'StreamedBatches',
-    'batch_at_step',
-    'get_info',
-    'iterate_batches',
-    'load_split',
-    'load_splits',
-    'make_tf_dataset',
-    'split_names',
+  'DatasetInfo',
+  'Digits',
+  'EMBEDDED_DATASETS',
+  'INPUT_PIPELINES',
+  'PhotoPatches',
+  'PydocChars',
+  'Splits',
+  'StreamSource',
+  'StreamedBatches',
+  'batch_at_step',
+  'get_info',
+  'iterate_batches',
+  'load_split',
+  'load_splits',
+  'make_tf_dataset',
+  'split_names',
 )

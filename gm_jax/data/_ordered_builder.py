@@ -8,7 +8,7 @@ and `code_path`, and the generator methods of `tfds.core.GeneratorBasedBuilder`.
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import tensorflow_datasets as tfds
 
@@ -20,7 +20,7 @@ class OrderedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES: ClassVar[dict[str, str]] = {'1.0.0': 'Initial release.'}
   HOMEPAGE = ''
-  SUPERVISED_KEYS: Optional[tuple[str, str]] = ('image', 'label')
+  SUPERVISED_KEYS: tuple[str, str] | None = ('image', 'label')
 
   def description(self) -> str:
     raise NotImplementedError
@@ -30,10 +30,10 @@ class OrderedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.description(),
-        features=tfds.features.FeaturesDict(self.features()),
-        supervised_keys=self.SUPERVISED_KEYS,
-        disable_shuffling=True,
-        homepage=self.HOMEPAGE,
+      builder=self,
+      description=self.description(),
+      features=tfds.features.FeaturesDict(self.features()),
+      supervised_keys=self.SUPERVISED_KEYS,
+      disable_shuffling=True,
+      homepage=self.HOMEPAGE,
     )

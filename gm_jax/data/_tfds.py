@@ -4,6 +4,7 @@ The lowest layer of `gm_jax.data`: the builders (`builders`, `mnist_offline`) an
 `reading` import it; it imports none of them, so the modules depend one way:
 `reading -> {builders, mnist_offline, exported} -> _tfds`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -23,10 +24,11 @@ TFDS_EXTRA = 'pip install gm_jax[tfds]'
 def _missing(module: str, dataset: str | None, cause: ImportError) -> ImportError:
   what = f'Dataset {dataset!r} is read' if dataset else 'This is done'
   return ImportError(
-      f'{what} through tensorflow_datasets, but {module} cannot be imported '
-      f'({cause}). Install the optional extra: {TFDS_EXTRA}. The embedded '
-      'datasets (digits, photo_patches, pydoc_chars) and exported files '
-      '(DATA_DIR/exported/<name>.npz, see gm_jax.data.exported) need neither.')
+    f'{what} through tensorflow_datasets, but {module} cannot be imported '
+    f'({cause}). Install the optional extra: {TFDS_EXTRA}. The embedded '
+    'datasets (digits, photo_patches, pydoc_chars) and exported files '
+    '(DATA_DIR/exported/<name>.npz, see gm_jax.data.exported) need neither.'
+  )
 
 
 def import_tf(dataset: str | None = None):
@@ -36,7 +38,7 @@ def import_tf(dataset: str | None = None):
     ImportError: TensorFlow is not installed (the message says `TFDS_EXTRA`).
   """
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
   except ImportError as e:
     raise _missing('tensorflow', dataset, e) from e
   return tf
@@ -58,12 +60,12 @@ def import_tfds(dataset: str | None = None):
     # only requires the package on Python < 3.9
     # (github.com/tensorflow/datasets/issues/11212). The standard library
     # module provides the same `abc.Traversable`.
-    import importlib.resources  # pylint: disable=g-import-not-at-top
-    import sys  # pylint: disable=g-import-not-at-top
+    import importlib.resources
+    import sys
 
     sys.modules.setdefault('importlib_resources', importlib.resources)
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
   except ImportError as e:
     raise _missing('tensorflow_datasets', dataset, e) from e
   return tfds

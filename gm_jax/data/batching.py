@@ -4,6 +4,7 @@ Training reads batches with `batch_at_step`, a pure function of `(step, seed)`: 
 resumed from a checkpoint at step `s` sees exactly the batches an uninterrupted run
 would have seen. Evaluation reads a split in order with `iterate_batches`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -40,13 +41,13 @@ def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batch_at_step(
-    arrays: Mapping[str, np.ndarray],
-    step: int,
-    *,
-    batch_size: int,
-    seed: int,
-    shard_index: int = 0,
-    shard_count: int = 1,
+  arrays: Mapping[str, np.ndarray],
+  step: int,
+  *,
+  batch_size: int,
+  seed: int,
+  shard_index: int = 0,
+  shard_count: int = 1,
 ) -> dict[str, np.ndarray]:
   """The training batch for `step`: a pure function of `(step, seed)`.
 
@@ -76,19 +77,11 @@ def batch_at_step(
   if shard_count < 1:
     raise ValueError(f'shard_count must be positive, got {shard_count}.')
   if not 0 <= shard_index < shard_count:
-    raise ValueError(
-        f'shard_index must be in [0, {shard_count}), got {shard_index}.'
-    )
+    raise ValueError(f'shard_index must be in [0, {shard_count}), got {shard_index}.')
   if batch_size % shard_count:
-    raise ValueError(
-        f'batch_size ({batch_size}) must be divisible by shard_count '
-        f'({shard_count}).'
-    )
+    raise ValueError(f'batch_size ({batch_size}) must be divisible by shard_count ({shard_count}).')
   if n < batch_size:
-    raise ValueError(
-        f'batch_size ({batch_size}) is larger than the number of examples '
-        f'({n}).'
-    )
+    raise ValueError(f'batch_size ({batch_size}) is larger than the number of examples ({n}).')
   epoch, position = divmod(step, n // batch_size)
   start = position * batch_size
   shard_size = batch_size // shard_count
@@ -98,7 +91,7 @@ def batch_at_step(
 
 
 def iterate_batches(
-    arrays: Mapping[str, np.ndarray], batch_size: int
+  arrays: Mapping[str, np.ndarray], batch_size: int
 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields `arrays` in order in batches of `batch_size`; the last may be smaller."""
   n = num_examples(arrays)

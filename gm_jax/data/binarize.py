@@ -13,6 +13,7 @@ A pixel on the level grid `[0, num_levels)` becomes 1 with probability
 Test (and validation) images are binarised once with a fixed seed in both modes,
 so every evaluation sees the same binary test set.
 """
+
 from __future__ import annotations
 
 import jax

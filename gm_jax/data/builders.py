@@ -11,6 +11,7 @@ Examples are written in generation order (`disable_shuffling=True`), so split
 contents and order are exactly those of `gm_jax.data.embedded.examples`, the one
 source of truth that `load_split` also reads directly (without tfds).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -27,14 +28,14 @@ from gm_jax.data._ordered_builder import OrderedBuilder
 from gm_jax.data.embedded import DIGITS_NUM_LEVELS  # noqa: F401  re-exported
 from gm_jax.data.embedded import DIGITS_NUM_TEST
 from gm_jax.data.embedded import DIGITS_NUM_TRAIN
-from gm_jax.data.embedded import photo_patch_grid  # noqa: F401  re-exported
 from gm_jax.data.embedded import PHOTO_NAMES
+from gm_jax.data.embedded import photo_patch_grid  # noqa: F401  re-exported
 from gm_jax.data.embedded import PHOTO_PATCH_SIZE
 from gm_jax.data.embedded import PHOTO_STRIDE
 from gm_jax.data.embedded import PHOTO_TEST_COLUMNS
+from gm_jax.data.embedded import PYDOC_TEST_EVERY
 from gm_jax.data.embedded import pydoc_topic_split  # noqa: F401  re-exported
 from gm_jax.data.embedded import pydoc_topics
-from gm_jax.data.embedded import PYDOC_TEST_EVERY
 from gm_jax.data.embedded import PYDOC_WINDOW
 
 # tfds derives `code_path` through `importlib_resources`, which tfds 4.9.10
@@ -58,14 +59,18 @@ class Digits(OrderedBuilder):
   HOMEPAGE = 'https://archive.ics.uci.edu/dataset/80'
 
   def description(self) -> str:
-    return ('1,797 8x8 grey images of handwritten digits with 17 grey levels '
-            '(0..16), from sklearn.datasets.load_digits(). train = the first '
-            f"{DIGITS_NUM_TRAIN} in scikit-learn's order, test = the last "
-            f'{DIGITS_NUM_TEST}.')
+    return (
+      '1,797 8x8 grey images of handwritten digits with 17 grey levels '
+      '(0..16), from sklearn.datasets.load_digits(). train = the first '
+      f"{DIGITS_NUM_TRAIN} in scikit-learn's order, test = the last "
+      f'{DIGITS_NUM_TEST}.'
+    )
 
   def features(self) -> dict:
-    return {'image': tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
-            'label': tfds.features.ClassLabel(num_classes=10)}
+    return {
+      'image': tfds.features.Image(shape=(8, 8, 1), dtype=np.uint8),
+      'label': tfds.features.ClassLabel(num_classes=10),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -82,23 +87,27 @@ class PhotoPatches(OrderedBuilder):
   """32x32 RGB crops of scikit-learn's two sample photographs."""
 
   code_path = _CODE_PATH
-  HOMEPAGE = ('https://scikit-learn.org/stable/modules/generated/'
-              'sklearn.datasets.load_sample_images.html')
+  HOMEPAGE = (
+    'https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_sample_images.html'
+  )
 
   def description(self) -> str:
-    return (f'{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride '
-            f'{PHOTO_STRIDE}) of sklearn.datasets.load_sample_images() '
-            '(china.jpg, flower.jpg). label = source photograph. Test crops '
-            f'come from the right-most {PHOTO_TEST_COLUMNS} columns of each '
-            'photograph, train crops from the rest: the splits share no pixel.'
-            ' `y`, `x` = top-left corner of the crop.')
+    return (
+      f'{PHOTO_PATCH_SIZE}x{PHOTO_PATCH_SIZE} RGB crops (stride '
+      f'{PHOTO_STRIDE}) of sklearn.datasets.load_sample_images() '
+      '(china.jpg, flower.jpg). label = source photograph. Test crops '
+      f'come from the right-most {PHOTO_TEST_COLUMNS} columns of each '
+      'photograph, train crops from the rest: the splits share no pixel.'
+      ' `y`, `x` = top-left corner of the crop.'
+    )
 
   def features(self) -> dict:
-    return {'image': tfds.features.Image(shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3),
-                                         dtype=np.uint8),
-            'label': tfds.features.ClassLabel(names=list(PHOTO_NAMES)),
-            'y': tfds.features.Scalar(dtype=np.int32),
-            'x': tfds.features.Scalar(dtype=np.int32)}
+    return {
+      'image': tfds.features.Image(shape=(PHOTO_PATCH_SIZE, PHOTO_PATCH_SIZE, 3), dtype=np.uint8),
+      'label': tfds.features.ClassLabel(names=list(PHOTO_NAMES)),
+      'y': tfds.features.Scalar(dtype=np.int32),
+      'x': tfds.features.Scalar(dtype=np.int32),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Bundled with scikit-learn.
@@ -107,7 +116,7 @@ class PhotoPatches(OrderedBuilder):
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     for example in _rows(embedded.photo_patches(split)):
       name = PHOTO_NAMES[example['label']]
-      yield f"{name}_{example['y']}_{example['x']}", example
+      yield f'{name}_{example["y"]}_{example["x"]}', example
 
 
 class PydocChars(OrderedBuilder):
@@ -118,17 +127,21 @@ class PydocChars(OrderedBuilder):
   SUPERVISED_KEYS = None
 
   def description(self) -> str:
-    return ('Byte-level text (vocabulary 256) from pydoc_data.topics.topics. '
-            f"Each topic's UTF-8 text is cut into non-overlapping windows of "
-            f'{PYDOC_WINDOW} bytes (the tail is dropped). Topics are sorted by '
-            f'key; every {PYDOC_TEST_EVERY}th goes to test, the rest to train. '
-            'label = topic index; `window` = position of the window within '
-            'its topic.')
+    return (
+      'Byte-level text (vocabulary 256) from pydoc_data.topics.topics. '
+      f"Each topic's UTF-8 text is cut into non-overlapping windows of "
+      f'{PYDOC_WINDOW} bytes (the tail is dropped). Topics are sorted by '
+      f'key; every {PYDOC_TEST_EVERY}th goes to test, the rest to train. '
+      'label = topic index; `window` = position of the window within '
+      'its topic.'
+    )
 
   def features(self) -> dict:
-    return {'tokens': tfds.features.Tensor(shape=(PYDOC_WINDOW,), dtype=np.uint8),
-            'label': tfds.features.ClassLabel(names=pydoc_topics()),
-            'window': tfds.features.Scalar(dtype=np.int32)}
+    return {
+      'tokens': tfds.features.Tensor(shape=(PYDOC_WINDOW,), dtype=np.uint8),
+      'label': tfds.features.ClassLabel(names=pydoc_topics()),
+      'window': tfds.features.Scalar(dtype=np.int32),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Ships with Python.
@@ -137,4 +150,4 @@ class PydocChars(OrderedBuilder):
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     names = pydoc_topics()
     for example in _rows(embedded.pydoc_chars(split)):
-      yield f"{names[example['label']]}_{example['window']}", example
+      yield f'{names[example["label"]]}_{example["window"]}', example

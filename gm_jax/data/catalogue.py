@@ -5,6 +5,7 @@ embedded datasets (`digits`, `photo_patches`, `pydoc_chars`), `mnist_offline` an
 tfds catalogue names this project trains on; `split_names` gives the tfds split strings
 `load_splits` reads for each.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,22 +24,21 @@ MNIST_OFFLINE = 'mnist_offline'
 _VALIDATION_SPLITS = {MNIST_OFFLINE: 'validation'}
 
 _CYCLE_GAN_CONFIGS = (
-    'apple2orange',
-    'summer2winter_yosemite',
-    'horse2zebra',
-    'monet2photo',
-    'cezanne2photo',
-    'ukiyoe2photo',
-    'vangogh2photo',
-    'facades',
-    'iphone2dslr_flower',
+  'apple2orange',
+  'summer2winter_yosemite',
+  'horse2zebra',
+  'monet2photo',
+  'cezanne2photo',
+  'ukiyoe2photo',
+  'vangogh2photo',
+  'facades',
+  'iphone2dslr_flower',
 )
 
 # tfds split strings used by `load_splits` where a dataset has no plain
 # 'train'/'test' splits.
 _TRAIN_TEST_SPLITS = {
-    f'cycle_gan/{c}': ('trainA+trainB', 'testA+testB')
-    for c in _CYCLE_GAN_CONFIGS
+  f'cycle_gan/{c}': ('trainA+trainB', 'testA+testB') for c in _CYCLE_GAN_CONFIGS
 }
 
 
@@ -68,26 +68,23 @@ class DatasetInfo:
 
 
 def _known_datasets() -> dict[str, DatasetInfo]:
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
 
   rows = [
-      ('digits', 'image', (8, 8, 1), 17, 10),
-      ('photo_patches', 'image', (32, 32, 3), 256, 2),
-      ('pydoc_chars', 'text', (128,), 256, len(topics.topics)),
-      ('mnist', 'image', (28, 28, 1), 256, 10),
-      (MNIST_OFFLINE, 'image', (28, 28, 1), 256, 10),
-      ('binarized_mnist', 'image', (28, 28, 1), 2, None),
-      ('fashion_mnist', 'image', (28, 28, 1), 256, 10),
-      ('kmnist', 'image', (28, 28, 1), 256, 10),
-      ('cifar10', 'image', (32, 32, 3), 256, 10),
-      ('cifar100', 'image', (32, 32, 3), 256, 100),
-      ('svhn_cropped', 'image', (32, 32, 3), 256, 10),
+    ('digits', 'image', (8, 8, 1), 17, 10),
+    ('photo_patches', 'image', (32, 32, 3), 256, 2),
+    ('pydoc_chars', 'text', (128,), 256, len(topics.topics)),
+    ('mnist', 'image', (28, 28, 1), 256, 10),
+    (MNIST_OFFLINE, 'image', (28, 28, 1), 256, 10),
+    ('binarized_mnist', 'image', (28, 28, 1), 2, None),
+    ('fashion_mnist', 'image', (28, 28, 1), 256, 10),
+    ('kmnist', 'image', (28, 28, 1), 256, 10),
+    ('cifar10', 'image', (32, 32, 3), 256, 10),
+    ('cifar100', 'image', (32, 32, 3), 256, 100),
+    ('svhn_cropped', 'image', (32, 32, 3), 256, 10),
   ]
   # label = domain, 'A' or 'B'.
-  rows += [
-      (f'cycle_gan/{c}', 'image', (256, 256, 3), 256, 2)
-      for c in _CYCLE_GAN_CONFIGS
-  ]
+  rows += [(f'cycle_gan/{c}', 'image', (256, 256, 3), 256, 2) for c in _CYCLE_GAN_CONFIGS]
   return {row[0]: DatasetInfo(*row) for row in rows}
 
 
@@ -111,9 +108,7 @@ def get_info(name: str) -> DatasetInfo:
   """
   known = _known_datasets()
   if not isinstance(name, str) or base_name(name) not in known:
-    raise ValueError(
-        f"Unknown dataset {name!r}. Known datasets: {', '.join(known)}."
-    )
+    raise ValueError(f'Unknown dataset {name!r}. Known datasets: {", ".join(known)}.')
   return known[base_name(name)]
 
 

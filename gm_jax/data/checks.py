@@ -9,13 +9,13 @@ the source, the field and the offending value.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 # The dtype `load_split` returns for each field.
-DTYPES = {'image': np.dtype(np.uint8), 'tokens': np.dtype(np.int32),
-          'label': np.dtype(np.int32)}
+DTYPES = {'image': np.dtype(np.uint8), 'tokens': np.dtype(np.int32), 'label': np.dtype(np.int32)}
 
 
 def check_arrays(arrays: Mapping[str, Any], info, *, source: str, split: str) -> None:
@@ -40,18 +40,24 @@ def check_arrays(arrays: Mapping[str, Any], info, *, source: str, split: str) ->
   num = None
   for field, (shape, high) in ranges.items():
     if field not in arrays:
-      raise ValueError(f'{where} has no field {field!r} (it has: '
-                       f'{", ".join(sorted(arrays)) or "none"}); {info.name} needs it.')
+      raise ValueError(
+        f'{where} has no field {field!r} (it has: '
+        f'{", ".join(sorted(arrays)) or "none"}); {info.name} needs it.'
+      )
     value = np.asarray(arrays[field])
     if value.dtype != DTYPES[field]:
-      raise ValueError(f'{where} field {field!r} has dtype {value.dtype}; {info.name} '
-                       f'declares {DTYPES[field]}.')
+      raise ValueError(
+        f'{where} field {field!r} has dtype {value.dtype}; {info.name} declares {DTYPES[field]}.'
+      )
     if value.shape[1:] != tuple(shape) or value.ndim != len(shape) + 1:
-      raise ValueError(f'{where} field {field!r} has examples of shape {value.shape[1:]}; '
-                       f'{info.name} declares {tuple(shape)}.')
+      raise ValueError(
+        f'{where} field {field!r} has examples of shape {value.shape[1:]}; '
+        f'{info.name} declares {tuple(shape)}.'
+      )
     if num is not None and len(value) != num:
-      raise ValueError(f'{where} field {field!r} has {len(value)} examples, '
-                       f'{data_field!r} has {num}.')
+      raise ValueError(
+        f'{where} field {field!r} has {len(value)} examples, {data_field!r} has {num}.'
+      )
     num = len(value)
     if value.size:
       bad = (value < 0) | (value >= high)
@@ -60,6 +66,7 @@ def check_arrays(arrays: Mapping[str, Any], info, *, source: str, split: str) ->
         offending = value.reshape(-1)[flat]
         example = flat // max(int(np.prod(shape)), 1)
         raise ValueError(
-            f'{where} field {field!r} holds the value {offending} (example {example}); '
-            f'{info.name} declares values in [0, {high}) '
-            f'({"num_levels" if field != "label" else "num_classes"} = {high}).')
+          f'{where} field {field!r} holds the value {offending} (example {example}); '
+          f'{info.name} declares values in [0, {high}) '
+          f'({"num_levels" if field != "label" else "num_classes"} = {high}).'
+        )

@@ -58,22 +58,22 @@ def digits(split: str) -> dict[str, np.ndarray]:
     `sklearn.datasets.load_digits()` order.
   """
   _check_split(split)
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets
 
   source = datasets.load_digits()
   images = source.images.astype(np.uint8)[..., None]
   labels = source.target.astype(np.int64)
   if len(images) != DIGITS_NUM_TRAIN + DIGITS_NUM_TEST:
     raise ValueError(
-        f'load_digits() returned {len(images)} images, expected '
-        f'{DIGITS_NUM_TRAIN + DIGITS_NUM_TEST}.')
+      f'load_digits() returned {len(images)} images, expected {DIGITS_NUM_TRAIN + DIGITS_NUM_TEST}.'
+    )
   rows = slice(0, DIGITS_NUM_TRAIN) if split == 'train' else slice(DIGITS_NUM_TRAIN, None)
   return {'image': images[rows], 'label': labels[rows]}
 
 
 def _load_photos() -> dict[str, np.ndarray]:
   """Returns {name: uint8 [H, W, 3]} for scikit-learn's sample photographs."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets
 
   photos = datasets.load_sample_images()
   by_name = {}
@@ -110,17 +110,21 @@ def photo_patches(split: str) -> dict[str, np.ndarray]:
   images, labels, corners = [], [], []
   for label, photo in enumerate(_load_photos().values()):
     grid = photo_patch_grid(photo.shape[0], photo.shape[1], split)
-    images += [photo[y:y + size, x:x + size] for y, x in grid]
+    images += [photo[y : y + size, x : x + size] for y, x in grid]
     labels += [label] * len(grid)
     corners += grid
   yx = np.asarray(corners, np.int32).reshape(-1, 2)
-  return {'image': np.stack(images), 'label': np.asarray(labels, np.int64),
-          'y': yx[:, 0], 'x': yx[:, 1]}
+  return {
+    'image': np.stack(images),
+    'label': np.asarray(labels, np.int64),
+    'y': yx[:, 0],
+    'x': yx[:, 1],
+  }
 
 
 def pydoc_topics() -> list[str]:
   """Sorted topic names of `pydoc_data.topics.topics`; index = `label`."""
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
 
   return sorted(topics.topics)
 
@@ -139,7 +143,7 @@ def pydoc_chars(split: str) -> dict[str, np.ndarray]:
     sorted order.
   """
   _check_split(split)
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
 
   tokens, labels, windows = [], [], []
   for label, topic in enumerate(pydoc_topics()):
@@ -147,15 +151,21 @@ def pydoc_chars(split: str) -> dict[str, np.ndarray]:
       continue
     data = np.frombuffer(topics.topics[topic].encode('utf-8'), np.uint8)
     num_windows = len(data) // PYDOC_WINDOW
-    tokens.append(data[:num_windows * PYDOC_WINDOW].reshape(-1, PYDOC_WINDOW))
+    tokens.append(data[: num_windows * PYDOC_WINDOW].reshape(-1, PYDOC_WINDOW))
     labels.append(np.full(num_windows, label, np.int64))
     windows.append(np.arange(num_windows, dtype=np.int32))
-  return {'tokens': np.concatenate(tokens), 'label': np.concatenate(labels),
-          'window': np.concatenate(windows)}
+  return {
+    'tokens': np.concatenate(tokens),
+    'label': np.concatenate(labels),
+    'window': np.concatenate(windows),
+  }
 
 
 _GENERATORS: dict[str, Callable[[str], dict[str, np.ndarray]]] = {
-    'digits': digits, 'photo_patches': photo_patches, 'pydoc_chars': pydoc_chars}
+  'digits': digits,
+  'photo_patches': photo_patches,
+  'pydoc_chars': pydoc_chars,
+}
 
 
 def examples(name: str, split: str) -> dict[str, np.ndarray]:
@@ -180,13 +190,15 @@ _TERM_RE = re.compile(r'^(?P<split>[\w-]+)(\[(?P<selector>[\d\w%:.-]+)\])?$')
 _BOUND_RE = re.compile(r'^((?P<value>-?[\d_.]+)(?P<unit>%)?)?$')
 
 
-def _rows(term: str, get: Callable[[str], dict[str, np.ndarray]],
-          spec: str) -> tuple[str, slice]:
+def _rows(term: str, get: Callable[[str], dict[str, np.ndarray]], spec: str) -> tuple[str, slice]:
   """`(split, rows)` of one term of a split string, bounds resolved as tfds does."""
+
   def error(why):
-    return ValueError(f'Unsupported split {spec!r} ({why}); embedded datasets accept '
-                      "'train', 'test', 'all', slices such as 'train[:100]', "
-                      "'train[-10%:]', and sums such as 'train+test'.")
+    return ValueError(
+      f'Unsupported split {spec!r} ({why}); embedded datasets accept '
+      "'train', 'test', 'all', slices such as 'train[:100]', "
+      "'train[-10%:]', and sums such as 'train+test'."
+    )
 
   match = _TERM_RE.match(term)
   if not match:
@@ -245,4 +257,3 @@ def read_split(name: str, spec: str) -> dict[str, np.ndarray]:
   if len(parts) == 1:
     return parts[0]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-

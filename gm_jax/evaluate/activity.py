@@ -25,8 +25,9 @@ def unit_activity(expected_means) -> np.ndarray:
   return m.var(axis=0)
 
 
-def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
-                       batch_size: int = 500) -> dict:
+def vae_expected_means(
+  model, params, images, key, *, num_samples: int = 100, batch_size: int = 500
+) -> dict:
   """Posterior means of every stochastic layer of a `gm_jax.models.vae.VAE`.
 
   Args:
@@ -41,8 +42,10 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
   if num_samples < 1:
     raise ValueError(f'num_samples must be >= 1, got {num_samples}')
   if getattr(model, 'num_classes', 0):
-    raise ValueError('vae_expected_means takes an unconditional VAE; a ConditionalVAE '
-                     'encodes (x, label), so its posterior means depend on the labels')
+    raise ValueError(
+      'vae_expected_means takes an unconditional VAE; a ConditionalVAE '
+      'encodes (x, label), so its posterior means depend on the labels'
+    )
   two = bool(getattr(model, 'top_latent_dim', 0))
 
   @jax.jit
@@ -59,7 +62,7 @@ def vae_expected_means(model, params, images, key, *, num_samples: int = 100,
   images = np.asarray(images)
   parts = []
   for i, start in enumerate(range(0, len(images), batch_size)):
-    x = jnp.asarray(images[start:start + batch_size])
+    x = jnp.asarray(images[start : start + batch_size])
     parts.append(jax.device_get(means(params, x, jax.random.fold_in(key, i))))
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

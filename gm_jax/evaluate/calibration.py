@@ -42,12 +42,12 @@ def _check(probs, labels, num_bins):
   """Validates at the boundary (`gm_jax._checks`); errors name the argument."""
   _checks.check_positive_int(num_bins, 'num_bins')
   _checks.check_matrix(probs, 'probs', '[N, num_classes]')
-  _checks.check_labels(labels, probs, name='labels', rows_name='probs',
-                       num_classes=jnp.shape(probs)[1])
+  _checks.check_labels(
+    labels, probs, name='labels', rows_name='probs', num_classes=jnp.shape(probs)[1]
+  )
 
 
-def reliability_bins(probs: jax.Array, labels: jax.Array, *,
-                     num_bins: int = 15) -> ReliabilityBins:
+def reliability_bins(probs: jax.Array, labels: jax.Array, *, num_bins: int = 15) -> ReliabilityBins:
   """Counts, accuracy and mean confidence per equal-width confidence bin.
 
   Args:
@@ -65,17 +65,18 @@ def reliability_bins(probs: jax.Array, labels: jax.Array, *,
   edges = jnp.linspace(0.0, 1.0, num_bins + 1, dtype=probs.dtype)
   # side='left' on the interior edges puts c in bin b iff edges[b] < c <= edges[b+1].
   bin_index = jnp.searchsorted(edges[1:-1], confidence, side='left')
-  count = jax.ops.segment_sum(jnp.ones_like(confidence), bin_index,
-                              num_segments=num_bins)
+  count = jax.ops.segment_sum(jnp.ones_like(confidence), bin_index, num_segments=num_bins)
   sum_correct = jax.ops.segment_sum(correct, bin_index, num_segments=num_bins)
   sum_conf = jax.ops.segment_sum(confidence, bin_index, num_segments=num_bins)
   safe = jnp.maximum(count, 1.0)
-  return ReliabilityBins(count=count, accuracy=sum_correct / safe,
-                         confidence=sum_conf / safe, edges=edges)
+  return ReliabilityBins(
+    count=count, accuracy=sum_correct / safe, confidence=sum_conf / safe, edges=edges
+  )
 
 
-def expected_calibration_error(probs: jax.Array, labels: jax.Array, *,
-                               num_bins: int = 15) -> jax.Array:
+def expected_calibration_error(
+  probs: jax.Array, labels: jax.Array, *, num_bins: int = 15
+) -> jax.Array:
   """Expected calibration error with equal-width bins (Guo et al. 2017, eq. 3).
 
   Args:
@@ -91,8 +92,7 @@ def expected_calibration_error(probs: jax.Array, labels: jax.Array, *,
   return jnp.sum(weight * jnp.abs(bins.accuracy - bins.confidence))
 
 
-def classification_metrics(log_probs: jax.Array, labels: jax.Array, *,
-                           num_bins: int = 15) -> dict:
+def classification_metrics(log_probs: jax.Array, labels: jax.Array, *, num_bins: int = 15) -> dict:
   """Accuracy, log-loss and ECE of predicted log-probabilities, as floats.
 
   Args:
@@ -106,8 +106,9 @@ def classification_metrics(log_probs: jax.Array, labels: jax.Array, *,
   """
   log_probs = jnp.asarray(log_probs)
   _check(log_probs, labels, num_bins)
-  accuracy, log_loss, ece = _classification_metrics(log_probs, jnp.asarray(labels),
-                                                    num_bins=num_bins)
+  accuracy, log_loss, ece = _classification_metrics(
+    log_probs, jnp.asarray(labels), num_bins=num_bins
+  )
   return {'accuracy': float(accuracy), 'log_loss': float(log_loss), 'ece': float(ece)}
 
 

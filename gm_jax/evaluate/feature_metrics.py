@@ -60,8 +60,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6) -> float:
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-    raise ValueError(f'mismatched statistics: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 '
-                     f'{sigma1.shape}, sigma2 {sigma2.shape}')
+    raise ValueError(
+      f'mismatched statistics: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 '
+      f'{sigma1.shape}, sigma2 {sigma2.shape}'
+    )
   diff = mu1 - mu2
   covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
   if not np.isfinite(covmean).all():
@@ -69,8 +71,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6) -> float:
     covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
   if np.iscomplexobj(covmean):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise ValueError(f'sqrtm(sigma1 sigma2) has an imaginary component '
-                       f'{np.max(np.abs(covmean.imag))}')
+      raise ValueError(
+        f'sqrtm(sigma1 sigma2) has an imaginary component {np.max(np.abs(covmean.imag))}'
+      )
     covmean = covmean.real
   return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -80,16 +83,18 @@ def fid_from_features(features_1, features_2) -> float:
   return frechet_distance(*gaussian_stats(features_1), *gaussian_stats(features_2))
 
 
-def polynomial_kernel(x, y, *, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+  x, y, *, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> np.ndarray:
   """`(x y^T gamma + coef0)^degree`, `gamma = 1 / D` by default: `[N, D], [M, D] -> [N, M]`."""
   if gamma is None:
     gamma = 1.0 / x.shape[1]
   return (np.matmul(x, y.T) * gamma + coef0) ** degree
 
 
-def mmd2_unbiased(features_1, features_2, *, degree: int = 3, gamma: float | None = None,
-                  coef0: float = 1.0) -> float:
+def mmd2_unbiased(
+  features_1, features_2, *, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> float:
   """Unbiased MMD^2 with the polynomial kernel between two sets of `m` rows each.
 
   `sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (m (m - 1))
@@ -108,10 +113,17 @@ def mmd2_unbiased(features_1, features_2, *, degree: int = 3, gamma: float | Non
   return float((kt_xx + kt_yy) / (m * (m - 1)) - 2 * k_xy.sum(axis=0).sum() / (m * m))
 
 
-def kernel_inception_distance(features_1, features_2, *, num_subsets: int = KID_SUBSETS,
-                              subset_size: int = KID_SUBSET_SIZE, degree: int = 3,
-                              gamma: float | None = None, coef0: float = 1.0,
-                              seed: int = SEED) -> dict:
+def kernel_inception_distance(
+  features_1,
+  features_2,
+  *,
+  num_subsets: int = KID_SUBSETS,
+  subset_size: int = KID_SUBSET_SIZE,
+  degree: int = 3,
+  gamma: float | None = None,
+  coef0: float = 1.0,
+  seed: int = SEED,
+) -> dict:
   """KID as torch-fidelity: mean and std of `mmd2_unbiased` over random subsets.
 
   Args:
@@ -128,8 +140,9 @@ def kernel_inception_distance(features_1, features_2, *, num_subsets: int = KID_
   if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
     raise ValueError(f'features must be [N, D] with one D; got {f1.shape}, {f2.shape}')
   if subset_size > min(len(f1), len(f2)) or subset_size < 2:
-    raise ValueError(f'subset_size={subset_size} must be in [2, min(N_1, N_2) = '
-                     f'{min(len(f1), len(f2))}]')
+    raise ValueError(
+      f'subset_size={subset_size} must be in [2, min(N_1, N_2) = {min(len(f1), len(f2))}]'
+    )
   if num_subsets < 1:
     raise ValueError(f'num_subsets must be >= 1; got {num_subsets}')
   rng = np.random.RandomState(seed)
@@ -146,9 +159,9 @@ def _pairwise_distances(a, b, batch_size: int) -> np.ndarray:
   b2 = np.sum(b * b, 1)
   out = np.empty((len(a), len(b)))
   for s in range(0, len(a), batch_size):
-    x = a[s:s + batch_size]
+    x = a[s : s + batch_size]
     d2 = np.sum(x * x, 1)[:, None] + b2[None, :] - 2.0 * x @ b.T
-    out[s:s + batch_size] = np.sqrt(np.maximum(d2, 0.0))
+    out[s : s + batch_size] = np.sqrt(np.maximum(d2, 0.0))
   return out
 
 
@@ -157,8 +170,8 @@ def _knn_radii(f, k: int, batch_size: int) -> np.ndarray:
   distances, the first being its own 0)."""
   radii = np.empty(len(f))
   for s in range(0, len(f), batch_size):
-    d = _pairwise_distances(f[s:s + batch_size], f, batch_size)
-    radii[s:s + batch_size] = np.partition(d, k, axis=1)[:, k]
+    d = _pairwise_distances(f[s : s + batch_size], f, batch_size)
+    radii[s : s + batch_size] = np.partition(d, k, axis=1)[:, k]
   return radii
 
 
@@ -166,13 +179,14 @@ def _covered(points, centres, radii, batch_size: int) -> np.ndarray:
   """`[N]` bool: is each point within `radii[j]` of some centre `j`."""
   out = np.empty(len(points), bool)
   for s in range(0, len(points), batch_size):
-    d = _pairwise_distances(points[s:s + batch_size], centres, batch_size)
-    out[s:s + batch_size] = np.any(d <= radii[None, :], axis=1)
+    d = _pairwise_distances(points[s : s + batch_size], centres, batch_size)
+    out[s : s + batch_size] = np.any(d <= radii[None, :], axis=1)
   return out
 
 
-def precision_recall(generated, real, *, k: int = PRC_NEIGHBORHOOD,
-                     batch_size: int = 10000) -> dict:
+def precision_recall(
+  generated, real, *, k: int = PRC_NEIGHBORHOOD, batch_size: int = 10000
+) -> dict:
   """Improved precision and recall (Kynkaenniemi et al. 2019) with k-NN radii.
 
   Args:
@@ -190,12 +204,16 @@ def precision_recall(generated, real, *, k: int = PRC_NEIGHBORHOOD,
     raise ValueError(f'k={k} must be in [1, min(N_g, N_r) - 1 = {min(len(g), len(r)) - 1}]')
   precision = float(np.mean(_covered(g, r, _knn_radii(r, k, batch_size), batch_size)))
   recall = float(np.mean(_covered(r, g, _knn_radii(g, k, batch_size), batch_size)))
-  return {'precision': precision, 'recall': recall,
-          'f_score': 2 * precision * recall / max(1e-5, precision + recall)}
+  return {
+    'precision': precision,
+    'recall': recall,
+    'f_score': 2 * precision * recall / max(1e-5, precision + recall),
+  }
 
 
-def inception_score(logits, *, splits: int = IS_SPLITS, shuffle: bool = True,
-                    seed: int = SEED) -> dict:
+def inception_score(
+  logits, *, splits: int = IS_SPLITS, shuffle: bool = True, seed: int = SEED
+) -> dict:
   """Inception Score of classifier logits `[N, K]`, as torch-fidelity's `isc`.
 
   The rows are permuted by `np.random.RandomState(seed)` (when `shuffle`) and cut into

@@ -92,8 +92,16 @@ def _features_fn(params, batch, key):
   return {'features': features, 'logits': logits}
 
 
-def statistics(params, images, *, batch_size: int = 200, mesh=None, keep: int = 0,
-               logits: bool = False, chunk_batches: int = 10) -> FeatureStats:
+def statistics(
+  params,
+  images,
+  *,
+  batch_size: int = 200,
+  mesh=None,
+  keep: int = 0,
+  logits: bool = False,
+  chunk_batches: int = 10,
+) -> FeatureStats:
   """Inception statistics of uint8 `images [N, H, W, C]`, data-parallel over `mesh`.
 
   Args:
@@ -116,19 +124,26 @@ def statistics(params, images, *, batch_size: int = 200, mesh=None, keep: int = 
   kept_f, kept_l = [], []
   step = batch_size * chunk_batches
   for start in range(0, n, step):
-    out = parallel.map_examples(_features_fn, params, {'image': images[start:start + step]},
-                                None, batch_size=batch_size, mesh=mesh)
+    out = parallel.map_examples(
+      _features_fn,
+      params,
+      {'image': images[start : start + step]},
+      None,
+      batch_size=batch_size,
+      mesh=mesh,
+    )
     moments.add(out['features'])
     if start < keep:
-      kept_f.append(out['features'][:keep - start])
-      kept_l.append(out['logits'][:keep - start])
+      kept_f.append(out['features'][: keep - start])
+      kept_l.append(out['logits'][: keep - start])
   mu, sigma = moments.mean_and_cov()
   dim = inception.FEATURE_DIM
   features = np.concatenate(kept_f) if kept_f else np.zeros((0, dim), np.float32)
   kept_logits = None
   if logits:
-    kept_logits = (np.concatenate(kept_l) if kept_l
-                   else np.zeros((0, inception.NUM_LOGITS), np.float32))
+    kept_logits = (
+      np.concatenate(kept_l) if kept_l else np.zeros((0, inception.NUM_LOGITS), np.float32)
+    )
   return FeatureStats(mu=mu, sigma=sigma, count=n, features=features, logits=kept_logits)
 
 
@@ -149,12 +164,20 @@ def weights_sha256(path: str | os.PathLike[str]) -> str:
   return _file_sha256(path, st.st_size, st.st_mtime_ns)
 
 
-def cache_path(cache_dir: str | os.PathLike[str], *, dataset: str, split: str, network: str,
-               weights_hash: str, keep: int) -> str:
+def cache_path(
+  cache_dir: str | os.PathLike[str],
+  *,
+  dataset: str,
+  split: str,
+  network: str,
+  weights_hash: str,
+  keep: int,
+) -> str:
   """`<cache_dir>/fid_stats/<dataset>-<split>-<network>-<hash[:16]>-keep<K>.npz`."""
   key = f'{dataset}-{split}-{network}-{weights_hash[:16]}-keep{keep}'
-  return os.path.join(os.fspath(cache_dir), 'fid_stats', re.sub(r'[^\w.\-\[\]%:]', '_', key)
-                      + '.npz')
+  return os.path.join(
+    os.fspath(cache_dir), 'fid_stats', re.sub(r'[^\w.\-\[\]%:]', '_', key) + '.npz'
+  )
 
 
 def save(path: str, stats: FeatureStats) -> None:
@@ -162,8 +185,9 @@ def save(path: str, stats: FeatureStats) -> None:
   `features`), atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f'{path}.{os.getpid()}.tmp.npz'
-  np.savez(tmp, mu=stats.mu, sigma=stats.sigma, count=np.int64(stats.count),
-           features=stats.features)
+  np.savez(
+    tmp, mu=stats.mu, sigma=stats.sigma, count=np.int64(stats.count), features=stats.features
+  )
   os.replace(tmp, path)
 
 
@@ -177,17 +201,32 @@ def load(path: str) -> FeatureStats:
     return FeatureStats(mu=f['mu'], sigma=f['sigma'], count=count, features=features)
 
 
-def cached_real_statistics(cache_dir: str | os.PathLike[str] | None, params, images, *,
-                           dataset: str, split: str, weights_path: str | os.PathLike[str],
-                           keep: int = 0, batch_size: int = 200, mesh=None) -> FeatureStats:
+def cached_real_statistics(
+  cache_dir: str | os.PathLike[str] | None,
+  params,
+  images,
+  *,
+  dataset: str,
+  split: str,
+  weights_path: str | os.PathLike[str],
+  keep: int = 0,
+  batch_size: int = 200,
+  mesh=None,
+) -> FeatureStats:
   """`statistics` of a real split, read from / written to `cache_dir` (None: no cache).
 
   Only process 0 writes the file; every process computes or reads the same numbers.
   """
   if cache_dir is None:
     return statistics(params, images, batch_size=batch_size, mesh=mesh, keep=keep)
-  path = cache_path(cache_dir, dataset=dataset, split=split, network=NETWORK,
-                    weights_hash=weights_sha256(weights_path), keep=keep)
+  path = cache_path(
+    cache_dir,
+    dataset=dataset,
+    split=split,
+    network=NETWORK,
+    weights_hash=weights_sha256(weights_path),
+    keep=keep,
+  )
   if os.path.exists(path):
     stats = load(path)
     if stats.count == len(images):

@@ -20,9 +20,9 @@ symmetric positive semi-definite: two `eigh` calls in float64, eigenvalues clipp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import functools
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -60,11 +60,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   """Frechet (2-Wasserstein) distance between `N(mu1, sigma1)` and `N(mu2, sigma2)`."""
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   if mu1.shape != mu2.shape or np.shape(sigma1) != np.shape(sigma2):
-    raise ValueError(f'mismatched statistics: mu {mu1.shape} vs {mu2.shape}, '
-                     f'sigma {np.shape(sigma1)} vs {np.shape(sigma2)}')
+    raise ValueError(
+      f'mismatched statistics: mu {mu1.shape} vs {mu2.shape}, '
+      f'sigma {np.shape(sigma1)} vs {np.shape(sigma2)}'
+    )
   diff = mu1 - mu2
-  value = (diff @ diff + np.trace(sigma1) + np.trace(sigma2)
-           - 2.0 * trace_sqrt_product(sigma1, sigma2))
+  value = (
+    diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+  )
   return float(max(value, 0.0))
 
 
@@ -91,9 +94,11 @@ def class_coverage(predicted, num_classes: int, *, min_share: float = 0.02) -> d
   predicted = np.asarray(predicted)
   hist = np.bincount(predicted, minlength=num_classes)[:num_classes] / max(len(predicted), 1)
   nz = hist[hist > 0]
-  return {'class_coverage': int(np.sum(hist >= min_share)),
-          'class_entropy_nats': float(-np.sum(nz * np.log(nz))),
-          'class_histogram': [round(float(h), 4) for h in hist]}
+  return {
+    'class_coverage': int(np.sum(hist >= min_share)),
+    'class_entropy_nats': float(-np.sum(nz * np.log(nz))),
+    'class_histogram': [round(float(h), 4) for h in hist],
+  }
 
 
 class FeatureNet(nn.Module):
@@ -132,7 +137,7 @@ class FeatureClassifier:
     """uint8 `images [N, H, W, C]` -> `(logits [N, K], features [N, F])` as NumPy."""
     logits, feats = [], []
     for i in range(0, len(images), batch_size):
-      lo, fe = self._apply(self.params, jnp.asarray(images[i:i + batch_size]))
+      lo, fe = self._apply(self.params, jnp.asarray(images[i : i + batch_size]))
       logits.append(np.asarray(lo))
       feats.append(np.asarray(fe))
     return np.concatenate(logits), np.concatenate(feats)
@@ -142,9 +147,17 @@ class FeatureClassifier:
     return float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))
 
 
-def train_feature_classifier(images, labels, *, num_levels: int, num_classes: int,
-                             seed: int = 0, num_steps: int = 1000, batch_size: int = 128,
-                             learning_rate: float = 1e-3) -> FeatureClassifier:
+def train_feature_classifier(
+  images,
+  labels,
+  *,
+  num_levels: int,
+  num_classes: int,
+  seed: int = 0,
+  num_steps: int = 1000,
+  batch_size: int = 128,
+  learning_rate: float = 1e-3,
+) -> FeatureClassifier:
   """Trains a `FeatureNet` deterministically (fixed seed, data order and steps).
 
   Args:
@@ -158,9 +171,10 @@ def train_feature_classifier(images, labels, *, num_levels: int, num_classes: in
   tx = optax.adam(learning_rate)
   rng = np.random.default_rng(seed)
   batch = min(batch_size, len(images))
-  order = np.concatenate([rng.permutation(len(images)) for _ in
-                          range(num_steps * batch // len(images) + 1)])
-  idx = order[:num_steps * batch].reshape(num_steps, batch)
+  order = np.concatenate(
+    [rng.permutation(len(images)) for _ in range(num_steps * batch // len(images) + 1)]
+  )
+  idx = order[: num_steps * batch].reshape(num_steps, batch)
   x_all, y_all = jnp.asarray(images), jnp.asarray(labels)
 
   def step(carry, rows):
@@ -176,7 +190,8 @@ def train_feature_classifier(images, labels, *, num_levels: int, num_classes: in
     return (optax.apply_updates(p, updates), s), None
 
   (params, _), _ = jax.jit(lambda c, i: jax.lax.scan(step, c, i))(
-      (params, tx.init(params)), jnp.asarray(idx))
+    (params, tx.init(params)), jnp.asarray(idx)
+  )
   return FeatureClassifier(net=net, params=params, num_levels=num_levels)
 
 
@@ -191,19 +206,23 @@ def classifier_for(splits, *, seed: int = 0) -> FeatureClassifier:
   """
   info = splits.info
   if not info.num_classes:
-    raise ValueError(f'FID needs a labelled dataset to train its feature classifier; '
-                     f'{info.name!r} has no labels')
+    raise ValueError(
+      f'FID needs a labelled dataset to train its feature classifier; {info.name!r} has no labels'
+    )
   train = splits.train
   key = (info.name, len(train['label']), int(np.sum(train['label'])), seed)
   if key not in _CLASSIFIERS:
     _CLASSIFIERS[key] = train_feature_classifier(
-        train['image'], train['label'], num_levels=info.num_levels,
-        num_classes=info.num_classes, seed=seed)
+      train['image'],
+      train['label'],
+      num_levels=info.num_levels,
+      num_classes=info.num_classes,
+      seed=seed,
+    )
   return _CLASSIFIERS[key]
 
 
-def sample_quality(classifier: FeatureClassifier, samples, splits, *,
-                   num_classes: int) -> dict:
+def sample_quality(classifier: FeatureClassifier, samples, splits, *, num_classes: int) -> dict:
   """FID of `samples` against real test, the real-train floor, class coverage.
 
   `samples` should have as many images as `splits.train` so that the FID and its
@@ -212,10 +231,11 @@ def sample_quality(classifier: FeatureClassifier, samples, splits, *,
   _, test_f = classifier.logits_and_features(splits.test['image'])
   _, train_f = classifier.logits_and_features(splits.train['image'])
   logits, sample_f = classifier.logits_and_features(samples)
-  out = {'fid': fid_from_features(sample_f, test_f),
-         'fid_floor': fid_from_features(train_f, test_f),
-         'fid_num_samples': int(len(samples)),
-         'fid_classifier_test_accuracy': classifier.accuracy(splits.test['image'],
-                                                             splits.test['label'])}
+  out = {
+    'fid': fid_from_features(sample_f, test_f),
+    'fid_floor': fid_from_features(train_f, test_f),
+    'fid_num_samples': int(len(samples)),
+    'fid_classifier_test_accuracy': classifier.accuracy(splits.test['image'], splits.test['label']),
+  }
   out.update(class_coverage(np.argmax(logits, -1), num_classes))
   return out

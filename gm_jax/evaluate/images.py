@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -33,9 +32,15 @@ def default_gap(tile_size: int) -> int:
   return max(2, tile_size // 8)
 
 
-def make_grid(images: np.ndarray, *, num_levels: int, nrow: Optional[int] = None,
-              pad: Optional[int] = None, scale: int = 1,
-              pad_color: tuple[int, int, int] = GAP_COLOR) -> np.ndarray:
+def make_grid(
+  images: np.ndarray,
+  *,
+  num_levels: int,
+  nrow: int | None = None,
+  pad: int | None = None,
+  scale: int = 1,
+  pad_color: tuple[int, int, int] = GAP_COLOR,
+) -> np.ndarray:
   """Tiles images into one uint8 picture.
 
   Args:
@@ -67,7 +72,7 @@ def make_grid(images: np.ndarray, *, num_levels: int, nrow: Optional[int] = None
   for i in range(n):
     r, col = divmod(i, nrow)
     y, x = pad + r * (h + pad), pad + col * (w + pad)
-    grid[y:y + h, x:x + w] = pixels[i]
+    grid[y : y + h, x : x + w] = pixels[i]
   return grid
 
 
@@ -75,19 +80,35 @@ def _default_scale(images: np.ndarray) -> int:
   return max(1, 64 // max(images.shape[1], 1))  # tiles of about 64 pixels
 
 
-def save_image_grid(images: np.ndarray, path: str, *, num_levels: int,
-                    nrow: Optional[int] = None, scale: Optional[int] = None) -> str:
+def save_image_grid(
+  images: np.ndarray,
+  path: str,
+  *,
+  num_levels: int,
+  nrow: int | None = None,
+  scale: int | None = None,
+) -> str:
   """Writes `make_grid(images)` to `path` as PNG and returns the path."""
   images = np.asarray(images)
-  grid = make_grid(images, num_levels=num_levels, nrow=nrow,
-                   scale=_default_scale(images) if scale is None else scale)
+  grid = make_grid(
+    images,
+    num_levels=num_levels,
+    nrow=nrow,
+    scale=_default_scale(images) if scale is None else scale,
+  )
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   Image.fromarray(grid).save(path)
   return path
 
 
-def save_trajectory(trajectory: np.ndarray, path: str, *, num_levels: int,
-                    max_columns: int = 11, scale: Optional[int] = None) -> str:
+def save_trajectory(
+  trajectory: np.ndarray,
+  path: str,
+  *,
+  num_levels: int,
+  max_columns: int = 11,
+  scale: int | None = None,
+) -> str:
   """A sampler's trajectory: one row per sample, one column per (chosen) step.
 
   Args:
@@ -105,8 +126,9 @@ def save_trajectory(trajectory: np.ndarray, path: str, *, num_levels: int,
   if trajectory.ndim != 5:
     raise ValueError(f'trajectory must be [T, N, H, W, C], got shape {trajectory.shape}')
   num_states = trajectory.shape[0]
-  columns = np.unique(np.rint(np.linspace(0, num_states - 1,
-                                          min(max_columns, num_states))).astype(int))
+  columns = np.unique(
+    np.rint(np.linspace(0, num_states - 1, min(max_columns, num_states))).astype(int)
+  )
   chosen = np.swapaxes(trajectory[columns], 0, 1)  # [N, columns, H, W, C]
   tiles = chosen.reshape((-1,) + chosen.shape[2:])
   return save_image_grid(tiles, path, num_levels=num_levels, nrow=len(columns), scale=scale)

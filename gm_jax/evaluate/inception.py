@@ -22,13 +22,13 @@ sequence of pickles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import functools
 import io
 import os
 import struct
-import zipfile
-from collections.abc import Sequence
 from typing import Any
+import zipfile
 
 import flax.linen as nn
 import jax
@@ -36,12 +36,15 @@ import jax.numpy as jnp
 import numpy as np
 
 FID_WEIGHTS_FILE = 'pt_inception-2015-12-05-6726825d.pth'
-FID_WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
-                   + FID_WEIGHTS_FILE)
+FID_WEIGHTS_URL = (
+  'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/' + FID_WEIGHTS_FILE
+)
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
-RESIZE_RULE = 'pytorch-fid: uint8/255, bilinear to 299x299 (align_corners=False, no antialias), 2x-1'
+RESIZE_RULE = (
+  'pytorch-fid: uint8/255, bilinear to 299x299 (align_corners=False, no antialias), 2x-1'
+)
 _BN_EPS = 1e-3
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -67,8 +70,15 @@ class BasicConv2d(nn.Module):
   def __call__(self, x):
     kh, kw = self.kernel
     ph, pw = self.padding
-    x = nn.Conv(self.features, (kh, kw), strides=self.stride, padding=((ph, ph), (pw, pw)),
-                use_bias=False, precision=self.precision, name='conv')(x)
+    x = nn.Conv(
+      self.features,
+      (kh, kw),
+      strides=self.stride,
+      padding=((ph, ph), (pw, pw)),
+      use_bias=False,
+      precision=self.precision,
+      name='conv',
+    )(x)
     bn = _FrozenBatchNorm(name='bn')
     return nn.relu(bn(x))
 
@@ -88,8 +98,7 @@ class _FrozenBatchNorm(nn.Module):
 
 def _avg_pool_3x3(x):
   """TensorFlow's 3x3 / stride 1 / SAME average pool: the zero padding is not counted."""
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
-                     count_include_pad=False)
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
 
 
 def _max_pool_3x3_s2(x):
@@ -178,12 +187,22 @@ class FIDInceptionE(nn.Module):
     c = functools.partial(BasicConv2d, precision=self.precision)
     b1 = c(320, (1, 1), name='branch1x1')(x)
     b3 = c(384, (1, 1), name='branch3x3_1')(x)
-    b3 = jnp.concatenate([c(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
-                          c(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3)], -1)
+    b3 = jnp.concatenate(
+      [
+        c(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
+        c(384, (3, 1), padding=(1, 0), name='branch3x3_2b')(b3),
+      ],
+      -1,
+    )
     bd = c(448, (1, 1), name='branch3x3dbl_1')(x)
     bd = c(384, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(bd)
-    bd = jnp.concatenate([c(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
-                          c(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], -1)
+    bd = jnp.concatenate(
+      [
+        c(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
+        c(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd),
+      ],
+      -1,
+    )
     if self.max_pool:
       pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
     else:
@@ -310,8 +329,7 @@ def torch_state_dict_to_params(state: dict) -> dict:
   running_mean/running_var` become `bn/{scale, bias, mean, var}`; `fc.weight [1008, 2048]`
   becomes `fc/kernel [2048, 1008]`. Every parameter of the network must be present.
   """
-  want = jax.tree_util.tree_flatten_with_path(
-      jax.eval_shape(init_params, jax.random.key(0)))[0]
+  want = jax.tree_util.tree_flatten_with_path(jax.eval_shape(init_params, jax.random.key(0)))[0]
   bn_names = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}
   flat = {}
   for path, shape in want:
@@ -326,12 +344,15 @@ def torch_state_dict_to_params(state: dict) -> dict:
     else:
       name, convert = '.'.join(mods + [leaf]), lambda a: a
     if name not in state:
-      raise ValueError(f'the weights file has no {name!r}: not pytorch-fid\'s FID Inception '
-                       f'state dict ({FID_WEIGHTS_FILE})')
+      raise ValueError(
+        f"the weights file has no {name!r}: not pytorch-fid's FID Inception "
+        f'state dict ({FID_WEIGHTS_FILE})'
+      )
     value = convert(np.asarray(state[name], np.float32))
     if value.shape != shape.shape:
-      raise ValueError(f'{name!r} has shape {value.shape} after conversion; the FID Inception '
-                       f'needs {shape.shape}')
+      raise ValueError(
+        f'{name!r} has shape {value.shape} after conversion; the FID Inception needs {shape.shape}'
+      )
     flat[tuple(keys)] = value
   params: dict = {}
   for path_keys, value in flat.items():
@@ -351,21 +372,38 @@ def load_torch_weights(path: str | os.PathLike[str]) -> dict:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f'Inception weights not found at {path!r}. Download pytorch-fid\'s FID Inception '
-        f'weights once ({FID_WEIGHTS_URL}) and pass their path (config.inception_weights); '
-        f'gm_jax does not download them.')
+      f"Inception weights not found at {path!r}. Download pytorch-fid's FID Inception "
+      f'weights once ({FID_WEIGHTS_URL}) and pass their path (config.inception_weights); '
+      f'gm_jax does not download them.'
+    )
   return torch_state_dict_to_params(read_torch_state_dict(path))
 
 
 # A `torch.save`d state dict, read without `pickle`: a stack machine over the handful of
 # opcodes that torch's pickler emits for dicts of tensors (protocol 2, as torch writes).
 
-_DTYPES = {'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
-           'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-           'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_}
-_STORAGE_DTYPES = {'float32': np.float32, 'float64': np.float64, 'float16': np.float16,
-                   'int64': np.int64, 'int32': np.int32, 'int16': np.int16, 'int8': np.int8,
-                   'uint8': np.uint8, 'bool': np.bool_}
+_DTYPES = {
+  'FloatStorage': np.float32,
+  'DoubleStorage': np.float64,
+  'HalfStorage': np.float16,
+  'LongStorage': np.int64,
+  'IntStorage': np.int32,
+  'ShortStorage': np.int16,
+  'CharStorage': np.int8,
+  'ByteStorage': np.uint8,
+  'BoolStorage': np.bool_,
+}
+_STORAGE_DTYPES = {
+  'float32': np.float32,
+  'float64': np.float64,
+  'float16': np.float16,
+  'int64': np.int64,
+  'int32': np.int32,
+  'int16': np.int16,
+  'int8': np.int8,
+  'uint8': np.uint8,
+  'bool': np.bool_,
+}
 
 
 class _Global:
@@ -379,19 +417,22 @@ class _Global:
 
 
 class _Storage:
-
   def __init__(self, key: str, dtype):
     self.key, self.dtype = key, dtype
     self.data: np.ndarray | None = None
 
 
 def _allowed_global(module: str, name: str) -> _Global:
-  ok = ((module == 'collections' and name == 'OrderedDict')
-        or (module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'))
-        or (module == 'torch' and name in _DTYPES))
+  ok = (
+    (module == 'collections' and name == 'OrderedDict')
+    or (module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'))
+    or (module == 'torch' and name in _DTYPES)
+  )
   if not ok:
-    raise ValueError(f'refusing to load {module}.{name}: a state-dict file holds only tensors '
-                     f'(torch._utils._rebuild_tensor_v2, torch.*Storage, OrderedDict)')
+    raise ValueError(
+      f'refusing to load {module}.{name}: a state-dict file holds only tensors '
+      f'(torch._utils._rebuild_tensor_v2, torch.*Storage, OrderedDict)'
+    )
   return _Global(module, name)
 
 
@@ -409,8 +450,8 @@ class _Tensor:
       return flat[self.offset].copy()
     itemsize = flat.dtype.itemsize
     return np.lib.stride_tricks.as_strided(
-        flat[self.offset:], shape=self.size,
-        strides=[s * itemsize for s in self.stride]).copy()
+      flat[self.offset :], shape=self.size, strides=[s * itemsize for s in self.stride]
+    ).copy()
 
 
 def _reduce(func: _Global, args: tuple):
@@ -446,7 +487,7 @@ def _unpickle(f, persistent_load):
       f.read(1)
     elif code == 0x95:  # FRAME
       f.read(8)
-    elif code == 0x2e:  # STOP
+    elif code == 0x2E:  # STOP
       return stack.pop()
     elif code == 0x63:  # GLOBAL
       module = read_line()
@@ -465,9 +506,9 @@ def _unpickle(f, persistent_load):
       items = tuple(stack[-n:])
       del stack[-n:]
       stack.append(items)
-    elif code == 0x7d:  # EMPTY_DICT
+    elif code == 0x7D:  # EMPTY_DICT
       stack.append({})
-    elif code == 0x5d:  # EMPTY_LIST
+    elif code == 0x5D:  # EMPTY_LIST
       stack.append([])
     elif code == 0x65:  # APPENDS
       items = pop_mark()
@@ -497,22 +538,22 @@ def _unpickle(f, persistent_load):
     elif code == 0x58:  # BINUNICODE
       (n,) = struct.unpack('<I', f.read(4))
       stack.append(f.read(n).decode('utf-8'))
-    elif code == 0x8c:  # SHORT_BINUNICODE
+    elif code == 0x8C:  # SHORT_BINUNICODE
       stack.append(f.read(f.read(1)[0]).decode('utf-8'))
     elif code == 0x55:  # SHORT_BINSTRING
       stack.append(f.read(f.read(1)[0]).decode('latin-1'))
-    elif code == 0x4b:  # BININT1
+    elif code == 0x4B:  # BININT1
       stack.append(f.read(1)[0])
-    elif code == 0x4d:  # BININT2
+    elif code == 0x4D:  # BININT2
       stack.append(struct.unpack('<H', f.read(2))[0])
-    elif code == 0x4a:  # BININT
+    elif code == 0x4A:  # BININT
       stack.append(struct.unpack('<i', f.read(4))[0])
-    elif code == 0x8a:  # LONG1
+    elif code == 0x8A:  # LONG1
       n = f.read(1)[0]
       stack.append(int.from_bytes(f.read(n), 'little', signed=True))
     elif code == 0x47:  # BINFLOAT
       stack.append(struct.unpack('>d', f.read(8))[0])
-    elif code == 0x4e:  # NONE
+    elif code == 0x4E:  # NONE
       stack.append(None)
     elif code == 0x88:  # NEWTRUE
       stack.append(True)
@@ -526,7 +567,7 @@ def _unpickle(f, persistent_load):
       memo[len(memo)] = stack[-1]
     elif code == 0x68:  # BINGET
       stack.append(memo[f.read(1)[0]])
-    elif code == 0x6a:  # LONG_BINGET
+    elif code == 0x6A:  # LONG_BINGET
       stack.append(memo[struct.unpack('<I', f.read(4))[0]])
     else:
       raise ValueError(f'unsupported pickle opcode {op!r} in the weights file')
@@ -553,7 +594,7 @@ def read_torch_state_dict(path: str | os.PathLike[str]) -> dict:
       pkl = [n for n in names if n.endswith('/data.pkl') or n == 'data.pkl']
       if not pkl:
         raise ValueError(f'{path!r} is a zip file without data.pkl: not a torch file')
-      prefix = pkl[0][:-len('data.pkl')]
+      prefix = pkl[0][: -len('data.pkl')]
       storages: dict = {}
 
       def persistent_load(pid):
@@ -579,7 +620,7 @@ def read_torch_state_dict(path: str | os.PathLike[str]) -> dict:
       return storages[key]
 
     magic = _unpickle(f, legacy_persistent_load)
-    if magic != 0x1950a86a20f9469cfc6c:
+    if magic != 0x1950A86A20F9469CFC6C:
       raise ValueError(f'{path!r} is neither a zip nor a legacy torch file')
     _unpickle(f, legacy_persistent_load)  # protocol version
     _unpickle(f, legacy_persistent_load)  # sys info

@@ -6,8 +6,8 @@ when a figure is first drawn, never when this module is imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import os
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -15,14 +15,15 @@ import numpy as np
 def _pyplot():
   """`matplotlib.pyplot` on the Agg backend; ImportError naming the extra if absent."""
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
+    import matplotlib
   except ImportError as e:
     raise ImportError(
-        'gm_jax.evaluate.plots draws with matplotlib, which is not installed; '
-        "install it with `pip install 'gm_jax[plots]'` (or `pip install matplotlib`)."
+      'gm_jax.evaluate.plots draws with matplotlib, which is not installed; '
+      "install it with `pip install 'gm_jax[plots]'` (or `pip install matplotlib`)."
     ) from e
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
+
   return plt
 
 
@@ -34,14 +35,14 @@ def _save(plt, fig, path: str) -> str:
   return path
 
 
-def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] = ('loss',),
-                     title: Optional[str] = None) -> str:
+def plot_loss_curves(
+  records: Sequence[dict], path: str, *, keys: Sequence[str] = ('loss',), title: str | None = None
+) -> str:
   """Plots `keys` of `metrics.jsonl` records against `step` and saves a PNG."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for key in keys:
-    pts = [(r['step'], r[key]) for r in records
-           if key in r and isinstance(r[key], (int, float))]
+    pts = [(r['step'], r[key]) for r in records if key in r and isinstance(r[key], (int, float))]
     if pts:
       steps, values = zip(*pts)
       ax.plot(steps, values, label=key)
@@ -53,8 +54,9 @@ def plot_loss_curves(records: Sequence[dict], path: str, *, keys: Sequence[str] 
   return _save(plt, fig, path)
 
 
-def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None, path: str, *,
-                        title: str = 'latent means') -> str:
+def plot_latent_scatter(
+  points: np.ndarray, labels: np.ndarray | None, path: str, *, title: str = 'latent means'
+) -> str:
   """Scatter of 2-D points `[N, 2]` coloured by integer `labels` `[N]` (None: one colour)."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5, 5))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def linear_probe_accuracy(train_features, train_labels, test_features, test_labels, *,
-                          max_iter: int = 2000) -> float:
+def linear_probe_accuracy(
+  train_features, train_labels, test_features, test_labels, *, max_iter: int = 2000
+) -> float:
   """Test accuracy of a multinomial logistic regression fit on `train_features`.
 
   Args:
@@ -16,9 +17,9 @@ def linear_probe_accuracy(train_features, train_labels, test_features, test_labe
   Features are standardised with the training mean and std (scikit-learn's
   `StandardScaler`), so the probe does not depend on the latent's scale.
   """
-  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
-  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
-  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.pipeline import make_pipeline
+  from sklearn.preprocessing import StandardScaler
 
   train_x = np.asarray(train_features, np.float64).reshape(len(train_features), -1)
   test_x = np.asarray(test_features, np.float64).reshape(len(test_features), -1)
@@ -39,14 +40,20 @@ def probe_splits(encode, splits, *, batch_size: int = 256) -> dict:
       parameters bound); features are flattened per example.
     splits: `gm_jax.data.Splits` whose `train` and `test` have 'image' and 'label'.
   """
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  from gm_jax import data as gm_data
 
   def features(arrays):
-    return np.concatenate([
+    return np.concatenate(
+      [
         np.asarray(encode(b['image'])).reshape(len(b['image']), -1)
-        for b in gm_data.iterate_batches(arrays, batch_size)])
+        for b in gm_data.iterate_batches(arrays, batch_size)
+      ]
+    )
 
   train_z, test_z = features(splits.train), features(splits.test)
-  return {'latent_dims': int(train_z.shape[1]),
-          'linear_probe_accuracy': linear_probe_accuracy(
-              train_z, splits.train['label'], test_z, splits.test['label'])}
+  return {
+    'latent_dims': int(train_z.shape[1]),
+    'linear_probe_accuracy': linear_probe_accuracy(
+      train_z, splits.train['label'], test_z, splits.test['label']
+    ),
+  }

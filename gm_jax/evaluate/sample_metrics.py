@@ -29,7 +29,10 @@ import os
 
 import numpy as np
 
-from gm_jax.evaluate import feature_metrics, feature_stats, fid, inception
+from gm_jax.evaluate import feature_metrics
+from gm_jax.evaluate import feature_stats
+from gm_jax.evaluate import fid
+from gm_jax.evaluate import inception
 
 FID_NETWORKS = ('classifier', 'inception')
 CLASSIFIER_RESIZE = 'none: the classifier reads the dataset resolution, levels to [-1, 1]'
@@ -40,20 +43,26 @@ def check_config(config) -> None:
   file) / `fid_num_samples`; call it with the family's other config checks, so a run fails
   before it trains."""
   if config.fid_network not in FID_NETWORKS:
-    raise ValueError(f'config.fid_network must be one of {FID_NETWORKS}; '
-                     f'got {config.fid_network!r}')
+    raise ValueError(
+      f'config.fid_network must be one of {FID_NETWORKS}; got {config.fid_network!r}'
+    )
   if config.fid_network == 'inception' and not config.inception_weights:
-    raise ValueError("config.fid_network='inception' needs config.inception_weights: the path "
-                     f'of pytorch-fid\'s {inception.FID_WEIGHTS_FILE} ({inception.FID_WEIGHTS_URL})')
+    raise ValueError(
+      "config.fid_network='inception' needs config.inception_weights: the path "
+      f"of pytorch-fid's {inception.FID_WEIGHTS_FILE} ({inception.FID_WEIGHTS_URL})"
+    )
   if config.fid_network == 'inception' and not os.path.isfile(config.inception_weights):
     # Before training, not after it: the same error as the loader's, naming the field.
     raise FileNotFoundError(
-        f'config.inception_weights={config.inception_weights!r} is not a file. Download '
-        f'pytorch-fid\'s FID Inception weights once ({inception.FID_WEIGHTS_URL}); gm_jax does '
-        f'not download them.')
+      f'config.inception_weights={config.inception_weights!r} is not a file. Download '
+      f"pytorch-fid's FID Inception weights once ({inception.FID_WEIGHTS_URL}); gm_jax does "
+      f'not download them.'
+    )
   if int(config.fid_num_samples) < 0:
-    raise ValueError(f'config.fid_num_samples must be >= 0 (0: as many as the train split); '
-                     f'got {config.fid_num_samples}')
+    raise ValueError(
+      f'config.fid_num_samples must be >= 0 (0: as many as the train split); '
+      f'got {config.fid_num_samples}'
+    )
 
 
 def num_samples(config, splits) -> int:
@@ -92,8 +101,15 @@ def _feature_metrics(gen, real) -> dict:
   return out
 
 
-def sample_metrics(config, samples, splits, *, cache_dir: str | os.PathLike[str] | None = None,
-                   mesh=None, split: str = 'test') -> dict:
+def sample_metrics(
+  config,
+  samples,
+  splits,
+  *,
+  cache_dir: str | os.PathLike[str] | None = None,
+  mesh=None,
+  split: str = 'test',
+) -> dict:
   """FID, KID, precision/recall of `samples` against a real split, for eval.json.
 
   Args:
@@ -120,12 +136,18 @@ def sample_metrics(config, samples, splits, *, cache_dir: str | os.PathLike[str]
     raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}")
   samples = np.asarray(samples)
   real = getattr(splits, split)['image']
-  out = {'fid_network': config.fid_network, 'fid_num_samples': len(samples),
-         'fid_split': split, 'fid_real_count': len(real)}
+  out = {
+    'fid_network': config.fid_network,
+    'fid_num_samples': len(samples),
+    'fid_split': split,
+    'fid_real_count': len(real),
+  }
   if config.fid_network == 'classifier':
     if not info.num_classes:
-      raise ValueError(f"config.fid_network='classifier' needs a labelled dataset to train its "
-                       f"feature classifier; {info.name!r} has no labels (use 'inception')")
+      raise ValueError(
+        f"config.fid_network='classifier' needs a labelled dataset to train its "
+        f"feature classifier; {info.name!r} has no labels (use 'inception')"
+      )
     classifier = fid.classifier_for(splits)
     _, gen_f = classifier.logits_and_features(samples)
     _, real_f = classifier.logits_and_features(real)
@@ -140,14 +162,22 @@ def sample_metrics(config, samples, splits, *, cache_dir: str | os.PathLike[str]
   params = inception_params(path)
   keep = min(len(samples), len(real))
   real_stats = feature_stats.cached_real_statistics(
-      cache_dir, params, to_uint8(real, info.num_levels), dataset=info.name, split=split,
-      weights_path=path, keep=keep, mesh=mesh)
-  gen = feature_stats.statistics(params, to_uint8(samples, info.num_levels), keep=len(samples),
-                                 logits=True, mesh=mesh)
-  out['fid'] = feature_metrics.frechet_distance(gen.mu, gen.sigma, real_stats.mu,
-                                                real_stats.sigma)
+    cache_dir,
+    params,
+    to_uint8(real, info.num_levels),
+    dataset=info.name,
+    split=split,
+    weights_path=path,
+    keep=keep,
+    mesh=mesh,
+  )
+  gen = feature_stats.statistics(
+    params, to_uint8(samples, info.num_levels), keep=len(samples), logits=True, mesh=mesh
+  )
+  out['fid'] = feature_metrics.frechet_distance(gen.mu, gen.sigma, real_stats.mu, real_stats.sigma)
   out['fid_resize'] = inception.RESIZE_RULE + (
-      '' if info.num_levels == 256 else f'; levels v -> round(v * 255 / {info.num_levels - 1})')
+    '' if info.num_levels == 256 else f'; levels v -> round(v * 255 / {info.num_levels - 1})'
+  )
   out['fid_weights_sha256'] = feature_stats.weights_sha256(path)
   out.update(_feature_metrics(gen.features, real_stats.features))
   splits_is = min(feature_metrics.IS_SPLITS, len(samples))

@@ -30,12 +30,13 @@ name belongs to exactly one module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import functools
 import importlib
 import importlib.metadata
 import pkgutil
 import types
-from typing import Any, Mapping
+from typing import Any
 
 ENTRY_POINT_GROUP = 'gm_jax.families'
 CONTRACT = ('MODELS', 'DEFAULTS', 'DEFAULTS_DOC', 'check_config', 'make_family')
@@ -44,8 +45,10 @@ CONTRACT = ('MODELS', 'DEFAULTS', 'DEFAULTS_DOC', 'check_config', 'make_family')
 def _check_module(module: types.ModuleType, origin: str) -> None:
   missing = [name for name in CONTRACT if not hasattr(module, name)]
   if missing:
-    raise ValueError(f'family module {module.__name__} ({origin}) lacks {", ".join(missing)} '
-                     f'(a family module exposes {", ".join(CONTRACT)}; docs/families.md)')
+    raise ValueError(
+      f'family module {module.__name__} ({origin}) lacks {", ".join(missing)} '
+      f'(a family module exposes {", ".join(CONTRACT)}; docs/families.md)'
+    )
 
 
 def _in_tree_modules() -> list[tuple[types.ModuleType, str]]:
@@ -63,7 +66,8 @@ def _entry_point_modules() -> list[tuple[types.ModuleType, str]]:
   for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
     dist = getattr(ep, 'dist', None)
     origin = f'entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP}' + (
-        f' of {dist.name}' if dist is not None else '')
+      f' of {dist.name}' if dist is not None else ''
+    )
     try:
       module = ep.load()
     except Exception as e:  # any failure to import is the entry point's, named here
@@ -74,7 +78,7 @@ def _entry_point_modules() -> list[tuple[types.ModuleType, str]]:
   return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _registry() -> Mapping[str, types.ModuleType]:
   """model name -> family module, in-tree modules first, then the entry points."""
   table: dict[str, types.ModuleType] = {}
@@ -83,9 +87,11 @@ def _registry() -> Mapping[str, types.ModuleType]:
     _check_module(module, origin)
     for model in module.MODELS:
       if model in table and table[model] is not module:
-        raise ValueError(f'config.model {model!r} is claimed by two families: '
-                         f'{table[model].__name__} ({origins[model]}) and {module.__name__} '
-                         f'({origin})')
+        raise ValueError(
+          f'config.model {model!r} is claimed by two families: '
+          f'{table[model].__name__} ({origins[model]}) and {module.__name__} '
+          f'({origin})'
+        )
       table[model], origins[model] = module, origin
   return types.MappingProxyType(table)
 
@@ -104,8 +110,7 @@ def module_for(model: str) -> types.ModuleType:
   """The family module that trains `model`; a ValueError names it and the known models."""
   table = _registry()
   if model not in table:
-    raise ValueError(f'unknown config.model {model!r}; known models: '
-                     f'{", ".join(sorted(table))}')
+    raise ValueError(f'unknown config.model {model!r}; known models: {", ".join(sorted(table))}')
   return table[model]
 
 
@@ -113,6 +118,7 @@ def complete(config):
   """A copy of `config` with every shared (`train.defaults.TRAINING`) and family setting
   (`DEFAULTS` of `config.model`'s module) filled in where it is missing."""
   from gm_jax.train import defaults
+
   if 'model' not in config:
     raise ValueError('config has no `model` field')
   module = module_for(config.model)
@@ -121,6 +127,7 @@ def complete(config):
 
 def _catalogue_info(config):
   from gm_jax import data as gm_data
+
   try:
     return gm_data.get_info(config.dataset)
   except (ValueError, AttributeError, KeyError):
@@ -136,6 +143,7 @@ def setup(config) -> tuple[Any, Any, Any]:
   (`load_splits` hook), prepares them (`prepare` hook) and builds the family.
   """
   from gm_jax.train import input_pipeline
+
   config = complete(config)
   module = module_for(config.model)
   info = _catalogue_info(config)
@@ -154,6 +162,7 @@ def setup(config) -> tuple[Any, Any, Any]:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config.model` in `workdir` (resuming its checkpoints); returns `eval.json`."""
   from gm_jax.train import loop
+
   config, family, splits = setup(config)
   family = resuming_without_defaults(family, module_for(config.model), config, workdir)
   return loop.run(config, workdir, family, splits)
@@ -169,7 +178,9 @@ def resuming_without_defaults(family, module, config, workdir: str):
   """
   import dataclasses
   import json
+
   from gm_jax.train import run_config
+
   try:
     saved = run_config.load(workdir)
   except run_config.ResumeConfigError:
@@ -177,8 +188,11 @@ def resuming_without_defaults(family, module, config, workdir: str):
   if saved is None:
     return family
   plain = lambda value: json.loads(json.dumps(value, default=repr))
-  same = frozenset(name for name, value in module.DEFAULTS.items()
-                   if name not in saved and plain(config[name]) == plain(value))
+  same = frozenset(
+    name
+    for name, value in module.DEFAULTS.items()
+    if name not in saved and plain(config[name]) == plain(value)
+  )
   if not same:
     return family
   return dataclasses.replace(family, resume_may_change=family.resume_may_change | same)

@@ -21,7 +21,6 @@ See `gm_jax.data.binarize` for the probabilities.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import jax
 
@@ -34,8 +33,8 @@ _SPLITS = ('train', 'validation', 'test')
 # Part of the DEFAULTS of the families that binarise (vae, hvae, autoregressive).
 DEFAULTS = {'binarize': 'none', 'binarize_seed': 0}
 DEFAULTS_DOC = {
-    'binarize': "'none', 'static' or 'dynamic' binarisation of grey-level images",
-    'binarize_seed': 'seed of the static draws (split i uses [binarize_seed, i])',
+  'binarize': "'none', 'static' or 'dynamic' binarisation of grey-level images",
+  'binarize_seed': 'seed of the static draws (split i uses [binarize_seed, i])',
 }
 
 
@@ -52,22 +51,27 @@ def binarize_splits(splits, mode: str, *, seed: int = 0):
   if mode == 'none':
     return splits
   if splits.train_stream is not None:
-    raise ValueError(f'config.binarize={mode!r} binarises the training split in memory, '
-                     f'but {splits.info.name!r} is streamed (config.input_pipeline); set '
-                     "config.input_pipeline='memory'")
+    raise ValueError(
+      f'config.binarize={mode!r} binarises the training split in memory, '
+      f'but {splits.info.name!r} is streamed (config.input_pipeline); set '
+      "config.input_pipeline='memory'"
+    )
   info = splits.info
   if info.kind != 'image':
-    raise ValueError(f'config.binarize={mode!r} needs an image dataset; '
-                     f'{info.name!r} is {info.kind}')
+    raise ValueError(
+      f'config.binarize={mode!r} needs an image dataset; {info.name!r} is {info.kind}'
+    )
   if info.num_levels == 2:
-    raise ValueError(f'config.binarize={mode!r}: {info.name!r} is already binary; '
-                     "set config.binarize='none'")
+    raise ValueError(
+      f"config.binarize={mode!r}: {info.name!r} is already binary; set config.binarize='none'"
+    )
   out = {}
   for i, split in enumerate(_SPLITS):
     arrays = dict(getattr(splits, split))
     grey = arrays['image']
-    arrays['image'] = binarize_lib.static_binarize(grey, num_levels=info.num_levels,
-                                                   seed=[int(seed), i])
+    arrays['image'] = binarize_lib.static_binarize(
+      grey, num_levels=info.num_levels, seed=[int(seed), i]
+    )
     if mode == 'dynamic' and split == 'train':
       arrays['intensity'] = grey
     out[split] = arrays
@@ -85,8 +89,10 @@ def dynamic_family(family: Family, *, num_levels: int) -> Family:
   def loss(params, batch, key, *, train, **kwargs):
     if train and 'intensity' in batch:
       draw_key, key = jax.random.split(key)
-      batch = dict(batch, image=binarize_lib.dynamic_binarize(
-          batch['intensity'], draw_key, num_levels=num_levels))
+      batch = dict(
+        batch,
+        image=binarize_lib.dynamic_binarize(batch['intensity'], draw_key, num_levels=num_levels),
+      )
     batch = {k: v for k, v in batch.items() if k != 'intensity'}
     return inner(params, batch, key, train=train, **kwargs)
 
@@ -114,7 +120,7 @@ def prepare(config, splits):
   return config, splits, {'grey_levels': grey_levels}
 
 
-def wrap_family(config, family: Family, *, grey_levels: Optional[int]) -> Family:
+def wrap_family(config, family: Family, *, grey_levels: int | None) -> Family:
   """The second half of `apply`: `family` (built on the binarised splits' info) with the
   per-step draws of 'dynamic' and the binarisation reported in `eval.json`.
 
@@ -126,14 +132,20 @@ def wrap_family(config, family: Family, *, grey_levels: Optional[int]) -> Family
   if mode == 'none':
     return family
   if grey_levels is None:
-    raise ValueError(f'config.binarize={mode!r}: the family needs grey_levels, the levels '
-                     'of the images before binarisation (its `prepare` hook gives them)')
+    raise ValueError(
+      f'config.binarize={mode!r}: the family needs grey_levels, the levels '
+      'of the images before binarisation (its `prepare` hook gives them)'
+    )
   if mode == 'dynamic':
     family = dynamic_family(family, num_levels=grey_levels)
   evaluate = family.evaluate
 
   def evaluate_and_report(params, splits_, key, cfg):
-    return dict(evaluate(params, splits_, key, cfg), binarize=mode, binarize_seed=seed,
-                test_binarization=f'static draw, np.random.default_rng([{seed}, 2])')
+    return dict(
+      evaluate(params, splits_, key, cfg),
+      binarize=mode,
+      binarize_seed=seed,
+      test_binarization=f'static draw, np.random.default_rng([{seed}, 2])',
+    )
 
   return dataclasses.replace(family, evaluate=evaluate_and_report)

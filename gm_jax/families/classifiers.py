@@ -34,7 +34,8 @@ from gm_jax.models import logistic_regression as lr_lib
 from gm_jax.models import naive_bayes as nb_lib
 from gm_jax.train import input_pipeline
 from gm_jax.train import loop
-from gm_jax.train.family import Family, TrainUpdate
+from gm_jax.train.family import Family
+from gm_jax.train.family import TrainUpdate
 
 MODELS = ('naive_bayes', 'logreg')
 NB_VARIANTS = ('categorical', 'bernoulli', 'multinomial', 'gaussian')
@@ -42,10 +43,10 @@ NB_VARIANTS = ('categorical', 'bernoulli', 'multinomial', 'gaussian')
 # The family's own settings (`gm_jax.families.setup` fills them in once).
 DEFAULTS = {'nb_variant': 'categorical', 'alpha': 1.0, 'var_smoothing': 1e-9, 'l2': 0.0}
 DEFAULTS_DOC = {
-    'nb_variant': f'naive Bayes: the pixel model, one of {NB_VARIANTS}',
-    'alpha': 'naive Bayes: Laplace pseudo-count (categorical, bernoulli, multinomial)',
-    'var_smoothing': 'naive Bayes (gaussian): fraction of the largest variance added',
-    'l2': 'logreg: weight of (l2 / 2) |W|^2 on the mean cross-entropy',
+  'nb_variant': f'naive Bayes: the pixel model, one of {NB_VARIANTS}',
+  'alpha': 'naive Bayes: Laplace pseudo-count (categorical, bernoulli, multinomial)',
+  'var_smoothing': 'naive Bayes (gaussian): fraction of the largest variance added',
+  'l2': 'logreg: weight of (l2 / 2) |W|^2 on the mean cross-entropy',
 }
 
 
@@ -100,8 +101,9 @@ def check_config(config, info) -> None:
   field."""
   validate_config(config)
   _check_image_dataset(info, config)
-  input_pipeline.require_memory(config, 'the classifiers read the whole training split '
-                                '(naive Bayes fits it in one step)')
+  input_pipeline.require_memory(
+    config, 'the classifiers read the whole training split (naive Bayes fits it in one step)'
+  )
 
 
 def validate_config(config) -> None:
@@ -120,11 +122,13 @@ def validate_config(config) -> None:
   for name in ('batch_size', 'log_every', 'checkpoint_every'):
     _positive_int(config, name)
   if config.parallel != 'none':
-    raise ValueError(f"config.parallel must be 'none' for naive Bayes (a closed-form "
-                     f'fit), got {config.parallel!r}')
+    raise ValueError(
+      f"config.parallel must be 'none' for naive Bayes (a closed-form fit), got {config.parallel!r}"
+    )
   if not 0.0 <= config.validation_fraction < 1.0:
     raise ValueError(
-        f'config.validation_fraction must be in [0, 1), got {config.validation_fraction!r}')
+      f'config.validation_fraction must be in [0, 1), got {config.validation_fraction!r}'
+    )
   variant = config.nb_variant
   if variant not in NB_VARIANTS:
     raise ValueError(f'config.nb_variant must be one of {NB_VARIANTS}, got {variant!r}')
@@ -138,8 +142,10 @@ def validate_config(config) -> None:
 
 def _check_image_dataset(info, config):
   if info.kind != 'image' or not info.num_classes:
-    raise ValueError(f'config.dataset={config.dataset!r}: the classifiers need a labelled '
-                     f'image dataset (got kind={info.kind!r}, num_classes={info.num_classes})')
+    raise ValueError(
+      f'config.dataset={config.dataset!r}: the classifiers need a labelled '
+      f'image dataset (got kind={info.kind!r}, num_classes={info.num_classes})'
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -149,11 +155,13 @@ def _check_image_dataset(info, config):
 def _fit_nb(config, x, y, num_classes, num_levels):
   variant = config.nb_variant
   if variant == 'categorical':
-    return nb_lib.fit_categorical_nb(x, y, num_classes=num_classes, num_categories=num_levels,
-                                     alpha=float(config.alpha))
+    return nb_lib.fit_categorical_nb(
+      x, y, num_classes=num_classes, num_categories=num_levels, alpha=float(config.alpha)
+    )
   if variant == 'gaussian':
-    return nb_lib.fit_gaussian_nb(x, y, num_classes=num_classes,
-                                  var_smoothing=float(config.var_smoothing))
+    return nb_lib.fit_gaussian_nb(
+      x, y, num_classes=num_classes, var_smoothing=float(config.var_smoothing)
+    )
   return nb_lib.nb_from_name(variant)(x, y, num_classes=num_classes, alpha=float(config.alpha))
 
 
@@ -175,8 +183,7 @@ def _nb_log_probs(params, arrays, *, variant, num_levels, batch_size):
     n = len(images)
     if n < batch_size:
       images = np.concatenate([images, np.repeat(images[:1], batch_size - n, 0)])
-    p, m = _nb_posterior_and_marginal(params, images, variant=variant,
-                                      num_levels=num_levels)
+    p, m = _nb_posterior_and_marginal(params, images, variant=variant, num_levels=num_levels)
     post.append(np.asarray(p)[:n])
     marg.append(np.asarray(m)[:n])
   return np.concatenate(post), np.concatenate(marg)
@@ -190,24 +197,29 @@ def make_nb_family(config, info, *, num_trials=None) -> Family:
   """
   variant = config.nb_variant
   levels, num_classes = info.num_levels, info.num_classes
-  params_type = {'categorical': nb_lib.CategoricalNBParams, 'bernoulli': nb_lib.BernoulliNBParams,
-                 'multinomial': nb_lib.MultinomialNBParams,
-                 'gaussian': nb_lib.GaussianNBParams}[variant]
+  params_type = {
+    'categorical': nb_lib.CategoricalNBParams,
+    'bernoulli': nb_lib.BernoulliNBParams,
+    'multinomial': nb_lib.MultinomialNBParams,
+    'gaussian': nb_lib.GaussianNBParams,
+  }[variant]
 
   def fit(batch):
     x = nb_features(batch['image'], variant=variant, num_levels=levels)
-    return _fit_nb(config, x, jnp.asarray(batch['label'], jnp.int32), num_classes,
-                   levels)._asdict()
+    return _fit_nb(config, x, jnp.asarray(batch['label'], jnp.int32), num_classes, levels)._asdict()
 
   def joint_nll_and_metrics(params, batch):
-    post, marg = _nb_posterior_and_marginal(params_type(**params), batch['image'],
-                                            variant=variant, num_levels=levels)
+    post, marg = _nb_posterior_and_marginal(
+      params_type(**params), batch['image'], variant=variant, num_levels=levels
+    )
     y = jnp.asarray(batch['label'], jnp.int32)
     log_post_y = jnp.take_along_axis(post, y[:, None], -1)[:, 0]
     # "loss" of a closed-form fit: the mean -log p(x, y) it maximises (nats/example).
     loss = -jnp.mean(marg + log_post_y)
-    return loss, {'log_loss': -jnp.mean(log_post_y),
-                  'accuracy': jnp.mean(jnp.argmax(post, -1) == y)}
+    return loss, {
+      'log_loss': -jnp.mean(log_post_y),
+      'accuracy': jnp.mean(jnp.argmax(post, -1) == y),
+    }
 
   def init(key, batch):
     del key
@@ -245,30 +257,46 @@ def make_nb_family(config, info, *, num_trials=None) -> Family:
     if variant == 'categorical':
       # A distribution over {0..L-1}^D: log p(x) = logsumexp_y log p(x, y) is exact.
       nll = -float(np.mean(test_marg))
-      results.update({'test_nll_nats': nll,
-                      'test_bpd': nll / (info.num_dims * np.log(2.0)),
-                      'bound': 'exact'})
+      results.update(
+        {'test_nll_nats': nll, 'test_bpd': nll / (info.num_dims * np.log(2.0)), 'bound': 'exact'}
+      )
     return results
 
   def sample(params, key, num):
     """`num // C` draws from p(x | y) per class y, class by class (one row each)."""
     per_class = max(1, num // num_classes)
-    samples = _draw_jit(params_type(**params), key, per_class=per_class,
-                        num_classes=num_classes, num_trials=num_trials)
-    return _nb_samples_to_images(samples.reshape(num_classes * per_class, -1),
-                                 variant=variant, num_levels=levels, shape=info.shape)
+    samples = _draw_jit(
+      params_type(**params),
+      key,
+      per_class=per_class,
+      num_classes=num_classes,
+      num_trials=num_trials,
+    )
+    return _nb_samples_to_images(
+      samples.reshape(num_classes * per_class, -1),
+      variant=variant,
+      num_levels=levels,
+      shape=info.shape,
+    )
 
-  return Family(name='naive_bayes', init=init, loss=loss, evaluate=evaluate, sample=sample,
-                validation_metric='log_loss',
-                train_update=TrainUpdate(init=lambda p: {'fits': jnp.zeros((), jnp.int32)},
-                                         update=update))
+  return Family(
+    name='naive_bayes',
+    init=init,
+    loss=loss,
+    evaluate=evaluate,
+    sample=sample,
+    validation_metric='log_loss',
+    train_update=TrainUpdate(init=lambda p: {'fits': jnp.zeros((), jnp.int32)}, update=update),
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('per_class', 'num_classes', 'num_trials'))
 def _draw_jit(params, key, *, per_class, num_classes, num_trials):
-  return jax.vmap(lambda c: nb_lib.sample(params, jax.random.fold_in(key, c), label=c,
-                                          num=per_class, num_trials=num_trials))(
-                                              jnp.arange(num_classes))
+  return jax.vmap(
+    lambda c: nb_lib.sample(
+      params, jax.random.fold_in(key, c), label=c, num=per_class, num_trials=num_trials
+    )
+  )(jnp.arange(num_classes))
 
 
 # ---------------------------------------------------------------------------
@@ -291,20 +319,21 @@ def make_logreg_family(config, info) -> Family:
     y = jnp.asarray(batch['label'], jnp.int32)
     log_probs = lr_lib.logreg_predict_log_proba(p, x)
     ce = -jnp.take_along_axis(log_probs, y[:, None], -1)[:, 0]
-    metrics = {'log_loss': jnp.mean(ce),
-               'accuracy': jnp.mean(jnp.argmax(log_probs, -1) == y)}
+    metrics = {'log_loss': jnp.mean(ce), 'accuracy': jnp.mean(jnp.argmax(log_probs, -1) == y)}
     return lr_lib.logreg_objective(p, x, y, l2=l2), metrics
 
   def evaluate(params, splits, key, cfg):
     del key, cfg
     p = lr_lib.LogRegParams(**params)
     x = logreg_features(splits.test['image'], num_levels=levels)
-    test = calibration.classification_metrics(lr_lib.logreg_predict_log_proba(p, x),
-                                                 splits.test['label'])
+    test = calibration.classification_metrics(
+      lr_lib.logreg_predict_log_proba(p, x), splits.test['label']
+    )
     return {f'test_{k}': v for k, v in test.items()}
 
-  return Family(name='logreg', init=init, loss=loss, evaluate=evaluate,
-                validation_metric='log_loss')
+  return Family(
+    name='logreg', init=init, loss=loss, evaluate=evaluate, validation_metric='log_loss'
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -323,8 +352,9 @@ def make_family(config, info, *, num_trials=None) -> Family:
 
 def load_splits(config) -> gm_data.Splits:
   """The registry's hook: `config.dataset` in memory (whatever `config.input_pipeline`)."""
-  return gm_data.load_splits(config.dataset, data_dir=config.data_dir,
-                             validation_fraction=config.validation_fraction)
+  return gm_data.load_splits(
+    config.dataset, data_dir=config.data_dir, validation_fraction=config.validation_fraction
+  )
 
 
 def prepare(config, splits):
@@ -345,7 +375,8 @@ def prepare(config, splits):
     config.batch_size = len(splits.train['label'])
   variant = config.nb_variant
   x = nb_features(splits.train['image'], variant=variant, num_levels=info.num_levels)
-  _fit_nb(config, x, jnp.asarray(splits.train['label'], jnp.int32), info.num_classes,
-          info.num_levels)
+  _fit_nb(
+    config, x, jnp.asarray(splits.train['label'], jnp.int32), info.num_classes, info.num_levels
+  )
   num_trials = int(round(float(jnp.mean(jnp.sum(x, -1))))) if variant == 'multinomial' else None
   return config, splits, {'num_trials': num_trials}

@@ -35,14 +35,15 @@ import optax
 
 from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax.families import gan as gan_family
 from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.families import gan as gan_family
 from gm_jax.train import defaults
 from gm_jax.train import input_pipeline
 from gm_jax.train import optim
-from gm_jax.train.family import Family, TrainUpdate
+from gm_jax.train.family import Family
+from gm_jax.train.family import TrainUpdate
 
 MODELS = ('cyclegan',)
 # Class names of the datasets whose labels are domains.
@@ -53,8 +54,8 @@ NETWORKS = ('g_ab', 'g_ba', 'd_a', 'd_b')
 # and losses' settings have no default: every CycleGAN config states them.
 DEFAULTS = {'dataset_b': '', 'decay_start_fraction': 0.5}
 DEFAULTS_DOC = {
-    'dataset_b': "domain B's dataset ('': config.dataset, another label of it)",
-    'decay_start_fraction': 'fraction of training after which the learning rate decays to 0',
+  'dataset_b': "domain B's dataset ('': config.dataset, another label of it)",
+  'decay_start_fraction': 'fraction of training after which the learning rate decays to 0',
 }
 
 
@@ -64,8 +65,8 @@ def learning_rate_schedule(config) -> optax.Schedule:
   steps = int(config.num_train_steps)
   start = int(round(float(config.decay_start_fraction) * steps))
   return optax.join_schedules(
-      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(1, steps - start))],
-      [start])
+    [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(1, steps - start))], [start]
+  )
 
 
 def _domain_label(dataset: str, domain, field: str) -> int:
@@ -79,8 +80,7 @@ def _domain_label(dataset: str, domain, field: str) -> int:
     label = -1
   if not 0 <= label < (info.num_classes or 0):
     known = names if names else tuple(range(info.num_classes or 0))
-    raise ValueError(f'config.{field}={domain!r} is not a class of {dataset!r}; '
-                     f'use one of {known}')
+    raise ValueError(f'config.{field}={domain!r} is not a class of {dataset!r}; use one of {known}')
   return label
 
 
@@ -89,25 +89,28 @@ def check_config(config, info=None) -> None:
   catalogue's info of `config.dataset`, is looked up here for both domains)."""
   del info
   gan_lib.gan_losses(config.gan_loss)
-  input_pipeline.require_memory(config, 'CycleGAN pairs the rows of its two domains in '
-                                'memory (unpaired_arrays)')
+  input_pipeline.require_memory(
+    config, 'CycleGAN pairs the rows of its two domains in memory (unpaired_arrays)'
+  )
   info_a = gm_data.get_info(config.dataset)
   dataset_b = config.dataset_b or config.dataset
   info_b = gm_data.get_info(dataset_b)
   for name, info in (('dataset', info_a), ('dataset_b', info_b)):
     if info.kind != 'image':
-      raise ValueError(f'config.{name}={info.name!r} is {info.kind} data; CycleGAN needs '
-                       'images')
+      raise ValueError(f'config.{name}={info.name!r} is {info.kind} data; CycleGAN needs images')
   if tuple(info_a.shape) != tuple(info_b.shape) or info_a.num_levels != info_b.num_levels:
     raise ValueError(
-        f'domain image sizes differ: config.dataset_b={dataset_b!r} has images of shape '
-        f'{tuple(info_b.shape)} with {info_b.num_levels} levels, config.dataset='
-        f'{config.dataset!r} has {tuple(info_a.shape)} with {info_a.num_levels}; both '
-        'domains must have the same image shape')
+      f'domain image sizes differ: config.dataset_b={dataset_b!r} has images of shape '
+      f'{tuple(info_b.shape)} with {info_b.num_levels} levels, config.dataset='
+      f'{config.dataset!r} has {tuple(info_a.shape)} with {info_a.num_levels}; both '
+      'domains must have the same image shape'
+    )
   h, w = info_a.shape[:2]
   if h % 4 or w % 4:
-    raise ValueError(f'CycleGAN downsamples twice: image height and width of '
-                     f'{config.dataset!r} ({h}x{w}) must be divisible by 4')
+    raise ValueError(
+      f'CycleGAN downsamples twice: image height and width of '
+      f'{config.dataset!r} ({h}x{w}) must be divisible by 4'
+    )
   _domain_label(config.dataset, config.domain_a, 'domain_a')
   _domain_label(dataset_b, config.domain_b, 'domain_b')
   if dataset_b == config.dataset and str(config.domain_a) == str(config.domain_b):
@@ -119,8 +122,9 @@ def check_config(config, info=None) -> None:
     raise ValueError(f'config.pool_size must be >= 0, got {config.pool_size!r}')
 
 
-def unpaired_arrays(images_a: np.ndarray, images_b: np.ndarray, *, seed: int = 0,
-                    cycle: bool = True) -> dict[str, np.ndarray]:
+def unpaired_arrays(
+  images_a: np.ndarray, images_b: np.ndarray, *, seed: int = 0, cycle: bool = True
+) -> dict[str, np.ndarray]:
   """Rows `{'image_a', 'image_b'}` of an unpaired domain pair.
 
   `cycle=True` (training) gives `max(N_a, N_b)` rows, the smaller domain repeated;
@@ -140,26 +144,32 @@ def load_domains(config) -> gm_data.Splits:
   out = {}
   for split_name in ('train', 'test'):
     parts = []
-    for dataset, domain, field in ((config.dataset, config.domain_a, 'domain_a'),
-                                   (dataset_b, config.domain_b, 'domain_b')):
+    for dataset, domain, field in (
+      (config.dataset, config.domain_a, 'domain_a'),
+      (dataset_b, config.domain_b, 'domain_b'),
+    ):
       # The dataset's own split strings: `cycle_gan/*` has no 'train', only
       # 'trainA'/'trainB' (`load_splits` reads 'trainA+trainB').
       names = gm_data.split_names(dataset)
       tfds_split = names[0] if split_name == 'train' else names[-1]
       arrays = gm_data.load_split(dataset, tfds_split, data_dir=config.data_dir)
       parts.append(arrays['image'][arrays['label'] == _domain_label(dataset, domain, field)])
-    out[split_name] = unpaired_arrays(*parts, seed=int(config.seed),
-                                      cycle=split_name == 'train')
+    out[split_name] = unpaired_arrays(*parts, seed=int(config.seed), cycle=split_name == 'train')
   empty = {k: v[:0] for k, v in out['test'].items()}
-  return gm_data.Splits(train=out['train'], validation=empty, test=out['test'],
-                        info=gm_data.get_info(config.dataset))
+  return gm_data.Splits(
+    train=out['train'], validation=empty, test=out['test'], info=gm_data.get_info(config.dataset)
+  )
 
 
 def build_models(config, info):
-  gen = cg.ResnetGenerator(channels=info.shape[-1], filters=int(config.generator_filters),
-                           num_blocks=int(config.num_residual_blocks))
-  disc = cg.PatchDiscriminator(filters=int(config.discriminator_filters),
-                               num_layers=int(config.discriminator_layers))
+  gen = cg.ResnetGenerator(
+    channels=info.shape[-1],
+    filters=int(config.generator_filters),
+    num_blocks=int(config.num_residual_blocks),
+  )
+  disc = cg.PatchDiscriminator(
+    filters=int(config.discriminator_filters), num_layers=int(config.discriminator_layers)
+  )
   return gen, disc
 
 
@@ -176,15 +186,21 @@ def make_family(config, info) -> Family:
   tx_d = optim.make_optimizer(config, schedule=schedule)
 
   def unit(batch):
-    return (images_to_unit(jnp.asarray(batch['image_a']), num_levels),
-            images_to_unit(jnp.asarray(batch['image_b']), num_levels))
+    return (
+      images_to_unit(jnp.asarray(batch['image_a']), num_levels),
+      images_to_unit(jnp.asarray(batch['image_b']), num_levels),
+    )
 
   @gan_family.jit_once
   def init_jit(key, images):
     a = images_to_unit(images, num_levels)
     keys = jax.random.split(key, 4)
-    return {'g_ab': gen.init(keys[0], a), 'g_ba': gen.init(keys[1], a),
-            'd_a': disc.init(keys[2], a), 'd_b': disc.init(keys[3], a)}
+    return {
+      'g_ab': gen.init(keys[0], a),
+      'g_ba': gen.init(keys[1], a),
+      'd_a': disc.init(keys[2], a),
+      'd_b': disc.init(keys[3], a),
+    }
 
   def init(key, batch):
     return init_jit(key, jnp.asarray(batch['image_a']))
@@ -192,9 +208,12 @@ def make_family(config, info) -> Family:
   def init_opt_state(params):
     g = {k: params[k] for k in ('g_ab', 'g_ba')}
     d = {k: params[k] for k in ('d_a', 'd_b')}
-    return {'generators': tx_g.init(g), 'discriminators': tx_d.init(d),
-            'pool_a': cg.image_pool_init(pool_size, info.shape),
-            'pool_b': cg.image_pool_init(pool_size, info.shape)}
+    return {
+      'generators': tx_g.init(g),
+      'discriminators': tx_d.init(d),
+      'pool_a': cg.image_pool_init(pool_size, info.shape),
+      'pool_b': cg.image_pool_init(pool_size, info.shape),
+    }
 
   def generator_terms(g, d, a, b):
     """Per-example generator objective and its parts (Zhu et al. eq. 3 + identity)."""
@@ -207,8 +226,9 @@ def make_family(config, info) -> Family:
     total = adv + lam * cycle
     terms = {'g_adv': adv, 'cycle': cycle}
     if lam_id > 0:
-      identity = (losses.cycle_consistency_loss(b, gen.apply(g['g_ab'], b))
-                  + losses.cycle_consistency_loss(a, gen.apply(g['g_ba'], a)))
+      identity = losses.cycle_consistency_loss(
+        b, gen.apply(g['g_ab'], b)
+      ) + losses.cycle_consistency_loss(a, gen.apply(g['g_ba'], a))
       total = total + lam_id * identity
       terms['identity'] = identity
     return total, terms, fake_a, fake_b
@@ -227,8 +247,7 @@ def make_family(config, info) -> Family:
       total, terms, fake_a, fake_b = generator_terms(g, d, a, b)
       return jnp.mean(total), (jax.tree.map(jnp.mean, terms), fake_a, fake_b)
 
-    (g_loss, (terms, fake_a, fake_b)), g_grads = jax.value_and_grad(
-        g_objective, has_aux=True)(g)
+    (g_loss, (terms, fake_a, fake_b)), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g)
     g_loss, terms, g_grads = pmean((g_loss, terms, g_grads))
     g_updates, g_opt = tx_g.update(g_grads, opt_state['generators'], g)
     g = optax.apply_updates(g, g_updates)
@@ -260,12 +279,17 @@ def make_family(config, info) -> Family:
     d_updates, d_opt = tx_d.update(d_grads, opt_state['discriminators'], d)
     d = optax.apply_updates(d, d_updates)
 
-    metrics = dict(terms, loss=g_loss + d_loss, g_loss=g_loss, d_loss=d_loss,
-                   d_a_loss=d_a_loss, d_b_loss=d_b_loss,
-                   g_grad_norm=optax.global_norm(g_grads),
-                   d_grad_norm=optax.global_norm(d_grads))
-    new_opt = {'generators': g_opt, 'discriminators': d_opt, 'pool_a': pool_a,
-               'pool_b': pool_b}
+    metrics = dict(
+      terms,
+      loss=g_loss + d_loss,
+      g_loss=g_loss,
+      d_loss=d_loss,
+      d_a_loss=d_a_loss,
+      d_b_loss=d_b_loss,
+      g_grad_norm=optax.global_norm(g_grads),
+      d_grad_norm=optax.global_norm(d_grads),
+    )
+    new_opt = {'generators': g_opt, 'discriminators': d_opt, 'pool_a': pool_a, 'pool_b': pool_b}
     return {**g, **d}, new_opt, metrics
 
   def loss(params, batch, key, *, train=False):
@@ -273,22 +297,28 @@ def make_family(config, info) -> Family:
     del key, train
     a, b = unit(batch)
     total, terms, fake_a, fake_b = generator_terms(params, params, a, b)
-    d_loss = (d_loss_fn(disc.apply(params['d_a'], a), disc.apply(params['d_a'], fake_a))
-              + d_loss_fn(disc.apply(params['d_b'], b), disc.apply(params['d_b'], fake_b)))
-    metrics = dict(jax.tree.map(jnp.mean, terms), g_loss=jnp.mean(total),
-                   d_loss=jnp.mean(d_loss))
+    d_loss = d_loss_fn(disc.apply(params['d_a'], a), disc.apply(params['d_a'], fake_a)) + d_loss_fn(
+      disc.apply(params['d_b'], b), disc.apply(params['d_b'], fake_b)
+    )
+    metrics = dict(jax.tree.map(jnp.mean, terms), g_loss=jnp.mean(total), d_loss=jnp.mean(d_loss))
     return jnp.mean(total + d_loss), metrics
 
-  translate = jax.jit(lambda p, x: gan_lib.levels_from_unit(
-      gen.apply(p, images_to_unit(x, num_levels)), num_levels))
+  translate = jax.jit(
+    lambda p, x: gan_lib.levels_from_unit(gen.apply(p, images_to_unit(x, num_levels)), num_levels)
+  )
 
   def translate_all(p, images, batch_size=256):
-    return np.concatenate([np.asarray(translate(p, jnp.asarray(images[i:i + batch_size])))
-                           for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+      [
+        np.asarray(translate(p, jnp.asarray(images[i : i + batch_size])))
+        for i in range(0, len(images), batch_size)
+      ]
+    )
 
   def evaluate(params, splits, key, cfg):
     del key
-    from gm_jax.evaluate import fid  # pylint: disable=g-import-not-at-top
+    from gm_jax.evaluate import fid
+
     test, train = splits.test, splits.train
     classifier = domain_classifier(train, num_levels=num_levels, seed=int(cfg.seed))
     a, b = test['image_a'], test['image_b']
@@ -307,44 +337,54 @@ def make_family(config, info) -> Family:
     acc_ab = float(np.mean(pred(ab) == 1))
     acc_ba = float(np.mean(pred(ba) == 0))
     return {
-        'bound': 'none',
-        'gan_loss': cfg.gan_loss,
-        'domains': f'{cfg.domain_a}<->{cfg.domain_b}',
-        'num_test_pairs': int(len(a)),
-        # Mean absolute error of pixel values scaled to [0, 1].
-        'cycle_error_a': err(a, aba),
-        'cycle_error_b': err(b, bab),
-        'cycle_error': 0.5 * (err(a, aba) + err(b, bab)),
-        'translation_accuracy_a2b': acc_ab,
-        'translation_accuracy_b2a': acc_ba,
-        'translation_accuracy': 0.5 * (acc_ab + acc_ba),
-        # The classifier on untranslated test images: its own accuracy, and how often
-        # an input is already taken for the other domain (the "do nothing" baseline).
-        'domain_classifier_test_accuracy': 0.5 * float(np.mean(pred(a) == 0)
-                                                       + np.mean(pred(b) == 1)),
-        'fid_a2b': fid.fid_from_features(classifier.logits_and_features(ab)[1], feat_b),
-        'fid_b2a': fid.fid_from_features(classifier.logits_and_features(ba)[1], feat_a),
-        'fid_floor_a_vs_b': fid.fid_from_features(feat_a, feat_b),
-        'samples_per_s': len(a) / seconds if seconds > 0 else None,
+      'bound': 'none',
+      'gan_loss': cfg.gan_loss,
+      'domains': f'{cfg.domain_a}<->{cfg.domain_b}',
+      'num_test_pairs': int(len(a)),
+      # Mean absolute error of pixel values scaled to [0, 1].
+      'cycle_error_a': err(a, aba),
+      'cycle_error_b': err(b, bab),
+      'cycle_error': 0.5 * (err(a, aba) + err(b, bab)),
+      'translation_accuracy_a2b': acc_ab,
+      'translation_accuracy_b2a': acc_ba,
+      'translation_accuracy': 0.5 * (acc_ab + acc_ba),
+      # The classifier on untranslated test images: its own accuracy, and how often
+      # an input is already taken for the other domain (the "do nothing" baseline).
+      'domain_classifier_test_accuracy': 0.5 * float(np.mean(pred(a) == 0) + np.mean(pred(b) == 1)),
+      'fid_a2b': fid.fid_from_features(classifier.logits_and_features(ab)[1], feat_b),
+      'fid_b2a': fid.fid_from_features(classifier.logits_and_features(ba)[1], feat_a),
+      'fid_floor_a_vs_b': fid.fid_from_features(feat_a, feat_b),
+      'samples_per_s': len(a) / seconds if seconds > 0 else None,
     }
 
   def pictures(params, splits, key, workdir):
     del key
-    from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
-    for name, x, fwd, back in (('a2b', splits.test['image_a'], 'g_ab', 'g_ba'),
-                               ('b2a', splits.test['image_b'], 'g_ba', 'g_ab')):
+    from gm_jax.evaluate import images
+
+    for name, x, fwd, back in (
+      ('a2b', splits.test['image_a'], 'g_ab', 'g_ba'),
+      ('b2a', splits.test['image_b'], 'g_ba', 'g_ab'),
+    ):
       x = x[np.linspace(0, len(x) - 1, 8).astype(int)]
       y = translate_all(params[fwd], x)
       rows = np.concatenate([x, y, translate_all(params[back], y)])  # x, G(x), F(G(x))
-      images.save_image_grid(rows, os.path.join(workdir, f'translations_{name}.png'),
-                             num_levels=num_levels, nrow=8)
+      images.save_image_grid(
+        rows, os.path.join(workdir, f'translations_{name}.png'), num_levels=num_levels, nrow=8
+      )
     return {}
 
-  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=None,
-                pictures=pictures, validation_metric=None,
-                train_update=TrainUpdate(init=init_opt_state, update=update),
-                schedule=lambda c: learning_rate_schedule(defaults.complete(c, DEFAULTS)),
-                resume_may_change=frozenset({'fid_num_samples'}))
+  return Family(
+    name=config.model,
+    init=init,
+    loss=loss,
+    evaluate=evaluate,
+    sample=None,
+    pictures=pictures,
+    validation_metric=None,
+    train_update=TrainUpdate(init=init_opt_state, update=update),
+    schedule=lambda c: learning_rate_schedule(defaults.complete(c, DEFAULTS)),
+    resume_may_change=frozenset({'fid_num_samples'}),
+  )
 
 
 _CLASSIFIERS: dict = {}
@@ -352,7 +392,8 @@ _CLASSIFIERS: dict = {}
 
 def domain_classifier(train: dict, *, num_levels: int, seed: int = 0):
   """A deterministic A-vs-B classifier (label 1 = B) trained on the train rows."""
-  from gm_jax.evaluate import fid  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import fid
+
   # Unique images only: the smaller domain is repeated in the train rows.
   a = np.unique(train['image_a'], axis=0)
   b = np.unique(train['image_b'], axis=0)
@@ -360,8 +401,9 @@ def domain_classifier(train: dict, *, num_levels: int, seed: int = 0):
   if key not in _CLASSIFIERS:
     images = np.concatenate([a, b])
     labels = np.concatenate([np.zeros(len(a), np.int32), np.ones(len(b), np.int32)])
-    _CLASSIFIERS[key] = fid.train_feature_classifier(images, labels, num_levels=num_levels,
-                                                     num_classes=2, seed=seed, num_steps=300)
+    _CLASSIFIERS[key] = fid.train_feature_classifier(
+      images, labels, num_levels=num_levels, num_classes=2, seed=seed, num_steps=300
+    )
   return _CLASSIFIERS[key]
 
 

@@ -29,7 +29,8 @@ from gm_jax import parallel
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
 from gm_jax.train import optim
-from gm_jax.train.family import Family, TrainUpdate
+from gm_jax.train.family import Family
+from gm_jax.train.family import TrainUpdate
 
 MODELS = ('dcgan',)
 # Programs that run once (initialisation): compile fast rather than run fast. XLA:CPU's
@@ -65,17 +66,23 @@ def check_config(config, info) -> None:
   if info.kind != 'image':
     raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; a GAN needs images')
   if config.generator_norm not in gan_lib.GENERATOR_NORMS:
-    raise ValueError(f'config.generator_norm must be one of {gan_lib.GENERATOR_NORMS}, '
-                     f'got {config.generator_norm!r}')
+    raise ValueError(
+      f'config.generator_norm must be one of {gan_lib.GENERATOR_NORMS}, '
+      f'got {config.generator_norm!r}'
+    )
   if config.discriminator_norm not in gan_lib.DISCRIMINATOR_NORMS:
-    raise ValueError(f'config.discriminator_norm must be one of '
-                     f'{gan_lib.DISCRIMINATOR_NORMS}, got {config.discriminator_norm!r}')
+    raise ValueError(
+      f'config.discriminator_norm must be one of '
+      f'{gan_lib.DISCRIMINATOR_NORMS}, got {config.discriminator_norm!r}'
+    )
   factor = 2 ** len(config.generator_features)
   h, w = info.shape[:2]
   if h % factor or w % factor:
-    raise ValueError(f'config.generator_features has {len(config.generator_features)} '
-                     f'entries, so images must be divisible by {factor}; {info.name!r} '
-                     f'is {h}x{w}')
+    raise ValueError(
+      f'config.generator_features has {len(config.generator_features)} '
+      f'entries, so images must be divisible by {factor}; {info.name!r} '
+      f'is {h}x{w}'
+    )
   if config.conditional and not info.num_classes:
     raise ValueError(f'config.conditional=True needs labels; {info.name!r} has none')
   if int(config.latent_dim) <= 0:
@@ -85,11 +92,17 @@ def check_config(config, info) -> None:
 def build_models(config, info) -> tuple[gan_lib.Generator, gan_lib.Discriminator]:
   check_config(config, info)
   num_classes = info.num_classes if config.conditional else 0
-  g = gan_lib.Generator(image_shape=tuple(info.shape),
-                        features=tuple(config.generator_features),
-                        num_classes=num_classes, norm=config.generator_norm)
-  d = gan_lib.Discriminator(features=tuple(config.discriminator_features),
-                            num_classes=num_classes, norm=config.discriminator_norm)
+  g = gan_lib.Generator(
+    image_shape=tuple(info.shape),
+    features=tuple(config.generator_features),
+    num_classes=num_classes,
+    norm=config.generator_norm,
+  )
+  d = gan_lib.Discriminator(
+    features=tuple(config.discriminator_features),
+    num_classes=num_classes,
+    norm=config.discriminator_norm,
+  )
   return g, d
 
 
@@ -117,15 +130,19 @@ def make_family(config, info) -> Family:
     x = images_to_unit(images, num_levels)
     g_key, d_key = jax.random.split(key)
     z = jnp.zeros((x.shape[0], latent))
-    return {'generator': g.init(g_key, z, labels, train=False),
-            'discriminator': d.init(d_key, x, labels, train=False)}
+    return {
+      'generator': g.init(g_key, z, labels, train=False),
+      'discriminator': d.init(d_key, x, labels, train=False),
+    }
 
   def init(key, batch):
     return init_jit(key, jnp.asarray(batch['image']), labels_of(batch))
 
   def init_opt_state(params):
-    return {'generator': tx_g.init(params['generator']['params']),
-            'discriminator': tx_d.init(params['discriminator']['params'])}
+    return {
+      'generator': tx_g.init(params['generator']['params']),
+      'discriminator': tx_d.init(params['discriminator']['params']),
+    }
 
   def update(params, opt_state, batch, key, *, step, axis_name=None):
     del step  # the key already depends on it
@@ -137,12 +154,14 @@ def make_family(config, info) -> Family:
     d_params, d_rest = _split_vars(params['discriminator'])
 
     def generate(gp):
-      return g.apply({'params': gp, **g_rest}, z, labels, train=True, axis_name=axis_name,
-                     mutable=mutable)
+      return g.apply(
+        {'params': gp, **g_rest}, z, labels, train=True, axis_name=axis_name, mutable=mutable
+      )
 
     def discriminate(dp, rest, images):
-      return d.apply({'params': dp, **rest}, images, labels, train=True, axis_name=axis_name,
-                     mutable=mutable)
+      return d.apply(
+        {'params': dp, **rest}, images, labels, train=True, axis_name=axis_name, mutable=mutable
+      )
 
     def pmean(tree):
       return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
@@ -158,7 +177,8 @@ def make_family(config, info) -> Family:
       return jnp.mean(d_loss_fn(real_out, fake_out)), (rest, real_out, fake_out)
 
     (d_loss, (d_new_rest, real_out, fake_out)), d_grads = jax.value_and_grad(
-        d_objective, has_aux=True)(d_params)
+      d_objective, has_aux=True
+    )(d_params)
     d_loss, d_grads = pmean((d_loss, d_grads))
     d_updates, d_opt = tx_d.update(d_grads, opt_state['discriminator'], d_params)
     d_params = optax.apply_updates(d_params, d_updates)
@@ -177,11 +197,17 @@ def make_family(config, info) -> Family:
 
     score = (lambda o: jnp.mean(jax.nn.sigmoid(o))) if config.gan_loss != 'lsgan' else jnp.mean
     metrics = pmean({'d_real': score(real_out), 'd_fake': score(fake_out)})
-    metrics.update(loss=d_loss + g_loss, d_loss=d_loss, g_loss=g_loss,
-                   d_grad_norm=optax.global_norm(d_grads),
-                   g_grad_norm=optax.global_norm(g_grads))
-    new_params = {'generator': {'params': g_params, **g_new_rest},
-                  'discriminator': {'params': d_params, **d_new_rest}}
+    metrics.update(
+      loss=d_loss + g_loss,
+      d_loss=d_loss,
+      g_loss=g_loss,
+      d_grad_norm=optax.global_norm(d_grads),
+      g_grad_norm=optax.global_norm(g_grads),
+    )
+    new_params = {
+      'generator': {'params': g_params, **g_new_rest},
+      'discriminator': {'params': d_params, **d_new_rest},
+    }
     return new_params, {'generator': g_opt, 'discriminator': d_opt}, metrics
 
   def loss(params, batch, key, *, train=False):
@@ -197,40 +223,61 @@ def make_family(config, info) -> Family:
     g_loss = jnp.mean(g_loss_fn(fake_out))
     return d_loss + g_loss, {'d_loss': d_loss, 'g_loss': g_loss}
 
-  sample_fn = jax.jit(lambda p, k, labels, num: gan_lib.levels_from_unit(
-      g.apply(p['generator'], jax.random.normal(k, (num, latent)), labels, train=False),
-      num_levels), static_argnums=3)
+  sample_fn = jax.jit(
+    lambda p, k, labels, num: gan_lib.levels_from_unit(
+      g.apply(p['generator'], jax.random.normal(k, (num, latent)), labels, train=False), num_levels
+    ),
+    static_argnums=3,
+  )
 
   def sample(params, key, num):
     labels = jnp.arange(num) % info.num_classes if conditional else None
     return np.asarray(sample_fn(params, key, labels, num))
 
   def evaluate(params, splits, key, cfg):
-    from gm_jax.evaluate import fid  # pylint: disable=g-import-not-at-top
+    from gm_jax.evaluate import fid
+
     num = int(cfg.fid_num_samples) or len(splits.train['image'])
-    samples = np.concatenate([sample(params, jax.random.fold_in(key, i), min(500, num - s))
-                              for i, s in enumerate(range(0, num, 500))])
+    samples = np.concatenate(
+      [
+        sample(params, jax.random.fold_in(key, i), min(500, num - s))
+        for i, s in enumerate(range(0, num, 500))
+      ]
+    )
     results = {'bound': 'none', 'gan_loss': cfg.gan_loss}
     if info.num_classes:
-      results.update(fid.sample_quality(fid.classifier_for(splits), samples, splits,
-                                        num_classes=info.num_classes))
+      results.update(
+        fid.sample_quality(
+          fid.classifier_for(splits), samples, splits, num_classes=info.num_classes
+        )
+      )
     return results
 
   def pictures(params, splits, key, workdir):
     del splits
     if not conditional:
       return {}
-    from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+    from gm_jax.evaluate import images
+
     k = info.num_classes
     z = np.repeat(np.asarray(jax.random.normal(key, (1, 8, latent))), k, 0).reshape(-1, latent)
     labels = jnp.repeat(jnp.arange(k), 8)
-    grid = gan_lib.levels_from_unit(g.apply(params['generator'], jnp.asarray(z), labels,
-                                            train=False), num_levels)
-    images.save_image_grid(np.asarray(grid), os.path.join(workdir, 'class_samples.png'),
-                           num_levels=num_levels, nrow=8)
+    grid = gan_lib.levels_from_unit(
+      g.apply(params['generator'], jnp.asarray(z), labels, train=False), num_levels
+    )
+    images.save_image_grid(
+      np.asarray(grid), os.path.join(workdir, 'class_samples.png'), num_levels=num_levels, nrow=8
+    )
     return {}
 
-  return Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                pictures=pictures, validation_metric=None,
-                train_update=TrainUpdate(init=init_opt_state, update=update),
-                resume_may_change=frozenset({'fid_num_samples'}))
+  return Family(
+    name=config.model,
+    init=init,
+    loss=loss,
+    evaluate=evaluate,
+    sample=sample,
+    pictures=pictures,
+    validation_metric=None,
+    train_update=TrainUpdate(init=init_opt_state, update=update),
+    resume_may_change=frozenset({'fid_num_samples'}),
+  )

@@ -31,9 +31,9 @@ from gm_jax import data as gm_data
 from gm_jax import losses
 from gm_jax import parallel
 from gm_jax.data import binarize as binarize_lib
+from gm_jax.families import _binarization as binarization
 from gm_jax.models import latent
 from gm_jax.models import vae as vae_lib
-from gm_jax.families import _binarization as binarization
 from gm_jax.train import optim
 from gm_jax.train.family import Family
 
@@ -43,47 +43,52 @@ DECODER_BIAS_INITS = ('zeros', 'marginals')
 
 # The family's own settings (`gm_jax.families.setup` fills them in once).
 DEFAULTS = {
-    'architecture': 'mlp',
-    'activation': 'gelu',
-    'likelihood': 'categorical',
-    'top_latent_dim': 0,
-    'top_hidden': (50, 50),
-    'decoder_bias_init': 'zeros',
-    'beta': 1.0,
-    'objective': 'elbo',
-    'iwae_train_samples': 5,
-    'kl_warmup_steps': 0,
-    'iwae_samples': 1000,
-    'iwae_batch_size': 120,
-    **binarization.DEFAULTS,
+  'architecture': 'mlp',
+  'activation': 'gelu',
+  'likelihood': 'categorical',
+  'top_latent_dim': 0,
+  'top_hidden': (50, 50),
+  'decoder_bias_init': 'zeros',
+  'beta': 1.0,
+  'objective': 'elbo',
+  'iwae_train_samples': 5,
+  'kl_warmup_steps': 0,
+  'iwae_samples': 1000,
+  'iwae_batch_size': 120,
+  **binarization.DEFAULTS,
 }
 DEFAULTS_DOC = {
-    'architecture': "encoder/decoder networks: 'mlp' or 'conv'",
-    'activation': 'hidden-layer nonlinearity of the MLP networks',
-    'likelihood': "decoder distribution p(x|z): 'categorical', 'bernoulli', ...",
-    'top_latent_dim': 'second stochastic layer size (0: one stochastic layer)',
-    'top_hidden': 'hidden widths of the second stochastic layer',
-    'decoder_bias_init': "'zeros' or 'marginals' (decoder bias from training marginals)",
-    'beta': 'weight of the KL term of the ELBO (beta-VAE)',
-    'objective': "'elbo' or 'iwae' (the K-sample bound, K = iwae_train_samples)",
-    'iwae_train_samples': 'K of the IWAE training objective',
-    'kl_warmup_steps': 'steps of the linear KL warm-up (0: off)',
-    'iwae_samples': 'importance samples per test image of the IWAE-K evaluation',
-    'iwae_batch_size': 'test images per batch of the IWAE evaluation',
-    **binarization.DEFAULTS_DOC,
+  'architecture': "encoder/decoder networks: 'mlp' or 'conv'",
+  'activation': 'hidden-layer nonlinearity of the MLP networks',
+  'likelihood': "decoder distribution p(x|z): 'categorical', 'bernoulli', ...",
+  'top_latent_dim': 'second stochastic layer size (0: one stochastic layer)',
+  'top_hidden': 'hidden widths of the second stochastic layer',
+  'decoder_bias_init': "'zeros' or 'marginals' (decoder bias from training marginals)",
+  'beta': 'weight of the KL term of the ELBO (beta-VAE)',
+  'objective': "'elbo' or 'iwae' (the K-sample bound, K = iwae_train_samples)",
+  'iwae_train_samples': 'K of the IWAE training objective',
+  'kl_warmup_steps': 'steps of the linear KL warm-up (0: off)',
+  'iwae_samples': 'importance samples per test image of the IWAE-K evaluation',
+  'iwae_batch_size': 'test images per batch of the IWAE evaluation',
+  **binarization.DEFAULTS_DOC,
 }
 
 
 def build_model(config, info) -> vae_lib.VAE:
   """The `VAE` (or `ConditionalVAE` for `config.model == 'cvae'`) for dataset `info`."""
   likelihood = latent.checked_likelihood(config, info, 'VAE')
-  kwargs = dict(image_shape=tuple(info.shape), num_levels=info.num_levels,
-                latent_dim=int(config.latent_dim), hidden=tuple(config.hidden),
-                architecture=config.architecture, likelihood=likelihood,
-                dropout_rate=float(config.dropout_rate),
-                activation=config.activation,
-                top_latent_dim=int(config.top_latent_dim),
-                top_hidden=tuple(config.top_hidden))
+  kwargs = dict(
+    image_shape=tuple(info.shape),
+    num_levels=info.num_levels,
+    latent_dim=int(config.latent_dim),
+    hidden=tuple(config.hidden),
+    architecture=config.architecture,
+    likelihood=likelihood,
+    dropout_rate=float(config.dropout_rate),
+    activation=config.activation,
+    top_latent_dim=int(config.top_latent_dim),
+    top_hidden=tuple(config.top_hidden),
+  )
   if config.model == 'cvae':
     if not info.num_classes:
       raise ValueError(f'config.model=cvae needs a labelled dataset; {info.name!r} has none')
@@ -107,16 +112,19 @@ def decoder_bias_init(config) -> str:
   """`config.decoder_bias_init`, checked against the model."""
   value = config.decoder_bias_init
   if value not in DECODER_BIAS_INITS:
-    raise ValueError(f'config.decoder_bias_init must be one of {DECODER_BIAS_INITS}, '
-                     f'got {value!r}')
+    raise ValueError(f'config.decoder_bias_init must be one of {DECODER_BIAS_INITS}, got {value!r}')
   if value == 'marginals':
     if config.architecture != 'mlp':
-      raise ValueError("config.decoder_bias_init='marginals' needs architecture='mlp' (a "
-                       f"conv decoder's last bias is per channel), got {config.architecture!r}")
+      raise ValueError(
+        "config.decoder_bias_init='marginals' needs architecture='mlp' (a "
+        f"conv decoder's last bias is per channel), got {config.architecture!r}"
+      )
     likelihood = config.likelihood
     if likelihood not in ('bernoulli', 'categorical'):
-      raise ValueError("config.decoder_bias_init='marginals' needs likelihood 'bernoulli' "
-                       f"or 'categorical', got {likelihood!r}")
+      raise ValueError(
+        "config.decoder_bias_init='marginals' needs likelihood 'bernoulli' "
+        f"or 'categorical', got {likelihood!r}"
+      )
   return value
 
 
@@ -135,8 +143,12 @@ def output_bias_from_data(config, splits, *, grey_levels: int):
   if 'intensity' in train:  # dynamic binarisation: expected frequency over the draws
     probabilities = binarize_lib.intensity(np.asarray(train['intensity']), grey_levels)
   likelihood = config.likelihood
-  marginals = vae_lib.pixel_marginals(train['image'], num_levels=splits.info.num_levels,
-                                      likelihood=likelihood, probabilities=probabilities)
+  marginals = vae_lib.pixel_marginals(
+    train['image'],
+    num_levels=splits.info.num_levels,
+    likelihood=likelihood,
+    probabilities=probabilities,
+  )
   return vae_lib.marginal_output_bias(marginals, likelihood=likelihood)
 
 
@@ -150,9 +162,11 @@ def make_family(config, info, *, output_bias=None, grey_levels=None) -> Family:
   """
   model = build_model(config, info)
   if decoder_bias_init(config) == 'marginals' and output_bias is None:
-    raise ValueError("config.decoder_bias_init='marginals' needs the training marginals: "
-                     'pass output_bias=output_bias_from_data(config, splits, ...) '
-                     '(the prepare hook does)')
+    raise ValueError(
+      "config.decoder_bias_init='marginals' needs the training marginals: "
+      'pass output_bias=output_bias_from_data(config, splits, ...) '
+      '(the prepare hook does)'
+    )
   conditional = config.model == 'cvae'
   num_dims = info.num_dims
   beta = float(config.beta)
@@ -179,34 +193,48 @@ def make_family(config, info, *, output_bias=None, grey_levels=None) -> Family:
     # The KL weight of this step: < 1 only while training inside the warm-up.
     kl_weight = optim.kl_warmup_weight(step if train else None, warmup)
     if objective == 'iwae':
-      log_px, log_pz, log_qz = vae_lib.iwae_log_weights(model, params, x, labels_of(batch),
-                                                        key, num_iwae)
+      log_px, log_pz, log_qz = vae_lib.iwae_log_weights(
+        model, params, x, labels_of(batch), key, num_iwae
+      )
       bound = losses.iwae_bound(log_px, log_pz, log_qz)
       # The first draw alone is a single-sample ELBO (with a sampled KL).
-      metrics = {'iwae_bpd': jnp.mean(losses.bits_per_dim(-bound, num_dims=num_dims)),
-                 'elbo_bpd': jnp.mean(losses.bits_per_dim(
-                     -(log_px[0] + log_pz[0] - log_qz[0]), num_dims=num_dims)),
-                 'recon_nats': -jnp.mean(log_px[0])}
+      metrics = {
+        'iwae_bpd': jnp.mean(losses.bits_per_dim(-bound, num_dims=num_dims)),
+        'elbo_bpd': jnp.mean(
+          losses.bits_per_dim(-(log_px[0] + log_pz[0] - log_qz[0]), num_dims=num_dims)
+        ),
+        'recon_nats': -jnp.mean(log_px[0]),
+      }
       if warmup and train:
         metrics['kl_weight'] = kl_weight
         bound = losses.iwae_bound(log_px, kl_weight * log_pz, kl_weight * log_qz)
       return -jnp.mean(bound), metrics
-    terms = vae_lib.elbo_terms(model, params, x, labels_of(batch), key, train=train,
-                               beta=beta * kl_weight)
+    terms = vae_lib.elbo_terms(
+      model, params, x, labels_of(batch), key, train=train, beta=beta * kl_weight
+    )
     nll = -terms['elbo']
-    metrics = {'elbo_bpd': jnp.mean(losses.bits_per_dim(
-                   -(terms['log_px_given_z'] - terms['kl']), num_dims=num_dims)),
-               'recon_nats': -jnp.mean(terms['log_px_given_z']),
-               'kl_nats': jnp.mean(terms['kl'])}
+    metrics = {
+      'elbo_bpd': jnp.mean(
+        losses.bits_per_dim(-(terms['log_px_given_z'] - terms['kl']), num_dims=num_dims)
+      ),
+      'recon_nats': -jnp.mean(terms['log_px_given_z']),
+      'kl_nats': jnp.mean(terms['kl']),
+    }
     if warmup and train:
       metrics['kl_weight'] = kl_weight
     return jnp.mean(nll), metrics
 
   def evaluate(params, splits, key, cfg):
-    return evaluate_likelihood(model, params, splits.test, key, conditional=conditional,
-                               num_samples=int(cfg.iwae_samples),
-                               batch_size=int(cfg.iwae_batch_size),
-                               mesh=parallel.eval_mesh(cfg.parallel))
+    return evaluate_likelihood(
+      model,
+      params,
+      splits.test,
+      key,
+      conditional=conditional,
+      num_samples=int(cfg.iwae_samples),
+      batch_size=int(cfg.iwae_batch_size),
+      mesh=parallel.eval_mesh(cfg.parallel),
+    )
 
   def sample(params, key, num):
     labels = jnp.arange(num) % info.num_classes if conditional else None
@@ -219,13 +247,21 @@ def make_family(config, info, *, output_bias=None, grey_levels=None) -> Family:
   messages = {}
   if warmup:
     messages['init_from'] = (
-        f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
-        'set it to 0 to train at the full KL from the first step.')
-  family = Family(name=config.model, init=init, loss=loss, evaluate=evaluate, sample=sample,
-                  pictures=pictures,
-                  validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd',
-                  loss_takes_step=True, messages=messages,
-                  resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size'}))
+      f'The KL warm-up restarts with the step count too (config.kl_warmup_steps={warmup}): '
+      'set it to 0 to train at the full KL from the first step.'
+    )
+  family = Family(
+    name=config.model,
+    init=init,
+    loss=loss,
+    evaluate=evaluate,
+    sample=sample,
+    pictures=pictures,
+    validation_metric='iwae_bpd' if objective == 'iwae' else 'elbo_bpd',
+    loss_takes_step=True,
+    messages=messages,
+    resume_may_change=frozenset({'iwae_samples', 'iwae_batch_size'}),
+  )
   return binarization.wrap_family(config, family, grey_levels=grey_levels)
 
 
@@ -233,12 +269,24 @@ _SAMPLE_CACHE: dict = {}
 
 
 def _sample_jit(model):
-  return latent.jit_cache(_SAMPLE_CACHE, model, lambda: jax.jit(
-      lambda p, k, n, l: vae_lib.sample_prior(model, p, k, n, l), static_argnums=2))
+  return latent.jit_cache(
+    _SAMPLE_CACHE,
+    model,
+    lambda: jax.jit(lambda p, k, n, l: vae_lib.sample_prior(model, p, k, n, l), static_argnums=2),
+  )
 
 
-def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
-                        num_samples: int, batch_size: int = 120, mesh=None) -> dict:
+def evaluate_likelihood(
+  model,
+  params,
+  test: dict,
+  key,
+  *,
+  conditional: bool,
+  num_samples: int,
+  batch_size: int = 120,
+  mesh=None,
+) -> dict:
   """Test ELBO and IWAE-K in nats and bits/dim (mean over the test split); `mesh`
   (`parallel.eval_mesh`): each test batch is split over its devices."""
   input_keys = ('image', 'label') if conditional else ('image',)
@@ -252,10 +300,18 @@ def evaluate_likelihood(model, params, test: dict, key, *, conditional: bool,
   def iwae(p, inputs, k):
     return vae_lib.iwae_estimate(model, p, *split(inputs), k, num_samples=num_samples)
 
-  results = latent.evaluate_bounds(elbo_terms, iwae, params, test, key, input_keys=input_keys,
-                                   num_samples=num_samples,
-                                   num_dims=int(np.prod(model.image_shape)),
-                                   batch_size=batch_size, mesh=mesh)
+  results = latent.evaluate_bounds(
+    elbo_terms,
+    iwae,
+    params,
+    test,
+    key,
+    input_keys=input_keys,
+    num_samples=num_samples,
+    num_dims=int(np.prod(model.image_shape)),
+    batch_size=batch_size,
+    mesh=mesh,
+  )
   # A CVAE models p(x | y): its numbers are conditional and not comparable to p(x).
   results['likelihood'] = 'p(x|y)' if conditional else 'p(x)'
   return results
@@ -273,53 +329,72 @@ def latent_means(model, params, arrays: dict, *, conditional: bool, batch_size: 
 
 def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> dict:
   """Reconstructions, latent scatter, interpolations, class grid; linear-probe accuracy."""
-  from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
-  from gm_jax.evaluate import images, plots, probe  # pylint: disable=g-import-not-at-top
+  from sklearn.decomposition import PCA
+
+  from gm_jax.evaluate import images
+  from gm_jax.evaluate import plots
+  from gm_jax.evaluate import probe
 
   test, levels = splits.test, model.num_levels
-  dec_mean = jax.jit(lambda p, z, l: vae_lib.decoder_mean(
-      model.apply(p, z, l, method=vae_lib.VAE.decode), likelihood=model.likelihood,
-      num_levels=levels))
+  dec_mean = jax.jit(
+    lambda p, z, l: vae_lib.decoder_mean(
+      model.apply(p, z, l, method=vae_lib.VAE.decode),
+      likelihood=model.likelihood,
+      num_levels=levels,
+    )
+  )
   # Unlabelled data (binarized_mnist): an uncoloured scatter and no linear probe.
   labelled = 'label' in test
   x = np.asarray(test['image'][:32])
   lab = np.asarray(test['label'][:32]) if conditional else None
-  mu = latent_means(model, params, {'image': x, **({'label': lab} if conditional else {})},
-                    conditional=conditional)
+  mu = latent_means(
+    model, params, {'image': x, **({'label': lab} if conditional else {})}, conditional=conditional
+  )
   recon = np.asarray(dec_mean(params, mu, lab))
   pairs = np.stack([x[:16], recon[:16]], 1).reshape((-1,) + x.shape[1:])
-  images.save_image_grid(pairs, os.path.join(workdir, 'reconstructions.png'),
-                         num_levels=levels, nrow=8)
+  images.save_image_grid(
+    pairs, os.path.join(workdir, 'reconstructions.png'), num_levels=levels, nrow=8
+  )
 
   # Latent interpolations between pairs of test images (rows), decoded means.
   steps = np.linspace(0, 1, 10)[None, :, None]
   starts, ends = mu[0:8:2][:, None], mu[1:8:2][:, None]
   path = (starts * (1 - steps) + ends * steps).reshape(-1, mu.shape[1])
   lab_path = None if lab is None else np.repeat(lab[0:8:2], 10)
-  images.save_image_grid(np.asarray(dec_mean(params, path, lab_path)),
-                         os.path.join(workdir, 'interpolations.png'), num_levels=levels,
-                         nrow=10)
+  images.save_image_grid(
+    np.asarray(dec_mean(params, path, lab_path)),
+    os.path.join(workdir, 'interpolations.png'),
+    num_levels=levels,
+    nrow=10,
+  )
 
   train_mu = latent_means(model, params, splits.train, conditional=conditional)
   test_mu = latent_means(model, params, test, conditional=conditional)
-  pts = test_mu if test_mu.shape[1] == 2 else PCA(2, random_state=0).fit(train_mu).transform(
-      test_mu)
-  plots.plot_latent_scatter(pts, np.asarray(test['label']) if labelled else None,
-                            os.path.join(workdir, 'latent_scatter.png'),
-                            title='test latent means' + ('' if test_mu.shape[1] == 2 else
-                                                         ' (PCA)'))
+  pts = (
+    test_mu if test_mu.shape[1] == 2 else PCA(2, random_state=0).fit(train_mu).transform(test_mu)
+  )
+  plots.plot_latent_scatter(
+    pts,
+    np.asarray(test['label']) if labelled else None,
+    os.path.join(workdir, 'latent_scatter.png'),
+    title='test latent means' + ('' if test_mu.shape[1] == 2 else ' (PCA)'),
+  )
   results = {'latent_dims': int(train_mu.shape[1])}
   if labelled:
     results['linear_probe_accuracy'] = probe.linear_probe_accuracy(
-        train_mu, splits.train['label'], test_mu, test['label'])
+      train_mu, splits.train['label'], test_mu, test['label']
+    )
   if conditional:
     num_classes = model.num_classes
     z = jax.random.normal(key, (8, model.latent_dim))
     z = np.repeat(np.asarray(z)[None], num_classes, 0).reshape(-1, model.latent_dim)
     labels = np.repeat(np.arange(num_classes), 8)
-    images.save_image_grid(np.asarray(dec_mean(params, z, labels)),
-                           os.path.join(workdir, 'class_samples.png'), num_levels=levels,
-                           nrow=8)
+    images.save_image_grid(
+      np.asarray(dec_mean(params, z, labels)),
+      os.path.join(workdir, 'class_samples.png'),
+      num_levels=levels,
+      nrow=8,
+    )
   return results
 
 

@@ -6,6 +6,7 @@ sum their squared errors. Hyper-parameters are keyword-only. None of
 these functions calls a model, so callers can weight, mask, `vmap` or `mean`
 the results as they need.
 """
+
 from gm_jax.losses._bounds import autoregressive_nll
 from gm_jax.losses._bounds import bits_per_dim
 from gm_jax.losses._bounds import elbo
@@ -28,24 +29,24 @@ from gm_jax.losses._likelihoods import discretized_logistic_mixture_log_prob
 from gm_jax.losses._likelihoods import gaussian_log_prob
 
 __all__ = (
-    'autoregressive_nll',
-    'bernoulli_log_prob',
-    'bits_per_dim',
-    'categorical_log_prob',
-    'cycle_consistency_loss',
-    'diffusion_loss',
-    'discretized_logistic_log_prob',
-    'discretized_logistic_mixture_log_prob',
-    'discriminator_loss',
-    'edm_loss',
-    'elbo',
-    'flow_matching_loss',
-    'flow_nll',
-    'gaussian_kl',
-    'gaussian_log_prob',
-    'generator_minimax_loss',
-    'generator_nonsaturating_loss',
-    'iwae_bound',
-    'lsgan_discriminator_loss',
-    'lsgan_generator_loss',
+  'autoregressive_nll',
+  'bernoulli_log_prob',
+  'bits_per_dim',
+  'categorical_log_prob',
+  'cycle_consistency_loss',
+  'diffusion_loss',
+  'discretized_logistic_log_prob',
+  'discretized_logistic_mixture_log_prob',
+  'discriminator_loss',
+  'edm_loss',
+  'elbo',
+  'flow_matching_loss',
+  'flow_nll',
+  'gaussian_kl',
+  'gaussian_log_prob',
+  'generator_minimax_loss',
+  'generator_nonsaturating_loss',
+  'iwae_bound',
+  'lsgan_discriminator_loss',
+  'lsgan_generator_loss',
 )

@@ -1,5 +1,6 @@
 """Per-example training objectives built from log-likelihoods: ELBO, IWAE,
 autoregressive and flow negative log-likelihoods, and bits per dimension."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @_shapes.float32_reductions
-def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *,
-         beta: float = 1.0) -> jnp.ndarray:
+def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *, beta: float = 1.0) -> jnp.ndarray:
   """Evidence lower bound `log p(x|z) - beta * KL(q(z|x) || p(z))`.
 
   Kingma & Welling 2014, eq. 3 (`beta = 1`); `beta != 1` is the beta-VAE
@@ -37,8 +37,9 @@ def elbo(log_px_given_z: jnp.ndarray, kl: jnp.ndarray, *,
 
 
 @_shapes.float32_reductions
-def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
-               log_qz_given_x: jnp.ndarray) -> jnp.ndarray:
+def iwae_bound(
+  log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray, log_qz_given_x: jnp.ndarray
+) -> jnp.ndarray:
   """Importance-weighted bound with K samples per example.
 
   `log (1/K) sum_k p(x, z_k) / q(z_k | x)` computed as
@@ -58,25 +59,31 @@ def iwae_bound(log_px_given_z: jnp.ndarray, log_pz: jnp.ndarray,
     ValueError: if the shapes differ or are not rank 2, or if K < 1.
   """
   log_px_given_z, log_pz, log_qz_given_x = map(
-      jnp.asarray, (log_px_given_z, log_pz, log_qz_given_x))
-  shapes = {'log_px_given_z': log_px_given_z.shape, 'log_pz': log_pz.shape,
-            'log_qz_given_x': log_qz_given_x.shape}
+    jnp.asarray, (log_px_given_z, log_pz, log_qz_given_x)
+  )
+  shapes = {
+    'log_px_given_z': log_px_given_z.shape,
+    'log_pz': log_pz.shape,
+    'log_qz_given_x': log_qz_given_x.shape,
+  }
   for name, shape in shapes.items():
     if len(shape) != 2 or shape != log_px_given_z.shape:
       raise ValueError(
-          f'iwae_bound needs rank-2 [K, B] inputs of equal shape; {name} has '
-          f'shape {shape} (all shapes: {shapes}).')
+        f'iwae_bound needs rank-2 [K, B] inputs of equal shape; {name} has '
+        f'shape {shape} (all shapes: {shapes}).'
+      )
   num_samples = log_px_given_z.shape[0]
   if num_samples < 1:
-    raise ValueError(f'iwae_bound needs K >= 1 samples per example (axis 0 of the [K, B] '
-                     f'inputs); got K = {num_samples}.')
+    raise ValueError(
+      f'iwae_bound needs K >= 1 samples per example (axis 0 of the [K, B] '
+      f'inputs); got K = {num_samples}.'
+    )
   log_w = log_px_given_z + log_pz - log_qz_given_x
   return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
 
 
 @_shapes.float32_reductions
-def autoregressive_nll(logits: jnp.ndarray,
-                       targets: jnp.ndarray) -> jnp.ndarray:
+def autoregressive_nll(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
   """Negative log-likelihood of an autoregressive model's targets.
 
   `-sum_t log p(x_t | x_<t)`, the per-example cross-entropy of the next-token
@@ -111,8 +118,8 @@ def flow_nll(z: jnp.ndarray, log_det: jnp.ndarray) -> jnp.ndarray:
   _shapes.batch_rank_check('z', z.shape)
   if log_det.shape != z.shape[:1]:
     raise ValueError(
-        f'log_det must have shape [B] = {z.shape[:1]} for z of shape '
-        f'{z.shape}; got {log_det.shape}.')
+      f'log_det must have shape [B] = {z.shape[:1]} for z of shape {z.shape}; got {log_det.shape}.'
+    )
   log_pz = _shapes.sum_non_batch(-0.5 * (jnp.square(z) + _LOG_2PI))
   return -(log_pz + log_det)
 

@@ -9,6 +9,7 @@ preserving forward process `z_t = alpha_t x + sigma_t eps`, `eps ~ N(0, I)`, wit
 `alpha_t^2 = sigmoid(lambda_t)`, `sigma_t^2 = sigmoid(-lambda_t)`; `lambda_t =
 log(alpha_t^2 / sigma_t^2)` is the log signal-to-noise ratio, decreasing in `t`.
 """
+
 from __future__ import annotations
 
 import jax
@@ -28,8 +29,7 @@ def _check_prediction(prediction_type: str) -> None:
 def _per_example(name: str, value: jnp.ndarray, batch: int) -> jnp.ndarray:
   value = jnp.asarray(value)
   if value.shape not in ((), (batch,)):
-    raise ValueError(f'{name} must be a scalar or have shape [B] = ({batch},); got '
-                     f'{value.shape}.')
+    raise ValueError(f'{name} must be a scalar or have shape [B] = ({batch},); got {value.shape}.')
   return jnp.broadcast_to(value, (batch,))
 
 
@@ -47,10 +47,17 @@ def _same_shapes(x, **arrays):
 
 
 @_shapes.float32_reductions
-def diffusion_loss(prediction: jnp.ndarray, x: jnp.ndarray, noise: jnp.ndarray,
-                   log_snr: jnp.ndarray, d_log_snr_dt: jnp.ndarray | None = None, *,
-                   prediction_type: str = 'eps', weighting: str = 'elbo',
-                   sigmoid_bias: float = 2.0) -> jnp.ndarray:
+def diffusion_loss(
+  prediction: jnp.ndarray,
+  x: jnp.ndarray,
+  noise: jnp.ndarray,
+  log_snr: jnp.ndarray,
+  d_log_snr_dt: jnp.ndarray | None = None,
+  *,
+  prediction_type: str = 'eps',
+  weighting: str = 'elbo',
+  sigmoid_bias: float = 2.0,
+) -> jnp.ndarray:
   """Weighted noise-regression loss of a diffusion model at log-SNR `log_snr`.
 
   `0.5 * w(lambda) * (-d lambda / dt) * ||eps - eps_hat||^2`, summed over every
@@ -103,8 +110,9 @@ def diffusion_loss(prediction: jnp.ndarray, x: jnp.ndarray, noise: jnp.ndarray,
 
 
 @_shapes.float32_reductions
-def flow_matching_loss(velocity: jnp.ndarray, noise: jnp.ndarray, x: jnp.ndarray, *,
-                       sigma_min: float = 0.0) -> jnp.ndarray:
+def flow_matching_loss(
+  velocity: jnp.ndarray, noise: jnp.ndarray, x: jnp.ndarray, *, sigma_min: float = 0.0
+) -> jnp.ndarray:
   """Conditional flow-matching loss of the optimal-transport path, per example.
 
   The path from `noise` (`t = 0`) to data `x` (`t = 1`) is

@@ -1,7 +1,6 @@
 """Closed-form divergences between distributions, per example."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import jax.numpy as jnp
 
@@ -9,9 +8,13 @@ from gm_jax.losses import _shapes
 
 
 @_shapes.float32_reductions
-def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray, *,
-                prior_mean: Optional[jnp.ndarray] = None,
-                prior_log_var: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+def gaussian_kl(
+  mean: jnp.ndarray,
+  log_var: jnp.ndarray,
+  *,
+  prior_mean: jnp.ndarray | None = None,
+  prior_log_var: jnp.ndarray | None = None,
+) -> jnp.ndarray:
   """KL( N(mean, diag(exp(log_var))) || N(prior_mean, diag(exp(prior_log_var))) ).
 
   Summed per example. With the default prior N(0, I) this is
@@ -42,9 +45,10 @@ def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray, *,
   # broadcasts to it ([B] against [B, 1] would silently give [B, B]).
   if shape not in (mean.shape, log_var.shape):
     raise ValueError(
-        f'gaussian_kl: mean {mean.shape} and log_var {log_var.shape} must share the batch '
-        'shape (one may broadcast to the other, as a shared [D] log_var does, without '
-        'enlarging it).')
+      f'gaussian_kl: mean {mean.shape} and log_var {log_var.shape} must share the batch '
+      'shape (one may broadcast to the other, as a shared [D] log_var does, without '
+      'enlarging it).'
+    )
   _shapes.batch_rank_check('mean/log_var', shape)
   priors = {}
   if prior_mean is not None:

@@ -4,6 +4,7 @@ Diffusion-Based Generative Models", eq. 2 with the weight of Table 1).
 Arrays in, one value per example out; it never calls a model. The noise levels,
 preconditioning and network live in `gm_jax.models.edm`.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -12,8 +13,9 @@ from gm_jax.losses import _shapes
 
 
 @_shapes.float32_reductions
-def edm_loss(denoised: jnp.ndarray, clean: jnp.ndarray, sigma: jnp.ndarray, *,
-             sigma_data: float = 0.5) -> jnp.ndarray:
+def edm_loss(
+  denoised: jnp.ndarray, clean: jnp.ndarray, sigma: jnp.ndarray, *, sigma_data: float = 0.5
+) -> jnp.ndarray:
   """`lambda(sigma) ||D(y + n; sigma) - y||^2` per example, summed over the non-batch axes.
 
   EDM's weight `lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2` is
@@ -36,13 +38,13 @@ def edm_loss(denoised: jnp.ndarray, clean: jnp.ndarray, sigma: jnp.ndarray, *,
   denoised = jnp.asarray(denoised)
   _shapes.batch_rank_check('clean', clean.shape)
   if denoised.shape != clean.shape:
-    raise ValueError(f'denoised of shape {denoised.shape} must have the shape of clean, '
-                     f'{clean.shape}.')
+    raise ValueError(
+      f'denoised of shape {denoised.shape} must have the shape of clean, {clean.shape}.'
+    )
   batch = clean.shape[0]
   sigma = jnp.asarray(sigma)
   if sigma.shape not in ((), (batch,)):
-    raise ValueError(f'sigma must be a scalar or have shape [B] = ({batch},); got '
-                     f'{sigma.shape}.')
+    raise ValueError(f'sigma must be a scalar or have shape [B] = ({batch},); got {sigma.shape}.')
   sigma = jnp.broadcast_to(sigma, (batch,))
-  weight = (jnp.square(sigma) + sigma_data ** 2) / jnp.square(sigma * sigma_data)
+  weight = (jnp.square(sigma) + sigma_data**2) / jnp.square(sigma * sigma_data)
   return weight * _shapes.sum_non_batch(jnp.square(denoised - clean))

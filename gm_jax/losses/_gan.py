@@ -5,6 +5,7 @@ Discriminator outputs may be one logit per example, `[B]`, or a patch map
 discriminator's loss has the same scale as a global one and a `[B]` input is
 returned elementwise.
 """
+
 from __future__ import annotations
 
 import jax
@@ -19,17 +20,15 @@ def _as_batched(name: str, x) -> jnp.ndarray:
   return x
 
 
-def _check_same_batch(name_a: str, a: jnp.ndarray, name_b: str,
-                      b: jnp.ndarray) -> None:
+def _check_same_batch(name_a: str, a: jnp.ndarray, name_b: str, b: jnp.ndarray) -> None:
   if a.shape[0] != b.shape[0]:
     raise ValueError(
-        f'{name_a} {a.shape} and {name_b} {b.shape} must have the same batch '
-        'size (axis 0).')
+      f'{name_a} {a.shape} and {name_b} {b.shape} must have the same batch size (axis 0).'
+    )
 
 
 @_shapes.float32_reductions
-def discriminator_loss(real_logits: jnp.ndarray,
-                       fake_logits: jnp.ndarray) -> jnp.ndarray:
+def discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:
   """Minimax discriminator loss `-log D(x) - log(1 - D(G(z)))`.
 
   With `D = sigmoid(logits)` this is `softplus(-real) + softplus(fake)`
@@ -46,8 +45,9 @@ def discriminator_loss(real_logits: jnp.ndarray,
   real = _as_batched('real_logits', real_logits)
   fake = _as_batched('fake_logits', fake_logits)
   _check_same_batch('real_logits', real, 'fake_logits', fake)
-  return (_shapes.mean_non_batch(jax.nn.softplus(-real))
-          + _shapes.mean_non_batch(jax.nn.softplus(fake)))
+  return _shapes.mean_non_batch(jax.nn.softplus(-real)) + _shapes.mean_non_batch(
+    jax.nn.softplus(fake)
+  )
 
 
 @_shapes.float32_reductions
@@ -85,8 +85,7 @@ def generator_nonsaturating_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
 
 
 @_shapes.float32_reductions
-def lsgan_discriminator_loss(real_out: jnp.ndarray,
-                             fake_out: jnp.ndarray) -> jnp.ndarray:
+def lsgan_discriminator_loss(real_out: jnp.ndarray, fake_out: jnp.ndarray) -> jnp.ndarray:
   """Least-squares discriminator loss `0.5 (D(x) - 1)^2 + 0.5 D(G(z))^2`.
 
   Mao et al. 2017, "Least Squares Generative Adversarial Networks", eq. 2 with
@@ -104,8 +103,9 @@ def lsgan_discriminator_loss(real_out: jnp.ndarray,
   real = _as_batched('real_out', real_out)
   fake = _as_batched('fake_out', fake_out)
   _check_same_batch('real_out', real, 'fake_out', fake)
-  return 0.5 * (_shapes.mean_non_batch(jnp.square(real - 1.0))
-                + _shapes.mean_non_batch(jnp.square(fake)))
+  return 0.5 * (
+    _shapes.mean_non_batch(jnp.square(real - 1.0)) + _shapes.mean_non_batch(jnp.square(fake))
+  )
 
 
 @_shapes.float32_reductions
@@ -125,8 +125,7 @@ def lsgan_generator_loss(fake_out: jnp.ndarray) -> jnp.ndarray:
 
 
 @_shapes.float32_reductions
-def cycle_consistency_loss(x: jnp.ndarray,
-                           x_cycled: jnp.ndarray) -> jnp.ndarray:
+def cycle_consistency_loss(x: jnp.ndarray, x_cycled: jnp.ndarray) -> jnp.ndarray:
   """Cycle-consistency loss `mean |x - F(G(x))|` per example.
 
   Zhu et al. 2017, "Unpaired Image-to-Image Translation using Cycle-Consistent
@@ -142,6 +141,5 @@ def cycle_consistency_loss(x: jnp.ndarray,
   x = _as_batched('x', x)
   x_cycled = jnp.asarray(x_cycled)
   if x.shape != x_cycled.shape:
-    raise ValueError(
-        f'x {x.shape} and x_cycled {x_cycled.shape} must have the same shape.')
+    raise ValueError(f'x {x.shape} and x_cycled {x_cycled.shape} must have the same shape.')
   return _shapes.mean_non_batch(jnp.abs(x - x_cycled))

@@ -3,6 +3,7 @@
 Every function takes arrays whose axis 0 is the batch and returns the
 log-probability summed over all other axes, shape `[B]`.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ _MIN_LOG_SCALE = -40.0
 
 
 @_shapes.float32_reductions
-def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
-                      log_var: jnp.ndarray) -> jnp.ndarray:
+def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
   """Log-density of `x` under a diagonal Gaussian, summed per example.
 
   `log N(x; mean, diag(exp(log_var)))
@@ -46,8 +46,7 @@ def gaussian_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
     `[B]` log-densities in nats.
   """
   x, mean, log_var = map(jnp.asarray, (x, mean, log_var))
-  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape,
-                            log_var=log_var.shape)
+  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape, log_var=log_var.shape)
   # Scaling by exp(-log_var / 2) before squaring, rather than multiplying the
   # square by exp(-log_var), keeps 0 * inf out of the result for tiny variances.
   z = (x - mean) * jnp.exp(-0.5 * log_var)
@@ -73,14 +72,12 @@ def bernoulli_log_prob(logits: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
   """
   logits, x = jnp.asarray(logits), jnp.asarray(x)
   _shapes.broadcast_to_data('logits', logits.shape, x=x.shape)
-  log_prob = (x * jax.nn.log_sigmoid(logits)
-              + (1.0 - x) * jax.nn.log_sigmoid(-logits))
+  log_prob = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
   return _shapes.sum_non_batch(log_prob)
 
 
 @_shapes.float32_reductions
-def categorical_log_prob(logits: jnp.ndarray,
-                         labels: jnp.ndarray) -> jnp.ndarray:
+def categorical_log_prob(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
   """Log-probability of integer `labels` under softmax(`logits`), per example.
 
   Args:
@@ -98,12 +95,12 @@ def categorical_log_prob(logits: jnp.ndarray,
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   if logits.ndim < 2 or labels.shape != logits.shape[:-1]:
     raise ValueError(
-        'categorical_log_prob expects logits [B, ..., num_classes] and labels '
-        f'[B, ...] with labels.shape == logits.shape[:-1]; got logits '
-        f'{logits.shape} and labels {labels.shape}.')
+      'categorical_log_prob expects logits [B, ..., num_classes] and labels '
+      f'[B, ...] with labels.shape == logits.shape[:-1]; got logits '
+      f'{logits.shape} and labels {labels.shape}.'
+    )
   if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-        f'labels must be integers; got dtype {labels.dtype}.')
+    raise ValueError(f'labels must be integers; got dtype {labels.dtype}.')
   num_classes = logits.shape[-1]
   if not isinstance(labels, jax.core.Tracer) and labels.size:
     # NumPy, not jnp: under an enclosing jit even a concrete array's jnp.min is staged.
@@ -111,8 +108,10 @@ def categorical_log_prob(logits: jnp.ndarray,
     low, high = int(concrete.min()), int(concrete.max())
     if low < 0 or high >= num_classes:
       bad = low if low < 0 else high
-      raise ValueError(f'categorical_log_prob: labels must lie in [0, num_classes) = '
-                       f'[0, {num_classes}); got a label {bad}.')
+      raise ValueError(
+        f'categorical_log_prob: labels must lie in [0, num_classes) = '
+        f'[0, {num_classes}); got a label {bad}.'
+      )
   # logit[label] - logsumexp(logits): no [..., num_classes] log-softmax is kept for the
   # backward pass, and the one-hot product's gradient is elementwise where a gather's is
   # a scatter (measured, [64, 28, 28, 256] logits, forward + backward on 2 CPU cores:
@@ -126,8 +125,7 @@ def categorical_log_prob(logits: jnp.ndarray,
   return _shapes.sum_non_batch(picked)
 
 
-def _log_sigmoid_diff(a: jnp.ndarray, b: jnp.ndarray,
-                      d: jnp.ndarray) -> jnp.ndarray:
+def _log_sigmoid_diff(a: jnp.ndarray, b: jnp.ndarray, d: jnp.ndarray) -> jnp.ndarray:
   """`log(sigmoid(a) - sigmoid(b))` for `d = a - b > 0`, without cancellation.
 
   Uses sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(-(a - b))),
@@ -135,8 +133,7 @@ def _log_sigmoid_diff(a: jnp.ndarray, b: jnp.ndarray,
   log space, so far-tail bins keep full relative precision.
   """
   # log(1 - exp(-d)), Maechler (2012) "Accurately computing log(1 - exp(-|a|))".
-  log1mexp = jnp.where(d < math.log(2.0), jnp.log(-jnp.expm1(-d)),
-                       jnp.log1p(-jnp.exp(-d)))
+  log1mexp = jnp.where(d < math.log(2.0), jnp.log(-jnp.expm1(-d)), jnp.log1p(-jnp.exp(-d)))
   return jax.nn.log_sigmoid(a) + jax.nn.log_sigmoid(-b) + log1mexp
 
 
@@ -146,9 +143,9 @@ def _discretized_logistic_log_prob_per_dim(x, mean, log_scale, num_levels):
   log_scale = jnp.maximum(log_scale, _MIN_LOG_SCALE)
   inv_scale = jnp.exp(-log_scale)
   centered = x - mean
-  upper = inv_scale * (centered + half_width)   # standardized right bin edge
-  lower = inv_scale * (centered - half_width)   # standardized left bin edge
-  width = (2.0 * half_width) * inv_scale         # = upper - lower, exactly > 0
+  upper = inv_scale * (centered + half_width)  # standardized right bin edge
+  lower = inv_scale * (centered - half_width)  # standardized left bin edge
+  width = (2.0 * half_width) * inv_scale  # = upper - lower, exactly > 0
 
   # Interior bins. Where the standardized bin is tiny, use density x width at
   # the bin centre (PixelCNN++, Salimans et al. 2017, `discretized_mix_logistic_
@@ -165,22 +162,22 @@ def _discretized_logistic_log_prob_per_dim(x, mean, log_scale, num_levels):
   # Edge bins (Salimans et al. 2017, Sec. 2.1): the lowest level takes all mass
   # below its right edge, the highest all mass above its left edge, so the
   # num_levels probabilities sum to one.
-  log_lowest = jax.nn.log_sigmoid(upper)     # log CDF(right edge)
-  log_highest = jax.nn.log_sigmoid(-lower)   # log (1 - CDF(left edge))
-  return jnp.where(x < half_width, log_lowest,
-                   jnp.where(x > 1.0 - half_width, log_highest, log_interior))
+  log_lowest = jax.nn.log_sigmoid(upper)  # log CDF(right edge)
+  log_highest = jax.nn.log_sigmoid(-lower)  # log (1 - CDF(left edge))
+  return jnp.where(
+    x < half_width, log_lowest, jnp.where(x > 1.0 - half_width, log_highest, log_interior)
+  )
 
 
 def _check_num_levels(num_levels) -> None:
   if not isinstance(num_levels, int) or num_levels < 2:
-    raise ValueError(
-        f'num_levels must be a Python int >= 2; got {num_levels!r}.')
+    raise ValueError(f'num_levels must be a Python int >= 2; got {num_levels!r}.')
 
 
 @_shapes.float32_reductions
-def discretized_logistic_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
-                                  log_scale: jnp.ndarray, *,
-                                  num_levels: int) -> jnp.ndarray:
+def discretized_logistic_log_prob(
+  x: jnp.ndarray, mean: jnp.ndarray, log_scale: jnp.ndarray, *, num_levels: int
+) -> jnp.ndarray:
   """Log-probability of discretised data under a logistic, per example.
 
   Each dimension of `x` lies on the grid `k / (num_levels - 1)`,
@@ -204,19 +201,20 @@ def discretized_logistic_log_prob(x: jnp.ndarray, mean: jnp.ndarray,
   """
   x, mean, log_scale = map(jnp.asarray, (x, mean, log_scale))
   _check_num_levels(num_levels)
-  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape,
-                            log_scale=log_scale.shape)
-  log_prob = _discretized_logistic_log_prob_per_dim(x, mean, log_scale,
-                                                    num_levels)
+  _shapes.broadcast_to_data('x', x.shape, mean=mean.shape, log_scale=log_scale.shape)
+  log_prob = _discretized_logistic_log_prob_per_dim(x, mean, log_scale, num_levels)
   return _shapes.sum_non_batch(jnp.broadcast_to(log_prob, x.shape))
 
 
 @_shapes.float32_reductions
-def discretized_logistic_mixture_log_prob(x: jnp.ndarray,
-                                          logit_weights: jnp.ndarray,
-                                          means: jnp.ndarray,
-                                          log_scales: jnp.ndarray, *,
-                                          num_levels: int) -> jnp.ndarray:
+def discretized_logistic_mixture_log_prob(
+  x: jnp.ndarray,
+  logit_weights: jnp.ndarray,
+  means: jnp.ndarray,
+  log_scales: jnp.ndarray,
+  *,
+  num_levels: int,
+) -> jnp.ndarray:
   """Log-probability under a per-dimension mixture of discretised logistics.
 
   Every dimension of `x` has its own mixture of `M` discretised logistics
@@ -234,20 +232,25 @@ def discretized_logistic_mixture_log_prob(x: jnp.ndarray,
   Returns:
     `[B]` log-probabilities in nats.
   """
-  x, logit_weights, means, log_scales = map(
-      jnp.asarray, (x, logit_weights, means, log_scales))
+  x, logit_weights, means, log_scales = map(jnp.asarray, (x, logit_weights, means, log_scales))
   _check_num_levels(num_levels)
   _shapes.batch_rank_check('x', x.shape)
   if logit_weights.ndim != x.ndim + 1:
     raise ValueError(
-        f'logit_weights must be [B, ..., M] with x.shape == {x.shape} as its '
-        f'leading axes; got {logit_weights.shape}.')
+      f'logit_weights must be [B, ..., M] with x.shape == {x.shape} as its '
+      f'leading axes; got {logit_weights.shape}.'
+    )
   param_shape = x.shape + logit_weights.shape[-1:]
-  _shapes.broadcast_to_data('x.shape + (M,)', param_shape,
-                            logit_weights=logit_weights.shape,
-                            means=means.shape, log_scales=log_scales.shape)
+  _shapes.broadcast_to_data(
+    'x.shape + (M,)',
+    param_shape,
+    logit_weights=logit_weights.shape,
+    means=means.shape,
+    log_scales=log_scales.shape,
+  )
   log_component = _discretized_logistic_log_prob_per_dim(
-      x[..., None], means, log_scales, num_levels)
+    x[..., None], means, log_scales, num_levels
+  )
   log_weights = jax.nn.log_softmax(logit_weights, axis=-1)
   log_prob = jax.nn.logsumexp(log_weights + log_component, axis=-1)
   return _shapes.sum_non_batch(log_prob)

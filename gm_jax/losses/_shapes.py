@@ -5,10 +5,11 @@ axis, so callers get one value per example and can weight, mask or average as
 they need. The checks here run on static shapes only, so they cost nothing under
 `jax.jit` and see the per-call shapes under `jax.vmap`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import functools
-from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +18,7 @@ import jax.numpy as jnp
 def batch_rank_check(name: str, shape: Sequence[int]) -> None:
   """Raises ValueError if `shape` has no batch axis."""
   if len(shape) < 1:
-    raise ValueError(
-        f'{name} must have a leading batch axis ([B, ...]); got shape '
-        f'{tuple(shape)}.')
+    raise ValueError(f'{name} must have a leading batch axis ([B, ...]); got shape {tuple(shape)}.')
 
 
 def same_shape(fn_name: str, **arrays: Sequence[int]) -> tuple:
@@ -40,13 +39,13 @@ def same_shape(fn_name: str, **arrays: Sequence[int]) -> tuple:
     if shape != first:
       listed = ', '.join(f'{n} {s}' for n, s in items)
       raise ValueError(
-          f'{fn_name}: {name} has shape {shape} but {first_name} has {first}; per-example '
-          f'inputs must share the batch shape and are never broadcast ({listed}).')
+        f'{fn_name}: {name} has shape {shape} but {first_name} has {first}; per-example '
+        f'inputs must share the batch shape and are never broadcast ({listed}).'
+      )
   return first
 
 
-def broadcast_to_data(data_name: str, data_shape: Sequence[int],
-                      **others: Sequence[int]) -> None:
+def broadcast_to_data(data_name: str, data_shape: Sequence[int], **others: Sequence[int]) -> None:
   """Raises ValueError unless every shape in `others` broadcasts to the data.
 
   Parameters such as a learned, shared `log_var` of shape `[D]` may broadcast
@@ -62,8 +61,8 @@ def broadcast_to_data(data_name: str, data_shape: Sequence[int],
       out = None
     if out != data_shape:
       raise ValueError(
-          f'{name} of shape {tuple(shape)} must broadcast to the shape of '
-          f'{data_name}, {data_shape}.')
+        f'{name} of shape {tuple(shape)} must broadcast to the shape of {data_name}, {data_shape}.'
+      )
 
 
 def sum_non_batch(x: jnp.ndarray) -> jnp.ndarray:
@@ -92,9 +91,11 @@ def float32_reductions(fn: Callable) -> Callable:
   (bfloat16 keeps 8 bits of mantissa: a 784-term sum of ~1-nat terms would be off by
   ~1 nat). float32 and float64 inputs pass unchanged.
   """
+
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
     args = jax.tree.map(_widen, args)
     kwargs = {k: jax.tree.map(_widen, v) for k, v in kwargs.items()}
     return fn(*args, **kwargs)
+
   return wrapped

@@ -17,5 +17,14 @@ from gm_jax.models import vae
 from gm_jax.models.vae import ConditionalVAE
 from gm_jax.models.vae import VAE
 
-__all__ = ('autoregressive', 'cyclegan', 'flows', 'gan', 'logistic_regression', 'naive_bayes',
-           'vae', 'VAE', 'ConditionalVAE')
+__all__ = (
+  'autoregressive',
+  'cyclegan',
+  'flows',
+  'gan',
+  'logistic_regression',
+  'naive_bayes',
+  'vae',
+  'VAE',
+  'ConditionalVAE',
+)

@@ -14,7 +14,7 @@ Fast PixelCNN++, Ramachandran et al. 2017).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -31,16 +31,18 @@ def _check_int_input(x, name: str, rank: int, num_levels: int, what: str):
   if not isinstance(x, jax.core.Tracer):
     x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.integer):
-    raise TypeError(f'{name} must be an integer array of {what} in [0, {num_levels}); '
-                    f'got dtype {x.dtype}')
+    raise TypeError(
+      f'{name} must be an integer array of {what} in [0, {num_levels}); got dtype {x.dtype}'
+    )
   if x.ndim != rank:
     raise ValueError(f'{name} must have rank {rank}; got shape {x.shape}')
   if not isinstance(x, jax.core.Tracer) and x.size:
     values = np.asarray(x)  # NumPy, so no JAX op is traced when x is a captured constant
     lo, hi = int(values.min()), int(values.max())
     if lo < 0 or hi >= num_levels:
-      raise ValueError(f'{name} values must lie in [0, {num_levels}) ({what}); '
-                       f'found values in [{lo}, {hi}]')
+      raise ValueError(
+        f'{name} values must lie in [0, {num_levels}) ({what}); found values in [{lo}, {hi}]'
+      )
   return x
 
 
@@ -71,8 +73,9 @@ class CausalConvLM(nn.Module):
     if self.vocab_size < 2:
       raise ValueError(f'vocab_size must be >= 2, got {self.vocab_size}')
     if not self.dilations or any(int(d) < 1 for d in self.dilations):
-      raise ValueError(f'dilations must be a non-empty list of positive integers; '
-                       f'got {self.dilations!r}')
+      raise ValueError(
+        f'dilations must be a non-empty list of positive integers; got {self.dilations!r}'
+      )
     if self.kernel_size < 2:
       raise ValueError(f'kernel_size must be >= 2, got {self.kernel_size}')
     c = self.channels
@@ -106,8 +109,10 @@ class CausalConvLM(nn.Module):
 
   def init_cache(self, batch_size: int) -> list[jnp.ndarray]:
     """Per block, its last `(K - 1) d` inputs `[B, (K-1) d, channels]` (all zeros)."""
-    return [jnp.zeros((batch_size, (self.kernel_size - 1) * int(d), self.channels))
-            for d in self.dilations]
+    return [
+      jnp.zeros((batch_size, (self.kernel_size - 1) * int(d), self.channels))
+      for d in self.dilations
+    ]
 
   def decode_step(self, cache, prev_tokens: jnp.ndarray, t):
     """Logits of position `t` given the caches of positions `< t`.
@@ -171,14 +176,19 @@ class PixelCNN(nn.Module):
     if self.num_layers < 1:
       raise ValueError(f'num_layers must be >= 1, got {self.num_layers}')
     if self.features < 1 or self.features % self.num_channels:
-      raise ValueError(f'features ({self.features}) must be a positive multiple of '
-                       f'num_channels ({self.num_channels})')
+      raise ValueError(
+        f'features ({self.features}) must be a positive multiple of '
+        f'num_channels ({self.num_channels})'
+      )
     k, f, c = self.kernel_size, self.features, self.num_channels
-    self.v_convs = [nn.Conv(2 * f, (k // 2 + 1, k), padding='VALID')
-                    for _ in range(self.num_layers)]
+    self.v_convs = [
+      nn.Conv(2 * f, (k // 2 + 1, k), padding='VALID') for _ in range(self.num_layers)
+    ]
     self.vh = [nn.Dense(2 * f) for _ in range(self.num_layers)]
-    self.h_convs = [ar.MaskedConv2D(2 * f, (1, k // 2 + 1), 'A' if n == 0 else 'B', c,
-                                    out_repeat=2) for n in range(self.num_layers)]
+    self.h_convs = [
+      ar.MaskedConv2D(2 * f, (1, k // 2 + 1), 'A' if n == 0 else 'B', c, out_repeat=2)
+      for n in range(self.num_layers)
+    ]
     self.h_outs = [ar.MaskedConv2D(f, (1, 1), 'B', c) for _ in range(self.num_layers)]
     self.head1 = ar.MaskedConv2D(f, (1, 1), 'B', c)
     self.head2 = ar.MaskedConv2D(c * self.num_levels, (1, 1), 'B', c)
@@ -188,8 +198,10 @@ class PixelCNN(nn.Module):
     """x: `int[B, H, W, C]` in `[0, num_levels)` -> logits `[B, H, W, C, num_levels]`."""
     x = _check_int_input(x, 'images', 4, self.num_levels, 'pixel levels')
     if x.shape[-1] != self.num_channels:
-      raise ValueError(f'images have {x.shape[-1]} channel(s); this PixelCNN was built '
-                       f'with num_channels={self.num_channels}')
+      raise ValueError(
+        f'images have {x.shape[-1]} channel(s); this PixelCNN was built '
+        f'with num_channels={self.num_channels}'
+      )
     return self.logits_from_unit(images_to_unit(x, self.num_levels), train=train)
 
   def logits_from_unit(self, u: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
@@ -198,8 +210,9 @@ class PixelCNN(nn.Module):
     v_in = h_in = u
     for n in range(self.num_layers):
       v_pre = self.v_convs[n](jnp.pad(v_in, ((0, 0), (r, 0), (r, r), (0, 0))))
-      h_pre = (self.h_convs[n](jnp.pad(h_in, ((0, 0), (0, 0), (r, 0), (0, 0))))
-               + self.vh[n](ar.shift_down(v_pre)))
+      h_pre = self.h_convs[n](jnp.pad(h_in, ((0, 0), (0, 0), (r, 0), (0, 0)))) + self.vh[n](
+        ar.shift_down(v_pre)
+      )
       v_in, h_in = self._layer_out(n, v_in, v_pre, h_in, h_pre, train)
     return self._head(h_in)
 
@@ -228,9 +241,9 @@ class PixelCNN(nn.Module):
     r, f, c = self.kernel_size // 2, self.features, self.num_channels
     width_in = [c] + [f] * (self.num_layers - 1)
     return {
-        'v': [jnp.zeros((batch_size, r, width, w)) for w in width_in],
-        'vrow': [jnp.zeros((batch_size, width, 2 * f)) for _ in width_in],
-        'h': [jnp.zeros((batch_size, r, w)) for w in width_in],
+      'v': [jnp.zeros((batch_size, r, width, w)) for w in width_in],
+      'vrow': [jnp.zeros((batch_size, width, 2 * f)) for _ in width_in],
+      'h': [jnp.zeros((batch_size, r, w)) for w in width_in],
     }
 
   def pixel_logits(self, cache: dict, pixel: jnp.ndarray, j):
@@ -266,8 +279,7 @@ class PixelCNN(nn.Module):
     pixel); the first layer's input is the finished pixel itself.
     """
     inputs = [images_to_unit(pixel, self.num_levels)] + list(inputs[1:])
-    h = [jnp.concatenate([buf, x[:, None]], axis=1)[:, 1:]
-         for buf, x in zip(cache['h'], inputs)]
+    h = [jnp.concatenate([buf, x[:, None]], axis=1)[:, 1:] for buf, x in zip(cache['h'], inputs)]
     return dict(cache, h=h)
 
   def end_row(self, cache: dict, row: jnp.ndarray) -> dict:

@@ -59,16 +59,23 @@ class ResnetGenerator(nn.Module):
     f = self.filters
     # Convolutions followed by instance norm have no bias: the norm cancels it, so its
     # gradient is round-off that Adam would amplify into +-lr steps.
-    x = nn.relu(nn.InstanceNorm()(nn.Conv(f, (7, 7), padding='VALID',
-                                          use_bias=False)(_reflect(x, 3))))
+    x = nn.relu(
+      nn.InstanceNorm()(nn.Conv(f, (7, 7), padding='VALID', use_bias=False)(_reflect(x, 3)))
+    )
     for mult in (2, 4):
-      x = nn.relu(nn.InstanceNorm()(nn.Conv(f * mult, (3, 3), strides=(2, 2), padding='SAME',
-                                            use_bias=False)(x)))
+      x = nn.relu(
+        nn.InstanceNorm()(
+          nn.Conv(f * mult, (3, 3), strides=(2, 2), padding='SAME', use_bias=False)(x)
+        )
+      )
     for _ in range(self.num_blocks):
       x = ResidualBlock(4 * f)(x)
     for mult in (2, 1):
-      x = nn.relu(nn.InstanceNorm()(layers.ConvTranspose(f * mult, (3, 3), strides=(2, 2),
-                                                         padding='SAME', use_bias=False)(x)))
+      x = nn.relu(
+        nn.InstanceNorm()(
+          layers.ConvTranspose(f * mult, (3, 3), strides=(2, 2), padding='SAME', use_bias=False)(x)
+        )
+      )
     return jnp.tanh(nn.Conv(self.channels, (7, 7), padding='VALID')(_reflect(x, 3)))
 
 
@@ -86,21 +93,25 @@ class PatchDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_layers):
-      x = layers.Conv(self.filters * min(2 ** i, 8), (4, 4), strides=(2, 2), padding='SAME',
-                      use_bias=i == 0)(x)  # no bias before instance norm
+      x = layers.Conv(
+        self.filters * min(2**i, 8), (4, 4), strides=(2, 2), padding='SAME', use_bias=i == 0
+      )(x)  # no bias before instance norm
       if i > 0:
         x = nn.InstanceNorm()(x)
       x = nn.leaky_relu(x, 0.2)
-    x = nn.Conv(self.filters * min(2 ** self.num_layers, 8), (4, 4), padding='SAME',
-                use_bias=False)(x)
+    x = nn.Conv(self.filters * min(2**self.num_layers, 8), (4, 4), padding='SAME', use_bias=False)(
+      x
+    )
     x = nn.leaky_relu(nn.InstanceNorm()(x), 0.2)
     return nn.Conv(1, (4, 4), padding='SAME')(x)
 
 
 def image_pool_init(size: int, image_shape) -> dict:
   """An empty pool: `{'images': zeros [size, H, W, C], 'count': int32 0}`."""
-  return {'images': jnp.zeros((size,) + tuple(image_shape), jnp.float32),
-          'count': jnp.zeros((), jnp.int32)}
+  return {
+    'images': jnp.zeros((size,) + tuple(image_shape), jnp.float32),
+    'count': jnp.zeros((), jnp.int32),
+  }
 
 
 def image_pool_query(pool: dict, images: jnp.ndarray, key) -> tuple[dict, jnp.ndarray]:
@@ -131,6 +142,7 @@ def image_pool_query(pool: dict, images: jnp.ndarray, key) -> tuple[dict, jnp.nd
     stored = stored.at[slot].set(jnp.where(write, image, old))
     return (stored, count + has_room.astype(jnp.int32)), out
 
-  (stored, count), out = jax.lax.scan(one, (pool['images'], pool['count']),
-                                      (per_example_keys(key, images.shape[0]), images))
+  (stored, count), out = jax.lax.scan(
+    one, (pool['images'], pool['count']), (per_example_keys(key, images.shape[0]), images)
+  )
   return {'images': stored, 'count': count}, out

@@ -26,8 +26,8 @@ Data scale: level `k` of `L` sits at the centre of its bin in `[-1, 1]`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
-from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -117,8 +117,10 @@ class LogSNRSchedule(nn.Module):
     if self.kind not in SCHEDULES:
       raise ValueError(f'config.noise_schedule must be one of {SCHEDULES}; got {self.kind!r}')
     if not self.log_snr_max > self.log_snr_min:
-      raise ValueError(f'config.log_snr_max ({self.log_snr_max}) must exceed '
-                       f'config.log_snr_min ({self.log_snr_min})')
+      raise ValueError(
+        f'config.log_snr_max ({self.log_snr_max}) must exceed '
+        f'config.log_snr_min ({self.log_snr_min})'
+      )
     if self.kind == 'learned':
       self.l1 = _MonotoneDense(1)
       self.l2 = _MonotoneDense(self.hidden)
@@ -156,15 +158,16 @@ def timestep_embedding(s, dim: int, *, max_period: float = 10_000.0) -> jnp.ndar
 
 def fourier_features(x, exponents: Sequence[int]) -> jnp.ndarray:
   """`[sin(2^n pi x), cos(2^n pi x)]` per channel and exponent `n` (VDM appendix B.3)."""
-  freqs = jnp.asarray([2.0 ** n * math.pi for n in exponents], jnp.float32)
+  freqs = jnp.asarray([2.0**n * math.pi for n in exponents], jnp.float32)
   args = x[..., None] * freqs  # [B, H, W, C, F]
   f = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
   return f.reshape(x.shape[:-1] + (-1,))
 
 
 def _groups(channels: int) -> int:
-  return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and channels // g >= 2
-              or g == 1)
+  return next(
+    g for g in (32, 16, 8, 4, 2, 1) if (channels % g == 0 and channels // g >= 2) or g == 1
+  )
 
 
 class ResBlock(nn.Module):
@@ -197,8 +200,7 @@ class SelfAttention(nn.Module):
     y = nn.GroupNorm(_groups(c))(x).reshape(b, h * w, c)
     q, k, v = (nn.Dense(c)(y) for _ in range(3))
     att = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c), axis=-1)
-    out = nn.Dense(c, kernel_init=nn.initializers.zeros_init())(jnp.einsum('bij,bjc->bic',
-                                                                           att, v))
+    out = nn.Dense(c, kernel_init=nn.initializers.zeros_init())(jnp.einsum('bij,bjc->bic', att, v))
     return x + out.reshape(b, h, w, c)
 
 
@@ -274,9 +276,11 @@ def check_image_shape(net: UNet, shape, field: str = 'config.channel_mults') -> 
   h, w = shape[:2]
   m = net.size_multiple
   if h % m or w % m:
-    raise ValueError(f'{field}={tuple(net.channel_mults)} halves the image '
-                     f'{len(net.channel_mults) - 1} time(s), so its sides must divide by {m}; '
-                     f'got {tuple(shape)}')
+    raise ValueError(
+      f'{field}={tuple(net.channel_mults)} halves the image '
+      f'{len(net.channel_mults) - 1} time(s), so its sides must divide by {m}; '
+      f'got {tuple(shape)}'
+    )
 
 
 def drop_labels(key, labels, *, rate: float, null_class: int):
@@ -332,8 +336,18 @@ def eps_from_prediction(prediction, z, log_snr, prediction_type: str):
   return sigma * z + alpha * prediction
 
 
-def vdm_terms(model: VDM, params, images, labels, key, *, num_levels: int,
-              train: bool = False, times=None, cond_drop_rate: float = 0.0) -> dict:
+def vdm_terms(
+  model: VDM,
+  params,
+  images,
+  labels,
+  key,
+  *,
+  num_levels: int,
+  train: bool = False,
+  times=None,
+  cond_drop_rate: float = 0.0,
+) -> dict:
   """The VDM bound on `-log P(images)` per example, in nats, and its three terms.
 
   Args:
@@ -369,8 +383,7 @@ def vdm_terms(model: VDM, params, images, labels, key, *, num_levels: int,
   z = alpha * x + sigma * eps
   labels = drop_labels(label_key, labels, rate=cond_drop_rate, null_class=model.net.num_classes)
   pred = model.apply(params, z, lam, labels, train=train, rngs={'dropout': drop_key})
-  diffusion = losses.diffusion_loss(pred, x, eps, lam, dlam,
-                                    prediction_type=model.prediction_type)
+  diffusion = losses.diffusion_loss(pred, x, eps, lam, dlam, prediction_type=model.prediction_type)
 
   # Discrete decoder at t = 0 (VDM appendix C): p(k | z_0) is proportional to
   # N(z_0 / alpha_0; x_k, sigma_0^2 / alpha_0^2) over the L bin centres x_k.
@@ -383,8 +396,12 @@ def vdm_terms(model: VDM, params, images, labels, key, *, num_levels: int,
   # Prior term at t = 1: KL(N(alpha_1 x, sigma_1^2) || N(0, 1)).
   a1 = jnp.sqrt(jax.nn.sigmoid(lam1))
   prior = losses.gaussian_kl(a1 * x, jnp.broadcast_to(jax.nn.log_sigmoid(-lam1), x.shape))
-  return {'recon': recon, 'prior': prior, 'diffusion': diffusion,
-          'bound': recon + prior + diffusion}
+  return {
+    'recon': recon,
+    'prior': prior,
+    'diffusion': diffusion,
+    'bound': recon + prior + diffusion,
+  }
 
 
 # -- flow matching ---------------------------------------------------------------------------
@@ -400,8 +417,18 @@ class FlowMatching(nn.Module):
     return self.net(x, t, labels, train=train)
 
 
-def flow_matching_terms(model: FlowMatching, params, images, labels, key, *, num_levels: int,
-                        train: bool = False, times=None, cond_drop_rate: float = 0.0) -> dict:
+def flow_matching_terms(
+  model: FlowMatching,
+  params,
+  images,
+  labels,
+  key,
+  *,
+  num_levels: int,
+  train: bool = False,
+  times=None,
+  cond_drop_rate: float = 0.0,
+) -> dict:
   """Conditional flow-matching loss per example on uniformly dequantised images.
 
   Returns a dict with `loss` `[B]` (`||v(x_t, t) - (x_1 - (1 - sigma_min) x_0)||^2`,
@@ -430,5 +457,5 @@ def dequantized_nll(log_px, *, num_dims: int, num_levels: int):
   return -log_px - num_dims * math.log(2.0 / num_levels)
 
 
-def labels_or_none(batch, conditional: bool) -> Optional[jnp.ndarray]:
+def labels_or_none(batch, conditional: bool) -> jnp.ndarray | None:
   return jnp.asarray(batch['label'], jnp.int32) if conditional else None

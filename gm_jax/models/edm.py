@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 
 from gm_jax import losses
-from gm_jax.models.diffusion import UNet
 from gm_jax.models.diffusion import dequantize
 from gm_jax.models.diffusion import drop_labels
+from gm_jax.models.diffusion import UNet
 
 SIGMA_DATA = 0.5
 P_MEAN, P_STD = -1.2, 1.2
@@ -52,8 +52,8 @@ def edm_preconditioning(sigma, *, sigma_data: float = SIGMA_DATA):
   if not sigma_data > 0:
     raise ValueError(f'sigma_data must be > 0, got {sigma_data!r}')
   sigma = jnp.asarray(sigma)
-  total = jnp.square(sigma) + sigma_data ** 2
-  c_skip = sigma_data ** 2 / total
+  total = jnp.square(sigma) + sigma_data**2
+  c_skip = sigma_data**2 / total
   c_out = sigma * sigma_data * jax.lax.rsqrt(total)
   c_in = jax.lax.rsqrt(total)
   c_noise = 0.25 * jnp.log(sigma)
@@ -87,22 +87,37 @@ class EDM(nn.Module):
     Returns `D(x; sigma)`, `[B, H, W, C]`.
     """
     sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (x.shape[0],))
-    c_skip, c_out, c_in, c_noise = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in
-                                    edm_preconditioning(sigma, sigma_data=self.sigma_data))
+    c_skip, c_out, c_in, c_noise = (
+      c.reshape((-1,) + (1,) * (x.ndim - 1))
+      for c in edm_preconditioning(sigma, sigma_data=self.sigma_data)
+    )
     f = self.net(c_in * x, c_noise.reshape(-1), labels, train=train)
     return c_skip * x + c_out * f.astype(x.dtype)
 
 
 def edm_denoiser(model: EDM, params, labels=None):
   """`denoise(x [B, ...], sigma scalar) -> D(x; sigma)` for `gm_jax.sampling`."""
+
   def denoise(x, sigma):
     return model.apply(params, x, sigma, labels)
+
   return denoise
 
 
-def edm_terms(model: EDM, params, images, labels, key, *, num_levels: int,
-              train: bool = False, sigmas=None, p_mean: float = P_MEAN, p_std: float = P_STD,
-              cond_drop_rate: float = 0.0) -> dict:
+def edm_terms(
+  model: EDM,
+  params,
+  images,
+  labels,
+  key,
+  *,
+  num_levels: int,
+  train: bool = False,
+  sigmas=None,
+  p_mean: float = P_MEAN,
+  p_std: float = P_STD,
+  cond_drop_rate: float = 0.0,
+) -> dict:
   """The EDM loss per example on uniformly dequantised images.
 
   `y = dequantize(images)` in `[-1, 1]`, `sigma ~ log_normal_sigmas` (unless given),
@@ -130,5 +145,7 @@ def edm_terms(model: EDM, params, images, labels, key, *, num_levels: int,
   x = y + sigmas.reshape((-1,) + (1,) * (y.ndim - 1)) * jax.random.normal(noise_key, y.shape)
   labels = drop_labels(label_key, labels, rate=cond_drop_rate, null_class=model.net.num_classes)
   denoised = model.apply(params, x, sigmas, labels, train=train, rngs={'dropout': drop_key})
-  return {'loss': losses.edm_loss(denoised, y, sigmas, sigma_data=model.sigma_data),
-          'sigma': sigmas}
+  return {
+    'loss': losses.edm_loss(denoised, y, sigmas, sigma_data=model.sigma_data),
+    'sigma': sigmas,
+  }

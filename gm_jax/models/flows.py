@@ -21,10 +21,10 @@ which is what `discrete_nll` returns.
 Glow and `2 ** (num_scales - 1)` for RealNVP (4 and 2 by default); NICE
 flattens and needs an even `H * W * C`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -59,8 +59,9 @@ def _check_image(name: str, x: Array, multiple: int) -> None:
     raise ValueError(f'{name} needs images [B, H, W, C]; got shape {x.shape}.')
   if x.shape[1] % multiple or x.shape[2] % multiple:
     raise ValueError(
-        f'{name} needs H and W divisible by {multiple} (one factor 2 per squeeze); '
-        f'got shape {x.shape}.')
+      f'{name} needs H and W divisible by {multiple} (one factor 2 per squeeze); '
+      f'got shape {x.shape}.'
+    )
 
 
 class NICE(FlowModel):
@@ -75,7 +76,7 @@ class NICE(FlowModel):
   hidden: int = 256
   num_hidden_layers: int = 3
   dropout_rate: float = 0.0
-  logit_alpha: Optional[float] = 0.05
+  logit_alpha: float | None = 0.05
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
@@ -83,9 +84,12 @@ class NICE(FlowModel):
     shape = tuple(x.shape[1:])
     dim = math.prod(shape)
     layers = self._preprocess() + [fl.Reshape(shape, (dim,), name='flatten')]
-    layers += [fl.AdditiveCoupling(self.hidden, self.num_hidden_layers, i % 2,
-                                   self.dropout_rate, name=f'coupling{i}')
-               for i in range(self.num_couplings)]
+    layers += [
+      fl.AdditiveCoupling(
+        self.hidden, self.num_hidden_layers, i % 2, self.dropout_rate, name=f'coupling{i}'
+      )
+      for i in range(self.num_couplings)
+    ]
     layers += [fl.Rescale(name='rescale'), fl.Reshape((dim,), shape, name='unflatten')]
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
@@ -111,7 +115,7 @@ class RealNVP(FlowModel):
   num_blocks: int = 0
   coupling_scale: str = 'tanh'
   dropout_rate: float = 0.0
-  logit_alpha: Optional[float] = 0.05
+  logit_alpha: float | None = 0.05
 
   @property
   def size_multiple(self) -> int:
@@ -124,18 +128,29 @@ class RealNVP(FlowModel):
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
   def _coupling(self, mask, parity, name):
-    return fl.AffineCoupling(mask, parity, self.hidden, dropout_rate=self.dropout_rate,
-                             num_blocks=self.num_blocks, scale=self.coupling_scale, name=name)
+    return fl.AffineCoupling(
+      mask,
+      parity,
+      self.hidden,
+      dropout_rate=self.dropout_rate,
+      num_blocks=self.num_blocks,
+      scale=self.coupling_scale,
+      name=name,
+    )
 
   def _scale(self, s: int):
     if s == self.num_scales - 1:
-      return [self._coupling('checkerboard', i % 2, f's{s}_checker{i}')
-              for i in range(self.num_final)]
-    layers = [self._coupling('checkerboard', i % 2, f's{s}_checker{i}')
-              for i in range(self.num_checkerboard)]
+      return [
+        self._coupling('checkerboard', i % 2, f's{s}_checker{i}') for i in range(self.num_final)
+      ]
+    layers = [
+      self._coupling('checkerboard', i % 2, f's{s}_checker{i}')
+      for i in range(self.num_checkerboard)
+    ]
     layers.append(fl.Squeeze(name=f's{s}_squeeze'))
-    layers += [self._coupling('channel', i % 2, f's{s}_channel{i}')
-               for i in range(self.num_channel)]
+    layers += [
+      self._coupling('channel', i % 2, f's{s}_channel{i}') for i in range(self.num_channel)
+    ]
     inner = fl.Chain(tuple(self._scale(s + 1)), name=f's{s + 1}')
     layers.append(fl.FactorOut(inner, name=f's{s}_factor_out'))
     layers.append(fl.Unsqueeze(name=f's{s}_unsqueeze'))
@@ -162,11 +177,11 @@ class Glow(FlowModel):
   coupling_scale: str = 'tanh'
   learned_prior: bool = True
   dropout_rate: float = 0.0
-  logit_alpha: Optional[float] = 0.05
+  logit_alpha: float | None = 0.05
 
   @property
   def size_multiple(self) -> int:
-    return 2 ** self.num_scales
+    return 2**self.num_scales
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
@@ -178,16 +193,30 @@ class Glow(FlowModel):
     layers: list[nn.Module] = [fl.Squeeze(name=f's{s}_squeeze')]
     for i in range(self.steps_per_scale):
       layers += [
-          fl.ActNorm(name=f's{s}_actnorm{i}'),
-          fl.Invertible1x1Conv(seed=1000 * s + i, name=f's{s}_conv1x1_{i}'),
-          fl.AffineCoupling('channel', 0, self.hidden, dropout_rate=self.dropout_rate,
-                            num_blocks=self.num_blocks, scale=self.coupling_scale,
-                            name=f's{s}_coupling{i}'),
+        fl.ActNorm(name=f's{s}_actnorm{i}'),
+        fl.Invertible1x1Conv(seed=1000 * s + i, name=f's{s}_conv1x1_{i}'),
+        fl.AffineCoupling(
+          'channel',
+          0,
+          self.hidden,
+          dropout_rate=self.dropout_rate,
+          num_blocks=self.num_blocks,
+          scale=self.coupling_scale,
+          name=f's{s}_coupling{i}',
+        ),
       ]
     if s < self.num_scales - 1:
       if self.learned_prior:
-        layers.append(fl.AffineCoupling('channel', 1, self.hidden, num_blocks=self.num_blocks,
-                                        scale=self.coupling_scale, name=f's{s}_split_prior'))
+        layers.append(
+          fl.AffineCoupling(
+            'channel',
+            1,
+            self.hidden,
+            num_blocks=self.num_blocks,
+            scale=self.coupling_scale,
+            name=f's{s}_split_prior',
+          )
+        )
       inner = fl.Chain(tuple(self._scale(s + 1)), name=f's{s + 1}')
       layers.append(fl.FactorOut(inner, name=f's{s}_factor_out'))
     layers.append(fl.Unsqueeze(name=f's{s}_unsqueeze'))
@@ -264,5 +293,15 @@ def interpolate(model: FlowModel, params, x_a: Array, x_b: Array, *, num_steps: 
   return x
 
 
-__all__ = ('FlowModel', 'Glow', 'MODELS', 'NICE', 'RealNVP', 'dequantize',
-           'discrete_nll', 'interpolate', 'quantize', 'sample')
+__all__ = (
+  'FlowModel',
+  'Glow',
+  'MODELS',
+  'NICE',
+  'RealNVP',
+  'dequantize',
+  'discrete_nll',
+  'interpolate',
+  'quantize',
+  'sample',
+)

@@ -16,7 +16,7 @@ statistics are averaged over the devices and the global batch is normalised as o
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,12 +28,12 @@ from gm_jax.nn import layers
 # config.gan_loss -> (discriminator loss, generator loss), both from gm_jax.losses and
 # both per example, to be minimised.
 GAN_LOSSES: dict[str, tuple[Callable, Callable]] = {
-    # Goodfellow et al. 2014, eq. 1: G minimises log(1 - D(G(z))) (saturates).
-    'minimax': (losses.discriminator_loss, losses.generator_minimax_loss),
-    # Goodfellow et al. 2014, Sec. 3: G maximises log D(G(z)) instead.
-    'non_saturating': (losses.discriminator_loss, losses.generator_nonsaturating_loss),
-    # Mao et al. 2017, eq. 2 (a=0, b=c=1).
-    'lsgan': (losses.lsgan_discriminator_loss, losses.lsgan_generator_loss),
+  # Goodfellow et al. 2014, eq. 1: G minimises log(1 - D(G(z))) (saturates).
+  'minimax': (losses.discriminator_loss, losses.generator_minimax_loss),
+  # Goodfellow et al. 2014, Sec. 3: G maximises log D(G(z)) instead.
+  'non_saturating': (losses.discriminator_loss, losses.generator_nonsaturating_loss),
+  # Mao et al. 2017, eq. 2 (a=0, b=c=1).
+  'lsgan': (losses.lsgan_discriminator_loss, losses.lsgan_generator_loss),
 }
 GENERATOR_NORMS = ('batch_norm', 'none')
 DISCRIMINATOR_NORMS = ('batch_norm', 'spectral_norm', 'none')
@@ -73,7 +73,7 @@ class Generator(nn.Module):
   norm: str = 'batch_norm'
 
   @nn.compact
-  def __call__(self, z, labels=None, *, train: bool = True, axis_name: Optional[str] = None):
+  def __call__(self, z, labels=None, *, train: bool = True, axis_name: str | None = None):
     h, w, c = self.image_shape
     factor = 2 ** len(self.features)
     if self.num_classes:
@@ -111,10 +111,11 @@ class Discriminator(nn.Module):
   norm: str = 'batch_norm'
 
   @nn.compact
-  def __call__(self, x, labels=None, *, train: bool = True, axis_name: Optional[str] = None):
+  def __call__(self, x, labels=None, *, train: bool = True, axis_name: str | None = None):
     if self.num_classes:
-      maps = jnp.broadcast_to(_one_hot(labels, self.num_classes)[:, None, None, :],
-                              x.shape[:3] + (self.num_classes,))
+      maps = jnp.broadcast_to(
+        _one_hot(labels, self.num_classes)[:, None, None, :], x.shape[:3] + (self.num_classes,)
+      )
       x = jnp.concatenate([x, maps], -1)
 
     def layer(module, x, first=False):
@@ -127,8 +128,12 @@ class Discriminator(nn.Module):
 
     for i, width in enumerate(self.features):
       bias = i == 0 or self.norm != 'batch_norm'  # no bias before batch norm (see Generator)
-      x = nn.leaky_relu(layer(layers.Conv(width, (4, 4), strides=(2, 2), padding='SAME',
-                                          use_bias=bias), x, first=i == 0), 0.2)
+      x = nn.leaky_relu(
+        layer(
+          layers.Conv(width, (4, 4), strides=(2, 2), padding='SAME', use_bias=bias), x, first=i == 0
+        ),
+        0.2,
+      )
     x = x.reshape((x.shape[0], -1))
     if self.norm == 'spectral_norm':
       return nn.SpectralNorm(nn.Dense(1))(x, update_stats=train)[:, 0]

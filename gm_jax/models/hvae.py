@@ -28,8 +28,8 @@ The objectives at the bottom are pure functions of `(model, params, x, key)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
-from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -50,11 +50,29 @@ from gm_jax.nn.layers import images_to_unit
 
 # The building blocks (`gm_jax.models.hvae_blocks`) are part of this module's interface.
 __all__ = (
-    'Conv', 'HVAE', 'INTERMEDIATES', 'IWAE_ACCELERATOR_BUDGET_BYTES', 'IWAE_CPU_BUDGET_BYTES',
-    'NORMALIZATIONS', 'ResidualCell', 'draw_noise', 'elbo_terms', 'fast_normal_init',
-    'group_kls', 'init_params', 'iwae_chunk_size', 'iwae_estimate', 'iwae_log_weights',
-    'posterior_means', 'reconstruct', 'sample_latents', 'sample_prior', 'sample_prior_mean',
-    'soft_clamp', 'spectral_norm_estimate', 'spectral_norms',
+  'Conv',
+  'HVAE',
+  'INTERMEDIATES',
+  'IWAE_ACCELERATOR_BUDGET_BYTES',
+  'IWAE_CPU_BUDGET_BYTES',
+  'NORMALIZATIONS',
+  'ResidualCell',
+  'draw_noise',
+  'elbo_terms',
+  'fast_normal_init',
+  'group_kls',
+  'init_params',
+  'iwae_chunk_size',
+  'iwae_estimate',
+  'iwae_log_weights',
+  'posterior_means',
+  'reconstruct',
+  'sample_latents',
+  'sample_prior',
+  'sample_prior_mean',
+  'soft_clamp',
+  'spectral_norm_estimate',
+  'spectral_norms',
 )
 
 
@@ -93,24 +111,28 @@ class HVAE(nn.Module):
 
   def __post_init__(self):
     if self.likelihood not in vae_blocks.LIKELIHOODS:
-      raise ValueError(f'likelihood must be one of {vae_blocks.LIKELIHOODS}, '
-                       f'got {self.likelihood!r}')
+      raise ValueError(
+        f'likelihood must be one of {vae_blocks.LIKELIHOODS}, got {self.likelihood!r}'
+      )
     if self.normalization not in NORMALIZATIONS:
-      raise ValueError(f'normalization must be one of {NORMALIZATIONS}, '
-                       f'got {self.normalization!r}')
+      raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}')
     if len(self.image_shape) != 3:
       raise ValueError(f'image_shape must be (H, W, C), got {self.image_shape}')
     if not self.groups_per_scale or any(g < 1 for g in self.groups_per_scale):
       raise ValueError(f'groups_per_scale must be positive counts, got {self.groups_per_scale}')
     if self.cells_per_group < 0 or self.output_cells < 0:
-      raise ValueError('cells_per_group and output_cells must be >= 0, got '
-                       f'{self.cells_per_group} and {self.output_cells}')
+      raise ValueError(
+        'cells_per_group and output_cells must be >= 0, got '
+        f'{self.cells_per_group} and {self.output_cells}'
+      )
     if self.stem_stride < 1 or self.stem_stride & (self.stem_stride - 1):
       raise ValueError(f'stem_stride must be a power of two, got {self.stem_stride}')
     factor = self.stem_stride * 2 ** (len(self.groups_per_scale) - 1)
     if self.image_shape[0] % factor or self.image_shape[1] % factor:
-      raise ValueError(f'image_shape {tuple(self.image_shape)} must be divisible by '
-                       f'stem_stride * 2^(num_scales - 1) = {factor}')
+      raise ValueError(
+        f'image_shape {tuple(self.image_shape)} must be divisible by '
+        f'stem_stride * 2^(num_scales - 1) = {factor}'
+      )
     if self.likelihood == 'bernoulli' and self.num_levels != 2:
       raise ValueError("likelihood='bernoulli' needs num_levels=2")
     super().__post_init__()
@@ -123,7 +145,8 @@ class HVAE(nn.Module):
   @property
   def out_per_subpixel(self) -> int:
     return {'categorical': self.num_levels, 'bernoulli': 1, 'discretized_logistic': 2}[
-        self.likelihood]
+      self.likelihood
+    ]
 
   def scale_of_group(self) -> list[int]:
     """Index of the scale (0 = coarsest) of every group, top-down order."""
@@ -133,8 +156,10 @@ class HVAE(nn.Module):
     """`(h, w, latent_channels)` of every group, top-down (coarsest first)."""
     h, w = self.image_shape[0] // self.stem_stride, self.image_shape[1] // self.stem_stride
     num_scales = len(self.groups_per_scale)
-    return [(h >> (num_scales - 1 - s), w >> (num_scales - 1 - s), self.latent_channels)
-            for s in self.scale_of_group()]
+    return [
+      (h >> (num_scales - 1 - s), w >> (num_scales - 1 - s), self.latent_channels)
+      for s in self.scale_of_group()
+    ]
 
   # ------------------------------------------------------------------ modules
   def setup(self):
@@ -241,8 +266,9 @@ class HVAE(nn.Module):
 
   def log_likelihood(self, out, x):
     """log p(x | z): `[B, H, W, C, P]`, int `[B, H, W, C]` -> `[B]`."""
-    return vae_blocks.decoder_log_likelihood(out, x, likelihood=self.likelihood,
-                                          num_levels=self.num_levels)
+    return vae_blocks.decoder_log_likelihood(
+      out, x, likelihood=self.likelihood, num_levels=self.num_levels
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,8 +290,15 @@ def draw_noise(model: HVAE, key, batch: int) -> list[jnp.ndarray]:
 
 def group_kls(stats) -> jnp.ndarray:
   """Analytic KL of every group given the sampled groups above it -> `[B, L]`."""
-  return jnp.stack([losses.gaussian_kl(g['mean'], g['log_var'], prior_mean=g['prior_mean'],
-                                       prior_log_var=g['prior_log_var']) for g in stats], -1)
+  return jnp.stack(
+    [
+      losses.gaussian_kl(
+        g['mean'], g['log_var'], prior_mean=g['prior_mean'], prior_log_var=g['prior_log_var']
+      )
+      for g in stats
+    ],
+    -1,
+  )
 
 
 def init_params(model: HVAE, key, x):
@@ -279,8 +312,9 @@ _INIT_CACHE: dict = {}
 
 def _jitted_init(model: HVAE):
   if model not in _INIT_CACHE:
-    _INIT_CACHE[model] = jax.jit(lambda k, x: model.init(
-        {'params': k, 'dropout': k}, x, draw_noise(model, k, x.shape[0])))
+    _INIT_CACHE[model] = jax.jit(
+      lambda k, x: model.init({'params': k, 'dropout': k}, x, draw_noise(model, k, x.shape[0]))
+    )
   return _INIT_CACHE[model]
 
 
@@ -297,8 +331,12 @@ def elbo_terms(model: HVAE, params, x, key, *, train: bool = False) -> dict:
   log_px = model.log_likelihood(out, x)
   kl_groups = group_kls(stats)
   kl = jnp.sum(kl_groups, -1)
-  return {'elbo': losses.elbo(log_px, kl), 'log_px_given_z': log_px, 'kl': kl,
-          'kl_groups': kl_groups}
+  return {
+    'elbo': losses.elbo(log_px, kl),
+    'log_px_given_z': log_px,
+    'kl': kl,
+    'kl_groups': kl_groups,
+  }
 
 
 def spectral_norms(model: HVAE, params) -> jnp.ndarray:
@@ -314,8 +352,9 @@ def spectral_norms(model: HVAE, params) -> jnp.ndarray:
   return jnp.stack(jax.tree.leaves(inter[INTERMEDIATES]))
 
 
-def iwae_log_weights(model: HVAE, params, x, key, num_samples: int, start=0, *,
-                     train: bool = False):
+def iwae_log_weights(
+  model: HVAE, params, x, key, num_samples: int, start=0, *, train: bool = False
+):
   """log p(x|z_k), log p(z_k), log q(z_k|x) for draws k = start..start+K-1 -> three `[K, B]`.
 
   The encoder runs once per image; the top-down pass runs on the `K * B` tiled
@@ -327,13 +366,19 @@ def iwae_log_weights(model: HVAE, params, x, key, num_samples: int, start=0, *,
   feats = model.apply(params, x, train=train, method=HVAE.encode, rngs={'dropout': dropout_key})
   feats = [jnp.tile(f, (k, 1, 1, 1)) for f in feats]
   draws = jax.vmap(lambda i: draw_noise(model, jax.random.fold_in(key, i), b))(
-      start + jnp.arange(k))
+    start + jnp.arange(k)
+  )
   eps = [d.reshape((k * b,) + d.shape[2:]) for d in draws]
-  out, stats = model.apply(params, feats, eps, train=train, method=HVAE.decode,
-                           rngs={'dropout': jax.random.fold_in(dropout_key, 1)})
+  out, stats = model.apply(
+    params,
+    feats,
+    eps,
+    train=train,
+    method=HVAE.decode,
+    rngs={'dropout': jax.random.fold_in(dropout_key, 1)},
+  )
   log_px = model.log_likelihood(out, jnp.tile(x, (k, 1, 1, 1)))
-  log_pz = sum(losses.gaussian_log_prob(g['z'], g['prior_mean'], g['prior_log_var'])
-               for g in stats)
+  log_pz = sum(losses.gaussian_log_prob(g['z'], g['prior_mean'], g['prior_log_var']) for g in stats)
   log_qz = sum(losses.gaussian_log_prob(g['z'], g['mean'], g['log_var']) for g in stats)
   return tuple(a.reshape(k, b) for a in (log_px, log_pz, log_qz))
 
@@ -346,22 +391,31 @@ IWAE_CPU_BUDGET_BYTES = 96 << 20
 IWAE_ACCELERATOR_BUDGET_BYTES = 2 << 30
 
 
-def iwae_chunk_size(model: HVAE, batch_size: int, num_samples: int,
-                    memory_budget_bytes: Optional[int] = None) -> int:
+def iwae_chunk_size(
+  model: HVAE, batch_size: int, num_samples: int, memory_budget_bytes: int | None = None
+) -> int:
   """Draws per chunk of `iwae_estimate`: the most that keep about `memory_budget_bytes`
   of activations alive (default: by `jax.default_backend()`); `latent.iwae_estimate`
   runs equal chunks (the last one's surplus draws are dropped)."""
   if memory_budget_bytes is None:
-    memory_budget_bytes = (IWAE_CPU_BUDGET_BYTES if jax.default_backend() == 'cpu'
-                           else IWAE_ACCELERATOR_BUDGET_BYTES)
+    memory_budget_bytes = (
+      IWAE_CPU_BUDGET_BYTES if jax.default_backend() == 'cpu' else IWAE_ACCELERATOR_BUDGET_BYTES
+    )
   h, w, c = model.image_shape
   per_pair = 4 * (h * w * model.channels * 10 + h * w * c * model.out_per_subpixel * 3)
   return latent.chunk_size_for(per_pair * batch_size, num_samples, memory_budget_bytes)
 
 
-def iwae_estimate(model: HVAE, params, x, key, *, num_samples: int,
-                  chunk_size: Optional[int] = None,
-                  memory_budget_bytes: Optional[int] = None):
+def iwae_estimate(
+  model: HVAE,
+  params,
+  x,
+  key,
+  *,
+  num_samples: int,
+  chunk_size: int | None = None,
+  memory_budget_bytes: int | None = None,
+):
   """IWAE-K lower bound on log p(x) per example `[B]`, in chunks of samples (K up to 1000s).
 
   By default a chunk holds `iwae_chunk_size(model, B, K, memory_budget_bytes)` draws.
@@ -369,8 +423,9 @@ def iwae_estimate(model: HVAE, params, x, key, *, num_samples: int,
   if chunk_size is None:
     chunk_size = iwae_chunk_size(model, x.shape[0], num_samples, memory_budget_bytes)
   log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
-  return latent.iwae_estimate(log_weights, params, (x,), key, num_samples=num_samples,
-                              chunk_size=chunk_size, cache_key=model)
+  return latent.iwae_estimate(
+    log_weights, params, (x,), key, num_samples=num_samples, chunk_size=chunk_size, cache_key=model
+  )
 
 
 def sample_latents(model: HVAE, params, key, num: int, temperatures=None):
@@ -382,10 +437,12 @@ def sample_latents(model: HVAE, params, key, num: int, temperatures=None):
   if temperatures is not None and jnp.ndim(temperatures) == 0:
     temperatures = [temperatures] * model.num_groups
   if temperatures is not None and len(temperatures) != model.num_groups:
-    raise ValueError(f'temperatures needs one value per group ({model.num_groups}), '
-                     f'got {len(temperatures)}')
-  out, _ = model.apply(params, None, draw_noise(model, key, num), method=HVAE.decode,
-                       temperatures=temperatures)
+    raise ValueError(
+      f'temperatures needs one value per group ({model.num_groups}), got {len(temperatures)}'
+    )
+  out, _ = model.apply(
+    params, None, draw_noise(model, key, num), method=HVAE.decode, temperatures=temperatures
+  )
   return out
 
 
@@ -393,8 +450,9 @@ def sample_prior(model: HVAE, params, key, num: int, temperatures=None):
   """Ancestral samples: tempered `z ~ p(z)`, then `x ~ p(x | z)` -> int32 `[num, H, W, C]`."""
   z_key, x_key = jax.random.split(key)
   out = sample_latents(model, params, z_key, num, temperatures)
-  return vae_blocks.sample_decoder(out, x_key, likelihood=model.likelihood,
-                                num_levels=model.num_levels)
+  return vae_blocks.sample_decoder(
+    out, x_key, likelihood=model.likelihood, num_levels=model.num_levels
+  )
 
 
 def sample_prior_mean(model: HVAE, params, key, num: int, temperatures=None):
@@ -423,4 +481,3 @@ def posterior_means(model: HVAE, params, x) -> jnp.ndarray:
   eps = [jnp.zeros((x.shape[0],) + s, jnp.float32) for s in model.latent_shapes()]
   _, stats = model.apply(params, x, eps)
   return jnp.concatenate([g['mean'].reshape(x.shape[0], -1) for g in stats], axis=1)
-

@@ -40,6 +40,7 @@ def spectral_norm_estimate(w: jnp.ndarray, *, num_iters: int = 10) -> jnp.ndarra
   w_sg = jax.lax.stop_gradient(w)
   v = jnp.cos(1.7 * jnp.arange(w.shape[1], dtype=w.dtype) + 0.3)
   normalize = lambda a: a / (jnp.linalg.norm(a) + 1e-12)
+
   def step(_, uv):
     v = normalize(w_sg.T @ uv[0])
     return normalize(w_sg @ v), v
@@ -110,8 +111,13 @@ class Conv(nn.Module):
     if self.is_mutable_collection(INTERMEDIATES):
       self.sow(INTERMEDIATES, 'sigma', spectral_norm_estimate(w.reshape(-1, self.features)))
     b = self.param('bias', nn.initializers.zeros, (self.features,))
-    y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.strides, self.strides),
-                                     'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = jax.lax.conv_general_dilated(
+      x,
+      w.astype(x.dtype),
+      (self.strides, self.strides),
+      'SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
     return y + b.astype(y.dtype)
 
 

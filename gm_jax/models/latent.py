@@ -13,8 +13,8 @@ labels of a conditional model).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,16 @@ LogWeights = Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
 _ESTIMATORS: dict = {}
 
 
-def iwae_estimate(log_weights: LogWeights, params, inputs: tuple, key, *, num_samples: int,
-                  chunk_size: int, cache_key=None) -> jax.Array:
+def iwae_estimate(
+  log_weights: LogWeights,
+  params,
+  inputs: tuple,
+  key,
+  *,
+  num_samples: int,
+  chunk_size: int,
+  cache_key=None,
+) -> jax.Array:
   """`[B]` IWAE-K bound on log p(x) in nats (Burda et al. 2016, eq. 8; the ELBO at K = 1).
 
   The K draws run as `ceil(K / chunk_size)` equal chunks inside one jitted `lax.map`:
@@ -57,6 +65,7 @@ def iwae_estimate(log_weights: LogWeights, params, inputs: tuple, key, *, num_sa
       def one(start):
         log_px, log_pz, log_qz = log_weights(params, inputs, key, chunk, start)
         return log_px + log_pz - log_qz  # [chunk, B]
+
       starts = jnp.arange(num_chunks, dtype=jnp.int32) * chunk
       log_w = jax.lax.map(one, starts).reshape((num_chunks * chunk, -1))[:num_samples]
       zeros = jnp.zeros_like(log_w)
@@ -72,9 +81,11 @@ def checked_likelihood(config, info, family: str) -> str:
     raise ValueError(f'the {family} family needs an image dataset; {info.name!r} is {info.kind}')
   likelihood = config.likelihood
   if likelihood == 'bernoulli' and info.num_levels != 2:
-    raise ValueError(f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
-                     f'{info.num_levels} levels (use binarized_mnist, set config.binarize '
-                     "to 'dynamic' or 'static', or use categorical)")
+    raise ValueError(
+      f"config.likelihood='bernoulli' needs binary data; {info.name!r} has "
+      f'{info.num_levels} levels (use binarized_mnist, set config.binarize '
+      "to 'dynamic' or 'static', or use categorical)"
+    )
   return likelihood
 
 
@@ -83,9 +94,20 @@ def chunk_size_for(bytes_per_draw: int, num_samples: int, memory_budget_bytes: i
   return max(1, min(num_samples, memory_budget_bytes // max(int(bytes_per_draw), 1)))
 
 
-def evaluate_bounds(elbo_terms: Callable, iwae: Callable, params, test: dict, key, *,
-                    input_keys: tuple[str, ...], num_samples: int, num_dims: int,
-                    batch_size: int = 120, per_group_kl: bool = False, mesh=None) -> dict:
+def evaluate_bounds(
+  elbo_terms: Callable,
+  iwae: Callable,
+  params,
+  test: dict,
+  key,
+  *,
+  input_keys: tuple[str, ...],
+  num_samples: int,
+  num_dims: int,
+  batch_size: int = 120,
+  per_group_kl: bool = False,
+  mesh=None,
+) -> dict:
   """Test ELBO and IWAE-K (nats and bits/dim), averaged over the test split.
 
   Args:
@@ -98,6 +120,7 @@ def evaluate_bounds(elbo_terms: Callable, iwae: Callable, params, test: dict, ke
   Batch `i` (the last one zero-padded to `batch_size`) uses `fold_in(key, i)` for the
   ELBO and `fold_in(fold_in(key, i), 1)` for the IWAE draws.
   """
+
   def per_example(p, batch, k):
     inputs = tuple(batch[name] for name in input_keys)
     terms = elbo_terms(p, inputs, k)
@@ -106,17 +129,23 @@ def evaluate_bounds(elbo_terms: Callable, iwae: Callable, params, test: dict, ke
       out['kl_groups'] = terms['kl_groups']
     return out
 
-  per = parallel.map_examples(per_example, params, {name: test[name] for name in input_keys},
-                              key, batch_size=batch_size, mesh=mesh)
+  per = parallel.map_examples(
+    per_example,
+    params,
+    {name: test[name] for name in input_keys},
+    key,
+    batch_size=batch_size,
+    mesh=mesh,
+  )
   elbo, nll = float(np.mean(per['elbo'])), -float(np.mean(per['iwae']))
   to_bpd = lambda nats: float(losses.bits_per_dim(jnp.asarray(nats), num_dims=num_dims))
   out = {
-      'bound': f'iwae-{num_samples}',
-      'test_nll_nats': nll,
-      'test_bpd': to_bpd(nll),
-      'test_elbo_nats': -elbo,
-      'test_elbo_bpd': to_bpd(-elbo),
-      'iwae_samples': num_samples,
+    'bound': f'iwae-{num_samples}',
+    'test_nll_nats': nll,
+    'test_bpd': to_bpd(nll),
+    'test_elbo_nats': -elbo,
+    'test_elbo_bpd': to_bpd(-elbo),
+    'iwae_samples': num_samples,
   }
   if per_group_kl:
     out['test_kl_per_group_nats'] = [float(v) for v in np.mean(per['kl_groups'], 0)]
@@ -129,4 +158,3 @@ def jit_cache(cache: dict, model, build: Callable[[], Callable]) -> Callable:
   if fn is None:
     fn = cache[model] = build()
   return fn
-

@@ -14,7 +14,7 @@ field; `gm_jax._checks`) when the values are concrete.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +22,9 @@ import numpy as np
 import optax
 
 from gm_jax import _checks
+from gm_jax import _optimizer
 from gm_jax._checks import as_float as _float
 from gm_jax._checks import is_concrete as _concrete
-from gm_jax import _optimizer
 
 
 class LogRegParams(NamedTuple):
@@ -34,20 +34,21 @@ class LogRegParams(NamedTuple):
     weight: [D, C].
     bias: [C].
   """
+
   weight: jax.Array
   bias: jax.Array
 
 
-def logreg_init(num_features: int, num_classes: int, *,
-                dtype=None) -> LogRegParams:
+def logreg_init(num_features: int, num_classes: int, *, dtype=None) -> LogRegParams:
   """Zero parameters (the objective is convex, so no random init is needed).
 
   Returns:
     `LogRegParams` with weight [D, C] and bias [C].
   """
   dtype = dtype or jnp.result_type(float)
-  return LogRegParams(weight=jnp.zeros((num_features, num_classes), dtype),
-                      bias=jnp.zeros((num_classes,), dtype))
+  return LogRegParams(
+    weight=jnp.zeros((num_features, num_classes), dtype), bias=jnp.zeros((num_classes,), dtype)
+  )
 
 
 def logreg_logits(params: LogRegParams, x: jax.Array) -> jax.Array:
@@ -64,19 +65,18 @@ def logreg_predict_log_proba(params: LogRegParams, x: jax.Array) -> jax.Array:
   """[N, D] -> [N, C] log p(y | x) = log_softmax(x W + b)."""
   _checks.check_matrix(x, 'x')
   if jnp.shape(x)[1] != params.weight.shape[0]:
-    raise ValueError(
-        f'x must have D = {params.weight.shape[0]} features, got shape {jnp.shape(x)}')
+    raise ValueError(f'x must have D = {params.weight.shape[0]} features, got shape {jnp.shape(x)}')
   return jax.nn.log_softmax(logreg_logits(params, x), axis=-1)
 
 
 def logreg_loss(params: LogRegParams, x: jax.Array, y: jax.Array) -> jax.Array:
   """Per-example cross-entropy -log p(y_n | x_n), [N] (no hidden mean)."""
-  return optax.losses.softmax_cross_entropy_with_integer_labels(
-      logreg_logits(params, x), y)
+  return optax.losses.softmax_cross_entropy_with_integer_labels(logreg_logits(params, x), y)
 
 
-def logreg_objective(params: LogRegParams, x: jax.Array, y: jax.Array, *,
-                     l2, sample_weight: Optional[jax.Array] = None) -> jax.Array:
+def logreg_objective(
+  params: LogRegParams, x: jax.Array, y: jax.Array, *, l2, sample_weight: jax.Array | None = None
+) -> jax.Array:
   """(Weighted) mean cross-entropy + (l2 / 2) ||W||^2; the bias is not penalised.
 
   This is scikit-learn's `LogisticRegression(C=...)` objective divided by
@@ -102,8 +102,7 @@ def logreg_objective(params: LogRegParams, x: jax.Array, y: jax.Array, *,
   return data_term + 0.5 * l2 * jnp.sum(jnp.square(params.weight))
 
 
-def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2,
-                      sample_weight=None):
+def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2, sample_weight=None):
   """One optimiser step on the regularised objective of a batch.
 
   Works for first-order optax optimisers and for `optax.lbfgs`, whose line
@@ -121,18 +120,16 @@ def logreg_train_step(params: LogRegParams, opt_state, x, y, *, optimizer, l2,
   Returns:
     `(params, opt_state, objective_before_step)`.
   """
-  value_fn = functools.partial(logreg_objective, x=x, y=y, l2=l2,
-                               sample_weight=sample_weight)
+  value_fn = functools.partial(logreg_objective, x=x, y=y, l2=l2, sample_weight=sample_weight)
   value, grad = jax.value_and_grad(value_fn)(params)
-  updates, opt_state = optimizer.update(grad, opt_state, params, value=value,
-                                        grad=grad, value_fn=value_fn)
+  updates, opt_state = optimizer.update(
+    grad, opt_state, params, value=value, grad=grad, value_fn=value_fn
+  )
   return optax.apply_updates(params, updates), opt_state, value
 
 
-@functools.partial(jax.jit,
-                   static_argnames=('num_classes', 'solver', 'num_steps'))
-def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
-                num_steps):
+@functools.partial(jax.jit, static_argnames=('num_classes', 'solver', 'num_steps'))
+def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver, num_steps):
   x = _float(x)
   # The project's one optimiser factory; L-BFGS without a step size line-searches.
   optimizer = _optimizer.optimizer(solver, learning_rate)
@@ -141,20 +138,25 @@ def _fit_logreg(x, y, l2, learning_rate, sample_weight, *, num_classes, solver,
   def step(carry, _):
     params, opt_state = carry
     params, opt_state, value = logreg_train_step(
-        params, opt_state, x, y, optimizer=optimizer, l2=l2,
-        sample_weight=sample_weight)
+      params, opt_state, x, y, optimizer=optimizer, l2=l2, sample_weight=sample_weight
+    )
     return (params, opt_state), value
 
-  (params, _), values = jax.lax.scan(step, (params, optimizer.init(params)),
-                                     None, length=num_steps)
+  (params, _), values = jax.lax.scan(step, (params, optimizer.init(params)), None, length=num_steps)
   return params, values
 
 
-def fit_logreg(x: jax.Array, y: jax.Array, *, num_classes: int, l2,
-               solver: str = 'lbfgs', num_steps: int = 100,
-               learning_rate=None,
-               sample_weight: Optional[jax.Array] = None
-               ) -> tuple[LogRegParams, jax.Array]:
+def fit_logreg(
+  x: jax.Array,
+  y: jax.Array,
+  *,
+  num_classes: int,
+  l2,
+  solver: str = 'lbfgs',
+  num_steps: int = 100,
+  learning_rate=None,
+  sample_weight: jax.Array | None = None,
+) -> tuple[LogRegParams, jax.Array]:
   """Fits L2-regularised multinomial logistic regression on the full batch.
 
   The whole optimisation is one jitted `lax.scan`, so fits can be `vmap`ped
@@ -188,12 +190,21 @@ def fit_logreg(x: jax.Array, y: jax.Array, *, num_classes: int, l2,
     _checks.check_positive(learning_rate, 'learning_rate')
   if sample_weight is not None:
     if jnp.shape(sample_weight) != jnp.shape(y):
-      raise ValueError(f'sample_weight must be [N] = {jnp.shape(y)}, got shape '
-                       f'{jnp.shape(sample_weight)}')
-    if _concrete(sample_weight) and (np.any(np.asarray(sample_weight) < 0)
-                                     or not np.any(np.asarray(sample_weight) > 0)):
+      raise ValueError(
+        f'sample_weight must be [N] = {jnp.shape(y)}, got shape {jnp.shape(sample_weight)}'
+      )
+    if _concrete(sample_weight) and (
+      np.any(np.asarray(sample_weight) < 0) or not np.any(np.asarray(sample_weight) > 0)
+    ):
       raise ValueError('sample_weight must be >= 0 with a positive sum')
     sample_weight = _float(sample_weight)
-  return _fit_logreg(x, y, l2, learning_rate, sample_weight,
-                     num_classes=num_classes,
-                     solver=solver, num_steps=num_steps)
+  return _fit_logreg(
+    x,
+    y,
+    l2,
+    learning_rate,
+    sample_weight,
+    num_classes=num_classes,
+    solver=solver,
+    num_steps=num_steps,
+  )

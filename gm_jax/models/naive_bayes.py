@@ -30,7 +30,7 @@ kernels.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,7 @@ class BernoulliNBParams(NamedTuple):
     log_prob: [C, D] log p(x_d = 1 | y).
     log_neg_prob: [C, D] log p(x_d = 0 | y).
   """
+
   log_prior: jax.Array
   log_prob: jax.Array
   log_neg_prob: jax.Array
@@ -64,6 +65,7 @@ class MultinomialNBParams(NamedTuple):
     log_prior: [C] log p(y).
     log_prob: [C, D] log p(word d | y); each row sums to 1 in probability.
   """
+
   log_prior: jax.Array
   log_prob: jax.Array
 
@@ -75,6 +77,7 @@ class CategoricalNBParams(NamedTuple):
     log_prior: [C] log p(y).
     log_prob: [C, D, K] log p(x_d = k | y).
   """
+
   log_prior: jax.Array
   log_prob: jax.Array
 
@@ -87,13 +90,13 @@ class GaussianNBParams(NamedTuple):
     mean: [C, D] class-conditional means.
     var: [C, D] class-conditional variances, smoothing included.
   """
+
   log_prior: jax.Array
   mean: jax.Array
   var: jax.Array
 
 
-NBParams = Union[BernoulliNBParams, MultinomialNBParams, CategoricalNBParams,
-                 GaussianNBParams]
+NBParams = Union[BernoulliNBParams, MultinomialNBParams, CategoricalNBParams, GaussianNBParams]
 
 
 # --------------------------------------------------------------------------
@@ -129,8 +132,9 @@ def _check_values(x, kind, num_categories=None):
       raise ValueError(f'x must be integer categories, got dtype {x_np.dtype}')
     if x_np.min() < 0 or x_np.max() >= num_categories:
       raise ValueError(
-          f'x must lie in [0, num_categories={num_categories}), got range '
-          f'[{x_np.min()}, {x_np.max()}]')
+        f'x must lie in [0, num_categories={num_categories}), got range '
+        f'[{x_np.min()}, {x_np.max()}]'
+      )
   elif kind == 'gaussian':
     if not np.all(np.isfinite(x_np)):
       raise ValueError('x must be finite for Gaussian naive Bayes')
@@ -152,16 +156,18 @@ def _class_stats(y, num_classes, dtype):
 def _fit_bernoulli(x, y, alpha, *, num_classes):
   x = _float(x)
   onehot, count, log_prior = _class_stats(y, num_classes, x.dtype)
-  feature_count = onehot.T @ x                                     # [C, D]
+  feature_count = onehot.T @ x  # [C, D]
   denom = jnp.log(count + 2.0 * alpha)[:, None]
   return BernoulliNBParams(
-      log_prior=log_prior,
-      log_prob=jnp.log(feature_count + alpha) - denom,
-      log_neg_prob=jnp.log(count[:, None] - feature_count + alpha) - denom)
+    log_prior=log_prior,
+    log_prob=jnp.log(feature_count + alpha) - denom,
+    log_neg_prob=jnp.log(count[:, None] - feature_count + alpha) - denom,
+  )
 
 
-def fit_bernoulli_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
-                     alpha: float = 1.0) -> BernoulliNBParams:
+def fit_bernoulli_nb(
+  x: jax.Array, y: jax.Array, *, num_classes: int, alpha: float = 1.0
+) -> BernoulliNBParams:
   """Fits Bernoulli naive Bayes with Laplace (add-alpha) smoothing.
 
   Args:
@@ -181,14 +187,15 @@ def fit_bernoulli_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
 def _fit_multinomial(x, y, alpha, *, num_classes):
   x = _float(x)
   onehot, _, log_prior = _class_stats(y, num_classes, x.dtype)
-  smoothed = onehot.T @ x + alpha                                  # [C, D]
+  smoothed = onehot.T @ x + alpha  # [C, D]
   return MultinomialNBParams(
-      log_prior=log_prior,
-      log_prob=jnp.log(smoothed) - jnp.log(jnp.sum(smoothed, -1, keepdims=True)))
+    log_prior=log_prior, log_prob=jnp.log(smoothed) - jnp.log(jnp.sum(smoothed, -1, keepdims=True))
+  )
 
 
-def fit_multinomial_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
-                       alpha: float = 1.0) -> MultinomialNBParams:
+def fit_multinomial_nb(
+  x: jax.Array, y: jax.Array, *, num_classes: int, alpha: float = 1.0
+) -> MultinomialNBParams:
   """Fits multinomial (bag-of-words) naive Bayes with Laplace smoothing.
 
   Args:
@@ -208,16 +215,15 @@ def fit_multinomial_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
 def _fit_categorical(x, y, alpha, *, num_classes, num_categories):
   dtype = jnp.result_type(float)
   onehot, count, log_prior = _class_stats(y, num_classes, dtype)
-  x_onehot = jax.nn.one_hot(x, num_categories, dtype=dtype)       # [N, D, K]
+  x_onehot = jax.nn.one_hot(x, num_categories, dtype=dtype)  # [N, D, K]
   category_count = jnp.einsum('nc,ndk->cdk', onehot, x_onehot)
   denom = jnp.log(count + num_categories * alpha)[:, None, None]
-  return CategoricalNBParams(log_prior=log_prior,
-                             log_prob=jnp.log(category_count + alpha) - denom)
+  return CategoricalNBParams(log_prior=log_prior, log_prob=jnp.log(category_count + alpha) - denom)
 
 
-def fit_categorical_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
-                       num_categories: int,
-                       alpha: float = 1.0) -> CategoricalNBParams:
+def fit_categorical_nb(
+  x: jax.Array, y: jax.Array, *, num_classes: int, num_categories: int, alpha: float = 1.0
+) -> CategoricalNBParams:
   """Fits naive Bayes with one K-way categorical per feature.
 
   For 17-level digits this is a proper generative model of the image:
@@ -238,8 +244,7 @@ def fit_categorical_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
   if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
     raise ValueError(f'x must be integer categories, got dtype {jnp.asarray(x).dtype}')
   _check_fit_inputs(x, y, num_classes, alpha, 'categorical', num_categories)
-  return _fit_categorical(x, y, alpha, num_classes=num_classes,
-                          num_categories=num_categories)
+  return _fit_categorical(x, y, alpha, num_classes=num_classes, num_categories=num_categories)
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes',))
@@ -247,15 +252,16 @@ def _fit_gaussian(x, y, var_smoothing, *, num_classes):
   x = _float(x)
   onehot, count, log_prior = _class_stats(y, num_classes, x.dtype)
   safe_count = jnp.maximum(count, 1.0)[:, None]
-  mean = onehot.T @ x / safe_count                                 # [C, D]
+  mean = onehot.T @ x / safe_count  # [C, D]
   # Two-pass variance: sum (x - mean_y)^2 avoids E[x^2] - E[x]^2 cancellation.
   var = onehot.T @ jnp.square(x - mean[y]) / safe_count
   epsilon = var_smoothing * jnp.max(jnp.var(x, axis=0))
   return GaussianNBParams(log_prior=log_prior, mean=mean, var=var + epsilon)
 
 
-def fit_gaussian_nb(x: jax.Array, y: jax.Array, *, num_classes: int,
-                    var_smoothing: float = 1e-9) -> GaussianNBParams:
+def fit_gaussian_nb(
+  x: jax.Array, y: jax.Array, *, num_classes: int, var_smoothing: float = 1e-9
+) -> GaussianNBParams:
   """Fits Gaussian naive Bayes (maximum-likelihood mean and variance per class).
 
   Args:
@@ -291,8 +297,11 @@ def _num_features(params: NBParams) -> int:
 def _log_joint(params: NBParams, x):
   if isinstance(params, BernoulliNBParams):
     x = _float(x)
-    return (x @ (params.log_prob - params.log_neg_prob).T
-            + jnp.sum(params.log_neg_prob, -1) + params.log_prior)
+    return (
+      x @ (params.log_prob - params.log_neg_prob).T
+      + jnp.sum(params.log_neg_prob, -1)
+      + params.log_prior
+    )
   if isinstance(params, MultinomialNBParams):
     return _float(x) @ params.log_prob.T + params.log_prior
   if isinstance(params, CategoricalNBParams):
@@ -302,7 +311,7 @@ def _log_joint(params: NBParams, x):
     return jnp.sum(picked, axis=-1).T + params.log_prior
   if isinstance(params, GaussianNBParams):
     x = _float(x)
-    log_norm = -0.5 * jnp.sum(jnp.log(2.0 * jnp.pi * params.var), -1)   # [C]
+    log_norm = -0.5 * jnp.sum(jnp.log(2.0 * jnp.pi * params.var), -1)  # [C]
     sq = jnp.sum(jnp.square(x[:, None, :] - params.mean) / params.var, -1)
     return log_norm - 0.5 * sq + params.log_prior
   raise TypeError(f'not naive Bayes parameters: {type(params).__name__}')
@@ -324,11 +333,13 @@ def log_joint(params: NBParams, x: jax.Array) -> jax.Array:
   """
   _checks.check_matrix(x, 'x')
   if jnp.shape(x)[1] != _num_features(params):
-    raise ValueError(
-        f'x must have D = {_num_features(params)} features, got shape {jnp.shape(x)}')
-  kind = {BernoulliNBParams: 'bernoulli', MultinomialNBParams: 'multinomial',
-          CategoricalNBParams: 'categorical',
-          GaussianNBParams: 'gaussian'}.get(type(params))
+    raise ValueError(f'x must have D = {_num_features(params)} features, got shape {jnp.shape(x)}')
+  kind = {
+    BernoulliNBParams: 'bernoulli',
+    MultinomialNBParams: 'multinomial',
+    CategoricalNBParams: 'categorical',
+    GaussianNBParams: 'gaussian',
+  }.get(type(params))
   if kind is None:
     raise TypeError(f'not naive Bayes parameters: {type(params).__name__}')
   if kind == 'categorical':
@@ -394,21 +405,21 @@ def _sample(params, key, label, *, num, num_trials):
     p = jnp.exp(params.log_prob[label])
     return jax.random.bernoulli(key, p, (num, p.shape[-1])).astype(jnp.int32)
   if isinstance(params, CategoricalNBParams):
-    log_probs = params.log_prob[label]                              # [D, K]
+    log_probs = params.log_prob[label]  # [D, K]
     return _categorical(key, log_probs, (num, log_probs.shape[0]))
   if isinstance(params, MultinomialNBParams):
-    log_probs = params.log_prob[label]                              # [D]
+    log_probs = params.log_prob[label]  # [D]
     words = _categorical(key, log_probs, (num, num_trials))
     return jax.vmap(lambda w: jnp.bincount(w, length=log_probs.shape[0]))(words)
   if isinstance(params, GaussianNBParams):
     mean, var = params.mean[label], params.var[label]
-    return mean + jnp.sqrt(var) * jax.random.normal(key, (num,) + mean.shape,
-                                                    mean.dtype)
+    return mean + jnp.sqrt(var) * jax.random.normal(key, (num,) + mean.shape, mean.dtype)
   raise TypeError(f'not naive Bayes parameters: {type(params).__name__}')
 
 
-def sample(params: NBParams, key: jax.Array, *, label, num: int,
-           num_trials: Optional[int] = None) -> jax.Array:
+def sample(
+  params: NBParams, key: jax.Array, *, label, num: int, num_trials: int | None = None
+) -> jax.Array:
   """Draws x ~ p(x | y = label): what a generative classifier can do and LR cannot.
 
   Args:
@@ -430,8 +441,7 @@ def sample(params: NBParams, key: jax.Array, *, label, num: int,
     raise ValueError(f'label must lie in [0, {num_classes}), got {label}')
   if isinstance(params, MultinomialNBParams):
     if not isinstance(num_trials, (int, np.integer)) or num_trials < 1:
-      raise ValueError(
-          f'num_trials must be a positive int for multinomial NB, got {num_trials!r}')
+      raise ValueError(f'num_trials must be a positive int for multinomial NB, got {num_trials!r}')
   elif num_trials is not None:
     raise ValueError('num_trials is only used by multinomial naive Bayes')
   return _sample(params, key, label, num=num, num_trials=num_trials)
@@ -439,8 +449,12 @@ def sample(params: NBParams, key: jax.Array, *, label, num: int,
 
 def nb_from_name(name: str):
   """Maps 'bernoulli' / 'multinomial' / 'categorical' / 'gaussian' to its fit."""
-  fits = {'bernoulli': fit_bernoulli_nb, 'multinomial': fit_multinomial_nb,
-          'categorical': fit_categorical_nb, 'gaussian': fit_gaussian_nb}
+  fits = {
+    'bernoulli': fit_bernoulli_nb,
+    'multinomial': fit_multinomial_nb,
+    'categorical': fit_categorical_nb,
+    'gaussian': fit_gaussian_nb,
+  }
   if name not in fits:
     raise ValueError(f'naive Bayes variant must be one of {sorted(fits)}, got {name!r}')
   return fits[name]

@@ -22,8 +22,8 @@ three likelihoods) live in `gm_jax.models.vae_blocks` and are importable from he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
-from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -41,16 +41,33 @@ from gm_jax.models.vae_blocks import decoder_mean
 from gm_jax.models.vae_blocks import LIKELIHOODS
 from gm_jax.models.vae_blocks import sample_decoder
 from gm_jax.models.vae_blocks import TopLayer
-from gm_jax.nn.layers import MLP, MLP_OUTPUT, images_to_unit
+from gm_jax.nn.layers import images_to_unit
+from gm_jax.nn.layers import MLP
+from gm_jax.nn.layers import MLP_OUTPUT
 
 # The building blocks (`gm_jax.models.vae_blocks`) are part of this module's interface.
 __all__ = (
-    'ACTIVATIONS', 'ARCHITECTURES', 'ConditionalVAE', 'ConvDecoder', 'ConvEncoder',
-    'LIKELIHOODS', 'MARGINAL_BIAS_CLIP', 'TopLayer', 'VAE', 'decoder_log_likelihood',
-    'decoder_mean', 'elbo_terms', 'iwae_estimate', 'iwae_log_weights',
-    'marginal_output_bias', 'pixel_marginals', 'sample_decoder', 'sample_prior',
-    'with_output_bias',
+  'ACTIVATIONS',
+  'ARCHITECTURES',
+  'ConditionalVAE',
+  'ConvDecoder',
+  'ConvEncoder',
+  'LIKELIHOODS',
+  'MARGINAL_BIAS_CLIP',
+  'TopLayer',
+  'VAE',
+  'decoder_log_likelihood',
+  'decoder_mean',
+  'elbo_terms',
+  'iwae_estimate',
+  'iwae_log_weights',
+  'marginal_output_bias',
+  'pixel_marginals',
+  'sample_decoder',
+  'sample_prior',
+  'with_output_bias',
 )
+
 
 class VAE(nn.Module):
   """A VAE over integer images; with `num_classes > 0` it is a conditional VAE.
@@ -88,47 +105,61 @@ class VAE(nn.Module):
     if self.top_latent_dim < 0:
       raise ValueError(f'top_latent_dim must be >= 0, got {self.top_latent_dim}')
     if self.top_latent_dim and (self.architecture != 'mlp' or self.num_classes):
-      raise ValueError('a second stochastic layer (top_latent_dim > 0) needs '
-                       "architecture='mlp' and an unconditional model (num_classes=0)")
+      raise ValueError(
+        'a second stochastic layer (top_latent_dim > 0) needs '
+        "architecture='mlp' and an unconditional model (num_classes=0)"
+      )
     if self.activation not in ACTIVATIONS:
-      raise ValueError(f'activation must be one of {tuple(ACTIVATIONS)}, '
-                       f'got {self.activation!r}')
+      raise ValueError(f'activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}')
     if self.likelihood not in LIKELIHOODS:
       raise ValueError(f'likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}')
     if self.architecture not in ARCHITECTURES:
       raise ValueError(f'architecture must be one of {ARCHITECTURES}, got {self.architecture!r}')
     if self.likelihood == 'bernoulli' and self.num_levels != 2:
-      raise ValueError(f"likelihood='bernoulli' needs binary data (num_levels=2), "
-                       f'got num_levels={self.num_levels}')
+      raise ValueError(
+        f"likelihood='bernoulli' needs binary data (num_levels=2), got num_levels={self.num_levels}"
+      )
     if len(self.image_shape) != 3:
       raise ValueError(f'image_shape must be (H, W, C), got {self.image_shape}')
     if self.architecture == 'conv' and (self.image_shape[0] % 4 or self.image_shape[1] % 4):
-      raise ValueError(f"architecture='conv' needs H and W divisible by 4, "
-                       f'got image_shape={tuple(self.image_shape)}')
+      raise ValueError(
+        f"architecture='conv' needs H and W divisible by 4, "
+        f'got image_shape={tuple(self.image_shape)}'
+      )
     super().__post_init__()
 
   @property
   def _out_per_subpixel(self) -> int:
     return {'categorical': self.num_levels, 'bernoulli': 1, 'discretized_logistic': 2}[
-        self.likelihood]
+      self.likelihood
+    ]
 
   def setup(self):
     h, w, c = self.image_shape
     if self.architecture == 'mlp':
       act = ACTIVATIONS[self.activation]
       self.encoder = MLP(self.hidden, dropout_rate=self.dropout_rate, activation=act)
-      self.decoder = MLP(tuple(reversed(self.hidden)), out_features=h * w * c *
-                         self._out_per_subpixel, dropout_rate=self.dropout_rate,
-                         activation=act)
+      self.decoder = MLP(
+        tuple(reversed(self.hidden)),
+        out_features=h * w * c * self._out_per_subpixel,
+        dropout_rate=self.dropout_rate,
+        activation=act,
+      )
     else:
       self.encoder = ConvEncoder(dropout_rate=self.dropout_rate)
-      self.decoder = ConvDecoder(self.image_shape, c * self._out_per_subpixel,
-                                 dropout_rate=self.dropout_rate)
+      self.decoder = ConvDecoder(
+        self.image_shape, c * self._out_per_subpixel, dropout_rate=self.dropout_rate
+      )
     self.to_mean = nn.Dense(self.latent_dim)
     self.to_log_var = nn.Dense(self.latent_dim)
     # The second stochastic layer, its own submodule (parameters under 'top').
-    self.top = (TopLayer(self.latent_dim, self.top_latent_dim, tuple(self.top_hidden),
-                         ACTIVATIONS[self.activation]) if self.top_latent_dim else None)
+    self.top = (
+      TopLayer(
+        self.latent_dim, self.top_latent_dim, tuple(self.top_hidden), ACTIVATIONS[self.activation]
+      )
+      if self.top_latent_dim
+      else None
+    )
 
   def _condition(self, h, labels):
     if not self.num_classes:
@@ -140,8 +171,10 @@ class VAE(nn.Module):
   def encode(self, x, labels=None, *, train: bool = False):
     """x: int `[B, H, W, C]`, labels: int `[B]` -> (mean, log_var), each `[B, latent_dim]`."""
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
-      raise ValueError(f'{type(self).__name__} was built for images of shape '
-                       f'{tuple(self.image_shape)} ([B, H, W, C]); got x of shape {x.shape}')
+      raise ValueError(
+        f'{type(self).__name__} was built for images of shape '
+        f'{tuple(self.image_shape)} ([B, H, W, C]); got x of shape {x.shape}'
+      )
     if labels is not None and labels.shape != x.shape[:1]:
       raise ValueError(f'labels must have shape [B] = {x.shape[:1]}, got {labels.shape}')
     u = images_to_unit(x, self.num_levels)
@@ -151,8 +184,8 @@ class VAE(nn.Module):
       if self.num_classes:
         onehot = jax.nn.one_hot(labels, self.num_classes, dtype=u.dtype)
         u = jnp.concatenate(
-            [u, jnp.broadcast_to(onehot[:, None, None, :], u.shape[:3] + (self.num_classes,))],
-            -1)
+          [u, jnp.broadcast_to(onehot[:, None, None, :], u.shape[:3] + (self.num_classes,))], -1
+        )
       h = self.encoder(u, train=train)
     return self.to_mean(h), self.to_log_var(h)
 
@@ -195,8 +228,9 @@ def _top_layer_terms(model: VAE, params, z, eps2):
   z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
   prior_mean, prior_log_var = model.apply(params, z2, method=VAE.prior)
   zeros = jnp.zeros_like(z2)
-  log_prior = (losses.gaussian_log_prob(z, prior_mean, prior_log_var)
-               + losses.gaussian_log_prob(z2, zeros, zeros))
+  log_prior = losses.gaussian_log_prob(z, prior_mean, prior_log_var) + losses.gaussian_log_prob(
+    z2, zeros, zeros
+  )
   return log_prior, losses.gaussian_log_prob(z2, mean2, log_var2)
 
 
@@ -215,13 +249,20 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
   mean, log_var = model.apply(params, x, labels, train=train, method=VAE.encode, rngs=rngs)
   eps = jax.random.normal(eps_key, mean.shape, mean.dtype)
   z = mean + jnp.exp(0.5 * log_var) * eps
-  out = model.apply(params, z, labels, train=train, method=VAE.decode,
-                    rngs={'dropout': jax.random.fold_in(dropout_key, 1)})
+  out = model.apply(
+    params,
+    z,
+    labels,
+    train=train,
+    method=VAE.decode,
+    rngs={'dropout': jax.random.fold_in(dropout_key, 1)},
+  )
   log_px = model.log_likelihood(out, x)
   if model.top_latent_dim:
     # No closed form: the KL term is the one-sample estimate log q(z, z2 | x) - log p(z, z2).
-    eps2 = jax.random.normal(jax.random.fold_in(eps_key, 1), (z.shape[0], model.top_latent_dim),
-                             z.dtype)
+    eps2 = jax.random.normal(
+      jax.random.fold_in(eps_key, 1), (z.shape[0], model.top_latent_dim), z.dtype
+    )
     log_prior, log_q2 = _top_layer_terms(model, params, z, eps2)
     kl = losses.gaussian_log_prob(z, mean, log_var) + log_q2 - log_prior
   else:
@@ -238,7 +279,8 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   mean, log_var = model.apply(params, x, labels, method=VAE.encode)
   k, b, d = num_samples, mean.shape[0], mean.shape[1]
   eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (b, d), mean.dtype))(
-      start + jnp.arange(k))
+    start + jnp.arange(k)
+  )
   z = mean[None] + jnp.exp(0.5 * log_var)[None] * eps  # [K, B, D]
   z_flat = z.reshape(k * b, d)
   rep_labels = None if labels is None else jnp.tile(labels, k)
@@ -246,21 +288,33 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   x_rep = jnp.tile(x, (k, 1, 1, 1))
   log_px = model.log_likelihood(out, x_rep).reshape(k, b)
   log_qz = losses.gaussian_log_prob(
-      z_flat, jnp.tile(mean, (k, 1)), jnp.tile(log_var, (k, 1))).reshape(k, b)
+    z_flat, jnp.tile(mean, (k, 1)), jnp.tile(log_var, (k, 1))
+  ).reshape(k, b)
   if not model.top_latent_dim:
     zeros = jnp.zeros_like(z_flat)
     log_pz = losses.gaussian_log_prob(z_flat, zeros, zeros).reshape(k, b)
     return log_px, log_pz, log_qz
   # z2 of draw k: noise normal(fold_in(fold_in(key, k), 1)), so chunks stay exact too.
-  eps2 = jax.vmap(lambda i: jax.random.normal(
-      jax.random.fold_in(jax.random.fold_in(key, i), 1), (b, model.top_latent_dim),
-      mean.dtype))(start + jnp.arange(k)).reshape(k * b, model.top_latent_dim)
+  eps2 = jax.vmap(
+    lambda i: jax.random.normal(
+      jax.random.fold_in(jax.random.fold_in(key, i), 1), (b, model.top_latent_dim), mean.dtype
+    )
+  )(start + jnp.arange(k)).reshape(k * b, model.top_latent_dim)
   log_prior, log_q2 = _top_layer_terms(model, params, z_flat, eps2)
   return log_px, log_prior.reshape(k, b), log_qz + log_q2.reshape(k, b)
 
 
-def iwae_estimate(model: VAE, params, x, labels, key, *, num_samples: int,
-                  chunk_size: Optional[int] = None, memory_budget_bytes: int = 256 << 20):
+def iwae_estimate(
+  model: VAE,
+  params,
+  x,
+  labels,
+  key,
+  *,
+  num_samples: int,
+  chunk_size: int | None = None,
+  memory_budget_bytes: int = 256 << 20,
+):
   """IWAE log-likelihood lower bound per example, computed in chunks of samples.
 
   K = 5,000 fits in memory because only `chunk_size` decoder outputs exist at once;
@@ -279,8 +333,15 @@ def iwae_estimate(model: VAE, params, x, labels, key, *, num_samples: int,
     bytes_per_draw = x.shape[0] * math.prod(model.image_shape) * model._out_per_subpixel * 4 * 3
     chunk_size = latent.chunk_size_for(bytes_per_draw, num_samples, memory_budget_bytes)
   log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
-  return latent.iwae_estimate(log_weights, params, (x, labels), key, num_samples=num_samples,
-                              chunk_size=chunk_size, cache_key=model)
+  return latent.iwae_estimate(
+    log_weights,
+    params,
+    (x, labels),
+    key,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+    cache_key=model,
+  )
 
 
 def sample_prior(model: VAE, params, key, num: int, labels=None):
@@ -293,7 +354,8 @@ def sample_prior(model: VAE, params, key, num: int, labels=None):
     z2 = jax.random.normal(z_key, (num, model.top_latent_dim))
     mean, log_var = model.apply(params, z2, method=VAE.prior)
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(
-        jax.random.fold_in(z_key, 1), mean.shape, mean.dtype)
+      jax.random.fold_in(z_key, 1), mean.shape, mean.dtype
+    )
   else:
     z = jax.random.normal(z_key, (num, model.latent_dim))
   out = model.apply(params, z, labels, method=VAE.decode)
@@ -327,23 +389,28 @@ def pixel_marginals(images, *, num_levels: int, likelihood: str, probabilities=N
   """
   images = np.asarray(images)
   if images.ndim != 4 or not len(images):
-    raise ValueError(f'pixel_marginals needs a non-empty [N, H, W, C] image array, '
-                     f'got shape {images.shape}')
+    raise ValueError(
+      f'pixel_marginals needs a non-empty [N, H, W, C] image array, got shape {images.shape}'
+    )
   if likelihood == 'bernoulli':
     if probabilities is None and num_levels != 2:
-      raise ValueError(f'a Bernoulli marginal needs binary images (num_levels=2) or '
-                       f'probabilities=..., got num_levels={num_levels}')
+      raise ValueError(
+        f'a Bernoulli marginal needs binary images (num_levels=2) or '
+        f'probabilities=..., got num_levels={num_levels}'
+      )
     source = images if probabilities is None else np.asarray(probabilities)
     return source.mean(axis=0, dtype=np.float64)
   if likelihood == 'categorical':
     counts = np.stack([(images == level).sum(axis=0) for level in range(num_levels)], -1)
     return counts / float(len(images))
-  raise ValueError(f"a marginal decoder bias needs likelihood 'bernoulli' or 'categorical', "
-                   f'got {likelihood!r}')
+  raise ValueError(
+    f"a marginal decoder bias needs likelihood 'bernoulli' or 'categorical', got {likelihood!r}"
+  )
 
 
-def marginal_output_bias(marginals, *, likelihood: str,
-                         clip: float = MARGINAL_BIAS_CLIP) -> np.ndarray:
+def marginal_output_bias(
+  marginals, *, likelihood: str, clip: float = MARGINAL_BIAS_CLIP
+) -> np.ndarray:
   """Decoder output bias whose p(x | z) is the per-pixel marginal when the weights are 0.
 
   Burda et al. 2016's code initialises the Bernoulli decoder's last bias to
@@ -370,8 +437,9 @@ def marginal_output_bias(marginals, *, likelihood: str,
   elif likelihood == 'categorical':
     bias = np.log(np.clip(m, clip, 1.0))
   else:
-    raise ValueError(f"a marginal decoder bias needs likelihood 'bernoulli' or "
-                     f"'categorical', got {likelihood!r}")
+    raise ValueError(
+      f"a marginal decoder bias needs likelihood 'bernoulli' or 'categorical', got {likelihood!r}"
+    )
   return bias.reshape(-1).astype(np.float32)
 
 
@@ -383,15 +451,17 @@ def with_output_bias(model: VAE, params, bias):
       `bias` of the wrong size.
   """
   if model.architecture != 'mlp':
-    raise ValueError("a per-pixel decoder bias needs architecture='mlp', "
-                     f'got {model.architecture!r}')
+    raise ValueError(
+      f"a per-pixel decoder bias needs architecture='mlp', got {model.architecture!r}"
+    )
   name = MLP_OUTPUT  # the decoder MLP's named output layer
   old = params['params']['decoder'][name]['bias']
   bias = jnp.asarray(bias, old.dtype)
   if bias.shape != old.shape:
     raise ValueError(f'the decoder output bias has shape {old.shape}, got {bias.shape}')
-  decoder = dict(params['params']['decoder'], **{name: dict(
-      params['params']['decoder'][name], bias=bias)})
+  decoder = dict(
+    params['params']['decoder'], **{name: dict(params['params']['decoder'][name], bias=bias)}
+  )
   return dict(params, params=dict(params['params'], decoder=decoder))
 
 

@@ -10,7 +10,7 @@ importable from `gm_jax.models.vae`.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -106,7 +106,8 @@ def decoder_log_likelihood(out, x, *, likelihood: str, num_levels: int):
   mean = jnp.tanh(out[..., 0]) * 0.5 + 0.5  # keep the mode inside [0, 1]
   log_scale = jnp.maximum(out[..., 1], -7.0)
   return losses.discretized_logistic_log_prob(
-      x.astype(jnp.float32) / (num_levels - 1), mean, log_scale, num_levels=num_levels)
+    x.astype(jnp.float32) / (num_levels - 1), mean, log_scale, num_levels=num_levels
+  )
 
 
 def sample_decoder(out, key, *, likelihood: str, num_levels: int):

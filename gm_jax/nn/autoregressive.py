@@ -41,13 +41,13 @@ def channel_groups(num_features: int, num_channels: int, *, repeat: int = 1) -> 
   """
   block = num_features // repeat
   if num_features % repeat or block % num_channels:
-    raise ValueError(f'{num_features} features do not split into {repeat} x '
-                     f'{num_channels} colour-channel groups')
+    raise ValueError(
+      f'{num_features} features do not split into {repeat} x {num_channels} colour-channel groups'
+    )
   return np.tile(np.arange(block) * num_channels // block, repeat)
 
 
-def channel_mask(in_groups: np.ndarray, out_groups: np.ndarray, *,
-                 mask_type: str) -> np.ndarray:
+def channel_mask(in_groups: np.ndarray, out_groups: np.ndarray, *, mask_type: str) -> np.ndarray:
   """`[F_in, F_out]` 0/1 mask of which features may see which at the same pixel.
 
   Mask 'A' (first layer): output group g sees input groups < g, so a channel never
@@ -94,16 +94,22 @@ class CausalConv1D(nn.Module):
       `[B, T, features]` (zeros left-pad the sequence), or `[B, features]` with
       `last=True`, equal to the full output at position `t`.
     """
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (self.kernel_size, x.shape[-1], self.features))
+    kernel = self.param(
+      'kernel', nn.initializers.lecun_normal(), (self.kernel_size, x.shape[-1], self.features)
+    )
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = precision.in_dtype(self.dtype, x, kernel, bias)
     if last:
-      taps = x[:, ::self.dilation]  # [B, K, F_in]
+      taps = x[:, :: self.dilation]  # [B, K, F_in]
       return jnp.einsum('bki,kio->bo', taps, kernel) + bias
     y = jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1,), padding=[(self.window - 1, 0)],
-        rhs_dilation=(self.dilation,), dimension_numbers=('NWC', 'WIO', 'NWC'))
+      x,
+      kernel,
+      window_strides=(1,),
+      padding=[(self.window - 1, 0)],
+      rhs_dilation=(self.dilation,),
+      dimension_numbers=('NWC', 'WIO', 'NWC'),
+    )
     return y + bias
 
 
@@ -138,10 +144,11 @@ class MaskedConv2D(nn.Module):
     f_in = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (kh, kw, f_in, self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    centre = channel_mask(channel_groups(f_in, self.num_channels),
-                          channel_groups(self.features, self.num_channels,
-                                         repeat=self.out_repeat),
-                          mask_type=self.mask_type)
+    centre = channel_mask(
+      channel_groups(f_in, self.num_channels),
+      channel_groups(self.features, self.num_channels, repeat=self.out_repeat),
+      mask_type=self.mask_type,
+    )
     mask = np.ones((kh, kw, f_in, self.features), np.float32)
     mask[kh - 1, kw - 1] = centre
     x, kernel, bias = precision.in_dtype(self.dtype, x, kernel * mask, bias)
@@ -151,8 +158,12 @@ class MaskedConv2D(nn.Module):
       y = layers.conv_tapwise_grad(x, kernel)
     else:
       y = jax.lax.conv_general_dilated(
-          x, kernel, window_strides=(1, 1), padding='VALID',
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        x,
+        kernel,
+        window_strides=(1, 1),
+        padding='VALID',
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      )
     return y + bias
 
 

@@ -30,8 +30,9 @@ def _is_float(leaf) -> bool:
 
 def ema_init(params):
   """The starting average: `params` with every floating leaf as float32 (others as they are)."""
-  return jax.tree.map(lambda p: jnp.asarray(p, jnp.float32) if _is_float(p) else jnp.asarray(p),
-                      params)
+  return jax.tree.map(
+    lambda p: jnp.asarray(p, jnp.float32) if _is_float(p) else jnp.asarray(p), params
+  )
 
 
 def ema_decay(decay, count) -> jnp.ndarray:
@@ -56,8 +57,10 @@ def ema_update(ema, params, *, decay, count):
   if isinstance(decay, (int, float)) and not 0.0 <= decay < 1.0:
     raise ValueError(f'decay must be in [0, 1), got {decay!r}')
   if jax.tree.structure(ema) != jax.tree.structure(params):
-    raise ValueError(f'ema and params must have the same tree structure, got '
-                     f'{jax.tree.structure(ema)} and {jax.tree.structure(params)}')
+    raise ValueError(
+      f'ema and params must have the same tree structure, got '
+      f'{jax.tree.structure(ema)} and {jax.tree.structure(params)}'
+    )
   d = ema_decay(decay, count)
 
   def one(e, p):

@@ -18,10 +18,11 @@ bijection's structure, and inverses always run with dropout off.
 Layers act on `[B, H, W, C]` images unless stated (`AdditiveCoupling` and
 `Rescale` are for flat `[B, D]` vectors, as in NICE); `B` may be any batch size.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -55,14 +56,13 @@ class Bijector(nn.Module):
     return self(z, inverse=True, train=False)
 
 
-def run_layers(layers: Sequence[Bijector], x: Array, *, inverse: bool,
-               train: bool):
+def run_layers(layers: Sequence[Bijector], x: Array, *, inverse: bool, train: bool):
   """Composes bijectors: in order for the forward pass, reversed for the inverse.
 
   Returns `(y, log_det)` with the log-dets summed, `[B]`.
   """
   log_det = jnp.zeros(x.shape[:1], x.dtype)
-  for layer in (reversed(layers) if inverse else layers):
+  for layer in reversed(layers) if inverse else layers:
     x, ld = layer(x, inverse=inverse, train=train)
     log_det = log_det + ld
   return x, log_det
@@ -171,7 +171,7 @@ class FactorOut(Bijector):
 
   def __call__(self, x, *, inverse=False, train=False):
     c = x.shape[-1]
-    out, keep = x[..., :c // 2], x[..., c // 2:]
+    out, keep = x[..., : c // 2], x[..., c // 2 :]
     keep, log_det = self.flow(keep, inverse=inverse, train=train)
     return jnp.concatenate([out, keep], axis=-1), log_det
 
@@ -225,8 +225,9 @@ class AdditiveCoupling(Bijector):
     if x.ndim != 2 or x.shape[1] % 2:
       raise ValueError(f'AdditiveCoupling needs [B, D] with D even; got {x.shape}.')
     a, b = _split_parity(x, self.parity)
-    shift = MLP(self.hidden, self.num_hidden_layers, b.shape[1],
-                self.dropout_rate, name='net')(a, train=train and not inverse)
+    shift = MLP(self.hidden, self.num_hidden_layers, b.shape[1], self.dropout_rate, name='net')(
+      a, train=train and not inverse
+    )
     b = b - shift if inverse else b + shift
     return _merge_parity(a, b, self.parity), jnp.zeros(x.shape[:1], x.dtype)
 
@@ -271,8 +272,9 @@ class ConvNet(nn.Module):
     h = nn.Conv(self.hidden, (3, 3))(x)
     for i in range(self.num_blocks):
       r = nn.Conv(self.hidden, (3, 3), name=f'block{i}_conv3x3')(nn.relu(h))
-      h = h + nn.Conv(self.hidden, (1, 1), kernel_init=nn.initializers.zeros,
-                      name=f'block{i}_conv1x1')(nn.relu(r))
+      h = h + nn.Conv(
+        self.hidden, (1, 1), kernel_init=nn.initializers.zeros, name=f'block{i}_conv1x1'
+      )(nn.relu(r))
     h = nn.relu(nn.Conv(self.hidden, (1, 1))(nn.relu(h)))
     if self.dropout_rate:
       h = nn_layers.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -326,8 +328,9 @@ class AffineCoupling(Bijector):
     if self.mask == 'checkerboard':
       m = jnp.asarray(checkerboard(h, w, self.parity), x.dtype)
       net_in = jnp.concatenate([x * m, jnp.broadcast_to(m, (b, h, w, 1))], -1)
-      raw = ConvNet(self.hidden, 2 * c, self.dropout_rate, self.num_blocks,
-                    name='net')(net_in, train=train)
+      raw = ConvNet(self.hidden, 2 * c, self.dropout_rate, self.num_blocks, name='net')(
+        net_in, train=train
+      )
       s = self._log_scale(raw[..., :c]) * (1.0 - m)
       t = raw[..., c:] * (1.0 - m)
       if inverse:
@@ -342,14 +345,14 @@ class AffineCoupling(Bijector):
       if self.parity == 0:
         x_a, x_b = x[..., :k], x[..., k:]
       else:
-        x_a, x_b = x[..., c - k:], x[..., :c - k]
+        x_a, x_b = x[..., c - k :], x[..., : c - k]
       cb = x_b.shape[-1]
-      raw = ConvNet(self.hidden, 2 * cb, self.dropout_rate, self.num_blocks,
-                    name='net')(x_a, train=train)
+      raw = ConvNet(self.hidden, 2 * cb, self.dropout_rate, self.num_blocks, name='net')(
+        x_a, train=train
+      )
       s, t = self._log_scale(raw[..., :cb]), raw[..., cb:]
       y_b = (x_b - t) * jnp.exp(-s) if inverse else x_b * jnp.exp(s) + t
-      y = (jnp.concatenate([x_a, y_b], -1) if self.parity == 0
-           else jnp.concatenate([y_b, x_a], -1))
+      y = jnp.concatenate([x_a, y_b], -1) if self.parity == 0 else jnp.concatenate([y_b, x_a], -1)
       log_det = _sum_non_batch(s)
     else:
       raise ValueError(f"mask must be 'checkerboard' or 'channel'; got {self.mask!r}.")
@@ -435,27 +438,26 @@ class Invertible1x1Conv(Bijector):
       w = perm @ lower @ upper
       return x @ w.T, ld
     # W^-1 = U^-1 L^-1 P^T, by triangular solves (exact, no general inverse).
-    l_inv_pt = jax.scipy.linalg.solve_triangular(lower, perm.T, lower=True,
-                                                 unit_diagonal=True)
+    l_inv_pt = jax.scipy.linalg.solve_triangular(lower, perm.T, lower=True, unit_diagonal=True)
     w_inv = jax.scipy.linalg.solve_triangular(upper, l_inv_pt, lower=False)
     return x @ w_inv.T, -ld
 
 
 __all__ = (
-    'ActNorm',
-    'AdditiveCoupling',
-    'AffineCoupling',
-    'Bijector',
-    'Chain',
-    'ConvNet',
-    'FactorOut',
-    'Invertible1x1Conv',
-    'Logit',
-    'MLP',
-    'Rescale',
-    'Reshape',
-    'Squeeze',
-    'Unsqueeze',
-    'checkerboard',
-    'run_layers',
+  'ActNorm',
+  'AdditiveCoupling',
+  'AffineCoupling',
+  'Bijector',
+  'Chain',
+  'ConvNet',
+  'FactorOut',
+  'Invertible1x1Conv',
+  'Logit',
+  'MLP',
+  'Rescale',
+  'Reshape',
+  'Squeeze',
+  'Unsqueeze',
+  'checkerboard',
+  'run_layers',
 )

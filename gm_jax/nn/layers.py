@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-
 
 MLP_OUTPUT = 'out'  # the name of `MLP`'s linear output layer (e.g. a decoder's logits)
 
@@ -69,8 +69,9 @@ def _transpose_pads(kernel_hw, strides, padding) -> tuple[tuple[int, int], ...]:
   return tuple(_transpose_padding(k, s, p) for k, s, p in zip(kernel_hw, strides, per_dim))
 
 
-def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int],
-                            padding='SAME') -> jnp.ndarray:
+def conv_transpose_subpixel(
+  x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int], padding='SAME'
+) -> jnp.ndarray:
   """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, HWIO, kernel not flipped),
   computed as `prod(strides)` stride-1 convolutions, one per output phase, interleaved.
 
@@ -110,9 +111,12 @@ def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequen
       (t0h, nh, dh), (t0w, nw, dw) = phase_h, phase_w
       sub = kernel[t0h::sh][:nh, t0w::sw][:, :nw]
       y = lax.conv_general_dilated(
-          x, sub, (1, 1),
-          ((-dh, jh - 1 + dh + nh - 1 - (n[0] - 1)), (-dw, jw - 1 + dw + nw - 1 - (n[1] - 1))),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        x,
+        sub,
+        (1, 1),
+        ((-dh, jh - 1 + dh + nh - 1 - (n[0] - 1)), (-dw, jw - 1 + dw + nw - 1 - (n[1] - 1))),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      )
       cols.append(y)
     rows.append(jnp.stack(cols, axis=3))  # [B, jh, jw, sw, C]
   y = jnp.stack(rows, axis=2)  # [B, jh, sh, jw, sw, C]
@@ -120,8 +124,9 @@ def conv_transpose_subpixel(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequen
   return y[:, :len_h, :len_w]
 
 
-def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int],
-                         padding='SAME') -> jnp.ndarray:
+def conv_transpose_fused(
+  x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int], padding='SAME'
+) -> jnp.ndarray:
   """`conv_transpose_subpixel` as ONE stride-1 convolution with `sh*sw*Cout` outputs.
 
   The phases' taps are laid into one window spanning the union of their input offsets
@@ -139,8 +144,7 @@ def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[
   for n, k, s, (lo, hi) in zip(x.shape[1:3], (kh, kw), (sh, sw), pads):
     length = (n - 1) * s + 1 + lo + hi - k + 1
     j = -(-length // s)
-    taps = [(a, t, (a + t - lo) // s) for a in range(s) for t in range(k)
-            if (a + t - lo) % s == 0]
+    taps = [(a, t, (a + t - lo) // s) for a in range(s) for t in range(k) if (a + t - lo) % s == 0]
     d_min, d_max = min(d for *_, d in taps), max(d for *_, d in taps)
     idx = np.zeros((d_max - d_min + 1, s), np.int32)
     msk = np.zeros((d_max - d_min + 1, s), np.float32)
@@ -153,14 +157,12 @@ def conv_transpose_fused(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[
     cells.append(j)
   (ih, iw), (mh, mw) = index, mask
   w = kernel[ih][:, :, iw]  # [Kh, sh, Kw, sw, Cin, Cout]
-  w = w * jnp.asarray(mh[:, :, None, None, None, None] * mw[None, None, :, :, None, None],
-                      w.dtype)
+  w = w * jnp.asarray(mh[:, :, None, None, None, None] * mw[None, None, :, :, None, None], w.dtype)
   w = w.transpose(0, 2, 4, 1, 3, 5).reshape(ih.shape[0], iw.shape[0], cin, sh * sw * cout)
-  y = lax.conv_general_dilated(x, w, (1, 1), conv_pads,
-                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = lax.conv_general_dilated(x, w, (1, 1), conv_pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   y = y.reshape(b, cells[0], cells[1], sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   y = y.reshape(b, cells[0] * sh, cells[1] * sw, cout)
-  return y[:, :lengths[0], :lengths[1]]
+  return y[:, : lengths[0], : lengths[1]]
 
 
 def _conv_padding(n: int, k: int, s: int, padding) -> tuple[int, int]:
@@ -177,8 +179,9 @@ def _conv_padding(n: int, k: int, s: int, padding) -> tuple[int, int]:
   return int(lo), int(hi)
 
 
-def conv_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int],
-                        padding='SAME') -> jnp.ndarray:
+def conv_space_to_depth(
+  x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int], padding='SAME'
+) -> jnp.ndarray:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` (NHWC, HWIO) computed as a
   stride-1 convolution of the space-to-depth rearranged input.
 
@@ -192,10 +195,15 @@ def conv_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[i
   """
   (kh, kw), (sh, sw) = kernel.shape[:2], tuple(strides)
   if (sh, sw) == (1, 1):
-    pads = [_conv_padding(n, k, 1, p) for n, k, p in zip(
-        x.shape[1:3], (kh, kw), (padding,) * 2 if isinstance(padding, str) else padding)]
-    return lax.conv_general_dilated(x, kernel, (1, 1), pads,
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    pads = [
+      _conv_padding(n, k, 1, p)
+      for n, k, p in zip(
+        x.shape[1:3], (kh, kw), (padding,) * 2 if isinstance(padding, str) else padding
+      )
+    ]
+    return lax.conv_general_dilated(
+      x, kernel, (1, 1), pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
   per_dim = (padding,) * 2 if isinstance(padding, str) else tuple(padding)
   b, cin, cout = x.shape[0], x.shape[-1], kernel.shape[-1]
   cells, pads, taps = [], [], []
@@ -212,8 +220,7 @@ def conv_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[i
   w = jnp.pad(kernel, ((0, taps[0] * sh - kh), (0, taps[1] * sw - kw), (0, 0), (0, 0)))
   w = w.reshape(taps[0], sh, taps[1], sw, cin, cout).transpose(0, 2, 1, 3, 4, 5)
   w = w.reshape(taps[0], taps[1], sh * sw * cin, cout)
-  return lax.conv_general_dilated(x, w, (1, 1), 'VALID',
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(x, w, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def pointwise_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -232,14 +239,16 @@ def pointwise_conv(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
   if kernel.shape[:2] != (1, 1) or kernel.ndim != 4:
     raise ValueError(f'pointwise_conv needs a [1, 1, Cin, Cout] kernel, got {kernel.shape}')
   if x.shape[-1] != kernel.shape[2]:
-    raise ValueError(f'pointwise_conv: input has {x.shape[-1]} channels, kernel expects '
-                     f'{kernel.shape[2]}')
+    raise ValueError(
+      f'pointwise_conv: input has {x.shape[-1]} channels, kernel expects {kernel.shape[2]}'
+    )
   return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
 
 
 def _conv_valid(x, kernel):
-  return lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(
+    x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 @jax.custom_vjp
@@ -273,10 +282,17 @@ def _tapwise_bwd(res, dy):
   (dx,) = input_vjp(dy)
   rows = dy.reshape(-1, dy.shape[-1])
   contract = (((0,), (0,)), ((), ()))
-  dk = jnp.stack([
-      jnp.stack([lax.dot_general(x[:, i:i + ho, j:j + wo].reshape(-1, x.shape[-1]), rows,
-                                 contract) for j in range(kw)])
-      for i in range(kh)])
+  dk = jnp.stack(
+    [
+      jnp.stack(
+        [
+          lax.dot_general(x[:, i : i + ho, j : j + wo].reshape(-1, x.shape[-1]), rows, contract)
+          for j in range(kw)
+        ]
+      )
+      for i in range(kh)
+    ]
+  )
   return dx, dk.astype(kernel.dtype)
 
 
@@ -303,10 +319,13 @@ class _Convolution(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     """x: `[B, H, W, Cin]` -> `[B, H', W', features]`."""
     if x.ndim != 4:
-      raise ValueError(f'{type(self).__name__} expects [B, H, W, C] inputs, got shape '
-                       f'{x.shape}')
-    kernel = self.param('kernel', self.kernel_init,
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+      raise ValueError(f'{type(self).__name__} expects [B, H, W, C] inputs, got shape {x.shape}')
+    kernel = self.param(
+      'kernel',
+      self.kernel_init,
+      tuple(self.kernel_size) + (x.shape[-1], self.features),
+      jnp.float32,
+    )
     if self.dtype is not None:
       x = x.astype(self.dtype)
     y = self._convolve(x, kernel.astype(x.dtype))
@@ -326,8 +345,11 @@ class ConvTranspose(_Convolution):
   """
 
   def _convolve(self, x, kernel):
-    transpose = (conv_transpose_fused if np.prod(self.strides) * self.features <= 128
-                 else conv_transpose_subpixel)
+    transpose = (
+      conv_transpose_fused
+      if np.prod(self.strides) * self.features <= 128
+      else conv_transpose_subpixel
+    )
     return transpose(x, kernel, self.strides, self.padding)
 
 
@@ -346,8 +368,9 @@ class Conv(_Convolution):
     if all(k % s == 0 for k, s in zip(self.kernel_size, self.strides)):
       return conv_space_to_depth(x, kernel, self.strides, self.padding)
     pads = self.padding if isinstance(self.padding, str) else tuple(self.padding)
-    return lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return lax.conv_general_dilated(
+      x, kernel, tuple(self.strides), pads, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
 
 
 def dropout(key: jax.Array, x: jnp.ndarray, rate: float) -> jnp.ndarray:
@@ -369,8 +392,9 @@ def dropout(key: jax.Array, x: jnp.ndarray, rate: float) -> jnp.ndarray:
   n = math.prod(x.shape)
   words = jax.random.bits(key, (-(-n // 4),), jnp.uint32)
   draws = lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:n].reshape(x.shape)
-  return jnp.where(draws < jnp.uint8(t), x * jnp.asarray(256.0 / t, x.dtype),
-                   jnp.zeros((), x.dtype))
+  return jnp.where(
+    draws < jnp.uint8(t), x * jnp.asarray(256.0 / t, x.dtype), jnp.zeros((), x.dtype)
+  )
 
 
 class Dropout(nn.Module):
@@ -379,12 +403,13 @@ class Dropout(nn.Module):
   rounded to a multiple of 1/256)."""
 
   rate: float
-  deterministic: Optional[bool] = None
+  deterministic: bool | None = None
   rng_collection: str = 'dropout'
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, deterministic: Optional[bool] = None,
-               rng: Optional[jax.Array] = None) -> jnp.ndarray:
+  def __call__(
+    self, x: jnp.ndarray, deterministic: bool | None = None, rng: jax.Array | None = None
+  ) -> jnp.ndarray:
     deterministic = nn.merge_param('deterministic', self.deterministic, deterministic)
     if deterministic or self.rate == 0.0:
       return x

@@ -33,8 +33,7 @@ COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 def resolve(name: str):
   """`'float32'` | `'bfloat16'` -> the dtype; a ValueError names `config.compute_dtype`."""
   if name not in COMPUTE_DTYPES:
-    raise ValueError(f'config.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, '
-                     f'got {name!r}')
+    raise ValueError(f'config.compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {name!r}')
   return COMPUTE_DTYPES[name]
 
 

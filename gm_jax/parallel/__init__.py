@@ -13,10 +13,10 @@ split. `distributed.initialize` joins a multi-process job.
 """
 
 from gm_jax.parallel import distributed
+from gm_jax.parallel.distributed import initialize as initialize_distributed
 from gm_jax.parallel.evaluation import eval_mesh
 from gm_jax.parallel.evaluation import map_examples
 from gm_jax.parallel.evaluation import ShardedEval
-from gm_jax.parallel.distributed import initialize as initialize_distributed
 from gm_jax.parallel.modes import data_mesh
 from gm_jax.parallel.modes import DataParallel
 from gm_jax.parallel.modes import make
@@ -31,21 +31,21 @@ from gm_jax.parallel.per_example import per_example_keys
 from gm_jax.parallel.per_example import shard_offset
 
 __all__ = (
-    'DATA_AXIS',
-    'DataParallel',
-    'MODES',
-    'NoParallel',
-    'ShardedEval',
-    'PmapParallel',
-    'ShardingParallel',
-    'batch_size_of',
-    'data_mesh',
-    'distributed',
-    'eval_mesh',
-    'initialize_distributed',
-    'make',
-    'map_examples',
-    'mean_over_groups',
-    'per_example_keys',
-    'shard_offset',
+  'DATA_AXIS',
+  'DataParallel',
+  'MODES',
+  'NoParallel',
+  'ShardedEval',
+  'PmapParallel',
+  'ShardingParallel',
+  'batch_size_of',
+  'data_mesh',
+  'distributed',
+  'eval_mesh',
+  'initialize_distributed',
+  'make',
+  'map_examples',
+  'mean_over_groups',
+  'per_example_keys',
+  'shard_offset',
 )

@@ -12,16 +12,18 @@ Must run before anything asks JAX for its devices.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 
 
-def initialize(coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None,
-               process_id: Optional[int] = None,
-               *,
-               auto: bool = False) -> bool:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  *,
+  auto: bool = False,
+) -> bool:
   """Joins this process to a multi-process JAX job.
 
   Args:
@@ -38,15 +40,20 @@ def initialize(coordinator_address: Optional[str] = None,
   Raises:
     ValueError: a partial or inconsistent set of arguments (names the flag).
   """
-  given: dict[str, Any] = {'coordinator_address': coordinator_address,
-                           'num_processes': num_processes, 'process_id': process_id}
+  given: dict[str, Any] = {
+    'coordinator_address': coordinator_address,
+    'num_processes': num_processes,
+    'process_id': process_id,
+  }
   if not auto and all(v is None for v in given.values()):
     return False
   if not auto:
     if coordinator_address is None or num_processes is None or process_id is None:
       missing = [f'--{k}' for k, v in given.items() if v is None]
-      raise ValueError(f'multi-process training needs --coordinator_address, '
-                       f'--num_processes and --process_id; missing {", ".join(missing)}')
+      raise ValueError(
+        f'multi-process training needs --coordinator_address, '
+        f'--num_processes and --process_id; missing {", ".join(missing)}'
+      )
     if ':' not in coordinator_address:
       raise ValueError(f'--coordinator_address must be HOST:PORT, got {coordinator_address!r}')
     if num_processes < 1:

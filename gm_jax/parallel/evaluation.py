@@ -22,14 +22,16 @@ per-example outputs gathered back to NumPy on every process.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 import functools
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gm_jax.parallel.modes import data_mesh
 from gm_jax.parallel.modes import host_to_global
@@ -61,9 +63,10 @@ class ShardedEval:
     if (sharded, impl) not in self._compiled:
       batch_sharding = self._rows if sharded else self._replicated
       self._compiled[sharded, impl] = jax.jit(
-          lambda p, b, k: self._call(p, b, k, impl=impl),
-          in_shardings=(self._replicated, batch_sharding, self._replicated),
-          out_shardings=self._replicated)
+        lambda p, b, k: self._call(p, b, k, impl=impl),
+        in_shardings=(self._replicated, batch_sharding, self._replicated),
+        out_shardings=self._replicated,
+      )
     return self._compiled[sharded, impl]
 
   def __call__(self, params: PyTree, batch: dict, key) -> PyTree:
@@ -90,8 +93,12 @@ def _put_rows(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict:
   """The global `batch` (same on every process) as arrays sharded by rows: each process
   puts only its own contiguous rows."""
   n, p, count = batch_size_of(batch), jax.process_index(), jax.process_count()
-  return {k: jax.make_array_from_process_local_data(
-      sharding, np.asarray(v)[p * n // count:(p + 1) * n // count]) for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(
+      sharding, np.asarray(v)[p * n // count : (p + 1) * n // count]
+    )
+    for k, v in batch.items()
+  }
 
 
 def host_copy(tree: PyTree) -> PyTree:
@@ -108,8 +115,15 @@ def eval_mesh(mode: str):
   return None if mode == 'none' else data_mesh()
 
 
-def map_examples(fn: Callable[..., PyTree], params: PyTree, split: Mapping[str, Any], key, *,
-                 batch_size: int, mesh=None) -> PyTree:
+def map_examples(
+  fn: Callable[..., PyTree],
+  params: PyTree,
+  split: Mapping[str, Any],
+  key,
+  *,
+  batch_size: int,
+  mesh=None,
+) -> PyTree:
   """`fn` over every example of `split`, batch by batch; NumPy outputs `[N, ...]`.
 
   Batch `i` holds rows `[i b, (i + 1) b)` of `split` (`b = batch_size`), the last one
@@ -148,9 +162,13 @@ def map_examples(fn: Callable[..., PyTree], params: PyTree, split: Mapping[str, 
     key_data, index = jax.random.key_data(key), np.int32
   else:
     if not sharded:
-      logging.warning('map_examples: batch_size %d does not split over %d devices: every '
-                      'batch runs replicated (use a multiple of %d)', batch_size, mesh.size,
-                      mesh.size)
+      logging.warning(
+        'map_examples: batch_size %d does not split over %d devices: every '
+        'batch runs replicated (use a multiple of %d)',
+        batch_size,
+        mesh.size,
+        mesh.size,
+      )
     replicated, rows = _shardings(mesh, sharded)
     params = _replicate(params, replicated)
     key_data = _replicate(np.asarray(jax.random.key_data(key)), replicated)
@@ -166,11 +184,13 @@ def map_examples(fn: Callable[..., PyTree], params: PyTree, split: Mapping[str, 
 
   parts = []
   for i, start in enumerate(range(0, n, batch_size)):
-    batch = {k: np.asarray(v[start:start + batch_size]) for k, v in split.items()}
+    batch = {k: np.asarray(v[start : start + batch_size]) for k, v in split.items()}
     m = batch_size_of(batch)
     if m < batch_size:
-      batch = {k: np.concatenate([v, np.zeros((batch_size - m,) + v.shape[1:], v.dtype)])
-               for k, v in batch.items()}
+      batch = {
+        k: np.concatenate([v, np.zeros((batch_size - m,) + v.shape[1:], v.dtype)])
+        for k, v in batch.items()
+      }
     out = to_host(run(params, put(batch), key_data, index(i)))
     parts.append(jax.tree.map(lambda x, m=m: np.asarray(x)[:m], out))
   return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
@@ -186,18 +206,19 @@ def _shardings(mesh, sharded: bool) -> tuple[NamedSharding, NamedSharding]:
 # One compilation per function and placement, also when a caller maps the same `fn`
 # several times (once per dequantisation draw); the few most recent are kept.
 @functools.lru_cache(maxsize=16)
-def _compiled(fn: Callable, mesh, sharded: bool, impl: Optional[str]) -> Callable:
+def _compiled(fn: Callable, mesh, sharded: bool, impl: str | None) -> Callable:
   """`jit` of `(params, batch, key_data, i) -> fn(params, batch, fold_in(key, i))`."""
   if impl is None:
     call = lambda p, batch, key_data, i: fn(p, batch, None)
   else:
+
     def call(p, batch, key_data, i):
       key = jax.random.wrap_key_data(key_data, impl=impl)
       return fn(p, batch, jax.random.fold_in(key, i))
+
   if mesh is None:
     run = jax.jit(call)
   else:
     replicated, rows = _shardings(mesh, sharded)
-    run = jax.jit(call, in_shardings=(replicated, rows, replicated, replicated),
-                  out_shardings=rows)
+    run = jax.jit(call, in_shardings=(replicated, rows, replicated, replicated), out_shardings=rows)
   return run

@@ -28,11 +28,14 @@ ordered process by process, so process `p`'s slice lands on its own devices.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from gm_jax.parallel.per_example import DATA_AXIS
 
@@ -61,17 +64,17 @@ class DataParallel(abc.ABC):
 
   @property
   @abc.abstractmethod
-  def num_devices(self) -> int:
-    ...
+  def num_devices(self) -> int: ...
 
   def check_batch_size(self, batch_size: int, field: str = 'config.batch_size') -> None:
     """A clear error when the global batch does not split evenly over the devices."""
     if batch_size % self.num_devices:
       raise ValueError(
-          f'{field}={batch_size} must be divisible by the number of devices '
-          f'({self.num_devices}) for config.parallel={self.mode!r}: every device gets '
-          f'an equal shard of the global batch. Use a multiple of {self.num_devices}, '
-          f'e.g. {batch_size + self.num_devices - batch_size % self.num_devices}.')
+        f'{field}={batch_size} must be divisible by the number of devices '
+        f'({self.num_devices}) for config.parallel={self.mode!r}: every device gets '
+        f'an equal shard of the global batch. Use a multiple of {self.num_devices}, '
+        f'e.g. {batch_size + self.num_devices - batch_size % self.num_devices}.'
+      )
 
   @abc.abstractmethod
   def put_state(self, tree: PyTree) -> PyTree:
@@ -112,8 +115,9 @@ class NoParallel(DataParallel):
     super().__init__(step_fn)
     if self.shard_count > 1:
       raise ValueError(
-          f"config.parallel='none' trains on one device of one process, but "
-          f'{self.shard_count} processes are running; use pmap or sharding.')
+        f"config.parallel='none' trains on one device of one process, but "
+        f'{self.shard_count} processes are running; use pmap or sharding.'
+      )
     # The whole state is donated: parameters and optimiser moments update in place.
     self._step = jax.jit(step_fn, donate_argnums=0)
     # jax.device_put costs ~0.1 ms of Python per call; on CPU it would buy nothing.
@@ -154,15 +158,17 @@ class PmapParallel(DataParallel):
     self._local = jax.local_device_count()
     # The sharding pmap gives its `[n_local, ...]` inputs and outputs: putting the
     # state there ourselves means pmap never re-slices it.
-    self._sharding = NamedSharding(Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,)),
-                                   P(DATA_AXIS))
+    self._sharding = NamedSharding(
+      Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,)), P(DATA_AXIS)
+    )
 
     def step(state, batch):
       return step_fn(state, batch, axis_name=DATA_AXIS)
 
     # Metrics are pmean-ed, hence equal on every device: out_axes=None returns one copy.
-    self._step = jax.pmap(step, axis_name=DATA_AXIS, in_axes=(0, 0), out_axes=(0, None),
-                          donate_argnums=0)
+    self._step = jax.pmap(
+      step, axis_name=DATA_AXIS, in_axes=(0, 0), out_axes=(0, None), donate_argnums=0
+    )
 
   @property
   def num_devices(self) -> int:
@@ -171,8 +177,8 @@ class PmapParallel(DataParallel):
   def put_state(self, tree):
     def replicate(x):
       x = np.asarray(x)
-      return jax.device_put(np.broadcast_to(x[None], (self._local,) + x.shape),
-                            self._sharding)
+      return jax.device_put(np.broadcast_to(x[None], (self._local,) + x.shape), self._sharding)
+
     return jax.tree.map(replicate, tree)
 
   def get_state(self, tree):
@@ -182,9 +188,12 @@ class PmapParallel(DataParallel):
     def split(x):
       x = np.asarray(x)
       if x.shape[0] % self._local:
-        raise ValueError(f'the local batch of {x.shape[0]} examples does not split over '
-                         f'{self._local} local devices')
+        raise ValueError(
+          f'the local batch of {x.shape[0]} examples does not split over '
+          f'{self._local} local devices'
+        )
       return jax.device_put(x.reshape((self._local, -1) + x.shape[1:]), self._sharding)
+
     return jax.tree.map(split, dict(local_batch))
 
   def step(self, state, batch):
@@ -220,9 +229,12 @@ class ShardingParallel(DataParallel):
     self.mesh = mesh if mesh is not None else data_mesh()
     self._replicated = NamedSharding(self.mesh, P())
     self._batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
-    self._step = jax.jit(step_fn, in_shardings=(self._replicated, self._batch_sharding),
-                         out_shardings=(self._replicated, self._replicated),
-                         donate_argnums=0)
+    self._step = jax.jit(
+      step_fn,
+      in_shardings=(self._replicated, self._batch_sharding),
+      out_shardings=(self._replicated, self._replicated),
+      donate_argnums=0,
+    )
 
   @property
   def num_devices(self) -> int:
@@ -233,6 +245,7 @@ class ShardingParallel(DataParallel):
       x = np.asarray(x)
       # Every process holds the same value; each fills its own devices.
       return jax.make_array_from_callback(x.shape, self._replicated, lambda idx: x[idx])
+
     return jax.tree.map(replicate, tree)
 
   def get_state(self, tree):
@@ -243,8 +256,9 @@ class ShardingParallel(DataParallel):
 
   def put_batch(self, local_batch):
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(self._batch_sharding, np.asarray(x)),
-        dict(local_batch))
+      lambda x: jax.make_array_from_process_local_data(self._batch_sharding, np.asarray(x)),
+      dict(local_batch),
+    )
 
   def step(self, state, batch):
     return self._step(state, batch)

@@ -22,7 +22,8 @@ Two things break the equivalence, and `gm_jax.train.loop` documents both:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,16 @@ def per_example_keys(key, num: int, offset=0):
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(offset + jnp.arange(num))
 
 
-def mean_over_groups(loss_fn: Callable, params, batch: Mapping[str, Any], key, *,
-                     group_size: int = 1, offset=0, train: bool = True):
+def mean_over_groups(
+  loss_fn: Callable,
+  params,
+  batch: Mapping[str, Any],
+  key,
+  *,
+  group_size: int = 1,
+  offset=0,
+  train: bool = True,
+):
   """Mean of `loss_fn` over groups of `group_size` examples, each with its own key.
 
   Args:
@@ -84,8 +93,7 @@ def mean_over_groups(loss_fn: Callable, params, batch: Mapping[str, Any], key, *
   num_groups = n // group_size
   first = offset // group_size
   keys = per_example_keys(key, num_groups, first)
-  groups = jax.tree.map(lambda a: a.reshape((num_groups, group_size) + a.shape[1:]),
-                        dict(batch))
+  groups = jax.tree.map(lambda a: a.reshape((num_groups, group_size) + a.shape[1:]), dict(batch))
 
   def one(group, group_key):
     return loss_fn(params, group, group_key, train=train)

@@ -24,7 +24,6 @@ from gm_jax.sampling._denoisers import guided_denoiser
 from gm_jax.sampling._denoisers import log_snr_from_sigma
 from gm_jax.sampling._denoisers import sigma_from_log_snr
 from gm_jax.sampling._denoisers import vp_denoiser
-from gm_jax.sampling._karras import SAMPLERS
 from gm_jax.sampling._karras import check_sigmas
 from gm_jax.sampling._karras import get_sampler
 from gm_jax.sampling._karras import karras_sigmas
@@ -33,40 +32,41 @@ from gm_jax.sampling._karras import sample_dpmpp_2m
 from gm_jax.sampling._karras import sample_euler
 from gm_jax.sampling._karras import sample_euler_ancestral
 from gm_jax.sampling._karras import sample_heun
-from gm_jax.sampling._ode import DIFFUSION_METHODS
-from gm_jax.sampling._ode import ODE_METHODS
-from gm_jax.sampling._ode import TRACES
+from gm_jax.sampling._karras import SAMPLERS
 from gm_jax.sampling._ode import classifier_free_guidance
+from gm_jax.sampling._ode import DIFFUSION_METHODS
 from gm_jax.sampling._ode import diffusion_sample
 from gm_jax.sampling._ode import flow_sample
 from gm_jax.sampling._ode import ode_log_likelihood
+from gm_jax.sampling._ode import ODE_METHODS
 from gm_jax.sampling._ode import odeint
 from gm_jax.sampling._ode import probability_flow_velocity
+from gm_jax.sampling._ode import TRACES
 
 __all__ = (
-    'DIFFUSION_METHODS',
-    'METHODS',
-    'ODE_METHODS',
-    'SAMPLERS',
-    'TRACES',
-    'check_sigmas',
-    'classifier_free_guidance',
-    'diffusion_sample',
-    'flow_denoiser',
-    'flow_sample',
-    'get_sampler',
-    'guided_denoiser',
-    'karras_sigmas',
-    'log_snr_from_sigma',
-    'nfe',
-    'ode_log_likelihood',
-    'odeint',
-    'probability_flow_velocity',
-    'sample',
-    'sample_dpmpp_2m',
-    'sample_euler',
-    'sample_euler_ancestral',
-    'sample_heun',
-    'sigma_from_log_snr',
-    'vp_denoiser',
+  'DIFFUSION_METHODS',
+  'METHODS',
+  'ODE_METHODS',
+  'SAMPLERS',
+  'TRACES',
+  'check_sigmas',
+  'classifier_free_guidance',
+  'diffusion_sample',
+  'flow_denoiser',
+  'flow_sample',
+  'get_sampler',
+  'guided_denoiser',
+  'karras_sigmas',
+  'log_snr_from_sigma',
+  'nfe',
+  'ode_log_likelihood',
+  'odeint',
+  'probability_flow_velocity',
+  'sample',
+  'sample_dpmpp_2m',
+  'sample_euler',
+  'sample_euler_ancestral',
+  'sample_heun',
+  'sigma_from_log_snr',
+  'vp_denoiser',
 )

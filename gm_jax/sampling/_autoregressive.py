@@ -16,7 +16,7 @@ from `softmax(logits_p / temperature)` with the key `fold_in(key, p)`, so the sa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +29,9 @@ METHODS = ('cached', 'naive')
 
 def _draw(key, position, logits, temperature):
   """The value at `position`: `int[B]` from `logits [B, K]`, one key per position."""
-  return jax.random.categorical(jax.random.fold_in(key, position), logits / temperature,
-                                axis=-1).astype(jnp.int32)
+  return jax.random.categorical(
+    jax.random.fold_in(key, position), logits / temperature, axis=-1
+  ).astype(jnp.int32)
 
 
 # -- CausalConvLM ---------------------------------------------------------------------------
@@ -57,7 +58,8 @@ def _lm_cached(model, params, key, shape, temperature):
     return tokens.at[:, t].set(new), cache, new
 
   tokens, _, _ = jax.lax.fori_loop(
-      0, t_len, body, (jnp.zeros(shape, jnp.int32), cache, jnp.zeros((b,), jnp.int32)))
+    0, t_len, body, (jnp.zeros(shape, jnp.int32), cache, jnp.zeros((b,), jnp.int32))
+  )
   return tokens
 
 
@@ -88,8 +90,7 @@ def _pixelcnn_cached(model, params, key, shape, temperature):
       pixel = jnp.zeros((b, c), jnp.int32)
       for ch in range(c):  # channels in order; each sees the ones before it
         logits, inputs = apply(model.pixel_logits, cache, pixel, j)
-        pixel = pixel.at[:, ch].set(
-            _draw(key, (i * w + j) * c + ch, logits[:, ch], temperature))
+        pixel = pixel.at[:, ch].set(_draw(key, (i * w + j) * c + ch, logits[:, ch], temperature))
       cache = apply(model.push_pixel, cache, pixel, inputs)
       return x.at[:, i, j].set(pixel), cache
 
@@ -102,10 +103,10 @@ def _pixelcnn_cached(model, params, key, shape, temperature):
 
 
 _SAMPLERS = {
-    (CausalConvLM, 'naive'): _lm_naive,
-    (CausalConvLM, 'cached'): _lm_cached,
-    (PixelCNN, 'naive'): _pixelcnn_naive,
-    (PixelCNN, 'cached'): _pixelcnn_cached,
+  (CausalConvLM, 'naive'): _lm_naive,
+  (CausalConvLM, 'cached'): _lm_cached,
+  (PixelCNN, 'naive'): _pixelcnn_naive,
+  (PixelCNN, 'cached'): _pixelcnn_cached,
 }
 _JITTED: dict = {}
 
@@ -123,11 +124,14 @@ def _check(model, shape, method, temperature) -> tuple[int, ...]:
     raise ValueError(f'shape must be (batch, length) for a CausalConvLM, got {shape}')
   if isinstance(model, PixelCNN):
     if len(shape) != 4:
-      raise ValueError(f'shape must be (batch, height, width, channels) for a PixelCNN, '
-                       f'got {shape}')
+      raise ValueError(
+        f'shape must be (batch, height, width, channels) for a PixelCNN, got {shape}'
+      )
     if shape[-1] != model.num_channels:
-      raise ValueError(f'shape has {shape[-1]} channel(s) but the PixelCNN was built with '
-                       f'num_channels={model.num_channels}')
+      raise ValueError(
+        f'shape has {shape[-1]} channel(s) but the PixelCNN was built with '
+        f'num_channels={model.num_channels}'
+      )
   if any(s <= 0 for s in shape):
     raise ValueError(f'shape must hold positive sizes, got {shape}')
   if isinstance(temperature, (int, float)) and not temperature > 0:
@@ -135,8 +139,9 @@ def _check(model, shape, method, temperature) -> tuple[int, ...]:
   return shape
 
 
-def sample(model, params, key, shape: Sequence[int], *, method: str = 'cached',
-           temperature: float = 1.0) -> jnp.ndarray:
+def sample(
+  model, params, key, shape: Sequence[int], *, method: str = 'cached', temperature: float = 1.0
+) -> jnp.ndarray:
   """Draws `shape` values from an autoregressive model, position by position.
 
   Args:
@@ -155,6 +160,5 @@ def sample(model, params, key, shape: Sequence[int], *, method: str = 'cached',
   if cache_key not in _JITTED:
     fn = _SAMPLERS[(type(model), method)]
     # The model is kept alive with its compiled sampler, so its id stays unique.
-    _JITTED[cache_key] = (model, jax.jit(
-        lambda p, k, t, fn=fn: fn(model, p, k, shape, t)))
+    _JITTED[cache_key] = (model, jax.jit(lambda p, k, t, fn=fn: fn(model, p, k, shape, t)))
   return _JITTED[cache_key][1](params, key, jnp.asarray(temperature, jnp.float32))

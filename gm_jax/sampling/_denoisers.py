@@ -17,7 +17,7 @@ section 2 and Table 1):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 
@@ -49,10 +49,12 @@ def vp_denoiser(eps_fn: Callable) -> Callable:
   Returns:
     `denoise(x [B, ...], sigma scalar) -> [B, ...]`.
   """
+
   def denoise(x, sigma):
     sigma = jnp.asarray(sigma, x.dtype)
     alpha = jnp.reciprocal(jnp.sqrt(1.0 + jnp.square(sigma)))
     return x - sigma * eps_fn(alpha * x, log_snr_from_sigma(sigma))
+
   return denoise
 
 
@@ -79,6 +81,7 @@ def flow_denoiser(velocity_fn: Callable, *, sigma_min: float = 0.0) -> Callable:
     t = jnp.reciprocal(1.0 + sigma - sigma_min)
     x_t = t * x
     return (1.0 - sigma_min) * x_t + (sigma * t) * velocity_fn(x_t, t)
+
   return denoise
 
 

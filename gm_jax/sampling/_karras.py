@@ -28,8 +28,9 @@ evaluations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,14 +40,14 @@ Denoiser = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
 def _check_num_steps(num_steps, name: str = 'num_steps') -> int:
-  if (not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool)
-      or num_steps < 1):
+  if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
     raise ValueError(f'{name} must be an integer >= 1, got {num_steps!r}')
   return int(num_steps)
 
 
-def karras_sigmas(num_steps: int, *, sigma_min: float, sigma_max: float, rho: float = 7.0,
-                  dtype=jnp.float32) -> jnp.ndarray:
+def karras_sigmas(
+  num_steps: int, *, sigma_min: float, sigma_max: float, rho: float = 7.0, dtype=jnp.float32
+) -> jnp.ndarray:
   """The noise levels of Karras et al. 2022, eq. 5, and a final 0: `[num_steps + 1]`.
 
   `sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho`
@@ -65,8 +66,10 @@ def karras_sigmas(num_steps: int, *, sigma_min: float, sigma_max: float, rho: fl
   """
   n = _check_num_steps(num_steps)
   if not 0 < sigma_min < sigma_max < math.inf:
-    raise ValueError(f'sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf, '
-                     f'got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}')
+    raise ValueError(
+      f'sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf, '
+      f'got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}'
+    )
   if not rho > 0:
     raise ValueError(f'rho must be > 0, got {rho!r}')
   ramp = np.linspace(0.0, 1.0, n)
@@ -80,15 +83,19 @@ def check_sigmas(sigmas, *, name: str = 'sigmas') -> jnp.ndarray:
   its shape is checked, the values trusted."""
   sigmas = jnp.asarray(sigmas)
   if sigmas.ndim != 1 or sigmas.shape[0] < 2:
-    raise ValueError(f'{name} must be a 1-D schedule of at least 2 noise levels (1 step) '
-                     f'decreasing to 0, got shape {sigmas.shape}')
+    raise ValueError(
+      f'{name} must be a 1-D schedule of at least 2 noise levels (1 step) '
+      f'decreasing to 0, got shape {sigmas.shape}'
+    )
   try:
     values = np.asarray(sigmas, np.float64)
   except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return sigmas
   if not (np.all(np.isfinite(values)) and values[-1] == 0 and np.all(np.diff(values) < 0)):
-    raise ValueError(f'{name} must decrease strictly to a last value of 0 (e.g. '
-                     f'karras_sigmas), got {values.tolist()}')
+    raise ValueError(
+      f'{name} must decrease strictly to a last value of 0 (e.g. '
+      f'karras_sigmas), got {values.tolist()}'
+    )
   return sigmas
 
 
@@ -157,9 +164,18 @@ def sample_euler(denoise: Denoiser, x, sigmas, *, return_trajectory: bool = Fals
   return out
 
 
-def sample_heun(denoise: Denoiser, x, sigmas, *, s_churn: float = 0.0, s_tmin: float = 0.0,
-                s_tmax: float = math.inf, s_noise: float = 1.0, key=None,
-                return_trajectory: bool = False):
+def sample_heun(
+  denoise: Denoiser,
+  x,
+  sigmas,
+  *,
+  s_churn: float = 0.0,
+  s_tmin: float = 0.0,
+  s_tmax: float = math.inf,
+  s_noise: float = 1.0,
+  key=None,
+  return_trajectory: bool = False,
+):
   """Karras et al. 2022, Algorithm 2: Heun steps with optional stochastic churn.
 
   At step `i` (`sigma_i` in `[s_tmin, s_tmax]`, `s_churn > 0`) the noise level is first
@@ -218,8 +234,9 @@ def sample_heun(denoise: Denoiser, x, sigmas, *, s_churn: float = 0.0, s_tmin: f
   return _result(x, xs, out, return_trajectory)
 
 
-def sample_euler_ancestral(denoise: Denoiser, x, sigmas, key, *, eta: float = 1.0,
-                           return_trajectory: bool = False):
+def sample_euler_ancestral(
+  denoise: Denoiser, x, sigmas, key, *, eta: float = 1.0, return_trajectory: bool = False
+):
   """Ancestral sampling with Euler steps (k-diffusion's `sample_euler_ancestral`).
 
   From `sigma` to `sigma_next`: `sigma_up = min(sigma_next, eta sigma_next
@@ -304,17 +321,17 @@ def sample_dpmpp_2m(denoise: Denoiser, x, sigmas, *, return_trajectory: bool = F
 
 
 SAMPLERS: dict[str, Callable[..., Any]] = {
-    'euler': sample_euler,
-    'heun': sample_heun,
-    'euler_ancestral': sample_euler_ancestral,
-    'dpmpp_2m': sample_dpmpp_2m,
+  'euler': sample_euler,
+  'heun': sample_heun,
+  'euler_ancestral': sample_euler_ancestral,
+  'dpmpp_2m': sample_dpmpp_2m,
 }
 # Network evaluations per sample for a schedule of N steps.
 _NFE: dict[str, Callable[[int], int]] = {
-    'euler': lambda n: n,
-    'heun': lambda n: 2 * n - 1,
-    'euler_ancestral': lambda n: n,
-    'dpmpp_2m': lambda n: n,
+  'euler': lambda n: n,
+  'heun': lambda n: 2 * n - 1,
+  'euler_ancestral': lambda n: n,
+  'dpmpp_2m': lambda n: n,
 }
 
 

@@ -9,7 +9,7 @@ variables, exact trace or Hutchinson). The sampler suite over a denoiser `D(x; s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -71,10 +71,12 @@ def probability_flow_velocity(eps_fn, log_snr_fn):
   With `f = d log alpha / dt = sigma^2 lambda' / 2`, `g^2 = -sigma^2 lambda'` and the score
   `-eps_hat / sigma`: `dz/dt = f z - g^2 score / 2 = lambda' (sigma^2 z - sigma eps_hat) / 2`.
   """
+
   def velocity(z, t):
     lam, dlam = jax.jvp(log_snr_fn, (jnp.asarray(t, jnp.float32),), (jnp.ones(()),))
     _, sigma = _alpha_sigma(lam)
     return 0.5 * dlam * (jnp.square(sigma) * z - sigma * eps_fn(z, lam))
+
   return velocity
 
 
@@ -101,14 +103,16 @@ def odeint(fn, y0, *, t0: float, t1: float, num_steps: int, method: str = 'heun'
     k2 = fn(add(y, k1, h / 2), t + h / 2)
     k3 = fn(add(y, k2, h / 2), t + h / 2)
     k4 = fn(add(y, k3, h), t + h)
-    return jax.tree.map(lambda a, b, c, d, e: a + h / 6 * (b + 2 * c + 2 * d + e),
-                        y, k1, k2, k3, k4)
+    return jax.tree.map(
+      lambda a, b, c, d, e: a + h / 6 * (b + 2 * c + 2 * d + e), y, k1, k2, k3, k4
+    )
 
   return jax.lax.fori_loop(0, n, step, y0)
 
 
-def diffusion_sample(eps_fn, log_snr_fn, key, shape: Sequence[int], *, method: str = 'ddim',
-                     num_steps: int = 50) -> jnp.ndarray:
+def diffusion_sample(
+  eps_fn, log_snr_fn, key, shape: Sequence[int], *, method: str = 'ddim', num_steps: int = 50
+) -> jnp.ndarray:
   """Draws `x` (data scale) from a diffusion model, from `z_1 ~ N(0, I)` down to `t = 0`.
 
   Methods, on `num_steps` equal steps of `t` from 1 to 0 (`s = t - 1 / num_steps`):
@@ -136,9 +140,11 @@ def diffusion_sample(eps_fn, log_snr_fn, key, shape: Sequence[int], *, method: s
   init_key, step_key = jax.random.split(key)
   z = jax.random.normal(init_key, tuple(shape), jnp.float32)
   if method in ('euler', 'heun'):
-    z = odeint(probability_flow_velocity(eps_fn, log_snr_fn), z, t0=1.0, t1=0.0,
-               num_steps=n, method=method)
+    z = odeint(
+      probability_flow_velocity(eps_fn, log_snr_fn), z, t0=1.0, t1=0.0, num_steps=n, method=method
+    )
   else:
+
     def step(i, z):
       t = 1.0 - i / n
       s = t - 1.0 / n
@@ -159,16 +165,25 @@ def diffusion_sample(eps_fn, log_snr_fn, key, shape: Sequence[int], *, method: s
   return (z - s_0 * eps_fn(z, lam_0)) / a_0
 
 
-def flow_sample(velocity_fn, key, shape: Sequence[int], *, method: str = 'heun',
-                num_steps: int = 50) -> jnp.ndarray:
+def flow_sample(
+  velocity_fn, key, shape: Sequence[int], *, method: str = 'heun', num_steps: int = 50
+) -> jnp.ndarray:
   """Draws `x(1)` of `dx/dt = velocity_fn(x, t)` from `x(0) ~ N(0, I)` (`odeint`)."""
   x0 = jax.random.normal(key, tuple(shape), jnp.float32)
   return odeint(velocity_fn, x0, t0=0.0, t1=1.0, num_steps=num_steps, method=method)
 
 
-def ode_log_likelihood(velocity_fn, x, *, t_data: float = 1.0, t_noise: float = 0.0,
-                       num_steps: int = 100, method: str = 'rk4', trace: str = 'exact',
-                       key=None) -> tuple[jnp.ndarray, jnp.ndarray]:
+def ode_log_likelihood(
+  velocity_fn,
+  x,
+  *,
+  t_data: float = 1.0,
+  t_noise: float = 0.0,
+  num_steps: int = 100,
+  method: str = 'rk4',
+  trace: str = 'exact',
+  key=None,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
   """`log p(x)` `[B]` of the flow `dx/dt = velocity_fn(x, t)` with N(0, I) at `t_noise`.
 
   Instantaneous change of variables (Chen et al. 2018, "Neural ODEs", theorem 1;
@@ -199,17 +214,23 @@ def ode_log_likelihood(velocity_fn, x, *, t_data: float = 1.0, t_noise: float = 
       v, jv = jax.jvp(lambda u: velocity_fn(u, t), (y,), (probe,))
       return v, jnp.sum((probe * jv).reshape(b, -1), axis=1)
   else:
+
     def single(y_flat, t):
       out = velocity_fn(y_flat.reshape((1,) + event), t).reshape(d)
       return out, out
 
     def dynamics(state, t):
       y, _ = state
-      jac, v = jax.vmap(jax.jacfwd(single, has_aux=True), in_axes=(0, None))(
-          y.reshape(b, d), t)
+      jac, v = jax.vmap(jax.jacfwd(single, has_aux=True), in_axes=(0, None))(y.reshape(b, d), t)
       return v.reshape(y.shape), jnp.trace(jac, axis1=1, axis2=2)
 
-  z, integral = odeint(dynamics, (x, jnp.zeros((b,), jnp.float32)), t0=t_data, t1=t_noise,
-                       num_steps=num_steps, method=method)
+  z, integral = odeint(
+    dynamics,
+    (x, jnp.zeros((b,), jnp.float32)),
+    t0=t_data,
+    t1=t_noise,
+    num_steps=num_steps,
+    method=method,
+  )
   log_pz = -0.5 * jnp.sum(jnp.square(z).reshape(b, -1), axis=1) - 0.5 * d * np.log(2 * np.pi)
   return log_pz + integral, z

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -58,7 +58,7 @@ logging.getLogger('absl').addFilter(_orbax_filter)
 logging.getLogger('asyncio').addFilter(_orbax_filter)
 
 
-def _no_space(e: Optional[BaseException]) -> bool:
+def _no_space(e: BaseException | None) -> bool:
   while e is not None:
     if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'No space left' in str(e):
       return True
@@ -75,8 +75,14 @@ class Checkpointer:
     is_primary: whether this process writes (multi-host: only process 0).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3,
-               is_primary: bool = True, asynchronous: bool = False):
+  def __init__(
+    self,
+    directory: str,
+    *,
+    max_to_keep: int | None = 3,
+    is_primary: bool = True,
+    asynchronous: bool = False,
+  ):
     self.directory = os.path.abspath(directory)
     self._is_primary = is_primary
     self._asynchronous = asynchronous
@@ -86,23 +92,24 @@ class Checkpointer:
       except OSError as e:
         raise OSError(f'cannot create checkpoint directory {self.directory!r}: {e}') from e
     self._max_to_keep = max_to_keep
-    self._pending: Optional[int] = None  # the step of the save in flight
+    self._pending: int | None = None  # the step of the save in flight
     self._failed = False  # a background save failed: orbax's manager re-raises it forever
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=None,  # pruned by `_prune`, never while a save is in flight
-        create=is_primary,
-        # Asynchronous saves return once the arrays are copied to host memory and write
-        # in the background (the trainer goes on stepping); orbax writes each step to a
-        # temporary folder and renames it when complete, so a SIGKILL at any moment
-        # leaves the newest *complete* checkpoint the newest step (`all_steps` never
-        # lists a half-written one). Synchronous (the default): durable on return.
-        enable_async_checkpointing=asynchronous,
-        cleanup_tmp_directories=False,
+      max_to_keep=None,  # pruned by `_prune`, never while a save is in flight
+      create=is_primary,
+      # Asynchronous saves return once the arrays are copied to host memory and write
+      # in the background (the trainer goes on stepping); orbax writes each step to a
+      # temporary folder and renames it when complete, so a SIGKILL at any moment
+      # leaves the newest *complete* checkpoint the newest step (`all_steps` never
+      # lists a half-written one). Synchronous (the default): durable on return.
+      enable_async_checkpointing=asynchronous,
+      cleanup_tmp_directories=False,
     )
     # The handler is named so that a fresh manager can read a step's metadata before
     # anything was saved or restored through it.
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_handlers=ocp.StandardCheckpointHandler())
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+    )
 
   def all_steps(self) -> list[int]:
     self._finish_pending()
@@ -125,13 +132,13 @@ class Checkpointer:
       return
     try:
       self._manager.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       self._failed = True
       raise self._save_error(step, e) from e
     if step is not None:
       self._prune()
 
-  def _save_error(self, step: Optional[int], e: BaseException) -> CheckpointSaveError:
+  def _save_error(self, step: int | None, e: BaseException) -> CheckpointSaveError:
     for name in os.listdir(self.directory):  # the failed step's partial files: free them
       if name.startswith(f'{step}.orbax-checkpoint-tmp'):
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
@@ -142,8 +149,11 @@ class Checkpointer:
       why = f'no space left on device ({free / 2**20:.1f} MiB free on {self.directory})'
     else:
       why = f'{type(e).__name__}: {_first_line(e)}'
-    kept = (f'intact checkpoints: {", ".join(map(str, intact))} (a re-run resumes from '
-            f'{intact[-1]})' if intact else 'no checkpoint is intact')
+    kept = (
+      f'intact checkpoints: {", ".join(map(str, intact))} (a re-run resumes from {intact[-1]})'
+      if intact
+      else 'no checkpoint is intact'
+    )
     which = f'checkpoint {step}' if step is not None else 'a checkpoint'
     return CheckpointSaveError(f'{which} could not be saved: {why}; {kept}.')
 
@@ -155,7 +165,7 @@ class Checkpointer:
       return
     self._manager.reload()
     steps = sorted(self._manager.all_steps())
-    for step in steps[:max(len(steps) - self._max_to_keep, 0)]:
+    for step in steps[: max(len(steps) - self._max_to_keep, 0)]:
       src = os.path.join(self.directory, str(step))
       # Renamed first (atomic): a kill mid-removal leaves no half step for orbax to list.
       doomed = os.path.join(self.directory, f'.pruned-{step}')
@@ -163,7 +173,7 @@ class Checkpointer:
       shutil.rmtree(doomed, ignore_errors=True)
     self._manager.reload()
 
-  def latest_step(self) -> Optional[int]:
+  def latest_step(self) -> int | None:
     steps = self.all_steps()
     return steps[-1] if steps else None
 
@@ -175,7 +185,7 @@ class Checkpointer:
       return  # Already saved (e.g. final step re-saved on resume).
     try:
       self._manager.save(step, args=ocp.args.StandardSave(state))
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise self._save_error(step, e) from e
     self._pending = step
     if not self._asynchronous:
@@ -202,14 +212,15 @@ class Checkpointer:
     mismatch = self._metadata_mismatch(step, target)
     if mismatch:
       raise CheckpointMismatchError(
-          f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
-          f'model being trained ({mismatch}). Use a new --workdir for a different config.')
+        f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
+        f'model being trained ({mismatch}). Use a new --workdir for a different config.'
+      )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     _check_like(restored, target, step)
     return restored
 
-  def restore_latest(self, target: PyTree) -> tuple[Optional[int], PyTree]:
+  def restore_latest(self, target: PyTree) -> tuple[int | None, PyTree]:
     """Restores the newest readable checkpoint.
 
     Returns:
@@ -228,27 +239,32 @@ class Checkpointer:
         return step, self.restore(step, target)
       except CheckpointMismatchError:
         raise  # another config's checkpoint: refused and left where it is
-      except Exception as e:  # pylint: disable=broad-except
+      except Exception as e:
         if self._readable(step):
           # The files are fine but do not fit this model: a config change, not
           # corruption. Refuse, and leave the checkpoint where it is.
           raise CheckpointError(
-              f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
-              f'model being trained ({type(e).__name__}: {_first_line(e)}). Use a new '
-              '--workdir for a different config.') from e
+            f'checkpoint {os.path.join(self.directory, str(step))} does not match the '
+            f'model being trained ({type(e).__name__}: {_first_line(e)}). Use a new '
+            '--workdir for a different config.'
+          ) from e
         moved = self._quarantine(step)
-        msg = (f'checkpoint {os.path.join(self.directory, str(step))} is unreadable '
-               f'({type(e).__name__}: {e}); moved to {moved}, trying the previous one')
+        msg = (
+          f'checkpoint {os.path.join(self.directory, str(step))} is unreadable '
+          f'({type(e).__name__}: {e}); moved to {moved}, trying the previous one'
+        )
         logging.warning(msg)
         print('WARNING:', msg, flush=True)
         failures.append(f'step {step}: {type(e).__name__}: {_first_line(e)}')
     if failures:
       raise CheckpointError(
-          f'no readable checkpoint in {self.directory!r}; tried ' + '; '.join(failures)
-          + '. The unreadable ones were moved to corrupt_checkpoints/ (nothing was deleted).')
+        f'no readable checkpoint in {self.directory!r}; tried '
+        + '; '.join(failures)
+        + '. The unreadable ones were moved to corrupt_checkpoints/ (nothing was deleted).'
+      )
     return None, target
 
-  def _metadata_mismatch(self, step: int, target: PyTree) -> Optional[str]:
+  def _metadata_mismatch(self, step: int, target: PyTree) -> str | None:
     """How checkpoint `step`'s saved tree differs from `target`, from its metadata alone.
 
     Returns None when the leaves agree in number and shapes, or when the metadata cannot
@@ -256,7 +272,7 @@ class Checkpointer:
     """
     try:
       saved = self._manager.item_metadata(step)
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
       return None
     saved = getattr(saved, 'tree', saved)
     if saved is None:
@@ -271,8 +287,10 @@ class Checkpointer:
       s_shape = getattr(s, 'shape', None)
       if s_shape is not None and tuple(s_shape) != tuple(np.shape(t)):
         name = getattr(s, 'name', f'leaf {i}')
-        return (f'array {name!r} has shape {tuple(s_shape)} on disk where the model '
-                f'expects {tuple(np.shape(t))}')
+        return (
+          f'array {name!r} has shape {tuple(s_shape)} on disk where the model '
+          f'expects {tuple(np.shape(t))}'
+        )
     return None
 
   def read(self, step: int) -> PyTree:
@@ -289,15 +307,16 @@ class Checkpointer:
     steps = self.all_steps()
     if step not in steps:
       raise CheckpointError(
-          f'no checkpoint for step {step} in {self.directory} '
-          f'(saved steps: {", ".join(map(str, steps)) or "none"})')
+        f'no checkpoint for step {step} in {self.directory} '
+        f'(saved steps: {", ".join(map(str, steps)) or "none"})'
+      )
 
   def _readable(self, step: int) -> bool:
     """Whether checkpoint `step` can be read at all (without a target structure)."""
     try:
       self.read(step)
       return True
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
       return False
 
   def _quarantine(self, step: int) -> str:
@@ -319,11 +338,11 @@ class Checkpointer:
     finally:
       try:
         self._manager.close()
-      except Exception:  # pylint: disable=broad-except
+      except Exception:
         if not self._failed:  # else: the failure CheckpointSaveError reported, again
           raise
 
-  def __enter__(self) -> 'Checkpointer':
+  def __enter__(self) -> Checkpointer:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -365,34 +384,39 @@ def load_params(source: str, target_params: PyTree) -> tuple[int, PyTree]:
       raise CheckpointError(f'config.init_from={source!r}: {directory} holds no checkpoint')
     try:
       saved = reader.read(step)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       raise CheckpointError(
-          f'config.init_from={source!r}: checkpoint {step} cannot be read '
-          f'({type(e).__name__}: {_first_line(e)})') from e
+        f'config.init_from={source!r}: checkpoint {step} cannot be read '
+        f'({type(e).__name__}: {_first_line(e)})'
+      ) from e
   finally:
     reader.close()
   saved = saved if isinstance(saved, dict) else {}
   params = saved.get('best_params', saved.get('params'))
   if params is None:
-    raise CheckpointError(f'config.init_from={source!r}: checkpoint {step} has no '
-                          "'best_params' or 'params'")
+    raise CheckpointError(
+      f"config.init_from={source!r}: checkpoint {step} has no 'best_params' or 'params'"
+    )
   got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
   want = dict(jax.tree_util.tree_flatten_with_path(target_params)[0])
-  name = lambda path: jax.tree_util.keystr(path)  # pylint: disable=unnecessary-lambda-assignment
+  name = lambda path: jax.tree_util.keystr(path)
   missing = sorted(name(p) for p in set(want) - set(got))
   extra = sorted(name(p) for p in set(got) - set(want))
   if missing or extra:
     raise CheckpointMismatchError(
-        f'config.init_from={source!r}: checkpoint {step} holds other parameters than the '
-        f'model (missing {missing[:3]}, unexpected {extra[:3]}); was it another architecture?')
+      f'config.init_from={source!r}: checkpoint {step} holds other parameters than the '
+      f'model (missing {missing[:3]}, unexpected {extra[:3]}); was it another architecture?'
+    )
   for path, t in want.items():
     if np.shape(got[path]) != np.shape(t):
       raise CheckpointMismatchError(
-          f'config.init_from={source!r}: parameter {name(path)} has shape '
-          f'{np.shape(got[path])} in checkpoint {step}, the model has {np.shape(t)}')
+        f'config.init_from={source!r}: parameter {name(path)} has shape '
+        f'{np.shape(got[path])} in checkpoint {step}, the model has {np.shape(t)}'
+      )
   treedef = jax.tree.structure(target_params)
-  leaves = [jax.numpy.asarray(got[path], dtype=jax.numpy.result_type(t))
-            for path, t in want.items()]
+  leaves = [
+    jax.numpy.asarray(got[path], dtype=jax.numpy.result_type(t)) for path, t in want.items()
+  ]
   return step, jax.tree.unflatten(treedef, leaves)
 
 
@@ -406,9 +430,13 @@ def _check_like(restored: PyTree, target: PyTree, step: int) -> None:
   r_leaves, r_def = jax.tree.flatten(restored)
   t_leaves, t_def = jax.tree.flatten(target)
   if r_def != t_def:
-    raise ValueError(f'checkpoint {step} has a different structure than the model '
-                     f'({r_def} vs {t_def}); was it written by another config?')
+    raise ValueError(
+      f'checkpoint {step} has a different structure than the model '
+      f'({r_def} vs {t_def}); was it written by another config?'
+    )
   for r, t in zip(r_leaves, t_leaves):
     if np.shape(r) != np.shape(t):
-      raise ValueError(f'checkpoint {step} has an array of shape {np.shape(r)} where the '
-                       f'model expects {np.shape(t)}; was it written by another config?')
+      raise ValueError(
+        f'checkpoint {step} has an array of shape {np.shape(r)} where the '
+        f'model expects {np.shape(t)}; was it written by another config?'
+      )

@@ -10,54 +10,55 @@ settings have their defaults in the family's module (`DEFAULTS`), completed the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
 TRAINING: Mapping[str, Any] = {
-    # data: the last `validation_fraction` of the train split selects the best parameters
-    'validation_fraction': 0.1,
-    # how training batches are read (gm_jax.train.input_pipeline): 'memory' (every process
-    # holds the split; batches are functions of the step), 'stream' (each process streams
-    # its own part through tf.data), 'auto' (stream a tfds training split of more than
-    # input_memory_max_bytes per process; embedded and exported datasets stay in memory)
-    'input_pipeline': 'auto',
-    'input_memory_max_bytes': 8 << 30,
-    'shuffle_buffer_size': 16_384,  # rows of the streamed shuffle ('stream' only)
-    'seed': 0,
-    'parallel': 'none',  # 'none' | 'pmap' | 'sharding'
-    # examples per loss call, each with its own key (parallel.mean_over_groups)
-    'loss_group_size': 1,
-    # optimiser (optim.make_optimizer)
-    'optimizer': 'adam',
-    'lr_schedule': 'constant',  # 'constant' | 'cosine'
-    'warmup_steps': 0,
-    'weight_decay': 0.0,
-    'grad_clip_norm': 0.0,
-    'adam_b1': 0.9,
-    'adam_b2': 0.999,
-    # logging, validation, checkpoints
-    'log_every': 50,
-    'eval_every': 0,  # 0: at every checkpoint
-    'checkpoint_every': 500,
-    'max_to_keep': 3,
-    'eval_batch_size': 256,  # validation and test batches
-    'max_train_seconds': 0.0,  # > 0: stop after this much training time (resumable)
-    'progress_bar': True,
-    # how a run starts and resumes (loop.run)
-    'init_from': '',
-    'allow_resume_changes': False,
-    # samples.png and samples_per_s
-    'num_samples': 64,
-    # the accelerator side of the loop (loop.py): steps per dispatch, the training set
-    # kept on the device up to this size, matmul precision of the training steps
-    # ('default' | 'high' | 'highest'; evaluation always runs at 'highest')
-    'steps_per_loop': 1,
-    'device_data_max_bytes': 1 << 30,
-    'matmul_precision': 'default',
-    # 'float32' | 'bfloat16': activations and matmuls/convs of training steps
-    # (gm_jax.nn.precision); parameters, optimiser state and evaluation stay float32
-    'compute_dtype': 'float32',
+  # data: the last `validation_fraction` of the train split selects the best parameters
+  'validation_fraction': 0.1,
+  # how training batches are read (gm_jax.train.input_pipeline): 'memory' (every process
+  # holds the split; batches are functions of the step), 'stream' (each process streams
+  # its own part through tf.data), 'auto' (stream a tfds training split of more than
+  # input_memory_max_bytes per process; embedded and exported datasets stay in memory)
+  'input_pipeline': 'auto',
+  'input_memory_max_bytes': 8 << 30,
+  'shuffle_buffer_size': 16_384,  # rows of the streamed shuffle ('stream' only)
+  'seed': 0,
+  'parallel': 'none',  # 'none' | 'pmap' | 'sharding'
+  # examples per loss call, each with its own key (parallel.mean_over_groups)
+  'loss_group_size': 1,
+  # optimiser (optim.make_optimizer)
+  'optimizer': 'adam',
+  'lr_schedule': 'constant',  # 'constant' | 'cosine'
+  'warmup_steps': 0,
+  'weight_decay': 0.0,
+  'grad_clip_norm': 0.0,
+  'adam_b1': 0.9,
+  'adam_b2': 0.999,
+  # logging, validation, checkpoints
+  'log_every': 50,
+  'eval_every': 0,  # 0: at every checkpoint
+  'checkpoint_every': 500,
+  'max_to_keep': 3,
+  'eval_batch_size': 256,  # validation and test batches
+  'max_train_seconds': 0.0,  # > 0: stop after this much training time (resumable)
+  'progress_bar': True,
+  # how a run starts and resumes (loop.run)
+  'init_from': '',
+  'allow_resume_changes': False,
+  # samples.png and samples_per_s
+  'num_samples': 64,
+  # the accelerator side of the loop (loop.py): steps per dispatch, the training set
+  # kept on the device up to this size, matmul precision of the training steps
+  # ('default' | 'high' | 'highest'; evaluation always runs at 'highest')
+  'steps_per_loop': 1,
+  'device_data_max_bytes': 1 << 30,
+  'matmul_precision': 'default',
+  # 'float32' | 'bfloat16': activations and matmuls/convs of training steps
+  # (gm_jax.nn.precision); parameters, optimiser state and evaluation stay float32
+  'compute_dtype': 'float32',
 }
 
 
@@ -72,8 +73,7 @@ def get(config, name: str):
 
 def complete(config, *family_defaults: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """A copy of `config` with every missing field of `TRAINING` and `family_defaults`."""
-  out = ml_collections.ConfigDict(
-      config.to_dict() if hasattr(config, 'to_dict') else dict(config))
+  out = ml_collections.ConfigDict(config.to_dict() if hasattr(config, 'to_dict') else dict(config))
   with out.unlocked():
     for table in (TRAINING,) + family_defaults:
       for name, value in table.items():

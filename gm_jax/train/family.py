@@ -12,8 +12,9 @@ datasets `{'tokens': int32 [B, T], 'label': int32 [B]}`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 import numpy as np
 import optax
@@ -72,13 +73,13 @@ class Family:
   init: Callable[..., Params]
   loss: Callable[..., tuple[Any, dict]]
   evaluate: Callable[..., dict]
-  sample: Optional[Callable[..., np.ndarray]] = None
-  pictures: Optional[Callable[..., dict]] = None
-  validation_metric: Optional[str] = 'loss'
-  train_update: Optional['TrainUpdate'] = None
+  sample: Callable[..., np.ndarray] | None = None
+  pictures: Callable[..., dict] | None = None
+  validation_metric: str | None = 'loss'
+  train_update: TrainUpdate | None = None
   loss_takes_step: bool = False
-  optimizer: Optional[optax.GradientTransformation] = None
-  schedule: Optional[Callable[[Any], optax.Schedule]] = None
+  optimizer: optax.GradientTransformation | None = None
+  schedule: Callable[[Any], optax.Schedule] | None = None
   messages: Mapping[str, str] = dataclasses.field(default_factory=dict)
   resume_may_change: frozenset = frozenset()
 

@@ -31,10 +31,12 @@ def check(config) -> str:
 def load_splits(config) -> gm_data.Splits:
   """`gm_data.load_splits` of `config.dataset` with the config's data settings."""
   return gm_data.load_splits(
-      config.dataset, data_dir=config.data_dir,
-      validation_fraction=defaults.get(config, 'validation_fraction'),
-      input_pipeline=check(config),
-      memory_max_bytes=int(defaults.get(config, 'input_memory_max_bytes')))
+    config.dataset,
+    data_dir=config.data_dir,
+    validation_fraction=defaults.get(config, 'validation_fraction'),
+    input_pipeline=check(config),
+    memory_max_bytes=int(defaults.get(config, 'input_memory_max_bytes')),
+  )
 
 
 def require_memory(config, why: str) -> None:
@@ -45,8 +47,9 @@ def require_memory(config, why: str) -> None:
       training split in one step'.
   """
   if check(config) == 'stream':
-    raise ValueError(f"config.input_pipeline='stream' is not supported here: {why}. "
-                     "Use 'memory' or 'auto'.")
+    raise ValueError(
+      f"config.input_pipeline='stream' is not supported here: {why}. Use 'memory' or 'auto'."
+    )
 
 
 class Feeder:
@@ -66,16 +69,22 @@ class Feeder:
     self._stream, self._next_step = None, None
     if s.splits.train_stream is not None:
       self._stream = gm_data.StreamedBatches(
-          s.splits.train_stream, batch_size=s.config.batch_size, seed=s.seed,
-          process_index=s.dp.shard_index, process_count=s.dp.shard_count,
-          shuffle_buffer=int(s.config.shuffle_buffer_size))
+        s.splits.train_stream,
+        batch_size=s.config.batch_size,
+        seed=s.seed,
+        process_index=s.dp.shard_index,
+        process_count=s.dp.shard_count,
+        shuffle_buffer=int(s.config.shuffle_buffer_size),
+      )
 
   def _streamed(self, start: int, steps: int) -> list:
     if self._next_step is None:
       self._batches, self._next_step = self._stream.iterate(start), start
     if start != self._next_step:
-      raise ValueError(f'streamed batches are read in step order: asked for step {start}, '
-                       f'the stream is at step {self._next_step}')
+      raise ValueError(
+        f'streamed batches are read in step order: asked for step {start}, '
+        f'the stream is at step {self._next_step}'
+      )
     self._next_step += steps
     return [next(self._batches) for _ in range(steps)]
 
@@ -84,8 +93,15 @@ class Feeder:
     if self._stream is not None:
       per_step = self._streamed(start, steps)
     else:
-      per_step = [gm_data.batch_at_step(self._index, t, batch_size=s.config.batch_size,
-                                        seed=s.seed, shard_index=s.dp.shard_index,
-                                        shard_count=s.dp.shard_count)
-                  for t in range(start, start + steps)]
+      per_step = [
+        gm_data.batch_at_step(
+          self._index,
+          t,
+          batch_size=s.config.batch_size,
+          seed=s.seed,
+          shard_index=s.dp.shard_index,
+          shard_count=s.dp.shard_count,
+        )
+        for t in range(start, start + steps)
+      ]
     return s.dp.put_batch(chunk_layout(per_step, s.group_devices))

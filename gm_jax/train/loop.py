@@ -50,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,11 +65,13 @@ from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
 from gm_jax.train import run_config
 from gm_jax.train import workdir as workdir_lib
+from gm_jax.train.family import Family
 from gm_jax.train.input_pipeline import Feeder as _Feeder
-from gm_jax.train.run_config import REQUIRED_FIELDS, validate_config  # noqa: F401 (API)
+from gm_jax.train.run_config import REQUIRED_FIELDS  # noqa: F401 (API)
+from gm_jax.train.run_config import validate_config
 from gm_jax.train.step import make_multi_step
 from gm_jax.train.step import make_train_step  # re-exported: the step the loop wraps
-from gm_jax.train.family import Family
+
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
@@ -90,6 +92,7 @@ def _nbytes(arrays) -> int:
 @dataclasses.dataclass
 class _Setup:
   """What every part of a run shares (built once by `_prepare`)."""
+
   config: Any
   workdir: str
   family: Family
@@ -119,8 +122,10 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   stream = splits.train_stream
   num_train = stream.num_examples if stream is not None else len(next(iter(train.values())))
   if num_train < config.batch_size:
-    raise ValueError(f'config.batch_size={config.batch_size} is larger than the training '
-                     f'split of {config.dataset!r} ({num_train} examples)')
+    raise ValueError(
+      f'config.batch_size={config.batch_size} is larger than the training '
+      f'split of {config.dataset!r} ({num_train} examples)'
+    )
   seed = int(config.seed)
   init_key, train_key, eval_key, sample_key = jax.random.split(jax.random.key(seed), 4)
   tx = None  # a family with its own update rule builds its own optimisers (or none)
@@ -128,82 +133,123 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
     tx = family.optimizer if family.optimizer is not None else optim.make_optimizer(config)
   group = int(config.loss_group_size)
   k = int(config.steps_per_loop)
-  step_fn = make_train_step(family, tx, train_key, group_size=group,
-                            matmul_precision=config.matmul_precision,
-                            compute_dtype=config.compute_dtype)
+  step_fn = make_train_step(
+    family,
+    tx,
+    train_key,
+    group_size=group,
+    matmul_precision=config.matmul_precision,
+    compute_dtype=config.compute_dtype,
+  )
   resident = stream is None and _nbytes(train) <= int(config.device_data_max_bytes)
   view_devices = 1 if config.parallel in ('none', 'pmap') else jax.device_count()
-  dp = parallel.make(config.parallel, make_multi_step(step_fn, steps=k, view_devices=view_devices,
-                                                      resident=resident))
+  dp = parallel.make(
+    config.parallel, make_multi_step(step_fn, steps=k, view_devices=view_devices, resident=resident)
+  )
   dp.check_batch_size(config.batch_size)
   if (config.batch_size // dp.num_devices) % group:
     raise ValueError(
-        f'config.loss_group_size={group} must divide the per-device batch '
-        f'(config.batch_size={config.batch_size} over {dp.num_devices} device(s) = '
-        f'{config.batch_size // dp.num_devices})')
+      f'config.loss_group_size={group} must divide the per-device batch '
+      f'(config.batch_size={config.batch_size} over {dp.num_devices} device(s) = '
+      f'{config.batch_size // dp.num_devices})'
+    )
   # Streamed: `train` is a sample of the split, the same on every process.
   first_batch = gm_data.batch_at_step(
-      train, 0, seed=seed,
-      batch_size=min(config.batch_size, len(next(iter(train.values())))))
+    train, 0, seed=seed, batch_size=min(config.batch_size, len(next(iter(train.values()))))
+  )
   params = family.init(init_key, first_batch)
   state = {
-      'step': jnp.asarray(0, jnp.int32),
-      'params': params,
-      'opt_state': (tx.init(params) if family.train_update is None
-                    else family.train_update.init(params)),
-      'best_params': _copy_tree(params),
-      'best_metric': jnp.asarray(np.inf, jnp.float32),
-      'best_step': jnp.asarray(0, jnp.int32),
+    'step': jnp.asarray(0, jnp.int32),
+    'params': params,
+    'opt_state': (
+      tx.init(params) if family.train_update is None else family.train_update.init(params)
+    ),
+    'best_params': _copy_tree(params),
+    'best_metric': jnp.asarray(np.inf, jnp.float32),
+    'best_step': jnp.asarray(0, jnp.int32),
   }
   if config.init_from:
     # The step of the source checkpoint, kept in the state so a resumed run reports it.
     state['init_from_step'] = jnp.asarray(-1, jnp.int32)
-  has_validation = (family.validation_metric is not None
-                    and len(next(iter(splits.validation.values()), [])) > 0)
-  setup = _Setup(config=config, workdir=workdir, family=family, splits=splits, dp=dp,
-                 is_primary=parallel.distributed.is_primary(), seed=seed, steps_per_loop=k,
-                 resident=resident, group_devices=(1 if config.parallel == 'none'
-                                                    else jax.local_device_count()),
-                 eval_key=eval_key, sample_key=sample_key, has_validation=has_validation)
+  has_validation = (
+    family.validation_metric is not None and len(next(iter(splits.validation.values()), [])) > 0
+  )
+  setup = _Setup(
+    config=config,
+    workdir=workdir,
+    family=family,
+    splits=splits,
+    dp=dp,
+    is_primary=parallel.distributed.is_primary(),
+    seed=seed,
+    steps_per_loop=k,
+    resident=resident,
+    group_devices=(1 if config.parallel == 'none' else jax.local_device_count()),
+    eval_key=eval_key,
+    sample_key=sample_key,
+    has_validation=has_validation,
+  )
   return setup, state
 
 
-def _restore(s: _Setup, state: dict, checkpointer) -> tuple[Optional[int], dict]:
+def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
   """Resumes from the newest checkpoint, or starts from `init_from`, or afresh."""
   config, workdir = s.config, s.workdir
   schedule = s.family.schedule or optim.learning_rate_schedule
   # Before restoring: a changed config is named field by field (a changed architecture
   # would otherwise surface as a checkpoint shape mismatch).
-  resumed_changes = (run_config.check_resume(workdir, config, schedule=schedule,
-                                             may_change=s.family.resume_may_change)
-                     if checkpointer.latest_step() is not None else [])
+  resumed_changes = (
+    run_config.check_resume(
+      workdir, config, schedule=schedule, may_change=s.family.resume_may_change
+    )
+    if checkpointer.latest_step() is not None
+    else []
+  )
   restored_step, state = checkpointer.restore_latest(state)
   unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
   if unfinished and s.is_primary:
-    print(f'{config.model}: the save of step(s) {unfinished} in {workdir}/checkpoints never '
-          'completed (a killed run); ' + ('no complete checkpoint: starting afresh.'
-          if restored_step is None else f'resuming from step {restored_step} instead.'),
-          flush=True)
+    print(
+      f'{config.model}: the save of step(s) {unfinished} in {workdir}/checkpoints never '
+      'completed (a killed run); '
+      + (
+        'no complete checkpoint: starting afresh.'
+        if restored_step is None
+        else f'resuming from step {restored_step} instead.'
+      ),
+      flush=True,
+    )
   # config.json changes only once a checkpoint under the new config is on disk (`_train`):
   # a run that fails before then leaves the saved config matching the checkpoints.
   s.save_config = s.is_primary and (restored_step is None or bool(resumed_changes))
   if s.is_primary and resumed_changes:
-    print(f'WARNING: {config.model}: resuming {workdir} under a changed config '
-          '(config.allow_resume_changes): ' + '; '.join(resumed_changes), flush=True)
+    print(
+      f'WARNING: {config.model}: resuming {workdir} under a changed config '
+      '(config.allow_resume_changes): ' + '; '.join(resumed_changes),
+      flush=True,
+    )
   if restored_step is None and config.init_from:
     # A new run started from another run's selected parameters (fresh optimiser state
     # and schedule); once this run has checkpoints of its own, it resumes from those.
     source_step, loaded = ckpt_lib.load_params(config.init_from, state['params'])
-    state = dict(state, params=loaded, best_params=_copy_tree(loaded),
-                 init_from_step=jnp.asarray(source_step, jnp.int32))
+    state = dict(
+      state,
+      params=loaded,
+      best_params=_copy_tree(loaded),
+      init_from_step=jnp.asarray(source_step, jnp.int32),
+    )
     if s.is_primary:
       also = s.family.messages.get('init_from', '')
-      print(f'{config.model}: parameters from {config.init_from} (its checkpoint '
-            f'{source_step}); optimiser and schedule start afresh.'
-            + (f' {also}' if also else ''), flush=True)
+      print(
+        f'{config.model}: parameters from {config.init_from} (its checkpoint '
+        f'{source_step}); optimiser and schedule start afresh.' + (f' {also}' if also else ''),
+        flush=True,
+      )
   if restored_step is not None and s.is_primary:
-    print(f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
-          f'(step {int(state["step"])}).', flush=True)
+    print(
+      f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
+      f'(step {int(state["step"])}).',
+      flush=True,
+    )
   return restored_step, state
 
 
@@ -216,10 +262,11 @@ def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
       checkpointer.wait()
       step = first + int(bad[0]) + 1
       raise NonFiniteLossError(
-          f'{s.config.model}: non-finite loss ({losses[bad[0]]}) at step {step}; training '
-          f'stopped. The last good checkpoint ({checkpointer.latest_step()}) in '
-          f'{s.workdir}/checkpoints is kept; lower config.learning_rate or set '
-          f'config.grad_clip_norm.')
+        f'{s.config.model}: non-finite loss ({losses[bad[0]]}) at step {step}; training '
+        f'stopped. The last good checkpoint ({checkpointer.latest_step()}) in '
+        f'{s.workdir}/checkpoints is kept; lower config.learning_rate or set '
+        f'config.grad_clip_norm.'
+      )
 
 
 def _summarise(pending: list) -> dict:
@@ -244,7 +291,7 @@ def _validate(s: _Setup, params) -> dict:
   else:
     sharded = _sharded_eval(family)
     replicated = sharded.replicate(params)
-    eval_step = lambda p, b, k: sharded(replicated, b, k)  # pylint: disable=unnecessary-lambda-assignment
+    eval_step = lambda p, b, k: sharded(replicated, b, k)
   batch_size = int(config.eval_batch_size)
   totals, count = [], 0
   for i, batch in enumerate(gm_data.iterate_batches(s.splits.validation, batch_size)):
@@ -274,12 +321,11 @@ def _sharded_eval(family: Family) -> parallel.ShardedEval:
   key = (family.loss, jax.device_count())
   if key not in _SHARDED_EVALS:
     _SHARDED_EVALS.clear()
-    _SHARDED_EVALS[key] = parallel.ShardedEval(
-        lambda p, b, k: family.loss(p, b, k, train=False))
+    _SHARDED_EVALS[key] = parallel.ShardedEval(lambda p, b, k: family.loss(p, b, k, train=False))
   return _SHARDED_EVALS[key]
 
 
-def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, bool, Optional[float]]:
+def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, bool, float | None]:
   """Runs steps from `state['step']` to `num_train_steps` (or the time budget).
 
   Returns `(state, last_step, stopped_early, steps_per_s)` with `state` in the mode's
@@ -292,8 +338,14 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
   val_metric = s.family.validation_metric
   feeder = _Feeder(s)
   step = int(dp.get_state(state['step']))
-  bar = tqdm(total=num_steps, initial=step, desc=config.model, unit='step',
-             disable=not s.is_primary or not config.progress_bar, mininterval=2.0)
+  bar = tqdm(
+    total=num_steps,
+    initial=step,
+    desc=config.model,
+    unit='step',
+    disable=not s.is_primary or not config.progress_bar,
+    mininterval=2.0,
+  )
   t_start = time.perf_counter()
   timed_steps, timed_seconds, t_mark = 0, 0.0, None
   pending: list = []  # (first step, stacked metrics) of chunks not yet read
@@ -320,7 +372,8 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
     if max_seconds and step < num_steps:
       stopped_early = now - t_start >= max_seconds
       if jax.process_count() > 1:  # every process must stop at the same step
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        from jax.experimental import multihost_utils
+
         stopped_early = bool(multihost_utils.broadcast_one_to_all(np.asarray(stopped_early)))
     last = step == num_steps or stopped_early
     save_now = step % config.checkpoint_every == 0 or last
@@ -341,20 +394,25 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
       if summary.get('grad_norm') == 0.0 and s.is_primary and not warned_zero_grad:
         warned_zero_grad = True
         why = s.family.messages.get('zero_gradient', '')
-        print(f'WARNING: {config.model}: every step up to {step} since the last log had a '
-              'zero gradient (grad_norm 0): nothing is learning.' + (f' {why}' if why else ''),
-              flush=True)
+        print(
+          f'WARNING: {config.model}: every step up to {step} since the last log had a '
+          'zero gradient (grad_norm 0): nothing is learning.' + (f' {why}' if why else ''),
+          flush=True,
+        )
       bar.set_postfix(loss=f'{summary["loss"]:.4g}')
     if validate_now:
       val = _validate(s, dp.get_state(state['params']))
       writer.write(step, val, prefix='val_')
       if val[val_metric] < float(dp.get_state(state['best_metric'])):
-        state = dict(state, best_params=_copy_tree(state['params']),
-                     **dp.put_state({'best_metric': np.float32(val[val_metric]),
-                                     'best_step': np.int32(step)}))
+        state = dict(
+          state,
+          best_params=_copy_tree(state['params']),
+          **dp.put_state({'best_metric': np.float32(val[val_metric]), 'best_step': np.int32(step)}),
+        )
     if save_now:
-      checkpointer.save(step, dp.checkpoint_state(
-          {key: v for key, v in state.items() if key != 'data'}))
+      checkpointer.save(
+        step, dp.checkpoint_state({key: v for key, v in state.items() if key != 'data'})
+      )
       if s.save_config:  # the first checkpoint under this config: committed, then recorded
         checkpointer.wait()
         if step in checkpointer.all_steps():
@@ -363,16 +421,18 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
     t_mark = None  # do not count logging, validation or saving as training time
     if stopped_early:
       if s.is_primary:
-        print(f'{config.model}: config.max_train_seconds={max_seconds:g} spent at step '
-              f'{step} of {num_steps}; checkpointed, evaluating. Re-run to resume.',
-              flush=True)
+        print(
+          f'{config.model}: config.max_train_seconds={max_seconds:g} spent at step '
+          f'{step} of {num_steps}; checkpointed, evaluating. Re-run to resume.',
+          flush=True,
+        )
       break
   bar.close()
   steps_per_s = timed_steps / timed_seconds if timed_seconds > 0 else None
   return state, step, stopped_early, steps_per_s
 
 
-def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> dict:
+def _finish(s: _Setup, state: dict, step: int, steps_per_s: float | None) -> dict:
   """Evaluates the selected parameters and writes `eval.json` and the pictures."""
   config, family, workdir = s.config, s.family, s.workdir
   num_steps = int(config.num_train_steps)
@@ -380,18 +440,18 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
     steps_per_s = workdir_lib.previous_result(workdir, 'train_steps_per_s')
   best_params = state['best_params'] if s.has_validation else state['params']
   results: dict[str, Any] = {
-      'model': config.model,
-      'dataset': config.dataset,
-      'train_steps': step,
-      'train_steps_per_s': steps_per_s,
-      'best_step': int(state['best_step']) if s.has_validation else step,
-      'steps_per_loop': s.steps_per_loop,
-      'input_pipeline': 'stream' if s.splits.train_stream is not None else 'memory',
-      'compute_dtype': config.compute_dtype,
-      'matmul_precision': config.matmul_precision,
-      # Test numbers are computed in float32 at the highest matmul precision.
-      'eval_matmul_precision': 'highest',
-      **workdir_lib.data_record(config, s.splits),  # the data the numbers measured
+    'model': config.model,
+    'dataset': config.dataset,
+    'train_steps': step,
+    'train_steps_per_s': steps_per_s,
+    'best_step': int(state['best_step']) if s.has_validation else step,
+    'steps_per_loop': s.steps_per_loop,
+    'input_pipeline': 'stream' if s.splits.train_stream is not None else 'memory',
+    'compute_dtype': config.compute_dtype,
+    'matmul_precision': config.matmul_precision,
+    # Test numbers are computed in float32 at the highest matmul precision.
+    'eval_matmul_precision': 'highest',
+    **workdir_lib.data_record(config, s.splits),  # the data the numbers measured
   }
   if config.init_from:
     results['init_from'] = ckpt_lib.source_workdir(config.init_from)
@@ -404,18 +464,26 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: Optional[float]) -> 
   with jax.default_matmul_precision('highest'):
     results.update(family.evaluate(best_params, s.splits, s.eval_key, config))
     if family.sample is not None:
-      results.update(workdir_lib.save_samples(family, best_params, s.sample_key, workdir, s.splits.info,
-                              config))
+      results.update(
+        workdir_lib.save_samples(family, best_params, s.sample_key, workdir, s.splits.info, config)
+      )
     if family.pictures is not None and s.is_primary:
-      results.update(workdir_lib.without_plots_if_absent(
-          family.pictures, best_params, s.splits, s.sample_key, workdir) or {})
+      results.update(
+        workdir_lib.without_plots_if_absent(
+          family.pictures, best_params, s.splits, s.sample_key, workdir
+        )
+        or {}
+      )
   if s.is_primary:
-    results.update(workdir_lib.without_plots_if_absent(
-        workdir_lib.plot_losses, workdir, config.model) or {})
+    results.update(
+      workdir_lib.without_plots_if_absent(workdir_lib.plot_losses, workdir, config.model) or {}
+    )
     kept = workdir_lib.keep_other_data_eval(workdir, results['data_fingerprint'])
     if kept:
-      print(f'{config.model}: {workdir}/eval.json measured other data (or names none); '
-            f'kept as {kept}.', flush=True)
+      print(
+        f'{config.model}: {workdir}/eval.json measured other data (or names none); kept as {kept}.',
+        flush=True,
+      )
     workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILENAME), results)
   return results
 
@@ -451,8 +519,11 @@ def _run(config, workdir: str, family: Family, splits) -> dict:
   # Several processes: every one must take part in orbax's saves (its barriers span all
   # processes); orbax itself writes replicated arrays from process 0 only.
   checkpointer = ckpt_lib.Checkpointer(
-      os.path.join(s.workdir, 'checkpoints'), max_to_keep=int(s.config.max_to_keep),
-      is_primary=s.is_primary or jax.process_count() > 1, asynchronous=True)
+    os.path.join(s.workdir, 'checkpoints'),
+    max_to_keep=int(s.config.max_to_keep),
+    is_primary=s.is_primary or jax.process_count() > 1,
+    asynchronous=True,
+  )
   writer = None
   try:
     restored_step, state = _restore(s, state, checkpointer)
@@ -461,8 +532,7 @@ def _run(config, workdir: str, family: Family, splits) -> dict:
     if s.resident:
       state = dict(state, data=dict(s.splits.train))
     state = s.dp.put_state(state)
-    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary,
-                                      resume_step=restored_step)
+    writer = metrics_lib.MetricWriter(s.workdir, enabled=s.is_primary, resume_step=restored_step)
     state, step, _, steps_per_s = _train(s, state, checkpointer, writer)
   finally:
     if writer is not None:

@@ -7,10 +7,11 @@ run trains again) are dropped, and said, so the file ends as an uninterrupted ru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 import math
 import os
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -31,14 +32,15 @@ class MetricWriter:
   Only the primary process writes (`enabled=False` makes every call a no-op).
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True, resume_step: Optional[int] = None):
+  def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int | None = None):
     self._enabled = enabled
     self._path = os.path.join(workdir, 'metrics.jsonl')
     self._tb = None
     if enabled:
       trim(self._path, resume_step or 0)
       try:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        from tensorboardX import SummaryWriter
+
         self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
       except ImportError:  # pragma: no cover - tensorboardX is a dependency.
         self._tb = None
@@ -66,13 +68,14 @@ class MetricWriter:
       tb.flush()
       tb.close()
     except OSError as e:
-      print(f'WARNING: TensorBoard events in {os.path.dirname(self._path)} not flushed: '
-            f'{e}', flush=True)
+      print(
+        f'WARNING: TensorBoard events in {os.path.dirname(self._path)} not flushed: {e}', flush=True
+      )
       for file_writer in getattr(tb, 'all_writers', {}).values():
         # Without this, tensorboardX's atexit hook retries the flush and prints tracebacks.
         events = getattr(file_writer, 'event_writer', None)
         if events is not None:
-          events._closed = True  # noqa: SLF001 (no public way to abandon a writer)
+          events._closed = True
 
 
 def trim(path: str, last_step: int) -> None:
@@ -108,7 +111,7 @@ def trim(path: str, last_step: int) -> None:
   print(f'{path}: dropped ' + ' and '.join(said) + '.', flush=True)
 
 
-def read_metrics(workdir: str, *, keys: Optional[list[str]] = None) -> list[dict]:
+def read_metrics(workdir: str, *, keys: list[str] | None = None) -> list[dict]:
   """Reads `metrics.jsonl`; when a step was logged twice (a resumed run), keeps the last."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -19,8 +17,7 @@ def learning_rate_schedule(config) -> optax.Schedule:
   `config.learning_rate` is checked (a closed-form fit builds none and needs none).
   """
   lr = config.learning_rate
-  if (not isinstance(lr, (int, float)) or isinstance(lr, bool) or not np.isfinite(lr)
-      or lr <= 0):
+  if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not np.isfinite(lr) or lr <= 0:
     raise ValueError(f'config.learning_rate must be a positive number, got {lr!r}')
   lr = float(lr)
   steps = int(config.num_train_steps)
@@ -34,8 +31,7 @@ def learning_rate_schedule(config) -> optax.Schedule:
     raise ValueError(f"config.lr_schedule must be 'constant' or 'cosine', got {kind!r}")
   if warmup <= 0:
     return after
-  return optax.join_schedules(
-      [optax.linear_schedule(lr / warmup, lr, warmup), after], [warmup])
+  return optax.join_schedules([optax.linear_schedule(lr / warmup, lr, warmup), after], [warmup])
 
 
 # The one optimiser factory lives below the trainer, where models (a closed-form or
@@ -44,8 +40,9 @@ OPTIMIZERS = _optimizer.OPTIMIZERS
 optimizer = _optimizer.optimizer
 
 
-def make_optimizer(config, *, schedule: Optional[optax.Schedule] = None
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+  config, *, schedule: optax.Schedule | None = None
+) -> optax.GradientTransformation:
   """`optimizer` with the settings of `config`.
 
   Uses `optimizer` ('adam'), `learning_rate` with `warmup_steps` and `lr_schedule`
@@ -53,11 +50,13 @@ def make_optimizer(config, *, schedule: Optional[optax.Schedule] = None
   `weight_decay` (0 = plain Adam), `adam_b1`, `adam_b2`.
   """
   return optimizer(
-      defaults.get(config, 'optimizer'),
-      learning_rate_schedule(config) if schedule is None else schedule,
-      b1=float(defaults.get(config, 'adam_b1')), b2=float(defaults.get(config, 'adam_b2')),
-      weight_decay=float(defaults.get(config, 'weight_decay')),
-      clip_norm=float(defaults.get(config, 'grad_clip_norm')))
+    defaults.get(config, 'optimizer'),
+    learning_rate_schedule(config) if schedule is None else schedule,
+    b1=float(defaults.get(config, 'adam_b1')),
+    b2=float(defaults.get(config, 'adam_b2')),
+    weight_decay=float(defaults.get(config, 'weight_decay')),
+    clip_norm=float(defaults.get(config, 'grad_clip_norm')),
+  )
 
 
 def kl_warmup_weight(step, warmup_steps: int):

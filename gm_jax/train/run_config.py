@@ -23,9 +23,10 @@ Workdirs written before `config.json` existed are resumed unchecked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -42,19 +43,40 @@ Schedule = Callable[[Any], Any]  # config -> optax.Schedule
 
 FILENAME = 'config.json'
 
-MAY_CHANGE_ON_RESUME = frozenset((
+MAY_CHANGE_ON_RESUME = frozenset(
+  (
     # where data and outputs live, how often the run logs, validates and checkpoints
-    'data_dir', 'checkpoint_every', 'eval_every', 'log_every', 'max_to_keep',
-    'progress_bar', 'eval_batch_size', 'num_samples',
+    'data_dir',
+    'checkpoint_every',
+    'eval_every',
+    'log_every',
+    'max_to_keep',
+    'progress_bar',
+    'eval_batch_size',
+    'num_samples',
     # how and for how long this invocation runs (a checkpoint resumes under any mode;
     # the steps per dispatch and where the batches are gathered change no number)
-    'parallel', 'max_train_seconds', 'allow_resume_changes', 'steps_per_loop',
+    'parallel',
+    'max_train_seconds',
+    'allow_resume_changes',
+    'steps_per_loop',
     'device_data_max_bytes',
-))
+  )
+)
 
 
-REQUIRED_FIELDS = ('model', 'dataset', 'data_dir', 'batch_size', 'num_train_steps',
-                   'learning_rate', 'seed', 'checkpoint_every', 'log_every', 'parallel')
+REQUIRED_FIELDS = (
+  'model',
+  'dataset',
+  'data_dir',
+  'batch_size',
+  'num_train_steps',
+  'learning_rate',
+  'seed',
+  'checkpoint_every',
+  'log_every',
+  'parallel',
+)
 MATMUL_PRECISIONS = ('default', 'high', 'highest')
 
 
@@ -75,36 +97,45 @@ def validate_config(config) -> None:
     _positive_int(config, name)
   if not isinstance(config.num_train_steps, int) or config.num_train_steps < 0:
     raise ValueError(
-        f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}')
+      f'config.num_train_steps must be a non-negative integer, got {config.num_train_steps!r}'
+    )
   if config.eval_every:
     _positive_int(config, 'eval_every')
   if not 0.0 <= config.validation_fraction < 1.0:
-    raise ValueError(f'config.validation_fraction must be in [0, 1), '
-                     f'got {config.validation_fraction!r}')
+    raise ValueError(
+      f'config.validation_fraction must be in [0, 1), got {config.validation_fraction!r}'
+    )
   if config.parallel not in parallel.MODES:
-    raise ValueError(f'config.parallel must be one of {parallel.MODES}, '
-                     f'got {config.parallel!r}')
+    raise ValueError(f'config.parallel must be one of {parallel.MODES}, got {config.parallel!r}')
   _positive_int(config, 'loss_group_size')
   defaults.check_one_of(config, 'input_pipeline', gm_data.INPUT_PIPELINES)
   _positive_int(config, 'shuffle_buffer_size')
-  if (not isinstance(config.input_memory_max_bytes, (int, np.integer))
-      or isinstance(config.input_memory_max_bytes, bool) or config.input_memory_max_bytes < 0):
-    raise ValueError(f'config.input_memory_max_bytes must be a non-negative integer, '
-                     f'got {config.input_memory_max_bytes!r}')
+  if (
+    not isinstance(config.input_memory_max_bytes, (int, np.integer))
+    or isinstance(config.input_memory_max_bytes, bool)
+    or config.input_memory_max_bytes < 0
+  ):
+    raise ValueError(
+      f'config.input_memory_max_bytes must be a non-negative integer, '
+      f'got {config.input_memory_max_bytes!r}'
+    )
   if config.max_train_seconds < 0:
-    raise ValueError(f'config.max_train_seconds must be >= 0 (0 = no limit), '
-                     f'got {config.max_train_seconds}')
+    raise ValueError(
+      f'config.max_train_seconds must be >= 0 (0 = no limit), got {config.max_train_seconds}'
+    )
   if config.matmul_precision not in MATMUL_PRECISIONS:
-    raise ValueError(f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, '
-                     f'got {config.matmul_precision!r}')
+    raise ValueError(
+      f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, got {config.matmul_precision!r}'
+    )
   precision_lib.resolve(config.compute_dtype)
   k = int(config.steps_per_loop)
   for name in ('log_every', 'checkpoint_every', 'eval_every'):
     if config[name] and config[name] % k:
       raise ValueError(
-          f'config.{name}={config[name]} must be a multiple of config.steps_per_loop={k}: '
-          'logs, validations and checkpoints happen between dispatches of '
-          'steps_per_loop steps')
+        f'config.{name}={config[name]} must be a multiple of config.steps_per_loop={k}: '
+        'logs, validations and checkpoints happen between dispatches of '
+        'steps_per_loop steps'
+      )
 
 
 class ResumeConfigError(ValueError):
@@ -144,8 +175,9 @@ def load(workdir: str):
       saved = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
     raise ResumeConfigError(
-        f'{path} cannot be read ({e}); it records the config this run started with. '
-        'Restore it, or delete it to resume without the check.') from e
+      f'{path} cannot be read ({e}); it records the config this run started with. '
+      'Restore it, or delete it to resume without the check.'
+    ) from e
   if not isinstance(saved, dict):
     raise ResumeConfigError(f'{path} holds {type(saved).__name__}, not a config object')
   return saved
@@ -158,8 +190,9 @@ def _show(value) -> str:
   return '(absent)' if value is _ABSENT else repr(value)
 
 
-def same_schedule_so_far(saved: dict, current: dict, points: int = 1025, *,
-                         schedule: Optional[Schedule] = None) -> bool:
+def same_schedule_so_far(
+  saved: dict, current: dict, points: int = 1025, *, schedule: Schedule | None = None
+) -> bool:
   """Whether both configs give the same learning rate at every step both plan.
 
   `schedule(config)` builds a config's schedule (default `optim.learning_rate_schedule`).
@@ -171,19 +204,19 @@ def same_schedule_so_far(saved: dict, current: dict, points: int = 1025, *,
     old = build(ml_collections.ConfigDict(saved))
     new = build(ml_collections.ConfigDict(current))
     last = min(int(saved['num_train_steps']), int(current['num_train_steps'])) - 1
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return False
   steps = np.unique(np.linspace(0, max(last, 0), points).round().astype(np.int32))
   return bool(np.allclose(np.asarray(old(steps)), np.asarray(new(steps)), rtol=1e-6, atol=0))
 
 
 def _is_default(name: str, value) -> bool:
-  return (name in defaults.TRAINING
-          and json.loads(json.dumps(defaults.TRAINING[name])) == value)
+  return name in defaults.TRAINING and json.loads(json.dumps(defaults.TRAINING[name])) == value
 
 
-def changes(saved: dict, config, *, schedule: Optional[Schedule] = None,
-            may_change: frozenset = frozenset()) -> list[str]:
+def changes(
+  saved: dict, config, *, schedule: Schedule | None = None, may_change: frozenset = frozenset()
+) -> list[str]:
   """Each field whose change would alter the resumed run, as `'name: old -> new'`.
 
   Args:
@@ -211,8 +244,9 @@ def changes(saved: dict, config, *, schedule: Optional[Schedule] = None,
   return out
 
 
-def check_resume(workdir: str, config, *, schedule: Optional[Schedule] = None,
-                 may_change: frozenset = frozenset()) -> list[str]:
+def check_resume(
+  workdir: str, config, *, schedule: Schedule | None = None, may_change: frozenset = frozenset()
+) -> list[str]:
   """Raises `ResumeConfigError` where `config` changes how the saved run trains.
 
   Returns the changes it let through (with `config.allow_resume_changes=True`), else [].
@@ -225,10 +259,11 @@ def check_resume(workdir: str, config, *, schedule: Optional[Schedule] = None,
   if not found or defaults.get(config, 'allow_resume_changes'):
     return found
   raise ResumeConfigError(
-      f'{workdir} holds checkpoints of a run with another config ({FILENAME}), and resuming '
-      'would continue its optimiser state under different settings:\n  '
-      + '\n  '.join(found)
-      + '\nRe-run with the saved values to resume it; or train in a new workdir with '
-      f'--init_from={workdir} (a new run from its selected parameters, with a fresh '
-      'optimiser and schedule); or set config.allow_resume_changes=True '
-      '(--allow_resume_changes) to resume under the new config anyway.')
+    f'{workdir} holds checkpoints of a run with another config ({FILENAME}), and resuming '
+    'would continue its optimiser state under different settings:\n  '
+    + '\n  '.join(found)
+    + '\nRe-run with the saved values to resume it; or train in a new workdir with '
+    f'--init_from={workdir} (a new run from its selected parameters, with a fresh '
+    'optimiser and schedule); or set config.allow_resume_changes=True '
+    '(--allow_resume_changes) to resume under the new config anyway.'
+  )

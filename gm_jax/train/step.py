@@ -22,9 +22,15 @@ from gm_jax.nn import precision as precision_lib
 from gm_jax.train.family import Family
 
 
-def make_train_step(family: Family, tx: optax.GradientTransformation, train_key, *,
-                    group_size: int = 1, matmul_precision: str = 'default',
-                    compute_dtype: str = 'float32'):
+def make_train_step(
+  family: Family,
+  tx: optax.GradientTransformation,
+  train_key,
+  *,
+  group_size: int = 1,
+  matmul_precision: str = 'default',
+  compute_dtype: str = 'float32',
+):
   """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
 
   `batch` is this device's shard of the global batch, split into groups of
@@ -44,8 +50,9 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
   precision_lib.resolve(compute_dtype)
 
   def policy():
-    return _both(jax.default_matmul_precision(precision),
-                 precision_lib.compute_dtype(compute_dtype))
+    return _both(
+      jax.default_matmul_precision(precision), precision_lib.compute_dtype(compute_dtype)
+    )
 
   if family.train_update is not None:
     update = family.train_update.update
@@ -53,8 +60,9 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
     def own_train_step(state, batch, *, axis_name=None):
       key = jax.random.fold_in(train_key, state['step'])
       with policy():
-        params, opt_state, metrics = update(state['params'], state['opt_state'], batch,
-                                            key, step=state['step'], axis_name=axis_name)
+        params, opt_state, metrics = update(
+          state['params'], state['opt_state'], batch, key, step=state['step'], axis_name=axis_name
+        )
       return dict(state, step=state['step'] + 1, params=params, opt_state=opt_state), metrics
 
     return own_train_step
@@ -67,8 +75,9 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, train_key,
       loss = functools.partial(family.loss, step=state['step'])
 
     def loss_fn(p):
-      return parallel.mean_over_groups(loss, p, batch, key, group_size=group_size,
-                                       offset=offset, train=True)
+      return parallel.mean_over_groups(
+        loss, p, batch, key, group_size=group_size, offset=offset, train=True
+      )
 
     with policy():
       (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
@@ -96,19 +105,23 @@ def chunk_layout(per_step: list[dict], group: int) -> dict:
   over this process's `group` devices, so each device receives its own shard of all
   `K` batches (`unchunk` undoes it inside the step).
   """
+
   def arrange(*xs):
     x = np.stack(xs)  # [K, B_l, ...]
     k, b = x.shape[:2]
     x = x.reshape((k, group, b // group) + x.shape[2:]).swapaxes(0, 1)
     return x.reshape((k * b,) + x.shape[3:])
+
   return jax.tree.map(arrange, *per_step)
 
 
 def unchunk(tree, steps: int, group: int):
   """Inverse of `chunk_layout` on the array the step sees: `[K, B_view, ...]`."""
+
   def split(x):
     x = x.reshape((group, steps, -1) + x.shape[1:]).swapaxes(0, 1)
     return x.reshape((steps, -1) + x.shape[3:])
+
   return jax.tree.map(split, tree)
 
 
@@ -129,6 +142,7 @@ def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
   `steps`; the digits logistic regression at 25 steps a dispatch: 8,200 steps/s rolled,
   3,300 unrolled, bit-identical to one step a dispatch rolled, not unrolled).
   """
+
   def multi(state, chunk, *, axis_name=None):
     per_step = unchunk(chunk, steps, view_devices)
     data = state.get('data')
@@ -146,7 +160,8 @@ def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
     else:
       unroll = 1
       if jax.default_backend() == 'cpu' and _has_convolution(
-          functools.partial(body, inner), jax.tree.map(lambda a: a[0], per_step)):
+        functools.partial(body, inner), jax.tree.map(lambda a: a[0], per_step)
+      ):
         unroll = steps
       inner, metrics = jax.lax.scan(body, inner, per_step, unroll=unroll)
     if data is not None:
@@ -158,6 +173,7 @@ def make_multi_step(step_fn, *, steps: int, view_devices: int, resident: bool):
 
 def _has_convolution(fn, *args) -> bool:
   """Whether `fn(*args)` (traced, not run) holds a convolution, in any sub-computation."""
+
   def subs(value):  # the jaxprs among an equation's parameters (cond's branches...)
     if hasattr(value, 'eqns'):
       yield value
@@ -174,4 +190,5 @@ def _has_convolution(fn, *args) -> bool:
       if any(walk(sub) for v in eqn.params.values() for sub in subs(v)):
         return True
     return False
+
   return walk(jax.make_jaxpr(fn)(*args).jaxpr)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import errno
 import fcntl
 import hashlib
@@ -24,7 +25,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from absl import logging
 import jax
@@ -65,7 +66,7 @@ def write_json(path: str, obj: Any) -> None:
     raise
 
 
-def read_json(path: str) -> Optional[Any]:
+def read_json(path: str) -> Any | None:
   """`path`'s JSON, or None where it is missing or unreadable."""
   try:
     with open(path) as f:
@@ -87,9 +88,9 @@ class WorkdirLock:
     self.workdir = os.path.abspath(workdir)
     self.path = os.path.join(self.workdir, LOCK_FILENAME)
     self._enabled = enabled
-    self._fd: Optional[int] = None
+    self._fd: int | None = None
 
-  def acquire(self) -> 'WorkdirLock':
+  def acquire(self) -> WorkdirLock:
     """Takes the lock or raises `WorkdirLockedError` at once (it never waits)."""
     if not self._enabled or self._fd is not None:
       return self
@@ -109,10 +110,15 @@ class WorkdirLock:
       if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
         raise
       raise WorkdirLockedError(
-          f'workdir {self.workdir} is in use by another run ({_describe(self.path)}); '
-          'wait for it to finish or stop it, or use another --workdir.') from None
-    holder = {'pid': os.getpid(), 'host': socket.gethostname(),
-              'command': ' '.join(sys.argv), 'started': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+        f'workdir {self.workdir} is in use by another run ({_describe(self.path)}); '
+        'wait for it to finish or stop it, or use another --workdir.'
+      ) from None
+    holder = {
+      'pid': os.getpid(),
+      'host': socket.gethostname(),
+      'command': ' '.join(sys.argv),
+      'started': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+    }
     # Written in place: the lock belongs to this inode, so it must not be replaced.
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(holder) + '\n').encode(), 0)
@@ -131,7 +137,7 @@ class WorkdirLock:
       fcntl.flock(held[0], fcntl.LOCK_UN)
       os.close(held[0])
 
-  def __enter__(self) -> 'WorkdirLock':
+  def __enter__(self) -> WorkdirLock:
     return self.acquire()
 
   def __exit__(self, *exc) -> None:
@@ -143,15 +149,17 @@ def _describe(lock_path: str) -> str:
   holder = read_json(lock_path)
   if not isinstance(holder, dict):
     return 'its details are not recorded yet'
-  return (f"pid {holder.get('pid')} on {holder.get('host')}, started "
-          f"{holder.get('started')}: {holder.get('command')}")
+  return (
+    f'pid {holder.get("pid")} on {holder.get("host")}, started '
+    f'{holder.get("started")}: {holder.get("command")}'
+  )
 
 
 # ---------------------------------------------------------------------------------------
 # Which data a result measured.
 
 
-def fingerprint(splits: Mapping[str, Optional[Mapping[str, Any]]]) -> str:
+def fingerprint(splits: Mapping[str, Mapping[str, Any] | None]) -> str:
   """A BLAKE2b digest of every array of every split (names, dtypes, shapes, bytes)."""
   h = hashlib.blake2b(digest_size=16)
   for split in sorted(splits):
@@ -172,8 +180,9 @@ def data_record(config, splits) -> dict:
   never all in memory); the resident arrays (its sample, validation and test) are.
   """
   arrays = {'train': splits.train, 'validation': splits.validation, 'test': splits.test}
-  record: dict[str, Any] = {f'{k}_examples': (len(next(iter(v.values()))) if v else 0)
-                            for k, v in arrays.items()}
+  record: dict[str, Any] = {
+    f'{k}_examples': (len(next(iter(v.values()))) if v else 0) for k, v in arrays.items()
+  }
   if splits.train_stream is not None:
     record['train_examples'] = int(splits.train_stream.num_examples)
   data_dir = config.data_dir
@@ -182,7 +191,7 @@ def data_record(config, splits) -> dict:
   return record
 
 
-def keep_other_data_eval(workdir: str, fingerprint_now: str) -> Optional[str]:
+def keep_other_data_eval(workdir: str, fingerprint_now: str) -> str | None:
   """Renames `workdir/eval.json` to `eval.<step>.json` unless it measured the data of
   `fingerprint_now` (its `data_fingerprint`).
 
@@ -205,7 +214,7 @@ def keep_other_data_eval(workdir: str, fingerprint_now: str) -> Optional[str]:
   return dst
 
 
-def previous_result(workdir: str, key: str) -> Optional[Any]:
+def previous_result(workdir: str, key: str) -> Any | None:
   """`key` of an existing `eval.json` (a resumed run that trained no step), else None."""
   old = read_json(os.path.join(workdir, EVAL_FILENAME))
   return old.get(key) if isinstance(old, dict) else None
@@ -218,7 +227,8 @@ def previous_result(workdir: str, key: str) -> Optional[Any]:
 def save_samples(family, params, key, workdir: str, info, config) -> dict:
   """Draws a grid of samples into `workdir/samples.png`, timing a second (compiled)
   draw for samples/s."""
-  from gm_jax.evaluate import images  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import images
+
   num = int(config.num_samples)
   samples = np.asarray(family.sample(params, key, num))  # includes compilation
   t0 = time.perf_counter()
@@ -226,8 +236,9 @@ def save_samples(family, params, key, workdir: str, info, config) -> dict:
   seconds = time.perf_counter() - t0
   del again
   if jax.process_index() == 0:
-    images.save_image_grid(samples, os.path.join(workdir, 'samples.png'),
-                           num_levels=info.num_levels)
+    images.save_image_grid(
+      samples, os.path.join(workdir, 'samples.png'), num_levels=info.num_levels
+    )
   return {'samples_per_s': num / seconds if seconds > 0 else None}
 
 
@@ -244,7 +255,8 @@ def without_plots_if_absent(fn, *args):
 
 
 def plot_losses(workdir: str, model: str) -> None:
-  from gm_jax.evaluate import plots  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import plots
+
   records = metrics_lib.read_metrics(workdir)
   keys = ['loss'] + sorted({k for r in records for k in r if k.startswith('val_')})[:2]
   if records:

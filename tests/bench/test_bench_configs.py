@@ -3,6 +3,7 @@
 (Named test_bench_configs.py: tests/test_configs.py exists, and pytest's default import
 mode needs unique test file names.)
 """
+
 import os
 
 import pytest
@@ -25,8 +26,15 @@ def test_a_bad_config_path_or_key_is_named():
 
 
 def test_overrides_are_typed_by_the_field():
-  config = bench.load_config(VAE, [('hidden', '(8, 8)'), ('compute_dtype', 'bfloat16'),
-                                   ('progress_bar', 'false'), ('learning_rate', '1e-2')])
+  config = bench.load_config(
+    VAE,
+    [
+      ('hidden', '(8, 8)'),
+      ('compute_dtype', 'bfloat16'),
+      ('progress_bar', 'false'),
+      ('learning_rate', '1e-2'),
+    ],
+  )
   assert config.hidden == (8, 8) and config.compute_dtype == 'bfloat16'
   assert config.progress_bar is False and config.learning_rate == 0.01
 

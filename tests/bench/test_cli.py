@@ -1,4 +1,5 @@
 """gm_jax.bench.cli: exit status and messages of `python -m gm_jax.bench`."""
+
 import os
 import sys
 

@@ -1,9 +1,9 @@
 """gm_jax.bench.measure: FLOPs against a hand count, the peak table, one-step FLOPs."""
+
 import os
 
 import jax
 import jax.numpy as jnp
-
 import pytest
 
 from gm_jax import bench
@@ -23,7 +23,9 @@ def test_the_matmul_ceiling_is_a_positive_rate():
   assert bench.measure_matmul_tflops(size=256, repeats=1) > 0
 
 
-@pytest.mark.parametrize('kind,dtype,expected', [
+@pytest.mark.parametrize(
+  'kind,dtype,expected',
+  [
     ('NVIDIA H100 80GB HBM3', 'bfloat16', 989.4),
     ('NVIDIA H100 80GB HBM3', 'tf32', 494.7),
     ('NVIDIA H100 PCIe', 'bfloat16', 756.0),
@@ -38,7 +40,8 @@ def test_the_matmul_ceiling_is_a_positive_rate():
     ('TPU v5 lite', 'tf32', 197.0),  # no TF32 on a TPU: its float32 (default precision)
     ('NVIDIA L40S', 'bfloat16', None),  # not an L4
     ('cpu', 'float32', None),
-])
+  ],
+)
 def test_peak_table_lookup_by_device_kind(kind, dtype, expected):
   assert bench.peak_tflops_for(kind, dtype) == expected
 
@@ -52,8 +55,12 @@ def test_the_peak_column_follows_compute_dtype_and_matmul_precision():
 def test_flops_per_step_of_a_multi_step_dispatch_are_a_one_step_dispatchs(tmp_path, tfds_dir):
   # The MLP's two steps stay a rolled scan (no convolution), whose body XLA's cost
   # analysis counts once: the count comes from a one-step dispatch instead.
-  overrides = [('data_dir', tfds_dir), ('batch_size', '8'), ('hidden', '(32,)'),
-               ('latent_dim', '4')]
+  overrides = [
+    ('data_dir', tfds_dir),
+    ('batch_size', '8'),
+    ('hidden', '(32,)'),
+    ('latent_dim', '4'),
+  ]
   config = bench.load_config(VAE, overrides + [('steps_per_loop', '2')])
   config, _, k = bench.bench_settings(config, 4)
   config, family, splits = bench.trainer_inputs(config, str(tmp_path / 'build'))
@@ -65,5 +72,7 @@ def test_flops_per_step_of_a_multi_step_dispatch_are_a_one_step_dispatchs(tmp_pa
   single, family, splits = bench.trainer_inputs(single, str(tmp_path / 'build1'))
   one = bench.compile_dispatch(single, family, splits, str(tmp_path / 'one'))[3]
   assert bench.flops_per_step(one, single, family, splits, str(tmp_path / 'b')) == (
-      flops, 'cost_analysis of the dispatch')
+    flops,
+    'cost_analysis of the dispatch',
+  )
   assert bench.compiled_flops(two) < 1.5 * flops  # the scan's body, counted once

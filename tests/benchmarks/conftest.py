@@ -7,7 +7,7 @@ import pytest
 def _one_torch_thread():
   """Tiny models on a shared 2-core machine: PyTorch's OpenMP threads only contend."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError:
     yield
     return
@@ -22,10 +22,11 @@ def check_torch_step_learns():
   """`check(step, module, flax_params, num_steps) -> losses`: the PyTorch replica has the
   Flax model's weights (shape multiset), and `num_steps` of its training step give finite,
   changing losses and update every parameter."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
-  from benchmarks.torch_ref import common  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import torch
+
+  from benchmarks import train_step
+  from benchmarks.torch_ref import common
 
   def check(step, module, flax_params, num_steps):
     assert common.torch_signature(module) == train_step.flax_signature(flax_params)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from benchmarks import data_parallel  # pylint: disable=g-import-not-at-top
+from benchmarks import data_parallel
 
 
 def _run(monkeypatch, capsys, *argv):
@@ -15,10 +15,32 @@ def _run(monkeypatch, capsys, *argv):
 
 
 def test_each_in_flight_setting_is_timed_and_compared(monkeypatch, capsys):
-  lines = _run(monkeypatch, capsys, '--model', 'vae', '--architecture', 'mlp',
-               '--dataset', 'digits', '--per_device_batch', '8', '--steps', '3',
-               '--warmup', '1', '--repeats', '1', '--modes', 'none', '--in_flight', '0,2',
-               '--set', 'latent_dim=3', '--set', 'hidden=(16,)')
+  lines = _run(
+    monkeypatch,
+    capsys,
+    '--model',
+    'vae',
+    '--architecture',
+    'mlp',
+    '--dataset',
+    'digits',
+    '--per_device_batch',
+    '8',
+    '--steps',
+    '3',
+    '--warmup',
+    '1',
+    '--repeats',
+    '1',
+    '--modes',
+    'none',
+    '--in_flight',
+    '0,2',
+    '--set',
+    'latent_dim=3',
+    '--set',
+    'hidden=(16,)',
+  )
   rows, (ratio,) = lines[:-1], lines[-1:]
   assert [r['in_flight'] for r in rows] == [0, 2]
   assert all(r['mode'] == 'none' and r['steps_per_s'] > 0 for r in rows)

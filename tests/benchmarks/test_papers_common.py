@@ -8,20 +8,31 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks', 'papers'))
-import _common  # pylint: disable=g-import-not-at-top,wrong-import-position
+import _common
 
 
 def _record(steps, planned):
-  return dict(label='VAE', paper='86.76 nats', ours='89.82 nats (iwae-5000)', protocol='p',
-              steps=steps, planned_steps=planned, batch_size=500, wall_s=120.0,
-              device='NVIDIA H100 80GB HBM3', command='python x.py',
-              eval={'train_steps_per_s': 200.0})
+  return dict(
+    label='VAE',
+    paper='86.76 nats',
+    ours='89.82 nats (iwae-5000)',
+    protocol='p',
+    steps=steps,
+    planned_steps=planned,
+    batch_size=500,
+    wall_s=120.0,
+    device='NVIDIA H100 80GB HBM3',
+    command='python x.py',
+    eval={'train_steps_per_s': 200.0},
+  )
 
 
 def test_budget_of_a_run_stopped_by_its_time_budget():
   table = _common.markdown('t', [_record(138_023, 150_000)])
-  assert ('138,023 steps (stopped by config.max_train_seconds; schedule planned over '
-          '150,000) x 500, 200 steps/s = 11.5 min of training steps') in table
+  assert (
+    '138,023 steps (stopped by config.max_train_seconds; schedule planned over '
+    '150,000) x 500, 200 steps/s = 11.5 min of training steps'
+  ) in table
 
 
 def test_budget_of_a_finished_run():
@@ -34,16 +45,21 @@ def test_budget_of_a_slow_run_keeps_three_significant_digits():
   record = dict(_record(6_896, 7_000), eval={'train_steps_per_s': 1.2705})
   assert ' x 500, 1.27 steps/s = 90.5 min of training steps' in _common.markdown('t', [record])
   record['eval'] = {}  # no speed recorded: no rate in the cell
-  assert '| 6,896 steps (stopped by config.max_train_seconds; schedule planned over 7,000) x 500; ' \
-      'this invocation' in _common.markdown('t', [record])
+  assert (
+    '| 6,896 steps (stopped by config.max_train_seconds; schedule planned over 7,000) x 500; '
+    'this invocation' in _common.markdown('t', [record])
+  )
 
 
 def test_budget_of_a_run_started_from_another_runs_parameters():
-  record = dict(_record(13_000, 13_000), eval={'train_steps_per_s': 3.0, 'init_from_step': 10_768,
-                                               'init_from': '/runs/glow'})
-  assert ('13,000 steps x 500, 3 steps/s = 72.2 min of training steps, started from the '
-          'parameters of a run of 10,768 steps (`init_from=/runs/glow`); this invocation'
-          ) in _common.markdown('t', [record])
+  record = dict(
+    _record(13_000, 13_000),
+    eval={'train_steps_per_s': 3.0, 'init_from_step': 10_768, 'init_from': '/runs/glow'},
+  )
+  assert (
+    '13,000 steps x 500, 3 steps/s = 72.2 min of training steps, started from the '
+    'parameters of a run of 10,768 steps (`init_from=/runs/glow`); this invocation'
+  ) in _common.markdown('t', [record])
 
 
 def _args(**kw):
@@ -53,8 +69,12 @@ def _args(**kw):
   return args
 
 
-ROWS = [_common.Row(key=k, label=k, paper='1', config='vae', overrides=dict(latent_dim=7),
-                    metric=str, protocol='p') for k in ('a', 'b', 'c')]
+ROWS = [
+  _common.Row(
+    key=k, label=k, paper='1', config='vae', overrides=dict(latent_dim=7), metric=str, protocol='p'
+  )
+  for k in ('a', 'b', 'c')
+]
 
 
 def test_rows_are_selected_in_table_order_and_an_unknown_key_is_named():
@@ -79,8 +99,11 @@ def test_a_set_field_nothing_reads_is_named_with_close_matches():
   with pytest.raises(SystemExit, match=r"--set needs FIELD=VALUE; got 'beta'"):
     _common.row_config('t', ROWS[1], _args(set=['beta']))
   # Fields of the config, of the row's overrides, and optional ones trainers read pass.
-  config, _ = _common.row_config('t', ROWS[1], _args(set=[
-      'batch_size=8', 'latent_dim=3', 'kl_warmup_steps=10', 'progress_bar=False']))
+  config, _ = _common.row_config(
+    't',
+    ROWS[1],
+    _args(set=['batch_size=8', 'latent_dim=3', 'kl_warmup_steps=10', 'progress_bar=False']),
+  )
   assert (config.batch_size, config.latent_dim, config.kl_warmup_steps) == (8, 3, 10)
 
 
@@ -88,8 +111,11 @@ def _module_defaults(source: str) -> set:
   """The keys of a module-level `DEFAULTS = {...}` (a family's own settings' defaults)."""
   keys = set()
   for node in ast.parse(source).body:
-    if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-        and any(isinstance(t, ast.Name) and t.id == 'DEFAULTS' for t in node.targets)):
+    if (
+      isinstance(node, ast.Assign)
+      and isinstance(node.value, ast.Dict)
+      and any(isinstance(t, ast.Name) and t.id == 'DEFAULTS' for t in node.targets)
+    ):
       keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
   return keys
 
@@ -98,7 +124,8 @@ def test_optional_fields_are_the_ones_trainers_have_a_default_for():
   """Every family setting with a default is in a family module's `DEFAULTS` (no inline
   `config.get(field, default)` in gm_jax/ or benchmarks/), and those are the optional
   fields."""
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import defaults
+
   repo = os.path.join(os.path.dirname(__file__), '..', '..')
   inline = {'gm_jax': set(), 'benchmarks': set()}
   declared = set()
@@ -116,16 +143,18 @@ def test_optional_fields_are_the_ones_trainers_have_a_default_for():
   # The PyTorch replicas read the trainer's and the families' settings with defaults.
   assert inline['benchmarks'] - set(defaults.TRAINING) <= _common.optional_fields()
   # Modules that spread another's DEFAULTS (`**binarization.DEFAULTS`) declare those too.
-  from gm_jax.families import _binarization  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import _binarization
+
   declared |= set(_binarization.DEFAULTS)
   assert declared - set(defaults.TRAINING) == _common.optional_fields()
 
 
 def test_every_config_has_the_shared_training_settings():
   """What lets OPTIONAL_FIELDS leave out `defaults.TRAINING`: `--set` finds them in the config."""
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  from gm_jax.train import defaults
+
   for name in ('vae', 'glow', 'dcgan', 'naive_bayes', 'cyclegan_photos', 'char_lm'):
-    config = _common._load_config(name)  # pylint: disable=protected-access
+    config = _common._load_config(name)
     assert set(defaults.TRAINING) <= set(config), name
 
 
@@ -139,15 +168,19 @@ def test_list_prints_the_selected_rows_only(capsys):
 
 
 def test_gan_loss_names_expand_to_their_rows_at_every_seed():
-  import gan  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import gan
+
   assert gan.expand_rows('lsgan,minimax_s1', [0, 1]) == 'lsgan_s0,lsgan_s1,minimax_s1'
   assert gan.expand_rows('', [0, 1, 2]) == ''
   keys = [r.key for r in gan.rows([0, 1, 2])]
   expanded = gan.expand_rows(','.join(gan.LOSSES), [0, 1, 2]).split(',')
   assert expanded == keys  # every row, in the table's order
-  assert [r.key for r in _common.selected(gan.rows([0, 1, 2]), _args(rows=gan.expand_rows(
-      'non_saturating', [0, 1, 2])))] == ['non_saturating_s0', 'non_saturating_s1',
-                                          'non_saturating_s2']
+  assert [
+    r.key
+    for r in _common.selected(
+      gan.rows([0, 1, 2]), _args(rows=gan.expand_rows('non_saturating', [0, 1, 2]))
+    )
+  ] == ['non_saturating_s0', 'non_saturating_s1', 'non_saturating_s2']
 
 
 def _trainer_without_binarization(config, workdir):
@@ -155,12 +188,13 @@ def _trainer_without_binarization(config, workdir):
 
 
 def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
-  import ml_collections  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  import ml_collections
+
   from gm_jax import families
+
   # No `binarize` field, or 'none': the default, nothing to check.
-  _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}),
-                         _trainer_without_binarization)
-  config = _common._load_config('vae')  # pylint: disable=protected-access
+  _common.check_binarize(ml_collections.ConfigDict({'model': 'x'}), _trainer_without_binarization)
+  config = _common._load_config('vae')
   _common.check_binarize(config, _trainer_without_binarization)
   with config.unlocked():
     config.binarize = 'static'
@@ -171,14 +205,19 @@ def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
 
 def test_every_papers_row_config_builds_with_its_overrides():
   """The row overrides fit the types the configs' fields have (configs/common.py types them)."""
-  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   import flows
   import gan
   import hierarchical_vae
   import iwae_table1
   import pixelcnn
-  tables = {'flows': flows.ROWS, 'gan': gan.rows([0, 1]), 'iwae_table1': iwae_table1.ROWS,
-            'hierarchical_vae': hierarchical_vae.ROWS, 'pixelcnn': pixelcnn.ROWS}
+
+  tables = {
+    'flows': flows.ROWS,
+    'gan': gan.rows([0, 1]),
+    'iwae_table1': iwae_table1.ROWS,
+    'hierarchical_vae': hierarchical_vae.ROWS,
+    'pixelcnn': pixelcnn.ROWS,
+  }
   for script, rows in tables.items():
     for row in rows:
       config, _ = _common.row_config(script, row, _args(workdir='/w'))

@@ -8,17 +8,18 @@ The Flax parameters are random arrays of the shapes `family.init` gives
 (`jax.eval_shape`): compiling the real initialiser costs ~9 s of XLA time per model on
 this CPU, and non-zero random biases make the weight-copy check stricter.
 """
+
 import pytest
 
 torch = pytest.importorskip('torch')
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from benchmarks import train_step  # noqa: E402
-from benchmarks.torch_ref import autoregressive as torch_ar  # noqa: E402
-from benchmarks.torch_ref import common  # noqa: E402
-from gm_jax.families import autoregressive as ar_family  # noqa: E402
+from benchmarks import train_step
+from benchmarks.torch_ref import autoregressive as torch_ar
+from benchmarks.torch_ref import common
+from gm_jax.families import autoregressive as ar_family
 
 CASES = {c.name: c for c in train_step.CASES if c.family == 'autoregressive'}
 BATCH = 4
@@ -64,8 +65,7 @@ def test_replica_matches_flax(name):
   assert common.torch_signature(module) == train_step.flax_signature(params)
 
   # The same function: exact NLL of the copied weights (dropout off on both sides).
-  jax_loss = float(jax.jit(lambda p, b: family.loss(p, b, None, train=False)[0])(
-      params, batch))
+  jax_loss = float(jax.jit(lambda p, b: family.loss(p, b, None, train=False)[0])(params, batch))
   torch_ar.load_flax_params(module, params)
   x = torch_ar.batch_tensor(case.info, batch)
   module.eval()

@@ -1,24 +1,25 @@
 """The PyTorch CycleGAN replica (benchmarks/torch_ref/cyclegan.py) is the gm_jax CycleGAN."""
+
 import pytest
 
 torch = pytest.importorskip('torch')
 
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
+import functools
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
 
-from benchmarks import train_step  # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks.torch_ref import common  # pylint: disable=wrong-import-position
-from benchmarks.torch_ref import cyclegan as torch_cyclegan  # pylint: disable=wrong-import-position
-from gm_jax.nn.layers import images_to_unit  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax.families import cyclegan as cyclegan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gm_jax.families import gan as gan_family  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import train_step
+from benchmarks.torch_ref import common
+from benchmarks.torch_ref import cyclegan as torch_cyclegan
+from gm_jax.families import cyclegan as cyclegan_family
+from gm_jax.families import gan as gan_family
+from gm_jax.nn.layers import images_to_unit
 
 BATCH = 4
 CASES = {c.name: c for c in train_step.CASES if c.family == 'cyclegan'}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(name):
   case = CASES[name]
   return (case,) + train_step.build_family(case, BATCH, ())
@@ -41,12 +42,12 @@ def test_weight_copy_matches_jax_loss(name):
   # Generator images and patch-discriminator scores themselves.
   gen, disc = cyclegan_family.build_models(config, case.info)
   a = images_to_unit(batch['image_a'], case.info.num_levels)
-  np.testing.assert_allclose(out['fake_b'].numpy(),
-                             np.array(gen.apply(params['g_ab'], a)).transpose(0, 3, 1, 2),
-                             atol=1e-4)
-  np.testing.assert_allclose(out['d_a_real'].numpy(),
-                             np.array(disc.apply(params['d_a'], a)).transpose(0, 3, 1, 2),
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    out['fake_b'].numpy(), np.array(gen.apply(params['g_ab'], a)).transpose(0, 3, 1, 2), atol=1e-4
+  )
+  np.testing.assert_allclose(
+    out['d_a_real'].numpy(), np.array(disc.apply(params['d_a'], a)).transpose(0, 3, 1, 2), atol=1e-4
+  )
 
 
 @pytest.mark.parametrize('name', list(CASES))
@@ -60,10 +61,10 @@ def test_train_step_runs_and_learns(name, check_torch_step_learns):
 
 def test_image_pool_follows_the_reference_rule():
   pool = torch_cyclegan.ImagePool(3, (1, 1, 1))
-  first = torch.arange(3.).view(3, 1, 1, 1)
+  first = torch.arange(3.0).view(3, 1, 1, 1)
   assert torch.equal(pool.query(first), first)  # room: stored and returned
   torch.manual_seed(0)
-  new = torch.arange(100., 300.).view(200, 1, 1, 1)
+  new = torch.arange(100.0, 300.0).view(200, 1, 1, 1)
   out = pool.query(new)
   swapped = out != new
   assert 60 < int(swapped.sum()) < 140  # about half return a stored image instead
@@ -75,5 +76,6 @@ def test_learning_rate_schedule_matches_jax():
   config = CASES['cyclegan_photos'].load_config()
   schedule = cyclegan_family.learning_rate_schedule(config)
   for step in (0, 499, 500, 501, 750, 999, 1000, 1200):
-    np.testing.assert_allclose(torch_cyclegan.lr_at(config, step), float(schedule(step)),
-                               rtol=1e-4, atol=1e-10)  # optax computes in float32
+    np.testing.assert_allclose(
+      torch_cyclegan.lr_at(config, step), float(schedule(step)), rtol=1e-4, atol=1e-10
+    )  # optax computes in float32

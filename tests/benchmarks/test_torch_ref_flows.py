@@ -5,19 +5,20 @@ same parameter shapes, its training step gives finite, changing losses, and with
 Flax parameters copied in (random, so that every coupling, ActNorm and 1x1 conv acts)
 its loss on the dequantised batch equals `family.loss(..., train=False)`.
 """
+
 import pytest
 
 torch = pytest.importorskip('torch')
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from benchmarks import train_step  # noqa: E402
-from benchmarks.torch_ref import common  # noqa: E402
-from benchmarks.torch_ref import flows as torch_flows  # noqa: E402
-from gm_jax.models import flows as flows_lib  # noqa: E402
-from gm_jax.families import flows as flows_family  # noqa: E402
+from benchmarks import train_step
+from benchmarks.torch_ref import common
+from benchmarks.torch_ref import flows as torch_flows
+from gm_jax.families import flows as flows_family
+from gm_jax.models import flows as flows_lib
 
 CASES = [c for c in train_step.CASES if c.family == 'flows']
 BATCH = 4
@@ -56,11 +57,13 @@ def test_replica_matches_flax(case):
   # Weight copy: the same dequantisation noise as family.loss draws from `key`.
   params = _random_params(shapes, seed=1)
   key = jax.random.key(7)
-  jax_loss = float(jax.jit(lambda p, b, k: family.loss(p, b, k, train=False)[0])(
-      params, batch, key))
+  jax_loss = float(
+    jax.jit(lambda p, b, k: family.loss(p, b, k, train=False)[0])(params, batch, key)
+  )
   noise_key, _ = jax.random.split(key)
-  x = np.asarray(flows_lib.dequantize(noise_key, jnp.asarray(batch['image']),
-                                      num_levels=info.num_levels))
+  x = np.asarray(
+    flows_lib.dequantize(noise_key, jnp.asarray(batch['image']), num_levels=info.num_levels)
+  )
   torch_flows.load_flax_params(module, params)
   module.eval()
   with torch.no_grad():

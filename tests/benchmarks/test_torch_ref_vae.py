@@ -1,16 +1,17 @@
 """The PyTorch VAE replica (benchmarks/torch_ref/vae.py) is the gm_jax VAE."""
+
 import pytest
 
 torch = pytest.importorskip('torch')
 
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
+import functools
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import numpy as np
 
-from benchmarks import train_step  # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks.torch_ref import common  # pylint: disable=wrong-import-position
-from benchmarks.torch_ref import vae as torch_vae  # pylint: disable=wrong-import-position
+from benchmarks import train_step
+from benchmarks.torch_ref import common
+from benchmarks.torch_ref import vae as torch_vae
 
 BATCH = 4
 CASES = {c.name: c for c in train_step.CASES if c.family == 'vae'}
@@ -19,7 +20,7 @@ CASES = {c.name: c for c in train_step.CASES if c.family == 'vae'}
 VARIANTS = [(name, ()) for name in CASES] + [('vae_conv_mnist', (('model', 'cvae'),))]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(name, extra=()):
   case = CASES[name]
   return (case,) + train_step.build_family(case, BATCH, extra)
@@ -29,8 +30,9 @@ def test_cases_present():
   assert set(CASES) == {'vae_mlp_digits', 'vae_conv_mnist'}
 
 
-@pytest.mark.parametrize('name,extra', VARIANTS,
-                         ids=[n + ('_cvae' if e else '') for n, e in VARIANTS])
+@pytest.mark.parametrize(
+  'name,extra', VARIANTS, ids=[n + ('_cvae' if e else '') for n, e in VARIANTS]
+)
 def test_weight_copy_matches_jax_loss(name, extra):
   case, config, batch, family, params = _setup(name, extra)
   module = torch_vae.build_module(config, case.info)

@@ -6,20 +6,20 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from benchmarks import train_step  # noqa: E402  pylint: disable=g-import-not-at-top
+from benchmarks import train_step  # noqa: E402
 from benchmarks.torch_ref import vae as torch_vae  # noqa: E402
 
 
 def test_one_case_writes_json_and_markdown(tmp_path):
   out = str(tmp_path / 'ts')
-  train_step.main(['--cases', 'vae_mlp_digits', '--repeats', '2', '--min_seconds', '0.05',
-                   '--out', out])
+  train_step.main(
+    ['--cases', 'vae_mlp_digits', '--repeats', '2', '--min_seconds', '0.05', '--out', out]
+  )
   (row,) = [json.loads(line) for line in open(out + '.jsonl')]
   assert row['model'] == 'vae_mlp_digits' and row['batch'] == 64 and row['shape'] == [8, 8, 1]
   assert row['num_params'] == row['torch_num_params'] == 1_141_856
   assert row['jax_steps_per_s'] > 0 and row['torch_steps_per_s'] > 0
-  assert row['ratio'] == pytest.approx(row['jax_steps_per_s'] / row['torch_steps_per_s'],
-                                       rel=2e-3)
+  assert row['ratio'] == pytest.approx(row['jax_steps_per_s'] / row['torch_steps_per_s'], rel=2e-3)
   assert row['jax_step_bytes'] > 4 * row['num_params']  # at least the parameters
   # Both start from the same untrained state: losses near 64 ln 17 = 181.3 nats.
   assert 170 < row['first_loss_jax'] < 220 and 170 < row['first_loss_torch'] < 220

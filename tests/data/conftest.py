@@ -1,4 +1,5 @@
 """Fixtures shared by the data tests."""
+
 import pytest
 
 from gm_jax import data

@@ -1,4 +1,5 @@
 """Static and dynamic binarisation: probabilities, determinism, keys."""
+
 import jax
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """The offline tfds builders reproduce their sources exactly."""
+
 import socket
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_photo_patches_deterministic_and_offline(tmp_path, monkeypatch, data_dir
 
 
 def test_pydoc_chars_round_trip_to_topic_bytes(data_dir):
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
 
   names = sorted(topics.topics)
   seen = set()

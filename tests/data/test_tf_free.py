@@ -17,7 +17,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 # every import finder answers None for them, so `import tensorflow` raises
 # ModuleNotFoundError and `importlib.util.find_spec('tensorflow')` is None (etils and
 # orbax probe TensorFlow that way).
-_HIDE_TF = '''
+_HIDE_TF = """
 import sys
 _HIDDEN = ('tensorflow', 'tensorflow_datasets')
 
@@ -37,7 +37,7 @@ class _Hide:
 
 
 sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
-'''
+"""
 
 
 @pytest.fixture(scope='module')
@@ -48,15 +48,22 @@ def without_tf(tmp_path_factory):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), _REPO]))
 
   def run(code, *args, timeout=120):
-    return subprocess.run([sys.executable, *args, '-c', textwrap.dedent(code)] if code
-                          else [sys.executable, *args],
-                          env=env, cwd=_REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+      [sys.executable, *args, '-c', textwrap.dedent(code)] if code else [sys.executable, *args],
+      env=env,
+      cwd=_REPO,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      check=False,
+    )
 
-  proc = run('import importlib.util, sys\n'
-             'assert importlib.util.find_spec("tensorflow") is None\n'
-             'try:\n  import tensorflow_datasets\nexcept ImportError: sys.exit(0)\n'
-             'sys.exit(1)')
+  proc = run(
+    'import importlib.util, sys\n'
+    'assert importlib.util.find_spec("tensorflow") is None\n'
+    'try:\n  import tensorflow_datasets\nexcept ImportError: sys.exit(0)\n'
+    'sys.exit(1)'
+  )
   assert proc.returncode == 0, proc.stderr  # the hiding works
   return run
 
@@ -64,8 +71,7 @@ def without_tf(tmp_path_factory):
 def _tfds_read(name, split, data_dir):
   tfds = reading.import_tfds()
   builder = reading.prepared_builder(name, data_dir)
-  return builder, tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
-                                                   shuffle_files=False))
+  return builder, tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
 
 
 def _assert_same_bytes(got, want):
@@ -92,21 +98,32 @@ def test_direct_arrays_equal_the_tfds_builders(name, split, data_dir):
   _assert_same_bytes(data.load_split(name, split, data_dir=data_dir), want)
 
 
-@pytest.mark.parametrize('spec', [
-    'train[:100]', 'test[-7:]', 'train[10%:-5%]', 'test[33.3%:66.7%]',
-    'train[:50%]+test[90%:]', 'test + train[5:9]', 'all',
-])
+@pytest.mark.parametrize(
+  'spec',
+  [
+    'train[:100]',
+    'test[-7:]',
+    'train[10%:-5%]',
+    'test[33.3%:66.7%]',
+    'train[:50%]+test[90%:]',
+    'test + train[5:9]',
+    'all',
+  ],
+)
 def test_split_strings_select_the_rows_tfds_selects(spec, data_dir):
   _, stored = _tfds_read('pydoc_chars', spec, data_dir)
   _assert_same_bytes(embedded.read_split('pydoc_chars', spec), stored)
 
 
-@pytest.mark.parametrize('spec, match', [
+@pytest.mark.parametrize(
+  'spec, match',
+  [
     ('validation', "unknown split 'validation'"),
     ('train[0shard]', 'cannot parse'),
     ('train[:2000]', 'incompatible with 1437 examples'),
     ('train[1:2:3]', 'cannot parse'),
-])
+  ],
+)
 def test_unsupported_split_strings_are_named(spec, match):
   with pytest.raises(ValueError, match=match) as e:
     data.load_split('digits', spec)
@@ -123,7 +140,7 @@ def test_embedded_version_suffix():
 
 
 def test_embedded_and_exported_data_load_without_tensorflow(without_tf, tmp_path):
-  proc = without_tf(f'''
+  proc = without_tf(f"""
       import sys
       import numpy as np
       from gm_jax import data
@@ -141,14 +158,23 @@ def test_embedded_and_exported_data_load_without_tensorflow(without_tf, tmp_path
                                  'label': np.arange(4, dtype=np.int32)}}}})
       assert len(data.load_split('mnist', 'train', data_dir={str(tmp_path)!r})['label']) == 4
       assert not [m for m in sys.modules if m.startswith('tensorflow')]
-      ''')
+      """)
   assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize('name', ['mnist', 'cifar10', 'fashion_mnist', 'binarized_mnist',
-                                  'cycle_gan/horse2zebra', 'mnist_offline'])
+@pytest.mark.parametrize(
+  'name',
+  [
+    'mnist',
+    'cifar10',
+    'fashion_mnist',
+    'binarized_mnist',
+    'cycle_gan/horse2zebra',
+    'mnist_offline',
+  ],
+)
 def test_tfds_datasets_without_tfds_name_the_extra(without_tf, tmp_path, name):
-  proc = without_tf(f'''
+  proc = without_tf(f"""
       from gm_jax import data
       try:
         data.load_splits({name!r}, data_dir={str(tmp_path)!r})
@@ -156,7 +182,7 @@ def test_tfds_datasets_without_tfds_name_the_extra(without_tf, tmp_path, name):
         print(e)
       else:
         raise AssertionError('no error')
-      ''')
+      """)
   assert proc.returncode == 0, proc.stderr
   assert 'pip install gm_jax[tfds]' in proc.stdout
   assert f'Dataset {name!r}' in proc.stdout
@@ -164,13 +190,13 @@ def test_tfds_datasets_without_tfds_name_the_extra(without_tf, tmp_path, name):
 
 
 def test_tfds_builders_without_tfds_name_the_extra(without_tf):
-  proc = without_tf('''
+  proc = without_tf("""
       from gm_jax import data
       try:
         data.Digits
       except ImportError as e:
         print(e)
-      ''')
+      """)
   assert proc.returncode == 0, proc.stderr
   assert 'pip install gm_jax[tfds]' in proc.stdout
 
@@ -180,10 +206,18 @@ def test_tfds_builders_without_tfds_name_the_extra(without_tf):
 
 @pytest.mark.slow
 def test_vae_trains_without_tensorflow(without_tf, tmp_path):
-  proc = without_tf(None, '-m', 'gm_jax.main', '--config=configs/vae.py',
-                    f'--workdir={tmp_path / "vae"}', f'--config.data_dir={tmp_path / "data"}',
-                    '--config.num_train_steps=20', '--config.checkpoint_every=10',
-                    '--config.iwae_samples=10', timeout=300)
+  proc = without_tf(
+    None,
+    '-m',
+    'gm_jax.main',
+    '--config=configs/vae.py',
+    f'--workdir={tmp_path / "vae"}',
+    f'--config.data_dir={tmp_path / "data"}',
+    '--config.num_train_steps=20',
+    '--config.checkpoint_every=10',
+    '--config.iwae_samples=10',
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert '"train_steps": 20' in proc.stdout
   assert (tmp_path / 'vae' / 'eval.json').exists()

@@ -31,11 +31,11 @@ from gm_jax.data import _tfds as _tfds_lib
 
 # Rows per split: small, and not multiples of each other so that slices are visible.
 SIZES = {
-    'mnist': {'train': 40, 'test': 12},
-    'fashion_mnist': {'train': 40, 'test': 12},
-    'binarized_mnist': {'train': 40, 'validation': 10, 'test': 12},
-    'cifar10': {'train': 40, 'test': 12},
-    'cycle_gan': {'trainA': 6, 'trainB': 5, 'testA': 3, 'testB': 4},
+  'mnist': {'train': 40, 'test': 12},
+  'fashion_mnist': {'train': 40, 'test': 12},
+  'binarized_mnist': {'train': 40, 'validation': 10, 'test': 12},
+  'cifar10': {'train': 40, 'test': 12},
+  'cycle_gan': {'trainA': 6, 'trainB': 5, 'testA': 3, 'testB': 4},
 }
 NAMES = ('mnist', 'fashion_mnist', 'binarized_mnist', 'cifar10', 'cycle_gan/horse2zebra')
 
@@ -59,15 +59,17 @@ def rows(name: str, split: str, indices) -> dict[str, np.ndarray]:
 
 
 def _split_dict(tfds, base: str):
-  from tensorflow_datasets.core import splits as splits_lib  # pylint: disable=g-import-not-at-top
-  return splits_lib.SplitDict([
-      tfds.core.SplitInfo(name=k, shard_lengths=[n], num_bytes=0)
-      for k, n in SIZES[base].items()])
+  from tensorflow_datasets.core import splits as splits_lib
+
+  return splits_lib.SplitDict(
+    [tfds.core.SplitInfo(name=k, shard_lengths=[n], num_bytes=0) for k, n in SIZES[base].items()]
+  )
 
 
 def resolve(tfds, name: str, split) -> list[tuple[str, range]]:
   """`split` (any tfds split argument) as `(real split, row range)` pieces."""
-  from tensorflow_datasets.core import splits as splits_lib  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import splits as splits_lib
+
   base = name.split('/')[0]
   sizes = SIZES[base]
   out = []
@@ -83,7 +85,7 @@ def resolve(tfds, name: str, split) -> list[tuple[str, range]]:
 def mock_tfds():
   """`tfds.testing.mock_data` serving `rows` for the names in `SIZES`."""
   tfds = _tfds_lib.import_tfds()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False, **kw):
     del decoders, read_config, shuffle_files, kw
@@ -94,6 +96,5 @@ def mock_tfds():
     arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     return tf.data.Dataset.from_tensor_slices(arrays)
 
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                              as_dataset_fn=as_dataset):
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_dataset_fn=as_dataset):
     yield

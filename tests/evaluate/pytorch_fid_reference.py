@@ -39,5 +39,7 @@ def load():
     tv.models = sys.modules['torchvision.models']
     tv.models.inception = inception
     tv.models.inception_v3 = inception.inception_v3
-  return (importlib.import_module('pytorch_fid.inception'),
-          importlib.import_module('pytorch_fid.fid_score'))
+  return (
+    importlib.import_module('pytorch_fid.inception'),
+    importlib.import_module('pytorch_fid.fid_score'),
+  )

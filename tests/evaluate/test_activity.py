@@ -13,9 +13,16 @@ X = jnp.asarray(RNG.integers(0, 2, (64, 4, 4, 1)), jnp.int32)
 
 
 def _vae(top=0):
-  model = vae_lib.VAE(image_shape=(4, 4, 1), num_levels=2, latent_dim=3, hidden=(16,),
-                      likelihood='bernoulli', activation='tanh', top_latent_dim=top,
-                      top_hidden=(8,))
+  model = vae_lib.VAE(
+    image_shape=(4, 4, 1),
+    num_levels=2,
+    latent_dim=3,
+    hidden=(16,),
+    likelihood='bernoulli',
+    activation='tanh',
+    top_latent_dim=top,
+    top_hidden=(8,),
+  )
   params = model.init(jax.random.key(0), X[:1])
   return model, jax.tree.map(lambda p: p, params)  # a mutable copy of the dicts
 
@@ -65,8 +72,9 @@ def test_second_layer_averages_over_draws_of_z():
   many = activity.vae_expected_means(model, params, X, jax.random.key(4), num_samples=4000)
   z = model.apply(params, X, method=vae_lib.VAE.encode)[0]
   eps = jax.random.normal(jax.random.key(5), (4000,) + z.shape)
-  draws = np.asarray(model.apply(params, (z + jnp.exp(0.5) * eps).reshape(-1, 3),
-                                 method=vae_lib.VAE.encode_top)[0]).reshape(4000, len(X), 2)
+  draws = np.asarray(
+    model.apply(params, (z + jnp.exp(0.5) * eps).reshape(-1, 3), method=vae_lib.VAE.encode_top)[0]
+  ).reshape(4000, len(X), 2)
   ref = draws.mean(0)
   # Two independent 4,000-draw means: their difference has standard error sqrt(2) sd / 63.
   se = np.sqrt(2.0) * draws.std(0) / np.sqrt(4000)
@@ -75,10 +83,14 @@ def test_second_layer_averages_over_draws_of_z():
   assert np.abs(few['z2'] - ref).max() > err_many
 
 
-@pytest.mark.parametrize('bad, match', [
-    (np.zeros((1, 3)), r'\[N >= 2, D\]'), (np.zeros(5), r'\[N >= 2, D\]'),
+@pytest.mark.parametrize(
+  'bad, match',
+  [
+    (np.zeros((1, 3)), r'\[N >= 2, D\]'),
+    (np.zeros(5), r'\[N >= 2, D\]'),
     (np.array([[0.0, np.nan], [1.0, 2.0]]), 'NaN'),
-])
+  ],
+)
 def test_bad_means_are_named(bad, match):
   with pytest.raises(ValueError, match=match):
     activity.unit_activity(bad)
@@ -91,7 +103,13 @@ def test_num_samples_must_be_positive():
 
 
 def test_a_conditional_vae_is_refused():
-  model = vae_lib.ConditionalVAE(image_shape=(4, 4, 1), num_levels=2, latent_dim=3,
-                                 hidden=(16,), likelihood='bernoulli', num_classes=2)
+  model = vae_lib.ConditionalVAE(
+    image_shape=(4, 4, 1),
+    num_levels=2,
+    latent_dim=3,
+    hidden=(16,),
+    likelihood='bernoulli',
+    num_classes=2,
+  )
   with pytest.raises(ValueError, match='unconditional'):
     activity.vae_expected_means(model, {}, X, jax.random.key(0))

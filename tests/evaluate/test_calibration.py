@@ -1,4 +1,5 @@
 """ECE against a direct NumPy loop over bins."""
+
 import jax
 import numpy as np
 import pytest
@@ -42,8 +43,9 @@ def test_matches_numpy_loop(num_bins, seed, temperature):
 
 def test_edges_are_upper_inclusive():
   # Confidences exactly on interior edges 0.5 and 0.75 of 4 bins.
-  probs = np.array([[0.5, 0.5, 0.0], [0.75, 0.25, 0.0], [0.25, 0.75, 0.0],
-                    [1.0, 0.0, 0.0]], np.float32)
+  probs = np.array(
+    [[0.5, 0.5, 0.0], [0.75, 0.25, 0.0], [0.25, 0.75, 0.0], [1.0, 0.0, 0.0]], np.float32
+  )
   labels = np.array([1, 0, 0, 0], np.int32)
   bins = calibration.reliability_bins(probs, labels, num_bins=4)
   np.testing.assert_array_equal(bins.count, [0, 1, 2, 1])
@@ -51,7 +53,8 @@ def test_edges_are_upper_inclusive():
   np.testing.assert_allclose(bins.confidence, [0, 0.5, 0.75, 1])
   # By hand: 1/4*|0-.5| + 2/4*|.5-.75| + 1/4*0 = 0.25.
   np.testing.assert_allclose(
-      calibration.expected_calibration_error(probs, labels, num_bins=4), 0.25)
+    calibration.expected_calibration_error(probs, labels, num_bins=4), 0.25
+  )
   np.testing.assert_allclose(_ece_loop(probs, labels, 4), 0.25)
 
 
@@ -64,13 +67,13 @@ def test_calibrated_by_construction_is_near_zero():
   ece = calibration.expected_calibration_error(probs, labels)
   assert ece < 0.01
   # and an overconfident version of the same predictions is not.
-  sharp = probs ** 4 / (probs ** 4).sum(1, keepdims=True)
+  sharp = probs**4 / (probs**4).sum(1, keepdims=True)
   assert calibration.expected_calibration_error(sharp, labels) > 0.05
 
 
 def test_jit_and_vmap():
   probs, labels = _random_probs(4, 300, 3, 2.0)
-  stack_p = np.stack([probs, probs[::-1], probs ** 2 / (probs ** 2).sum(1, keepdims=True)])
+  stack_p = np.stack([probs, probs[::-1], probs**2 / (probs**2).sum(1, keepdims=True)])
   stack_l = np.stack([labels, labels[::-1], labels])
   f = jax.jit(lambda p, l: calibration.expected_calibration_error(p, l, num_bins=10))
   got = jax.vmap(f)(stack_p, stack_l)
@@ -78,13 +81,16 @@ def test_jit_and_vmap():
   np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-@pytest.mark.parametrize('kwargs,field', [
+@pytest.mark.parametrize(
+  'kwargs,field',
+  [
     (dict(probs=np.ones((3,)), labels=np.zeros(3, np.int32)), 'probs'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(4, np.int32)), 'labels'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(3)), 'labels'),
     (dict(probs=np.ones((3, 2)), labels=np.array([0, 2, 1], np.int32)), 'labels'),
     (dict(probs=np.ones((3, 2)), labels=np.zeros(3, np.int32), num_bins=0), 'num_bins'),
-])
+  ],
+)
 def test_bad_input(kwargs, field):
   with pytest.raises(ValueError, match=field):
     calibration.expected_calibration_error(**kwargs)
@@ -92,12 +98,13 @@ def test_bad_input(kwargs, field):
 
 def test_classification_metrics_against_sklearn():
   from sklearn import metrics
+
   probs, labels = _random_probs(5, 400, 4, 2.0)
   probs = probs.astype(np.float64)
   probs /= probs.sum(1, keepdims=True)
-  got = calibration.classification_metrics(np.log(probs).astype(np.float32), labels,
-                                           num_bins=10)
+  got = calibration.classification_metrics(np.log(probs).astype(np.float32), labels, num_bins=10)
   assert got['accuracy'] == pytest.approx(metrics.accuracy_score(labels, probs.argmax(1)))
   assert got['log_loss'] == pytest.approx(
-      metrics.log_loss(labels, probs, labels=range(4)), rel=1e-5)
+    metrics.log_loss(labels, probs, labels=range(4)), rel=1e-5
+  )
   assert got['ece'] == pytest.approx(_ece_loop(probs, labels, 10), abs=1e-6)

@@ -63,8 +63,8 @@ def _tf_isc(feature, splits=10, shuffle=True, rng_seed=2020):
   p = np.exp(log_p)
   scores = []
   for i in range(splits):
-    p_chunk = p[(i * n // splits):((i + 1) * n // splits), :]
-    log_p_chunk = log_p[(i * n // splits):((i + 1) * n // splits), :]
+    p_chunk = p[(i * n // splits) : ((i + 1) * n // splits), :]
+    log_p_chunk = log_p[(i * n // splits) : ((i + 1) * n // splits), :]
     q_chunk = p_chunk.mean(axis=0, keepdims=True)
     kl = p_chunk * (log_p_chunk - np.log(q_chunk))
     scores.append(np.exp(kl.sum(axis=1).mean()))
@@ -95,12 +95,23 @@ def test_frechet_distance_equals_pytorch_fid(n, d):
 def test_frechet_distance_singular_product_takes_pytorch_fids_eps_route(capsys):
   # Integer PSD matrices whose product has no finite sqrtm: pytorch-fid adds eps to both
   # diagonals (and prints so); ours must take the same route to the same number.
-  s1 = np.array([[1, -1, 1, -1, -1], [-1, 1, -1, 1, 1], [1, -1, 2, -1, -2],
-                 [-1, 1, -1, 1, 1], [-1, 1, -2, 1, 2]], np.float64)
-  s2 = np.array([[1, 1, -1, 1, 0], [1, 1, -1, 1, 0], [-1, -1, 1, -1, 0],
-                 [1, 1, -1, 1, 0], [0, 0, 0, 0, 0]], np.float64)
+  s1 = np.array(
+    [
+      [1, -1, 1, -1, -1],
+      [-1, 1, -1, 1, 1],
+      [1, -1, 2, -1, -2],
+      [-1, 1, -1, 1, 1],
+      [-1, 1, -2, 1, 2],
+    ],
+    np.float64,
+  )
+  s2 = np.array(
+    [[1, 1, -1, 1, 0], [1, 1, -1, 1, 0], [-1, -1, 1, -1, 0], [1, 1, -1, 1, 0], [0, 0, 0, 0, 0]],
+    np.float64,
+  )
   mu = np.arange(5.0)
   import scipy.linalg
+
   assert not np.isfinite(scipy.linalg.sqrtm(s1 @ s2)).all()
   want = _pytorch_fid(mu, s1, mu + 1, s2)
   assert 'adding 1e-06 to diagonal' in capsys.readouterr().out
@@ -112,8 +123,7 @@ def test_frechet_distance_singular_product_takes_pytorch_fids_eps_route(capsys):
 def test_fid_of_a_set_with_itself_is_zero_and_fid_is_symmetric():
   a, b = _features(2, 300, 32), _features(3, 300, 32, shift=0.5)
   assert abs(fm.fid_from_features(a, a)) < 1e-6
-  np.testing.assert_allclose(fm.fid_from_features(a, b), fm.fid_from_features(b, a),
-                             rtol=1e-9)
+  np.testing.assert_allclose(fm.fid_from_features(a, b), fm.fid_from_features(b, a), rtol=1e-9)
 
 
 def test_kid_equals_torch_fidelity():
@@ -130,8 +140,9 @@ def test_kid_expectation_over_subsets_is_the_full_unbiased_estimate():
   a, b = _features(6, 40, 5), _features(7, 40, 5, shift=0.3)
   full = fm.mmd2_unbiased(a.astype(np.float64), b.astype(np.float64))
   num = 3000
-  got = fm.kernel_inception_distance(a.astype(np.float64), b.astype(np.float64),
-                                     num_subsets=num, subset_size=8, seed=0)
+  got = fm.kernel_inception_distance(
+    a.astype(np.float64), b.astype(np.float64), num_subsets=num, subset_size=8, seed=0
+  )
   assert abs(got['kid_mean'] - full) < 4 * got['kid_std'] / np.sqrt(num)
   assert full > 10 * got['kid_std'] / np.sqrt(num)  # the shift is detected
   # All rows as the single subset: the full estimate exactly.
@@ -153,7 +164,6 @@ def test_precision_recall_equal_torch_fidelity():
 def test_inception_score_equals_torch_fidelity():
   logits = np.random.default_rng(11).normal(size=(53, 12)) * 3
   got = fm.inception_score(logits, splits=4)
-  np.testing.assert_allclose([got['is_mean'], got['is_std']], _tf_isc(logits, splits=4),
-                             rtol=1e-10)
+  np.testing.assert_allclose([got['is_mean'], got['is_std']], _tf_isc(logits, splits=4), rtol=1e-10)
   one_hot = np.eye(10)[np.arange(100) % 10] * 50  # confident and uniform: IS = #classes
   assert fm.inception_score(one_hot, splits=1)['is_mean'] == pytest.approx(10, rel=1e-6)

@@ -22,17 +22,27 @@ def _report() -> dict:
   images = np.random.default_rng(0).integers(0, 256, size=(8, 12, 10, 3), dtype=np.uint8)
   one = feature_stats.statistics(params, images, batch_size=8, keep=8, logits=True)
   # 4 devices, two chunks of one batch of 4 (one image a device).
-  many = feature_stats.statistics(params, images, batch_size=4, keep=5, logits=True,
-                                  mesh=parallel.eval_mesh('sharding'), chunk_batches=1)
+  many = feature_stats.statistics(
+    params,
+    images,
+    batch_size=4,
+    keep=5,
+    logits=True,
+    mesh=parallel.eval_mesh('sharding'),
+    chunk_batches=1,
+  )
   f = one.features.astype(np.float64)
   rel = lambda a, b: float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-  return {'devices': jax.device_count(),
-          'mu_vs_numpy': rel(one.mu, f.mean(0)),
-          'sigma_vs_numpy': rel(one.sigma, np.cov(f, rowvar=False)),
-          'mu_mesh': rel(many.mu, one.mu), 'sigma_mesh': rel(many.sigma, one.sigma),
-          'features_mesh': rel(many.features, one.features[:5]),
-          'logits_mesh': rel(many.logits, one.logits[:5]),
-          'counts': [one.count, many.count, len(many.features)]}
+  return {
+    'devices': jax.device_count(),
+    'mu_vs_numpy': rel(one.mu, f.mean(0)),
+    'sigma_vs_numpy': rel(one.sigma, np.cov(f, rowvar=False)),
+    'mu_mesh': rel(many.mu, one.mu),
+    'sigma_mesh': rel(many.sigma, one.sigma),
+    'features_mesh': rel(many.features, one.features[:5]),
+    'logits_mesh': rel(many.logits, one.logits[:5]),
+    'counts': [one.count, many.count, len(many.features)],
+  }
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +62,7 @@ def test_running_moments_equal_numpy_over_chunks():
   x = np.random.default_rng(1).normal(size=(37, 5)) * 3 + 1e4  # a large mean
   m = feature_stats.RunningMoments()
   for s in range(0, 37, 10):
-    m.add(x[s:s + 10])
+    m.add(x[s : s + 10])
   mu, cov = m.mean_and_cov()
   np.testing.assert_allclose(mu, x.mean(0), rtol=1e-14)
   np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-9)
@@ -64,9 +74,12 @@ def test_real_statistics_cache_is_keyed_by_weights_hash_and_split(tmp_path, monk
   def fake_statistics(params, images, **kw):
     calls.append(kw['keep'])
     f = np.asarray(images, np.float32).reshape(len(images), -1)[:, :3] + len(calls)
-    return feature_stats.FeatureStats(mu=f.mean(0).astype(np.float64),
-                                      sigma=np.cov(f, rowvar=False), count=len(f),
-                                      features=f[:kw['keep']])
+    return feature_stats.FeatureStats(
+      mu=f.mean(0).astype(np.float64),
+      sigma=np.cov(f, rowvar=False),
+      count=len(f),
+      features=f[: kw['keep']],
+    )
 
   monkeypatch.setattr(feature_stats, 'statistics', fake_statistics)
   weights = tmp_path / 'w.pth'

@@ -24,8 +24,9 @@ def test_frechet_distance_matches_scipy_sqrtm(d):
   rng = np.random.default_rng(d)
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
   s1, s2 = _random_cov(rng, d), _random_cov(rng, d)
-  np.testing.assert_allclose(fid.frechet_distance(mu1, s1, mu2, s2),
-                             _scipy_fid(mu1, s1, mu2, s2), rtol=1e-8, atol=1e-8)
+  np.testing.assert_allclose(
+    fid.frechet_distance(mu1, s1, mu2, s2), _scipy_fid(mu1, s1, mu2, s2), rtol=1e-8, atol=1e-8
+  )
 
 
 def test_frechet_distance_rank_deficient_is_stable():
@@ -45,7 +46,7 @@ def test_fid_closed_forms():
   f = rng.normal(size=(400, 4))
   assert fid.fid_from_features(f, f) == pytest.approx(0.0, abs=1e-9)
   shift = np.array([1.0, -2.0, 0.0, 0.5])
-  assert fid.fid_from_features(f + shift, f) == pytest.approx(np.sum(shift ** 2), rel=1e-9)
+  assert fid.fid_from_features(f + shift, f) == pytest.approx(np.sum(shift**2), rel=1e-9)
   # Isotropic scaling: N(0, I) vs N(0, 4 I) in 4 dims: 4 + 16 - 2 * 8 = 4 (up to sampling).
   mu, s = fid.gaussian_stats(f)
   np.testing.assert_allclose(fid.frechet_distance(mu, s, mu, 4 * s), np.trace(s), rtol=1e-9)
@@ -68,15 +69,18 @@ def test_class_coverage():
 
 
 def test_feature_classifier_is_deterministic_and_accurate():
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets
+
   digits = datasets.load_digits()
   x = digits.images.astype(np.uint8)[..., None]
   y = digits.target.astype(np.int32)
   kw = dict(num_levels=17, num_classes=10, seed=0, num_steps=300)
   a = fid.train_feature_classifier(x[:1437], y[:1437], **kw)
   b = fid.train_feature_classifier(x[:1437], y[:1437], **kw)
-  for u, v in zip(np.asarray(a.params['params']['Dense_0']['kernel']),
-                  np.asarray(b.params['params']['Dense_0']['kernel'])):
+  for u, v in zip(
+    np.asarray(a.params['params']['Dense_0']['kernel']),
+    np.asarray(b.params['params']['Dense_0']['kernel']),
+  ):
     np.testing.assert_array_equal(u, v)
   assert a.accuracy(x[1437:], y[1437:]) > 0.85  # held-out tail, as the digits test split
   logits, feats = a.logits_and_features(x[:10])

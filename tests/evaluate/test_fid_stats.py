@@ -11,13 +11,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gm_jax.evaluate import (
-  feature_metrics,
-  feature_stats,
-  fid_stats,
-  inception,
-  sample_metrics,
-)
+from gm_jax.evaluate import feature_metrics
+from gm_jax.evaluate import feature_stats
+from gm_jax.evaluate import fid_stats
+from gm_jax.evaluate import inception
+from gm_jax.evaluate import sample_metrics
 from tests.data import tfds_mock
 from tests.evaluate import torch_file
 
@@ -31,6 +29,7 @@ def fast_fid(monkeypatch):
   machine (eigh: 8 s). The formula itself is checked against pytorch-fid in
   test_feature_metrics.py; here only the plumbing around it is."""
   from gm_jax.evaluate import fid
+
   monkeypatch.setattr(feature_metrics, 'frechet_distance', fid.frechet_distance)
   return fid.frechet_distance
 
@@ -40,6 +39,7 @@ def setup(tmp_path_factory):
   """`(weights path, params, cifar10 splits (mocked, 4 test rows), 4 samples, root, their
   features and the real rows' features)`: the Inception runs on 4 images of one shape only."""
   from gm_jax import data as gm_data
+
   root = tmp_path_factory.mktemp('fid_stats')
   params = torch_file.random_params(1)
   path = str(root / inception.FID_WEIGHTS_FILE)
@@ -72,8 +72,22 @@ def test_cli_dataset_stats_and_fid_between_files(setup, tmp_path, fast_fid):
   path, _, _, samples, root, gen, real = setup
   out = str(tmp_path / 'cifar10_test.npz')
   with tfds_mock.mock_tfds():
-    res = fid_stats.main(['--weights', path, '--dataset', 'cifar10', '--split', 'test[:4]',
-                          '--data_dir', str(root / 'tfds'), '--out', out, '--parallel', 'none'])
+    res = fid_stats.main(
+      [
+        '--weights',
+        path,
+        '--dataset',
+        'cifar10',
+        '--split',
+        'test[:4]',
+        '--data_dir',
+        str(root / 'tfds'),
+        '--out',
+        out,
+        '--parallel',
+        'none',
+      ]
+    )
   assert res['count'] == 4
   saved = feature_stats.load(out)
   f = real.features.astype(np.float64)
@@ -92,12 +106,14 @@ def test_cli_dataset_stats_and_fid_between_files(setup, tmp_path, fast_fid):
 
 def test_sample_metrics_inception(setup, tmp_path, fast_fid):
   path, _, splits, samples, _, gen, real = setup
-  config = ml_collections.ConfigDict({'fid_network': 'inception', 'inception_weights': path,
-                                      'fid_num_samples': 4})
+  config = ml_collections.ConfigDict(
+    {'fid_network': 'inception', 'inception_weights': path, 'fid_num_samples': 4}
+  )
   assert sample_metrics.num_samples(config, splits) == 4
   got = sample_metrics.sample_metrics(config, samples, splits, cache_dir=str(tmp_path))
-  want_fid = fast_fid(*feature_metrics.gaussian_stats(gen.features),
-                      *feature_metrics.gaussian_stats(real.features))
+  want_fid = fast_fid(
+    *feature_metrics.gaussian_stats(gen.features), *feature_metrics.gaussian_stats(real.features)
+  )
   np.testing.assert_allclose(got['fid'], want_fid, rtol=1e-6)  # one-pass vs np.cov sums
   assert got['fid'] > 1e-3
   kid = feature_metrics.kernel_inception_distance(gen.features, real.features, subset_size=4)
@@ -116,8 +132,9 @@ def test_sample_metrics_inception(setup, tmp_path, fast_fid):
 
 def test_sample_metrics_config_errors_name_the_field(setup):
   _, _, splits, samples, *_ = setup
-  bad = ml_collections.ConfigDict({'fid_network': 'vgg', 'inception_weights': '',
-                                   'fid_num_samples': 0})
+  bad = ml_collections.ConfigDict(
+    {'fid_network': 'vgg', 'inception_weights': '', 'fid_num_samples': 0}
+  )
   with pytest.raises(ValueError, match='config.fid_network'):
     sample_metrics.sample_metrics(bad, samples, splits)
   bad.fid_network = 'inception'
@@ -131,9 +148,11 @@ def test_sample_metrics_config_errors_name_the_field(setup):
 def test_sample_metrics_classifier_on_digits():
   from gm_jax import data as gm_data
   from gm_jax.evaluate import fid
+
   splits = gm_data.load_splits('digits')
-  config = ml_collections.ConfigDict({'fid_network': 'classifier', 'inception_weights': '',
-                                      'fid_num_samples': 0})
+  config = ml_collections.ConfigDict(
+    {'fid_network': 'classifier', 'inception_weights': '', 'fid_num_samples': 0}
+  )
   samples = splits.train['image'][:300]
   got = sample_metrics.sample_metrics(config, samples, splits)
   classifier = fid.classifier_for(splits)

@@ -18,8 +18,9 @@ def test_grid_stretches_levels_and_tiles_in_order(tmp_path):
   assert (grid[4, 1] == 128).all()  # 8/16 of 255, rounded
   assert (grid[4:6, 4:6] == images.GAP_COLOR).all()  # empty slot: the gap's colour
   path = images.save_image_grid(x, str(tmp_path / 'g.png'), num_levels=17, nrow=2, scale=1)
-  np.testing.assert_array_equal(np.asarray(Image.open(path)),
-                                images.make_grid(x, num_levels=17, nrow=2))
+  np.testing.assert_array_equal(
+    np.asarray(Image.open(path)), images.make_grid(x, num_levels=17, nrow=2)
+  )
 
 
 def test_gap_is_grey_and_wide_enough_between_scaled_digits():
@@ -30,9 +31,9 @@ def test_gap_is_grey_and_wide_enough_between_scaled_digits():
   gap = images.default_gap(64)
   assert gap == 8
   assert grid.shape == (64 + 2 * gap, 2 * 64 + 3 * gap, 3)
-  between = grid[gap:gap + 64, gap + 64:2 * gap + 64]
+  between = grid[gap : gap + 64, gap + 64 : 2 * gap + 64]
   assert (between == images.GAP_COLOR).all()
-  assert (grid[gap:gap + 64, gap + 63] == 255).all()  # tile 0's right stroke
+  assert (grid[gap : gap + 64, gap + 63] == 255).all()  # tile 0's right stroke
   assert images.default_gap(8) == 2
 
 
@@ -41,8 +42,9 @@ def test_trajectory_rows_are_samples_and_columns_steps(tmp_path):
   traj = np.zeros((t, n, 2, 2, 1), np.int32)
   for s in range(t):
     traj[s, 1] = 4 * s  # sample 1 brightens step by step; sample 0 stays black
-  path = images.save_trajectory(traj, str(tmp_path / 't.png'), num_levels=17, max_columns=3,
-                                scale=1)
+  path = images.save_trajectory(
+    traj, str(tmp_path / 't.png'), num_levels=17, max_columns=3, scale=1
+  )
   grid = np.asarray(Image.open(path))
   pad = images.default_gap(2)
   assert grid.shape == (2 * (2 + pad) + pad, 3 * (2 + pad) + pad, 3)
@@ -50,7 +52,7 @@ def test_trajectory_rows_are_samples_and_columns_steps(tmp_path):
   row1 = pad + (2 + pad)
   got = [grid[row1, pad + c * (2 + pad), 0] for c in range(3)]
   assert got == [0, 128, 255]
-  assert (grid[pad:pad + 2, pad:pad + 2 + 2 * (2 + pad)] != 255).all()  # sample 0 stays dark
+  assert (grid[pad : pad + 2, pad : pad + 2 + 2 * (2 + pad)] != 255).all()  # sample 0 stays dark
   with pytest.raises(ValueError, match=r'\[T, N, H, W, C\]'):
     images.save_trajectory(traj[0], str(tmp_path / 'x.png'), num_levels=17)
 

@@ -12,13 +12,15 @@ from gm_jax.evaluate import inception
 from tests.evaluate import pytorch_fid_reference
 
 _REF = pytorch_fid_reference.load()
-needs_reference = pytest.mark.skipif(_REF is None, reason='torch / pytorch-fid not installed '
-                                     '(extra [bench])')
+needs_reference = pytest.mark.skipif(
+  _REF is None, reason='torch / pytorch-fid not installed (extra [bench])'
+)
 
 
 def _randomize(model, seed):
   """Variance-preserving random weights and non-trivial BatchNorm statistics."""
   import torch
+
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, t in model.state_dict().items():
@@ -39,6 +41,7 @@ def reference(tmp_path_factory):
   if _REF is None:
     pytest.skip('torch / pytorch-fid not installed (extra [bench])')
   import torch
+
   pfi, _ = _REF
   built = []
   original = pfi._inception_v3
@@ -64,6 +67,7 @@ def reference(tmp_path_factory):
 
 def _torch_features(model, images):
   import torch
+
   x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # pytorch-fid's ToTensor
   if x.shape[1] == 1:
     x = x.repeat(1, 3, 1, 1)
@@ -89,6 +93,7 @@ def test_fid_features_match_pytorch_fid(reference):
   _assert_close(ours, ref)
   np.testing.assert_array_equal(np.asarray(inception.fid_features(params, rgb)), ours)
   import torch
+
   with torch.no_grad():
     ref_logits = net.fc(torch.from_numpy(ref)).numpy()
   _assert_close(logits, ref_logits)
@@ -106,16 +111,19 @@ def test_grey_downsampled_features_match_pytorch_fid(reference):
 def test_resize_matches_torch_interpolate(size):
   import torch
   import torch.nn.functional as F
+
   images = np.random.default_rng(2).integers(0, 256, size=(1, *size, 3), dtype=np.uint8)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
   want = 2 * F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False) - 1
-  np.testing.assert_allclose(np.asarray(inception.preprocess(images)),
-                             want.permute(0, 2, 3, 1).numpy(), atol=2e-6)
+  np.testing.assert_allclose(
+    np.asarray(inception.preprocess(images)), want.permute(0, 2, 3, 1).numpy(), atol=2e-6
+  )
 
 
 @needs_reference
 def test_reader_equals_torch_load_for_both_layouts(reference, tmp_path):
   import torch
+
   _, net, path, _ = reference
   legacy = str(tmp_path / 'legacy.pth')
   state = net.state_dict()

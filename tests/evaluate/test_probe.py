@@ -39,7 +39,8 @@ def test_bad_features_are_named():
 
 
 def test_probe_splits_encodes_in_batches_and_reports_dims():
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  from gm_jax import data as gm_data
+
   rng = np.random.default_rng(3)
 
   def split(n):

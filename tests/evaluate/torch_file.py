@@ -34,11 +34,23 @@ def write_state_dict(path: str, arrays: dict) -> None:
     key = str(i)
     blobs[key] = a.tobytes()
     strides = [s // a.itemsize for s in a.strides]
-    pkl += [_str(name), b'ctorch._utils\n_rebuild_tensor_v2\n(',
-            b'(', _str('storage'), b'ctorch\n' + _STORAGES[a.dtype].encode() + b'\n',
-            _str(key), _str('cpu'), _int(a.size), b'tQ',
-            _int(0), _tuple(a.shape), _tuple(strides), b'\x89',
-            b'ccollections\nOrderedDict\n)R', b'tR']
+    pkl += [
+      _str(name),
+      b'ctorch._utils\n_rebuild_tensor_v2\n(',
+      b'(',
+      _str('storage'),
+      b'ctorch\n' + _STORAGES[a.dtype].encode() + b'\n',
+      _str(key),
+      _str('cpu'),
+      _int(a.size),
+      b'tQ',
+      _int(0),
+      _tuple(a.shape),
+      _tuple(strides),
+      b'\x89',
+      b'ccollections\nOrderedDict\n)R',
+      b'tR',
+    ]
   pkl.append(b'u.')
   with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as z:
     z.writestr('archive/data.pkl', b''.join(pkl))
@@ -54,6 +66,7 @@ def random_params(seed: int) -> dict:
   import jax
 
   from gm_jax.evaluate import inception
+
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(inception.init_params, jax.random.key(0))
 
@@ -82,8 +95,7 @@ def params_to_state_dict(params: dict) -> dict:
       if prefix[-1] == 'conv':
         out['.'.join(prefix + ['weight'])] = v.transpose(3, 2, 0, 1)
       elif prefix[-1] == 'bn':
-        name = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
-                'var': 'running_var'}[k]
+        name = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}[k]
         out['.'.join(prefix + [name])] = v
         if k == 'var':
           out['.'.join(prefix + ['num_batches_tracked'])] = np.array(0, np.int64)

@@ -40,20 +40,24 @@ def test_pixelcnn_trains_writes_artefacts_and_learns(tmp_path, tfds_dir):
     assert os.path.exists(os.path.join(straight, name)), name
   assert ev == json.loads(open(os.path.join(straight, 'eval.json')).read())
   assert ev['model'] == 'pixelcnn' and ev['bound'] == 'exact' and ev['test_nonfinite'] == 0
-  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)), rtol=1e-6)
   assert ev['test_bpd'] < 4.087  # better than uniform over 17 levels after 30 steps
   assert ev['samples_per_s'] > 0 and ev['train_steps_per_s'] > 0
 
 
 def test_char_lm_reports_bits_per_char_and_writes_text(tmp_path, tfds_dir):
-  config = _tiny(char_lm_config, tfds_dir, dilations=(1, 2, 4), num_train_steps=20,
-                 sample_length=50, num_samples=2)
+  config = _tiny(
+    char_lm_config,
+    tfds_dir,
+    dilations=(1, 2, 4),
+    num_train_steps=20,
+    sample_length=50,
+    num_samples=2,
+  )
   ev = families.train_and_evaluate(config, str(tmp_path))
   assert ev['model'] == 'char_lm' and ev['bound'] == 'exact'
   assert ev['test_bits_per_char'] == ev['test_bpd']
-  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (128 * math.log(2)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (128 * math.log(2)), rtol=1e-6)
   assert ev['test_bits_per_char'] < 8.0  # better than uniform over 256 bytes
   text = (tmp_path / 'samples.txt').read_text()
   assert text.count('--- sample') == 2
@@ -63,17 +67,21 @@ def test_char_lm_reports_bits_per_char_and_writes_text(tmp_path, tfds_dir):
 def test_bad_config_fields_are_named(tfds_dir):
   digits, text = gm_data.get_info('digits'), gm_data.get_info('pydoc_chars')
   bad = [
-      (pixelcnn_config, digits, dict(channels=0), 'config.channels'),
-      (pixelcnn_config, digits, dict(num_layers=-1), 'config.num_layers'),
-      (pixelcnn_config, digits, dict(kernel_size=4), 'config.kernel_size'),
-      (pixelcnn_config, digits, dict(dropout_rate=1.5), 'config.dropout_rate'),
-      (pixelcnn_config, digits, dict(sample_temperature=0.0), 'config.sample_temperature'),
-      (pixelcnn_config, text, {}, 'needs a image dataset'),
-      (pixelcnn_config, gm_data.get_info('photo_patches'), dict(channels=8),
-       'multiple of the 3 colour channels'),
-      (char_lm_config, text, dict(dilations=()), 'config.dilations'),
-      (char_lm_config, text, dict(dilations=(1, 0)), 'config.dilations'),
-      (char_lm_config, digits, {}, 'needs a text dataset'),
+    (pixelcnn_config, digits, dict(channels=0), 'config.channels'),
+    (pixelcnn_config, digits, dict(num_layers=-1), 'config.num_layers'),
+    (pixelcnn_config, digits, dict(kernel_size=4), 'config.kernel_size'),
+    (pixelcnn_config, digits, dict(dropout_rate=1.5), 'config.dropout_rate'),
+    (pixelcnn_config, digits, dict(sample_temperature=0.0), 'config.sample_temperature'),
+    (pixelcnn_config, text, {}, 'needs a image dataset'),
+    (
+      pixelcnn_config,
+      gm_data.get_info('photo_patches'),
+      dict(channels=8),
+      'multiple of the 3 colour channels',
+    ),
+    (char_lm_config, text, dict(dilations=()), 'config.dilations'),
+    (char_lm_config, text, dict(dilations=(1, 0)), 'config.dilations'),
+    (char_lm_config, digits, {}, 'needs a text dataset'),
   ]
   for module, info, overrides, message in bad:
     with pytest.raises(ValueError, match=message):

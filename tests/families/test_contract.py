@@ -26,39 +26,72 @@ MODELS = families.model_names()
 # Tiny widths and few evaluation draws: every shipped config's field of these names is
 # overridden (only where the config has it).
 TINY = {
-    'hidden': (8,), 'latent_dim': 2, 'top_hidden': (8,), 'num_couplings': 2,
-    'num_hidden_layers': 1, 'num_scales': 1, 'steps_per_scale': 1, 'num_checkerboard': 1,
-    'num_channel': 1, 'num_final': 1, 'channels': 8, 'latent_channels': 2,
-    'groups_per_scale': (1,), 'normalization': 'none', 'num_layers': 1, 'dilations': (1, 2),
-    'generator_features': (8, 8), 'discriminator_features': (8, 8), 'generator_filters': 4,
-    'discriminator_filters': 4, 'num_residual_blocks': 1, 'discriminator_layers': 1,
-    'pool_size': 4, 'channel_mults': (1,), 'num_res_blocks': 1, 'attention': False,
-    'iwae_samples': 2, 'iwae_batch_size': 64, 'eval_dequant_samples': 1,
-    'eval_bound_samples': 1, 'likelihood_steps': 2, 'timing_samplers': (),
-    'sample_steps': 2, 'fid_num_samples': 16, 'sample_batch_size': 16, 'val_samples': 1,
-    'sample_length': 8, 'picture_temperatures': (1.0,), 'loss_group_size': 1,
+  'hidden': (8,),
+  'latent_dim': 2,
+  'top_hidden': (8,),
+  'num_couplings': 2,
+  'num_hidden_layers': 1,
+  'num_scales': 1,
+  'steps_per_scale': 1,
+  'num_checkerboard': 1,
+  'num_channel': 1,
+  'num_final': 1,
+  'channels': 8,
+  'latent_channels': 2,
+  'groups_per_scale': (1,),
+  'normalization': 'none',
+  'num_layers': 1,
+  'dilations': (1, 2),
+  'generator_features': (8, 8),
+  'discriminator_features': (8, 8),
+  'generator_filters': 4,
+  'discriminator_filters': 4,
+  'num_residual_blocks': 1,
+  'discriminator_layers': 1,
+  'pool_size': 4,
+  'channel_mults': (1,),
+  'num_res_blocks': 1,
+  'attention': False,
+  'iwae_samples': 2,
+  'iwae_batch_size': 64,
+  'eval_dequant_samples': 1,
+  'eval_bound_samples': 1,
+  'likelihood_steps': 2,
+  'timing_samplers': (),
+  'sample_steps': 2,
+  'fid_num_samples': 16,
+  'sample_batch_size': 16,
+  'val_samples': 1,
+  'sample_length': 8,
+  'picture_temperatures': (1.0,),
+  'loss_group_size': 1,
 }
 # Smaller data where the shipped config's is large: CycleGAN between two digit classes.
 DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
 # A bad value of one family setting per module (or model), and the field it names.
 BAD = {
-    'logreg': ('l2', -1.0),
-    'vae': ('objective', 'nonsense'), 'hvae': ('free_bits', -1.0),
-    'flows': ('coupling_scale', 'nonsense'), 'autoregressive': ('dropout_rate', 1.5),
-    'gan': ('gan_loss', 'nonsense'), 'cyclegan': ('pool_size', -1),
-    'diffusion': ('sample_steps', 0), 'classifiers': ('nb_variant', 'nonsense'),
+  'logreg': ('l2', -1.0),
+  'vae': ('objective', 'nonsense'),
+  'hvae': ('free_bits', -1.0),
+  'flows': ('coupling_scale', 'nonsense'),
+  'autoregressive': ('dropout_rate', 1.5),
+  'gan': ('gan_loss', 'nonsense'),
+  'cyclegan': ('pool_size', -1),
+  'diffusion': ('sample_steps', 0),
+  'classifiers': ('nb_variant', 'nonsense'),
 }
 
 
 def _config_names_of(model):
   """Shipped config files (names without .py) whose `model` is `model`, its own first."""
-  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs',
-                                                                          '*.py')))
+  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py')))
   names = [n for n in names if n not in ('__init__', 'common')]
   own = [n for n in names if n == model]
-  return own + [n for n in names
-                if n != model and importlib.import_module(f'configs.{n}').get_config().model
-                == model]
+  return own + [
+    n
+    for n in names
+    if n != model and importlib.import_module(f'configs.{n}').get_config().model == model
+  ]
 
 
 def _shipped_config(model):
@@ -73,14 +106,24 @@ def _tiny(model, data_dir):
     for name, value in TINY.items():
       if name in config:
         old = config[name]
-        config[name] = (value if isinstance(old, (tuple, list)) or not isinstance(value, tuple)
-                        else value[0])
+        config[name] = (
+          value if isinstance(old, (tuple, list)) or not isinstance(value, tuple) else value[0]
+        )
     config.update(DATA.get(model, {}))
     # naive Bayes: its evaluation chunk (the fit is one full-batch step)
     config.batch_size = 8
-    config.update(data_dir=data_dir, num_train_steps=3, checkpoint_every=1, log_every=1,
-                  eval_every=1, warmup_steps=0, num_samples=4, eval_batch_size=64,
-                  steps_per_loop=1, progress_bar=False)
+    config.update(
+      data_dir=data_dir,
+      num_train_steps=3,
+      checkpoint_every=1,
+      log_every=1,
+      eval_every=1,
+      warmup_steps=0,
+      num_samples=4,
+      eval_batch_size=64,
+      steps_per_loop=1,
+      progress_bar=False,
+    )
   return config
 
 
@@ -94,6 +137,7 @@ def test_module_exposes_the_contract(model):
     assert isinstance(doc, str) and doc.strip() and '\n' not in doc, name
   # A family setting is the family's own: not a shared trainer default.
   from gm_jax.train import defaults
+
   assert not set(module.DEFAULTS) & set(defaults.TRAINING), model
 
 
@@ -129,8 +173,7 @@ def _checkpoint_steps(workdir):
 
 
 @pytest.mark.parametrize('model', MODELS)
-def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_path,
-                                                        monkeypatch):
+def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_path, monkeypatch):
   config = _tiny(model, data_dir)
   workdir = str(tmp_path)
   real = gm_data.batch_at_step
@@ -158,5 +201,6 @@ def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_pat
     assert outputs, os.listdir(workdir)
   if 'test_bpd' in ev and 'test_nll_nats' in ev:
     info = gm_data.get_info(config.dataset)
-    assert math.isclose(ev['test_bpd'], ev['test_nll_nats'] / (info.num_dims * math.log(2)),
-                        rel_tol=1e-6)
+    assert math.isclose(
+      ev['test_bpd'], ev['test_nll_nats'] / (info.num_dims * math.log(2)), rel_tol=1e-6
+    )

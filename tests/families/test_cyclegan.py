@@ -12,27 +12,37 @@ import pytest
 
 from gm_jax import data as gm_data
 from gm_jax import families
-from gm_jax.families import cyclegan
 from gm_jax import losses
+from gm_jax.families import cyclegan
 from gm_jax.nn.layers import images_to_unit
 
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.dirname(HERE))
-import test_gan as gan_tests  # noqa: E402  pylint: disable=g-import-not-at-top
+import test_gan as gan_tests  # noqa: E402
 
 INFO = gm_data.get_info('digits')  # 8x8x1 stand-in domains: small and fast
-# pylint: disable=protected-access
 _jit, _flat, _leaves_equal = gan_tests._jit, gan_tests._flat, gan_tests._leaves_equal
-# pylint: enable=protected-access
 
 
 def _config(**kw):
-  from configs import cyclegan_photos  # pylint: disable=g-import-not-at-top
+  from configs import cyclegan_photos
+
   c = cyclegan_photos.get_config()
-  c.update(dict(generator_filters=4, discriminator_filters=4, num_residual_blocks=1,
-                pool_size=4, batch_size=4, num_train_steps=6, checkpoint_every=3, log_every=3,
-                progress_bar=False, max_to_keep=5))
+  c.update(
+    dict(
+      generator_filters=4,
+      discriminator_filters=4,
+      num_residual_blocks=1,
+      pool_size=4,
+      batch_size=4,
+      num_train_steps=6,
+      checkpoint_every=3,
+      log_every=3,
+      progress_bar=False,
+      max_to_keep=5,
+    )
+  )
   c.update(kw)
   return families.complete(c)
 
@@ -47,11 +57,17 @@ def _rows(n=16, seed=0):
 def test_bad_config_errors_name_the_field():
   with pytest.raises(ValueError, match='config.gan_loss must be one of'):
     cyclegan.check_config(_config(gan_loss='wgan'))
-  with pytest.raises(ValueError, match=r"config.dataset_b='digits' has images of shape "
-                                       r'\(8, 8, 1\).*\(32, 32, 3\)'):
+  with pytest.raises(
+    ValueError,
+    match=r"config.dataset_b='digits' has images of shape "
+    r'\(8, 8, 1\).*\(32, 32, 3\)',
+  ):
     cyclegan.check_config(_config(dataset_b='digits', domain_b='3'))
-  with pytest.raises(ValueError, match=r"config.domain_a='horse' is not a class of "
-                                       r"'photo_patches'; use one of \('china', 'flower'\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"config.domain_a='horse' is not a class of "
+    r"'photo_patches'; use one of \('china', 'flower'\)",
+  ):
     cyclegan.check_config(_config(domain_a='horse'))
   with pytest.raises(ValueError, match='config.domain_a and config.domain_b are both'):
     cyclegan.check_config(_config(domain_b='china'))
@@ -90,12 +106,15 @@ def test_step_updates_all_four_networks_and_the_pools():
     a = images_to_unit(jnp.asarray(batch['image_a']), 17)
     b = images_to_unit(jnp.asarray(batch['image_b']), 17)
     fake_b, fake_a = gen.apply(p['g_ab'], a), gen.apply(p['g_ba'], b)
-    adv = (losses.lsgan_generator_loss(disc.apply(p['d_b'], fake_b))
-           + losses.lsgan_generator_loss(disc.apply(p['d_a'], fake_a)))
-    cyc = (losses.cycle_consistency_loss(a, gen.apply(p['g_ba'], fake_b))
-           + losses.cycle_consistency_loss(b, gen.apply(p['g_ab'], fake_a)))
-    idt = (losses.cycle_consistency_loss(b, gen.apply(p['g_ab'], b))
-           + losses.cycle_consistency_loss(a, gen.apply(p['g_ba'], a)))
+    adv = losses.lsgan_generator_loss(disc.apply(p['d_b'], fake_b)) + losses.lsgan_generator_loss(
+      disc.apply(p['d_a'], fake_a)
+    )
+    cyc = losses.cycle_consistency_loss(
+      a, gen.apply(p['g_ba'], fake_b)
+    ) + losses.cycle_consistency_loss(b, gen.apply(p['g_ab'], fake_a))
+    idt = losses.cycle_consistency_loss(b, gen.apply(p['g_ab'], b)) + losses.cycle_consistency_loss(
+      a, gen.apply(p['g_ba'], a)
+    )
     return jnp.mean(adv + 10.0 * cyc + 5.0 * idt), jnp.mean(cyc), fake_a, fake_b
 
   g_loss, cyc, fake_a, fake_b = by_hand(params0)
@@ -106,20 +125,21 @@ def test_step_updates_all_four_networks_and_the_pools():
 
 
 def _worker(tmp, out):
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top,unused-import
+  from gm_jax.train import loop
+
   rows = _rows(16)
-  splits = gm_data.Splits(train=rows, validation={k: v[:0] for k, v in rows.items()},
-                          test=_rows(8, seed=1), info=INFO)
+  splits = gm_data.Splits(
+    train=rows, validation={k: v[:0] for k, v in rows.items()}, test=_rows(8, seed=1), info=INFO
+  )
   config = _config()
-  r = gan_tests.run_killed_and_resumed(lambda c: cyclegan.make_family(c, INFO), config, splits,
-                                       tmp)
+  r = gan_tests.run_killed_and_resumed(lambda c: cyclegan.make_family(c, INFO), config, splits, tmp)
   report = {
-      'identical': _leaves_equal(r['ref'], r['resumed']),
-      'pool_count': int(r['ref']['opt_state']['pool_a']['count']),
-      'pool_nonzero': bool(np.any(r['ref']['opt_state']['pool_b']['images'] != 0)),
-      'steps_at_kill': r['steps_at_kill'],
-      'saved': r['saved'],
-      'files': sorted(os.listdir(r['ref_dir'])),
+    'identical': _leaves_equal(r['ref'], r['resumed']),
+    'pool_count': int(r['ref']['opt_state']['pool_a']['count']),
+    'pool_nonzero': bool(np.any(r['ref']['opt_state']['pool_b']['images'] != 0)),
+    'steps_at_kill': r['steps_at_kill'],
+    'saved': r['saved'],
+    'files': sorted(os.listdir(r['ref_dir'])),
   }
   with open(out, 'w') as f:
     json.dump(report, f)
@@ -132,8 +152,13 @@ def test_pool_is_checkpointed_and_resume_is_exact(tmp_path):
   assert r['pool_count'] == 4 and r['pool_nonzero']
   saved = r['saved']
   assert saved['bound'] == 'none' and saved['model'] == 'cyclegan'
-  for k in ('cycle_error', 'translation_accuracy', 'domain_classifier_test_accuracy',
-            'samples_per_s', 'train_steps_per_s'):
+  for k in (
+    'cycle_error',
+    'translation_accuracy',
+    'domain_classifier_test_accuracy',
+    'samples_per_s',
+    'train_steps_per_s',
+  ):
     assert saved[k] is not None and np.isfinite(saved[k]), k
   assert 0 <= saved['translation_accuracy'] <= 1 and 0 < saved['cycle_error'] < 1
   assert saved['domain_classifier_test_accuracy'] > 0.9  # dark vs bright is easy

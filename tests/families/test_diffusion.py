@@ -29,34 +29,59 @@ pytestmark = pytest.mark.xdist_group('diffusion_train')
 
 
 def _config(model, **overrides):
-  import importlib  # pylint: disable=g-import-not-at-top
+  import importlib
+
   c = importlib.import_module(f'configs.{model}').get_config()
-  c.update(batch_size=16, loss_group_size=4, num_train_steps=6, warmup_steps=0, log_every=2,
-           eval_every=2, checkpoint_every=2, channels=8, channel_mults=(1,), num_samples=8,
-           fid_num_samples=50, sample_steps=4, sample_batch_size=64, val_samples=2,
-           eval_batch_size=40)
+  c.update(
+    batch_size=16,
+    loss_group_size=4,
+    num_train_steps=6,
+    warmup_steps=0,
+    log_every=2,
+    eval_every=2,
+    checkpoint_every=2,
+    channels=8,
+    channel_mults=(1,),
+    num_samples=8,
+    fid_num_samples=50,
+    sample_steps=4,
+    sample_batch_size=64,
+    val_samples=2,
+    eval_batch_size=40,
+  )
   if model == 'diffusion':
     c.update(timing_samplers=('ddpm:3',), eval_bound_samples=2, timing_fid_samples=20)
   else:
-    c.update(timing_samplers=('euler:2',), likelihood_solver='euler', likelihood_steps=1,
-             likelihood_batch_size=40, exact_trace_max_dims=64)
+    c.update(
+      timing_samplers=('euler:2',),
+      likelihood_solver='euler',
+      likelihood_steps=1,
+      likelihood_batch_size=40,
+      exact_trace_max_dims=64,
+    )
   c.update(overrides)
   return families.complete(c)
 
 
 def _worker(tmp, out):
   sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan import _digits_splits, _leaves_equal  # pylint: disable=g-import-not-at-top
-  from test_gan import run_killed_and_resumed  # pylint: disable=g-import-not-at-top
+  from test_gan import _digits_splits
+  from test_gan import _leaves_equal
+  from test_gan import run_killed_and_resumed
+
   full = _digits_splits()
   # a slice of the digits keeps the evaluation (bound, FID classifier, samplers) quick
   splits = gm_data.Splits(
-      train={k: v[:200] for k, v in full.train.items()},
-      validation={k: v[:32] for k, v in full.validation.items()},
-      test={k: v[:40] for k, v in full.test.items()}, info=full.info)
+    train={k: v[:200] for k, v in full.train.items()},
+    validation={k: v[:32] for k, v in full.validation.items()},
+    test={k: v[:40] for k, v in full.test.items()},
+    info=full.info,
+  )
   report = {}
-  for model, extra in (('diffusion', {'conditional': True, 'noise_schedule': 'learned'}),
-                       ('flow_matching', {})):
+  for model, extra in (
+    ('diffusion', {'conditional': True, 'noise_schedule': 'learned'}),
+    ('flow_matching', {}),
+  ):
     config = _config(model, **extra)
     make = lambda c: diffusion_family.make_family(c, INFO)
     if model == 'diffusion':  # the trainer's resume is generic: one family checks it here
@@ -65,16 +90,24 @@ def _worker(tmp, out):
       ref_dir = os.path.join(tmp, model)
       result = loop.run(config, ref_dir, make(config), splits)
       with open(os.path.join(ref_dir, 'eval.json')) as f:
-        r = {'ref': None, 'resumed': None, 'steps_at_kill': None, 'result': result,
-             'saved': json.load(f), 'ref_dir': ref_dir}
+        r = {
+          'ref': None,
+          'resumed': None,
+          'steps_at_kill': None,
+          'result': result,
+          'saved': json.load(f),
+          'ref_dir': ref_dir,
+        }
     report[model] = {
-        'identical': r['ref'] is None or _leaves_equal(r['ref'], r['resumed']),
-        'steps_at_kill': r['steps_at_kill'],
-        'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
-        'saved': r['saved'],
-        'files': sorted(os.listdir(r['ref_dir'])),
-        'metrics': [json.loads(line) for line in
-                    open(os.path.join(r['ref_dir'], 'metrics.jsonl')).read().splitlines()],
+      'identical': r['ref'] is None or _leaves_equal(r['ref'], r['resumed']),
+      'steps_at_kill': r['steps_at_kill'],
+      'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
+      'saved': r['saved'],
+      'files': sorted(os.listdir(r['ref_dir'])),
+      'metrics': [
+        json.loads(line)
+        for line in open(os.path.join(r['ref_dir'], 'metrics.jsonl')).read().splitlines()
+      ],
     }
   with open(out, 'w') as f:
     json.dump(report, f)
@@ -83,7 +116,8 @@ def _worker(tmp, out):
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
   sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan import run_worker  # pylint: disable=g-import-not-at-top
+  from test_gan import run_worker
+
   return run_worker(HERE, tmp_path_factory.mktemp('diffusion'))
 
 
@@ -98,12 +132,19 @@ def test_resumes_bit_identically_and_writes_every_entry(report, model):
     assert name in r['files'], name
   ev = r['saved']
   assert ev['model'] == model and ev['dataset'] == 'digits'
-  for k in ('test_nll_nats', 'test_bpd', 'test_bpd_stderr', 'fid', 'fid_floor',
-            'class_coverage', 'samples_per_s', 'train_steps_per_s'):
+  for k in (
+    'test_nll_nats',
+    'test_bpd',
+    'test_bpd_stderr',
+    'fid',
+    'fid_floor',
+    'class_coverage',
+    'samples_per_s',
+    'train_steps_per_s',
+  ):
     assert np.isfinite(ev[k]), (k, ev)
   assert ev['test_nonfinite'] == 0
-  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)),
-                             rtol=1e-9)
+  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)), rtol=1e-9)
   assert 0 <= ev['class_coverage'] <= 10
   if model == 'diffusion':
     assert ev['bound'] == 'elbo' and ev['likelihood'] == 'p(x|y)'
@@ -119,13 +160,14 @@ def test_resumes_bit_identically_and_writes_every_entry(report, model):
     assert any('val_fm_loss_per_dim' in m or 'fm_loss_per_dim' in m for m in r['metrics'])
 
 
-
 def test_bad_config_fields_are_named():
-  for field, value, model in (('noise_schedule', 'sqrt', 'diffusion'),
-                              ('prediction_type', 'x', 'diffusion'),
-                              ('channels', 0, 'diffusion'),
-                              ('likelihood_solver', 'dopri5', 'flow_matching'),
-                              ('sigma_min', 1.0, 'flow_matching')):
+  for field, value, model in (
+    ('noise_schedule', 'sqrt', 'diffusion'),
+    ('prediction_type', 'x', 'diffusion'),
+    ('channels', 0, 'diffusion'),
+    ('likelihood_solver', 'dopri5', 'flow_matching'),
+    ('sigma_min', 1.0, 'flow_matching'),
+  ):
     with pytest.raises(ValueError, match=f'config.{field}'):
       diffusion_family.make_family(_config(model, **{field: value}), INFO)
   with pytest.raises(ValueError, match='config.timing_samplers'):
@@ -133,11 +175,13 @@ def test_bad_config_fields_are_named():
   with pytest.raises(ValueError, match='config.channel_mults'):
     diffusion_family.make_family(_config('diffusion', channel_mults=(1, 2, 2, 2, 2)), INFO)
   with pytest.raises(ValueError, match='config.conditional=True needs labels'):
-    diffusion_family.make_family(_config('diffusion', conditional=True),
-                                 gm_data.get_info('binarized_mnist'))
+    diffusion_family.make_family(
+      _config('diffusion', conditional=True), gm_data.get_info('binarized_mnist')
+    )
   with pytest.raises(ValueError, match='config.noise_schedule'):  # before any data is read
-    families.train_and_evaluate(_config('diffusion', noise_schedule='sqrt',
-                                                data_dir='/nonexistent'), '/tmp/x')
+    families.train_and_evaluate(
+      _config('diffusion', noise_schedule='sqrt', data_dir='/nonexistent'), '/tmp/x'
+    )
 
 
 if __name__ == '__main__':
@@ -147,14 +191,18 @@ if __name__ == '__main__':
 
 @pytest.mark.parametrize('name', ['diffusion_photos', 'flow_matching_photos'])
 def test_photo_configs_build_for_photo_patches(name):
-  import importlib  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
+  import importlib
+
+  import jax
+
   config = families.complete(importlib.import_module(f'configs.{name}').get_config())
   info = gm_data.get_info('photo_patches')
   family = diffusion_family.make_family(config, info)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8),
-           'label': np.zeros(2, np.int32)}
+  batch = {
+    'image': rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8),
+    'label': np.zeros(2, np.int32),
+  }
   params = family.init(jax.random.key(0), batch)
   loss, _ = jax.jit(lambda p: family.loss(p, batch, jax.random.key(1), train=False))(params)
   assert np.isfinite(float(loss))

@@ -35,20 +35,23 @@ def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir):
   # the conv flows' gradients are tested in tests/models/test_flow_models.py.
   config = _tiny(nice_config, tfds_dir, hidden=32, num_hidden_layers=1)
   res = families.train_and_evaluate(config, str(tmp_path))
-  for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'samples_temperature.png',
-               'interpolations.png'):
+  for name in (
+    'eval.json',
+    'metrics.jsonl',
+    'samples.png',
+    'samples_temperature.png',
+    'interpolations.png',
+  ):
     assert (tmp_path / name).exists(), name
   ev = json.loads((tmp_path / 'eval.json').read_text())
   assert ev == json.loads(json.dumps(res))
   assert ev['model'] == 'nice' and ev['bound'] == 'exact'
   assert ev['dequantization'] == 'uniform' and ev['test_nonfinite'] == 0
-  for key in ('test_nll_nats', 'test_bpd', 'test_bpd_iw', 'train_steps_per_s',
-              'samples_per_s'):
+  for key in ('test_nll_nats', 'test_bpd', 'test_bpd_iw', 'train_steps_per_s', 'samples_per_s'):
     assert np.isfinite(ev[key]), key
   # bits/dim of the discrete data: NLL bound in nats / (64 log 2), with 64 log 17
   # of dequantisation volume inside it
-  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (64 * math.log(2)), rtol=1e-6)
   assert ev['test_bpd_iw'] <= ev['test_bpd'] + 1e-6  # importance weighting only tightens
   assert ev['test_bpd'] < 4.087  # already better than uniform over 17 levels
   records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
@@ -57,9 +60,20 @@ def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir):
 
 
 def test_nan_guard_stops_with_the_step_number(tmp_path, tfds_dir):
-  config = _tiny(nice_config, tfds_dir, hidden=16, num_hidden_layers=1, num_couplings=2,
-                 learning_rate=1e4, grad_clip_norm=0.0, weight_decay=0.0, dropout_rate=0.0,
-                 num_train_steps=30, checkpoint_every=1000, eval_every=1000)
+  config = _tiny(
+    nice_config,
+    tfds_dir,
+    hidden=16,
+    num_hidden_layers=1,
+    num_couplings=2,
+    learning_rate=1e4,
+    grad_clip_norm=0.0,
+    weight_decay=0.0,
+    dropout_rate=0.0,
+    num_train_steps=30,
+    checkpoint_every=1000,
+    eval_every=1000,
+  )
   with pytest.raises(loop.NonFiniteLossError, match=r'at step \d+') as err:
     families.train_and_evaluate(config, str(tmp_path))
   step = int(re.search(r'at step (\d+)', str(err.value)).group(1))
@@ -68,6 +82,7 @@ def test_nan_guard_stops_with_the_step_number(tmp_path, tfds_dir):
 
 def test_bad_config_fields_are_named(tfds_dir):
   from gm_jax import data as gm_data
+
   info = gm_data.get_info('digits')
   with pytest.raises(ValueError, match='config.hidden'):
     flows_family.make_family(_tiny(glow_config, tfds_dir, hidden=0), info)

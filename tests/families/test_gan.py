@@ -13,8 +13,8 @@ import pytest
 
 from gm_jax import data as gm_data
 from gm_jax import families
-from gm_jax.families import gan as gan_family
 from gm_jax import losses
+from gm_jax.families import gan as gan_family
 from gm_jax.nn.layers import images_to_unit
 from gm_jax.train import loop
 
@@ -25,19 +25,33 @@ _jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def _config(**kw):
-  from configs import dcgan  # pylint: disable=g-import-not-at-top
+  from configs import dcgan
+
   c = dcgan.get_config()
-  c.update(dict(latent_dim=4, generator_features=(8, 4), discriminator_features=(4, 8),
-                batch_size=8, num_train_steps=6, checkpoint_every=3, log_every=3,
-                progress_bar=False, max_to_keep=5, fid_num_samples=200))
+  c.update(
+    dict(
+      latent_dim=4,
+      generator_features=(8, 4),
+      discriminator_features=(4, 8),
+      batch_size=8,
+      num_train_steps=6,
+      checkpoint_every=3,
+      log_every=3,
+      progress_bar=False,
+      max_to_keep=5,
+      fid_num_samples=200,
+    )
+  )
   c.update(kw)
   return families.complete(c)
 
 
 def _batch(n=8, seed=0):
   rng = np.random.default_rng(seed)
-  return {'image': rng.integers(0, 17, (n, 8, 8, 1)).astype(np.uint8),
-          'label': rng.integers(0, 10, n).astype(np.int32)}
+  return {
+    'image': rng.integers(0, 17, (n, 8, 8, 1)).astype(np.uint8),
+    'label': rng.integers(0, 10, n).astype(np.int32),
+  }
 
 
 def _flat(tree):
@@ -49,12 +63,11 @@ def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
   config = _config(gan_loss=gan_loss)
   family = gan_family.make_family(config, INFO)
   g, d = gan_family.build_models(config, INFO)
-  d_loss_fn, g_loss_fn = {'minimax': (losses.discriminator_loss,
-                                      losses.generator_minimax_loss),
-                          'non_saturating': (losses.discriminator_loss,
-                                             losses.generator_nonsaturating_loss),
-                          'lsgan': (losses.lsgan_discriminator_loss,
-                                    losses.lsgan_generator_loss)}[gan_loss]
+  d_loss_fn, g_loss_fn = {
+    'minimax': (losses.discriminator_loss, losses.generator_minimax_loss),
+    'non_saturating': (losses.discriminator_loss, losses.generator_nonsaturating_loss),
+    'lsgan': (losses.lsgan_discriminator_loss, losses.lsgan_generator_loss),
+  }[gan_loss]
   batch, key = _batch(), jax.random.key(3)
   params0 = family.init(jax.random.key(0), batch)
   opt0 = family.train_update.init(params0)
@@ -108,10 +121,12 @@ def test_alternating_step_updates_d_then_g_with_the_gm_jax_losses(gan_loss):
     assert big.sum() > 10
     np.testing.assert_allclose(delta[big], -lr * np.sign(grad[big]), rtol=2e-2)
   # Batch-norm statistics are part of the state and move with the step.
-  assert not np.allclose(_flat(params1['generator']['batch_stats']),
-                         _flat(params0['generator']['batch_stats']))
-  np.testing.assert_allclose(_flat(params1['discriminator']['batch_stats']), _flat(d_stats),
-                             rtol=1e-5, atol=1e-7)
+  assert not np.allclose(
+    _flat(params1['generator']['batch_stats']), _flat(params0['generator']['batch_stats'])
+  )
+  np.testing.assert_allclose(
+    _flat(params1['discriminator']['batch_stats']), _flat(d_stats), rtol=1e-5, atol=1e-7
+  )
 
 
 def test_bad_config_errors_name_the_field():
@@ -129,19 +144,25 @@ def test_bad_config_errors_name_the_field():
 
 def _digits_splits():
   """The digits splits without tfds (same arrays: scikit-learn order, last 360 = test)."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import datasets
+
   d = datasets.load_digits()
   x, y = d.images.astype(np.uint8)[..., None], d.target.astype(np.int32)
-  return gm_data.Splits(train={'image': x[:1293], 'label': y[:1293]},
-                        validation={'image': x[1293:1437], 'label': y[1293:1437]},
-                        test={'image': x[1437:], 'label': y[1437:]}, info=INFO)
+  return gm_data.Splits(
+    train={'image': x[:1293], 'label': y[:1293]},
+    validation={'image': x[1293:1437], 'label': y[1293:1437]},
+    test={'image': x[1437:], 'label': y[1437:]},
+    info=INFO,
+  )
 
 
 def _final_state(workdir):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp
+
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
-    return jax.tree.map(np.asarray, mngr.restore(mngr.latest_step(),
-                                                 args=ocp.args.StandardRestore()))
+    return jax.tree.map(
+      np.asarray, mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore())
+    )
 
 
 def run_killed_and_resumed(make, config, splits, tmp) -> dict:
@@ -171,8 +192,14 @@ def run_killed_and_resumed(make, config, splits, tmp) -> dict:
   loop.run(config, wd, make(config), splits)
   with open(os.path.join(ref_dir, 'eval.json')) as f:
     saved = json.load(f)
-  return {'ref': _final_state(ref_dir), 'resumed': _final_state(wd), 'result': result,
-          'saved': saved, 'steps_at_kill': steps_at_kill, 'ref_dir': ref_dir}
+  return {
+    'ref': _final_state(ref_dir),
+    'resumed': _final_state(wd),
+    'result': result,
+    'saved': saved,
+    'steps_at_kill': steps_at_kill,
+    'ref_dir': ref_dir,
+  }
 
 
 def run_worker(script, tmp_path) -> dict:
@@ -184,22 +211,33 @@ def run_worker(script, tmp_path) -> dict:
   """
   # Each `loop.run` builds a new step function; the persistent cache lets the killed,
   # resumed and reference runs share one compilation of the same program.
-  env = dict(os.environ, JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='',
-             TF_CPP_MIN_LOG_LEVEL='2',
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    CUDA_VISIBLE_DEVICES='',
+    TF_CPP_MIN_LOG_LEVEL='2',
+    JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+  )
   out = str(tmp_path / 'report.json')
-  proc = subprocess.run([sys.executable, script, str(tmp_path), out], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
+  proc = subprocess.run(
+    [sys.executable, script, str(tmp_path), out],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-5000:]
   with open(out) as f:
     return json.load(f)
 
 
 def _leaves_equal(a, b) -> bool:
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
-                                                  strict=True))
+  return all(
+    np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
 
 
 def _worker(tmp, out):
@@ -207,14 +245,14 @@ def _worker(tmp, out):
   config = _config(conditional=True)
   r = run_killed_and_resumed(lambda c: gan_family.make_family(c, INFO), config, splits, tmp)
   report = {
-      'identical': _leaves_equal(r['ref'], r['resumed']),
-      'num_leaves': len(jax.tree.leaves(r['ref'])),
-      'opt_state_keys': sorted(r['ref']['opt_state']),
-      'has_bn_stats': 'batch_stats' in r['ref']['params']['generator'],
-      'steps_at_kill': r['steps_at_kill'],
-      'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
-      'saved': r['saved'],
-      'files': sorted(os.listdir(r['ref_dir'])),
+    'identical': _leaves_equal(r['ref'], r['resumed']),
+    'num_leaves': len(jax.tree.leaves(r['ref'])),
+    'opt_state_keys': sorted(r['ref']['opt_state']),
+    'has_bn_stats': 'batch_stats' in r['ref']['params']['generator'],
+    'steps_at_kill': r['steps_at_kill'],
+    'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
+    'saved': r['saved'],
+    'files': sorted(os.listdir(r['ref_dir'])),
   }
   with open(out, 'w') as f:
     json.dump(report, f)
@@ -229,8 +267,14 @@ def test_trainer_resumes_exactly_and_writes_eval_json(tmp_path):
   assert r['returned_equals_saved']
   assert saved['bound'] == 'none' and saved['model'] == 'dcgan' and saved['dataset'] == 'digits'
   assert saved['best_step'] == 6  # no validation selection: the last parameters
-  for k in ('fid', 'fid_floor', 'class_coverage', 'class_entropy_nats', 'samples_per_s',
-            'train_steps_per_s'):
+  for k in (
+    'fid',
+    'fid_floor',
+    'class_coverage',
+    'class_entropy_nats',
+    'samples_per_s',
+    'train_steps_per_s',
+  ):
     assert saved[k] is not None and np.isfinite(saved[k]), k
   assert 0 <= saved['class_coverage'] <= 10
   # 6 steps of training are far from the data; real train vs test is much closer.

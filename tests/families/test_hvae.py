@@ -17,9 +17,9 @@ from configs import hvae_photos as hvae_photos_config
 from configs import vae as vae_config
 from gm_jax import data as gm_data
 from gm_jax import families
+from gm_jax import losses
 from gm_jax.families import hvae as hvae_family
 from gm_jax.families import vae as vae_family
-from gm_jax import losses
 from gm_jax.models import vae as vae_lib
 
 INFO = gm_data.get_info('digits')
@@ -30,11 +30,25 @@ BATCH = {'image': X, 'label': np.zeros(6, np.int32)}
 def _tiny(tfds_dir=None, **overrides):
   c = hvae_config.get_config()
   c.data_dir = tfds_dir
-  c.update(groups_per_scale=(1, 1), channels=8, latent_channels=2, cells_per_group=0,
-           output_cells=1, spectral_reg=0.0, grad_skip_norm=0.0, num_train_steps=30,
-           batch_size=32, log_every=10, eval_every=15, checkpoint_every=15, iwae_samples=5,
-           iwae_batch_size=360, num_samples=8, picture_temperatures=(1.0, 0.5),
-           progress_bar=False)
+  c.update(
+    groups_per_scale=(1, 1),
+    channels=8,
+    latent_channels=2,
+    cells_per_group=0,
+    output_cells=1,
+    spectral_reg=0.0,
+    grad_skip_norm=0.0,
+    num_train_steps=30,
+    batch_size=32,
+    log_every=10,
+    eval_every=15,
+    checkpoint_every=15,
+    iwae_samples=5,
+    iwae_batch_size=360,
+    num_samples=8,
+    picture_temperatures=(1.0, 0.5),
+    progress_bar=False,
+  )
   c.update(overrides)
   return families.complete(c)
 
@@ -43,8 +57,14 @@ def test_training_writes_artefacts_and_reports_groups(tmp_path, tfds_dir):
   # The regulariser and the skipping are checked in the loss tests below; leaving them out
   # here keeps the compiled train step small.
   res = families.train_and_evaluate(_tiny(tfds_dir), str(tmp_path))
-  for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'samples_temperatures.png',
-               'reconstructions.png', 'loss.png'):
+  for name in (
+    'eval.json',
+    'metrics.jsonl',
+    'samples.png',
+    'samples_temperatures.png',
+    'reconstructions.png',
+    'loss.png',
+  ):
     assert (tmp_path / name).exists(), name
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['15', '30']
   ev = json.loads((tmp_path / 'eval.json').read_text())
@@ -63,8 +83,7 @@ def test_training_writes_artefacts_and_reports_groups(tmp_path, tfds_dir):
 
 @pytest.fixture(scope='module')
 def family():
-  return hvae_family.make_family(_tiny(free_bits=0.5, kl_warmup_steps=10, spectral_reg=0.01),
-                                 INFO)
+  return hvae_family.make_family(_tiny(free_bits=0.5, kl_warmup_steps=10, spectral_reg=0.01), INFO)
 
 
 def test_loss_warm_up_free_bits_spectral_term_and_validation_bound(family):
@@ -73,14 +92,20 @@ def test_loss_warm_up_free_bits_spectral_term_and_validation_bound(family):
   np.testing.assert_allclose(hvae_family.kl_warmup_weight(None, 10), 1.0)  # the trainer's call
   params = family.init(jax.random.key(0), BATCH)
   key = jax.random.key(1)
-  run = jax.jit(lambda p: (family.loss(p, BATCH, key, train=True, step=5),
-                           family.loss(p, BATCH, key, train=False)))
+  run = jax.jit(
+    lambda p: (
+      family.loss(p, BATCH, key, train=True, step=5),
+      family.loss(p, BATCH, key, train=False),
+    )
+  )
   (value, m), (value_val, m_val) = run(params)
   np.testing.assert_allclose(m['kl_weight'], 0.6)
   kl = np.array([m['kl_group_0'], m['kl_group_1']])
   np.testing.assert_allclose(
-      value, m['recon_nats'] + 0.6 * np.maximum(kl, 0.5).sum() + 0.01 * m['spectral_norm_sum'],
-      rtol=1e-5)
+    value,
+    m['recon_nats'] + 0.6 * np.maximum(kl, 0.5).sum() + 0.01 * m['spectral_norm_sum'],
+    rtol=1e-5,
+  )
   # Validation reports the true ELBO (beta = 1, no free bits, no regulariser).
   np.testing.assert_allclose(value_val, m_val['recon_nats'] + m_val['kl_nats'], rtol=1e-5)
   np.testing.assert_allclose(m_val['elbo_bpd'], value_val / 64 / np.log(2), rtol=1e-5)
@@ -107,8 +132,12 @@ def test_iwae_objective_is_the_iwae_bound_of_the_model():
 
 def test_gradient_skipping_zeroes_large_and_non_finite_gradients():
   tree = {'a': jnp.array([3.0, 4.0]), 'b': jnp.array(0.0)}
-  grad = jax.jit(jax.grad(lambda t, s: jnp.sum(hvae_family.skip_bad_gradients(t, 10.0)['a'] * s)
-                          + 0.0 * t['b'], argnums=0))
+  grad = jax.jit(
+    jax.grad(
+      lambda t, s: jnp.sum(hvae_family.skip_bad_gradients(t, 10.0)['a'] * s) + 0.0 * t['b'],
+      argnums=0,
+    )
+  )
   np.testing.assert_array_equal(grad(tree, 1.0)['a'], [1.0, 1.0])  # norm sqrt(2): kept
   np.testing.assert_array_equal(grad(tree, 100.0)['a'], [0.0, 0.0])  # norm 141: skipped
   np.testing.assert_array_equal(grad(tree, jnp.inf)['a'], [0.0, 0.0])  # not finite: skipped
@@ -164,9 +193,13 @@ def test_plain_vae_kl_warm_up_scales_only_the_training_kl():
   fam = vae_family.make_family(_vae(kl_warmup_steps=10, dropout_rate=0.0), INFO)
   params = fam.init(jax.random.key(0), BATCH)
   key = jax.random.key(5)
-  run = jax.jit(lambda p: (fam.loss(p, BATCH, key, train=True, step=4),
-                           fam.loss(p, BATCH, key, train=True, step=50),
-                           fam.loss(p, BATCH, key, train=False)))
+  run = jax.jit(
+    lambda p: (
+      fam.loss(p, BATCH, key, train=True, step=4),
+      fam.loss(p, BATCH, key, train=True, step=50),
+      fam.loss(p, BATCH, key, train=False),
+    )
+  )
   (early, m), (late, m_late), (val, m_val) = run(params)
   np.testing.assert_allclose(m['kl_weight'], 0.5)
   np.testing.assert_allclose(early, m['recon_nats'] + 0.5 * m['kl_nats'], rtol=1e-5)
@@ -185,8 +218,10 @@ def test_plain_vae_kl_warm_up_of_the_iwae_objective_matches_numpy():
   params = fam.init(jax.random.key(0), BATCH)
   model = vae_family.build_model(config, INFO)
   key = jax.random.key(6)
-  log_px, log_pz, log_qz = (np.asarray(a, np.float64) for a in vae_lib.iwae_log_weights(
-      model, params, jnp.asarray(X), None, key, 4))
+  log_px, log_pz, log_qz = (
+    np.asarray(a, np.float64)
+    for a in vae_lib.iwae_log_weights(model, params, jnp.asarray(X), None, key, 4)
+  )
   value, metrics = jax.jit(lambda p: fam.loss(p, BATCH, key, train=True, step=1))(params)
   # Step 1 of 5: weight 0.4 on log p(z) - log q(z|x) inside every log-weight.
   annealed = special.logsumexp(log_px + 0.4 * (log_pz - log_qz), axis=0) - np.log(4)
@@ -209,19 +244,26 @@ def test_plain_vae_bad_kl_warmup_steps_is_named(bad):
 def test_free_bits_floor_the_kl_averaged_over_each_loss_group(group_size):
   """The unit of the free-bits floor is the trainer's loss group (`loss_group_size`
   examples with one key): per example by default, per batch at the per-device batch."""
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.models import hvae as hvae_lib  # pylint: disable=g-import-not-at-top
+  from gm_jax import parallel
+  from gm_jax.models import hvae as hvae_lib
+
   config = _tiny(free_bits=5.0, kl_warmup_steps=0, dropout_rate=0.0)
   family = hvae_family.make_family(config, INFO)
   params = family.init(jax.random.key(0), BATCH)
   key = jax.random.key(4)
-  got, _ = parallel.mean_over_groups(family.loss, params, BATCH, key, group_size=group_size,
-                                     train=True)
+  got, _ = parallel.mean_over_groups(
+    family.loss, params, BATCH, key, group_size=group_size, train=True
+  )
   model = hvae_family.build_model(config, INFO)
   want = []
   for j in range(len(X) // group_size):  # the same groups and keys, the floor in NumPy
-    terms = hvae_lib.elbo_terms(model, params, X[j * group_size:(j + 1) * group_size],
-                                jax.random.fold_in(key, j), train=True)
+    terms = hvae_lib.elbo_terms(
+      model,
+      params,
+      X[j * group_size : (j + 1) * group_size],
+      jax.random.fold_in(key, j),
+      train=True,
+    )
     kl = np.asarray(terms['kl_groups'], np.float64).mean(0)  # [L], over the group
     want.append(-np.mean(terms['log_px_given_z']) + np.maximum(kl, 5.0).sum())
   np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)

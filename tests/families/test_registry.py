@@ -77,7 +77,7 @@ def make_family(config, info):
                 validation_metric=None)
 '''
 
-CONFIG = '''
+CONFIG = """
 import ml_collections
 
 
@@ -86,7 +86,7 @@ def get_config():
       model='diag_gauss', dataset='digits', data_dir={data_dir!r}, batch_size=32,
       num_train_steps=4, learning_rate=0.05, seed=0, checkpoint_every=2, log_every=2,
       parallel='none', num_samples=4, progress_bar=False))
-'''
+"""
 
 
 def _dist_info(root, name, entry_points):
@@ -98,9 +98,21 @@ def _dist_info(root, name, entry_points):
 
 def _main(root, config_file, workdir, *extra):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), REPO]))
-  return subprocess.run([sys.executable, '-m', 'gm_jax.main', f'--config={config_file}',
-                         f'--workdir={workdir}', *extra], cwd=str(root), env=env,
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'gm_jax.main',
+      f'--config={config_file}',
+      f'--workdir={workdir}',
+      *extra,
+    ],
+    cwd=str(root),
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def _params(workdir):
@@ -128,10 +140,12 @@ def test_an_entry_point_family_trains_checkpoints_evaluates_and_resumes(tmp_path
   params = _params(workdir)
   test = gm_data.load_splits('digits', data_dir=data_dir).test['image']
   x = (test.reshape(len(test), -1).astype(np.float64) + 0.5) / 17
-  nll = lambda mean, log_scale: (x.shape[1] * math.log(17) - stats.norm.logpdf(
-      x, mean, np.exp(log_scale)).sum(-1).mean())
-  np.testing.assert_allclose(ev['test_nll_nats'], nll(params['mean'], params['log_scale']),
-                             rtol=1e-5)
+  nll = lambda mean, log_scale: (
+    x.shape[1] * math.log(17) - stats.norm.logpdf(x, mean, np.exp(log_scale)).sum(-1).mean()
+  )
+  np.testing.assert_allclose(
+    ev['test_nll_nats'], nll(params['mean'], params['log_scale']), rtol=1e-5
+  )
   assert ev['test_nll_nats'] < nll(0.5, 0.0)  # 4 steps of Adam improve on the initialisation
 
   # The same command with more steps resumes from step 4 (a constant learning rate).
@@ -155,28 +169,39 @@ def site(tmp_path, monkeypatch):
 def test_an_entry_point_that_fails_to_import_is_named(site):
   (site / 'gm_ext_broken.py').write_text('import no_such_module_anywhere\n')
   _dist_info(site, 'gm_ext_broken', 'broken = gm_ext_broken')
-  with pytest.raises(ImportError, match=r'broken = gm_ext_broken .*gm_ext_broken.*'
-                                        r'failed to import: ModuleNotFoundError'):
+  with pytest.raises(
+    ImportError,
+    match=r'broken = gm_ext_broken .*gm_ext_broken.*'
+    r'failed to import: ModuleNotFoundError',
+  ):
     families.model_names()
 
 
 def test_an_entry_point_module_without_the_contract_is_named(site):
   (site / 'gm_ext_partial.py').write_text("MODELS = ('partial',)\n")
   _dist_info(site, 'gm_ext_partial', 'partial = gm_ext_partial')
-  with pytest.raises(ValueError, match=r'gm_ext_partial .*lacks DEFAULTS, DEFAULTS_DOC, '
-                                       r'check_config, make_family'):
+  with pytest.raises(
+    ValueError,
+    match=r'gm_ext_partial .*lacks DEFAULTS, DEFAULTS_DOC, '
+    r'check_config, make_family',
+  ):
     families.model_names()
 
 
 def test_a_model_name_claimed_twice_is_named(site):
-  (site / 'gm_ext_twin.py').write_text(textwrap.dedent('''
+  (site / 'gm_ext_twin.py').write_text(
+    textwrap.dedent("""
       MODELS = ('vae',)
       DEFAULTS = DEFAULTS_DOC = {}
       check_config = make_family = None
-  '''))
+  """)
+  )
   _dist_info(site, 'gm_ext_twin', 'twin = gm_ext_twin')
-  with pytest.raises(ValueError, match=r"'vae' is claimed by two families: "
-                                       r'gm_jax.families.vae .* and gm_ext_twin'):
+  with pytest.raises(
+    ValueError,
+    match=r"'vae' is claimed by two families: "
+    r'gm_jax.families.vae .* and gm_ext_twin',
+  ):
     families.model_names()
 
 
@@ -184,14 +209,21 @@ def test_resuming_a_run_saved_without_a_family_default_lets_it_through(tmp_path)
   """A config.json written before the family listed a setting (it trained at the default)
   resumes; one that set another value does not."""
   import ml_collections
+
   from gm_jax.train import family as family_lib
   from gm_jax.train import run_config
+
   module = families.module_for('realnvp')
   config = families.complete(ml_collections.ConfigDict({'model': 'realnvp', 'seed': 0}))
   saved = {k: v for k, v in config.to_dict().items() if k != 'num_couplings'}
   (tmp_path / run_config.FILENAME).write_text(json.dumps(saved))
-  fam = family_lib.Family(name='realnvp', init=None, loss=None, evaluate=None,
-                          resume_may_change=frozenset({'eval_dequant_samples'}))
+  fam = family_lib.Family(
+    name='realnvp',
+    init=None,
+    loss=None,
+    evaluate=None,
+    resume_may_change=frozenset({'eval_dequant_samples'}),
+  )
   out = families.resuming_without_defaults(fam, module, config, str(tmp_path))
   assert out.resume_may_change == {'eval_dequant_samples', 'num_couplings'}
   assert run_config.changes(saved, config, may_change=out.resume_may_change) == []
@@ -199,4 +231,5 @@ def test_resuming_a_run_saved_without_a_family_default_lets_it_through(tmp_path)
   config.num_couplings = 8  # not the default: a change the trainer names
   out = families.resuming_without_defaults(fam, module, config, str(tmp_path))
   assert run_config.changes(saved, config, may_change=out.resume_may_change) == [
-      'num_couplings: (absent) -> 8']
+    'num_couplings: (absent) -> 8'
+  ]

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import vae as vae_config  # noqa: F401  (configs/ is importable from the repo root)
+from configs import vae as vae_config
 from gm_jax import families
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,14 +40,27 @@ def _small_config(tfds_dir, **overrides):
 @pytest.mark.parametrize('model', ['cvae'])
 def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir, model):
   res = families.train_and_evaluate(_small_config(tfds_dir, model=model), str(tmp_path))
-  for name in ('eval.json', 'metrics.jsonl', 'samples.png', 'loss.png', 'reconstructions.png',
-               'interpolations.png', 'latent_scatter.png'):
+  for name in (
+    'eval.json',
+    'metrics.jsonl',
+    'samples.png',
+    'loss.png',
+    'reconstructions.png',
+    'interpolations.png',
+    'latent_scatter.png',
+  ):
     assert (tmp_path / name).exists(), name
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['40', '80']
   ev = json.loads((tmp_path / 'eval.json').read_text())
   assert ev['model'] == model and ev['dataset'] == 'digits' and ev['bound'] == 'iwae-20'
-  for key in ('test_nll_nats', 'test_bpd', 'train_steps_per_s', 'samples_per_s',
-              'test_elbo_bpd', 'linear_probe_accuracy'):
+  for key in (
+    'test_nll_nats',
+    'test_bpd',
+    'train_steps_per_s',
+    'samples_per_s',
+    'test_elbo_bpd',
+    'linear_probe_accuracy',
+  ):
     assert np.isfinite(ev[key]), key
   # bits/dim is the NLL in nats over 64 dims and log 2, and IWAE is no looser than the ELBO.
   np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / 64 / np.log(2), rtol=1e-6)
@@ -64,11 +77,22 @@ def test_unknown_dataset_is_named(tmp_path, tfds_dir):
 
 
 def _cli(workdir, tfds_dir, *extra):
-  return [sys.executable, '-m', 'gm_jax.main', '--config=configs/vae.py', f'--workdir={workdir}',
-          f'--config.data_dir={tfds_dir}', '--config.hidden=(64,)', '--config.latent_dim=4',
-          '--config.batch_size=32', '--config.iwae_samples=5', '--config.log_every=10',
-          '--config.eval_every=20', '--config.checkpoint_every=20',
-          *extra]
+  return [
+    sys.executable,
+    '-m',
+    'gm_jax.main',
+    '--config=configs/vae.py',
+    f'--workdir={workdir}',
+    f'--config.data_dir={tfds_dir}',
+    '--config.hidden=(64,)',
+    '--config.latent_dim=4',
+    '--config.batch_size=32',
+    '--config.iwae_samples=5',
+    '--config.log_every=10',
+    '--config.eval_every=20',
+    '--config.checkpoint_every=20',
+    *extra,
+  ]
 
 
 def _params(workdir):
@@ -82,11 +106,17 @@ def _params(workdir):
 def test_cli_sigkill_and_resume_is_bit_identical(tmp_path, tfds_dir):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   steps = '--config.num_train_steps=150'
-  subprocess.run(_cli(tmp_path / 'full', tfds_dir, steps), cwd=REPO, env=env, check=True,
-                 capture_output=True)
+  subprocess.run(
+    _cli(tmp_path / 'full', tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True
+  )
   killed = tmp_path / 'killed'
-  proc = subprocess.Popen(_cli(killed, tfds_dir, steps), cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    _cli(killed, tfds_dir, steps),
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 300
   while not (killed / 'checkpoints' / '40').exists():
     assert proc.poll() is None, 'training ended before it could be killed'
@@ -96,8 +126,9 @@ def test_cli_sigkill_and_resume_is_bit_identical(tmp_path, tfds_dir):
   proc.wait()
   done = sorted(int(s) for s in os.listdir(killed / 'checkpoints') if s.isdigit())
   assert done[-1] < 150, 'the kill came too late to test anything'
-  out = subprocess.run(_cli(killed, tfds_dir, steps), cwd=REPO, env=env, check=True,
-                       capture_output=True, text=True)
+  out = subprocess.run(
+    _cli(killed, tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True, text=True
+  )
   assert 'Resuming vae' in out.stdout + out.stderr
   step_a, a = _params(tmp_path / 'full')
   step_b, b = _params(killed)
@@ -112,7 +143,8 @@ def test_cli_sigkill_and_resume_is_bit_identical(tmp_path, tfds_dir):
 
 
 def test_cli_reports_bad_config_value(tmp_path, tfds_dir):
-  out = subprocess.run(_cli(tmp_path, tfds_dir, '--config.batch_size=0'), cwd=REPO,
-                       capture_output=True, text=True)
+  out = subprocess.run(
+    _cli(tmp_path, tfds_dir, '--config.batch_size=0'), cwd=REPO, capture_output=True, text=True
+  )
   assert out.returncode != 0
   assert 'config.batch_size must be a positive integer' in out.stderr

@@ -1,5 +1,6 @@
 """Shared checks for the loss tests: jit with static keyword-only arguments,
 jit(vmap) against a loop, and finite values/gradients."""
+
 import inspect
 
 import jax
@@ -19,8 +20,11 @@ def _jit(fn):
   Every call in these tests is jitted: on CPU, eager op-by-op dispatch compiles
   each primitive separately and is several times slower than one jit.
   """
-  static = [p.name for p in inspect.signature(fn).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+  static = [
+    p.name
+    for p in inspect.signature(fn).parameters.values()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+  ]
   return jax.jit(fn, static_argnames=static)
 
 
@@ -35,8 +39,7 @@ def _assert_jit_vmap_match_loop(fn, *args):
   """jit(vmap(fn)) over an extra leading axis equals a loop of jit(fn)."""
   vmapped = np.asarray(jax.jit(jax.vmap(fn))(*args))
   jitted = _jit(fn)
-  looped = np.stack([np.asarray(jitted(*[a[i] for a in args]))
-                     for i in range(args[0].shape[0])])
+  looped = np.stack([np.asarray(jitted(*[a[i] for a in args])) for i in range(args[0].shape[0])])
   assert vmapped.shape == looped.shape
   np.testing.assert_allclose(vmapped, looped, rtol=1e-6, atol=1e-6)
 
@@ -46,8 +49,9 @@ def _assert_finite(fn, *args):
 
   A finite sum implies finite terms: inf and nan propagate through a sum.
   """
-  total, grads = jax.jit(jax.value_and_grad(
-      lambda *a: jnp.sum(fn(*a)), argnums=tuple(range(len(args)))))(*args)
+  total, grads = jax.jit(
+    jax.value_and_grad(lambda *a: jnp.sum(fn(*a)), argnums=tuple(range(len(args))))
+  )(*args)
   assert np.isfinite(total)
   for g in grads:
     assert np.all(np.isfinite(np.asarray(g))), g

@@ -2,12 +2,15 @@
 
 import jax
 import jax.numpy as jnp
+from loss_checks import _assert_close_jit
+from loss_checks import _assert_finite
+from loss_checks import _assert_jit_vmap_match_loop
+from loss_checks import _f32
+from loss_checks import _jit
 import numpy as np
 import pytest
 
 from gm_jax import losses
-from loss_checks import _assert_finite, _assert_jit_vmap_match_loop, _f32, _jit  # noqa: F401
-from loss_checks import _assert_close_jit
 
 
 def _np_sigmoid(a):
@@ -27,8 +30,11 @@ def test_eps_loss_is_the_vdm_continuous_term():
   expected = 0.5 * -dlam * np.sum((noise - pred) ** 2, axis=(1, 2, 3))
   _assert_close_jit(losses.diffusion_loss, _f32(pred, x, noise, lam, dlam), expected)
   # Without the time derivative: the plain per-level regression.
-  _assert_close_jit(losses.diffusion_loss, _f32(pred, x, noise, lam),
-                    0.5 * np.sum((noise - pred) ** 2, axis=(1, 2, 3)))
+  _assert_close_jit(
+    losses.diffusion_loss,
+    _f32(pred, x, noise, lam),
+    0.5 * np.sum((noise - pred) ** 2, axis=(1, 2, 3)),
+  )
 
 
 def test_v_prediction_is_the_eps_error_of_the_implied_eps():
@@ -39,12 +45,18 @@ def test_v_prediction_is_the_eps_error_of_the_implied_eps():
   z = a * x + s * noise
   eps_hat = s * z + a * pred
   expected = 0.5 * -dlam * np.sum((noise - eps_hat) ** 2, axis=(1, 2, 3))
-  _assert_close_jit(lambda *args: losses.diffusion_loss(*args, prediction_type='v'),
-                    _f32(pred, x, noise, lam, dlam), expected, rtol=1e-4, atol=1e-5)
+  _assert_close_jit(
+    lambda *args: losses.diffusion_loss(*args, prediction_type='v'),
+    _f32(pred, x, noise, lam, dlam),
+    expected,
+    rtol=1e-4,
+    atol=1e-5,
+  )
   # the exact v target gives zero loss
   v = a * noise - s * x
   out = _jit(lambda *args: losses.diffusion_loss(*args, prediction_type='v'))(
-      *_f32(v, x, noise, lam, dlam))
+    *_f32(v, x, noise, lam, dlam)
+  )
   np.testing.assert_allclose(out, 0.0, atol=1e-4)
 
 
@@ -52,9 +64,11 @@ def test_sigmoid_weighting():
   pred, x, noise, lam, dlam = _case(2)
   w = _np_sigmoid(1.5 - lam)
   expected = 0.5 * w * -dlam * np.sum((noise - pred) ** 2, axis=(1, 2, 3))
-  _assert_close_jit(lambda *args: losses.diffusion_loss(*args, weighting='sigmoid',
-                                                        sigmoid_bias=1.5),
-                    _f32(pred, x, noise, lam, dlam), expected)
+  _assert_close_jit(
+    lambda *args: losses.diffusion_loss(*args, weighting='sigmoid', sigmoid_bias=1.5),
+    _f32(pred, x, noise, lam, dlam),
+    expected,
+  )
 
 
 def test_diffusion_loss_vmap_grad_and_bad_input():
@@ -62,13 +76,17 @@ def test_diffusion_loss_vmap_grad_and_bad_input():
   args = [a.reshape((2, 3) + a.shape[1:]) for a in _f32(pred, x, noise, lam, dlam)]
   _assert_jit_vmap_match_loop(losses.diffusion_loss, *args)
   _assert_jit_vmap_match_loop(lambda *a: losses.diffusion_loss(*a, prediction_type='v'), *args)
-  _assert_finite(lambda *a: losses.diffusion_loss(*a, prediction_type='v'),
-                 *_f32(pred, x, noise, 30.0 * np.sign(lam), dlam))
+  _assert_finite(
+    lambda *a: losses.diffusion_loss(*a, prediction_type='v'),
+    *_f32(pred, x, noise, 30.0 * np.sign(lam), dlam),
+  )
   # gradient w.r.t. the prediction: -w * (eps - pred), against NumPy
   g = jax.jit(jax.grad(lambda p: jnp.sum(losses.diffusion_loss(p, *_f32(x, noise, lam, dlam)))))(
-      jnp.asarray(pred, jnp.float32))
-  np.testing.assert_allclose(g, -(-dlam)[:, None, None, None] * (noise - pred), rtol=1e-5,
-                             atol=1e-5)
+    jnp.asarray(pred, jnp.float32)
+  )
+  np.testing.assert_allclose(
+    g, -(-dlam)[:, None, None, None] * (noise - pred), rtol=1e-5, atol=1e-5
+  )
   with pytest.raises(ValueError, match='prediction_type'):
     losses.diffusion_loss(*_f32(pred, x, noise, lam), prediction_type='x')
   with pytest.raises(ValueError, match='log_snr'):
@@ -76,7 +94,7 @@ def test_diffusion_loss_vmap_grad_and_bad_input():
   with pytest.raises(ValueError, match='weighting'):
     losses.diffusion_loss(*_f32(pred, x, noise, lam), weighting='snr')
   with pytest.raises(TypeError):  # hyper-parameters are keyword-only
-    losses.diffusion_loss(*_f32(pred, x, noise, lam, dlam), 'v')  # pylint: disable=too-many-function-args
+    losses.diffusion_loss(*_f32(pred, x, noise, lam, dlam), 'v')
 
 
 def test_flow_matching_loss_matches_numpy():
@@ -84,13 +102,17 @@ def test_flow_matching_loss_matches_numpy():
   v, noise, x = rng.normal(size=(3, 5, 2, 3, 1))
   for sigma_min in (0.0, 1e-2):
     expected = np.sum((v - (x - (1 - sigma_min) * noise)) ** 2, axis=(1, 2, 3))
-    _assert_close_jit(lambda *a, s=sigma_min: losses.flow_matching_loss(*a, sigma_min=s),
-                      _f32(v, noise, x), expected)
+    _assert_close_jit(
+      lambda *a, s=sigma_min: losses.flow_matching_loss(*a, sigma_min=s),
+      _f32(v, noise, x),
+      expected,
+    )
   args = [a.reshape((5, 1) + a.shape[1:]) for a in _f32(v, noise, x)]
   _assert_jit_vmap_match_loop(losses.flow_matching_loss, *args)
   _assert_finite(losses.flow_matching_loss, *_f32(v, noise, x))
   g = jax.jit(jax.grad(lambda a: jnp.sum(losses.flow_matching_loss(a, *_f32(noise, x)))))(
-      jnp.asarray(v, jnp.float32))
+    jnp.asarray(v, jnp.float32)
+  )
   np.testing.assert_allclose(g, 2 * (v - (x - noise)), rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='sigma_min'):
     losses.flow_matching_loss(*_f32(v, noise, x), sigma_min=1.0)

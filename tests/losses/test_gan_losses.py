@@ -2,14 +2,16 @@
 
 import jax
 import jax.numpy as jnp
+from loss_checks import _assert_close_jit as _close
+from loss_checks import _assert_finite
+from loss_checks import _assert_jit_vmap_match_loop
+from loss_checks import _f32
+from loss_checks import _jit
 import numpy as np
 import pytest
 from scipy import special
 
 from gm_jax import losses
-from loss_checks import _assert_finite, _assert_jit_vmap_match_loop, _f32, _jit  # noqa: F401
-from loss_checks import _assert_close_jit as _close
-
 
 RTOL = 1e-5
 
@@ -36,33 +38,30 @@ def _np_log_one_minus_sigmoid(l):
 def test_discriminator_loss_matches_numpy():
   real, fake = EXTREME, EXTREME[::-1]
   expected = -_np_log_sigmoid(real) - _np_log_one_minus_sigmoid(fake)
-  _assert_close_jit(losses.discriminator_loss, _f32(real, fake),
-                    expected)
+  _assert_close_jit(losses.discriminator_loss, _f32(real, fake), expected)
 
 
 def test_generator_minimax_loss_is_log_one_minus_d_equals_minus_softplus():
   expected = _np_log_one_minus_sigmoid(EXTREME)
   np.testing.assert_allclose(expected, -np.logaddexp(0.0, EXTREME), rtol=1e-12)
-  _assert_close_jit(losses.generator_minimax_loss, _f32(EXTREME),
-                    expected)
+  _assert_close_jit(losses.generator_minimax_loss, _f32(EXTREME), expected)
   # Moderate logits: compare with log(1 - expit(l)) literally.
   moderate = np.linspace(-5.0, 5.0, 11)
-  _assert_close_jit(losses.generator_minimax_loss, _f32(moderate),
-                    np.log(1.0 - special.expit(moderate)))
+  _assert_close_jit(
+    losses.generator_minimax_loss, _f32(moderate), np.log(1.0 - special.expit(moderate))
+  )
 
 
 def test_generator_nonsaturating_loss_matches_numpy():
-  _assert_close_jit(losses.generator_nonsaturating_loss,
-                    _f32(EXTREME), -_np_log_sigmoid(EXTREME))
+  _assert_close_jit(losses.generator_nonsaturating_loss, _f32(EXTREME), -_np_log_sigmoid(EXTREME))
 
 
 def test_lsgan_losses_match_numpy():
   real, fake = EXTREME / 10, EXTREME[::-1] / 7
-  _assert_close_jit(losses.lsgan_discriminator_loss,
-                    _f32(real, fake),
-                    0.5 * ((real - 1.0)**2 + fake**2))
-  _assert_close_jit(losses.lsgan_generator_loss, _f32(fake),
-                    0.5 * (fake - 1.0)**2)
+  _assert_close_jit(
+    losses.lsgan_discriminator_loss, _f32(real, fake), 0.5 * ((real - 1.0) ** 2 + fake**2)
+  )
+  _assert_close_jit(losses.lsgan_generator_loss, _f32(fake), 0.5 * (fake - 1.0) ** 2)
 
 
 def test_minimax_discriminator_optimum_and_saturation():
@@ -70,8 +69,8 @@ def test_minimax_discriminator_optimum_and_saturation():
   # et al. 2014, Theorem 1).
   # (Called eagerly, without jit, on purpose: the op-by-op path works too.)
   np.testing.assert_allclose(
-      losses.discriminator_loss(jnp.zeros(3), jnp.zeros(3)),
-      np.full(3, 2 * np.log(2.0)), rtol=RTOL)
+    losses.discriminator_loss(jnp.zeros(3), jnp.zeros(3)), np.full(3, 2 * np.log(2.0)), rtol=RTOL
+  )
   # When D confidently rejects a fake, the minimax generator's gradient
   # vanishes but the non-saturating one's does not.
   l = jnp.array([-20.0])
@@ -90,15 +89,15 @@ def test_patch_map_losses_average_non_batch_axes():
   real, fake = rng.normal(scale=3.0, size=(2, 3, 4, 5, 1))
   mean = lambda v: v.reshape(3, -1).mean(axis=1)
   cases = [
-      (losses.discriminator_loss, (real, fake),
-       mean(-_np_log_sigmoid(real)) + mean(-_np_log_one_minus_sigmoid(fake))),
-      (losses.generator_minimax_loss, (fake,),
-       mean(_np_log_one_minus_sigmoid(fake))),
-      (losses.generator_nonsaturating_loss, (fake,),
-       mean(-_np_log_sigmoid(fake))),
-      (losses.lsgan_discriminator_loss, (real, fake),
-       0.5 * (mean((real - 1) ** 2) + mean(fake**2))),
-      (losses.lsgan_generator_loss, (fake,), 0.5 * mean((fake - 1) ** 2)),
+    (
+      losses.discriminator_loss,
+      (real, fake),
+      mean(-_np_log_sigmoid(real)) + mean(-_np_log_one_minus_sigmoid(fake)),
+    ),
+    (losses.generator_minimax_loss, (fake,), mean(_np_log_one_minus_sigmoid(fake))),
+    (losses.generator_nonsaturating_loss, (fake,), mean(-_np_log_sigmoid(fake))),
+    (losses.lsgan_discriminator_loss, (real, fake), 0.5 * (mean((real - 1) ** 2) + mean(fake**2))),
+    (losses.lsgan_generator_loss, (fake,), 0.5 * mean((fake - 1) ** 2)),
   ]
   for fn, args, expected in cases:
     _assert_close_jit(fn, _f32(*args), expected)
@@ -108,8 +107,10 @@ def test_patch_and_global_real_fake_shapes_may_differ():
   # A [B] real score against a [B, h, w, 1] fake map: each is averaged alone.
   real, fake = np.array([1.0, -2.0]), np.full((2, 3, 3, 1), 0.5)
   np.testing.assert_allclose(
-      _jit(losses.lsgan_discriminator_loss)(*_f32(real, fake)),
-      0.5 * ((real - 1) ** 2 + 0.25), rtol=RTOL)
+    _jit(losses.lsgan_discriminator_loss)(*_f32(real, fake)),
+    0.5 * ((real - 1) ** 2 + 0.25),
+    rtol=RTOL,
+  )
   with pytest.raises(ValueError, match='fake_logits'):
     losses.discriminator_loss(jnp.zeros(2), jnp.zeros(3))
   with pytest.raises(ValueError, match='real_logits'):
@@ -119,10 +120,17 @@ def test_patch_and_global_real_fake_shapes_may_differ():
 # ------------------------------------------------ transforms and extremes ---
 
 
-@pytest.mark.parametrize('name', [
-    'discriminator_loss', 'generator_minimax_loss',
-    'generator_nonsaturating_loss', 'lsgan_discriminator_loss',
-    'lsgan_generator_loss', 'cycle_consistency_loss'])
+@pytest.mark.parametrize(
+  'name',
+  [
+    'discriminator_loss',
+    'generator_minimax_loss',
+    'generator_nonsaturating_loss',
+    'lsgan_discriminator_loss',
+    'lsgan_generator_loss',
+    'cycle_consistency_loss',
+  ],
+)
 def test_gan_losses_jit_vmap_and_finite_at_extreme_logits(name):
   fn = getattr(losses, name)
   num_args = 1 if 'generator' in name else 2
@@ -140,10 +148,10 @@ def test_gan_losses_grads_match_numpy_derivatives():
   grad = lambda f: jax.jit(jax.grad(lambda x: f(x).sum()))(l)
   sig = special.expit(EXTREME)
   # d/dl [-softplus(l)] = -sigmoid(l); d/dl softplus(-l) = sigmoid(l) - 1.
-  np.testing.assert_allclose(grad(losses.generator_minimax_loss), -sig,
-                             rtol=RTOL, atol=1e-30)
-  np.testing.assert_allclose(grad(losses.generator_nonsaturating_loss),
-                             sig - 1.0, rtol=RTOL, atol=1e-7)
+  np.testing.assert_allclose(grad(losses.generator_minimax_loss), -sig, rtol=RTOL, atol=1e-30)
+  np.testing.assert_allclose(
+    grad(losses.generator_nonsaturating_loss), sig - 1.0, rtol=RTOL, atol=1e-7
+  )
 
 
 # ----------------------------------------------------------------- cycle ---
@@ -153,10 +161,11 @@ def test_cycle_consistency_loss_is_mean_absolute_error():
   rng = np.random.default_rng(2)
   x, x_cycled = rng.normal(size=(2, 3, 4, 4, 3))
   expected = np.abs(x - x_cycled).reshape(3, -1).mean(axis=1)
-  _assert_close_jit(losses.cycle_consistency_loss,
-                    _f32(x, x_cycled), expected)
-  _assert_close_jit(losses.cycle_consistency_loss,
-                    _f32(x[:, 0, 0, 0], x_cycled[:, 0, 0, 0]),
-                    np.abs(x - x_cycled)[:, 0, 0, 0])
+  _assert_close_jit(losses.cycle_consistency_loss, _f32(x, x_cycled), expected)
+  _assert_close_jit(
+    losses.cycle_consistency_loss,
+    _f32(x[:, 0, 0, 0], x_cycled[:, 0, 0, 0]),
+    np.abs(x - x_cycled)[:, 0, 0, 0],
+  )
   with pytest.raises(ValueError, match='x_cycled'):
     losses.cycle_consistency_loss(jnp.zeros((3, 4)), jnp.zeros((3, 5)))

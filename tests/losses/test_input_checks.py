@@ -2,6 +2,7 @@
 
 The checks run on static shapes, so they hold under `jax.jit` as well as eagerly.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,33 +16,43 @@ _z = lambda *shape: jnp.zeros(shape, jnp.float32)
 
 # (loss, args with one per-example input of the wrong shape, the argument to be named).
 MISMATCHES = {
-    'elbo_b_vs_b1': (losses.elbo, (_z(B), _z(B, 1)), 'kl'),
-    'elbo_8_vs_4': (losses.elbo, (_z(8), _z(4)), 'kl'),
-    'iwae_bound': (losses.iwae_bound, (_z(2, B), _z(2, B), _z(2, B + 1)), 'log_qz_given_x'),
-    'gaussian_kl': (losses.gaussian_kl, (_z(B), _z(B, 1)), 'log_var'),
-    'gaussian_log_prob': (losses.gaussian_log_prob, (_z(B), _z(B, 1), _z(B)), 'mean'),
-    'bernoulli_log_prob': (losses.bernoulli_log_prob, (_z(B), _z(B, 1)), 'x'),
-    'categorical_log_prob': (
-        losses.categorical_log_prob, (_z(B, 3), jnp.zeros((B + 1,), jnp.int32)), 'labels'),
-    'autoregressive_nll': (
-        losses.autoregressive_nll, (_z(B, 5, 3), jnp.zeros((B, 4), jnp.int32)), 'labels'),
-    'flow_nll': (losses.flow_nll, (_z(B, 2), _z(B, 1)), 'log_det'),
-    'discretized_logistic_log_prob': (
-        lambda x, m, s: losses.discretized_logistic_log_prob(x, m, s, num_levels=4),
-        (_z(B), _z(B, 1), _z(B)), 'mean'),
-    'discretized_logistic_mixture_log_prob': (
-        lambda x, w, m, s: losses.discretized_logistic_mixture_log_prob(
-            x, w, m, s, num_levels=4), (_z(B, 2), _z(B, 2, 3), _z(B, 2, 3), _z(B + 1, 2, 3)),
-        'log_scales'),
-    'discriminator_loss': (losses.discriminator_loss, (_z(B), _z(B + 1)), 'fake_logits'),
-    'lsgan_discriminator_loss': (losses.lsgan_discriminator_loss, (_z(B), _z(B + 1)),
-                                 'fake_out'),
-    'cycle_consistency_loss': (losses.cycle_consistency_loss, (_z(B, 2), _z(B, 1)), 'x_cycled'),
-    'diffusion_loss': (losses.diffusion_loss, (_z(B, 2), _z(B, 2), _z(B, 1), _z(B)), 'noise'),
-    'diffusion_loss_log_snr': (
-        losses.diffusion_loss, (_z(B, 2), _z(B, 2), _z(B, 2), _z(B, 1)), 'log_snr'),
-    'flow_matching_loss': (losses.flow_matching_loss, (_z(B, 2), _z(B, 2), _z(B + 1, 2)),
-                           'velocity'),
+  'elbo_b_vs_b1': (losses.elbo, (_z(B), _z(B, 1)), 'kl'),
+  'elbo_8_vs_4': (losses.elbo, (_z(8), _z(4)), 'kl'),
+  'iwae_bound': (losses.iwae_bound, (_z(2, B), _z(2, B), _z(2, B + 1)), 'log_qz_given_x'),
+  'gaussian_kl': (losses.gaussian_kl, (_z(B), _z(B, 1)), 'log_var'),
+  'gaussian_log_prob': (losses.gaussian_log_prob, (_z(B), _z(B, 1), _z(B)), 'mean'),
+  'bernoulli_log_prob': (losses.bernoulli_log_prob, (_z(B), _z(B, 1)), 'x'),
+  'categorical_log_prob': (
+    losses.categorical_log_prob,
+    (_z(B, 3), jnp.zeros((B + 1,), jnp.int32)),
+    'labels',
+  ),
+  'autoregressive_nll': (
+    losses.autoregressive_nll,
+    (_z(B, 5, 3), jnp.zeros((B, 4), jnp.int32)),
+    'labels',
+  ),
+  'flow_nll': (losses.flow_nll, (_z(B, 2), _z(B, 1)), 'log_det'),
+  'discretized_logistic_log_prob': (
+    lambda x, m, s: losses.discretized_logistic_log_prob(x, m, s, num_levels=4),
+    (_z(B), _z(B, 1), _z(B)),
+    'mean',
+  ),
+  'discretized_logistic_mixture_log_prob': (
+    lambda x, w, m, s: losses.discretized_logistic_mixture_log_prob(x, w, m, s, num_levels=4),
+    (_z(B, 2), _z(B, 2, 3), _z(B, 2, 3), _z(B + 1, 2, 3)),
+    'log_scales',
+  ),
+  'discriminator_loss': (losses.discriminator_loss, (_z(B), _z(B + 1)), 'fake_logits'),
+  'lsgan_discriminator_loss': (losses.lsgan_discriminator_loss, (_z(B), _z(B + 1)), 'fake_out'),
+  'cycle_consistency_loss': (losses.cycle_consistency_loss, (_z(B, 2), _z(B, 1)), 'x_cycled'),
+  'diffusion_loss': (losses.diffusion_loss, (_z(B, 2), _z(B, 2), _z(B, 1), _z(B)), 'noise'),
+  'diffusion_loss_log_snr': (
+    losses.diffusion_loss,
+    (_z(B, 2), _z(B, 2), _z(B, 2), _z(B, 1)),
+    'log_snr',
+  ),
+  'flow_matching_loss': (losses.flow_matching_loss, (_z(B, 2), _z(B, 2), _z(B + 1, 2)), 'velocity'),
 }
 
 
@@ -60,7 +71,7 @@ def test_elbo_of_matching_shapes_is_unchanged():
 
 def test_gaussian_kl_still_takes_a_shared_log_var():
   mean, log_var = np.array([[0.3, -1.0], [2.0, 0.1]]), np.array([0.2, -0.4])
-  expected = 0.5 * np.sum(np.exp(log_var) + mean ** 2 - 1 - log_var, axis=1)
+  expected = 0.5 * np.sum(np.exp(log_var) + mean**2 - 1 - log_var, axis=1)
   np.testing.assert_allclose(jax.jit(losses.gaussian_kl)(mean, log_var), expected, rtol=1e-5)
 
 

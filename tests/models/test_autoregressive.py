@@ -4,6 +4,7 @@ Parameters are random (N(0, 0.5^2) added to the initialisation), so no dependenc
 zero by accident; a zero in a Jacobian below is exactly zero because a mask or a shift
 removes the path.
 """
+
 import itertools
 import math
 
@@ -18,7 +19,6 @@ from gm_jax.models.autoregressive import CausalConvLM
 from gm_jax.models.autoregressive import PixelCNN
 from gm_jax.nn.layers import images_to_unit
 
-
 _jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
@@ -26,8 +26,9 @@ def _random_params(model, x, seed=0, scale=0.5):
   params = _jit(model.init)(jax.random.key(seed), jnp.asarray(x))
   leaves, tree = jax.tree.flatten(params)
   rng = np.random.RandomState(seed)
-  return jax.tree.unflatten(tree, [a + scale * rng.standard_normal(a.shape).astype(a.dtype)
-                                   for a in leaves])
+  return jax.tree.unflatten(
+    tree, [a + scale * rng.standard_normal(a.shape).astype(a.dtype) for a in leaves]
+  )
 
 
 def test_pixelcnn_is_causal_in_raster_and_channel_order_with_no_blind_spot():
@@ -107,14 +108,16 @@ def test_pixelcnn_probabilities_sum_to_one_and_match_cached_decoder(shape, level
   of per-position conditionals from the cached decoder."""
   c = shape[-1]
   model = PixelCNN(num_levels=levels, num_channels=c, features=2 * c, num_layers=2)
-  images = np.array(list(itertools.product(range(levels), repeat=math.prod(shape))),
-                    np.int32).reshape((-1,) + shape)
+  images = np.array(
+    list(itertools.product(range(levels), repeat=math.prod(shape))), np.int32
+  ).reshape((-1,) + shape)
   params = _random_params(model, images[:1])
   nll = _jit(lambda p, x: losses.autoregressive_nll(model.apply(p, x), x))(params, images)
   nll = np.asarray(nll, np.float64)
   np.testing.assert_allclose(np.exp(-nll).sum(), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(_pixelcnn_cached_nll(model, params, jnp.asarray(images)), nll,
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    _pixelcnn_cached_nll(model, params, jnp.asarray(images)), nll, rtol=1e-4, atol=1e-4
+  )
 
 
 def test_causal_conv_lm_probabilities_sum_to_one_and_match_cached_decoder():
@@ -178,7 +181,8 @@ def test_bad_inputs_name_the_problem():
 def test_masked_conv_paths_equal_the_masked_lax_convolution(kernel_size):
   """MaskedConv2D picks a dot (1x1), tap-wise GEMM gradients (1x2) or XLA's convolution;
   all three are the VALID convolution with the masked kernel, in value and gradient."""
-  from gm_jax.nn import autoregressive as ar  # pylint: disable=g-import-not-at-top
+  from gm_jax.nn import autoregressive as ar
+
   kh, kw = kernel_size
   conv = ar.MaskedConv2D(6, kernel_size, 'B', 3)
   x = jax.random.normal(jax.random.key(0), (2, 4 + kh - 1, 5 + kw - 1, 3))
@@ -188,8 +192,9 @@ def test_masked_conv_paths_equal_the_masked_lax_convolution(kernel_size):
   def reference(p, x):
     mask = np.ones((kh, kw, 3, 6), np.float32)
     mask[-1, -1] = ar.channel_mask(ar.channel_groups(3, 3), ar.channel_groups(6, 3), mask_type='B')
-    y = jax.lax.conv_general_dilated(x, p['params']['kernel'] * mask, (1, 1), 'VALID',
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = jax.lax.conv_general_dilated(
+      x, p['params']['kernel'] * mask, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
     return y + p['params']['bias']
 
   np.testing.assert_allclose(conv.apply(params, x), reference(params, x), atol=1e-4)

@@ -36,14 +36,14 @@ def _flat(z):
 def gaussian_eps(z, log_snr):
   """The optimal `eps_hat(z, lambda)` for data `N(MU, SIGMA)` (float32 in and out)."""
   alpha, sigma = dm.alpha_sigma(log_snr)
-  cov = alpha ** 2 * SIGMA + sigma ** 2 * jnp.eye(D)
+  cov = alpha**2 * SIGMA + sigma**2 * jnp.eye(D)
   resid = _flat(z) - alpha * MU
   return (sigma * jnp.linalg.solve(cov, resid.T).T).reshape(z.shape).astype(jnp.float32)
 
 
 def gaussian_velocity(x, t):
   """The optimal flow-matching velocity for data `N(MU, SIGMA)` at time `t`."""
-  cov = (1 - t) ** 2 * jnp.eye(D) + t ** 2 * SIGMA
+  cov = (1 - t) ** 2 * jnp.eye(D) + t**2 * SIGMA
   gain = t * SIGMA - (1 - t) * jnp.eye(D)
   resid = _flat(x) - t * MU
   return (MU + (gain @ jnp.linalg.solve(cov, resid.T)).T).reshape(x.shape).astype(jnp.float32)
@@ -87,8 +87,9 @@ def test_learned_schedule_is_monotone_with_free_ends():
   p = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(3), a.shape), params)
   lam = np.asarray(sched.apply(p, t))
   assert np.all(np.diff(lam) < 0)
-  np.testing.assert_allclose([lam[0], lam[-1]], [-p['params']['gamma_0'],
-                                                -p['params']['gamma_1']], rtol=1e-5)
+  np.testing.assert_allclose(
+    [lam[0], lam[-1]], [-p['params']['gamma_0'], -p['params']['gamma_1']], rtol=1e-5
+  )
   with pytest.raises(ValueError, match='config.noise_schedule'):
     dm.LogSNRSchedule(kind='sqrt').init(jax.random.key(0), jnp.zeros(()))
   with pytest.raises(ValueError, match='config.log_snr_max'):
@@ -99,19 +100,20 @@ def test_forward_marginal_matches_the_closed_form_through_an_intermediate_time()
   """`z_s ~ q(z_s | x)`, then `z_t ~ q(z_t | z_s)` (the chain the samplers invert):
   `z_t` has `q(z_t | x) = N(alpha_t x, sigma_t^2)`."""
   x = 0.7
-  lam_s, lam_t = (np.float64(dm.cosine_log_snr(t, log_snr_min=-6.0, log_snr_max=6.0))
-                  for t in (0.3, 0.8))
+  lam_s, lam_t = (
+    np.float64(dm.cosine_log_snr(t, log_snr_min=-6.0, log_snr_max=6.0)) for t in (0.3, 0.8)
+  )
   a_s, s_s = np.sqrt(1 / (1 + np.exp(-lam_s))), np.sqrt(1 / (1 + np.exp(lam_s)))
   a_t, s_t = np.sqrt(1 / (1 + np.exp(-lam_t))), np.sqrt(1 / (1 + np.exp(lam_t)))
   a_ts = a_t / a_s
-  var_ts = s_t ** 2 - a_ts ** 2 * s_s ** 2
+  var_ts = s_t**2 - a_ts**2 * s_s**2
   rng = np.random.default_rng(1)
   n = 400_000
   z_s = a_s * x + s_s * rng.normal(size=n)
   z_t = a_ts * z_s + np.sqrt(var_ts) * rng.normal(size=n)
   assert z_t.mean() == pytest.approx(a_t * x, abs=4 * s_t / math.sqrt(n))
-  assert z_t.var() == pytest.approx(s_t ** 2, rel=5 * math.sqrt(2 / n))
-  assert a_t ** 2 + s_t ** 2 == pytest.approx(1.0)
+  assert z_t.var() == pytest.approx(s_t**2, rel=5 * math.sqrt(2 / n))
+  assert a_t**2 + s_t**2 == pytest.approx(1.0)
 
 
 def test_levels_dequantisation_and_bins_round_trip():
@@ -140,14 +142,15 @@ def test_vdm_terms_equal_a_numpy_computation_for_the_same_noise():
   x = 2 * (images + 0.5) / levels - 1
   # jitted: eager Flax compiles every op on its own (16 s of this test on 2 cores)
   params = jax.jit(lambda v: model.init(jax.random.key(0), v, method=model.init_all))(
-      jnp.asarray(x, jnp.float32))
+    jnp.asarray(x, jnp.float32)
+  )
   # a non-trivial network (its last conv starts at zero)
-  params = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(1), a.shape),
-                        params)
+  params = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(1), a.shape), params)
   key = jax.random.key(7)
   times = np.array([0.1, 0.5, 0.93])
-  out = jax.jit(lambda p, t: dm.vdm_terms(model, p, images, None, key, num_levels=levels,
-                                           times=t))(params, jnp.asarray(times, jnp.float32))
+  out = jax.jit(lambda p, t: dm.vdm_terms(model, p, images, None, key, num_levels=levels, times=t))(
+    params, jnp.asarray(times, jnp.float32)
+  )
 
   # the same noise as vdm_terms draws it
   _, eps_key, eps0_key, _, _ = jax.random.split(key, 5)
@@ -157,22 +160,29 @@ def test_vdm_terms_equal_a_numpy_computation_for_the_same_noise():
   a = math.atan(math.exp(2.5)) - b
   lam = -2 * np.log(np.tan(a * times + b))
   dlam = -4 * a / np.sin(2 * (a * times + b))
-  al, sg = np.sqrt(_np_sigmoid(lam))[:, None, None, None], np.sqrt(_np_sigmoid(-lam))[
-      :, None, None, None]
+  al, sg = (
+    np.sqrt(_np_sigmoid(lam))[:, None, None, None],
+    np.sqrt(_np_sigmoid(-lam))[:, None, None, None],
+  )
   z = al * x + sg * eps
-  pred = np.asarray(jax.jit(model.apply)(params, jnp.asarray(z, jnp.float32),
-                                         jnp.asarray(lam, jnp.float32)), np.float64)
+  pred = np.asarray(
+    jax.jit(model.apply)(params, jnp.asarray(z, jnp.float32), jnp.asarray(lam, jnp.float32)),
+    np.float64,
+  )
   diffusion = 0.5 * -dlam * np.sum((eps - pred) ** 2, axis=(1, 2, 3))
   lam0, lam1 = 7.0, -5.0
   a0, s0 = math.sqrt(_np_sigmoid(lam0)), math.sqrt(_np_sigmoid(-lam0))
   z0 = a0 * x + s0 * eps0
   centres = 2 * (np.arange(levels) + 0.5) / levels - 1
   logits = -0.5 * math.exp(lam0) * (z0[..., None] / a0 - centres) ** 2
-  logp = logits - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1,
-                                keepdims=True)) - logits.max(-1, keepdims=True)
+  logp = (
+    logits
+    - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1, keepdims=True))
+    - logits.max(-1, keepdims=True)
+  )
   recon = -np.sum(np.take_along_axis(logp, images[..., None], -1)[..., 0], axis=(1, 2, 3))
   a1sq, s1sq = _np_sigmoid(lam1), _np_sigmoid(-lam1)
-  prior = np.sum(0.5 * (a1sq * x ** 2 + s1sq - 1 - np.log(s1sq)), axis=(1, 2, 3))
+  prior = np.sum(0.5 * (a1sq * x**2 + s1sq - 1 - np.log(s1sq)), axis=(1, 2, 3))
   np.testing.assert_allclose(out['diffusion'], diffusion, rtol=2e-4)
   np.testing.assert_allclose(out['recon'], recon, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(out['prior'], prior, rtol=1e-4)
@@ -186,18 +196,21 @@ def test_v_prediction_recovers_eps():
   alpha, sigma = (a[:, None, None, None] for a in dm.alpha_sigma(lam))
   x = (z - sigma * eps) / alpha
   v = alpha * eps - sigma * x
-  np.testing.assert_allclose(dm.eps_from_prediction(v, z, lam, 'v'), eps, rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(dm.eps_from_prediction(v, z, lam, 'v'), eps, rtol=1e-4, atol=1e-5)
 
 
 # -- samplers on Gaussian data ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize('method,steps', [('ddpm', 1000), ('ddim', 200), ('euler', 200),
-                                          ('heun', 50)])
+@pytest.mark.parametrize(
+  'method,steps', [('ddpm', 1000), ('ddim', 200), ('euler', 200), ('heun', 50)]
+)
 def test_diffusion_samplers_draw_the_gaussian(method, steps):
-  fn = jax.jit(lambda k: sampling.diffusion_sample(gaussian_eps, _log_snr, k, (8000,) + SHAPE,
-                                                   method=method, num_steps=steps))
+  fn = jax.jit(
+    lambda k: sampling.diffusion_sample(
+      gaussian_eps, _log_snr, k, (8000,) + SHAPE, method=method, num_steps=steps
+    )
+  )
   # 8,000 draws: the sample mean's standard error is <= 0.01, the covariance's ~0.01
   _assert_moments(fn(jax.random.key(0)), mean_tol=0.04, cov_tol=0.04)
 
@@ -205,12 +218,21 @@ def test_diffusion_samplers_draw_the_gaussian(method, steps):
 def test_ddim_with_many_steps_is_the_ode_it_discretises():
   key = jax.random.key(3)
   shape = (500,) + SHAPE
-  ddim = jax.jit(lambda: sampling.diffusion_sample(gaussian_eps, _log_snr, key, shape,
-                                                   method='ddim', num_steps=2000))()
-  heun = jax.jit(lambda: sampling.diffusion_sample(gaussian_eps, _log_snr, key, shape,
-                                                   method='heun', num_steps=200))()
-  coarse = jax.jit(lambda: sampling.diffusion_sample(gaussian_eps, _log_snr, key, shape,
-                                                     method='ddim', num_steps=20))()
+  ddim = jax.jit(
+    lambda: sampling.diffusion_sample(
+      gaussian_eps, _log_snr, key, shape, method='ddim', num_steps=2000
+    )
+  )()
+  heun = jax.jit(
+    lambda: sampling.diffusion_sample(
+      gaussian_eps, _log_snr, key, shape, method='heun', num_steps=200
+    )
+  )()
+  coarse = jax.jit(
+    lambda: sampling.diffusion_sample(
+      gaussian_eps, _log_snr, key, shape, method='ddim', num_steps=20
+    )
+  )()
   err_fine = float(jnp.max(jnp.abs(ddim - heun)))
   err_coarse = float(jnp.max(jnp.abs(coarse - heun)))
   assert err_fine < 2e-2, err_fine
@@ -219,8 +241,11 @@ def test_ddim_with_many_steps_is_the_ode_it_discretises():
 
 @pytest.mark.parametrize('method,steps', [('euler', 200), ('heun', 30), ('rk4', 10)])
 def test_flow_samplers_draw_the_gaussian(method, steps):
-  fn = jax.jit(lambda k: sampling.flow_sample(gaussian_velocity, k, (8000,) + SHAPE,
-                                              method=method, num_steps=steps))
+  fn = jax.jit(
+    lambda k: sampling.flow_sample(
+      gaussian_velocity, k, (8000,) + SHAPE, method=method, num_steps=steps
+    )
+  )
   _assert_moments(fn(jax.random.key(1)), mean_tol=0.04, cov_tol=0.04)
 
 
@@ -235,13 +260,19 @@ def test_ode_log_likelihood_is_the_gaussian_log_density():
   x = (MU + RNG.normal(size=(16, D)) @ np.linalg.cholesky(SIGMA).T).reshape((16,) + SHAPE)
   x = jnp.asarray(x, jnp.float32)
   expected = _gaussian_log_density(x)
-  fn = jax.jit(lambda x: sampling.ode_log_likelihood(gaussian_velocity, x, num_steps=50,
-                                                     method='rk4')[0])
+  fn = jax.jit(
+    lambda x: sampling.ode_log_likelihood(gaussian_velocity, x, num_steps=50, method='rk4')[0]
+  )
   np.testing.assert_allclose(fn(x), expected, atol=2e-3)
   # Hutchinson: unbiased, so the average over probes converges to the same value
   keys = jax.random.split(jax.random.key(5), 400)
-  hutch = jax.jit(jax.vmap(lambda k: sampling.ode_log_likelihood(
-      gaussian_velocity, x, num_steps=50, method='rk4', trace='hutchinson', key=k)[0]))(keys)
+  hutch = jax.jit(
+    jax.vmap(
+      lambda k: sampling.ode_log_likelihood(
+        gaussian_velocity, x, num_steps=50, method='rk4', trace='hutchinson', key=k
+      )[0]
+    )
+  )(keys)
   per_probe = np.asarray(hutch, np.float64)
   err = np.abs(per_probe.mean(0) - expected)
   assert np.all(err < 4 * per_probe.std(0) / math.sqrt(len(keys)) + 2e-3), err
@@ -260,39 +291,38 @@ def test_guidance_scale_zero_is_the_unconditional_model_and_one_the_conditional(
   null = 10
   uncond = model_fn(z, 0.3, jnp.full((3,), null))
   for scale, expected in ((0.0, uncond), (1.0, model_fn(z, 0.3, labels))):
-    out = sampling.classifier_free_guidance(model_fn, labels, null_label=null,
-                                            scale=scale)(z, 0.3)
+    out = sampling.classifier_free_guidance(model_fn, labels, null_label=null, scale=scale)(z, 0.3)
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
   guided = sampling.classifier_free_guidance(model_fn, labels, null_label=null, scale=3.0)
-  np.testing.assert_allclose(guided(z, 0.3), uncond + 3.0 * (model_fn(z, 0.3, labels) - uncond),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    guided(z, 0.3), uncond + 3.0 * (model_fn(z, 0.3, labels) - uncond), rtol=1e-5
+  )
 
 
 def test_guided_sampling_at_scale_zero_equals_sampling_the_null_class():
   net = dm.UNet(channels=8, channel_mults=(1,), num_classes=3)
   x = jnp.zeros((4, 4, 4, 1))
   params = net.init(jax.random.key(0), x, jnp.zeros((4,)), jnp.zeros((4,), jnp.int32))
-  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape),
-                        params)
+  params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), params)
   raw = lambda z, c, y: net.apply(params, z, jnp.full((z.shape[0],), c), y)
   labels = jnp.asarray([0, 1, 2, 1])
   guided = sampling.classifier_free_guidance(raw, labels, null_label=3, scale=0.0)
   null = lambda z, c: raw(z, c, jnp.full((4,), 3))
-  draw = lambda fn: sampling.flow_sample(fn, jax.random.key(2), x.shape, method='euler',
-                                         num_steps=5)
-  np.testing.assert_allclose(jax.jit(lambda: draw(guided))(), jax.jit(lambda: draw(null))(),
-                             atol=1e-5)
+  draw = lambda fn: sampling.flow_sample(
+    fn, jax.random.key(2), x.shape, method='euler', num_steps=5
+  )
+  np.testing.assert_allclose(
+    jax.jit(lambda: draw(guided))(), jax.jit(lambda: draw(null))(), atol=1e-5
+  )
   cond = sampling.classifier_free_guidance(raw, labels, null_label=3, scale=1.0)
   assert float(jnp.max(jnp.abs(jax.jit(lambda: draw(cond) - draw(null))()))) > 1e-3  # labels matter
 
 
 def test_samplers_reject_bad_arguments():
   with pytest.raises(ValueError, match='method'):
-    sampling.diffusion_sample(gaussian_eps, _log_snr, jax.random.key(0), (2,) + SHAPE,
-                              method='dpm')
+    sampling.diffusion_sample(gaussian_eps, _log_snr, jax.random.key(0), (2,) + SHAPE, method='dpm')
   with pytest.raises(ValueError, match='num_steps'):
-    sampling.diffusion_sample(gaussian_eps, _log_snr, jax.random.key(0), (2,) + SHAPE,
-                              num_steps=0)
+    sampling.diffusion_sample(gaussian_eps, _log_snr, jax.random.key(0), (2,) + SHAPE, num_steps=0)
   with pytest.raises(ValueError, match='method'):
     sampling.flow_sample(gaussian_velocity, jax.random.key(0), (2,) + SHAPE, method='ddpm')
 
@@ -300,12 +330,14 @@ def test_samplers_reject_bad_arguments():
 # -- the network -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('hw,mults,attention', [((8, 8), (1, 2), False),
-                                                ((28, 28), (1, 2, 2), True),
-                                                ((32, 32), (1, 2, 2, 2), False)])
+@pytest.mark.parametrize(
+  'hw,mults,attention',
+  [((8, 8), (1, 2), False), ((28, 28), (1, 2, 2), True), ((32, 32), (1, 2, 2, 2), False)],
+)
 def test_unet_keeps_the_image_shape(hw, mults, attention):
-  net = dm.UNet(channels=8, channel_mults=mults, attention=attention, num_classes=10,
-                fourier_exponents=(3,))
+  net = dm.UNet(
+    channels=8, channel_mults=mults, attention=attention, num_classes=10, fourier_exponents=(3,)
+  )
   x = jnp.zeros((2,) + hw + (3,))
   params = jax.jit(net.init)(jax.random.key(0), x, jnp.zeros((2,)), jnp.zeros((2,), jnp.int32))
   out = jax.jit(lambda p, v: net.apply(p, v, jnp.ones((2,)), None))(params, x)  # None: null class

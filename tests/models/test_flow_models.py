@@ -4,6 +4,7 @@ Parameters are randomly perturbed away from the (near-identity) initialisation
 before every check; brute-force Jacobians use `jax.jacfwd`, and the density of
 a tiny NICE is integrated numerically.
 """
+
 import math
 
 import chex
@@ -26,7 +27,8 @@ def _key(seed):
 def _perturb(params, seed, scale):
   rng = np.random.RandomState(seed)
   return jax.tree.map(
-      lambda a: a + jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), params)
+    lambda a: a + jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), params
+  )
 
 
 def _images(shape, seed, lo=0.02, hi=0.98):
@@ -48,11 +50,11 @@ def _random_params(model, x, seed, scale):
   compiles nothing. Any values are valid: the LU 1x1 convolution is invertible
   for every (L, U, log_s), and the coupling scales are soft-clamped.
   """
-  shapes = jax.eval_shape(lambda k, x: model.init(k, x, method=model.forward_and_log_det),
-                          _key(0), x)
+  shapes = jax.eval_shape(
+    lambda k, x: model.init(k, x, method=model.forward_and_log_det), _key(0), x
+  )
   rng = np.random.RandomState(seed)
-  return jax.tree.map(
-      lambda a: jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), shapes)
+  return jax.tree.map(lambda a: jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), shapes)
 
 
 def _jacobian(f, x):
@@ -64,10 +66,10 @@ def _jacobian(f, x):
 # Full architectures (multi-scale, factor-out, split prior, both parities) at a
 # depth that compiles quickly; the default depths only repeat these blocks.
 SHALLOW = {
-    'nice': flows_lib.NICE(),
-    'realnvp': flows_lib.RealNVP(num_checkerboard=2, num_channel=2, num_final=2),
-    'glow': flows_lib.Glow(steps_per_scale=2),
-    'glow_sigmoid_resnet': flows_lib.Glow(steps_per_scale=1, num_blocks=1, coupling_scale='sigmoid'),
+  'nice': flows_lib.NICE(),
+  'realnvp': flows_lib.RealNVP(num_checkerboard=2, num_channel=2, num_final=2),
+  'glow': flows_lib.Glow(steps_per_scale=2),
+  'glow_sigmoid_resnet': flows_lib.Glow(steps_per_scale=1, num_blocks=1, coupling_scale='sigmoid'),
 }
 
 
@@ -76,8 +78,7 @@ def test_default_models_construct_and_keep_the_shape(name):
   model = flows_lib.MODELS[name]()
   x = jnp.zeros(DIGITS)
   params = jax.eval_shape(lambda k: model.init(k, x, method=model.forward_and_log_det), _key(0))
-  z, log_det = jax.eval_shape(
-      lambda p: model.apply(p, x, method=model.forward_and_log_det), params)
+  z, log_det = jax.eval_shape(lambda p: model.apply(p, x, method=model.forward_and_log_det), params)
   assert z.shape == DIGITS and log_det.shape == (2,)
 
 
@@ -88,15 +89,16 @@ def test_num_blocks_reaches_every_coupling_network(name):
   x = jnp.zeros(DIGITS)
 
   def nets(model):
-    params = jax.eval_shape(
-        lambda k: model.init(k, x, method=model.forward_and_log_det), _key(0))
+    params = jax.eval_shape(lambda k: model.init(k, x, method=model.forward_and_log_det), _key(0))
     found = []
+
     def visit(tree, path):
       for k, v in tree.items():
         if k == 'net':
           found.append((path, sorted(n for n in v if n.startswith('block'))))
         elif isinstance(v, dict):
           visit(v, path + (k,))
+
     visit(params['params'], ())
     return found
 
@@ -126,9 +128,15 @@ def test_model_contract(name):
     z, log_det = fwd(x)
     x_back, inv_log_det = inv(z)
     z2_back, _ = fwd(inv(z2)[0])
-    return dict(z=z, log_det=log_det, x_back=x_back, inv_log_det=inv_log_det,
-                z2_back=z2_back, jac=_jacobian(fwd, x),
-                log_prob=model.apply(params, x, method=model.log_prob))
+    return dict(
+      z=z,
+      log_det=log_det,
+      x_back=x_back,
+      inv_log_det=inv_log_det,
+      z2_back=z2_back,
+      jac=_jacobian(fwd, x),
+      log_prob=model.apply(params, x, method=model.log_prob),
+    )
 
   out = check(x, z2)
   chex.assert_shape([out['z'], out['x_back']], DIGITS)
@@ -145,8 +153,7 @@ def test_model_contract(name):
     # the networks are active: pixels depend on other pixels
     assert np.max(np.abs(block - np.diag(np.diag(block)))) > 1e-2
   np.testing.assert_allclose(out['log_det'] + out['inv_log_det'], 0.0, atol=1e-3)
-  np.testing.assert_allclose(out['log_prob'], -losses.flow_nll(out['z'], out['log_det']),
-                             atol=1e-4)
+  np.testing.assert_allclose(out['log_prob'], -losses.flow_nll(out['z'], out['log_det']), atol=1e-4)
 
 
 def test_density_integrates_to_one():
@@ -170,8 +177,9 @@ def test_density_integrates_to_one():
   u, v = np.meshgrid(grid, grid, indexing='ij')
   weight = np.outer(dx_dt, dx_dt) * (2 * t_max / n) ** 2
   xs = jnp.asarray(np.stack([u, v], -1).reshape(-1, 1, 2, 1), jnp.float32)
-  log_p = np.asarray(_jit(lambda x: model.apply(params, x, method=model.log_prob))(xs),
-                     np.float64).reshape(n, n)
+  log_p = np.asarray(
+    _jit(lambda x: model.apply(params, x, method=model.log_prob))(xs), np.float64
+  ).reshape(n, n)
   mass = float(np.sum(np.exp(log_p) * weight))
   np.testing.assert_allclose(mass, 1.0, atol=2e-3)
   # the mass on [0, 1]^2, which the bits/dim bound uses, is a sub-density
@@ -222,13 +230,19 @@ def test_sample_temperature_interpolate_and_quantisation(small_glow):
     s_cold = flows_lib.sample(model, params, key, shape=shape, temperature=0.5)
     fwd = lambda v: model.apply(params, v, method=model.forward_and_log_det)[0]
     path = flows_lib.interpolate(model, params, x[0], x[1], num_steps=5)
-    return dict(s0=s0, s_hot=s_hot, z_hot=fwd(s_hot), z_cold=fwd(s_cold), path=path,
-                z=fwd(x), z_mid=fwd(path[2:3]))
+    return dict(
+      s0=s0,
+      s_hot=s_hot,
+      z_hot=fwd(s_hot),
+      z_cold=fwd(s_cold),
+      path=path,
+      z=fwd(x),
+      z_mid=fwd(path[2:3]),
+    )
 
   out = run(_key(3), x)
   # temperature 0 gives f^{-1}(0) for every sample; T scales the latent
-  np.testing.assert_allclose(out['s0'], jnp.broadcast_to(out['s0'][:1], (3, 8, 8, 1)),
-                             atol=1e-6)
+  np.testing.assert_allclose(out['s0'], jnp.broadcast_to(out['s0'][:1], (3, 8, 8, 1)), atol=1e-6)
   np.testing.assert_allclose(out['z_cold'], 0.5 * out['z_hot'], atol=1e-4)
   assert float(jnp.std(out['z_hot'])) > 0.5
   assert -0.1 < float(jnp.min(out['s_hot'])) and float(jnp.max(out['s_hot'])) < 1.1
@@ -247,15 +261,19 @@ def test_dequantize_quantize():
   # the noise fills the bin: fractional parts are spread over [0, 1)
   frac = np.asarray(xc * 17 - k)
   assert frac.min() < 0.05 and frac.max() > 0.95
-  np.testing.assert_array_equal(flows_lib.quantize(jnp.array([-0.1, 1.0, 1.2]), num_levels=17),
-                                [0, 16, 16])
+  np.testing.assert_array_equal(
+    flows_lib.quantize(jnp.array([-0.1, 1.0, 1.2]), num_levels=17), [0, 16, 16]
+  )
 
 
-@pytest.mark.parametrize('make, shape', [
+@pytest.mark.parametrize(
+  'make, shape',
+  [
     (flows_lib.Glow, (1, 6, 8, 1)),
     (flows_lib.RealNVP, (1, 8, 5, 1)),
     (flows_lib.NICE, (1, 8, 8)),
-])
+  ],
+)
 def test_bad_shapes_raise(make, shape):
   model = make()
   with pytest.raises(ValueError, match='divisible|B, H, W, C'):

@@ -13,18 +13,19 @@ _jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
 
 
 def test_loss_table_uses_exactly_the_gm_jax_losses():
-  assert gan.GAN_LOSSES['minimax'] == (losses.discriminator_loss,
-                                       losses.generator_minimax_loss)
-  assert gan.GAN_LOSSES['non_saturating'] == (losses.discriminator_loss,
-                                              losses.generator_nonsaturating_loss)
-  assert gan.GAN_LOSSES['lsgan'] == (losses.lsgan_discriminator_loss,
-                                     losses.lsgan_generator_loss)
+  assert gan.GAN_LOSSES['minimax'] == (losses.discriminator_loss, losses.generator_minimax_loss)
+  assert gan.GAN_LOSSES['non_saturating'] == (
+    losses.discriminator_loss,
+    losses.generator_nonsaturating_loss,
+  )
+  assert gan.GAN_LOSSES['lsgan'] == (losses.lsgan_discriminator_loss, losses.lsgan_generator_loss)
   with pytest.raises(ValueError, match=r"config.gan_loss must be one of .* got 'wgan'"):
     gan.gan_losses('wgan')
 
 
 def test_levels_from_unit_is_the_inverse_of_images_to_unit():
-  from gm_jax.nn.layers import images_to_unit  # pylint: disable=g-import-not-at-top
+  from gm_jax.nn.layers import images_to_unit
+
   levels = jnp.arange(17, dtype=jnp.uint8)
   np.testing.assert_array_equal(gan.levels_from_unit(images_to_unit(levels, 17), 17), levels)
   np.testing.assert_array_equal(gan.levels_from_unit(jnp.array([-3.0, 3.0]), 17), [0, 16])

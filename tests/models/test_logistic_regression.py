@@ -1,4 +1,5 @@
 """gm_jax.models.logistic_regression against NumPy and scikit-learn, and against naive Bayes."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -26,10 +27,13 @@ def scaled(digits):
 def test_logreg_objective_matches_numpy(scaled):
   x, y, _, _ = scaled
   rng = np.random.default_rng(0)
-  params = lr.LogRegParams(weight=jnp.asarray(rng.normal(size=(64, 10)), jnp.float32),
-                           bias=jnp.asarray(rng.normal(size=10), jnp.float32))
-  logits = (x.astype(np.float64) @ np.asarray(params.weight, np.float64)
-            + np.asarray(params.bias, np.float64))
+  params = lr.LogRegParams(
+    weight=jnp.asarray(rng.normal(size=(64, 10)), jnp.float32),
+    bias=jnp.asarray(rng.normal(size=10), jnp.float32),
+  )
+  logits = x.astype(np.float64) @ np.asarray(params.weight, np.float64) + np.asarray(
+    params.bias, np.float64
+  )
   ce = special.logsumexp(logits, axis=1) - logits[np.arange(len(y)), y]
   w = rng.uniform(size=len(y))
   want = (w * ce).sum() / w.sum() + 0.5 * 0.01 * np.sum(np.asarray(params.weight) ** 2)
@@ -73,8 +77,13 @@ def test_logreg_reaches_sklearns_objective(scaled, inverse_c):
   assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grad)) < 1e-3
   acc = np.mean(np.asarray(lr.logreg_predict(params, xte)) == yte)
   assert abs(acc - sk.score(xte, yte)) <= 0.02
-  assert abs(_np_log_loss(params.weight, params.bias, xte, yte)
-             - _np_log_loss(sk.coef_.T, sk.intercept_, xte, yte)) <= 0.02
+  assert (
+    abs(
+      _np_log_loss(params.weight, params.bias, xte, yte)
+      - _np_log_loss(sk.coef_.T, sk.intercept_, xte, yte)
+    )
+    <= 0.02
+  )
 
 
 def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
@@ -85,8 +94,16 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
   n = 300
   w = (np.arange(len(y)) < n).astype(np.float32)
   l2s = jnp.array([1e-2, 1e-3])
-  fit = lambda l2: lr.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2, solver='adam',
-                                 learning_rate=0.1, sample_weight=w, num_steps=1000)
+  fit = lambda l2: lr.fit_logreg(
+    x,
+    y,
+    num_classes=NUM_CLASSES,
+    l2=l2,
+    solver='adam',
+    learning_rate=0.1,
+    sample_weight=w,
+    num_steps=1000,
+  )
   batched, traces = jax.vmap(fit)(l2s)
   chex.assert_shape(batched.weight, (2, 64, NUM_CLASSES))
   for i, l2 in enumerate(np.asarray(l2s)):
@@ -96,11 +113,19 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
     # the rounding noise of a feature that is zero on every image moves its weight by
     # the full step (then pulled back by the penalty); later, at a constant step, Adam
     # hovers and rounding decides where.
-    _, alone = lr.fit_logreg(x[:n], y[:n], num_classes=NUM_CLASSES, l2=float(l2),
-                             solver='adam', learning_rate=0.1, num_steps=50)
+    _, alone = lr.fit_logreg(
+      x[:n],
+      y[:n],
+      num_classes=NUM_CLASSES,
+      l2=float(l2),
+      solver='adam',
+      learning_rate=0.1,
+      num_steps=50,
+    )
     np.testing.assert_allclose(traces[i, :50], alone, rtol=5e-3)
-    sk = linear_model.LogisticRegression(C=1 / (float(l2) * n), max_iter=2000,
-                                         tol=1e-8).fit(x[:n], y[:n])
+    sk = linear_model.LogisticRegression(C=1 / (float(l2) * n), max_iter=2000, tol=1e-8).fit(
+      x[:n], y[:n]
+    )
     ours = _np_objective(params.weight, params.bias, x, y, l2, sample_weight=w)
     theirs = _np_objective(sk.coef_.T, sk.intercept_, x[:n], y[:n], l2)
     # Adam with a constant step hovers near the optimum: within 0.5% of sklearn's.
@@ -117,8 +142,7 @@ def test_duplicated_features_are_counted_k_times_by_nb_not_by_logreg(scaled, dig
   xtr, ytr, xte, yte = digits
   k = 3
   nb1 = nb.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
-  nbk = nb.fit_categorical_nb(np.tile(xtr, k), ytr, num_classes=NUM_CLASSES,
-                              num_categories=17)
+  nbk = nb.fit_categorical_nb(np.tile(xtr, k), ytr, num_classes=NUM_CLASSES, num_categories=17)
   # Naive Bayes: the class-conditional log-likelihood is multiplied by k exactly.
   lik1 = nb.log_joint(nb1, xte) - nb1.log_prior
   likk = nb.log_joint(nbk, np.tile(xte, k)) - nbk.log_prior
@@ -132,21 +156,29 @@ def test_duplicated_features_are_counted_k_times_by_nb_not_by_logreg(scaled, dig
   l2 = 1e-2
   lrk, _ = lr.fit_logreg(np.tile(x, k), y, num_classes=NUM_CLASSES, l2=l2, num_steps=150)
   lr1, _ = lr.fit_logreg(x, y, num_classes=NUM_CLASSES, l2=l2 / k, num_steps=150)
-  np.testing.assert_allclose(np.exp(lr.logreg_predict_log_proba(lrk, np.tile(xt, k))),
-                             np.exp(lr.logreg_predict_log_proba(lr1, xt)), atol=2e-3)
+  np.testing.assert_allclose(
+    np.exp(lr.logreg_predict_log_proba(lrk, np.tile(xt, k))),
+    np.exp(lr.logreg_predict_log_proba(lr1, xt)),
+    atol=2e-3,
+  )
 
 
 # ---------------------------------------------------------------------------
 # Bad input.
 
 
-@pytest.mark.parametrize('call,field', [
+@pytest.mark.parametrize(
+  'call,field',
+  [
     (lambda x, y: lr.fit_logreg(x, y, num_classes=10, l2=0.1, solver='newton'), 'solver'),
     (lambda x, y: lr.fit_logreg(x, y, num_classes=10, l2=0.1, solver='adam'), 'learning_rate'),
     (lambda x, y: lr.fit_logreg(x, y, num_classes=10, l2=-1.0), 'l2'),
-    (lambda x, y: lr.fit_logreg(x, y, num_classes=10, l2=0.1,
-                                sample_weight=np.ones(3)), 'sample_weight'),
-])
+    (
+      lambda x, y: lr.fit_logreg(x, y, num_classes=10, l2=0.1, sample_weight=np.ones(3)),
+      'sample_weight',
+    ),
+  ],
+)
 def test_bad_input_names_the_field(digits, call, field):
   x, y = digits[0][:50], digits[1][:50]
   with pytest.raises(ValueError, match=field):

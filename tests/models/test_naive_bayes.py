@@ -1,4 +1,5 @@
 """gm_jax.models.naive_bayes against scikit-learn, SciPy and brute force."""
+
 import itertools
 
 import chex
@@ -6,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import special, stats
-from sklearn import datasets, naive_bayes
+from scipy import special
+from scipy import stats
+from sklearn import datasets
+from sklearn import naive_bayes
 
 from gm_jax.models import naive_bayes as nb
 
@@ -64,11 +67,9 @@ def test_categorical_matches_sklearn(digits, x64):
   xtr, ytr, xte, _ = digits
   sk = naive_bayes.CategoricalNB(alpha=1.0, min_categories=17).fit(xtr, ytr)
   with jax.enable_x64(x64):
-    params = nb.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES,
-                                   num_categories=17)
+    params = nb.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
   chex.assert_shape(params.log_prob, (NUM_CLASSES, 64, 17))
-  np.testing.assert_allclose(params.log_prob, np.stack(sk.feature_log_prob_, 1),
-                             atol=1e-6)
+  np.testing.assert_allclose(params.log_prob, np.stack(sk.feature_log_prob_, 1), atol=1e-6)
   _assert_matches(params, sk, xte, x64)
 
 
@@ -101,8 +102,9 @@ def test_gaussian_log_joint_matches_scipy():
   x = rng.normal(size=(50, 4)).astype(np.float32)
   y = rng.integers(0, 3, 50).astype(np.int32)
   params = nb.fit_gaussian_nb(x, y, num_classes=3)
-  want = (stats.norm.logpdf(x[:, None, :], params.mean, np.sqrt(params.var)).sum(-1)
-          + np.asarray(params.log_prior))
+  want = stats.norm.logpdf(x[:, None, :], params.mean, np.sqrt(params.var)).sum(-1) + np.asarray(
+    params.log_prior
+  )
   np.testing.assert_allclose(nb.log_joint(params, x), want, rtol=1e-5)
 
 
@@ -112,8 +114,7 @@ def test_gaussian_log_joint_matches_scipy():
 
 def _toy(seed, n, d, k, c):
   rng = np.random.default_rng(seed)
-  return (rng.integers(0, k, (n, d)).astype(np.int32),
-          rng.integers(0, c, n).astype(np.int32))
+  return (rng.integers(0, k, (n, d)).astype(np.int32), rng.integers(0, c, n).astype(np.int32))
 
 
 def test_categorical_marginal_sums_to_one_over_all_states():
@@ -124,8 +125,7 @@ def test_categorical_marginal_sums_to_one_over_all_states():
   np.testing.assert_allclose(total, 0.0, atol=1e-5)
   # Summing the joint over x gives back the class prior.
   joint = np.asarray(nb.log_joint(params, states), np.float64)
-  np.testing.assert_allclose(special.logsumexp(joint, axis=0), params.log_prior,
-                             atol=1e-5)
+  np.testing.assert_allclose(special.logsumexp(joint, axis=0), params.log_prior, atol=1e-5)
 
 
 def test_bernoulli_marginal_sums_to_one_over_all_states():
@@ -142,10 +142,10 @@ def test_multinomial_is_a_distribution_over_word_sequences():
   x, y = _toy(2, 30, 4, 5, 2)
   params = nb.fit_multinomial_nb(x, y, num_classes=2)
   length = 4
-  counts = np.array([c for c in itertools.product(range(length + 1), repeat=4)
-                     if sum(c) == length], np.int32)
-  log_coef = (special.gammaln(length + 1)
-              - special.gammaln(counts + 1).sum(-1))
+  counts = np.array(
+    [c for c in itertools.product(range(length + 1), repeat=4) if sum(c) == length], np.int32
+  )
+  log_coef = special.gammaln(length + 1) - special.gammaln(counts + 1).sum(-1)
   total = special.logsumexp(log_coef + np.asarray(nb.log_marginal(params, counts)))
   np.testing.assert_allclose(total, 0.0, atol=1e-5)
 
@@ -157,7 +157,7 @@ def test_categorical_samples_match_fitted_frequencies(digits):
   samples = nb.sample(params, jax.random.key(0), label=3, num=num)
   chex.assert_shape(samples, (num, 64))
   assert samples.dtype == jnp.int32
-  freq = np.asarray(jax.nn.one_hot(samples, 17).mean(0))          # [64, 17]
+  freq = np.asarray(jax.nn.one_hot(samples, 17).mean(0))  # [64, 17]
   p = np.exp(np.asarray(params.log_prob[3]))
   # Binomial standard error; 5 sigma over 64*17 cells.
   np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / num) + 1e-3)
@@ -203,13 +203,12 @@ def test_fit_and_predict_under_jit_and_vmap(digits):
   # vmap over bootstrap resamples of the training set == separate fits.
   idx = np.random.default_rng(0).integers(0, 1437, (3, 1437))
   xj, yj = jnp.asarray(xtr, jnp.float32), jnp.asarray(ytr)
-  batched = jax.vmap(lambda i: nb.fit_gaussian_nb(
-      xj[i], yj[i], num_classes=NUM_CLASSES))(idx)
+  batched = jax.vmap(lambda i: nb.fit_gaussian_nb(xj[i], yj[i], num_classes=NUM_CLASSES))(idx)
   for b in range(3):
-    single = nb.fit_gaussian_nb(xtr[idx[b]].astype(np.float32), ytr[idx[b]],
-                                num_classes=NUM_CLASSES)
-    chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], batched), single,
-                                rtol=1e-5, atol=1e-6)
+    single = nb.fit_gaussian_nb(
+      xtr[idx[b]].astype(np.float32), ytr[idx[b]], num_classes=NUM_CLASSES
+    )
+    chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], batched), single, rtol=1e-5, atol=1e-6)
   jit_lp = jax.jit(nb.predict_log_proba)(params, xte)
   np.testing.assert_allclose(jit_lp, nb.predict_log_proba(params, xte), atol=1e-5)
 
@@ -218,30 +217,50 @@ def test_fit_and_predict_under_jit_and_vmap(digits):
 # Bad input.
 
 
-@pytest.mark.parametrize('call,field', [
+@pytest.mark.parametrize(
+  'call,field',
+  [
     (lambda x, y: nb.fit_categorical_nb(x[0], y, num_classes=10, num_categories=17), 'x'),
     (lambda x, y: nb.fit_categorical_nb(x, y[:-1], num_classes=10, num_categories=17), 'y'),
-    (lambda x, y: nb.fit_categorical_nb(x, y.astype(np.float32), num_classes=10,
-                                        num_categories=17), 'y'),
+    (
+      lambda x, y: nb.fit_categorical_nb(
+        x, y.astype(np.float32), num_classes=10, num_categories=17
+      ),
+      'y',
+    ),
     (lambda x, y: nb.fit_categorical_nb(x, y, num_classes=5, num_categories=17), 'y'),
     (lambda x, y: nb.fit_categorical_nb(x, y, num_classes=10, num_categories=16), 'x'),
     (lambda x, y: nb.fit_categorical_nb(x * 1.0, y, num_classes=10, num_categories=17), 'x'),
     (lambda x, y: nb.fit_categorical_nb(x, y, num_classes=0, num_categories=17), 'num_classes'),
-    (lambda x, y: nb.fit_categorical_nb(x, y, num_classes=10, num_categories=17, alpha=0.0),
-     'alpha'),
+    (
+      lambda x, y: nb.fit_categorical_nb(x, y, num_classes=10, num_categories=17, alpha=0.0),
+      'alpha',
+    ),
     (lambda x, y: nb.fit_bernoulli_nb(x, y, num_classes=10), 'binary'),
     (lambda x, y: nb.fit_multinomial_nb(-x, y, num_classes=10), 'non-negative'),
-    (lambda x, y: nb.fit_gaussian_nb(x, y, num_classes=10, var_smoothing=-1.0),
-     'var_smoothing'),
+    (lambda x, y: nb.fit_gaussian_nb(x, y, num_classes=10, var_smoothing=-1.0), 'var_smoothing'),
     (lambda x, y: nb.log_joint(nb.fit_multinomial_nb(x, y, num_classes=10), x[:, :5]), 'x'),
-    (lambda x, y: nb.sample(nb.fit_multinomial_nb(x, y, num_classes=10), jax.random.key(0),
-                            label=0, num=2), 'num_trials'),
-    (lambda x, y: nb.sample(nb.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
-                            label=10, num=2), 'label'),
-    (lambda x, y: nb.sample(nb.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0),
-                            label=1, num=0), 'num'),
+    (
+      lambda x, y: nb.sample(
+        nb.fit_multinomial_nb(x, y, num_classes=10), jax.random.key(0), label=0, num=2
+      ),
+      'num_trials',
+    ),
+    (
+      lambda x, y: nb.sample(
+        nb.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0), label=10, num=2
+      ),
+      'label',
+    ),
+    (
+      lambda x, y: nb.sample(
+        nb.fit_gaussian_nb(x, y, num_classes=10), jax.random.key(0), label=1, num=0
+      ),
+      'num',
+    ),
     (lambda x, y: nb.nb_from_name('poisson'), 'variant'),
-])
+  ],
+)
 def test_bad_input_names_the_field(digits, call, field):
   x, y = digits[0][:50], digits[1][:50]
   with pytest.raises(ValueError, match=field):

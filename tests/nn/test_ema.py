@@ -1,4 +1,5 @@
 """`ema_init` / `ema_update` against a float64 NumPy loop."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,7 +58,8 @@ def test_warm_up_and_dtypes():
   assert ema['w'].dtype == jnp.float32 and ema['step'].dtype == jnp.int32
   new = {'w': jnp.full((2,), 3.0, jnp.bfloat16), 'step': jnp.asarray(4, jnp.int32)}
   out = jax.jit(lambda e, p, c: ema_lib.ema_update(e, p, decay=0.5, count=c))(
-      ema, new, jnp.asarray(0))
+    ema, new, jnp.asarray(0)
+  )
   np.testing.assert_allclose(out['w'], 0.1 * 1.0 + 0.9 * 3.0, rtol=1e-6)
   assert out['w'].dtype == jnp.float32 and int(out['step']) == 4
   # a traced decay works too

@@ -33,7 +33,8 @@ def _perturb(params, seed, scale):
   """Adds N(0, scale^2) noise to every parameter (NumPy: nothing to compile)."""
   rng = np.random.RandomState(seed)
   return jax.tree.map(
-      lambda a: a + jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), params)
+    lambda a: a + jnp.asarray(scale * rng.standard_normal(a.shape), a.dtype), params
+  )
 
 
 def _input(shape, kind, seed):
@@ -54,40 +55,91 @@ def _channel_keep(parity):
     if parity == 0:
       mask[..., :k] = True
     else:
-      mask[..., c - k:] = True
+      mask[..., c - k :] = True
     return mask
+
   return keep
 
 
 # name -> (factory, input shape, input kind, volume preserving?, kept-half mask)
 LAYERS = {
-    'logit': (lambda: fl.Logit(0.05), IMAGE, 'unit', False, None),
-    'additive_coupling_even': (lambda: fl.AdditiveCoupling(16, 2, 0), (2, 8), 'normal', True,
-                               lambda s: np.tile([True, False], (s[0], s[1] // 2))),
-    'rescale': (fl.Rescale, (2, 8), 'normal', False, None),
-    'affine_checkerboard_0': (lambda: fl.AffineCoupling('checkerboard', 0, 8), IMAGE,
-                              'normal', False, _checker_keep(0)),
-    'affine_channel_0': (lambda: fl.AffineCoupling('channel', 0, 8), IMAGE, 'normal', False,
-                         _channel_keep(0)),
-    'affine_channel_1_sigmoid': (
-        lambda: fl.AffineCoupling('channel', 1, 8, scale='sigmoid'), IMAGE, 'normal', False,
-        _channel_keep(1)),
-    'affine_checkerboard_1_resnet': (
-        lambda: fl.AffineCoupling('checkerboard', 1, 8, num_blocks=2), IMAGE, 'normal', False,
-        _checker_keep(1)),
-    'additive_coupling_odd': (lambda: fl.AdditiveCoupling(16, 2, 1), (2, 8), 'normal', True,
-                              lambda s: np.tile([False, True], (s[0], s[1] // 2))),
-    'affine_channel_1_odd_c': (lambda: fl.AffineCoupling('channel', 1, 8), (2, 2, 2, 3),
-                               'normal', False, _channel_keep(1)),
-    'squeeze': (fl.Squeeze, IMAGE, 'normal', True, None),
-    'unsqueeze': (fl.Unsqueeze, (2, 2, 2, 8), 'normal', True, None),
-    'actnorm': (fl.ActNorm, IMAGE, 'normal', False, None),
-    'conv1x1': (lambda: fl.Invertible1x1Conv(seed=3), (2, 4, 4, 3), 'normal', False, None),
-    'factor_out': (lambda: fl.FactorOut(fl.AffineCoupling('channel', 0, 8)), (2, 2, 2, 4),
-                   'normal', False, lambda s: np.broadcast_to(np.arange(4) < 3, s)),
-    'chain': (lambda: fl.Chain((fl.ActNorm(), fl.Squeeze(), fl.Invertible1x1Conv(1),
-                                fl.AffineCoupling('channel', 0, 8), fl.Unsqueeze())),
-              IMAGE, 'normal', False, None),
+  'logit': (lambda: fl.Logit(0.05), IMAGE, 'unit', False, None),
+  'additive_coupling_even': (
+    lambda: fl.AdditiveCoupling(16, 2, 0),
+    (2, 8),
+    'normal',
+    True,
+    lambda s: np.tile([True, False], (s[0], s[1] // 2)),
+  ),
+  'rescale': (fl.Rescale, (2, 8), 'normal', False, None),
+  'affine_checkerboard_0': (
+    lambda: fl.AffineCoupling('checkerboard', 0, 8),
+    IMAGE,
+    'normal',
+    False,
+    _checker_keep(0),
+  ),
+  'affine_channel_0': (
+    lambda: fl.AffineCoupling('channel', 0, 8),
+    IMAGE,
+    'normal',
+    False,
+    _channel_keep(0),
+  ),
+  'affine_channel_1_sigmoid': (
+    lambda: fl.AffineCoupling('channel', 1, 8, scale='sigmoid'),
+    IMAGE,
+    'normal',
+    False,
+    _channel_keep(1),
+  ),
+  'affine_checkerboard_1_resnet': (
+    lambda: fl.AffineCoupling('checkerboard', 1, 8, num_blocks=2),
+    IMAGE,
+    'normal',
+    False,
+    _checker_keep(1),
+  ),
+  'additive_coupling_odd': (
+    lambda: fl.AdditiveCoupling(16, 2, 1),
+    (2, 8),
+    'normal',
+    True,
+    lambda s: np.tile([False, True], (s[0], s[1] // 2)),
+  ),
+  'affine_channel_1_odd_c': (
+    lambda: fl.AffineCoupling('channel', 1, 8),
+    (2, 2, 2, 3),
+    'normal',
+    False,
+    _channel_keep(1),
+  ),
+  'squeeze': (fl.Squeeze, IMAGE, 'normal', True, None),
+  'unsqueeze': (fl.Unsqueeze, (2, 2, 2, 8), 'normal', True, None),
+  'actnorm': (fl.ActNorm, IMAGE, 'normal', False, None),
+  'conv1x1': (lambda: fl.Invertible1x1Conv(seed=3), (2, 4, 4, 3), 'normal', False, None),
+  'factor_out': (
+    lambda: fl.FactorOut(fl.AffineCoupling('channel', 0, 8)),
+    (2, 2, 2, 4),
+    'normal',
+    False,
+    lambda s: np.broadcast_to(np.arange(4) < 3, s),
+  ),
+  'chain': (
+    lambda: fl.Chain(
+      (
+        fl.ActNorm(),
+        fl.Squeeze(),
+        fl.Invertible1x1Conv(1),
+        fl.AffineCoupling('channel', 0, 8),
+        fl.Unsqueeze(),
+      )
+    ),
+    IMAGE,
+    'normal',
+    False,
+    None,
+  ),
 }
 
 
@@ -131,9 +183,16 @@ def test_bijector_contract(name):
     x_back, inv_log_det = inv(z)
     x2, inv_log_det2 = inv(z2)
     z2_back, _ = fwd(x2)
-    return dict(z=z, log_det=log_det, x_back=x_back, inv_log_det=inv_log_det,
-                z2_back=z2_back, inv_log_det2=inv_log_det2,
-                jac=_jacobian(fwd, x), inv_jac=_jacobian(inv, z2))
+    return dict(
+      z=z,
+      log_det=log_det,
+      x_back=x_back,
+      inv_log_det=inv_log_det,
+      z2_back=z2_back,
+      inv_log_det2=inv_log_det2,
+      jac=_jacobian(fwd, x),
+      inv_jac=_jacobian(inv, z2),
+    )
 
   z_shape = jax.eval_shape(fwd, x)[0].shape
   z2 = _input(z_shape, 'normal', 7) * (2.0 if name == 'logit' else 1.0)
@@ -161,9 +220,10 @@ def test_bijector_contract(name):
     assert float(np.min(np.abs(out['z'] - x)[~mask])) > 0.0
 
 
-@pytest.mark.parametrize('layer', [fl.AffineCoupling('checkerboard', 0, 8),
-                                   fl.AffineCoupling('channel', 1, 8),
-                                   fl.Rescale()])
+@pytest.mark.parametrize(
+  'layer',
+  [fl.AffineCoupling('checkerboard', 0, 8), fl.AffineCoupling('channel', 1, 8), fl.Rescale()],
+)
 def test_fresh_layers_start_as_identity(layer):
   x = _input(IMAGE, 'normal', 0)
   z, log_det = _jit(lambda k, x: layer.apply(layer.init(k, x), x))(_key(1), x)
@@ -184,8 +244,9 @@ def test_actnorm_data_dependent_init_whitens_the_init_batch():
   assert set(params) == {'params'}
   # applying to another batch does not re-initialise
   z2, _ = layer.apply(params, x + 1.0, method=layer.forward_and_log_det)
-  np.testing.assert_allclose(jnp.mean(z2 - z, (0, 1, 2)),
-                             jnp.exp(params['params']['log_scale']), rtol=1e-4)
+  np.testing.assert_allclose(
+    jnp.mean(z2 - z, (0, 1, 2)), jnp.exp(params['params']['log_scale']), rtol=1e-4
+  )
 
 
 def test_conv1x1_starts_as_a_rotation_and_its_log_det_is_that_of_w():
@@ -213,10 +274,12 @@ def test_squeeze_moves_2x2_blocks_into_channels():
   x = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
   y, _ = fl.Squeeze().apply({}, x, method=fl.Squeeze().forward_and_log_det)
   chex.assert_shape(y, (2, 2, 2, 4))
-  np.testing.assert_array_equal(y[0, 0, 0], [x[0, 0, 0, 0], x[0, 0, 1, 0], x[0, 1, 0, 0],
-                                             x[0, 1, 1, 0]])
-  np.testing.assert_array_equal(y[1, 1, 0], [x[1, 2, 0, 0], x[1, 2, 1, 0], x[1, 3, 0, 0],
-                                             x[1, 3, 1, 0]])
+  np.testing.assert_array_equal(
+    y[0, 0, 0], [x[0, 0, 0, 0], x[0, 0, 1, 0], x[0, 1, 0, 0], x[0, 1, 1, 0]]
+  )
+  np.testing.assert_array_equal(
+    y[1, 1, 0], [x[1, 2, 0, 0], x[1, 2, 1, 0], x[1, 3, 0, 0], x[1, 3, 1, 0]]
+  )
 
 
 def test_logit_log_det_formula():
@@ -235,8 +298,9 @@ def test_dropout_only_in_training_and_inverse_is_deterministic():
   @_jit
   def run(params, x, key):
     z_eval, _ = layer.apply(params, x, method=layer.forward_and_log_det)
-    z_train, _ = layer.apply(params, x, train=True, rngs={'dropout': key},
-                             method=layer.forward_and_log_det)
+    z_train, _ = layer.apply(
+      params, x, train=True, rngs={'dropout': key}, method=layer.forward_and_log_det
+    )
     x_back, _ = layer.apply(params, z_eval, method=layer.inverse_and_log_det)
     return z_eval, z_train, x_back
 
@@ -261,10 +325,12 @@ def test_sigmoid_scale_never_amplifies(mask):
   init = _init(sig, x, _key(2))
   out = init['params']['net']['Conv_2']
   c_s = out['bias'].shape[0] // 2
-  asks = {'params': {'net': dict(init['params']['net'],
-                                 Conv_2=dict(out, bias=out['bias'].at[:c_s].set(5.0)))}}
-  log_det_tanh = _jit(lambda p, x: tanh.apply(p, x, method=tanh.forward_and_log_det))(
-      asks, x)[1]
+  asks = {
+    'params': {
+      'net': dict(init['params']['net'], Conv_2=dict(out, bias=out['bias'].at[:c_s].set(5.0)))
+    }
+  }
+  log_det_tanh = _jit(lambda p, x: tanh.apply(p, x, method=tanh.forward_and_log_det))(asks, x)[1]
   log_det_asks = _jit(lambda p, x: sig.apply(p, x, method=sig.forward_and_log_det))(asks, x)[1]
   assert np.all(np.asarray(log_det_tanh) > 0) and np.all(np.asarray(log_det_asks) < 0)
   # at initialisation (raw = 0) the scale is sigmoid(2) on the transformed half
@@ -282,8 +348,15 @@ def test_residual_blocks_start_as_identity_and_keep_plain_names():
   p_plain = _jit(plain.init)(_key(0), x)
   p_deep = _jit(deep.init)(_key(0), x)
   assert set(p_plain['params']) == {'Conv_0', 'Conv_1', 'Conv_2'}
-  assert set(p_deep['params']) == {'Conv_0', 'Conv_1', 'Conv_2', 'block0_conv3x3',
-                                   'block0_conv1x1', 'block1_conv3x3', 'block1_conv1x1'}
+  assert set(p_deep['params']) == {
+    'Conv_0',
+    'Conv_1',
+    'Conv_2',
+    'block0_conv3x3',
+    'block0_conv1x1',
+    'block1_conv3x3',
+    'block1_conv1x1',
+  }
   # Give the zero-initialised output layer weights, then share the plain layers.
   p_deep = {'params': dict(p_deep['params'])}
   p_deep['params']['Conv_2'] = _perturb(p_deep['params']['Conv_2'], 5, 0.3)
@@ -297,14 +370,17 @@ def test_residual_blocks_start_as_identity_and_keep_plain_names():
   assert not np.allclose(_jit(deep.apply)(p_moved, x), out_plain, atol=1e-3)
 
 
-@pytest.mark.parametrize('make, shape', [
+@pytest.mark.parametrize(
+  'make, shape',
+  [
     (fl.Squeeze, (1, 3, 4, 1)),
     (lambda: fl.AffineCoupling('diagonal'), (1, 4, 4, 2)),
     (lambda: fl.AffineCoupling('channel'), (1, 4, 4, 1)),
     (lambda: fl.AffineCoupling('channel', num_blocks=-1), (1, 4, 4, 2)),
     (lambda: fl.AffineCoupling('channel', scale='exp'), (1, 4, 4, 2)),
     (fl.AdditiveCoupling, (1, 5)),
-])
+  ],
+)
 def test_bad_inputs_raise_named_errors(make, shape):
   layer = make()
   with pytest.raises(ValueError):

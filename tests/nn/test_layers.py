@@ -10,15 +10,15 @@ import pytest
 from gm_jax.nn import layers
 
 CASES = [  # (H, W, kernel, stride, padding, Cin, Cout)
-    (8, 8, 4, 2, 'SAME', 5, 3),  # DCGAN
-    (7, 5, 3, 2, 'SAME', 2, 4),  # VAE / CycleGAN, odd sizes
-    (4, 4, 3, 2, 'VALID', 3, 2),
-    (5, 6, 4, 3, 'SAME', 2, 2),
-    (4, 4, 3, 1, 'SAME', 2, 2),
-    (3, 3, 2, 2, ((1, 0), (2, 1)), 2, 3),  # explicit padding
-    (6, 6, 5, 2, 'SAME', 1, 1),
-    (3, 4, 1, 3, 'SAME', 2, 2),  # phases that meet no kernel tap: bias only
-    (4, 4, 4, 2, 'SAME', 3, 40),  # 4 x 40 outputs > 128: the per-phase form
+  (8, 8, 4, 2, 'SAME', 5, 3),  # DCGAN
+  (7, 5, 3, 2, 'SAME', 2, 4),  # VAE / CycleGAN, odd sizes
+  (4, 4, 3, 2, 'VALID', 3, 2),
+  (5, 6, 4, 3, 'SAME', 2, 2),
+  (4, 4, 3, 1, 'SAME', 2, 2),
+  (3, 3, 2, 2, ((1, 0), (2, 1)), 2, 3),  # explicit padding
+  (6, 6, 5, 2, 'SAME', 1, 1),
+  (3, 4, 1, 3, 'SAME', 2, 2),  # phases that meet no kernel tap: bias only
+  (4, 4, 4, 2, 'SAME', 3, 40),  # 4 x 40 outputs > 128: the per-phase form
 ]
 
 
@@ -28,13 +28,13 @@ def test_same_outputs_and_gradients_as_flax(h, w, k, s, pad, cin, cout):
 
 
 CONV_CASES = [  # (H, W, kernel, stride, padding, Cin, Cout)
-    (8, 8, 4, 2, 'SAME', 5, 3),  # DCGAN / PatchGAN discriminators: space-to-depth path
-    (9, 7, 4, 2, 'SAME', 2, 3),  # odd sizes
-    (10, 10, 4, 2, 'VALID', 3, 2),
-    (6, 7, 4, 2, ((1, 0), (2, 1)), 2, 3),  # explicit padding
-    (9, 9, 6, 3, 'SAME', 2, 2),
-    (7, 5, 3, 2, 'SAME', 2, 4),  # 3x3 / 2: the plain strided path
-    (4, 4, 3, 1, 'SAME', 2, 2),
+  (8, 8, 4, 2, 'SAME', 5, 3),  # DCGAN / PatchGAN discriminators: space-to-depth path
+  (9, 7, 4, 2, 'SAME', 2, 3),  # odd sizes
+  (10, 10, 4, 2, 'VALID', 3, 2),
+  (6, 7, 4, 2, ((1, 0), (2, 1)), 2, 3),  # explicit padding
+  (9, 9, 6, 3, 'SAME', 2, 2),
+  (7, 5, 3, 2, 'SAME', 2, 4),  # 3x3 / 2: the plain strided path
+  (4, 4, 3, 1, 'SAME', 2, 2),
 ]
 
 
@@ -47,8 +47,7 @@ def test_conv_same_outputs_and_gradients_as_flax(h, w, k, s, pad, cin, cout):
 def test_space_to_depth_function_equals_strided_convolution(k, s, pad):
   x = jax.random.normal(jax.random.key(0), (2, 11, 9, 3))
   w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-  ref = jax.lax.conv_general_dilated(x, w, (s, s), pad,
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ref = jax.lax.conv_general_dilated(x, w, (s, s), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   np.testing.assert_allclose(layers.conv_space_to_depth(x, w, (s, s), pad), ref, atol=1e-4)
 
 
@@ -58,7 +57,8 @@ def _check_against_flax(ref_cls, our_cls, x_shape, cout, k, s, pad):
   ours = our_cls(cout, (k, k), strides=(s, s), padding=pad)
   params = ref.init(jax.random.key(1), x)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
-      jnp.shape, params)  # same names and shapes: checkpoints carry over
+    jnp.shape, params
+  )  # same names and shapes: checkpoints carry over
   params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), params)
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-4)
   loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
@@ -78,16 +78,18 @@ def test_both_transpose_forms_equal_lax(h, w, k, s, pad, cin, cout):
 
 
 def _conv_valid_reference(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return jax.lax.conv_general_dilated(
+    x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 @pytest.mark.parametrize('kh,kw', [(1, 1), (1, 2), (2, 1), (2, 3)])
 def test_tapwise_grad_conv_equals_lax_in_value_and_both_gradients(kh, kw):
   x = jax.random.normal(jax.random.key(0), (3, 6, 7, 4))
   kernel = jax.random.normal(jax.random.key(1), (kh, kw, 4, 5))
-  np.testing.assert_allclose(layers.conv_tapwise_grad(x, kernel),
-                             _conv_valid_reference(x, kernel), atol=1e-4)
+  np.testing.assert_allclose(
+    layers.conv_tapwise_grad(x, kernel), _conv_valid_reference(x, kernel), atol=1e-4
+  )
   loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)) * jnp.arange(5.0))
   got = jax.grad(loss(layers.conv_tapwise_grad), argnums=(0, 1))(x, kernel)
   want = jax.grad(loss(_conv_valid_reference), argnums=(0, 1))(x, kernel)
@@ -102,15 +104,17 @@ def test_tapwise_grad_conv_kernel_gradient_by_hand():
   c = jax.random.normal(jax.random.key(2), (2, 3, 3, 1))
   grad = jax.grad(lambda k: jnp.sum(layers.conv_tapwise_grad(x, k) * c))(jnp.ones((1, 2, 1, 1)))
   for j in range(2):
-    np.testing.assert_allclose(grad[0, j, 0, 0], np.sum(np.asarray(x)[:, :, j:j + 3] * c),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+      grad[0, j, 0, 0], np.sum(np.asarray(x)[:, :, j : j + 3] * c), rtol=1e-5
+    )
 
 
 def test_pointwise_conv_equals_a_1x1_convolution_and_checks_shapes():
   x = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))
   kernel = jax.random.normal(jax.random.key(1), (1, 1, 4, 6))
-  np.testing.assert_allclose(layers.pointwise_conv(x, kernel),
-                             _conv_valid_reference(x, kernel), atol=1e-5)
+  np.testing.assert_allclose(
+    layers.pointwise_conv(x, kernel), _conv_valid_reference(x, kernel), atol=1e-5
+  )
   with pytest.raises(ValueError, match=r'\[1, 1, Cin, Cout\]'):
     layers.pointwise_conv(x, jnp.ones((2, 1, 4, 6)))
   with pytest.raises(ValueError, match='3 channels|4 channels'):

@@ -12,7 +12,6 @@ from gm_jax.nn import precision
 
 
 class _Net(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     h = nn.gelu(nn.Dense(32)(x.astype(jnp.float32)))
@@ -28,10 +27,12 @@ def _dot_dtypes(fn, *args):
   def walk(jx):
     for eqn in jx.eqns:
       if eqn.primitive.name in ('dot_general', 'conv_general_dilated'):
-        found.append((eqn.primitive.name, str(eqn.invars[0].aval.dtype),
-                      str(eqn.invars[1].aval.dtype)))
+        found.append(
+          (eqn.primitive.name, str(eqn.invars[0].aval.dtype), str(eqn.invars[1].aval.dtype))
+        )
       for sub in jax.core.jaxprs_in_params(eqn.params):
         walk(sub)
+
   walk(jaxpr.jaxpr)
   return found
 
@@ -48,12 +49,16 @@ def test_bf16_policy_runs_open_dtype_layers_in_bf16_and_keeps_float32_params():
     with precision.compute_dtype('bfloat16'):
       return loss(p)
 
-  assert _dot_dtypes(loss, params) == [('dot_general', 'float32', 'float32'),
-                                       ('conv_general_dilated', 'float32', 'float32'),
-                                       ('dot_general', 'float32', 'float32')]
-  assert _dot_dtypes(loss_bf16, params) == [('dot_general', 'bfloat16', 'bfloat16'),
-                                            ('conv_general_dilated', 'float32', 'float32'),
-                                            ('dot_general', 'bfloat16', 'bfloat16')]
+  assert _dot_dtypes(loss, params) == [
+    ('dot_general', 'float32', 'float32'),
+    ('conv_general_dilated', 'float32', 'float32'),
+    ('dot_general', 'float32', 'float32'),
+  ]
+  assert _dot_dtypes(loss_bf16, params) == [
+    ('dot_general', 'bfloat16', 'bfloat16'),
+    ('conv_general_dilated', 'float32', 'float32'),
+    ('dot_general', 'bfloat16', 'bfloat16'),
+  ]
   value, grads = jax.value_and_grad(loss_bf16)(params)
   assert value.dtype == jnp.float32  # the log-likelihood is reduced in float32
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
@@ -68,8 +73,9 @@ def test_losses_widen_bf16_inputs_to_float32():
   got = losses.categorical_log_prob(logits, x)
   assert got.dtype == jnp.float32
   l64 = np.asarray(logits, np.float64)  # the same bf16 values, exactly
-  want = (np.take_along_axis(l64, np.asarray(x)[..., None], -1)[..., 0]
-          - special.logsumexp(l64, axis=-1)).sum(-1)
+  want = (
+    np.take_along_axis(l64, np.asarray(x)[..., None], -1)[..., 0] - special.logsumexp(l64, axis=-1)
+  ).sum(-1)
   np.testing.assert_allclose(got, want, rtol=1e-5)  # float32 accuracy, not bf16's 1e-2
   kl = losses.gaussian_kl(logits[:, :, 0], logits[:, :, 1])
   assert kl.dtype == jnp.float32

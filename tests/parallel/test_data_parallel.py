@@ -57,17 +57,23 @@ def test_module_is_one_xdist_group(request):
   pytest < 9.2 for that reason; this fails if an upgrade breaks the grouping again.
   """
   if not getattr(request.config, 'workerinput', None) or not request.config.getoption(
-      'loadgroup', False):
+    'loadgroup', False
+  ):
     pytest.skip('only meaningful under pytest-xdist with --dist loadgroup')
   assert request.node.nodeid.endswith('@data_parallel'), (
-      f'{request.node.nodeid!r} carries no xdist_group tag: --dist loadgroup is not '
-      'grouping (pytest/pytest-xdist versions; see setup.cfg)')
+    f'{request.node.nodeid!r} carries no xdist_group tag: --dist loadgroup is not '
+    'grouping (pytest/pytest-xdist versions; see setup.cfg)'
+  )
 
 
 def _families():
   from gm_jax import families
-  return sorted(m for m in families.model_names()
-                if families.module_for(m).__name__ != 'gm_jax.families.classifiers')
+
+  return sorted(
+    m
+    for m in families.model_names()
+    if families.module_for(m).__name__ != 'gm_jax.families.classifiers'
+  )
 
 
 @pytest.fixture(scope='session')
@@ -93,9 +99,14 @@ def report(tmp_path_factory):
 def _run_worker():
   # The suite's fast-compile flags (compile time is most of this test); the three modes
   # are compared with each other under the same flags.
-  proc = subprocess.run([sys.executable, HERE], cwd=ROOT, env=multidevice.env(NUM_DEVICES),
-                        capture_output=True,
-                        text=True, timeout=900)
+  proc = subprocess.run(
+    [sys.executable, HERE],
+    cwd=ROOT,
+    env=multidevice.env(NUM_DEVICES),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-5000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -141,39 +152,64 @@ def test_batch_that_does_not_split_over_devices_is_refused(report):
 
 def _rel(a, b):
   """`||a - b|| / ||b||` (L2) over all the leaves of two pytrees together."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  diff = sum(float(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  import jax
+  import numpy as np
+
+  diff = sum(
+    float(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
   norm = sum(float(np.sum(np.asarray(y, np.float64) ** 2)) for y in jax.tree.leaves(b))
   return (diff / norm) ** 0.5
 
 
 def _leaf_rel(a, b):
   """The worst leaf's `||a - b|| / ||b||`."""
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
+
   return max(_rel(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 def _max_abs(a, b):
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  import jax
+  import numpy as np
+
+  return max(
+    float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
 
 
 def _tiny_config(model):
   """The model's own config (dropout on), shrunk to train in seconds."""
-  import importlib  # pylint: disable=g-import-not-at-top
+  import importlib
+
   module = importlib.import_module(f'configs.{model}')
   c = module.get_config()
-  shrink = {'hidden': (8,), 'latent_dim': 4, 'num_couplings': 2, 'num_hidden_layers': 1,
-            'num_scales': 1, 'steps_per_scale': 1, 'num_checkerboard': 1, 'num_channel': 1,
-            'num_final': 1, 'channels': 8, 'latent_channels': 2, 'groups_per_scale': (1,),
-            'normalization': 'none', 'num_layers': 1, 'dilations': (1, 2),
-            'generator_features': (8, 8), 'discriminator_features': (8, 8),
-            'generator_filters': 4, 'discriminator_filters': 4, 'num_residual_blocks': 1,
-            'pool_size': 4, 'channel_mults': (1,)}
+  shrink = {
+    'hidden': (8,),
+    'latent_dim': 4,
+    'num_couplings': 2,
+    'num_hidden_layers': 1,
+    'num_scales': 1,
+    'steps_per_scale': 1,
+    'num_checkerboard': 1,
+    'num_channel': 1,
+    'num_final': 1,
+    'channels': 8,
+    'latent_channels': 2,
+    'groups_per_scale': (1,),
+    'normalization': 'none',
+    'num_layers': 1,
+    'dilations': (1, 2),
+    'generator_features': (8, 8),
+    'discriminator_features': (8, 8),
+    'generator_filters': 4,
+    'discriminator_filters': 4,
+    'num_residual_blocks': 1,
+    'pool_size': 4,
+    'channel_mults': (1,),
+  }
   for k, v in shrink.items():
     if k in c:
       c[k] = v if isinstance(c[k], (tuple, list)) else (v[0] if isinstance(v, tuple) else v)
@@ -181,51 +217,69 @@ def _tiny_config(model):
   c.num_train_steps = 3
   c.batch_size = 2 * NUM_DEVICES
   from gm_jax import families
+
   return families.complete(c)
 
 
 def _family(model, info):
   from gm_jax import families
+
   config = _tiny_config(model)
   return config, families.module_for(model).make_family(config, info)
 
 
 def _vae_steps(splits):
   """3 full train steps of the VAE (dropout on) under each mode."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop, optim  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from gm_jax import data as gm_data
+  from gm_jax import parallel
+  from gm_jax.train import loop
+  from gm_jax.train import optim
 
   config, family = _family('vae', splits.info)
   init_key, train_key = jax.random.split(jax.random.key(0))
   tx = optim.make_optimizer(config)
-  batches = [gm_data.batch_at_step(splits.train, s, batch_size=config.batch_size, seed=0)
-             for s in range(config.num_train_steps)]
+  batches = [
+    gm_data.batch_at_step(splits.train, s, batch_size=config.batch_size, seed=0)
+    for s in range(config.num_train_steps)
+  ]
   params0 = jax.tree.map(np.asarray, family.init(init_key, batches[0]))
   out = {}
   for mode in MODES:
     dp = parallel.make(mode, loop.make_train_step(family, tx, train_key))
-    state = dp.put_state({'step': np.int32(0), 'params': params0,
-                          'opt_state': tx.init(jax.tree.map(jnp.asarray, params0))})
+    state = dp.put_state(
+      {
+        'step': np.int32(0),
+        'params': params0,
+        'opt_state': tx.init(jax.tree.map(jnp.asarray, params0)),
+      }
+    )
     metrics = []
     for batch in batches:
       state, m = dp.step(state, dp.put_batch(batch))
       metrics.append({k: float(v) for k, v in m.items()})  # loss, grad_norm, kl, ...
-    out[mode] = {'metrics': metrics,
-                 'params': jax.tree.map(np.asarray, dp.get_state(state['params']))}
+    out[mode] = {
+      'metrics': metrics,
+      'params': jax.tree.map(np.asarray, dp.get_state(state['params'])),
+    }
   ref = out['none']
-  result = {'losses_none': [m['loss'] for m in ref['metrics']],
-            'param_change_rel': _rel(ref['params'], params0)}
+  result = {
+    'losses_none': [m['loss'] for m in ref['metrics']],
+    'param_change_rel': _rel(ref['params'], params0),
+  }
   for mode in ('pmap', 'sharding'):
     result[mode] = {
-        'metric_rel': max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-3)
-                          for a, b in zip(out[mode]['metrics'], ref['metrics']) for k in b),
-        'param_rel': _rel(out[mode]['params'], ref['params']),
-        'param_leaf_rel': _leaf_rel(out[mode]['params'], ref['params']),
-        'param_max_abs': _max_abs(out[mode]['params'], ref['params']),
+      'metric_rel': max(
+        abs(a[k] - b[k]) / max(abs(b[k]), 1e-3)
+        for a, b in zip(out[mode]['metrics'], ref['metrics'])
+        for k in b
+      ),
+      'param_rel': _rel(out[mode]['params'], ref['params']),
+      'param_leaf_rel': _leaf_rel(out[mode]['params'], ref['params']),
+      'param_max_abs': _max_abs(out[mode]['params'], ref['params']),
     }
   return result
 
@@ -237,22 +291,24 @@ def _family_losses(model, splits):
   `DataParallel`s; forward only, which keeps the compile time of the larger
   families (HVAE, Glow) affordable. The VAE also runs with 2-example groups.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+
+  from gm_jax import data as gm_data
+  from gm_jax import parallel
 
   config, family = _family(model, splits.info)
   batch = gm_data.batch_at_step(splits.train, 0, batch_size=config.batch_size, seed=0)
   params = jax.tree.map(np.asarray, family.init(jax.random.key(0), batch))
   key = jax.random.key(1)
   result = {}
-  for group in ((1, 2) if model == 'vae' else (1,)):
+  for group in (1, 2) if model == 'vae' else (1,):
 
     def step(state, batch, *, axis_name=None, group=group):
       offset = parallel.shard_offset(parallel.batch_size_of(batch), axis_name)
-      loss, metrics = parallel.mean_over_groups(family.loss, state['params'], batch, key,
-                                                group_size=group, offset=offset)
+      loss, metrics = parallel.mean_over_groups(
+        family.loss, state['params'], batch, key, group_size=group, offset=offset
+      )
       metrics = dict(metrics, loss=loss)
       if axis_name is not None:
         metrics = jax.lax.pmean(metrics, axis_name)
@@ -265,8 +321,8 @@ def _family_losses(model, splits):
       out[mode] = {k: float(v) for k, v in m.items()}
     for mode in ('pmap', 'sharding'):
       result[f'{mode}/group{group}'] = max(
-          abs(out[mode][k] - out['none'][k]) / max(abs(out['none'][k]), 1e-3)
-          for k in out['none'])
+        abs(out[mode][k] - out['none'][k]) / max(abs(out['none'][k]), 1e-3) for k in out['none']
+      )
   if family.train_update is not None:  # GANs: their own two-optimiser step, 2 steps
     result.update(_own_update_steps(config, family, splits, params))
   return result
@@ -274,11 +330,13 @@ def _family_losses(model, splits):
 
 def _own_update_steps(config, family, splits, params0):
   """2 steps of a family's `train_update` (GAN: D and G updates, image pool) per mode."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop, optim  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+
+  from gm_jax import data as gm_data
+  from gm_jax import parallel
+  from gm_jax.train import loop
+  from gm_jax.train import optim
 
   step_fn = loop.make_train_step(family, optim.make_optimizer(config), jax.random.key(2))
   opt0 = jax.tree.map(np.asarray, family.train_update.init(params0))
@@ -295,28 +353,33 @@ def _own_update_steps(config, family, splits, params0):
   result = {}
   for mode in ('pmap', 'sharding'):
     result[f'{mode}/update_metrics'] = max(
-        abs(a[k] - b[k]) / max(abs(b[k]), 1e-3)
-        for a, b in zip(out[mode][0], out['none'][0]) for k in b)
+      abs(a[k] - b[k]) / max(abs(b[k]), 1e-3)
+      for a, b in zip(out[mode][0], out['none'][0])
+      for k in b
+    )
     # Parameters, batch statistics, both optimisers' states and any image pool.
     result[f'{mode}/update_state'] = _rel(out[mode][1], out['none'][1])
   return result
 
 
 def _toy():
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax.train.family import Family  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from gm_jax import data as gm_data
+  from gm_jax.train.family import Family
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(64, 3)).astype(np.float32)
-  y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.1 * rng.normal(size=64)).astype(
-      np.float32)
-  info = gm_data.DatasetInfo(name='toy', kind='image', shape=(3,), num_levels=2,
-                             num_classes=None)
-  splits = gm_data.Splits(train={'x': x, 'y': y}, validation={'x': x[:16], 'y': y[:16]},
-                          test={'x': x[:16], 'y': y[:16]}, info=info)
+  y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.1 * rng.normal(size=64)).astype(np.float32)
+  info = gm_data.DatasetInfo(name='toy', kind='image', shape=(3,), num_levels=2, num_classes=None)
+  splits = gm_data.Splits(
+    train={'x': x, 'y': y},
+    validation={'x': x[:16], 'y': y[:16]},
+    test={'x': x[:16], 'y': y[:16]},
+    info=info,
+  )
 
   def loss(params, batch, key, *, train):
     noise = 0.1 * jax.random.normal(key, batch['y'].shape) if train else 0.0
@@ -324,35 +387,54 @@ def _toy():
     return mse, {'mse': mse}
 
   family = Family(
-      name='toy', init=lambda k, b: {'w': jax.random.normal(k, (3,)) * 0.1,
-                                     'b': jnp.zeros(())},
-      loss=loss, evaluate=lambda p, s, k, c: {'w0': float(p['w'][0])},
-      validation_metric='mse')
+    name='toy',
+    init=lambda k, b: {'w': jax.random.normal(k, (3,)) * 0.1, 'b': jnp.zeros(())},
+    loss=loss,
+    evaluate=lambda p, s, k, c: {'w0': float(p['w'][0])},
+    validation_metric='mse',
+  )
   return family, splits
 
 
 def _toy_config(**kw):
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  c = ml_collections.ConfigDict(dict(
-      model='toy', dataset='toy', data_dir=None, batch_size=8, num_train_steps=12,
-      learning_rate=0.05, lr_schedule='cosine', warmup_steps=2, seed=3, checkpoint_every=4,
-      log_every=2, eval_every=4, parallel='none', max_to_keep=10, progress_bar=False))
+  import ml_collections
+
+  c = ml_collections.ConfigDict(
+    dict(
+      model='toy',
+      dataset='toy',
+      data_dir=None,
+      batch_size=8,
+      num_train_steps=12,
+      learning_rate=0.05,
+      lr_schedule='cosine',
+      warmup_steps=2,
+      seed=3,
+      checkpoint_every=4,
+      log_every=2,
+      eval_every=4,
+      parallel='none',
+      max_to_keep=10,
+      progress_bar=False,
+    )
+  )
   c.update(kw)
   return c
 
 
 def _final(workdir):
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+  import orbax.checkpoint as ocp
+
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
     restored = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore())
   return jax.tree.map(np.asarray, restored)
 
 
 def _loop_checks(tmp):
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from gm_jax import data as gm_data
+  from gm_jax.train import loop
 
   family, splits = _toy()
   reference = os.path.join(tmp, 'none')
@@ -379,14 +461,18 @@ def _loop_checks(tmp):
       gm_data.batch_at_step = real
     resumed_from = max(int(s) for s in os.listdir(os.path.join(wd, 'checkpoints')))
     loop.run(_toy_config(parallel=second), wd, family, splits)
-    resume[pair] = {'resumed_from': resumed_from,
-                    'checkpoints': sorted(os.listdir(os.path.join(wd, 'checkpoints'))),
-                    'param_rel': _rel(_final(wd)['params'], ref_params)}
+    resume[pair] = {
+      'resumed_from': resumed_from,
+      'checkpoints': sorted(os.listdir(os.path.join(wd, 'checkpoints'))),
+      'param_rel': _rel(_final(wd)['params'], ref_params),
+    }
 
   errors = {}
-  for name, overrides in (('pmap', dict(parallel='pmap', batch_size=10)),
-                          ('sharding', dict(parallel='sharding', batch_size=10)),
-                          ('group', dict(parallel='pmap', loss_group_size=3))):
+  for name, overrides in (
+    ('pmap', dict(parallel='pmap', batch_size=10)),
+    ('sharding', dict(parallel='sharding', batch_size=10)),
+    ('group', dict(parallel='pmap', loss_group_size=3)),
+  ):
     try:
       loop.run(_toy_config(**overrides), os.path.join(tmp, 'bad'), family, splits)
       errors[name] = ''
@@ -397,11 +483,14 @@ def _loop_checks(tmp):
 
 def _splits_for(model, image_splits):
   """The digits-shaped splits, or random text of the model's dataset (e.g. char_lm)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  import numpy as np
+
+  from gm_jax import data as gm_data
+
   info = gm_data.get_info(_tiny_config(model).dataset)
   if model == 'cyclegan':  # unpaired rows of two "domains" of random 16x16 images
-    import dataclasses  # pylint: disable=g-import-not-at-top
+    import dataclasses
+
     info = dataclasses.replace(image_splits.info, shape=(16, 16, 1))
     images = np.random.default_rng(0).integers(0, info.num_levels, (64, 16, 16, 1))
     rows = {'image_a': images.astype(np.uint8), 'image_b': images[::-1].astype(np.uint8)}
@@ -409,29 +498,36 @@ def _splits_for(model, image_splits):
   if info.kind != 'text':
     return image_splits
   rng = np.random.default_rng(0)
-  arrays = {'tokens': rng.integers(0, info.num_levels, (64,) + info.shape).astype(np.int32),
-            'label': rng.integers(0, info.num_classes, 64).astype(np.int32)}
+  arrays = {
+    'tokens': rng.integers(0, info.num_levels, (64,) + info.shape).astype(np.int32),
+    'label': rng.integers(0, info.num_classes, 64).astype(np.int32),
+  }
   return gm_data.Splits(train=arrays, validation=arrays, test=arrays, info=info)
 
 
 def _worker():
-  import contextlib  # pylint: disable=g-import-not-at-top
-  import io  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
+  import contextlib
+  import io
+  import tempfile
+
   sys.path.insert(0, ROOT)
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+
+  from gm_jax import data as gm_data
 
   # Digits-shaped random data: no tfds preparation needed.
   rng = np.random.default_rng(0)
   info = gm_data.get_info('digits')
   n = 64
-  arrays = {'image': rng.integers(0, info.num_levels, (n,) + info.shape).astype(np.uint8),
-            'label': rng.integers(0, info.num_classes, n).astype(np.int32)}
+  arrays = {
+    'image': rng.integers(0, info.num_levels, (n,) + info.shape).astype(np.uint8),
+    'label': rng.integers(0, info.num_classes, n).astype(np.int32),
+  }
   splits = gm_data.Splits(train=arrays, validation=arrays, test=arrays, info=info)
 
-  import time  # pylint: disable=g-import-not-at-top
+  import time
+
   seconds = {}
   t = time.perf_counter()
   report = {'device_count': jax.device_count(), 'vae': _vae_steps(splits), 'families': {}}

@@ -33,7 +33,8 @@ _env = multidevice.env
 
 
 def test_partial_multihost_flags_are_named_before_jax_starts(tmp_path):
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gm_jax import parallel
+
   assert parallel.initialize_distributed(None, None, None) is False  # single process
   with pytest.raises(ValueError, match='missing --coordinator_address, --process_id'):
     parallel.initialize_distributed(None, 2, None)
@@ -43,9 +44,21 @@ def test_partial_multihost_flags_are_named_before_jax_starts(tmp_path):
     parallel.initialize_distributed('localhost', 2, 0)
   # The CLI turns them into a usage error (exit status 1) without training.
   proc = subprocess.run(
-      [sys.executable, '-m', 'gm_jax.main', '--config=configs/vae.py',
-       f'--workdir={tmp_path}', '--num_processes=2', '--process_id=0'],
-      cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-m',
+      'gm_jax.main',
+      '--config=configs/vae.py',
+      f'--workdir={tmp_path}',
+      '--num_processes=2',
+      '--process_id=0',
+    ],
+    cwd=ROOT,
+    env=_env(1),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 1
   assert 'missing --coordinator_address' in proc.stderr
   assert not os.listdir(tmp_path)
@@ -54,15 +67,37 @@ def test_partial_multihost_flags_are_named_before_jax_starts(tmp_path):
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
   port = _free_port()
-  procs = [subprocess.Popen(
+  procs = [
+    subprocess.Popen(
       # One shared workdir, as on a shared filesystem: orbax synchronises on its path.
-      [sys.executable, HERE, '--workdir', str(tmp_path / 'two'),
-       '--coordinator_address', f'127.0.0.1:{port}', '--num_processes', '2',
-       '--process_id', str(i)],
-      cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  single = subprocess.run([sys.executable, HERE, '--workdir', str(tmp_path / 'single')],
-                          cwd=ROOT, env=_env(4), capture_output=True, text=True, timeout=900)
+      [
+        sys.executable,
+        HERE,
+        '--workdir',
+        str(tmp_path / 'two'),
+        '--coordinator_address',
+        f'127.0.0.1:{port}',
+        '--num_processes',
+        '2',
+        '--process_id',
+        str(i),
+      ],
+      cwd=ROOT,
+      env=_env(2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  single = subprocess.run(
+    [sys.executable, HERE, '--workdir', str(tmp_path / 'single')],
+    cwd=ROOT,
+    env=_env(4),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   outs = []
   for p in procs:
     try:
@@ -89,7 +124,11 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     # IWAE and ELBO numbers as one process (parameters equal to RTOL).
     for name in ('test_nll_nats', 'test_elbo_nats'):
       assert abs(two['eval'][name] - one['eval'][name]) <= 10 * RTOL * abs(one['eval'][name]), (
-          mode, name, two['eval'][name], one['eval'][name])
+        mode,
+        name,
+        two['eval'][name],
+        one['eval'][name],
+      )
     want = _final_params(tmp_path / 'single' / mode)
     got = _final_params(tmp_path / 'two' / mode, like=want)
     assert _rel(got['params'], want['params']) < RTOL, (mode, _rel(got, want))
@@ -100,11 +139,14 @@ def _outputs(workdir):
     losses = [r['loss'] for r in map(json.loads, f) if 'loss' in r]
   with open(os.path.join(workdir, 'eval.json')) as f:
     evaluation = json.load(f)
-  return {'eval': evaluation,
-          'checkpoints': sorted(os.listdir(os.path.join(workdir, 'checkpoints'))),
-          'files': sorted(f for f in os.listdir(workdir)
-                          if not f.startswith('events.out') and f != 'checkpoints'),
-          'losses': losses}
+  return {
+    'eval': evaluation,
+    'checkpoints': sorted(os.listdir(os.path.join(workdir, 'checkpoints'))),
+    'files': sorted(
+      f for f in os.listdir(workdir) if not f.startswith('events.out') and f != 'checkpoints'
+    ),
+    'losses': losses,
+  }
 
 
 def _final_params(workdir, like=None):
@@ -113,8 +155,10 @@ def _final_params(workdir, like=None):
   A checkpoint of the two-process run records its 4-device sharding, so it is read
   into the structure of the single-process one, as `loop.run` does when it resumes.
   """
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp
+
+  from gm_jax.train import checkpoint
+
   ck = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
   step = ck.latest_step()
   if like is None:
@@ -127,10 +171,13 @@ def _final_params(workdir, like=None):
 
 def _rel(a, b):
   """`||a - b|| / ||b||` over all the leaves of two pytrees together."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  diff = sum(float(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  import jax
+  import numpy as np
+
+  diff = sum(
+    float(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
   norm = sum(float(np.sum(np.asarray(y, np.float64) ** 2)) for y in jax.tree.leaves(b))
   return (diff / norm) ** 0.5
 
@@ -140,7 +187,8 @@ def _rel(a, b):
 
 
 def _worker(argv):
-  import argparse  # pylint: disable=g-import-not-at-top
+  import argparse
+
   p = argparse.ArgumentParser()
   p.add_argument('--workdir', required=True)
   p.add_argument('--coordinator_address')
@@ -149,45 +197,64 @@ def _worker(argv):
   args = p.parse_args(argv)
   sys.path.insert(0, ROOT)
 
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  parallel.initialize_distributed(args.coordinator_address, args.num_processes,
-                                  args.process_id)
+  from gm_jax import parallel
 
-  import contextlib  # pylint: disable=g-import-not-at-top
-  import io  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import vae as vae_config  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+
+  import contextlib
+  import io
+
+  import jax
+  import numpy as np
+
+  from configs import vae as vae_config
+  from gm_jax import data as gm_data
   from gm_jax import families
-  from gm_jax.families import vae  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import vae
+  from gm_jax.train import loop
 
   # Synthetic digits-shaped data (every process builds the same arrays).
   rng = np.random.default_rng(0)
   info = gm_data.get_info('digits')
   n = 96
-  arrays = {'image': rng.integers(0, info.num_levels, (n,) + info.shape).astype(np.uint8),
-            'label': rng.integers(0, info.num_classes, n).astype(np.int32)}
-  splits = gm_data.Splits(train={k: v[:64] for k, v in arrays.items()},
-                          validation={k: v[64:80] for k, v in arrays.items()},
-                          test={k: v[80:] for k, v in arrays.items()}, info=info)
+  arrays = {
+    'image': rng.integers(0, info.num_levels, (n,) + info.shape).astype(np.uint8),
+    'label': rng.integers(0, info.num_classes, n).astype(np.int32),
+  }
+  splits = gm_data.Splits(
+    train={k: v[:64] for k, v in arrays.items()},
+    validation={k: v[64:80] for k, v in arrays.items()},
+    test={k: v[80:] for k, v in arrays.items()},
+    info=info,
+  )
 
   for mode in ('pmap', 'sharding'):
     c = vae_config.get_config()
-    c.update(dict(hidden=(16,), latent_dim=4, batch_size=8, num_train_steps=6,
-                  warmup_steps=0, log_every=1, eval_every=3, checkpoint_every=3,
-                  # test: 16 images in batches of 12 (the last padded), 3 per device
-                  iwae_samples=2, iwae_batch_size=12, num_samples=4, parallel=mode,
-                  # never reached; exercises the per-step agreement on stopping
-                  max_train_seconds=1e6))
+    c.update(
+      dict(
+        hidden=(16,),
+        latent_dim=4,
+        batch_size=8,
+        num_train_steps=6,
+        warmup_steps=0,
+        log_every=1,
+        eval_every=3,
+        checkpoint_every=3,
+        # test: 16 images in batches of 12 (the last padded), 3 per device
+        iwae_samples=2,
+        iwae_batch_size=12,
+        num_samples=4,
+        parallel=mode,
+        # never reached; exercises the per-step agreement on stopping
+        max_train_seconds=1e6,
+      )
+    )
     c.progress_bar = False
     wd = os.path.join(args.workdir, mode)
     with contextlib.redirect_stdout(io.StringIO()):
       c = families.complete(c)
       loop.run(c, wd, vae.make_family(c, info), splits)
-  print(json.dumps({'process_count': jax.process_count(),
-                    'device_count': jax.device_count()}))
+  print(json.dumps({'process_count': jax.process_count(), 'device_count': jax.device_count()}))
 
 
 if __name__ == '__main__':

@@ -22,36 +22,44 @@ pytestmark = pytest.mark.xdist_group('sharded_eval')
 
 
 def _report(workdir: str) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from tests.train import test_loop  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+
+  from gm_jax import parallel
+  from gm_jax.train import loop
+  from tests.train import test_loop
 
   out = {'device_count': jax.device_count()}
   # ShardedEval itself: batch means of a function that uses its key.
   ev = parallel.ShardedEval(
-      lambda p, b, k: {'m': jnp.mean(b['x'] * p['s']) + jax.random.uniform(k)})
+    lambda p, b, k: {'m': jnp.mean(b['x'] * p['s']) + jax.random.uniform(k)}
+  )
   params = ev.replicate({'s': np.float32(2.0)})
   key = jax.random.key(7)
   for n in (8, 6):  # splits over 4 devices / ragged: replicated
     x = np.arange(n, dtype=np.float32)
     got = ev(params, {'x': x}, key)
-    out[f'direct-{n}'] = [float(np.asarray(got['m'].addressable_data(0))),
-                          float(np.mean(x * 2.0) + jax.random.uniform(key))]
+    out[f'direct-{n}'] = [
+      float(np.asarray(got['m'].addressable_data(0))),
+      float(np.mean(x * 2.0) + jax.random.uniform(key)),
+    ]
   impl = str(jax.random.key_impl(key))
-  batch = {'x': jax.make_array_from_process_local_data(ev._rows, np.zeros(8, np.float32))}  # pylint: disable=protected-access
+  batch = {'x': jax.make_array_from_process_local_data(ev._rows, np.zeros(8, np.float32))}
   kd = ev.replicate(np.asarray(jax.random.key_data(key)))
-  compiled = ev._jit(True, impl).lower(params, batch, kd).compile()  # pylint: disable=protected-access
+  compiled = ev._jit(True, impl).lower(params, batch, kd).compile()
   out['batch_spec'] = list(compiled.input_shardings[0][1]['x'].spec)
   out['batch_devices'] = len(compiled.input_shardings[0][1]['x'].device_set)
   # The loop's validation in each mode (16 validation rows: batches 8+8, 6+6+4).
   for mode in ('none', 'pmap', 'sharding'):
     for size in (8, 6):
       config = test_loop._config(parallel=mode, eval_batch_size=size)
-      s, state = loop._prepare(config, os.path.join(workdir, f'{mode}-{size}'),  # pylint: disable=protected-access
-                               test_loop._toy_family(), test_loop._toy_splits())
-      out[f'{mode}-{size}'] = loop._validate(s, state['params'])['mse']  # pylint: disable=protected-access
+      s, state = loop._prepare(
+        config,
+        os.path.join(workdir, f'{mode}-{size}'),
+        test_loop._toy_family(),
+        test_loop._toy_splits(),
+      )
+      out[f'{mode}-{size}'] = loop._validate(s, state['params'])['mse']
   out['map_examples'] = _map_examples_report()
   out['families'] = _family_test_numbers()
   return out
@@ -59,30 +67,45 @@ def _report(workdir: str) -> dict:
 
 def _map_examples_report() -> dict:
   """`map_examples` of a per-example function that uses its key, against NumPy."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
-  from gm_jax.parallel import evaluation  # pylint: disable=g-import-not-at-top
+  import jax
 
-  fn = lambda p, b, k: {'y': b['x'] * p['s'] + jax.random.uniform(k, b['x'].shape),
-                        'z': b['x'][:, None] * 0 + 1}
+  from gm_jax import parallel
+  from gm_jax.parallel import evaluation
+
+  fn = lambda p, b, k: {
+    'y': b['x'] * p['s'] + jax.random.uniform(k, b['x'].shape),
+    'z': b['x'][:, None] * 0 + 1,
+  }
   x = np.arange(10, dtype=np.float32) + 1
   key = jax.random.key(3)
   out = {}
   for size in (4, 6):  # 4 splits over 4 devices; 6 does not (replicated)
     # NumPy: rows [4i, 4i + 4) of x, padded with zeros, key fold_in(key, i).
-    want = np.concatenate([
-        (np.pad(x[s:s + size], (0, size - len(x[s:s + size]))) * 2.0 + np.asarray(
-            jax.random.uniform(jax.random.fold_in(key, i), (size,))))[:len(x[s:s + size])]
-        for i, s in enumerate(range(0, len(x), size))])
+    want = np.concatenate(
+      [
+        (
+          np.pad(x[s : s + size], (0, size - len(x[s : s + size]))) * 2.0
+          + np.asarray(jax.random.uniform(jax.random.fold_in(key, i), (size,)))
+        )[: len(x[s : s + size])]
+        for i, s in enumerate(range(0, len(x), size))
+      ]
+    )
     for name, mesh in (('none', None), ('mesh', parallel.eval_mesh('sharding'))):
-      got = parallel.map_examples(fn, {'s': np.float32(2.0)}, {'x': x}, key,
-                                  batch_size=size, mesh=mesh)
-      out[f'{name}-{size}'] = {'err': float(np.max(np.abs(got['y'] - want))),
-                               'shapes': [list(got['y'].shape), list(got['z'].shape)]}
+      got = parallel.map_examples(
+        fn, {'s': np.float32(2.0)}, {'x': x}, key, batch_size=size, mesh=mesh
+      )
+      out[f'{name}-{size}'] = {
+        'err': float(np.max(np.abs(got['y'] - want))),
+        'shapes': [list(got['y'].shape), list(got['z'].shape)],
+      }
   mesh = parallel.eval_mesh('sharding')
-  run = evaluation._compiled(fn, mesh, True, 'threefry2x32')  # pylint: disable=protected-access
-  args = ({'s': np.float32(2.0)}, {'x': np.zeros(4, np.float32)},
-          np.asarray(jax.random.key_data(key)), np.int32(0))
+  run = evaluation._compiled(fn, mesh, True, 'threefry2x32')
+  args = (
+    {'s': np.float32(2.0)},
+    {'x': np.zeros(4, np.float32)},
+    np.asarray(jax.random.key_data(key)),
+    np.int32(0),
+  )
   batch_sharding = run.lower(*args).compile().input_shardings[0][1]['x']
   out['batch_spec'] = list(batch_sharding.spec)
   out['batch_devices'] = len(batch_sharding.device_set)
@@ -98,23 +121,40 @@ EVAL_MODELS = ('cvae', 'pixelcnn', 'realnvp', 'diffusion', 'flow_matching')
 
 
 def _family_test_numbers() -> dict:
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  import dataclasses
+
+  import jax
+
+  from gm_jax import data as gm_data
   from gm_jax import families
-  from tests.parallel import test_data_parallel  # pylint: disable=g-import-not-at-top
+  from tests.parallel import test_data_parallel
 
   info = gm_data.get_info('digits')
   rng = np.random.default_rng(0)
-  arrays = {'image': rng.integers(0, info.num_levels, (20,) + info.shape).astype(np.uint8),
-            'label': rng.integers(0, info.num_classes, 20).astype(np.int32)}
+  arrays = {
+    'image': rng.integers(0, info.num_levels, (20,) + info.shape).astype(np.uint8),
+    'label': rng.integers(0, info.num_classes, 20).astype(np.int32),
+  }
   out = {}
   for model in EVAL_MODELS:
-    config = test_data_parallel._tiny_config(model)  # pylint: disable=protected-access
-    config.update({k: v for k, v in dict(
-        iwae_samples=3, eval_dequant_samples=2, eval_bound_samples=2, likelihood_steps=2,
-        channels=8, channel_mults=(1,), num_res_blocks=1, attention=False,
-        timing_samplers=()).items() if k in config})
+    config = test_data_parallel._tiny_config(model)
+    config.update(
+      {
+        k: v
+        for k, v in dict(
+          iwae_samples=3,
+          eval_dequant_samples=2,
+          eval_bound_samples=2,
+          likelihood_steps=2,
+          channels=8,
+          channel_mults=(1,),
+          num_res_blocks=1,
+          attention=False,
+          timing_samplers=(),
+        ).items()
+        if k in config
+      }
+    )
     # Diffusion without classes: its evaluate then stops at the likelihood (no FID).
     model_info = info if model == 'cvae' else dataclasses.replace(info, num_classes=0)
     splits = gm_data.Splits(train=arrays, validation=arrays, test=arrays, info=model_info)
@@ -126,8 +166,9 @@ def _family_test_numbers() -> dict:
         for field in ('iwae_batch_size', 'eval_batch_size', 'likelihood_batch_size'):
           config[field] = size
         res = family.evaluate(params, splits, jax.random.key(1), config)
-        out[f'{model}/{mode}-{size}'] = {k: v for k, v in res.items()
-                                         if isinstance(v, float) and 'per_s' not in k}
+        out[f'{model}/{mode}-{size}'] = {
+          k: v for k, v in res.items() if isinstance(v, float) and 'per_s' not in k
+        }
   return out
 
 
@@ -163,8 +204,9 @@ def test_family_test_numbers_match_one_device(report, model):
     want, got = numbers[f'{model}/none-{size}'], numbers[f'{model}/sharding-{size}']
     assert set(got) == set(want) and 'test_nll_nats' in want, (got, want)
     for name in want:
-      np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6,
-                                 err_msg=f'{model} {name} batch {size}')
+      np.testing.assert_allclose(
+        got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=f'{model} {name} batch {size}'
+      )
 
 
 if __name__ == '__main__':

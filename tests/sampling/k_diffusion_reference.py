@@ -14,6 +14,7 @@ stand-ins put in `sys.modules` only while the file executes:
 * `torchdiffeq` (its `odeint` serves `log_likelihood` only) and `torchsde` (the
   Brownian-tree noise sampler): empty modules.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,8 +43,12 @@ def load():
   package.utils = utils
   torchdiffeq = types.ModuleType('torchdiffeq')
   torchdiffeq.odeint = None
-  stand_ins = {'k_diffusion': package, 'k_diffusion.utils': utils,
-               'torchdiffeq': torchdiffeq, 'torchsde': types.ModuleType('torchsde')}
+  stand_ins = {
+    'k_diffusion': package,
+    'k_diffusion.utils': utils,
+    'torchdiffeq': torchdiffeq,
+    'torchsde': types.ModuleType('torchsde'),
+  }
   saved = {name: sys.modules.get(name) for name in stand_ins}
   sys.modules.update(stand_ins)
   try:

@@ -1,4 +1,5 @@
 """`gm_jax.sampling.sample`: cached == naive for the same key, the right distribution."""
+
 import itertools
 
 import jax
@@ -16,14 +17,16 @@ def _random_params(model, x, seed=0, scale=0.5):
   params = jax.jit(model.init)(jax.random.key(seed), jnp.asarray(x))
   leaves, tree = jax.tree.flatten(params)
   rng = np.random.RandomState(seed)
-  return jax.tree.unflatten(tree, [a + scale * rng.standard_normal(a.shape).astype(a.dtype)
-                                   for a in leaves])
+  return jax.tree.unflatten(
+    tree, [a + scale * rng.standard_normal(a.shape).astype(a.dtype) for a in leaves]
+  )
 
 
 @pytest.mark.parametrize('shape,levels', [((3, 5, 4, 1), 17), ((2, 3, 4, 3), 6)])
 def test_pixelcnn_cached_equals_naive(shape, levels):
-  model = PixelCNN(num_levels=levels, num_channels=shape[-1], features=2 * shape[-1] * 3,
-                   num_layers=2)
+  model = PixelCNN(
+    num_levels=levels, num_channels=shape[-1], features=2 * shape[-1] * 3, num_layers=2
+  )
   params = _random_params(model, np.zeros(shape, np.int32))
   key = jax.random.key(7)
   naive = np.asarray(sampling.sample(model, params, key, shape, method='naive'))
@@ -41,8 +44,9 @@ def test_lm_cached_equals_naive_at_two_temperatures():
   shape = (3, 40)
   params = _random_params(model, np.zeros(shape, np.int32))
   for temperature in (1.0, 0.5):
-    naive = sampling.sample(model, params, jax.random.key(3), shape, method='naive',
-                            temperature=temperature)
+    naive = sampling.sample(
+      model, params, jax.random.key(3), shape, method='naive', temperature=temperature
+    )
     cached = sampling.sample(model, params, jax.random.key(3), shape, temperature=temperature)
     np.testing.assert_array_equal(np.asarray(cached), np.asarray(naive))
 
@@ -53,10 +57,14 @@ def test_samples_follow_the_model_distribution():
   shape, levels = (1, 2, 2), 2
   model = PixelCNN(num_levels=levels, num_channels=2, features=4, num_layers=1)
   images = np.array(list(itertools.product(range(levels), repeat=4)), np.int32).reshape(
-      (-1,) + shape)
+    (-1,) + shape
+  )
   params = _random_params(model, images[:1], scale=0.8)
-  probs = np.exp(-np.asarray(jax.jit(
-      lambda p, x: losses.autoregressive_nll(model.apply(p, x), x))(params, images)))
+  probs = np.exp(
+    -np.asarray(
+      jax.jit(lambda p, x: losses.autoregressive_nll(model.apply(p, x), x))(params, images)
+    )
+  )
   n = 4000
   draws = np.asarray(sampling.sample(model, params, jax.random.key(0), (n,) + shape))
   index = (draws.reshape(n, -1) * (levels ** np.arange(3, -1, -1))).sum(1)

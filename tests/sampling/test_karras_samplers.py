@@ -7,14 +7,15 @@ ODE `dx/dsigma = (x - D) / sigma = sigma (x - mu) / (s^2 + sigma^2)`:
 compared step by step with k-diffusion's samplers (torch, float64, same noise), loaded by
 `k_diffusion_reference`.
 """
+
 import math
 
 import jax
 import jax.numpy as jnp
+import k_diffusion_reference
 import numpy as np
 import pytest
 
-import k_diffusion_reference
 from gm_jax import sampling
 
 torch = pytest.importorskip('torch')
@@ -28,18 +29,18 @@ SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 
 def jax_denoise(x, sigma):
   mu = jnp.asarray(MU, x.dtype)
-  return (S ** 2 * x + jnp.square(sigma) * mu) / (S ** 2 + jnp.square(sigma))
+  return (S**2 * x + jnp.square(sigma) * mu) / (S**2 + jnp.square(sigma))
 
 
 def torch_denoise(x, sigma):
   """k-diffusion calls the model with `sigma [B]`."""
   sigma = sigma[:, None]
-  return (S ** 2 * x + sigma ** 2 * torch.as_tensor(MU)) / (S ** 2 + sigma ** 2)
+  return (S**2 * x + sigma**2 * torch.as_tensor(MU)) / (S**2 + sigma**2)
 
 
 def exact_ode(x, sigma_from):
   """`x(0)` of the probability-flow ODE from `x` at `sigma_from`."""
-  return MU + (x - MU) * S / np.sqrt(S ** 2 + sigma_from ** 2)
+  return MU + (x - MU) * S / np.sqrt(S**2 + sigma_from**2)
 
 
 def _start(num=4, seed=0):
@@ -48,9 +49,10 @@ def _start(num=4, seed=0):
 
 def _noises(n, key, x):
   """The noise our samplers draw at step `i`: `normal(fold_in(key, i))` in float32."""
-  return [np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32),
-                     np.float64)
-          for i in range(n)]
+  return [
+    np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32), np.float64)
+    for i in range(n)
+  ]
 
 
 def _reference(name, x, sigmas, noises, monkeypatch, **options):
@@ -71,46 +73,51 @@ def _reference(name, x, sigmas, noises, monkeypatch, **options):
   if name == 'euler_ancestral':
     options['noise_sampler'] = lambda sigma, sigma_next: torch.as_tensor(next(draws))
   fn = getattr(KD, f'sample_{name}')
-  out = fn(torch_denoise, torch.as_tensor(x), torch.tensor(np.asarray(sigmas)),
-           callback=callback, disable=True, **options)
+  out = fn(
+    torch_denoise,
+    torch.as_tensor(x),
+    torch.tensor(np.asarray(sigmas)),
+    callback=callback,
+    disable=True,
+    **options,
+  )
   return np.stack(states + [out.numpy()])
 
 
 CASES = [
-    ('euler', {}),
-    ('heun', {}),
-    ('heun', {'s_churn': 2.0, 's_tmin': 0.05, 's_tmax': 10.0, 's_noise': 1.007}),
-    ('euler_ancestral', {}),
-    ('euler_ancestral', {'eta': 0.5}),
-    ('dpmpp_2m', {}),
+  ('euler', {}),
+  ('heun', {}),
+  ('heun', {'s_churn': 2.0, 's_tmin': 0.05, 's_tmax': 10.0, 's_noise': 1.007}),
+  ('euler_ancestral', {}),
+  ('euler_ancestral', {'eta': 0.5}),
+  ('dpmpp_2m', {}),
 ]
 
 
 @needs_kd
 def test_karras_sigmas_match_k_diffusion():
   for n in (1, 2, 10):
-    ours = np.asarray(sampling.karras_sigmas(n, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
-                                             rho=7.0))
+    ours = np.asarray(sampling.karras_sigmas(n, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rho=7.0))
     ref = KD.get_sigmas_karras(n, SIGMA_MIN, SIGMA_MAX, rho=7.0).numpy()
     assert ours.shape == (n + 1,) and ours[-1] == 0 and ours[0] == np.float32(SIGMA_MAX)
     np.testing.assert_allclose(ours, ref, rtol=1e-6)
   np.testing.assert_allclose(  # eq. 5 at i = N - 1 is sigma_min
-      sampling.karras_sigmas(5, sigma_min=0.1, sigma_max=3.0, rho=3.0)[-2], 0.1, rtol=1e-6)
+    sampling.karras_sigmas(5, sigma_min=0.1, sigma_max=3.0, rho=3.0)[-2], 0.1, rtol=1e-6
+  )
 
 
 @needs_kd
-@pytest.mark.parametrize('name,options', CASES,
-                         ids=[f'{n}-{"-".join(o) or "default"}' for n, o in CASES])
+@pytest.mark.parametrize(
+  'name,options', CASES, ids=[f'{n}-{"-".join(o) or "default"}' for n, o in CASES]
+)
 def test_trajectory_matches_k_diffusion(name, options, monkeypatch):
   x = _start()
   key = jax.random.key(3)
   with jax.enable_x64(True):
-    sigmas = sampling.karras_sigmas(8, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
-                                    dtype=jnp.float64)
+    sigmas = sampling.karras_sigmas(8, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, dtype=jnp.float64)
     noises = _noises(8, key, x)
     run = sampling.get_sampler(name)
-    fn = jax.jit(lambda x, s, k: run(jax_denoise, x, s, key=k, return_trajectory=True,
-                                     **options))
+    fn = jax.jit(lambda x, s, k: run(jax_denoise, x, s, key=k, return_trajectory=True, **options))
     out, traj = fn(jnp.asarray(x), sigmas, key)
     out, traj = np.asarray(out), np.asarray(traj)
   ref = _reference(name, x, sigmas, noises, monkeypatch, **dict(options))
@@ -122,16 +129,19 @@ def test_trajectory_matches_k_diffusion(name, options, monkeypatch):
   # sigma^2 left 1.3e-7 in float64 and 2.6e-4 in float32: the tight float64 bound sees it).
   np.testing.assert_allclose(traj, ref, rtol=0, atol=1e-10)
   # a float32 run stays within float32 rounding of the float64 reference
-  out32 = run(jax_denoise, jnp.asarray(x, jnp.float32),
-              sampling.karras_sigmas(8, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX), key=key,
-              **options)
+  out32 = run(
+    jax_denoise,
+    jnp.asarray(x, jnp.float32),
+    sampling.karras_sigmas(8, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX),
+    key=key,
+    **options,
+  )
   assert out32.dtype == jnp.float32
   np.testing.assert_allclose(out32, ref[-1], rtol=0, atol=1e-5)
 
 
 def _error(sampler, n, x):
-  sigmas = sampling.karras_sigmas(n, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
-                                  dtype=jnp.float64)
+  sigmas = sampling.karras_sigmas(n, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, dtype=jnp.float64)
   out = np.asarray(sampler(jax_denoise, jnp.asarray(x), sigmas))
   return np.max(np.abs(out - exact_ode(x, SIGMA_MAX)))
 
@@ -171,7 +181,11 @@ def test_nfe_counts_the_denoiser_calls():
       assert len(calls) == sampling.nfe(name, n) == sampling.nfe(name, sigmas), name
       assert 0.0 not in calls  # no sampler evaluates the network at sigma = 0
   assert [sampling.nfe(k, 10) for k in ('euler', 'heun', 'euler_ancestral', 'dpmpp_2m')] == [
-      10, 19, 10, 10]
+    10,
+    19,
+    10,
+    10,
+  ]
 
 
 def test_ancestral_eta_zero_is_euler_and_keys_matter():
@@ -191,8 +205,7 @@ def test_traced_schedule_under_jit_equals_eager():
   for name in sampling.SAMPLERS:
     run = sampling.get_sampler(name)
     eager = run(jax_denoise, x, sigmas, key=jax.random.key(2))
-    jitted = jax.jit(lambda x, s, run=run: run(jax_denoise, x, s, key=jax.random.key(2)))(
-        x, sigmas)
+    jitted = jax.jit(lambda x, s, run=run: run(jax_denoise, x, s, key=jax.random.key(2)))(x, sigmas)
     np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-5)
 
 
@@ -210,8 +223,9 @@ def test_state_keeps_x_dtype_with_a_bfloat16_denoiser():
     run = sampling.get_sampler(name)
     out = run(low, x, sigmas, key=jax.random.key(0))
     assert out.dtype == jnp.float32, name
-    np.testing.assert_allclose(out, run(rounded, x, sigmas, key=jax.random.key(0)),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+      out, run(rounded, x, sigmas, key=jax.random.key(0)), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_bad_input_names_the_argument():
@@ -221,8 +235,14 @@ def test_bad_input_names_the_argument():
     sampling.get_sampler('ddim_2m')
   with pytest.raises(ValueError, match='sampler must be one of'):
     sampling.nfe('lms', 4)
-  for bad in ([3.0, 2.0, 1.0], [3.0, 1.0, 2.0, 0.0], [3.0, 3.0, 0.0], [1.0], [[1.0, 0.0]],
-              [math.inf, 1.0, 0.0]):
+  for bad in (
+    [3.0, 2.0, 1.0],
+    [3.0, 1.0, 2.0, 0.0],
+    [3.0, 3.0, 0.0],
+    [1.0],
+    [[1.0, 0.0]],
+    [math.inf, 1.0, 0.0],
+  ):
     with pytest.raises(ValueError, match='sigmas must'):
       sampling.sample_euler(jax_denoise, x, jnp.asarray(bad))
   for steps in (0, -1, 2.0, True):

@@ -6,7 +6,6 @@ loss must stay finite, the parameters float32, and the step's jaxpr must hold bf
 matmuls or convolutions (the policy reached the family's layers).
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +17,11 @@ from gm_jax.train import optim
 from gm_jax.train import step as step_lib
 from tests.parallel import test_data_parallel as dp_test
 
-FAMILIES = sorted(m for m in families.model_names()
-                  if families.module_for(m).__name__ != 'gm_jax.families.classifiers')
+FAMILIES = sorted(
+  m
+  for m in families.model_names()
+  if families.module_for(m).__name__ != 'gm_jax.families.classifiers'
+)
 
 
 def _bf16_ops(jaxpr) -> int:
@@ -37,25 +39,31 @@ def _bf16_ops(jaxpr) -> int:
 def test_family_trains_finite_under_bf16(model):
   rng = np.random.default_rng(0)
   info = gm_data.get_info('digits')
-  arrays = {'image': rng.integers(0, info.num_levels, (16,) + info.shape).astype(np.uint8),
-            'label': rng.integers(0, info.num_classes, 16).astype(np.int32)}
-  splits = dp_test._splits_for(model, gm_data.Splits(train=arrays, validation=arrays,
-                                                     test=arrays, info=info))
+  arrays = {
+    'image': rng.integers(0, info.num_levels, (16,) + info.shape).astype(np.uint8),
+    'label': rng.integers(0, info.num_classes, 16).astype(np.int32),
+  }
+  splits = dp_test._splits_for(
+    model, gm_data.Splits(train=arrays, validation=arrays, test=arrays, info=info)
+  )
   config = dp_test._tiny_config(model)
   config.batch_size = 4
   family = families.module_for(model).make_family(config, splits.info)
   batch = gm_data.batch_at_step(splits.train, 0, batch_size=4, seed=0)
   params = family.init(jax.random.key(0), batch)
   tx = optim.make_optimizer(config)
-  state = {'step': jnp.asarray(0, jnp.int32), 'params': params,
-           'opt_state': (tx.init(params) if family.train_update is None
-                         else family.train_update.init(params))}
+  state = {
+    'step': jnp.asarray(0, jnp.int32),
+    'params': params,
+    'opt_state': (
+      tx.init(params) if family.train_update is None else family.train_update.init(params)
+    ),
+  }
   step_fn = step_lib.make_train_step(family, tx, jax.random.key(1), compute_dtype='bfloat16')
   assert _bf16_ops(jax.make_jaxpr(step_fn)(state, batch).jaxpr) > 0, model
   step_fn = jax.jit(step_fn)
   for s in range(2):
-    state, metrics = step_fn(state, gm_data.batch_at_step(splits.train, s, batch_size=4,
-                                                          seed=0))
+    state, metrics = step_fn(state, gm_data.batch_at_step(splits.train, s, batch_size=4, seed=0))
     assert np.isfinite(float(metrics['loss'])), (model, s, metrics)
   floats = [x for x in jax.tree.leaves(state['params']) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert all(x.dtype == jnp.float32 for x in floats)  # parameters stay float32

@@ -12,8 +12,12 @@ from gm_jax.train import checkpoint as ckpt_lib
 
 
 def _state(width=4):
-  params = {'dense': {'kernel': jnp.arange(width * 3, dtype=jnp.float32).reshape(width, 3),
-                      'bias': jnp.ones((3,))}}
+  params = {
+    'dense': {
+      'kernel': jnp.arange(width * 3, dtype=jnp.float32).reshape(width, 3),
+      'bias': jnp.ones((3,)),
+    }
+  }
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
   return {'step': jnp.asarray(7, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
 
@@ -35,11 +39,14 @@ def test_a_different_shape_is_refused_without_reading_any_array(tmp_path, monkey
   with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')) as ck:
     ck.save(7, _state(width=4))
   ck = ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'))
+
   def no_read(*a, **k):
     raise AssertionError('restore was attempted')
+
   monkeypatch.setattr(ck._manager, 'restore', no_read)
-  with pytest.raises(ckpt_lib.CheckpointError,
-                     match=r'does not match.*dense\.kernel.*\(4, 3\).*\(5, 3\)'):
+  with pytest.raises(
+    ckpt_lib.CheckpointError, match=r'does not match.*dense\.kernel.*\(4, 3\).*\(5, 3\)'
+  ):
     ck.restore_latest(_state(width=5))
   with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r'\(4, 3\).*\(5, 3\)'):
     ck.restore(7, _state(width=5))  # the public single-step restore checks first too
@@ -53,8 +60,9 @@ def test_a_different_number_of_arrays_is_refused(tmp_path):
     ck.save(7, _state())
     bigger = dict(_state(), extra=jnp.zeros(()))
     n_saved = len(jax.tree.leaves(_state()))
-    with pytest.raises(ckpt_lib.CheckpointError,
-                       match=f'{n_saved} arrays saved, the model has {n_saved + 1}'):
+    with pytest.raises(
+      ckpt_lib.CheckpointError, match=f'{n_saved} arrays saved, the model has {n_saved + 1}'
+    ):
       ck.restore_latest(bigger)
   assert os.listdir(tmp_path / 'checkpoints') == ['7']
 
@@ -66,8 +74,9 @@ def test_read_returns_the_saved_arrays_without_a_target_and_changes_nothing(tmp_
   with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints'), is_primary=False) as ck:
     raw = ck.read(7)
     assert ck.all_steps() == [7]
-  np.testing.assert_array_equal(raw['params']['dense']['kernel'],
-                                state['params']['dense']['kernel'])
+  np.testing.assert_array_equal(
+    raw['params']['dense']['kernel'], state['params']['dense']['kernel']
+  )
   assert int(raw['step']) == 7
 
 
@@ -75,8 +84,9 @@ def test_a_missing_step_is_named_with_the_saved_ones(tmp_path):
   state = _state()
   with ckpt_lib.Checkpointer(str(tmp_path / 'checkpoints')) as ck:
     ck.save(7, state)
-    with pytest.raises(ckpt_lib.CheckpointError,
-                       match=r'no checkpoint for step 8 .*saved steps: 7\)'):
+    with pytest.raises(
+      ckpt_lib.CheckpointError, match=r'no checkpoint for step 8 .*saved steps: 7\)'
+    ):
       ck.read(8)
     with pytest.raises(ckpt_lib.CheckpointError, match='no checkpoint for step 6 '):
       ck.restore(6, state)

@@ -48,25 +48,34 @@ def test_a_failed_background_save_names_its_step_why_and_the_intact_ones(tmp_pat
   ck.wait()
   # Step 12's writer runs out of space in the background (as TensorStore reports it).
   monkeypatch.setattr(ck._manager, 'save', lambda step, args: True)
+
   def full_disk():
-    raise ValueError('RESOURCE_EXHAUSTED: Failed to write 204 bytes to file 20: '
-                     "No space left on device [os_error_code='28']")
+    raise ValueError(
+      'RESOURCE_EXHAUSTED: Failed to write 204 bytes to file 20: '
+      "No space left on device [os_error_code='28']"
+    )
+
   ck.save(12, state)
   monkeypatch.setattr(ck._manager, 'wait_until_finished', full_disk)
-  with pytest.raises(ckpt_lib.CheckpointSaveError,
-                     match=r'checkpoint 12 could not be saved: no space left on device '
-                           r'\(.* MiB free on .*\); intact checkpoints: 4, 8 \(a re-run '
-                           r'resumes from 8\)'):
+  with pytest.raises(
+    ckpt_lib.CheckpointSaveError,
+    match=r'checkpoint 12 could not be saved: no space left on device '
+    r'\(.* MiB free on .*\); intact checkpoints: 4, 8 \(a re-run '
+    r'resumes from 8\)',
+  ):
     ck.save(16, state)
   ck.close()  # the failure is not raised a second time
 
 
 def test_a_save_that_fails_at_once_names_its_step(tmp_path, monkeypatch):
   ck = ckpt_lib.Checkpointer(str(tmp_path), max_to_keep=5)
+
   def no_space(step, args):
     raise OSError(errno.ENOSPC, 'No space left on device')
+
   monkeypatch.setattr(ck._manager, 'save', no_space)
-  with pytest.raises(ckpt_lib.CheckpointSaveError, match='checkpoint 3 .*no space.*no '
-                     'checkpoint is intact'):
+  with pytest.raises(
+    ckpt_lib.CheckpointSaveError, match='checkpoint 3 .*no space.*no checkpoint is intact'
+  ):
     ck.save(3, {'w': np.zeros(2, np.float32)})
   ck.close()

@@ -30,8 +30,12 @@ def _toy_splits(n=64, nan_at=None):
   if nan_at is not None:
     x[nan_at] = np.nan
   info = gm_data.DatasetInfo(name='toy', kind='image', shape=(3,), num_levels=2, num_classes=None)
-  return gm_data.Splits(train={'x': x, 'y': y}, validation={'x': x[:16], 'y': y[:16]},
-                        test={'x': x[:16], 'y': y[:16]}, info=info)
+  return gm_data.Splits(
+    train={'x': x, 'y': y},
+    validation={'x': x[:16], 'y': y[:16]},
+    test={'x': x[:16], 'y': y[:16]},
+    info=info,
+  )
 
 
 def _toy_family():
@@ -51,11 +55,26 @@ def _toy_family():
 
 
 def _config(**overrides):
-  c = ml_collections.ConfigDict(dict(
-      model='toy', dataset='toy', data_dir=None, batch_size=8, num_train_steps=12,
-      learning_rate=0.05, lr_schedule='cosine', warmup_steps=2, seed=3, checkpoint_every=4,
-      log_every=2, eval_every=4, parallel='none', max_to_keep=10, validation_fraction=0.25,
-      progress_bar=False))
+  c = ml_collections.ConfigDict(
+    dict(
+      model='toy',
+      dataset='toy',
+      data_dir=None,
+      batch_size=8,
+      num_train_steps=12,
+      learning_rate=0.05,
+      lr_schedule='cosine',
+      warmup_steps=2,
+      seed=3,
+      checkpoint_every=4,
+      log_every=2,
+      eval_every=4,
+      parallel='none',
+      max_to_keep=10,
+      validation_fraction=0.25,
+      progress_bar=False,
+    )
+  )
   c.update(overrides)
   return c
 
@@ -63,8 +82,9 @@ def _config(**overrides):
 def _final_params(workdir):
   ck = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
   step = ck.latest_step()
-  restored = ck._manager.restore(step, args=__import__('orbax.checkpoint').checkpoint.args
-                                 .StandardRestore())
+  restored = ck._manager.restore(
+    step, args=__import__('orbax.checkpoint').checkpoint.args.StandardRestore()
+  )
   return step, jax.tree.map(np.asarray, restored)
 
 
@@ -113,16 +133,18 @@ def test_crash_and_resume_is_bit_identical(tmp_path, monkeypatch):
 
 def test_corrupt_latest_checkpoint_falls_back_without_deleting(tmp_path, capsys):
   # A constant learning rate: training on to 12 steps continues the same run.
-  loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
   latest = tmp_path / 'checkpoints' / '8'
   # Corrupt every file of the newest checkpoint.
   for root, _, files in os.walk(latest):
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
-  res = loop.run(_config(num_train_steps=12, lr_schedule='constant'), str(tmp_path),
-                 _toy_family(), _toy_splits())
+  res = loop.run(
+    _config(num_train_steps=12, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
   out = capsys.readouterr().out
   assert 'unreadable' in out and 'moved to' in out
   moved = os.listdir(tmp_path / 'corrupt_checkpoints')
@@ -132,14 +154,20 @@ def test_corrupt_latest_checkpoint_falls_back_without_deleting(tmp_path, capsys)
 
 
 def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path):
-  loop.run(_config(num_train_steps=4, lr_schedule='constant'), str(tmp_path), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(num_train_steps=4, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
   fam = _toy_family()
-  bigger = Family(name='toy', init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
-                  loss=fam.loss, evaluate=fam.evaluate)
+  bigger = Family(
+    name='toy',
+    init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
+    loss=fam.loss,
+    evaluate=fam.evaluate,
+  )
   with pytest.raises(ckpt_lib.CheckpointError, match='does not match'):
-    loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), bigger,
-             _toy_splits())
+    loop.run(
+      _config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), bigger, _toy_splits()
+    )
   assert os.listdir(tmp_path / 'checkpoints') == ['4']
   assert not (tmp_path / 'corrupt_checkpoints').exists()
 
@@ -147,27 +175,33 @@ def test_checkpoint_of_another_config_is_refused_and_kept(tmp_path):
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
   splits = _toy_splits(nan_at=5)
   # Find the first step whose batch contains example 5.
-  bad_step = next(s for s in range(100)
-                  if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any())
+  bad_step = next(
+    s
+    for s in range(100)
+    if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any()
+  )
   assert bad_step >= 1
   with pytest.raises(loop.NonFiniteLossError, match=f'at step {bad_step + 1}'):
-    loop.run(_config(num_train_steps=40, checkpoint_every=1), str(tmp_path), _toy_family(),
-             splits)
+    loop.run(_config(num_train_steps=40, checkpoint_every=1), str(tmp_path), _toy_family(), splits)
   steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   assert steps[-1] == bad_step  # the last finite state is on disk
   ck = ckpt_lib.Checkpointer(os.path.join(tmp_path, 'checkpoints'))
-  restored = ck._manager.restore(steps[-1], args=__import__('orbax.checkpoint').checkpoint.args
-                                 .StandardRestore())
+  restored = ck._manager.restore(
+    steps[-1], args=__import__('orbax.checkpoint').checkpoint.args.StandardRestore()
+  )
   assert all(np.isfinite(np.asarray(l)).all() for l in jax.tree.leaves(restored['params']))
 
 
-@pytest.mark.parametrize('field,value,match', [
+@pytest.mark.parametrize(
+  'field,value,match',
+  [
     ('batch_size', 0, 'config.batch_size'),
     ('learning_rate', -1.0, 'config.learning_rate'),
     ('num_train_steps', -5, 'config.num_train_steps'),
     ('parallel', 'tpu_pods', 'config.parallel'),
     ('validation_fraction', 1.5, 'config.validation_fraction'),
-])
+  ],
+)
 def test_bad_config_values_are_named(tmp_path, field, value, match):
   with pytest.raises(ValueError, match=match):
     loop.run(_config(**{field: value}), str(tmp_path), _toy_family(), _toy_splits())
@@ -195,8 +229,11 @@ def test_a_loss_with_a_step_keyword_receives_the_step_being_taken():
     return value, dict(metrics, step_seen=jnp.asarray(step, jnp.float32))
 
   tx = optax.sgd(0.01)
-  step_fn = jax.jit(loop.make_train_step(
-      dataclasses.replace(family, loss=loss, loss_takes_step=True), tx, jax.random.key(0)))
+  step_fn = jax.jit(
+    loop.make_train_step(
+      dataclasses.replace(family, loss=loss, loss_takes_step=True), tx, jax.random.key(0)
+    )
+  )
   params = family.init(jax.random.key(1), None)
   state = {'step': jnp.asarray(0, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
   batch = {k: v[:8] for k, v in _toy_splits().train.items()}
@@ -235,9 +272,12 @@ def test_all_zero_gradients_are_reported(tmp_path, capsys):
     return plain(jax.lax.stop_gradient(params), batch, key, train=train)
 
   why = 'A gradient-skipping threshold below the norms of this data does this.'
-  loop.run(_config(), str(tmp_path),
-           dataclasses.replace(family, loss=frozen, messages={'zero_gradient': why}),
-           _toy_splits())
+  loop.run(
+    _config(),
+    str(tmp_path),
+    dataclasses.replace(family, loss=frozen, messages={'zero_gradient': why}),
+    _toy_splits(),
+  )
   out = capsys.readouterr().out
   # The family's own note follows the trainer's warning.
   assert out.count('zero gradient (grad_norm 0)') == 1 and why in out
@@ -253,25 +293,34 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   loop.run(_config(), str(source), _toy_family(), _toy_splits())
   _, saved = _final_params(source)
   # Zero steps: the evaluated parameters are exactly the loaded ones (not a fresh init).
-  res = loop.run(_config(num_train_steps=0, init_from=str(source), seed=7),
-                 str(tmp_path / 'zero'), _toy_family(), _toy_splits())
+  res = loop.run(
+    _config(num_train_steps=0, init_from=str(source), seed=7),
+    str(tmp_path / 'zero'),
+    _toy_family(),
+    _toy_splits(),
+  )
   assert res['w0'] == pytest.approx(float(saved['best_params']['w'][0]), abs=0)
   assert res['init_from'] == str(source) and res['init_from_step'] == 12
-  fresh = loop.run(_config(num_train_steps=0, seed=7), str(tmp_path / 'fresh'),
-                   _toy_family(), _toy_splits())
+  fresh = loop.run(
+    _config(num_train_steps=0, seed=7), str(tmp_path / 'fresh'), _toy_family(), _toy_splits()
+  )
   assert fresh['w0'] != res['w0'] and 'init_from' not in fresh
   # A second cycle trains on from there with a fresh optimiser state and schedule.
   second = tmp_path / 'second'
-  loop.run(_config(init_from=str(source / 'checkpoints')), str(second), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(init_from=str(source / 'checkpoints')), str(second), _toy_family(), _toy_splits()
+  )
   out = capsys.readouterr().out
   assert 'its checkpoint 12' in out and 'KL warm-up' not in out
   with open(second / 'eval.json') as f:
     assert json.load(f)['init_from'] == str(source)  # the workdir, however it was named
   _, after = _final_params(second)
   assert int(after['init_from_step']) == 12
-  counts = [int(v) for p, v in jax.tree_util.tree_flatten_with_path(after['opt_state'])[0]
-            if 'count' in jax.tree_util.keystr(p)]
+  counts = [
+    int(v)
+    for p, v in jax.tree_util.tree_flatten_with_path(after['opt_state'])[0]
+    if 'count' in jax.tree_util.keystr(p)
+  ]
   assert counts and set(counts) == {12}  # this run's own 12 steps, not 24
   # Its own checkpoints take precedence on re-running: it resumes, loading nothing.
   again = loop.run(_config(init_from=str(source)), str(second), _toy_family(), _toy_splits())
@@ -280,37 +329,55 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   assert sorted(os.listdir(source / 'checkpoints')) == ['12', '4', '8']  # source untouched
   # The family's own note (e.g. a warm-up that restarts) follows the trainer's message.
   note = 'The warm-up restarts with the step count.'
-  loop.run(_config(num_train_steps=0, init_from=str(source)), str(tmp_path / 'warm'),
-           dataclasses.replace(_toy_family(), messages={'init_from': note}), _toy_splits())
+  loop.run(
+    _config(num_train_steps=0, init_from=str(source)),
+    str(tmp_path / 'warm'),
+    dataclasses.replace(_toy_family(), messages={'init_from': note}),
+    _toy_splits(),
+  )
   assert f'start afresh. {note}' in capsys.readouterr().out
 
 
 def test_init_from_errors_name_the_problem(tmp_path):
   with pytest.raises(ckpt_lib.CheckpointError, match='no checkpoints folder'):
-    loop.run(_config(init_from=str(tmp_path / 'nowhere')), str(tmp_path / 'a'),
-             _toy_family(), _toy_splits())
+    loop.run(
+      _config(init_from=str(tmp_path / 'nowhere')),
+      str(tmp_path / 'a'),
+      _toy_family(),
+      _toy_splits(),
+    )
   (tmp_path / 'empty' / 'checkpoints').mkdir(parents=True)
   with pytest.raises(ckpt_lib.CheckpointError, match='holds no checkpoint'):
-    loop.run(_config(init_from=str(tmp_path / 'empty')), str(tmp_path / 'b'),
-             _toy_family(), _toy_splits())
+    loop.run(
+      _config(init_from=str(tmp_path / 'empty')), str(tmp_path / 'b'), _toy_family(), _toy_splits()
+    )
   loop.run(_config(num_train_steps=4), str(tmp_path / 'src'), _toy_family(), _toy_splits())
   fam = _toy_family()
-  wider = Family(name='toy', init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
-                 loss=fam.loss, evaluate=fam.evaluate, validation_metric='mse')
+  wider = Family(
+    name='toy',
+    init=lambda k, b: {'w': jnp.zeros((5,)), 'b': jnp.zeros(())},
+    loss=fam.loss,
+    evaluate=fam.evaluate,
+    validation_metric='mse',
+  )
   with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"\['w'\] has shape \(3,\)"):
-    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'c'), wider,
-             _toy_splits())
-  renamed = Family(name='toy', init=lambda k, b: {'v': jnp.zeros((3,)), 'b': jnp.zeros(())},
-                   loss=fam.loss, evaluate=fam.evaluate, validation_metric='mse')
+    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'c'), wider, _toy_splits())
+  renamed = Family(
+    name='toy',
+    init=lambda k, b: {'v': jnp.zeros((3,)), 'b': jnp.zeros(())},
+    loss=fam.loss,
+    evaluate=fam.evaluate,
+    validation_metric='mse',
+  )
   with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"missing \[\"\['v'\]\"\]"):
-    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'd'), renamed,
-             _toy_splits())
+    loop.run(_config(init_from=str(tmp_path / 'src')), str(tmp_path / 'd'), renamed, _toy_splits())
 
 
 def _stop_after_one_step(tmp_path, **overrides):
   """A run of `_config(**overrides)` stopped (by its time budget) after one step."""
-  loop.run(_config(max_train_seconds=1e-9, **overrides), str(tmp_path), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(max_train_seconds=1e-9, **overrides), str(tmp_path), _toy_family(), _toy_splits()
+  )
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
 
 
@@ -319,8 +386,12 @@ def test_resuming_under_a_config_that_changes_training_names_each_change(tmp_pat
   saved = (tmp_path / 'config.json').read_text()
   assert json.loads(saved)['num_train_steps'] == 12
   with pytest.raises(run_config.ResumeConfigError) as error:
-    loop.run(_config(num_train_steps=20, learning_rate=0.1, beta=2.0), str(tmp_path),
-             _toy_family(), _toy_splits())
+    loop.run(
+      _config(num_train_steps=20, learning_rate=0.1, beta=2.0),
+      str(tmp_path),
+      _toy_family(),
+      _toy_splits(),
+    )
   message = str(error.value)
   assert 'num_train_steps: 12 -> 20 (the learning-rate schedule is stretched' in message
   assert 'learning_rate: 0.05 -> 0.1' in message and 'beta: (absent) -> 2.0' in message
@@ -329,28 +400,39 @@ def test_resuming_under_a_config_that_changes_training_names_each_change(tmp_pat
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
   assert (tmp_path / 'config.json').read_text() == saved
   # Where, how often and how long it runs may change (no budget, other intervals).
-  res = loop.run(_config(log_every=3, checkpoint_every=6, eval_every=6, max_to_keep=2,
-                         data_dir='/elsewhere'), str(tmp_path), _toy_family(), _toy_splits())
+  res = loop.run(
+    _config(log_every=3, checkpoint_every=6, eval_every=6, max_to_keep=2, data_dir='/elsewhere'),
+    str(tmp_path),
+    _toy_family(),
+    _toy_splits(),
+  )
   assert res['train_steps'] == 12 and res['best_step'] in (6, 12)
 
 
 def test_a_longer_constant_learning_rate_run_resumes(tmp_path):
   _stop_after_one_step(tmp_path, lr_schedule='constant')
-  res = loop.run(_config(lr_schedule='constant', num_train_steps=16), str(tmp_path),
-                 _toy_family(), _toy_splits())
+  res = loop.run(
+    _config(lr_schedule='constant', num_train_steps=16), str(tmp_path), _toy_family(), _toy_splits()
+  )
   assert res['train_steps'] == 16
 
 
 def test_allow_resume_changes_resumes_and_records_the_new_config(tmp_path, capsys):
   _stop_after_one_step(tmp_path)
-  res = loop.run(_config(num_train_steps=8, allow_resume_changes=True), str(tmp_path),
-                 _toy_family(), _toy_splits())
+  res = loop.run(
+    _config(num_train_steps=8, allow_resume_changes=True),
+    str(tmp_path),
+    _toy_family(),
+    _toy_splits(),
+  )
   assert res['train_steps'] == 8
   assert 'WARNING: toy: resuming' in capsys.readouterr().out
   assert json.loads((tmp_path / 'config.json').read_text())['num_train_steps'] == 8
   # From now on the new config is the one the checkpoints continue under.
-  assert loop.run(_config(num_train_steps=8), str(tmp_path), _toy_family(),
-                  _toy_splits())['train_steps'] == 8
+  assert (
+    loop.run(_config(num_train_steps=8), str(tmp_path), _toy_family(), _toy_splits())['train_steps']
+    == 8
+  )
 
 
 def test_a_workdir_without_its_config_resumes_unchecked_and_a_corrupt_one_is_named(tmp_path):
@@ -368,23 +450,27 @@ def test_config_changes_compare_json_values_and_one_init_from_source():
   saved = run_config._plain(_config(dilations=(1, 2), init_from='/runs/a/checkpoints'))
   assert run_config.changes(saved, _config(dilations=[1, 2], init_from='/runs/a/')) == []
   assert run_config.changes(saved, _config(dilations=(1, 4), init_from='/runs/a')) == [
-      'dilations: [1, 2] -> [1, 4]']
+    'dilations: [1, 2] -> [1, 4]'
+  ]
   # Under a constant schedule the step count may change; under cosine it may not.
   constant = run_config._plain(_config(lr_schedule='constant'))
   assert run_config.changes(constant, _config(lr_schedule='constant', num_train_steps=99)) == []
   assert run_config.changes(constant, _config(num_train_steps=99)) == [
-      "lr_schedule: 'constant' -> 'cosine'",
-      'num_train_steps: 12 -> 99 (the learning-rate schedule is stretched over '
-      'num_train_steps)']
+    "lr_schedule: 'constant' -> 'cosine'",
+    'num_train_steps: 12 -> 99 (the learning-rate schedule is stretched over num_train_steps)',
+  ]
 
 
 def _cyclegan_schedule(config):
-  from gm_jax.families import cyclegan  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import defaults  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import cyclegan
+  from gm_jax.train import defaults
+
   return cyclegan.learning_rate_schedule(defaults.complete(config, cyclegan.DEFAULTS))
 
 
-@pytest.mark.parametrize('model,fields,schedule,may_change', [
+@pytest.mark.parametrize(
+  'model,fields,schedule,may_change',
+  [
     ('toy', dict(lr_schedule='constant', warmup_steps=3), None, True),  # warm-up only
     ('toy', dict(lr_schedule='cosine'), None, False),
     ('dcgan', dict(lr_schedule='constant'), None, True),
@@ -392,34 +478,46 @@ def _cyclegan_schedule(config):
     # lr_schedule field: the family's own schedule (Family.schedule) is the one compared.
     ('cyclegan', {}, _cyclegan_schedule, False),
     ('cyclegan', dict(decay_start_fraction=1.0), _cyclegan_schedule, True),
-])
-def test_num_train_steps_may_change_where_the_familys_schedule_does_not(model, fields,
-                                                                        schedule, may_change):
+  ],
+)
+def test_num_train_steps_may_change_where_the_familys_schedule_does_not(
+  model, fields, schedule, may_change
+):
   saved = dict(model=model, learning_rate=2e-4, num_train_steps=100, **fields)
   for steps in (50, 200):
-    found = run_config.changes(saved, ml_collections.ConfigDict(dict(saved, num_train_steps=steps)),
-                               schedule=schedule)
-    assert found == ([] if may_change else
-                     [f'num_train_steps: 100 -> {steps} (the learning-rate schedule is '
-                      'stretched over num_train_steps)'])
+    found = run_config.changes(
+      saved, ml_collections.ConfigDict(dict(saved, num_train_steps=steps)), schedule=schedule
+    )
+    assert found == (
+      []
+      if may_change
+      else [
+        f'num_train_steps: 100 -> {steps} (the learning-rate schedule is '
+        'stretched over num_train_steps)'
+      ]
+    )
 
 
 def test_a_shared_setting_spelled_at_its_default_is_no_change():
   saved = run_config._plain(_config())
   assert run_config.changes(saved, _config(weight_decay=0.0, adam_b1=0.9)) == []
   assert run_config.changes(saved, _config(weight_decay=1e-4)) == [
-      'weight_decay: (absent) -> 0.0001']
+    'weight_decay: (absent) -> 0.0001'
+  ]
   # A family's evaluation-only setting may change when the family says so.
   assert run_config.changes(saved, _config(iwae_samples=10)) == ['iwae_samples: (absent) -> 10']
-  assert run_config.changes(saved, _config(iwae_samples=10),
-                            may_change=frozenset({'iwae_samples'})) == []
+  assert (
+    run_config.changes(saved, _config(iwae_samples=10), may_change=frozenset({'iwae_samples'}))
+    == []
+  )
 
 
 @pytest.mark.parametrize('k', [2, 4])
 def test_steps_per_loop_gives_the_same_parameters_bit_for_bit(tmp_path, k):
   loop.run(_config(log_every=4), str(tmp_path / 'one'), _toy_family(), _toy_splits())
-  loop.run(_config(log_every=4, steps_per_loop=k), str(tmp_path / 'many'), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(log_every=4, steps_per_loop=k), str(tmp_path / 'many'), _toy_family(), _toy_splits()
+  )
   _, a = _final_params(tmp_path / 'one')
   _, b = _final_params(tmp_path / 'many')
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -432,8 +530,12 @@ def test_steps_per_loop_gives_the_same_parameters_bit_for_bit(tmp_path, k):
 
 def test_host_batches_give_the_same_parameters_as_device_resident_data(tmp_path):
   loop.run(_config(steps_per_loop=2), str(tmp_path / 'device'), _toy_family(), _toy_splits())
-  loop.run(_config(steps_per_loop=2, device_data_max_bytes=0), str(tmp_path / 'host'),
-           _toy_family(), _toy_splits())
+  loop.run(
+    _config(steps_per_loop=2, device_data_max_bytes=0),
+    str(tmp_path / 'host'),
+    _toy_family(),
+    _toy_splits(),
+  )
   _, a = _final_params(tmp_path / 'device')
   _, b = _final_params(tmp_path / 'host')
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -441,19 +543,27 @@ def test_host_batches_give_the_same_parameters_as_device_resident_data(tmp_path)
 
 
 def test_steps_per_loop_must_divide_the_intervals(tmp_path):
-  with pytest.raises(ValueError, match='config.log_every=2 must be a multiple of '
-                                       'config.steps_per_loop=4'):
+  with pytest.raises(
+    ValueError, match='config.log_every=2 must be a multiple of config.steps_per_loop=4'
+  ):
     loop.run(_config(steps_per_loop=4), str(tmp_path), _toy_family(), _toy_splits())
   assert not (tmp_path / 'checkpoints').exists()
 
 
 def test_nan_inside_a_multi_step_dispatch_names_the_first_bad_step(tmp_path):
   splits = _toy_splits(nan_at=5)
-  bad_step = next(s for s in range(100)
-                  if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any())
+  bad_step = next(
+    s
+    for s in range(100)
+    if np.isnan(_real_batch_at_step(splits.train, s, batch_size=8, seed=3)['x']).any()
+  )
   with pytest.raises(loop.NonFiniteLossError, match=f'at step {bad_step + 1};'):
-    loop.run(_config(num_train_steps=40, steps_per_loop=4, log_every=4, checkpoint_every=4),
-             str(tmp_path), _toy_family(), splits)
+    loop.run(
+      _config(num_train_steps=40, steps_per_loop=4, log_every=4, checkpoint_every=4),
+      str(tmp_path),
+      _toy_family(),
+      splits,
+    )
   steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints'))
   # Nothing trained through the bad step is saved: the newest checkpoint precedes it.
   assert steps[-1] <= bad_step and steps[-1] > bad_step - 4
@@ -461,11 +571,14 @@ def test_nan_inside_a_multi_step_dispatch_names_the_first_bad_step(tmp_path):
 
 def test_loop_and_run_config_name_no_family():
   """The trainer's own modules name no model and no family's setting (the `Family` says)."""
-  import io  # pylint: disable=g-import-not-at-top
-  import tokenize  # pylint: disable=g-import-not-at-top
+  import io
+  import tokenize
+
   from gm_jax import families
+
   family_words = set(families.model_names()) | {
-      families.module_for(m).__name__.rsplit('.', 1)[1] for m in families.model_names()}
+    families.module_for(m).__name__.rsplit('.', 1)[1] for m in families.model_names()
+  }
   family_words |= {'kl_warmup_steps', 'grad_skip_norm', 'free_bits', 'gan_loss', 'pool_size'}
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   for name in ('loop.py', 'run_config.py', 'step.py'):

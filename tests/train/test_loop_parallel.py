@@ -20,20 +20,30 @@ NUM_DEVICES = 4
 
 
 def _runs(workdir: str) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  from tests.train import test_loop  # pylint: disable=g-import-not-at-top
-  from gm_jax.train import loop  # pylint: disable=g-import-not-at-top
+  import jax
+
+  from gm_jax.train import loop
+  from tests.train import test_loop
+
   out = {'device_count': jax.device_count()}
   for mode in ('none', 'pmap', 'sharding'):
     for k, resident in ((1, True), (2, True), (2, False)):
       name = f'{mode}-{k}-{"device" if resident else "host"}'
-      config = test_loop._config(parallel=mode, steps_per_loop=k, log_every=4,
-                                 device_data_max_bytes=(1 << 30) if resident else 0)
-      res = loop.run(config, os.path.join(workdir, name), test_loop._toy_family(),
-                     test_loop._toy_splits())
+      config = test_loop._config(
+        parallel=mode,
+        steps_per_loop=k,
+        log_every=4,
+        device_data_max_bytes=(1 << 30) if resident else 0,
+      )
+      res = loop.run(
+        config, os.path.join(workdir, name), test_loop._toy_family(), test_loop._toy_splits()
+      )
       _, params = test_loop._final_params(os.path.join(workdir, name))
-      out[name] = {'w': np.asarray(params['params']['w']).tolist(),
-                   'best_step': res['best_step'], 'w0': res['w0']}
+      out[name] = {
+        'w': np.asarray(params['params']['w']).tolist(),
+        'best_step': res['best_step'],
+        'w0': res['w0'],
+      }
   return out
 
 

@@ -18,10 +18,10 @@ import pytest
 
 pytest.importorskip('tensorflow_datasets')
 
-from gm_jax import data as gm_data  # noqa: E402
-from gm_jax.train import loop  # noqa: E402
-from gm_jax.train.family import Family  # noqa: E402
-from tests import multidevice  # noqa: E402
+from gm_jax import data as gm_data
+from gm_jax.train import loop
+from gm_jax.train.family import Family
+from tests import multidevice
 
 pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
 
@@ -37,34 +37,47 @@ def _family():
     x = batch['image'].reshape(batch['image'].shape[0], -1).astype(jnp.float32) / 16
     noise = 0.01 * jax.random.normal(key, ()) if train else 0.0  # exercises the step key
     err = x @ params['w'] + params['b'] + noise - batch['label'] / 10
-    mse = jnp.mean(err ** 2)
+    mse = jnp.mean(err**2)
     return mse, {'mse': mse}
 
   def evaluate(params, splits, key, config):
     del splits, key, config
     return {'w_sum': float(jnp.sum(params['w']))}
 
-  return Family(name='linear', init=init, loss=loss, evaluate=evaluate,
-                validation_metric='mse')
+  return Family(name='linear', init=init, loss=loss, evaluate=evaluate, validation_metric='mse')
 
 
 def _config(data_dir, **overrides):
-  from tests.train import test_loop  # pylint: disable=g-import-not-at-top
-  c = test_loop._config(dataset='digits', data_dir=data_dir, batch_size=64,
-                        num_train_steps=28, lr_schedule='constant', warmup_steps=0,
-                        learning_rate=0.02, checkpoint_every=4, eval_every=4, log_every=4,
-                        validation_fraction=0.1, input_pipeline='stream', seed=1)
+  from tests.train import test_loop
+
+  c = test_loop._config(
+    dataset='digits',
+    data_dir=data_dir,
+    batch_size=64,
+    num_train_steps=28,
+    lr_schedule='constant',
+    warmup_steps=0,
+    learning_rate=0.02,
+    checkpoint_every=4,
+    eval_every=4,
+    log_every=4,
+    validation_fraction=0.1,
+    input_pipeline='stream',
+    seed=1,
+  )
   c.update(overrides)
   return c
 
 
 def _splits(data_dir, input_pipeline='stream'):
-  return gm_data.load_splits('digits', data_dir=data_dir, validation_fraction=0.1,
-                             input_pipeline=input_pipeline)
+  return gm_data.load_splits(
+    'digits', data_dir=data_dir, validation_fraction=0.1, input_pipeline=input_pipeline
+  )
 
 
 def _params(workdir):
-  from tests.train import test_loop  # pylint: disable=g-import-not-at-top
+  from tests.train import test_loop
+
   return test_loop._final_params(workdir)
 
 
@@ -85,8 +98,12 @@ def test_resumed_mid_epoch_run_is_bit_identical_and_chunks_change_nothing(tmp_pa
     for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(got)):
       np.testing.assert_array_equal(x, y, err_msg=other)  # bit-identical
   # The in-memory path trains on other batches (batch_at_step's order): other numbers.
-  memory = loop.run(_config(tfds_dir, input_pipeline='memory'), str(tmp_path / 'memory'),
-                    _family(), _splits(tfds_dir, 'memory'))
+  memory = loop.run(
+    _config(tfds_dir, input_pipeline='memory'),
+    str(tmp_path / 'memory'),
+    _family(),
+    _splits(tfds_dir, 'memory'),
+  )
   assert memory['input_pipeline'] == 'memory'
   assert memory['w_sum'] != res['w_sum']
 
@@ -94,9 +111,10 @@ def test_resumed_mid_epoch_run_is_bit_identical_and_chunks_change_nothing(tmp_pa
 def test_bad_input_settings_are_named(tmp_path, tfds_dir):
   splits = _splits(tfds_dir)
   for field, value, match in (
-      ('input_pipeline', 'disk', r"config.input_pipeline must be one of \('auto'"),
-      ('shuffle_buffer_size', 0, 'config.shuffle_buffer_size must be a positive integer'),
-      ('input_memory_max_bytes', -1, 'config.input_memory_max_bytes must be a non-negative')):
+    ('input_pipeline', 'disk', r"config.input_pipeline must be one of \('auto'"),
+    ('shuffle_buffer_size', 0, 'config.shuffle_buffer_size must be a positive integer'),
+    ('input_memory_max_bytes', -1, 'config.input_memory_max_bytes must be a non-negative'),
+  ):
     with pytest.raises(ValueError, match=match):
       loop.run(_config(tfds_dir, **{field: value}), str(tmp_path / field), _family(), splits)
 
@@ -107,11 +125,14 @@ def _modes(workdir: str, data_dir: str) -> dict:
   for mode in ('none', 'pmap', 'sharding'):
     for k in (1, 2):
       name = f'{mode}-{k}'
-      res = loop.run(_config(data_dir, parallel=mode, steps_per_loop=k, num_train_steps=24),
-                     os.path.join(workdir, name), _family(), splits)
+      res = loop.run(
+        _config(data_dir, parallel=mode, steps_per_loop=k, num_train_steps=24),
+        os.path.join(workdir, name),
+        _family(),
+        splits,
+      )
       _, params = _params(os.path.join(workdir, name))
-      out[name] = {'w': np.asarray(params['params']['w']).tolist(),
-                   'best_step': res['best_step']}
+      out[name] = {'w': np.asarray(params['params']['w']).tolist(), 'best_step': res['best_step']}
   return out
 
 
@@ -131,13 +152,21 @@ class _BothParts:
   """Stands in for `StreamedBatches` in one process: the batches two processes stream,
   concatenated in process order (the global batch of a two-process run)."""
 
-  def __init__(self, source, *, batch_size, seed, process_index, process_count,
-               shuffle_buffer):
+  def __init__(self, source, *, batch_size, seed, process_index, process_count, shuffle_buffer):
     assert (process_index, process_count) == (0, 1)
-    from gm_jax.data import stream  # pylint: disable=g-import-not-at-top
-    self._parts = [stream.StreamedBatches(source, batch_size=batch_size, seed=seed,
-                                          process_index=p, process_count=2,
-                                          shuffle_buffer=shuffle_buffer) for p in range(2)]
+    from gm_jax.data import stream
+
+    self._parts = [
+      stream.StreamedBatches(
+        source,
+        batch_size=batch_size,
+        seed=seed,
+        process_index=p,
+        process_count=2,
+        shuffle_buffer=shuffle_buffer,
+      )
+      for p in range(2)
+    ]
 
   def iterate(self, start):
     its = [r.iterate(start) for r in self._parts]
@@ -147,7 +176,8 @@ class _BothParts:
 
 
 def _two_process_worker(workdir, data_dir, port=None, process_id=None):
-  from gm_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gm_jax import parallel
+
   if port is not None:
     parallel.initialize_distributed(f'127.0.0.1:{port}', 2, int(process_id))
   else:  # the reference: one process, 4 devices, fed the two processes' batches
@@ -164,19 +194,32 @@ def _two_process_worker(workdir, data_dir, port=None, process_id=None):
 def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds_dir):
   """Two processes (2 CPU devices each), each streaming only its own part, train the
   parameters of one process with 4 devices fed both parts' batches side by side."""
-  import socket  # pylint: disable=g-import-not-at-top
+  import socket
+
   _splits(tfds_dir)  # prepares digits once, before the workers start
   with socket.socket() as sock:
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
 
-  procs = [subprocess.Popen([sys.executable, __file__, 'two', str(tmp_path / 'two'), tfds_dir,
-                             str(port), str(i)], cwd=REPO, env=multidevice.env(2),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  one = subprocess.run([sys.executable, __file__, 'two', str(tmp_path / 'one'), tfds_dir],
-                       cwd=REPO, env=multidevice.env(4), capture_output=True, text=True,
-                       timeout=600)
+  procs = [
+    subprocess.Popen(
+      [sys.executable, __file__, 'two', str(tmp_path / 'two'), tfds_dir, str(port), str(i)],
+      cwd=REPO,
+      env=multidevice.env(2),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  one = subprocess.run(
+    [sys.executable, __file__, 'two', str(tmp_path / 'one'), tfds_dir],
+    cwd=REPO,
+    env=multidevice.env(4),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   outs = []
   for p in procs:
     out, err = p.communicate(timeout=600)
@@ -185,14 +228,20 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
   assert one.returncode == 0, one.stderr[-3000:]
   ref = json.loads(one.stdout.strip().splitlines()[-1])
   assert [o['process_count'] for o in outs] == [2, 2] and ref['process_count'] == 1
-  from tests.parallel import test_multihost  # pylint: disable=g-import-not-at-top
+  from tests.parallel import test_multihost
+
   for mode in ('pmap', 'sharding'):
     assert outs[0][mode] == outs[1][mode] == ref[mode]
-    want = test_multihost._final_params(tmp_path / 'one' / mode)  # pylint: disable=protected-access
+    want = test_multihost._final_params(tmp_path / 'one' / mode)
     # Read into the single-process structure (the checkpoint records 4-device shardings).
-    got = test_multihost._final_params(tmp_path / 'two' / mode, like=want)  # pylint: disable=protected-access
-    np.testing.assert_allclose(np.asarray(got['params']['w']), np.asarray(want['params']['w']),
-                               rtol=1e-5, atol=1e-6, err_msg=mode)
+    got = test_multihost._final_params(tmp_path / 'two' / mode, like=want)
+    np.testing.assert_allclose(
+      np.asarray(got['params']['w']),
+      np.asarray(want['params']['w']),
+      rtol=1e-5,
+      atol=1e-6,
+      err_msg=mode,
+    )
 
 
 if __name__ == '__main__':

@@ -9,7 +9,9 @@ import pytest
 from gm_jax import data as gm_data
 from gm_jax.data import batch_at_step as _real_batch_at_step
 from gm_jax.train import loop
-from tests.train.test_loop import _config, _toy_family, _toy_splits
+from tests.train.test_loop import _config
+from tests.train.test_loop import _toy_family
+from tests.train.test_loop import _toy_splits
 
 
 def _records(workdir):
@@ -48,12 +50,13 @@ def test_a_cut_last_line_is_dropped_and_said(tmp_path, capsys):
   before = _records(tmp_path)
   with open(tmp_path / 'metrics.jsonl', 'a') as f:
     f.write('{"step": 10, "loss": 0.12')  # a kill mid-write
-  loop.run(_config(num_train_steps=12, lr_schedule='constant'), str(tmp_path), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(num_train_steps=12, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
   assert 'dropped a last line cut by a kill (25 bytes)' in capsys.readouterr().out
   after = _records(tmp_path)
-  assert after[:len(before)] == before
-  assert [r['step'] for r in after[len(before):] if 'loss' in r] == [10, 12]
+  assert after[: len(before)] == before
+  assert [r['step'] for r in after[len(before) :] if 'loss' in r] == [10, 12]
 
 
 def test_only_an_unfinished_checkpoint_says_it_starts_afresh(tmp_path, capsys):
@@ -62,5 +65,7 @@ def test_only_an_unfinished_checkpoint_says_it_starts_afresh(tmp_path, capsys):
   (partial / 'half').write_text('x')
   loop.run(_config(num_train_steps=4), str(tmp_path), _toy_family(), _toy_splits())
   out = capsys.readouterr().out
-  assert ('the save of step(s) [4] in ' + str(tmp_path) + '/checkpoints never completed '
-          '(a killed run); no complete checkpoint: starting afresh.') in out
+  assert (
+    'the save of step(s) [4] in ' + str(tmp_path) + '/checkpoints never completed '
+    '(a killed run); no complete checkpoint: starting afresh.'
+  ) in out

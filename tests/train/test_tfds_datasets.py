@@ -17,19 +17,29 @@ import pytest
 
 pytest.importorskip('tensorflow_datasets')
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'data'))
-import tfds_mock  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+sys.path.insert(
+  0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
+)
+import tfds_mock
 
 # One worker under `-n 2 --dist loadgroup`: TensorFlow is imported once.
 pytestmark = pytest.mark.xdist_group('tfds_mock')
 
-_COMMON = dict(num_train_steps=4, batch_size=4, log_every=2, checkpoint_every=4, eval_every=2,
-               num_samples=4, eval_batch_size=8, progress_bar=False)
+_COMMON = dict(
+  num_train_steps=4,
+  batch_size=4,
+  log_every=2,
+  checkpoint_every=4,
+  eval_every=2,
+  num_samples=4,
+  eval_batch_size=8,
+  progress_bar=False,
+)
 
 
 def _vae(**kw):
-  from configs import vae  # pylint: disable=g-import-not-at-top
+  from configs import vae
+
   c = vae.get_config()
   c.update(hidden=(16,), latent_dim=2, iwae_samples=2, **_COMMON)
   c.update(kw)
@@ -37,7 +47,8 @@ def _vae(**kw):
 
 
 def _pixelcnn(**kw):
-  from configs import pixelcnn_photos  # pylint: disable=g-import-not-at-top
+  from configs import pixelcnn_photos
+
   c = pixelcnn_photos.get_config()
   c.update(channels=6, num_layers=1, **_COMMON)
   c.update(kw)
@@ -45,10 +56,19 @@ def _pixelcnn(**kw):
 
 
 def _cyclegan(**kw):
-  from configs import cyclegan  # pylint: disable=g-import-not-at-top
+  from configs import cyclegan
+
   c = cyclegan.get_config()
-  c.update(generator_filters=2, discriminator_filters=2, num_residual_blocks=1,
-           discriminator_layers=1, pool_size=2, domain_a='A', domain_b='B', **_COMMON)
+  c.update(
+    generator_filters=2,
+    discriminator_filters=2,
+    num_residual_blocks=1,
+    discriminator_layers=1,
+    pool_size=2,
+    domain_a='A',
+    domain_b='B',
+    **_COMMON,
+  )
   c.update(batch_size=2, eval_every=0)
   c.update(kw)
   return c
@@ -56,13 +76,19 @@ def _cyclegan(**kw):
 
 # (dataset, config, the family's module in gm_jax.families, eval.json keys to check)
 CASES = {
-    'mnist': (lambda: _vae(dataset='mnist'), 'vae', 'test_bpd'),
-    'fashion_mnist': (lambda: _vae(dataset='fashion_mnist', model='cvae'), 'vae', 'test_bpd'),
-    'binarized_mnist': (lambda: _vae(dataset='binarized_mnist', likelihood='bernoulli'), 'vae',
-                        'test_bpd'),
-    'cifar10': (lambda: _pixelcnn(dataset='cifar10'), 'autoregressive', 'test_bpd'),
-    'cycle_gan/horse2zebra': (lambda: _cyclegan(dataset='cycle_gan/horse2zebra'), 'cyclegan',
-                              'cycle_error'),
+  'mnist': (lambda: _vae(dataset='mnist'), 'vae', 'test_bpd'),
+  'fashion_mnist': (lambda: _vae(dataset='fashion_mnist', model='cvae'), 'vae', 'test_bpd'),
+  'binarized_mnist': (
+    lambda: _vae(dataset='binarized_mnist', likelihood='bernoulli'),
+    'vae',
+    'test_bpd',
+  ),
+  'cifar10': (lambda: _pixelcnn(dataset='cifar10'), 'autoregressive', 'test_bpd'),
+  'cycle_gan/horse2zebra': (
+    lambda: _cyclegan(dataset='cycle_gan/horse2zebra'),
+    'cyclegan',
+    'cycle_error',
+  ),
 }
 
 
@@ -70,14 +96,19 @@ CASES = {
 def _short_domain_classifier(monkeypatch):
   """CycleGAN's evaluation trains a 300-step domain classifier on 256x256 images (~100 s
   on 2 CPU cores); 2 steps are enough to run that code."""
-  from gm_jax.evaluate import fid  # pylint: disable=g-import-not-at-top
+  from gm_jax.evaluate import fid
+
   train = fid.train_feature_classifier
-  monkeypatch.setattr(fid, 'train_feature_classifier',
-                      lambda *a, **kw: train(*a, **dict(kw, num_steps=2, batch_size=4)))
+  monkeypatch.setattr(
+    fid,
+    'train_feature_classifier',
+    lambda *a, **kw: train(*a, **dict(kw, num_steps=2, batch_size=4)),
+  )
 
 
 def _train(name, tmp_path, **overrides):
   from gm_jax import families
+
   make_config, module, metric = CASES[name]
   config = make_config()
   config.update(data_dir=str(tmp_path / 'tfds'), **overrides)
@@ -93,9 +124,13 @@ def _train(name, tmp_path, **overrides):
 
 
 # CycleGAN's 256x256 images: ~20 s with a warm compilation cache, ~50 s cold (2 cores).
-@pytest.mark.parametrize('name', [
+@pytest.mark.parametrize(
+  'name',
+  [
     pytest.param(n, marks=pytest.mark.slow) if n.startswith('cycle_gan') else n
-    for n in tfds_mock.NAMES])
+    for n in tfds_mock.NAMES
+  ],
+)
 def test_trains_in_memory(name, tmp_path):
   ev = _train(name, tmp_path)
   if name != 'binarized_mnist' and name.split('/')[0] != 'cycle_gan':
@@ -119,20 +154,35 @@ def test_auto_streams_a_split_above_the_byte_limit(tmp_path):
 
 def test_families_that_need_the_split_in_memory_say_so(tmp_path):
   from gm_jax import families
-  with pytest.raises(ValueError, match="config.input_pipeline='stream' is not supported here: "
-                     'CycleGAN'):
-    families.train_and_evaluate(_cyclegan(dataset='cycle_gan/horse2zebra',
-                                          input_pipeline='stream'), str(tmp_path))
-  with tfds_mock.mock_tfds(), pytest.raises(ValueError, match="config.binarize='static'.*"
-                                            "streamed.*config.input_pipeline='memory'"):
-    families.train_and_evaluate(_vae(dataset='mnist', input_pipeline='stream',
-                                     binarize='static', likelihood='bernoulli',
-                                     data_dir=str(tmp_path)), str(tmp_path))
+
+  with pytest.raises(
+    ValueError, match="config.input_pipeline='stream' is not supported here: CycleGAN"
+  ):
+    families.train_and_evaluate(
+      _cyclegan(dataset='cycle_gan/horse2zebra', input_pipeline='stream'), str(tmp_path)
+    )
+  with (
+    tfds_mock.mock_tfds(),
+    pytest.raises(
+      ValueError, match="config.binarize='static'.*streamed.*config.input_pipeline='memory'"
+    ),
+  ):
+    families.train_and_evaluate(
+      _vae(
+        dataset='mnist',
+        input_pipeline='stream',
+        binarize='static',
+        likelihood='bernoulli',
+        data_dir=str(tmp_path),
+      ),
+      str(tmp_path),
+    )
 
 
 def test_mock_matches_the_pipeline(tmp_path):
   """The mock's rows reach `load_splits` unchanged, in the real splits' order."""
-  from gm_jax import data as gm_data  # pylint: disable=g-import-not-at-top
+  from gm_jax import data as gm_data
+
   with tfds_mock.mock_tfds():
     splits = gm_data.load_splits('binarized_mnist', data_dir=str(tmp_path))
     both = gm_data.load_split('cycle_gan/horse2zebra', 'trainA+trainB', data_dir=str(tmp_path))
@@ -141,8 +191,9 @@ def test_mock_matches_the_pipeline(tmp_path):
   full = tfds_mock.rows('binarized_mnist', 'train', range(40))
   np.testing.assert_array_equal(splits.train['image'], full['image'][:36])
   np.testing.assert_array_equal(splits.validation['image'], full['image'][36:])
-  np.testing.assert_array_equal(splits.test['image'],
-                                tfds_mock.rows('binarized_mnist', 'test', range(12))['image'])
+  np.testing.assert_array_equal(
+    splits.test['image'], tfds_mock.rows('binarized_mnist', 'test', range(12))['image']
+  )
   assert splits.train['image'].max() == 1 and 'label' not in splits.train
   np.testing.assert_array_equal(both['label'], [0] * 6 + [1] * 5)
   assert both['image'].shape == (11, 256, 256, 3)
@@ -151,7 +202,8 @@ def test_mock_matches_the_pipeline(tmp_path):
 def test_cyclegan_reads_the_domains_from_the_datasets_own_splits(tmp_path):
   """`cycle_gan/*` has trainA/trainB/testA/testB and no 'train' (tfds rejects it)."""
   from gm_jax import families
-  from gm_jax.families import cyclegan  # pylint: disable=g-import-not-at-top
+  from gm_jax.families import cyclegan
+
   config = families.complete(_cyclegan(dataset='cycle_gan/horse2zebra', data_dir=str(tmp_path)))
   with tfds_mock.mock_tfds():
     splits = cyclegan.load_domains(config)

@@ -14,19 +14,30 @@ import pytest
 
 from gm_jax.train import loop
 from gm_jax.train import workdir as workdir_lib
-from tests.train.test_loop import _config, _toy_family, _toy_splits
+from tests.train.test_loop import _config
+from tests.train.test_loop import _toy_family
+from tests.train.test_loop import _toy_splits
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_HOLD = ('import sys, time\nfrom gm_jax.train import workdir\n'
-         'workdir.WorkdirLock(sys.argv[1]).acquire()\nprint("held", flush=True)\ntime.sleep(120)\n')
+_HOLD = (
+  'import sys, time\nfrom gm_jax.train import workdir\n'
+  'workdir.WorkdirLock(sys.argv[1]).acquire()\nprint("held", flush=True)\ntime.sleep(120)\n'
+)
 _CLI = ('-m', 'gm_jax.main', '--config=configs/vae.py', '--config.num_train_steps=2')
 
 
 def _python(*args, **kw):
   env = dict(os.environ, PYTHONPATH=_ROOT, JAX_PLATFORMS='cpu')
   env.pop('GM_JAX_VERBOSE', None)
-  return subprocess.Popen([sys.executable, *args], cwd=_ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+  return subprocess.Popen(
+    [sys.executable, *args],
+    cwd=_ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    **kw,
+  )
 
 
 def test_a_second_process_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_path):
@@ -40,10 +51,14 @@ def test_a_second_process_on_a_held_workdir_stops_at_once_naming_the_holder(tmp_
     assert second.returncode == 2, out
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[1] == '(the traceback: --verbose or GM_JAX_VERBOSE=1)', out
-    assert lines[0].startswith(f'error: workdir {tmp_path} is in use by another run (pid '
-                               f'{holder.pid} on '), out
-    assert lines[0].endswith('started ' + json.loads((tmp_path / '.lock').read_text())[
-        'started'] + f': -c {tmp_path}); wait for it to finish or stop it, or use another --workdir.'), out
+    assert lines[0].startswith(
+      f'error: workdir {tmp_path} is in use by another run (pid {holder.pid} on '
+    ), out
+    assert lines[0].endswith(
+      'started '
+      + json.loads((tmp_path / '.lock').read_text())['started']
+      + f': -c {tmp_path}); wait for it to finish or stop it, or use another --workdir.'
+    ), out
     assert not (tmp_path / 'checkpoints').exists() and not (tmp_path / 'metrics.jsonl').exists()
     print(f'second run refused after {seconds:.1f} s (process start and imports included)')
   finally:
@@ -75,10 +90,14 @@ def test_eval_json_names_its_data_and_other_data_keeps_the_old_result(tmp_path, 
   loop.run(_config(), str(tmp_path), _toy_family(), splits)
   first = json.loads((tmp_path / 'eval.json').read_text())
   assert (first['train_examples'], first['validation_examples'], first['test_examples']) == (
-      64, 16, 16)
+    64,
+    16,
+    16,
+  )
   assert first['dataset'] == 'toy' and first['data_dir'] is None
   assert first['data_fingerprint'] == workdir_lib.fingerprint(
-      {'train': splits.train, 'validation': splits.validation, 'test': splits.test})
+    {'train': splits.train, 'validation': splits.validation, 'test': splits.test}
+  )
   # The same data again: eval.json is rewritten, nothing set aside.
   loop.run(_config(), str(tmp_path), _toy_family(), _toy_splits())
   assert sorted(f for f in os.listdir(tmp_path) if f.startswith('eval')) == ['eval.json']
@@ -110,19 +129,33 @@ def test_a_failed_eval_json_write_leaves_the_old_file_whole(tmp_path, monkeypatc
 
 
 def test_config_json_waits_for_a_checkpoint_under_the_new_config(tmp_path):
-  loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(),
-           _toy_splits())
+  loop.run(
+    _config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
   saved = (tmp_path / 'config.json').read_text()
   # A resumed run under a changed config whose first steps diverge: nothing is
   # checkpointed under it, so config.json still describes the checkpoints.
   with pytest.raises(loop.NonFiniteLossError):
-    loop.run(_config(num_train_steps=12, lr_schedule='constant', learning_rate=1e30,
-                     allow_resume_changes=True), str(tmp_path), _toy_family(), _toy_splits())
+    loop.run(
+      _config(
+        num_train_steps=12, lr_schedule='constant', learning_rate=1e30, allow_resume_changes=True
+      ),
+      str(tmp_path),
+      _toy_family(),
+      _toy_splits(),
+    )
   assert (tmp_path / 'config.json').read_text() == saved
   # The original command still resumes; a changed config that checkpoints is recorded.
-  loop.run(_config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(),
-           _toy_splits())
-  loop.run(_config(num_train_steps=12, lr_schedule='constant', learning_rate=0.01,
-                   allow_resume_changes=True), str(tmp_path), _toy_family(), _toy_splits())
+  loop.run(
+    _config(num_train_steps=8, lr_schedule='constant'), str(tmp_path), _toy_family(), _toy_splits()
+  )
+  loop.run(
+    _config(
+      num_train_steps=12, lr_schedule='constant', learning_rate=0.01, allow_resume_changes=True
+    ),
+    str(tmp_path),
+    _toy_family(),
+    _toy_splits(),
+  )
   assert json.loads((tmp_path / 'config.json').read_text())['learning_rate'] == 0.01
   np.testing.assert_equal(sorted(os.listdir(tmp_path / 'checkpoints')), ['12', '4', '8'])
