@@ -178,7 +178,7 @@ def main(argv):
       FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
     )
   except ValueError as e:
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from e
   from gm_jax import families
 
   config = with_init_from(FLAGS.config, FLAGS.init_from)
@@ -188,7 +188,7 @@ def main(argv):
   try:
     families.module_for(config.model)
   except ValueError as e:
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from e
   from gm_jax.train import workdir
 
   # Taken before the data load, so a second run on this workdir stops at once.

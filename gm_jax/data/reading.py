@@ -67,8 +67,8 @@ def import_tfds(name: str | None = None):
       `gm_jax[tfds]` extra.
   """
   tfds = _tfds_lib.import_tfds(name)
-  from gm_jax.data import builders
-  from gm_jax.data import mnist_offline
+  from gm_jax.data import builders  # noqa: F401  registers the embedded tfds builders
+  from gm_jax.data import mnist_offline  # noqa: F401  registers mnist_offline
 
   return tfds
 

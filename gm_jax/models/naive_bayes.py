@@ -30,7 +30,7 @@ kernels.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +96,7 @@ class GaussianNBParams(NamedTuple):
   var: jax.Array
 
 
-NBParams = Union[BernoulliNBParams, MultinomialNBParams, CategoricalNBParams, GaussianNBParams]
+NBParams = BernoulliNBParams | MultinomialNBParams | CategoricalNBParams | GaussianNBParams
 
 
 # --------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def _draw(key, position, logits, temperature):
 
 
 def _lm_naive(model, params, key, shape, temperature):
-  b, t_len = shape
+  _, t_len = shape
 
   def body(t, tokens):
     logits = model.apply(params, tokens)[:, t]

@@ -500,9 +500,10 @@ def run(config, workdir: str, family: Family, splits) -> dict:
       schedule, e.g. a second cosine cycle), `allow_resume_changes` (see below)).
     workdir: output folder; re-running with the same workdir resumes. A fresh run
       writes its config to `workdir/config.json` once its first checkpoint is
-      committed (a resumed run under changed settings likewise); resuming under a config that changes
-      how the checkpoints train raises `run_config.ResumeConfigError` naming each
-      change, unless `config.allow_resume_changes` (then the file is rewritten).
+      committed (a resumed run under changed settings likewise); resuming under a
+      config that changes how the checkpoints train raises
+      `run_config.ResumeConfigError` naming each change, unless
+      `config.allow_resume_changes` (then the file is rewritten).
     family: the model's pure functions.
     splits: `gm_data.Splits` with `train`, `validation`, `test`, `info`.
 

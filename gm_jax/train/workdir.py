@@ -10,8 +10,9 @@
   through a temporary file in the same folder and `os.replace`, so a reader (or a kill)
   sees the old file or the new one, never half of one.
 - `data_record`: what `eval.json` says about the data it measured (`data_dir`, the
-  split sizes, `data_fingerprint` of the arrays; `dataset` is there already); `keep_other_data_eval` renames a finished
-  run's `eval.json` to `eval.<step>.json` before a run on other data replaces it.
+  split sizes, `data_fingerprint` of the arrays; `dataset` is there already);
+  `keep_other_data_eval` renames a finished run's `eval.json` to `eval.<step>.json`
+  before a run on other data replaces it.
 """
 
 from __future__ import annotations

@@ -19,6 +19,6 @@ def test_trainer_inputs_are_what_families_setup_hands_to_the_loop(tmp_path, tfds
   assert splits.info.name == 'digits'
   assert len(splits.train['label']) + len(splits.validation['label']) == 1437
   # The family's defaults are filled in, as the trainer sees them.
-  for name, value in families.module_for('logreg').DEFAULTS.items():
+  for name in families.module_for('logreg').DEFAULTS:
     assert name in config, name
   assert not os.listdir(tmp_path)  # nothing trained, nothing written

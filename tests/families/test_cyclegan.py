@@ -125,8 +125,6 @@ def test_step_updates_all_four_networks_and_the_pools():
 
 
 def _worker(tmp, out):
-  from gm_jax.train import loop
-
   rows = _rows(16)
   splits = gm_data.Splits(
     train=rows, validation={k: v[:0] for k, v in rows.items()}, test=_rows(8, seed=1), info=INFO

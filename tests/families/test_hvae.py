@@ -160,7 +160,7 @@ def test_photo_config_builds_a_model_for_photo_patches():
   c = families.complete(hvae_photos_config.get_config())
   model = hvae_family.build_model(c, gm_data.get_info(c.dataset))
   assert model.image_shape == (32, 32, 3) and model.likelihood == 'discretized_logistic'
-  assert len(set(s[:2] for s in model.latent_shapes())) >= 2  # more than one scale
+  assert len({s[:2] for s in model.latent_shapes()}) >= 2  # more than one scale
 
 
 def _vae(**overrides):

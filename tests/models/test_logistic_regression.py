@@ -107,7 +107,7 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
   batched, traces = jax.vmap(fit)(l2s)
   chex.assert_shape(batched.weight, (2, 64, NUM_CLASSES))
   for i, l2 in enumerate(np.asarray(l2s)):
-    params = jax.tree.map(lambda a: a[i], batched)
+    params = jax.tree.map(lambda a, i=i: a[i], batched)
     # The padded objective is the 300-example objective: the same trajectory while it
     # descends. Not to float precision: Adam divides each gradient by its own scale, so
     # the rounding noise of a feature that is zero on every image moves its weight by
@@ -139,7 +139,7 @@ def test_logreg_adam_vmap_over_l2_with_zero_weight_padding(scaled):
 
 
 def test_duplicated_features_are_counted_k_times_by_nb_not_by_logreg(scaled, digits):
-  xtr, ytr, xte, yte = digits
+  xtr, ytr, xte, _ = digits
   k = 3
   nb1 = nb.fit_categorical_nb(xtr, ytr, num_classes=NUM_CLASSES, num_categories=17)
   nbk = nb.fit_categorical_nb(np.tile(xtr, k), ytr, num_classes=NUM_CLASSES, num_categories=17)

@@ -208,7 +208,9 @@ def test_fit_and_predict_under_jit_and_vmap(digits):
     single = nb.fit_gaussian_nb(
       xtr[idx[b]].astype(np.float32), ytr[idx[b]], num_classes=NUM_CLASSES
     )
-    chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], batched), single, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(
+      jax.tree.map(lambda a, b=b: a[b], batched), single, rtol=1e-5, atol=1e-6
+    )
   jit_lp = jax.jit(nb.predict_log_proba)(params, xte)
   np.testing.assert_allclose(jit_lp, nb.predict_log_proba(params, xte), atol=1e-5)
 

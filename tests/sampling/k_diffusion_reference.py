@@ -35,7 +35,7 @@ def load():
   spec = importlib.util.find_spec('k_diffusion')  # locates the package, runs nothing
   if spec is None or not spec.submodule_search_locations:
     return None
-  path = f'{list(spec.submodule_search_locations)[0]}/sampling.py'
+  path = f'{next(iter(spec.submodule_search_locations))}/sampling.py'
   package = types.ModuleType('k_diffusion')
   package.__path__ = []
   utils = types.ModuleType('k_diffusion.utils')
