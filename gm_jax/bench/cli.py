@@ -71,9 +71,10 @@ def _parse(argv: Sequence[str]):
       )
     key, eq, value = item[len('--config.') :].partition('=')
     if not eq:
-      value = next(it, None)
-      if value is None:
+      following = next(it, None)
+      if following is None:
         raise BenchError(f'{item} needs a value: --config.{key}=VALUE')
+      value = following
     overrides.append((key, value))
   if args.all == (args.config is not None):
     raise BenchError('give exactly one of --config=PATH and --all')

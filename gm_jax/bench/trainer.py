@@ -153,7 +153,7 @@ def bench_config(
         trainer_rates.append(trainer.get('train_steps_per_s') or 0.0)
       last_loss = np.asarray(jax.device_get(metrics['loss']))
       if backend == 'cpu':
-        ceiling = max(ceiling, measure.measure_matmul_tflops(compute_dtype))
+        ceiling = max(ceiling or 0.0, measure.measure_matmul_tflops(compute_dtype))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   per_step_ms = [1e3 * t / (size * k) for t, size in times]

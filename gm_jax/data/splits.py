@@ -134,6 +134,7 @@ def _streamed_splits(name, names, data_dir, validation_fraction) -> Splits:
   info = get_info(name)
   builder = reading.prepared_builder(name, data_dir)
   n = stream.num_examples(builder, names[0])
+  validation: dict[str, np.ndarray] | None
   if len(names) == 3:
     train_split = names[0]
     validation = reading.load_split(name, names[1], data_dir=data_dir, use_exported=False)

@@ -32,7 +32,7 @@ class ReliabilityBins(NamedTuple):
     edges: [num_bins + 1] bin edges, 0 to 1.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # the public field name shadows tuple.count
   accuracy: jax.Array
   confidence: jax.Array
   edges: jax.Array

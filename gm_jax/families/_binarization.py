@@ -21,6 +21,7 @@ See `gm_jax.data.binarize` for the probabilities.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 
@@ -65,7 +66,7 @@ def binarize_splits(splits, mode: str, *, seed: int = 0):
     raise ValueError(
       f"config.binarize={mode!r}: {info.name!r} is already binary; set config.binarize='none'"
     )
-  out = {}
+  out: dict[str, Any] = {}
   for i, split in enumerate(_SPLITS):
     arrays = dict(getattr(splits, split))
     grey = arrays['image']

@@ -22,6 +22,7 @@ categorical one; Burda et al. 2016's code), see `vae_lib.marginal_output_bias`.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -379,15 +380,15 @@ def vae_pictures(model, params, splits, key, workdir, *, conditional: bool) -> d
     os.path.join(workdir, 'latent_scatter.png'),
     title='test latent means' + ('' if test_mu.shape[1] == 2 else ' (PCA)'),
   )
-  results = {'latent_dims': int(train_mu.shape[1])}
+  results: dict[str, Any] = {'latent_dims': int(train_mu.shape[1])}
   if labelled:
     results['linear_probe_accuracy'] = probe.linear_probe_accuracy(
       train_mu, splits.train['label'], test_mu, test['label']
     )
   if conditional:
     num_classes = model.num_classes
-    z = jax.random.normal(key, (8, model.latent_dim))
-    z = np.repeat(np.asarray(z)[None], num_classes, 0).reshape(-1, model.latent_dim)
+    z0 = np.asarray(jax.random.normal(key, (8, model.latent_dim)))
+    z = np.repeat(z0[None], num_classes, 0).reshape(-1, model.latent_dim)
     labels = np.repeat(np.arange(num_classes), 8)
     images.save_image_grid(
       np.asarray(dec_mean(params, z, labels)),

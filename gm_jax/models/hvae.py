@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -363,19 +364,24 @@ def iwae_log_weights(
   """
   b, k = x.shape[0], num_samples
   key, dropout_key = jax.random.split(key)
-  feats = model.apply(params, x, train=train, method=HVAE.encode, rngs={'dropout': dropout_key})
+  feats: Any = model.apply(
+    params, x, train=train, method=HVAE.encode, rngs={'dropout': dropout_key}
+  )
   feats = [jnp.tile(f, (k, 1, 1, 1)) for f in feats]
   draws = jax.vmap(lambda i: draw_noise(model, jax.random.fold_in(key, i), b))(
     start + jnp.arange(k)
   )
   eps = [d.reshape((k * b,) + d.shape[2:]) for d in draws]
-  out, stats = model.apply(
-    params,
-    feats,
-    eps,
-    train=train,
-    method=HVAE.decode,
-    rngs={'dropout': jax.random.fold_in(dropout_key, 1)},
+  out, stats = cast(
+    Any,
+    model.apply(
+      params,
+      feats,
+      eps,
+      train=train,
+      method=HVAE.decode,
+      rngs={'dropout': jax.random.fold_in(dropout_key, 1)},
+    ),
   )
   log_px = model.log_likelihood(out, jnp.tile(x, (k, 1, 1, 1)))
   log_pz = sum(losses.gaussian_log_prob(g['z'], g['prior_mean'], g['prior_log_var']) for g in stats)
@@ -422,7 +428,7 @@ def iwae_estimate(
   """
   if chunk_size is None:
     chunk_size = iwae_chunk_size(model, x.shape[0], num_samples, memory_budget_bytes)
-  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
+  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, inputs[0], k, n, start)
   return latent.iwae_estimate(
     log_weights, params, (x,), key, num_samples=num_samples, chunk_size=chunk_size, cache_key=model
   )
@@ -479,5 +485,5 @@ def posterior_means(model: HVAE, params, x) -> jnp.ndarray:
   `D = sum(prod(latent_shapes()))`.
   """
   eps = [jnp.zeros((x.shape[0],) + s, jnp.float32) for s in model.latent_shapes()]
-  _, stats = model.apply(params, x, eps)
+  _, stats = cast(Any, model.apply(params, x, eps))
   return jnp.concatenate([g['mean'].reshape(x.shape[0], -1) for g in stats], axis=1)

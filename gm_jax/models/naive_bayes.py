@@ -30,7 +30,7 @@ kernels.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import cast, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -345,7 +345,7 @@ def log_joint(params: NBParams, x: jax.Array) -> jax.Array:
   if kind == 'categorical':
     if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
       raise ValueError(f'x must be integer categories, got dtype {jnp.asarray(x).dtype}')
-    _check_values(x, kind, params.log_prob.shape[-1])
+    _check_values(x, kind, cast(CategoricalNBParams, params).log_prob.shape[-1])
   else:
     _check_values(x, kind)
   return _log_joint(params, x)

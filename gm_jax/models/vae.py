@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -224,7 +225,7 @@ def _top_layer_terms(model: VAE, params, z, eps2):
 
   log prior = log p(z | z2) + log N(z2; 0, I); log q = log q(z2 | z), z2 = mean + sd * eps2.
   """
-  mean2, log_var2 = model.apply(params, z, method=VAE.encode_top)
+  mean2, log_var2 = cast(Any, model.apply(params, z, method=VAE.encode_top))
   z2 = mean2 + jnp.exp(0.5 * log_var2) * eps2
   prior_mean, prior_log_var = model.apply(params, z2, method=VAE.prior)
   zeros = jnp.zeros_like(z2)
@@ -246,7 +247,9 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
   """
   dropout_key, eps_key = jax.random.split(key)
   rngs = {'dropout': dropout_key}
-  mean, log_var = model.apply(params, x, labels, train=train, method=VAE.encode, rngs=rngs)
+  mean, log_var = cast(
+    Any, model.apply(params, x, labels, train=train, method=VAE.encode, rngs=rngs)
+  )
   eps = jax.random.normal(eps_key, mean.shape, mean.dtype)
   z = mean + jnp.exp(0.5 * log_var) * eps
   out = model.apply(
@@ -276,7 +279,7 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   Draw k uses the noise `normal(fold_in(key, k))`, so splitting K draws into chunks
   gives exactly the same weights as computing them at once.
   """
-  mean, log_var = model.apply(params, x, labels, method=VAE.encode)
+  mean, log_var = cast(Any, model.apply(params, x, labels, method=VAE.encode))
   k, b, d = num_samples, mean.shape[0], mean.shape[1]
   eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (b, d), mean.dtype))(
     start + jnp.arange(k)
@@ -332,7 +335,9 @@ def iwae_estimate(
   if chunk_size is None:
     bytes_per_draw = x.shape[0] * math.prod(model.image_shape) * model._out_per_subpixel * 4 * 3
     chunk_size = latent.chunk_size_for(bytes_per_draw, num_samples, memory_budget_bytes)
-  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(model, p, *inputs, k, n, start)
+  log_weights = lambda p, inputs, k, n, start: iwae_log_weights(
+    model, p, inputs[0], inputs[1], k, n, start
+  )
   return latent.iwae_estimate(
     log_weights,
     params,
@@ -352,7 +357,7 @@ def sample_prior(model: VAE, params, key, num: int, labels=None):
   z_key, x_key = jax.random.split(key)
   if model.top_latent_dim:  # z2 ~ N(0, I), z ~ p(z | z2)
     z2 = jax.random.normal(z_key, (num, model.top_latent_dim))
-    mean, log_var = model.apply(params, z2, method=VAE.prior)
+    mean, log_var = cast(Any, model.apply(params, z2, method=VAE.prior))
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(
       jax.random.fold_in(z_key, 1), mean.shape, mean.dtype
     )

@@ -425,11 +425,16 @@ def _first_line(e: BaseException) -> str:
   return text[0][:200] if text else ''
 
 
+def _same_structure(a: Any, b: Any) -> bool:
+  """Whether two treedefs are equal (jaxlib's PyTreeDef stub declares no `!=`)."""
+  return bool(a == b)
+
+
 def _check_like(restored: PyTree, target: PyTree, step: int) -> None:
   """Refuses a checkpoint whose tree, shapes or values do not fit `target`."""
   r_leaves, r_def = jax.tree.flatten(restored)
   t_leaves, t_def = jax.tree.flatten(target)
-  if r_def != t_def:
+  if not _same_structure(r_def, t_def):
     raise ValueError(
       f'checkpoint {step} has a different structure than the model '
       f'({r_def} vs {t_def}); was it written by another config?'
