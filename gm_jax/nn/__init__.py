@@ -1,5 +1,8 @@
 """Layers shared by families: `nn.layers` (MLP, input scaling), `nn.flows` (bijectors),
-`nn.autoregressive` (causal convolutions, PixelCNN masks)."""
+`nn.autoregressive` (causal convolutions, PixelCNN masks), `nn.splines` (the
+rational-quadratic spline), `nn.made` (MADE masks), `nn.autoregressive_flows` (MAF and
+spline flow steps), `nn.iaf` (inverse autoregressive flow steps), `nn.vq` (vector
+quantisation)."""
 
 from gm_jax.nn import autoregressive
 from gm_jax.nn import flows
