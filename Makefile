@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --no-deps nflows==0.14  # reference spline for the tests
 	$(BIN)/python -m pip install -q -e '.[tfds,plots,test,bench]' -c constraints.txt
 	touch $(STAMP)
 
