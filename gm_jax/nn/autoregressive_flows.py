@@ -14,9 +14,8 @@ latent, log-dets per example `[B]`):
 * `SplineCoupling`: the coupling neural spline flow step (RQ-NSF (C)) on
   `[B, H, W, C]` with RealNVP's checkerboard or channel masks.
 
-The inverses of the autoregressive steps iterate `x <- step^{-1}(z; MADE(x))` from
-`x = 0`: after pass `k` the first `k` dimensions in the MADE's order are exact, so `D`
-passes give the exact inverse (a `lax.fori_loop`, one compiled MADE).
+The inverses of the autoregressive steps take `D` MADE passes
+(`gm_jax.nn.made.invert_autoregressive`).
 """
 from __future__ import annotations
 
@@ -65,21 +64,6 @@ class Permute(fl.Bijector):
     return x[:, index], jnp.zeros(x.shape[:1], x.dtype)
 
 
-def _autoregressive_inverse(made: made_lib.MADE, z: Array, invert):
-  """Solves `z = step(x; made(x))` for `x` in `D` MADE passes.
-
-  `invert(z, params) -> x` inverts the elementwise step for given parameters
-  `[B, D, P]`. The first pass (from `x = 0`) also creates the MADE's parameters when
-  the module is initialised through its inverse.
-  """
-  x = invert(z, made(jnp.zeros_like(z)))
-  variables = {'params': made.variables['params']}
-  pure = made.clone(parent=None)
-  body = lambda _, x: invert(z, pure.apply(variables, x))
-  x = jax.lax.fori_loop(0, z.shape[1] - 1, body, x)
-  return x, pure.apply(variables, x)
-
-
 class MaskedAffineAutoregressive(fl.Bijector):
   """One MAF step (Papamakarios et al. 2017) on `[B, D]`.
 
@@ -102,7 +86,7 @@ class MaskedAffineAutoregressive(fl.Bijector):
       s = log_scale(params[..., 1])
       return (x - params[..., 0]) * jnp.exp(-s), -jnp.sum(s, axis=1)
     invert = lambda z, p: z * jnp.exp(log_scale(p[..., 1])) + p[..., 0]
-    y, params = _autoregressive_inverse(made, x, invert)
+    y, params = made_lib.invert_autoregressive(made, x, invert)
     return y, jnp.sum(log_scale(params[..., 1]), axis=1)
 
 
@@ -145,7 +129,7 @@ class MaskedSplineAutoregressive(fl.Bijector):
       y, ld = self._spline(x, made(x), inverse=False)
       return y, jnp.sum(ld, axis=1)
     invert = lambda z, p: self._spline(z, p, inverse=True)[0]
-    y, params = _autoregressive_inverse(made, x, invert)
+    y, params = made_lib.invert_autoregressive(made, x, invert)
     return y, jnp.sum(self._spline(x, params, inverse=True)[1], axis=1)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -134,4 +135,26 @@ class MADE(nn.Module):
     return out.reshape(out.shape[:-1] + (num_inputs, self.num_params))
 
 
-__all__ = ('MADE', 'MaskedDense', 'made_degrees', 'made_masks')
+def invert_autoregressive(made: MADE, y: Array, invert: Callable, context=None):
+  """Solves `y = step(x; made(x))` for `x` in `D` MADE passes.
+
+  `step` is elementwise given the MADE's outputs, and `invert(y, params) -> x` is its
+  inverse for given parameters `[..., D, P]`. Iterating `x <- invert(y, made(x))`
+  from `x = 0`, pass `k` makes the first `k` dimensions in the MADE's order exact, so
+  `D` passes give the exact inverse (one compiled MADE in a `lax.fori_loop`). Call it
+  inside the parent's `nn.compact` method with the parent's `made` submodule: the first
+  pass creates the MADE's parameters when the parent is initialised through its
+  inverse.
+
+  Returns:
+    `(x, made(x))`: the solution `[..., D]` and the MADE's outputs at it.
+  """
+  x = invert(y, made(jnp.zeros_like(y), context))
+  variables = {'params': made.variables['params']}
+  pure = made.clone(parent=None)
+  body = lambda _, x: invert(y, pure.apply(variables, x, context))
+  x = jax.lax.fori_loop(0, y.shape[-1] - 1, body, x)
+  return x, pure.apply(variables, x, context)
+
+
+__all__ = ('MADE', 'MaskedDense', 'invert_autoregressive', 'made_degrees', 'made_masks')
