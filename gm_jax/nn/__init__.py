@@ -5,8 +5,14 @@ spline flow steps), `nn.iaf` (inverse autoregressive flow steps), `nn.vq` (vecto
 quantisation)."""
 
 from gm_jax.nn import autoregressive
+from gm_jax.nn import autoregressive_flows
 from gm_jax.nn import flows
+from gm_jax.nn import iaf
 from gm_jax.nn import layers
+from gm_jax.nn import made
+from gm_jax.nn import splines
+from gm_jax.nn import vq
 from gm_jax.nn.layers import MLP
 
-__all__ = ('autoregressive', 'flows', 'layers', 'MLP')
+__all__ = ('autoregressive', 'autoregressive_flows', 'flows', 'iaf', 'layers', 'made', 'MLP',
+           'splines', 'vq')
