@@ -205,7 +205,8 @@ class MAF(FlowModel):
   between steps is replaced by ActNorm (data-initialised, no mutable state), as in
   Glow; `actnorm=False` leaves it out. Density in one pass per step; sampling takes
   `D` MADE passes per step. MADEs have `num_hidden_layers` ReLU layers of `hidden`
-  units (`hidden >= D - 1` connects every pair of dimensions).
+  units (`hidden >= D - 1` connects every pair of dimensions) and dropout
+  `dropout_rate` after each in training (a few thousand images overfit quickly).
   """
 
   num_layers: int = 5
@@ -214,13 +215,15 @@ class MAF(FlowModel):
   permutation: str = 'reverse'
   actnorm: bool = True
   clamp: float = 2.0
+  dropout_rate: float = 0.0
   logit_alpha: Optional[float] = 0.05
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
     _check_image('MAF', x, 1)
     hidden = (self.hidden,) * self.num_hidden_layers
-    step = lambda i: arf.MaskedAffineAutoregressive(hidden, self.clamp, name=f'maf{i}')
+    step = lambda i: arf.MaskedAffineAutoregressive(hidden, self.clamp, self.dropout_rate,
+                                                    name=f'maf{i}')
     layers = _autoregressive_layers(self, x, step)
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
@@ -255,7 +258,7 @@ class NSF(FlowModel):
   unsqueeze; `hidden` and `num_blocks` shape the coupling ConvNets.
   `layer='autoregressive'` (RQ-NSF (AR)): as `MAF` with the affine steps replaced by
   `MaskedSplineAutoregressive` steps (`num_layers`, `hidden`, `num_hidden_layers`,
-  `permutation`, `actnorm` as there). Splines have `num_bins` bins on
+  `permutation`, `actnorm` as there; `dropout_rate` in the MADEs). Splines have `num_bins` bins on
   `[-tail_bound, tail_bound]` and identity tails.
   """
 
@@ -285,7 +288,7 @@ class NSF(FlowModel):
     if self.layer == 'autoregressive':
       hidden = (self.hidden,) * self.num_hidden_layers
       step = lambda i: arf.MaskedSplineAutoregressive(
-          hidden, self.num_bins, self.tail_bound, name=f'spline{i}')
+          hidden, self.num_bins, self.tail_bound, self.dropout_rate, name=f'spline{i}')
       layers = _autoregressive_layers(self, x, step)
     else:
       layers = self._preprocess() + self._scale(0)

@@ -70,19 +70,21 @@ class MaskedAffineAutoregressive(fl.Bijector):
   `(mu, raw) = MADE(x)`, `s = clamp * tanh(raw / clamp)` (a soft clamp of the
   log-scale, as `AffineCoupling` does: one bad step cannot blow the scale up),
   `z = (x - mu) exp(-s)`, `log_det = -sum s`. Starts as the identity (zero MADE output).
+  `dropout_rate`: dropout in the MADE in training (forward direction only).
   """
 
   hidden_sizes: Sequence[int] = (256, 256)
   clamp: float = 2.0
+  dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
-    del train
     _check_flat('MaskedAffineAutoregressive', x)
-    made = made_lib.MADE(tuple(self.hidden_sizes), 2, name='made')
+    made = made_lib.MADE(tuple(self.hidden_sizes), 2, dropout_rate=self.dropout_rate,
+                         name='made')
     log_scale = lambda raw: self.clamp * jnp.tanh(raw / self.clamp)
     if not inverse:
-      params = made(x)
+      params = made(x, train=train)
       s = log_scale(params[..., 1])
       return (x - params[..., 0]) * jnp.exp(-s), -jnp.sum(s, axis=1)
     invert = lambda z, p: z * jnp.exp(log_scale(p[..., 1])) + p[..., 0]
@@ -114,19 +116,19 @@ class MaskedSplineAutoregressive(fl.Bijector):
   hidden_sizes: Sequence[int] = (256, 256)
   num_bins: int = 8
   tail_bound: float = 3.0
+  dropout_rate: float = 0.0
 
   def _spline(self, x, raw, *, inverse):
     return _spline(x, raw, num_bins=self.num_bins, tail_bound=self.tail_bound, inverse=inverse)
 
   @nn.compact
   def __call__(self, x, *, inverse=False, train=False):
-    del train
     _check_flat('MaskedSplineAutoregressive', x)
     _check_bins(self.num_bins)
     made = made_lib.MADE(tuple(self.hidden_sizes), splines.num_spline_params(self.num_bins),
-                         name='made')
+                         dropout_rate=self.dropout_rate, name='made')
     if not inverse:
-      y, ld = self._spline(x, made(x), inverse=False)
+      y, ld = self._spline(x, made(x, train=train), inverse=False)
       return y, jnp.sum(ld, axis=1)
     invert = lambda z, p: self._spline(z, p, inverse=True)[0]
     y, params = made_lib.invert_autoregressive(made, x, invert)

@@ -7,13 +7,14 @@ IAF and autoregressive neural spline flows (`gm_jax.nn.autoregressive_flows`,
 `gm_jax.nn.iaf`).
 
 Degrees (Germain et al. 2015, section 4): input `i` has degree `order[i]` in `1..D`;
-hidden units get degrees in `1..D-1`, here assigned cyclically (`1 + k mod (D - 1)`,
-deterministic, so every degree is present once a layer has `>= D - 1` units and
-nothing is drawn at random; `0..D-1` with a context, see below); a weight from a unit of degree `m` to a hidden unit of
-degree `m'` exists iff `m' >= m`, and to an output of dimension `i` iff `order[i] > m`
-(eqs. 12-13). An optional context `h` (IAF's encoder output) enters the first hidden
-layer unmasked, and the hidden degrees then start at 0 (units that see only the
-context), so it affects every output, the first dimension's included.
+hidden units get degrees in `1..D-1` (`0..D-1` with a context, see below), here
+assigned cyclically (`1 + k mod (D - 1)`: deterministic, so every degree is present
+once a layer has `>= D - 1` units and nothing is drawn at random); a weight from a
+unit of degree `m` to a hidden unit of degree `m'` exists iff `m' >= m`, and to an
+output of dimension `i` iff `order[i] > m` (eqs. 12-13). An optional context `h`
+(IAF's encoder output) enters the first hidden layer unmasked, and the hidden degrees
+then start at 0 (units that see only the context), so it affects every output, the
+first dimension's included.
 
 `made_degrees` and `made_masks` are pure NumPy; `MaskedDense` and `MADE` are Flax
 modules acting on the last axis, so they run per example or batched alike.
@@ -26,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gm_jax.nn import layers as nn_layers
 
 Array = jnp.ndarray
 
@@ -109,15 +112,17 @@ class MADE(nn.Module):
     order: input degrees, a permutation of `1..D` (default: natural order).
     zero_init_output: start the output layer at zero (a flow step then starts as the
       map its layer gives zero parameters).
+    dropout_rate: dropout after every hidden layer when `train` (needs a 'dropout' rng).
   """
 
   hidden_sizes: Sequence[int] = (256, 256)
   num_params: int = 2
   order: Optional[Sequence[int]] = None
   zero_init_output: bool = True
+  dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, x: Array, context: Optional[Array] = None) -> Array:
+  def __call__(self, x: Array, context: Optional[Array] = None, *, train: bool = False) -> Array:
     """`x: [..., D]`, `context: [..., C]` or None. Returns `[..., D, num_params]`."""
     num_inputs = x.shape[-1]
     degrees = made_degrees(num_inputs, tuple(self.hidden_sizes), order=self.order,
@@ -129,6 +134,8 @@ class MADE(nn.Module):
       if i == 0 and context is not None:
         h = h + nn.Dense(size, use_bias=False, name='context')(context)
       h = nn.relu(h)
+      if self.dropout_rate:
+        h = nn_layers.Dropout(self.dropout_rate, deterministic=not train)(h)
     init = nn.initializers.zeros if self.zero_init_output else nn.initializers.lecun_normal()
     out = MaskedDense(num_inputs * self.num_params, masks[-1], kernel_init=init,
                       name='output')(h)

@@ -145,3 +145,18 @@ def test_permute():
 def test_bad_input_raises_named_errors(make, match):
   with pytest.raises(ValueError, match=match):
     make()
+
+
+def test_made_dropout_only_in_training():
+  layer = arf.MaskedAffineAutoregressive((16,), dropout_rate=0.5)
+  x = jnp.asarray(np.random.RandomState(8).standard_normal((2, 4)))
+  params = _random_params(layer, x, seed=9)
+  fwd = lambda train, seed: layer.apply(params, x, train=train,
+                                        rngs={'dropout': jax.random.key(seed)},
+                                        method=layer.forward_and_log_det)[0]
+  assert not np.allclose(fwd(True, 0), fwd(True, 1))
+  np.testing.assert_array_equal(fwd(False, 0), fwd(False, 1))
+  z = layer.apply(params, x, method=layer.forward_and_log_det)[0]
+  np.testing.assert_array_equal(z, fwd(False, 0))
+  back, _ = layer.apply(params, z, method=layer.inverse_and_log_det)  # no dropout rng
+  np.testing.assert_allclose(back, x, atol=1e-10)
