@@ -20,7 +20,8 @@ DIGITS = (2, 8, 8, 1)
 # ways, squeeze, 1x1 convolutions, spline couplings, factor-out), small enough to
 # compile quickly.
 SMALL = {
-    'maf_reverse': flows_lib.MAF(num_layers=2, hidden=64, num_hidden_layers=1),
+    'maf_reverse': flows_lib.MAF(num_layers=2, hidden=64, num_hidden_layers=1,
+                                 permutation='reverse'),
     'maf_random': flows_lib.MAF(num_layers=2, hidden=64, num_hidden_layers=2,
                                 permutation='random', actnorm=False),
     'nsf_coupling': flows_lib.NSF(steps_per_scale=1, hidden=8, num_bins=4),
