@@ -299,7 +299,7 @@ class NSF(FlowModel):
     return fl.run_layers(layers, x, inverse=inverse, train=train)
 
   def _scale(self, s: int):
-    layers = [fl.Squeeze(name=f's{s}_squeeze')]
+    layers: list[fl.Bijector] = [fl.Squeeze(name=f's{s}_squeeze')]
     for i in range(self.steps_per_scale):
       layers += [
           fl.ActNorm(name=f's{s}_actnorm{i}'),

@@ -34,11 +34,12 @@ Array = jnp.ndarray
 
 
 def _check_order(order: Sequence[int], num_inputs: int) -> np.ndarray:
-  order = np.asarray(order, np.int64)
-  if order.shape != (num_inputs,) or sorted(order.tolist()) != list(range(1, num_inputs + 1)):
+  degrees = np.asarray(order, np.int64)
+  if degrees.shape != (num_inputs,) or sorted(degrees.tolist()) != list(
+      range(1, num_inputs + 1)):
     raise ValueError(f'order must be a permutation of 1..{num_inputs} (one degree per input); '
-                     f'got {order.tolist()}.')
-  return order
+                     f'got {degrees.tolist()}.')
+  return degrees
 
 
 def made_degrees(num_inputs: int, hidden_sizes: Sequence[int], *,
@@ -62,11 +63,12 @@ def made_degrees(num_inputs: int, hidden_sizes: Sequence[int], *,
     raise ValueError(f'num_inputs must be a positive integer; got {num_inputs!r}.')
   if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden_sizes):
     raise ValueError(f'hidden_sizes must be positive integers; got {tuple(hidden_sizes)}.')
-  order = (np.arange(1, num_inputs + 1) if order is None else _check_order(order, num_inputs))
+  in_degrees = (np.arange(1, num_inputs + 1) if order is None
+                else _check_order(order, num_inputs))
   if min_hidden_degree not in (0, 1):
     raise ValueError(f'min_hidden_degree must be 0 or 1; got {min_hidden_degree!r}.')
   period = max(num_inputs - min_hidden_degree, 1)
-  return [order] + [min_hidden_degree + np.arange(h) % period for h in hidden_sizes]
+  return [in_degrees] + [min_hidden_degree + np.arange(h) % period for h in hidden_sizes]
 
 
 def made_masks(degrees: Sequence[np.ndarray], num_params: int) -> list[np.ndarray]:

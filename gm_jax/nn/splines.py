@@ -76,9 +76,9 @@ def rational_quadratic_spline(x: Array, unnormalized_widths: Array, unnormalized
     if tuple(value.shape) != shape + (last,):
       raise ValueError(f'{name} must have shape {shape + (last,)} (x.shape + ({last},), '
                        f'K = {num_bins} bins); got {tuple(value.shape)}.')
-  for name, value in (('min_bin_width', min_bin_width), ('min_bin_height', min_bin_height)):
-    if not 0.0 <= value or value * num_bins >= 1.0:
-      raise ValueError(f'{name} x K must be in [0, 1); got {name}={value} with K = {num_bins} '
+  for name, floor in (('min_bin_width', min_bin_width), ('min_bin_height', min_bin_height)):
+    if not 0.0 <= floor or floor * num_bins >= 1.0:
+      raise ValueError(f'{name} x K must be in [0, 1); got {name}={floor} with K = {num_bins} '
                        'bins.')
   if not min_derivative > 0.0:
     raise ValueError(f'min_derivative must be > 0; got {min_derivative}.')
