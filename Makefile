@@ -16,6 +16,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[tfds,plots,test,bench,lint]' -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt k-diffusion==0.1.1.post1
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt nflows==0.14
 	touch $(STAMP)
 
 install: $(STAMP)

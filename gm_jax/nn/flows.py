@@ -1,5 +1,9 @@
 """Invertible layers for normalising flows (NICE, RealNVP, Glow).
 
+The rational-quadratic spline of neural spline flows is re-exported here from
+`gm_jax.nn.splines` (`rational_quadratic_spline`); the MAF / spline flow layers are in
+`gm_jax.nn.autoregressive_flows`.
+
 Every layer honours the distrax bijector contract:
 
 * `forward_and_log_det(x, *, train=False) -> (z, log_det)` maps data to latent;
@@ -31,6 +35,7 @@ import numpy as np
 import scipy.linalg
 
 from gm_jax.nn import layers as nn_layers
+from gm_jax.nn.splines import rational_quadratic_spline
 
 Array = jnp.ndarray
 
@@ -459,5 +464,6 @@ __all__ = (
   'Squeeze',
   'Unsqueeze',
   'checkerboard',
+  'rational_quadratic_spline',
   'run_layers',
 )
