@@ -26,6 +26,7 @@ import tempfile
 import numpy as np
 
 from gm_jax.data import _tfds as _tfds_lib
+from gm_jax.data import checks
 from gm_jax.data import embedded
 from gm_jax.data import exported
 from gm_jax.data._tfds import is_local as _is_local
@@ -210,8 +211,10 @@ def load_split(
     'label'.
 
   Raises:
-    ValueError: unknown dataset or split, or a `data_dir` that cannot be created
-      or written (the message contains the path).
+    ValueError: unknown dataset or split, a `data_dir` that cannot be created
+      or written (the message contains the path), or arrays that break the dataset's
+      declared dtype, shape or value range (`gm_jax.data.checks`; the message names the
+      source, split, field and value).
     ImportError: a dataset read through tfds where tfds or TensorFlow is not
       installed; the message names the dataset and `pip install gm_jax[tfds]`.
   """
@@ -228,7 +231,11 @@ def load_split(
   ds = ds.map(select_features(info)).batch(_READ_CHUNK)
   # tfds rejects empty splits, so there is at least one chunk.
   chunks = list(tfds.as_numpy(ds))
-  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+  arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+  # Checked once where the data enter (levels, classes, shapes): a prepared copy of other
+  # data under this name would otherwise train silently on out-of-range values.
+  checks.check_arrays(arrays, info, source=f'tfds {name!r} in {builder.data_dir}', split=split)
+  return arrays
 
 
 def make_tf_dataset(
