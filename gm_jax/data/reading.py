@@ -20,6 +20,7 @@ TensorFlow is imported only when a tfds dataset is read, never at
 from __future__ import annotations
 
 from collections.abc import Mapping
+import contextlib
 import os
 import tempfile
 
@@ -100,6 +101,25 @@ def _check_writable(path: str | None) -> None:
     ) from e
 
 
+# tfds retries a failed HTTP download 10 times with exponential back-off: minutes of
+# waiting before a machine without network access hears why. One retry covers a blip.
+DOWNLOAD_RETRIES = 1
+
+
+@contextlib.contextmanager
+def _few_download_retries():
+  """tfds's HTTP downloads retry `DOWNLOAD_RETRIES` times inside the block (its module
+  setting, restored after)."""
+  from tensorflow_datasets.core.download import downloader
+
+  saved = downloader.MAX_RETRIES
+  downloader.MAX_RETRIES = DOWNLOAD_RETRIES
+  try:
+    yield
+  finally:
+    downloader.MAX_RETRIES = saved
+
+
 def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
   """Returns a tfds builder for `name` whose data exist in `data_dir`."""
   get_info(name)  # Validates the name before any tfds work.
@@ -123,13 +143,16 @@ def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
       )
       return builder
     try:
-      builder.download_and_prepare()
+      with _few_download_retries():
+        builder.download_and_prepare()
     except Exception as e:
+      cause = str(e).splitlines()[0] if str(e) else type(e).__name__
       raise RuntimeError(
-        f'tfds could not download and prepare {name!r} into '
-        f'{builder.data_dir_root!r}. Without network access, copy a prepared '
-        'copy there or use an embedded dataset '
-        f'({", ".join(EMBEDDED_DATASETS)}). Cause: {e}'
+        f'tfds could not download and prepare {name!r} into {builder.data_dir_root!r} '
+        f'({cause}). Prepare it on a machine with network access (`tfds build {name} '
+        f'--data_dir DIR`, or `python -m gm_jax.data.export --dataset {name}` for a '
+        'TF-free file) and copy it there, or use an embedded dataset '
+        f'({", ".join(EMBEDDED_DATASETS)}).'
       ) from e
     return builder
 

@@ -31,3 +31,35 @@ def test_tfds_values_outside_the_levels_are_named(tmp_path, monkeypatch):
   for part in ("'binarized_mnist'", "'test'", "'image'", '7'):
     assert part in message, (part, message)
   assert len(message.splitlines()) <= 2
+
+
+def test_unprepared_tfds_dataset_without_network_fails_at_once(tmp_path, monkeypatch):
+  """No network (every socket connection and name lookup refused here, so nothing leaves
+  the machine; tfds's GCS lookups answer "not there"): one retry, then an error saying
+  how to prepare or export the dataset, not minutes of back-off."""
+  import socket
+  import time
+
+  from tensorflow_datasets.core.utils import gcs_utils
+
+  attempts = []
+
+  def no_network(*args, **kwargs):
+    attempts.append(args)
+    raise OSError('network is unreachable (test)')
+
+  monkeypatch.setattr(socket, 'getaddrinfo', no_network)
+  monkeypatch.setattr(socket.socket, 'connect', no_network)
+  monkeypatch.setattr(gcs_utils, 'is_dataset_on_gcs', lambda *a, **k: False)
+  monkeypatch.setattr(gcs_utils, 'gcs_dataset_info_files', lambda *a, **k: None)
+  start = time.monotonic()
+  with pytest.raises(RuntimeError) as e:
+    reading.load_split('mnist', 'test', data_dir=str(tmp_path))
+  elapsed = time.monotonic() - start
+  message = str(e.value)
+  assert "'mnist'" in message and 'tfds build mnist' in message
+  assert 'python -m gm_jax.data.export --dataset mnist' in message
+  # tfds's default of 10 retries with exponential back-off takes minutes; one retry: each
+  # of MNIST's 4 files tried at most twice.
+  assert 0 < len(attempts) <= 2 * 4, attempts
+  assert elapsed < 60, elapsed
