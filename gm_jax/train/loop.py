@@ -231,7 +231,7 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
     if checkpointer.latest_step() is not None
     else []
   )
-  restored_step, state = checkpointer.restore_latest(state)
+  restored_step, state = _restore_latest(s, state, checkpointer)
   unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
   if unfinished and s.is_primary:
     print(
@@ -273,6 +273,36 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
       flush=True,
     )
   return restored_step, state
+
+
+def _restore_latest(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
+  """`checkpointer.restore_latest(state)`, across a switch of EMA on or off.
+
+  A run resumed with `config.ema_decay` changed from or to 0 (`allow_resume_changes`,
+  or a workdir without config.json) has checkpoints with or without `ema_params`:
+  switched on, the average starts from the restored parameters; switched off, it is
+  dropped. Any other mismatch is raised as it is.
+  """
+  try:
+    return checkpointer.restore_latest(state)
+  except ckpt_lib.CheckpointMismatchError as e:
+    if 'ema_params' in state:
+      other = {k: v for k, v in state.items() if k != 'ema_params'}
+    else:
+      other = dict(state, ema_params=step_lib.ema_state(s.family, state['params']))
+    try:
+      step, restored = checkpointer.restore_latest(other)
+    except ckpt_lib.CheckpointMismatchError:
+      raise e from None
+  if 'ema_params' in state:
+    restored = dict(restored, ema_params=step_lib.ema_state(s.family, restored['params']))
+    change = f'config.ema_decay={s.config.ema_decay:g}: the average starts at these parameters'
+  else:
+    restored = {k: v for k, v in restored.items() if k != 'ema_params'}
+    change = 'config.ema_decay=0: its EMA parameters are dropped'
+  if s.is_primary:
+    print(f'{s.config.model}: checkpoint {step} resumed with {change}.', flush=True)
+  return step, restored
 
 
 def _check_finite(s: _Setup, pending: list, checkpointer) -> None:

@@ -20,7 +20,9 @@ from gm_jax.data import batch_at_step as _real_batch_at_step
 from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import loop
 from gm_jax.train import step as step_lib
-from tests.train.test_loop import _config, _toy_family, _toy_splits
+from tests.train.test_loop import _config
+from tests.train.test_loop import _toy_family
+from tests.train.test_loop import _toy_splits
 
 DECAY = 0.9
 
@@ -160,3 +162,28 @@ def test_a_decay_outside_0_1_is_named(tmp_path, value):
   with pytest.raises(ValueError, match=r'config\.ema_decay must be a number in \[0, 1\)'):
     loop.run(_config(ema_decay=value), str(tmp_path), _toy_family(), _toy_splits())
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_ema_switched_on_or_off_on_resume_starts_or_drops_the_average(tmp_path, capsys):
+  # A constant learning rate: training on continues the same run (allow_resume_changes
+  # lets ema_decay change).
+  def config(steps, decay):
+    return _config(
+      num_train_steps=steps, lr_schedule='constant', ema_decay=decay, allow_resume_changes=True
+    )
+
+  loop.run(config(8, 0.0), str(tmp_path), _toy_family(), _toy_splits())
+  assert 'ema_params' not in _checkpoint(tmp_path)
+  res = loop.run(config(12, DECAY), str(tmp_path), _toy_family(), _toy_splits())
+  out = capsys.readouterr().out
+  assert 'checkpoint 8 resumed with config.ema_decay=0.9: the average starts at' in out
+  end = _checkpoint(tmp_path)
+  assert res['evaluated_weights'] == 'ema' and res['train_steps'] == 12
+  # Four updates (warm-up counts 8..11) from the parameters of step 8: neither those nor
+  # the last ones.
+  at_8 = _checkpoint(tmp_path, 8)['params']['w']
+  ema, last = end['ema_params']['w'], end['params']['w']
+  assert not np.allclose(ema, last) and not np.allclose(ema, at_8)
+  loop.run(config(16, 0.0), str(tmp_path), _toy_family(), _toy_splits())
+  assert 'its EMA parameters are dropped' in capsys.readouterr().out
+  assert 'ema_params' not in _checkpoint(tmp_path)
