@@ -84,7 +84,17 @@ def ema_part(family: Family, params):
 
 
 def ema_state(family: Family, params):
-  """The starting average of `params` (`state['ema_params']` at step 0): float32."""
+  """The starting average of `params` (`state['ema_params']` at step 0): float32.
+
+  Raises:
+    ValueError: `family.ema_keys` names an entry that `params` does not have.
+  """
+  missing = [k for k in family.ema_keys or () if k not in params]
+  if missing:
+    raise ValueError(
+      f'Family.ema_keys of {family.name!r} names {missing}, not entries of its params '
+      f'({sorted(params)})'
+    )
   return ema_lib.ema_init(ema_part(family, params))
 
 

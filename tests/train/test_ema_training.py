@@ -155,6 +155,8 @@ def test_ema_keys_average_only_those_entries(tmp_path):
   assert res['w0'] == float(end['ema_params']['w'][0]) != float(end['params']['w'][0])
   assert res['b'] == float(end['params']['b'])
   assert res['evaluated_weights'] == 'ema'
+  with pytest.raises(ValueError, match=r"Family.ema_keys of 'toy' names \['g'\]"):
+    step_lib.ema_state(dataclasses.replace(family, ema_keys=('g',)), end['params'])
 
 
 @pytest.mark.parametrize('value', [1.0, -0.1, 1.5, True, 'high'])
