@@ -18,6 +18,11 @@ FID 6.96 against a real-data floor of 5.97, all 10 classes covered, class entrop
 nats (uniform: 2.303), classifier test accuracy 0.93. 800-step minimax runs: FID 15.1 and
 10.8 (seeds 0, 1). These runs predate dropping the biases before batch norm (cancelled
 by the normalisation; same function class).
+
+EMA of the generator (`ema_decay=0.999`, warm-up `min(0.999, (1 + n) / (10 + n))`,
+measured 2026-12-06, seed 0, 3,000 steps, one run): FID 6.29 with the averaged generator
+against 7.01 with the trained one at the same last step (the same 1,293 latent draws;
+floor 6.00), 10 of 10 classes either way; the shipped default since.
 """
 
 from configs import common
@@ -39,5 +44,7 @@ def get_config():
   )
 
   config.update(adam_b1=0.5, log_every=100, checkpoint_every=1000, max_to_keep=2)
+  # the generator's exponential moving average is evaluated and sampled (measured above)
+  config.ema_decay = 0.999
   config.fid_num_samples = 0  # 0 = as many as training images (same size as the floor)
   return config

@@ -382,6 +382,7 @@ def make_family(config, info) -> Family:
     pictures=pictures,
     validation_metric=None,
     train_update=TrainUpdate(init=init_opt_state, update=update),
+    ema_keys=('g_ab', 'g_ba'),  # with config.ema_decay: the generators' average samples
     schedule=lambda c: learning_rate_schedule(defaults.complete(c, DEFAULTS)),
     resume_may_change=frozenset({'fid_num_samples'}),
   )

@@ -279,5 +279,6 @@ def make_family(config, info) -> Family:
     pictures=pictures,
     validation_metric=None,
     train_update=TrainUpdate(init=init_opt_state, update=update),
+    ema_keys=('generator',),  # with config.ema_decay: the generator's average samples
     resume_may_change=frozenset({'fid_num_samples'}),
   )

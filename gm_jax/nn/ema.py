@@ -29,9 +29,14 @@ def _is_float(leaf) -> bool:
 
 
 def ema_init(params):
-  """The starting average: `params` with every floating leaf as float32 (others as they are)."""
+  """The starting average: a copy of `params`, every floating leaf as float32.
+
+  Always new buffers (never `params`' own), so a step that donates its state may hold
+  both.
+  """
   return jax.tree.map(
-    lambda p: jnp.asarray(p, jnp.float32) if _is_float(p) else jnp.asarray(p), params
+    lambda p: jnp.array(p, jnp.float32, copy=True) if _is_float(p) else jnp.array(p, copy=True),
+    params,
   )
 
 

@@ -48,6 +48,11 @@ TRAINING: Mapping[str, Any] = {
   # how a run starts and resumes (loop.run)
   'init_from': '',
   'allow_resume_changes': False,
+  # an exponential moving average of the parameters (gm_jax.nn.ema), updated on the device
+  # after every optimiser step with the warm-up decay min(ema_decay, (1 + n) / (10 + n))
+  # after n updates (the DDPM / score-SDE codes' `num_updates`); validation, the best
+  # checkpoint, evaluation and samples then use the averaged weights. 0: off (no state)
+  'ema_decay': 0.0,
   # samples.png and samples_per_s
   'num_samples': 64,
   # the accelerator side of the loop (loop.py): steps per dispatch, the training set

@@ -67,6 +67,11 @@ class Family:
       data does this").
     resume_may_change: this family's config fields that only the final evaluation
       and pictures read (sample counts, temperatures): a resumed run may change them.
+    ema_keys: which top-level entries of `params` the trainer averages when
+      `config.ema_decay > 0` (the weights validation, `evaluate`, `sample` and `pictures`
+      then see have these entries averaged, the others as trained), e.g.
+      `('generator',)` for a GAN whose samples need only its generator. `None`: all of
+      `params`.
   """
 
   name: str
@@ -82,6 +87,7 @@ class Family:
   schedule: Callable[[Any], optax.Schedule] | None = None
   messages: Mapping[str, str] = dataclasses.field(default_factory=dict)
   resume_may_change: frozenset = frozenset()
+  ema_keys: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,14 @@ The accelerator never waits on the host (STYLE.md habit 12):
   the newest).
 - Checkpoints are written by orbax in the background (`checkpoint.Checkpointer`).
 
+EMA (`config.ema_decay` > 0): the state holds `ema_params`, the average of the family's
+`ema_part` of the parameters (`Family.ema_keys`: all, or e.g. a GAN's generator), updated
+on the device inside every step (`step.make_train_step`) and checkpointed with the rest,
+so a resumed run's average is bit-identical too. Validation, the best parameters,
+`evaluate`, `sample` and `pictures` then see the parameters with the averaged part in
+place (`eval.json`: `ema_decay`, `evaluated_weights` 'ema'); `ema_decay = 0` adds no state
+and changes no number.
+
 Data parallelism (`config.parallel`: `none`, `pmap`, `sharding`): the step below is
 written once for one device and wrapped by `gm_jax.parallel`. The family's loss is
 called on groups of `config.loss_group_size` (default 1) consecutive examples of the
@@ -64,6 +72,7 @@ from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
 from gm_jax.train import run_config
+from gm_jax.train import step as step_lib
 from gm_jax.train import workdir as workdir_lib
 from gm_jax.train.family import Family
 from gm_jax.train.input_pipeline import Feeder as _Feeder
@@ -140,6 +149,7 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
     group_size=group,
     matmul_precision=config.matmul_precision,
     compute_dtype=config.compute_dtype,
+    ema_decay=float(config.ema_decay),
   )
   resident = stream is None and _nbytes(train) <= int(config.device_data_max_bytes)
   view_devices = 1 if config.parallel in ('none', 'pmap') else jax.device_count()
@@ -164,10 +174,10 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
     'opt_state': (
       tx.init(params) if family.train_update is None else family.train_update.init(params)
     ),
-    'best_params': _copy_tree(params),
     'best_metric': jnp.asarray(np.inf, jnp.float32),
     'best_step': jnp.asarray(0, jnp.int32),
   }
+  state = _start_from(family, config, state, params)
   if config.init_from:
     # The step of the source checkpoint, kept in the state so a resumed run reports it.
     state['init_from_step'] = jnp.asarray(-1, jnp.int32)
@@ -192,6 +202,22 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   return setup, state
 
 
+def _start_from(family: Family, config, state: dict, params) -> dict:
+  """`state` starting from `params`: its EMA (config.ema_decay > 0) and best weights."""
+  state = dict(state, params=params)
+  if config.ema_decay:
+    state['ema_params'] = step_lib.ema_state(family, params)
+  state['best_params'] = _copy_tree(_evaluated(family, config, state))
+  return state
+
+
+def _evaluated(family: Family, config, state: dict):
+  """The weights validation and evaluation use: the EMA ones when config.ema_decay > 0."""
+  if not config.ema_decay:
+    return state['params']
+  return step_lib.with_ema(family, state['params'], state['ema_params'])
+
+
 def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
   """Resumes from the newest checkpoint, or starts from `init_from`, or afresh."""
   config, workdir = s.config, s.workdir
@@ -205,7 +231,7 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
     if checkpointer.latest_step() is not None
     else []
   )
-  restored_step, state = checkpointer.restore_latest(state)
+  restored_step, state = _restore_latest(s, state, checkpointer)
   unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
   if unfinished and s.is_primary:
     print(
@@ -231,12 +257,8 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
     # A new run started from another run's selected parameters (fresh optimiser state
     # and schedule); once this run has checkpoints of its own, it resumes from those.
     source_step, loaded = ckpt_lib.load_params(config.init_from, state['params'])
-    state = dict(
-      state,
-      params=loaded,
-      best_params=_copy_tree(loaded),
-      init_from_step=jnp.asarray(source_step, jnp.int32),
-    )
+    state = _start_from(s.family, config, state, loaded)
+    state['init_from_step'] = jnp.asarray(source_step, jnp.int32)
     if s.is_primary:
       also = s.family.messages.get('init_from', '')
       print(
@@ -251,6 +273,36 @@ def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
       flush=True,
     )
   return restored_step, state
+
+
+def _restore_latest(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
+  """`checkpointer.restore_latest(state)`, across a switch of EMA on or off.
+
+  A run resumed with `config.ema_decay` changed from or to 0 (`allow_resume_changes`,
+  or a workdir without config.json) has checkpoints with or without `ema_params`:
+  switched on, the average starts from the restored parameters; switched off, it is
+  dropped. Any other mismatch is raised as it is.
+  """
+  try:
+    return checkpointer.restore_latest(state)
+  except ckpt_lib.CheckpointMismatchError as e:
+    if 'ema_params' in state:
+      other = {k: v for k, v in state.items() if k != 'ema_params'}
+    else:
+      other = dict(state, ema_params=step_lib.ema_state(s.family, state['params']))
+    try:
+      step, restored = checkpointer.restore_latest(other)
+    except ckpt_lib.CheckpointMismatchError:
+      raise e from None
+  if 'ema_params' in state:
+    restored = dict(restored, ema_params=step_lib.ema_state(s.family, restored['params']))
+    change = f'config.ema_decay={s.config.ema_decay:g}: the average starts at these parameters'
+  else:
+    restored = {k: v for k, v in restored.items() if k != 'ema_params'}
+    change = 'config.ema_decay=0: its EMA parameters are dropped'
+  if s.is_primary:
+    print(f'{s.config.model}: checkpoint {step} resumed with {change}.', flush=True)
+  return step, restored
 
 
 def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
@@ -401,12 +453,13 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
         )
       bar.set_postfix(loss=f'{summary["loss"]:.4g}')
     if validate_now:
-      val = _validate(s, dp.get_state(state['params']))
+      weights = _evaluated(s.family, config, state)
+      val = _validate(s, dp.get_state(weights))
       writer.write(step, val, prefix='val_')
       if val[val_metric] < float(dp.get_state(state['best_metric'])):
         state = dict(
           state,
-          best_params=_copy_tree(state['params']),
+          best_params=_copy_tree(weights),
           **dp.put_state({'best_metric': np.float32(val[val_metric]), 'best_step': np.int32(step)}),
         )
     if save_now:
@@ -438,7 +491,7 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: float | None) -> dic
   num_steps = int(config.num_train_steps)
   if steps_per_s is None:  # a resumed run that trained no step
     steps_per_s = workdir_lib.previous_result(workdir, 'train_steps_per_s')
-  best_params = state['best_params'] if s.has_validation else state['params']
+  best_params = state['best_params'] if s.has_validation else _evaluated(family, config, state)
   results: dict[str, Any] = {
     'model': config.model,
     'dataset': config.dataset,
@@ -449,6 +502,9 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: float | None) -> dic
     'input_pipeline': 'stream' if s.splits.train_stream is not None else 'memory',
     'compute_dtype': config.compute_dtype,
     'matmul_precision': config.matmul_precision,
+    # validation, selection, evaluation and samples used the EMA weights, or the trained ones
+    'ema_decay': float(config.ema_decay),
+    'evaluated_weights': 'ema' if config.ema_decay else 'raw',
     # Test numbers are computed in float32 at the highest matmul precision.
     'eval_matmul_precision': 'highest',
     **workdir_lib.data_record(config, s.splits),  # the data the numbers measured

@@ -128,6 +128,13 @@ def validate_config(config) -> None:
       f'config.matmul_precision must be one of {MATMUL_PRECISIONS}, got {config.matmul_precision!r}'
     )
   precision_lib.resolve(config.compute_dtype)
+  ema_decay = config.ema_decay
+  if (
+    not isinstance(ema_decay, (int, float, np.integer, np.floating))
+    or isinstance(ema_decay, bool)
+    or not 0.0 <= ema_decay < 1.0
+  ):
+    raise ValueError(f'config.ema_decay must be a number in [0, 1) (0 = no EMA), got {ema_decay!r}')
   k = int(config.steps_per_loop)
   for name in ('log_every', 'checkpoint_every', 'eval_every'):
     if config[name] and config[name] % k:

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from gm_jax import parallel
+from gm_jax.nn import ema as ema_lib
 from gm_jax.nn import precision as precision_lib
 from gm_jax.train.family import Family
 
@@ -30,6 +31,7 @@ def make_train_step(
   group_size: int = 1,
   matmul_precision: str = 'default',
   compute_dtype: str = 'float32',
+  ema_decay: float = 0.0,
 ):
   """The single-device train step `(state, batch, *, axis_name=None) -> (state, metrics)`.
 
@@ -45,7 +47,73 @@ def make_train_step(
   `compute_dtype` ('float32' | 'bfloat16') and `matmul_precision` ('default' | 'high' |
   'highest') apply to what the loss or update computes (`gm_jax.nn.precision`);
   parameters, gradients and optimiser state stay float32.
+
+  `ema_decay > 0`: after the update, `state['ema_params']` (the average of
+  `ema_part(family, params)`, see `ema_state`) takes one `nn.ema.ema_update` with the
+  warm-up count `state['step']` (the updates averaged so far), on the device, outside
+  the compute-dtype policy (float32). 0: the step is the one without EMA, bit for bit.
   """
+  step_fn = _make_train_step(
+    family,
+    tx,
+    train_key,
+    group_size=group_size,
+    matmul_precision=matmul_precision,
+    compute_dtype=compute_dtype,
+  )
+  if not ema_decay:
+    return step_fn
+  decay = float(ema_decay)
+
+  def ema_train_step(state, batch, *, axis_name=None):
+    new_state, metrics = step_fn(state, batch, axis_name=axis_name)
+    # Every device holds the same new parameters (pmean'd gradients): so is the average.
+    ema = ema_lib.ema_update(
+      state['ema_params'], ema_part(family, new_state['params']), decay=decay, count=state['step']
+    )
+    return dict(new_state, ema_params=ema), metrics
+
+  return ema_train_step
+
+
+def ema_part(family: Family, params):
+  """What EMA averages: `params`' entries `family.ema_keys` (a dict), or all of `params`."""
+  if family.ema_keys is None:
+    return params
+  return {k: params[k] for k in family.ema_keys}
+
+
+def ema_state(family: Family, params):
+  """The starting average of `params` (`state['ema_params']` at step 0): float32.
+
+  Raises:
+    ValueError: `family.ema_keys` names an entry that `params` does not have.
+  """
+  missing = [k for k in family.ema_keys or () if k not in params]
+  if missing:
+    raise ValueError(
+      f'Family.ema_keys of {family.name!r} names {missing}, not entries of its params '
+      f'({sorted(params)})'
+    )
+  return ema_lib.ema_init(ema_part(family, params))
+
+
+def with_ema(family: Family, params, ema):
+  """The weights evaluated with EMA on: `params` with its averaged part replaced by `ema`."""
+  if family.ema_keys is None:
+    return ema
+  return dict(params, **ema)
+
+
+def _make_train_step(
+  family: Family,
+  tx: optax.GradientTransformation,
+  train_key,
+  *,
+  group_size: int,
+  matmul_precision: str,
+  compute_dtype: str,
+):
   precision = None if matmul_precision == 'default' else matmul_precision
   precision_lib.resolve(compute_dtype)
 

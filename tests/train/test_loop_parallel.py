@@ -3,8 +3,9 @@
 The data-parallel step itself is checked family by family in tests/parallel; this file
 checks what the loop adds around it: chunks of `steps_per_loop` steps laid out per
 device, batches gathered on the devices from resident data or put there by the host,
-and checkpoints/metrics of the replicated state. It runs itself as a script in a
-subprocess, where `--xla_force_host_platform_device_count=4` can still take effect.
+and checkpoints/metrics of the replicated state, the EMA parameters included. It runs
+itself as a script in a subprocess, where `--xla_force_host_platform_device_count=4` can
+still take effect.
 """
 
 import json
@@ -44,6 +45,18 @@ def _runs(workdir: str) -> dict:
         'best_step': res['best_step'],
         'w0': res['w0'],
       }
+    # EMA (config.ema_decay): the average is updated inside each device's step.
+    name = f'{mode}-2-ema'
+    config = test_loop._config(parallel=mode, steps_per_loop=2, log_every=4, ema_decay=0.9)
+    res = loop.run(
+      config, os.path.join(workdir, name), test_loop._toy_family(), test_loop._toy_splits()
+    )
+    _, params = test_loop._final_params(os.path.join(workdir, name))
+    out[name] = {
+      'w': np.asarray(params['ema_params']['w']).tolist(),
+      'best_step': res['best_step'],
+      'w0': res['w0'],
+    }
   return out
 
 
@@ -52,6 +65,12 @@ def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
   report = multidevice.run_report(__file__, [str(tmp_path)], NUM_DEVICES)
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1-device')
+  ema_reference = report.pop('none-2-ema')
+  for name in ('pmap-2-ema', 'sharding-2-ema'):
+    got = report.pop(name)
+    np.testing.assert_allclose(got['w'], ema_reference['w'], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert got['best_step'] == ema_reference['best_step'], name
+    assert got['w0'] == pytest.approx(ema_reference['w0'], rel=1e-5, abs=1e-6), name
   assert len(report) == 8
   for name, got in report.items():
     # The same step-determined batches and per-group keys: equal up to float summation order.
