@@ -55,7 +55,6 @@ families' test evaluations do the same through `parallel.map_examples`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any
@@ -63,6 +62,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from gm_jax import data as gm_data
@@ -71,23 +71,18 @@ from gm_jax.train import checkpoint as ckpt_lib
 from gm_jax.train import defaults
 from gm_jax.train import metrics as metrics_lib
 from gm_jax.train import optim
+from gm_jax.train import resume
 from gm_jax.train import run_config
-from gm_jax.train import step as step_lib
+from gm_jax.train import validation
 from gm_jax.train import workdir as workdir_lib
 from gm_jax.train.family import Family
 from gm_jax.train.input_pipeline import Feeder as _Feeder
 from gm_jax.train.run_config import REQUIRED_FIELDS  # noqa: F401 (API)
 from gm_jax.train.run_config import validate_config
+from gm_jax.train.run_setup import RunSetup as _Setup
 from gm_jax.train.step import make_multi_step
 from gm_jax.train.step import make_train_step  # re-exported: the step the loop wraps
-
-
-class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN or infinite loss."""
-
-
-def _copy_tree(tree):
-  return jax.tree.map(jnp.copy, tree)
+from gm_jax.train.validation import NonFiniteLossError  # noqa: F401 (API: main, tests)
 
 
 def _nbytes(arrays) -> int:
@@ -96,26 +91,6 @@ def _nbytes(arrays) -> int:
 
 # ---------------------------------------------------------------------------------------
 # The run: set up, restore, train, finish.
-
-
-@dataclasses.dataclass
-class _Setup:
-  """What every part of a run shares (built once by `_prepare`)."""
-
-  config: Any
-  workdir: str
-  family: Family
-  splits: Any
-  dp: Any
-  is_primary: bool
-  seed: int
-  steps_per_loop: int
-  resident: bool
-  group_devices: int  # this process's devices (the split `put_batch` makes)
-  eval_key: Any
-  sample_key: Any
-  has_validation: bool
-  save_config: bool = False  # config.json is due once a checkpoint under it is committed
 
 
 def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict]:
@@ -172,12 +147,12 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
     'step': jnp.asarray(0, jnp.int32),
     'params': params,
     'opt_state': (
-      tx.init(params) if family.train_update is None else family.train_update.init(params)
+      family.train_update.init(params) if family.train_update is not None else _init(tx, params)
     ),
     'best_metric': jnp.asarray(np.inf, jnp.float32),
     'best_step': jnp.asarray(0, jnp.int32),
   }
-  state = _start_from(family, config, state, params)
+  state = resume.start_from(family, config, state, params)
   if config.init_from:
     # The step of the source checkpoint, kept in the state so a resumed run reports it.
     state['init_from_step'] = jnp.asarray(-1, jnp.int32)
@@ -202,179 +177,10 @@ def _prepare(config, workdir: str, family: Family, splits) -> tuple[_Setup, dict
   return setup, state
 
 
-def _start_from(family: Family, config, state: dict, params) -> dict:
-  """`state` starting from `params`: its EMA (config.ema_decay > 0) and best weights."""
-  state = dict(state, params=params)
-  if config.ema_decay:
-    state['ema_params'] = step_lib.ema_state(family, params)
-  state['best_params'] = _copy_tree(_evaluated(family, config, state))
-  return state
-
-
-def _evaluated(family: Family, config, state: dict):
-  """The weights validation and evaluation use: the EMA ones when config.ema_decay > 0."""
-  if not config.ema_decay:
-    return state['params']
-  return step_lib.with_ema(family, state['params'], state['ema_params'])
-
-
-def _restore(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
-  """Resumes from the newest checkpoint, or starts from `init_from`, or afresh."""
-  config, workdir = s.config, s.workdir
-  schedule = s.family.schedule or optim.learning_rate_schedule
-  # Before restoring: a changed config is named field by field (a changed architecture
-  # would otherwise surface as a checkpoint shape mismatch).
-  resumed_changes = (
-    run_config.check_resume(
-      workdir, config, schedule=schedule, may_change=s.family.resume_may_change
-    )
-    if checkpointer.latest_step() is not None
-    else []
-  )
-  restored_step, state = _restore_latest(s, state, checkpointer)
-  unfinished = [t for t in checkpointer.unfinished_steps() if t > (restored_step or -1)]
-  if unfinished and s.is_primary:
-    print(
-      f'{config.model}: the save of step(s) {unfinished} in {workdir}/checkpoints never '
-      'completed (a killed run); '
-      + (
-        'no complete checkpoint: starting afresh.'
-        if restored_step is None
-        else f'resuming from step {restored_step} instead.'
-      ),
-      flush=True,
-    )
-  # config.json changes only once a checkpoint under the new config is on disk (`_train`):
-  # a run that fails before then leaves the saved config matching the checkpoints.
-  s.save_config = s.is_primary and (restored_step is None or bool(resumed_changes))
-  if s.is_primary and resumed_changes:
-    print(
-      f'WARNING: {config.model}: resuming {workdir} under a changed config '
-      '(config.allow_resume_changes): ' + '; '.join(resumed_changes),
-      flush=True,
-    )
-  if restored_step is None and config.init_from:
-    # A new run started from another run's selected parameters (fresh optimiser state
-    # and schedule); once this run has checkpoints of its own, it resumes from those.
-    source_step, loaded = ckpt_lib.load_params(config.init_from, state['params'])
-    state = _start_from(s.family, config, state, loaded)
-    state['init_from_step'] = jnp.asarray(source_step, jnp.int32)
-    if s.is_primary:
-      also = s.family.messages.get('init_from', '')
-      print(
-        f'{config.model}: parameters from {config.init_from} (its checkpoint '
-        f'{source_step}); optimiser and schedule start afresh.' + (f' {also}' if also else ''),
-        flush=True,
-      )
-  if restored_step is not None and s.is_primary:
-    print(
-      f'Resuming {config.model} from {workdir}/checkpoints/{restored_step} '
-      f'(step {int(state["step"])}).',
-      flush=True,
-    )
-  return restored_step, state
-
-
-def _restore_latest(s: _Setup, state: dict, checkpointer) -> tuple[int | None, dict]:
-  """`checkpointer.restore_latest(state)`, across a switch of EMA on or off.
-
-  A run resumed with `config.ema_decay` changed from or to 0 (`allow_resume_changes`,
-  or a workdir without config.json) has checkpoints with or without `ema_params`:
-  switched on, the average starts from the restored parameters; switched off, it is
-  dropped. Any other mismatch is raised as it is.
-  """
-  try:
-    return checkpointer.restore_latest(state)
-  except ckpt_lib.CheckpointMismatchError as e:
-    if 'ema_params' in state:
-      other = {k: v for k, v in state.items() if k != 'ema_params'}
-    else:
-      other = dict(state, ema_params=step_lib.ema_state(s.family, state['params']))
-    try:
-      step, restored = checkpointer.restore_latest(other)
-    except ckpt_lib.CheckpointMismatchError:
-      raise e from None
-  if 'ema_params' in state:
-    restored = dict(restored, ema_params=step_lib.ema_state(s.family, restored['params']))
-    change = f'config.ema_decay={s.config.ema_decay:g}: the average starts at these parameters'
-  else:
-    restored = {k: v for k, v in restored.items() if k != 'ema_params'}
-    change = 'config.ema_decay=0: its EMA parameters are dropped'
-  if s.is_primary:
-    print(f'{s.config.model}: checkpoint {step} resumed with {change}.', flush=True)
-  return step, restored
-
-
-def _check_finite(s: _Setup, pending: list, checkpointer) -> None:
-  """Raises `NonFiniteLossError` naming the first step whose loss was not finite."""
-  for first, metrics in pending:
-    losses = np.asarray(jax.device_get(metrics['loss']))
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-      checkpointer.wait()
-      step = first + int(bad[0]) + 1
-      raise NonFiniteLossError(
-        f'{s.config.model}: non-finite loss ({losses[bad[0]]}) at step {step}; training '
-        f'stopped. The last good checkpoint ({checkpointer.latest_step()}) in '
-        f'{s.workdir}/checkpoints is kept; lower config.learning_rate or set '
-        f'config.grad_clip_norm.'
-      )
-
-
-def _summarise(pending: list) -> dict:
-  """Mean of every metric over the steps of `pending` (one host read per chunk)."""
-  host = jax.device_get([m for _, m in pending])
-  keys = host[0].keys()
-  return {k: float(np.mean(np.concatenate([np.ravel(m[k]) for m in host]))) for k in keys}
-
-
-def _validate(s: _Setup, params) -> dict:
-  """Example-weighted mean of the family's `train=False` metrics over the validation split.
-
-  `params`: one copy (`dp.get_state`). Batches of `eval_batch_size` in order, batch `i`
-  with the key `fold_in(eval_key, i)`. Under `pmap` and `sharding` each batch is split
-  over all devices of all processes (`parallel.ShardedEval`: each process puts its own
-  rows), so validation is data-parallel like training; the metrics equal one device's
-  up to float summation order.
-  """
-  family, config = s.family, s.config
-  if config.parallel == 'none':
-    eval_step = _eval_step(family)
-  else:
-    sharded = _sharded_eval(family)
-    replicated = sharded.replicate(params)
-    eval_step = lambda p, b, k: sharded(replicated, b, k)
-  batch_size = int(config.eval_batch_size)
-  totals, count = [], 0
-  for i, batch in enumerate(gm_data.iterate_batches(s.splits.validation, batch_size)):
-    n = len(next(iter(batch.values())))
-    _, metrics = eval_step(params, batch, jax.random.fold_in(s.eval_key, i))
-    totals.append((n, metrics))  # stays on the device until the sum below
-    count += n
-  # This process's copy (the sharded metrics are replicated over every process).
-  host = [(n, jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), m)) for n, m in totals]
-  return {k: sum(n * float(m[k]) for n, m in host) / count for k in host[0][1]}
-
-
-_EVAL_STEPS: dict = {}
-
-
-def _eval_step(family: Family):
-  if family.loss not in _EVAL_STEPS:
-    _EVAL_STEPS.clear()  # one family at a time: do not keep old compilations alive
-    _EVAL_STEPS[family.loss] = jax.jit(lambda p, b, k: family.loss(p, b, k, train=False))
-  return _EVAL_STEPS[family.loss]
-
-
-_SHARDED_EVALS: dict = {}
-
-
-def _sharded_eval(family: Family) -> parallel.ShardedEval:
-  key = (family.loss, jax.device_count())
-  if key not in _SHARDED_EVALS:
-    _SHARDED_EVALS.clear()
-    _SHARDED_EVALS[key] = parallel.ShardedEval(lambda p, b, k: family.loss(p, b, k, train=False))
-  return _SHARDED_EVALS[key]
+def _init(tx: optax.GradientTransformation | None, params):
+  """`tx.init(params)`: a family without its own update rule always has an optimiser."""
+  assert tx is not None
+  return tx.init(params)
 
 
 def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, bool, float | None]:
@@ -436,9 +242,9 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
     if not (log_now or validate_now or save_now):
       continue
     jax.block_until_ready(in_flight)
-    _check_finite(s, pending, checkpointer)
+    validation.check_finite(s, pending, checkpointer)
     if log_now:
-      summary = _summarise(pending)
+      summary = validation.summarise(pending)
       pending = []
       if timed_seconds > 0:
         summary['steps_per_s'] = timed_steps / timed_seconds
@@ -453,13 +259,13 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
         )
       bar.set_postfix(loss=f'{summary["loss"]:.4g}')
     if validate_now:
-      weights = _evaluated(s.family, config, state)
-      val = _validate(s, dp.get_state(weights))
+      weights = resume.evaluated(s.family, config, state)
+      val = validation.validate(s, dp.get_state(weights))
       writer.write(step, val, prefix='val_')
       if val[val_metric] < float(dp.get_state(state['best_metric'])):
         state = dict(
           state,
-          best_params=_copy_tree(weights),
+          best_params=resume.copy_tree(weights),
           **dp.put_state({'best_metric': np.float32(val[val_metric]), 'best_step': np.int32(step)}),
         )
     if save_now:
@@ -491,7 +297,9 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: float | None) -> dic
   num_steps = int(config.num_train_steps)
   if steps_per_s is None:  # a resumed run that trained no step
     steps_per_s = workdir_lib.previous_result(workdir, 'train_steps_per_s')
-  best_params = state['best_params'] if s.has_validation else _evaluated(family, config, state)
+  best_params = (
+    state['best_params'] if s.has_validation else resume.evaluated(family, config, state)
+  )
   results: dict[str, Any] = {
     'model': config.model,
     'dataset': config.dataset,
@@ -583,7 +391,7 @@ def _run(config, workdir: str, family: Family, splits) -> dict:
   )
   writer = None
   try:
-    restored_step, state = _restore(s, state, checkpointer)
+    restored_step, state = resume.restore(s, state, checkpointer)
     # From here on `state` is in the mode's device layout (replicated for pmap and
     # sharding); `dp.get_state` gives one plain copy for evaluation and checkpoints.
     if s.resident:

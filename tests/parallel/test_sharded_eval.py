@@ -27,6 +27,7 @@ def _report(workdir: str) -> dict:
 
   from gm_jax import parallel
   from gm_jax.train import loop
+  from gm_jax.train import validation
   from tests.train import test_loop
 
   out = {'device_count': jax.device_count()}
@@ -59,7 +60,7 @@ def _report(workdir: str) -> dict:
         test_loop._toy_family(),
         test_loop._toy_splits(),
       )
-      out[f'{mode}-{size}'] = loop._validate(s, state['params'])['mse']
+      out[f'{mode}-{size}'] = validation.validate(s, state['params'])['mse']
   out['map_examples'] = _map_examples_report()
   out['families'] = _family_test_numbers()
   return out
