@@ -48,3 +48,32 @@ def data_dir(tmp_path_factory):
   path = tmp_path_factory.getbasetemp() / 'gm_jax_tfds'
   path.mkdir(exist_ok=True)
   return str(path)
+
+
+_CPU_LOG = os.environ.get('GM_JAX_TEST_CPU_LOG')
+if _CPU_LOG:
+  import json
+  import resource
+  import time
+
+  def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished subprocesses
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+  @pytest.hookimpl(hookwrapper=True)
+  def pytest_runtest_protocol(item, nextitem):
+    """`GM_JAX_TEST_CPU_LOG=FILE`: one JSON line per test (setup, call and teardown, so a
+    module fixture counts in its first test): CPU seconds of this process and the
+    subprocesses it waited for, which other load on the machine barely changes, and wall
+    seconds. `python tools/suite_times.py FILE` sums them per file."""
+    cpu, wall = _cpu_seconds(), time.time()
+    yield
+    record = {
+      'test': item.nodeid,
+      'cpu_s': round(_cpu_seconds() - cpu, 3),
+      'wall_s': round(time.time() - wall, 3),
+      'worker': os.environ.get('PYTEST_XDIST_WORKER', 'main'),
+    }
+    with open(_CPU_LOG, 'a') as f:
+      f.write(json.dumps(record) + '\n')
