@@ -93,6 +93,8 @@ def load_config(path: str):
   """Imports a `configs/*.py` file and returns its `get_config()`."""
   _config_path.add_config_root(path)
   spec = importlib.util.spec_from_file_location('gm_config_' + os.path.basename(path)[:-3], path)
+  if spec is None or spec.loader is None:
+    raise ValueError(f'{path!r} is not a Python config file (configs/<name>.py)')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
