@@ -20,7 +20,7 @@ def get_config():
     model='consistency',
     dataset='digits',
     batch_size=64,
-    num_train_steps=1500,
+    num_train_steps=800,
     learning_rate=1e-3,
     warmup_steps=100,
     grad_clip_norm=100.0,

@@ -42,6 +42,20 @@ DEMO_RUNS = {
     'flow_matching.py',
     {'num_train_steps': 1000, 'timing_samplers': ('euler:50',)},
   ),
+  # ~20 s each on an idle machine. reflow's teacher is the flow_matching row above
+  # (run first; '{out}' is the demo's --out folder): 512 pairs from its Heun-8 ODE.
+  'consistency': ('consistency.py', {'num_train_steps': 200, 'fid_num_samples': 512}),  # 20 s
+  'reflow': (
+    'reflow.py',
+    {
+      'teacher_workdir': '{out}/flow_matching',
+      'num_train_steps': 150,
+      'num_pairs': 512,
+      'val_pairs': 64,
+      'teacher_steps': 8,
+      'fid_num_samples': 512,
+    },
+  ),  # 20 s
   'naive_bayes': ('naive_bayes.py', {}),
   'logreg': ('logreg.py', {}),
 }
@@ -132,7 +146,7 @@ def main(argv=None) -> int:
       continue
     config = load_config(cfg_path)
     for k, v in overrides.items():
-      config[k] = v
+      config[k] = v.format(out=args.out) if isinstance(v, str) else v
     if args.data_dir:
       config.data_dir = args.data_dir
     config.progress_bar = False
