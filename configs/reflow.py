@@ -4,7 +4,7 @@ Run (after configs/flow_matching.py has trained into /tmp/flow_matching):
     python -m gm_jax.main --config=configs/reflow.py --workdir=/tmp/reflow \
         --config.teacher_workdir=/tmp/flow_matching
 
-The teacher's Heun-12 ODE maps 4,096 + 256 Gaussian draws to samples (cached in the
+The teacher's Heun-8 ODE maps 2,048 + 256 Gaussian draws to samples (cached in the
 teacher's workdir); the student, started from the teacher's parameters, regresses the
 straight-path velocity x1 - x0 of those pairs. Samples in 1, 2 and 4 Euler steps;
 eval.json's fid_by_steps, fid (1 step), fid_floor, class_coverage.
@@ -20,13 +20,13 @@ def get_config():
     model='reflow',
     dataset='digits',
     batch_size=64,
-    num_train_steps=1000,
+    num_train_steps=600,
     learning_rate=5e-4,
     warmup_steps=50,
     grad_clip_norm=100.0,
   )
   config.teacher_workdir = '/tmp/flow_matching'
-  config.update(teacher_sampler='heun', teacher_steps=12, num_pairs=4096, val_pairs=256)
+  config.update(teacher_sampler='heun', teacher_steps=8, num_pairs=2048, val_pairs=256)
   config.init_from_teacher = True
   config.update(sample_steps=1, fid_steps=(1, 2, 4), fid_num_samples=0, sample_batch_size=512)
   return config

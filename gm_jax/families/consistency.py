@@ -140,9 +140,7 @@ def make_family(config, info) -> Family:
 
   def loss(params, batch, key, *, train, step=None):
     # validation (no step): the final grid
-    n = cm.discretization_steps(
-      total if step is None else step, total_steps=total, s0=s0, s1=s1
-    )
+    n = cm.discretization_steps(total if step is None else step, total_steps=total, s0=s0, s1=s1)
     out = cm.ct_terms(
       model,
       params,

@@ -72,9 +72,7 @@ def check_config(config, info) -> None:
   if info.kind != 'image':
     raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; reflow needs images')
   if not isinstance(config.teacher_workdir, str):
-    raise ValueError(
-      f'config.teacher_workdir must be a path (str); got {config.teacher_workdir!r}'
-    )
+    raise ValueError(f'config.teacher_workdir must be a path (str); got {config.teacher_workdir!r}')
   if config.teacher_sampler not in sampling.ODE_METHODS:
     raise ValueError(
       f'config.teacher_sampler must be one of {sampling.ODE_METHODS}; '
@@ -104,12 +102,12 @@ def _teacher_config(config) -> ml_collections.ConfigDict:
     raise ValueError(f'config.teacher_workdir={workdir!r} has no config.json: not a gm_jax run')
   if saved.get('model') != 'flow_matching':
     raise ValueError(
-      f"config.teacher_workdir={workdir!r} is a {saved.get('model')!r} run; reflow needs a "
+      f'config.teacher_workdir={workdir!r} is a {saved.get("model")!r} run; reflow needs a '
       'flow_matching teacher'
     )
   if saved.get('dataset') != config.dataset:
     raise ValueError(
-      f"config.teacher_workdir={workdir!r} was trained on {saved.get('dataset')!r}, "
+      f'config.teacher_workdir={workdir!r} was trained on {saved.get("dataset")!r}, '
       f'config.dataset is {config.dataset!r}'
     )
   if saved.get('conditional'):
@@ -206,8 +204,9 @@ def make_family(config, info, *, teacher_config, teacher_params, real_splits) ->
     t_key, drop_key = jax.random.split(key)
     times = dm.low_discrepancy_times(t_key, x0.shape[0])
     t = times.reshape((-1,) + (1,) * (x0.ndim - 1))
-    v = model.apply(params, (1.0 - t) * x0 + t * x1, times, None, train=train,
-                    rngs={'dropout': drop_key})
+    v = model.apply(
+      params, (1.0 - t) * x0 + t * x1, times, None, train=train, rngs={'dropout': drop_key}
+    )
     value = jnp.mean(losses.flow_matching_loss(v, x0, x1, sigma_min=0.0))
     return value, {'reflow_loss_per_dim': value / num_dims}
 

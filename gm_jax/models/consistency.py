@@ -163,8 +163,9 @@ def ct_terms(
   return {'loss': loss, 'sigma': sigma_next}
 
 
-def step_sigmas(num_steps: int, *, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
-                rho: float = RHO) -> list[float]:
+def step_sigmas(
+  num_steps: int, *, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO
+) -> list[float]:
   """The `num_steps` noise levels of multistep sampling: the first `num_steps` of the
   Karras grid of `num_steps + 1` levels from `sigma_max` down to `sigma_min`."""
   if num_steps < 1:

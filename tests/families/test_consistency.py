@@ -68,7 +68,9 @@ def test_multistep_sampling_with_the_exact_consistency_function():
   # the first 4 of the 5-level grid: the last step is not at sigma_min, where f is the identity
   ref_sigmas = np.asarray(sampling.karras_sigmas(5, sigma_min=sigma_min, sigma_max=80.0))
   np.testing.assert_allclose(sigmas, ref_sigmas[:4], rtol=1e-5)
-  got = np.asarray(jax.jit(lambda k: cm.multistep_sample(f, k, shape, sigmas, sigma_min=sigma_min))(key))
+  got = np.asarray(
+    jax.jit(lambda k: cm.multistep_sample(f, k, shape, sigmas, sigma_min=sigma_min))(key)
+  )
   # Algorithm 1 by hand in NumPy, with the same noise
   keys = jax.random.split(key, 4)
   z = [np.asarray(jax.random.normal(k, shape), np.float64) for k in keys]

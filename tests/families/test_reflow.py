@@ -51,7 +51,7 @@ def test_pairs_are_the_teachers_ode_and_are_cached(data_dir, teacher):
   # Euler with two steps of 1/2, by hand through the teacher's network
   teacher_cfg = reflow_family._teacher_config(config)
   model = reflow_family.diffusion_family.build_model(teacher_cfg, splits.info)
-  step, params = reflow_family._teacher_params(model, config, splits.info)
+  _, params = reflow_family._teacher_params(model, config, splits.info)
   v = lambda z, t: np.asarray(model.apply(params, jnp.asarray(z), jnp.full((len(z),), t)))
   mid = x0 + 0.5 * v(x0, 0.0)
   np.testing.assert_allclose(x1, mid + 0.5 * v(mid, 0.5), rtol=1e-4, atol=1e-5)
