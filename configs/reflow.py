@@ -20,7 +20,7 @@ def get_config():
     model='reflow',
     dataset='digits',
     batch_size=64,
-    num_train_steps=600,
+    num_train_steps=300,
     learning_rate=5e-4,
     warmup_steps=50,
     grad_clip_norm=100.0,

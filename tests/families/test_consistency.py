@@ -23,7 +23,7 @@ def test_discretization_doubles_in_equal_stages():
   steps = np.array([0, 49_999, 50_000, 100_000, 349_999, 350_000, 400_000])
   got = np.asarray(cm.discretization_steps(steps, total_steps=400_000, s0=10, s1=1280))
   np.testing.assert_array_equal(got, [11, 11, 21, 41, 641, 1281, 1281])
-  # the digits config: 800 steps, 10 -> 80 (4 stages of 200)
+  # a short run: 800 steps, 10 -> 80 (4 stages of 200)
   got = [int(cm.discretization_steps(k, total_steps=800, s0=10, s1=80)) for k in (199, 200, 799)]
   assert got == [11, 21, 81]
   with pytest.raises(ValueError, match='s0 <= s1'):
