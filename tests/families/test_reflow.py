@@ -74,3 +74,21 @@ def test_pairs_are_the_teachers_ode_and_are_cached(data_dir, teacher):
   want = np.mean(np.sum((pred - (batch['sample'] - batch['noise'])) ** 2, axis=(1, 2, 3)))
   np.testing.assert_allclose(value, want, rtol=1e-4)
   np.testing.assert_allclose(metrics['reflow_loss_per_dim'], want / 64, rtol=1e-4)
+
+
+def test_demo_points_reflow_at_the_demo_flow_matching_run(tmp_path, monkeypatch):
+  from gm_jax import demo
+
+  seen = {}
+
+  def fake_train(config, workdir):
+    seen.update(teacher=config.teacher_workdir, workdir=workdir)
+    return {'model': config.model}
+
+  monkeypatch.setattr(demo, 'DEMO_RUNS', {'reflow': demo.DEMO_RUNS['reflow']})
+  monkeypatch.setattr(families, 'train_and_evaluate', fake_train)
+  assert demo.main(['--out', str(tmp_path)]) == 0
+  assert seen == {
+    'teacher': os.path.join(str(tmp_path), 'flow_matching'),
+    'workdir': os.path.join(str(tmp_path), 'reflow'),
+  }
