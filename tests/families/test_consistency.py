@@ -23,8 +23,8 @@ def test_discretization_doubles_in_equal_stages():
   steps = np.array([0, 49_999, 50_000, 100_000, 349_999, 350_000, 400_000])
   got = np.asarray(cm.discretization_steps(steps, total_steps=400_000, s0=10, s1=1280))
   np.testing.assert_array_equal(got, [11, 11, 21, 41, 641, 1281, 1281])
-  # a short run: 800 steps, 10 -> 80 (4 stages of 200)
-  got = [int(cm.discretization_steps(k, total_steps=800, s0=10, s1=80)) for k in (199, 200, 799)]
+  # the digits config: 1000 steps, 10 -> 80 (4 stages of 250)
+  got = [int(cm.discretization_steps(k, total_steps=1000, s0=10, s1=80)) for k in (249, 250, 999)]
   assert got == [11, 21, 81]
   with pytest.raises(ValueError, match='s0 <= s1'):
     cm.discretization_steps(0, total_steps=10, s0=20, s1=10)
