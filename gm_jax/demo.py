@@ -70,6 +70,24 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
       'timing_samplers': (),
     },
   ),
+  # reflow's teacher is the flow_matching row above (run first; '{out}' is the demo's --out
+  # folder): 512 pairs from its Heun-8 ODE.
+  'consistency': (
+    'consistency.py',
+    {'budget_s': 20, 'num_train_steps': 200, 'fid_num_samples': 512},
+  ),
+  'reflow': (
+    'reflow.py',
+    {
+      'budget_s': 20,
+      'teacher_workdir': '{out}/flow_matching',
+      'num_train_steps': 150,
+      'num_pairs': 512,
+      'val_pairs': 64,
+      'teacher_steps': 8,
+      'fid_num_samples': 512,
+    },
+  ),
   'naive_bayes': ('naive_bayes.py', {'budget_s': 5}),
   'logreg': ('logreg.py', {'budget_s': 5}),
 }
@@ -185,7 +203,7 @@ def main(argv=None) -> int:
       continue
     config = load_config(cfg_path)
     for k, v in overrides.items():
-      config[k] = v
+      config[k] = v.format(out=args.out) if isinstance(v, str) else v
     if args.data_dir:
       config.data_dir = args.data_dir
     config.progress_bar = False

@@ -12,6 +12,7 @@ from gm_jax.losses._bounds import bits_per_dim
 from gm_jax.losses._bounds import elbo
 from gm_jax.losses._bounds import flow_nll
 from gm_jax.losses._bounds import iwae_bound
+from gm_jax.losses._consistency import consistency_loss
 from gm_jax.losses._diffusion import diffusion_loss
 from gm_jax.losses._diffusion import flow_matching_loss
 from gm_jax.losses._divergences import gaussian_kl
@@ -33,6 +34,7 @@ __all__ = (
   'bernoulli_log_prob',
   'bits_per_dim',
   'categorical_log_prob',
+  'consistency_loss',
   'cycle_consistency_loss',
   'diffusion_loss',
   'discretized_logistic_log_prob',

@@ -65,6 +65,9 @@ TINY = {
   'sample_length': 8,
   'picture_temperatures': (1.0,),
   'loss_group_size': 1,
+  'num_pairs': 16,
+  'val_pairs': 8,
+  'teacher_steps': 2,
 }
 # Smaller data where the shipped config's is large: CycleGAN between two digit classes.
 DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
@@ -79,6 +82,8 @@ BAD = {
   'cyclegan': ('pool_size', -1),
   'diffusion': ('sample_steps', 0),
   'classifiers': ('nb_variant', 'nonsense'),
+  'consistency': ('ct_final_scales', 0),
+  'reflow': ('num_pairs', 0),
 }
 
 
@@ -175,7 +180,10 @@ def _checkpoint_steps(workdir):
 @pytest.mark.parametrize('model', MODELS)
 def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_path, monkeypatch):
   config = _tiny(model, data_dir)
-  workdir = str(tmp_path)
+  workdir = str(tmp_path / 'run')
+  if model == 'reflow':  # its teacher: a tiny flow_matching run (3 steps)
+    config.teacher_workdir = str(tmp_path / 'teacher')
+    families.train_and_evaluate(_tiny('flow_matching', data_dir), config.teacher_workdir)
   real = gm_data.batch_at_step
 
   def dies_at_step_2(arrays, step, **kw):
