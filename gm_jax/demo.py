@@ -42,6 +42,16 @@ DEMO_RUNS = {
     'flow_matching.py',
     {'num_train_steps': 1000, 'timing_samplers': ('euler:50',)},
   ),
+  # budget ~25 s on an idle 2-core machine (200 steps, 256 FID samples, RK4-8 likelihood)
+  'edm': (
+    'edm.py',
+    {
+      'num_train_steps': 200,
+      'fid_num_samples': 256,
+      'likelihood_steps': 8,
+      'timing_samplers': (),
+    },
+  ),
   'naive_bayes': ('naive_bayes.py', {}),
   'logreg': ('logreg.py', {}),
 }

@@ -59,6 +59,8 @@ TINY = {
   'likelihood_steps': 2,
   'timing_samplers': (),
   'sample_steps': 2,
+  'fid_samplers': ('dpmpp_2m:2',),
+  'trajectory_samples': 2,
   'fid_num_samples': 16,
   'sample_batch_size': 16,
   'val_samples': 1,
@@ -78,6 +80,7 @@ BAD = {
   'gan': ('gan_loss', 'nonsense'),
   'cyclegan': ('pool_size', -1),
   'diffusion': ('sample_steps', 0),
+  'edm': ('sampler', 'nonsense'),
   'classifiers': ('nb_variant', 'nonsense'),
 }
 
