@@ -42,14 +42,19 @@ DEMO_RUNS = {
     'flow_matching.py',
     {'num_train_steps': 1000, 'timing_samplers': ('euler:50',)},
   ),
-  # budget ~25 s on an idle 2-core machine (200 steps, 256 FID samples, RK4-8 likelihood)
+  # budget 60 s (idle 2 cores; mostly compilation: train step, likelihood ODE, sampler,
+  # FID classifier). Measured at 200 steps, 256 FID samples, RK4-8 and dpmpp_2m:10 scored
+  # too: 126 s CPU (373 s wall at load ~25); this cheaper row is not measured yet.
   'edm': (
     'edm.py',
     {
-      'num_train_steps': 200,
-      'fid_num_samples': 256,
-      'likelihood_steps': 8,
+      'num_train_steps': 100,
+      'val_samples': 1,
+      'fid_num_samples': 128,
+      'fid_samplers': (),
+      'likelihood_steps': 4,
       'timing_samplers': (),
+      'trajectory_samples': 4,
     },
   ),
   'naive_bayes': ('naive_bayes.py', {}),
