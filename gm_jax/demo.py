@@ -44,7 +44,8 @@ DEMO_RUNS = {
   ),
   # budget 60 s (idle 2 cores; mostly compilation: train step, likelihood ODE, sampler,
   # FID classifier). Measured at 200 steps, 256 FID samples, RK4-8 and dpmpp_2m:10 scored
-  # too: 126 s CPU (373 s wall at load ~25); this cheaper row is not measured yet.
+  # too: 126 s CPU (373 s wall at load ~25); this row: 93 s CPU (201 s wall at load ~25),
+  # over the ~25 s aim: compiling the ODE likelihood and the samplers dominates.
   'edm': (
     'edm.py',
     {
