@@ -38,6 +38,7 @@ from gm_jax import losses
 from gm_jax import parallel
 from gm_jax import sampling
 from gm_jax.models import diffusion as dm
+from gm_jax.models import edm as edm_lib
 from gm_jax.train import defaults
 from gm_jax.train.family import Family
 
@@ -64,6 +65,13 @@ DEFAULTS = {
   'sample_steps': 50,
   'timing_samplers': ('ddpm:1000', 'ddim:50', 'heun:25'),
   'fid_num_samples': 0,  # 0: as many as training images (the floor's sample size)
+  # more samplers scored on fid_num_samples samples each: eval.json fid_by_sampler
+  'fid_samplers': (),
+  # the feature network of the FID (gm_jax.evaluate.sample_metrics)
+  'fid_network': 'classifier',
+  'inception_weights': '',
+  # trajectory.png: this many samples at each step of the default sampler (0: none)
+  'trajectory_samples': 8,
   # FID of each timed sampler too, on this many samples (0: only their samples/s; a
   # DDPM-1000 draw of the 1,293 digits costs 1.3M network evaluations)
   'timing_fid_samples': 0,
@@ -98,6 +106,10 @@ DEFAULTS_DOC = {
   'sample_steps': 'steps of the default sampler',
   'timing_samplers': "'METHOD:STEPS' samplers timed (and optionally scored) too",
   'fid_num_samples': 'samples of the FID (0: as many as training images)',
+  'fid_samplers': "'METHOD:STEPS' samplers also scored on fid_num_samples (fid_by_sampler)",
+  'fid_network': "feature network of the FID: 'classifier' | 'inception'",
+  'inception_weights': "path of pytorch-fid's weights file (fid_network='inception')",
+  'trajectory_samples': 'samples in trajectory.png (0: no picture)',
   'timing_fid_samples': 'FID samples of each timed sampler (0: only samples/s)',
   'sample_batch_size': 'images per sampler call',
   'noise_schedule': 'VDM: log-SNR schedule, one of models.diffusion.SCHEDULES',
@@ -121,6 +133,10 @@ _EVAL_FIELDS = frozenset(
     'sample_steps',
     'timing_samplers',
     'fid_num_samples',
+    'fid_samplers',
+    'fid_network',
+    'inception_weights',
+    'trajectory_samples',
     'timing_fid_samples',
     'sample_batch_size',
     'guidance_scale',
@@ -134,16 +150,66 @@ _EVAL_FIELDS = frozenset(
 )
 
 
-def parse_sampler(spec: str, model: str) -> tuple[str, int]:
-  """`'ddim:50'` -> `('ddim', 50)`; a ValueError names `config.timing_samplers`."""
-  methods = sampling.DIFFUSION_METHODS if model == 'diffusion' else sampling.ODE_METHODS
+# The suite's samplers (`gm_jax.sampling.SAMPLERS`) that the VDM and flow-matching models
+# did not have before it: on the Karras noise levels through `vp_denoiser` / `flow_denoiser`.
+# 'euler' and 'heun' keep their meaning (and numbers) of `diffusion_sample` / `flow_sample`.
+SUITE_ONLY = ('euler_ancestral', 'dpmpp_2m')
+# The suite's sampler drawn for trajectory.png where the default sampler is not the suite's:
+# DDIM is Euler on the probability-flow ODE in these coordinates, DDPM its ancestral form.
+_TRAJECTORY_ANALOGUE = {'ddim': 'euler', 'ddpm': 'euler_ancestral', 'rk4': 'heun'}
+
+
+def sampler_names(model: str) -> tuple[str, ...]:
+  """The `config.sampler` values of `model` ('diffusion', 'flow_matching' or 'edm')."""
+  if model == 'diffusion':
+    return tuple(sampling.DIFFUSION_METHODS) + SUITE_ONLY
+  if model == 'flow_matching':
+    return tuple(sampling.ODE_METHODS) + SUITE_ONLY
+  return tuple(sampling.SAMPLERS)
+
+
+def parse_sampler(spec: str, model: str, field: str = 'timing_samplers') -> tuple[str, int]:
+  """`'ddim:50'` -> `('ddim', 50)`; a ValueError names `config.<field>`."""
+  methods = sampler_names(model)
   method, _, steps = str(spec).partition(':')
   if method not in methods or not steps.isdigit() or int(steps) <= 0:
     raise ValueError(
-      f"config.timing_samplers entries must be 'METHOD:STEPS' with METHOD in "
-      f'{methods} for {model}; got {spec!r}'
+      f"config.{field} entries must be 'METHOD:STEPS' with METHOD in "
+      f'{methods} for {model} and STEPS >= 1; got {spec!r}'
     )
   return method, int(steps)
+
+
+def check_sampler_fields(config) -> None:
+  """`sampler`, `sample_steps`, `timing_samplers`, `fid_samplers`, `trajectory_samples` and
+  the FID network switch (`sample_metrics.check_config`); errors name the field."""
+  names = sampler_names(config.model)
+  if config.sampler not in names:
+    raise ValueError(f'config.sampler must be one of {names}; got {config.sampler!r}')
+  steps = config.sample_steps
+  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    raise ValueError(f'config.sample_steps must be an integer >= 1; got {steps!r}')
+  for field in ('timing_samplers', 'fid_samplers'):
+    for spec in config[field]:
+      parse_sampler(spec, config.model, field)
+  count = config.trajectory_samples
+  if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+    raise ValueError(f'config.trajectory_samples must be an integer >= 0; got {count!r}')
+  from gm_jax.evaluate import sample_metrics
+
+  sample_metrics.check_config(config)
+
+
+def num_evaluations(model: str, method: str, steps: int) -> int:
+  """Network evaluations per sample of `method` with `steps` steps (classifier-free
+  guidance doubles the batch, not this count).
+
+  The suite's samplers: `sampling.nfe`; VDM's own: one per step (Heun two) and the final
+  denoising; flow matching's `odeint`: 1, 2, 4 per step (Euler, Heun, RK4)."""
+  if model not in MODELS or method in SUITE_ONLY:
+    return sampling.nfe(method, steps)
+  per_step = {'ddpm': 1, 'ddim': 1, 'euler': 1, 'heun': 2, 'rk4': 4}[method]
+  return per_step * steps + (1 if model == 'diffusion' else 0)
 
 
 def check_config(config, info) -> None:
@@ -158,10 +224,10 @@ def check_config(config, info) -> None:
     raise ValueError(
       f'config.timing_fid_samples must be a non-negative integer; got {config.timing_fid_samples!r}'
     )
+  check_sampler_fields(config)
   for name in (
     'channels',
     'num_res_blocks',
-    'sample_steps',
     'val_samples',
     'eval_bound_samples',
     'likelihood_steps',
@@ -196,9 +262,6 @@ def check_config(config, info) -> None:
     defaults.check_one_of(config, 'likelihood_solver', sampling.ODE_METHODS)
     if not 0.0 <= config.sigma_min < 1.0:
       raise ValueError(f'config.sigma_min must be in [0, 1); got {config.sigma_min!r}')
-  parse_sampler(f'{config.sampler}:{config.sample_steps}', config.model)
-  for spec in config.timing_samplers:
-    parse_sampler(spec, config.model)
 
 
 def build_model(config, info):
@@ -301,8 +364,32 @@ def make_family(config, info) -> Family:
       return lambda z, c: raw(z, c, None)
     return sampling.classifier_free_guidance(raw, labels, null_label=null_label, scale=scale)
 
-  @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-  def draw(params, key, num, method, steps, labels, scale):
+  def sigma_range(params) -> tuple[float, float]:
+    """`(sigma_min, sigma_max)` of the suite's Karras levels: VDM's log-SNR end points
+    (`sigma = exp(-lambda / 2)`), flow matching's `t` near 1 and `1 / 81`."""
+    if is_vdm:
+      lam = lambda t: float(model.apply(params, jnp.asarray(t, jnp.float32), method=model.log_snr))
+      return math.exp(-0.5 * lam(0.0)), math.exp(-0.5 * lam(1.0))
+    return float(config.sigma_min) + edm_lib.SIGMA_MIN, edm_lib.SIGMA_MAX
+
+  def denoiser(params, labels, scale):
+    fn = conditioned(params, labels, scale)
+    if is_vdm:
+      return sampling.vp_denoiser(fn)
+    return sampling.flow_denoiser(fn, sigma_min=float(config.sigma_min))
+
+  @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+  def draw(params, key, num, method, steps, trajectory, labels, scale, sigmas):
+    if method in SUITE_ONLY or trajectory:
+      return suite_draw(
+        denoiser(params, labels, scale),
+        key,
+        (num,) + shape,
+        method,
+        sigmas,
+        levels=levels,
+        trajectory=trajectory,
+      )
     fn = conditioned(params, labels, scale)
     if is_vdm:
       log_snr = lambda t: model.apply(params, t, method=model.log_snr)
@@ -320,16 +407,23 @@ def make_family(config, info) -> Family:
       else jnp.zeros((num,), jnp.int32)
     )
 
+  def schedule_for(params, method, steps):
+    if method not in SUITE_ONLY:
+      return None
+    lo, hi = sigma_range(params)
+    return sampling.karras_sigmas(steps, sigma_min=lo, sigma_max=hi)
+
   def sample_with(params, key, num, method, steps):
     """uint8 `[num, H, W, C]` from `method` with `steps`, in batches of `sample_batch_size`."""
     size = int(config.sample_batch_size)
+    sigmas = schedule_for(params, method, steps)
     out = []
     for i, start in enumerate(range(0, num, size)):
       n = min(size, num - start)
+      batch_key = jax.random.fold_in(key, i)
+      labels = labels_for(n, start)
       out.append(
-        np.asarray(
-          draw(params, jax.random.fold_in(key, i), n, method, steps, labels_for(n, start), guidance)
-        )
+        np.asarray(draw(params, batch_key, n, method, steps, False, labels, guidance, sigmas))
       )
     return np.concatenate(out)
 
@@ -337,6 +431,18 @@ def make_family(config, info) -> Family:
 
   def sample(params, key, num):
     return sample_with(params, key, num, *default_sampler)
+
+  def pictures(params, splits, key, workdir):
+    del splits
+    method, steps = default_sampler
+    method = _TRAJECTORY_ANALOGUE.get(method, method)
+    num = int(config.trajectory_samples)
+    if not num:
+      return {}
+    lo, hi = sigma_range(params)
+    sigmas = sampling.karras_sigmas(steps, sigma_min=lo, sigma_max=hi)
+    states = draw(params, key, num, method, steps, True, labels_for(num), guidance, sigmas)
+    return save_trajectory_picture(states, workdir, levels, method, steps)
 
   # -- evaluation ----------------------------------------------------------------------
 
@@ -374,7 +480,10 @@ def make_family(config, info) -> Family:
     if conditional:
       results['likelihood'] = 'p(x|y)'
       results['guidance_scale'] = guidance
-    results.update(_sample_quality(sample_with, params, splits, sample_key, cfg, default_sampler))
+    nfe_of = lambda method, steps: num_evaluations(config.model, method, steps)
+    results.update(
+      sample_quality(sample_with, params, splits, sample_key, cfg, default_sampler, nfe_of)
+    )
     return results
 
   return Family(
@@ -383,6 +492,7 @@ def make_family(config, info) -> Family:
     loss=loss,
     evaluate=evaluate,
     sample=sample,
+    pictures=pictures,
     validation_metric='bpd' if is_vdm else 'fm_loss_per_dim',
     resume_may_change=_EVAL_FIELDS,
   )
@@ -530,40 +640,96 @@ def _flow_likelihood(
   }
 
 
-def _sample_quality(sample_with, params, splits, key, cfg, default_sampler) -> dict:
-  """FID / floor / class coverage of the default sampler; samples/s of each timed one (and
-  its FID on `timing_fid_samples` samples when that is set)."""
-  info = splits.info
-  num = int(cfg.fid_num_samples) or len(splits.train['image'])
-  results = {'sampler': f'{default_sampler[0]}-{default_sampler[1]}'}
-  classifier = None
-  from gm_jax.evaluate import fid
+def suite_draw(denoise, key, shape, method, sigmas, *, levels: int, trajectory: bool = False):
+  """A draw of the suite's `method` on `sigmas` from `noise * sigmas[0]`: uint8 levels
+  `shape`, or with `trajectory` the states `[N + 1, *shape]` scaled to the data's range
+  (`x / sqrt(1 + sigma^2)`, the variance-preserving view) and quantised."""
+  init_key, step_key = jax.random.split(key)
+  x = jax.random.normal(init_key, shape, jnp.float32) * sigmas[0]
+  out = sampling.get_sampler(method)(denoise, x, sigmas, key=step_key, return_trajectory=trajectory)
+  if not trajectory:
+    return dm.unit_to_levels(out, levels).astype(jnp.uint8)
+  states = out[1] * jax.lax.rsqrt(1.0 + jnp.square(sigmas)).reshape((-1,) + (1,) * len(shape))
+  return dm.unit_to_levels(states, levels).astype(jnp.uint8)
 
-  if info.num_classes:
-    classifier = fid.classifier_for(splits)
-  specs = [default_sampler] + [parse_sampler(s, cfg.model) for s in cfg.timing_samplers]
+
+def save_trajectory_picture(states, workdir, levels, method, steps) -> dict:
+  """`trajectory.png` (one row per sample, one column per state) and its eval.json keys."""
+  import os
+
+  from gm_jax.evaluate import images
+
+  images.save_trajectory(
+    np.asarray(states), os.path.join(workdir, 'trajectory.png'), num_levels=levels
+  )
+  return {'trajectory_sampler': f'{method}:{steps}'}
+
+
+def sample_quality(sample_with, params, splits, key, cfg, default_sampler, nfe_of) -> dict:
+  """Sample metrics of the default sampler (`gm_jax.evaluate.sample_metrics`: FID, floor,
+  class coverage, KID, precision/recall, what was measured); FID of each of
+  `cfg.fid_samplers` on as many samples (`fid_by_sampler`, `nfe_by_sampler`, keys
+  `'name:steps'`); samples/s of each timed sampler (and its FID on `timing_fid_samples`
+  samples when that is set).
+
+  Args:
+    sample_with: `(params, key, num, method, steps) -> uint8 [num, H, W, C]`.
+    default_sampler: `(method, steps)`.
+    nfe_of: `(method, steps) -> network evaluations per sample`.
+  """
+  from gm_jax.evaluate import fid
+  from gm_jax.evaluate import sample_metrics
+
+  info = splits.info
+  num = sample_metrics.num_samples(cfg, splits)
+  results = {
+    'sampler': f'{default_sampler[0]}-{default_sampler[1]}',
+    'nfe': nfe_of(*default_sampler),
+  }
+  scorable = cfg.fid_network == 'inception' or bool(info.num_classes)
+  by_fid, by_nfe = {}, {}
+  fid_specs = [default_sampler] + [
+    parse_sampler(s, cfg.model, 'fid_samplers') for s in cfg.fid_samplers
+  ]
+  for i, (method, steps) in enumerate(fid_specs):
+    name = f'{method}:{steps}'
+    if name in by_nfe:
+      continue
+    by_nfe[name] = nfe_of(method, steps)
+    if not scorable:
+      continue
+    # the default sampler draws with fold_in(key, 0) as before the suite (same numbers)
+    sub_key = jax.random.fold_in(key, 0 if i == 0 else 1000 + i)
+    samples = sample_with(params, sub_key, num, method, steps)
+    if i == 0:
+      results.update(sample_metrics.sample_metrics(cfg, samples, splits))
+      by_fid[name] = results['fid']
+    else:
+      by_fid[name] = sample_metrics.sample_metrics(cfg, samples, splits)['fid']
+  if by_fid:
+    results['fid_by_sampler'] = by_fid
+  results['nfe_by_sampler'] = by_nfe
+  classifier = fid.classifier_for(splits) if info.num_classes else None
+  specs = [parse_sampler(s, cfg.model) for s in cfg.timing_samplers]
   timing_num = int(defaults.get(cfg, 'num_samples'))
-  seen = set()
-  for i, (method, steps) in enumerate(specs):
+  seen = {default_sampler}
+  for i, (method, steps) in enumerate(specs, start=1):
     if (method, steps) in seen:
       continue
     seen.add((method, steps))
     name = f'{method}_{steps}'
     sub_key = jax.random.fold_in(key, i)
-    if i:  # timing of the compiled sampler on a batch of num_samples
-      sample_with(params, sub_key, timing_num, method, steps)  # compile
-      t0 = time.perf_counter()
-      sample_with(params, jax.random.fold_in(sub_key, 1), timing_num, method, steps)
-      results[f'samples_per_s_{name}'] = timing_num / (time.perf_counter() - t0)
-    count = num if i == 0 else int(cfg.timing_fid_samples)
+    sample_with(params, sub_key, timing_num, method, steps)  # compile
+    t0 = time.perf_counter()
+    sample_with(params, jax.random.fold_in(sub_key, 1), timing_num, method, steps)
+    results[f'samples_per_s_{name}'] = timing_num / (time.perf_counter() - t0)
+    results[f'nfe_{name}'] = nfe_of(method, steps)
+    count = int(cfg.timing_fid_samples)
     if classifier is None or not count:
       continue
     samples = sample_with(params, sub_key, count, method, steps)
     quality = fid.sample_quality(classifier, samples, splits, num_classes=info.num_classes)
-    if i == 0:
-      results.update(quality)
-    else:
-      results[f'fid_{name}'] = quality['fid']
-      results[f'class_coverage_{name}'] = quality['class_coverage']
-      results[f'fid_samples_{name}'] = count
+    results[f'fid_{name}'] = quality['fid']
+    results[f'class_coverage_{name}'] = quality['class_coverage']
+    results[f'fid_samples_{name}'] = count
   return results

@@ -41,8 +41,12 @@ FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive
 # The family's own settings (`gm_jax.families.setup` fills them in once); the networks'
 # settings (`gan_loss`, `latent_dim`, `generator_features`, ...) have no default: every
 # DCGAN config states them.
-DEFAULTS = {'fid_num_samples': 0}
-DEFAULTS_DOC = {'fid_num_samples': 'samples of the FID evaluation (0: as many as training images)'}
+DEFAULTS = {'fid_num_samples': 0, 'fid_network': 'classifier', 'inception_weights': ''}
+DEFAULTS_DOC = {
+  'fid_num_samples': 'samples of the FID evaluation (0: as many as training images)',
+  'fid_network': "feature network of the FID: 'classifier' | 'inception'",
+  'inception_weights': "path of pytorch-fid's weights file (fid_network='inception')",
+}
 
 
 def jit_once(fn, **kwargs):
@@ -87,6 +91,9 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.conditional=True needs labels; {info.name!r} has none')
   if int(config.latent_dim) <= 0:
     raise ValueError(f'config.latent_dim must be positive, got {config.latent_dim!r}')
+  from gm_jax.evaluate import sample_metrics
+
+  sample_metrics.check_config(config)
 
 
 def build_models(config, info) -> tuple[gan_lib.Generator, gan_lib.Discriminator]:
@@ -225,7 +232,10 @@ def make_family(config, info) -> Family:
 
   sample_fn = jax.jit(
     lambda p, k, labels, num: gan_lib.levels_from_unit(
-      g.apply(p['generator'], jax.random.normal(k, (num, latent)), labels, train=False), num_levels
+      jnp.asarray(
+        g.apply(p['generator'], jax.random.normal(k, (num, latent)), labels, train=False)
+      ),
+      num_levels,
     ),
     static_argnums=3,
   )
@@ -235,9 +245,9 @@ def make_family(config, info) -> Family:
     return np.asarray(sample_fn(params, key, labels, num))
 
   def evaluate(params, splits, key, cfg):
-    from gm_jax.evaluate import fid
+    from gm_jax.evaluate import sample_metrics
 
-    num = int(cfg.fid_num_samples) or len(splits.train['image'])
+    num = sample_metrics.num_samples(cfg, splits)
     samples = np.concatenate(
       [
         sample(params, jax.random.fold_in(key, i), min(500, num - s))
@@ -245,12 +255,8 @@ def make_family(config, info) -> Family:
       ]
     )
     results = {'bound': 'none', 'gan_loss': cfg.gan_loss}
-    if info.num_classes:
-      results.update(
-        fid.sample_quality(
-          fid.classifier_for(splits), samples, splits, num_classes=info.num_classes
-        )
-      )
+    if info.num_classes or cfg.fid_network == 'inception':
+      results.update(sample_metrics.sample_metrics(cfg, samples, splits))
     return results
 
   def pictures(params, splits, key, workdir):
@@ -280,5 +286,5 @@ def make_family(config, info) -> Family:
     validation_metric=None,
     train_update=TrainUpdate(init=init_opt_state, update=update),
     ema_keys=('generator',),  # with config.ema_decay: the generator's average samples
-    resume_may_change=frozenset({'fid_num_samples'}),
+    resume_may_change=frozenset({'fid_num_samples', 'fid_network', 'inception_weights'}),
   )

@@ -163,3 +163,55 @@ def test_sample_metrics_classifier_on_digits():
   assert got['kid_mean'] == pytest.approx(kid['kid_mean'], rel=1e-9)
   assert got['fid_network'] == 'classifier' and got['fid_num_samples'] == 300
   assert {'fid_floor', 'class_coverage', 'precision', 'recall'} <= set(got)
+
+
+def test_dcgan_on_mocked_cifar10_reports_the_inception_fid(setup, tmp_path, fast_fid, monkeypatch):
+  """#39 part 5: the tfds CIFAR-10 path with `fid_network='inception'` end to end (a DCGAN
+  of 8 channels, one step, 4 samples against the mock's 12 test images): eval.json's FID
+  is the one of NumPy statistics of the same images' features."""
+  from configs import dcgan
+  from gm_jax import families
+
+  path, params, *_ = setup
+  config = dcgan.get_config()
+  config.update(
+    dataset='cifar10',
+    data_dir=str(tmp_path / 'tfds'),
+    num_train_steps=1,
+    batch_size=4,
+    latent_dim=4,
+    generator_features=(8, 8),
+    discriminator_features=(8, 8),
+    fid_network='inception',
+    inception_weights=path,
+    fid_num_samples=4,
+    num_samples=4,
+    checkpoint_every=1,
+    log_every=1,
+    progress_bar=False,
+  )
+  seen = {}
+  real_metrics = sample_metrics.sample_metrics
+
+  def spy(cfg, samples, splits, **kw):
+    seen.update(samples=np.asarray(samples), real=splits.test['image'])
+    return real_metrics(cfg, samples, splits, **kw)
+
+  monkeypatch.setattr(sample_metrics, 'sample_metrics', spy)
+  with tfds_mock.mock_tfds():
+    ev = families.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert seen['samples'].shape == (4, 32, 32, 3) and seen['real'].shape == (12, 32, 32, 3)
+  gen = feature_stats.statistics(params, seen['samples'], keep=4)
+  real = feature_stats.statistics(params, seen['real'], keep=12)
+  want = fast_fid(
+    *feature_metrics.gaussian_stats(gen.features), *feature_metrics.gaussian_stats(real.features)
+  )
+  np.testing.assert_allclose(ev['fid'], want, rtol=1e-6)
+  assert (ev['fid_network'], ev['fid_split'], ev['fid_resize']) == (
+    'inception',
+    'test',
+    inception.RESIZE_RULE,
+  )
+  assert (ev['fid_num_samples'], ev['fid_real_count']) == (4, 12)
+  assert ev['fid_weights_sha256'] == feature_stats.weights_sha256(path)
+  assert {'kid_mean', 'is_mean'} <= set(ev)

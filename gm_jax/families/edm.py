@@ -1,0 +1,400 @@
+"""The EDM family (Karras et al. 2022): a preconditioned denoiser, the sampler suite, the
+probability-flow likelihood.
+
+`config.model = 'edm'`: `gm_jax.models.edm.EDM`, the U-Net of the diffusion family as
+`D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)`, trained with `losses.edm_loss` at
+log-normal noise levels (`p_mean`, `p_std`) on uniformly dequantised images. It samples
+with every sampler of `gm_jax.sampling.SAMPLERS` (`config.sampler`, default Heun, the
+paper's deterministic sampler) on `karras_sigmas(sample_steps, sigma_min, sigma_max, rho)`.
+
+Evaluation (`eval.json`): the dequantisation bound in bits/dim of the discrete data through
+the probability-flow ODE, exactly as flow matching reports it (the diffusion family's
+`_flow_likelihood`): the denoiser is written as the velocity of the rectified-flow path
+`x_t = t x_data + (1 - t) n` (`sigma = (1 - t) / t`), whose prior at `t = 0` is N(0, I)
+exactly; `sample_metrics` of the default sampler (`fid`, floor, class coverage, KID,
+precision/recall; `config.fid_network`); `fid_by_sampler` / `nfe_by_sampler` of the default
+sampler and each of `config.fid_samplers`; samples/s of `config.timing_samplers`;
+`trajectory.png` beside `samples.png`. EMA weights are the trainer's (`config.ema_decay`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gm_jax import parallel
+from gm_jax import sampling
+from gm_jax.families import diffusion as diffusion_family
+from gm_jax.models import diffusion as dm
+from gm_jax.models import edm as edm_lib
+from gm_jax.train import defaults
+from gm_jax.train.family import Family
+
+MODELS = ('edm',)
+
+DEFAULTS = {
+  # the U-Net (models.diffusion.UNet)
+  'channels': 64,
+  'channel_mults': (1, 2),
+  'num_res_blocks': 1,
+  'attention': False,
+  'dropout_rate': 0.1,
+  # class conditioning and classifier-free guidance
+  'conditional': False,
+  'cond_drop_rate': 0.1,
+  'guidance_scale': 1.0,
+  # EDM (Karras et al. 2022, Table 1)
+  'sigma_data': edm_lib.SIGMA_DATA,
+  'p_mean': edm_lib.P_MEAN,
+  'p_std': edm_lib.P_STD,
+  'sigma_min': edm_lib.SIGMA_MIN,
+  'sigma_max': edm_lib.SIGMA_MAX,
+  'rho': 7.0,
+  's_churn': 0.0,
+  # validation: draws of the loss per image
+  'val_samples': 4,
+  # sampling: Heun with 18 steps = 35 network evaluations (the paper's CIFAR-10 setting)
+  'sampler': 'heun',
+  'sample_steps': 18,
+  'fid_samplers': ('dpmpp_2m:10',),
+  'timing_samplers': (),
+  'timing_fid_samples': 0,
+  'fid_num_samples': 0,
+  'fid_network': 'classifier',
+  'inception_weights': '',
+  'sample_batch_size': 512,
+  'trajectory_samples': 8,
+  # likelihood through the probability-flow ODE
+  'likelihood_solver': 'rk4',
+  'likelihood_steps': 32,
+  'exact_trace_max_dims': 256,
+  'eval_dequant_samples': 1,
+  'likelihood_batch_size': 40,
+}
+
+DEFAULTS_DOC = {
+  'channels': 'U-Net base width',
+  'channel_mults': 'U-Net width multiplier per resolution',
+  'num_res_blocks': 'residual blocks per U-Net resolution',
+  'attention': 'self-attention at the lowest resolution',
+  'dropout_rate': 'dropout in the residual blocks, in [0, 1)',
+  'conditional': 'class-conditional model (with classifier-free guidance)',
+  'cond_drop_rate': 'probability of dropping the label in training (guidance)',
+  'guidance_scale': 'classifier-free guidance scale (0: unconditional, 1: conditional)',
+  'sigma_data': 'standard deviation of the data in [-1, 1] (preconditioning, loss weight)',
+  'p_mean': 'mean of ln(sigma) in training (log-normal noise levels)',
+  'p_std': 'standard deviation of ln(sigma) in training',
+  'sigma_min': 'smallest positive noise level of the sampling schedule',
+  'sigma_max': 'largest noise level of the sampling schedule (the start)',
+  'rho': 'exponent of the Karras schedule',
+  's_churn': "Heun's stochastic churn (0: deterministic, Algorithm 1)",
+  'val_samples': 'draws of the loss per validation image',
+  'sampler': 'default sampler of samples.png and the FID, one of sampling.SAMPLERS',
+  'sample_steps': 'steps of the default sampler',
+  'fid_samplers': "'METHOD:STEPS' samplers also scored on fid_num_samples (fid_by_sampler)",
+  'timing_samplers': "'METHOD:STEPS' samplers timed (and optionally scored) too",
+  'timing_fid_samples': 'FID samples of each timed sampler (0: only samples/s)',
+  'fid_num_samples': 'samples of the FID (0: as many as training images)',
+  'fid_network': "feature network of the FID: 'classifier' | 'inception'",
+  'inception_weights': "path of pytorch-fid's weights file (fid_network='inception')",
+  'sample_batch_size': 'images per sampler call',
+  'trajectory_samples': 'samples in trajectory.png (0: no picture)',
+  'likelihood_solver': 'ODE solver of the likelihood',
+  'likelihood_steps': 'solver steps of the likelihood',
+  'exact_trace_max_dims': 'exact divergence up to this many dims (Hutchinson above)',
+  'eval_dequant_samples': 'dequantisation draws per test image',
+  'likelihood_batch_size': 'test images per likelihood batch',
+}
+
+_EVAL_FIELDS = frozenset(
+  {
+    'val_samples',
+    'guidance_scale',
+    'sigma_min',
+    'sigma_max',
+    'rho',
+    's_churn',
+    'sampler',
+    'sample_steps',
+    'fid_samplers',
+    'timing_samplers',
+    'timing_fid_samples',
+    'fid_num_samples',
+    'fid_network',
+    'inception_weights',
+    'sample_batch_size',
+    'trajectory_samples',
+    'likelihood_solver',
+    'likelihood_steps',
+    'exact_trace_max_dims',
+    'eval_dequant_samples',
+    'likelihood_batch_size',
+  }
+)
+
+
+def _positive_int(config, name: str) -> None:
+  value = config[name]
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f'config.{name} must be a positive integer; got {value!r}')
+
+
+def check_config(config, info) -> None:
+  """Validates the EDM fields against dataset `info`; errors name the field."""
+  if config.model not in MODELS:
+    raise ValueError(f'config.model must be one of {MODELS}; got {config.model!r}')
+  if info.kind != 'image':
+    raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; edm needs images')
+  diffusion_family.check_sampler_fields(config)
+  for name in (
+    'channels',
+    'num_res_blocks',
+    'val_samples',
+    'likelihood_steps',
+    'eval_dequant_samples',
+    'likelihood_batch_size',
+    'sample_batch_size',
+  ):
+    _positive_int(config, name)
+  if not isinstance(config.timing_fid_samples, int) or config.timing_fid_samples < 0:
+    raise ValueError(
+      f'config.timing_fid_samples must be a non-negative integer; got {config.timing_fid_samples!r}'
+    )
+  if not config.channel_mults or any(
+    not isinstance(m, int) or m <= 0 for m in config.channel_mults
+  ):
+    raise ValueError(
+      f'config.channel_mults must be positive integers; got {config.channel_mults!r}'
+    )
+  if not 0.0 <= config.dropout_rate < 1.0:
+    raise ValueError(f'config.dropout_rate must be in [0, 1); got {config.dropout_rate!r}')
+  if config.conditional and not info.num_classes:
+    raise ValueError(f'config.conditional=True needs labels; {info.name!r} has none')
+  if not 0.0 <= config.cond_drop_rate < 1.0:
+    raise ValueError(f'config.cond_drop_rate must be in [0, 1); got {config.cond_drop_rate!r}')
+  for name in ('sigma_data', 'rho'):
+    if not config[name] > 0:
+      raise ValueError(f'config.{name} must be > 0; got {config[name]!r}')
+  if not config.p_std >= 0:
+    raise ValueError(f'config.p_std must be >= 0; got {config.p_std!r}')
+  if not 0 < config.sigma_min < config.sigma_max < float('inf'):
+    raise ValueError(
+      f'config.sigma_min ({config.sigma_min!r}) and config.sigma_max ({config.sigma_max!r}) '
+      'must satisfy 0 < sigma_min < sigma_max < inf'
+    )
+  if not config.s_churn >= 0:
+    raise ValueError(f'config.s_churn must be >= 0; got {config.s_churn!r}')
+  defaults.check_one_of(config, 'likelihood_solver', sampling.ODE_METHODS)
+
+
+def build_model(config, info) -> edm_lib.EDM:
+  """The `EDM` of `config` for dataset `info` (checked)."""
+  check_config(config, info)
+  net = dm.UNet(
+    channels=config.channels,
+    channel_mults=tuple(config.channel_mults),
+    num_res_blocks=config.num_res_blocks,
+    attention=bool(config.attention),
+    num_classes=info.num_classes if config.conditional else 0,
+    dropout_rate=float(config.dropout_rate),
+  )
+  dm.check_image_shape(net, info.shape)
+  return edm_lib.EDM(net=net, sigma_data=float(config.sigma_data))
+
+
+def flow_velocity(model: edm_lib.EDM, params, *, sigma_min: float, sigma_max: float):
+  """The denoiser as the velocity of the rectified-flow path, for the likelihood.
+
+  With `x_t = t x` and `sigma = (1 - t) / t` (noise at `t = 0`, data at `t = 1`) the
+  probability-flow ODE of `D` is `dx_t/dt = (D - x_t) / (1 - t)`; with the preconditioning
+  written in `t` (`r = sqrt((1 - t)^2 + sigma_data^2 t^2)`) it is
+  `((sigma_data^2 t - (1 - t)) / r^2) x_t + (sigma_data / r) F(x_t / r, c_noise)`, finite on
+  all of `[0, 1]`; `c_noise = ln(sigma) / 4` with `sigma` clipped to `[sigma_min,
+  sigma_max]` (the levels the network was trained and samples at).
+
+  Returns:
+    `(x_t [B, ...], t scalar, labels [B] or None) -> velocity [B, ...]`.
+  """
+  sd = model.sigma_data
+  net_params = {'params': params['params']['net']}
+  log_lo, log_hi = float(np.log(sigma_min)), float(np.log(sigma_max))
+
+  def velocity(x_t, t, labels):
+    t = jnp.asarray(t, jnp.float32)
+    r2 = jnp.square(1.0 - t) + sd**2 * jnp.square(t)
+    r = jnp.sqrt(r2)
+    log_sigma = jnp.log1p(-jnp.minimum(t, 1.0 - 1e-7)) - jnp.log(jnp.maximum(t, 1e-30))
+    c_noise = 0.25 * jnp.clip(log_sigma, log_lo, log_hi)
+    c_noise = jnp.full((x_t.shape[0],), c_noise, jnp.float32)
+    f = model.net.apply(net_params, x_t / r, c_noise, labels)
+    return (sd**2 * t - (1.0 - t)) / r2 * x_t + (sd / r) * f.astype(x_t.dtype)
+
+  return velocity
+
+
+def make_family(config, info) -> Family:
+  """Pure functions of the EDM model for the generic trainer."""
+  model = build_model(config, info)
+  levels, num_dims, shape = info.num_levels, info.num_dims, tuple(info.shape)
+  conditional = bool(config.conditional)
+  null_label = info.num_classes if conditional else 0
+  drop_rate = float(config.cond_drop_rate) if conditional else 0.0
+  val_samples = int(config.val_samples)
+  p_mean, p_std = float(config.p_mean), float(config.p_std)
+  guidance = float(config.guidance_scale)
+
+  @jax.jit
+  def init(key, batch):
+    x = dm.levels_to_unit(jnp.asarray(batch['image']), levels)
+    labels = dm.labels_or_none(batch, conditional)
+    rngs = {'params': key, 'dropout': jax.random.fold_in(key, 1)}
+    return model.init(rngs, x, jnp.ones((x.shape[0],)), labels)
+
+  def loss(params, batch, key, *, train):
+    images = jnp.asarray(batch['image'])
+    labels = dm.labels_or_none(batch, conditional)
+    if not train and val_samples > 1:  # several draws per image: a steadier selection
+      images, labels = diffusion_family._repeat((images, labels), val_samples)
+    out = edm_lib.edm_terms(
+      model,
+      params,
+      images,
+      labels,
+      key,
+      num_levels=levels,
+      train=train,
+      p_mean=p_mean,
+      p_std=p_std,
+      cond_drop_rate=drop_rate if train else 0.0,
+    )
+    value = jnp.mean(out['loss'])
+    return value, {'edm_loss_per_dim': value / num_dims}
+
+  # -- sampling ------------------------------------------------------------------------
+  def denoiser(params, labels, scale):
+    if not conditional:
+      return edm_lib.edm_denoiser(model, params)
+    raw = lambda x, sigma, lab: model.apply(params, x, sigma, lab)
+    return sampling.guided_denoiser(raw, labels, null_label=null_label, scale=scale)
+
+  def sigmas_for(steps):
+    return sampling.karras_sigmas(
+      steps,
+      sigma_min=float(config.sigma_min),
+      sigma_max=float(config.sigma_max),
+      rho=float(config.rho),
+    )
+
+  options = {'heun': {'s_churn': float(config.s_churn)}}
+
+  @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+  def draw(params, key, num, method, steps, trajectory, labels, scale):
+    init_key, step_key = jax.random.split(key)
+    sigmas = sigmas_for(steps)
+    x = jax.random.normal(init_key, (num,) + shape, jnp.float32) * sigmas[0]
+    out = sampling.get_sampler(method)(
+      denoiser(params, labels, scale),
+      x,
+      sigmas,
+      key=step_key,
+      return_trajectory=trajectory,
+      **options.get(method, {}),
+    )
+    if not trajectory:
+      return dm.unit_to_levels(out, levels).astype(jnp.uint8)
+    scale_of = jax.lax.rsqrt(1.0 + jnp.square(sigmas)).reshape((-1,) + (1,) * (len(shape) + 1))
+    return dm.unit_to_levels(out[1] * scale_of, levels).astype(jnp.uint8)
+
+  def labels_for(num, offset=0):
+    return (
+      jnp.arange(offset, offset + num, dtype=jnp.int32) % info.num_classes
+      if conditional
+      else jnp.zeros((num,), jnp.int32)
+    )
+
+  def sample_with(params, key, num, method, steps):
+    """uint8 `[num, H, W, C]` from `method` with `steps`, in batches of `sample_batch_size`."""
+    size = int(config.sample_batch_size)
+    out = []
+    for i, start in enumerate(range(0, num, size)):
+      n = min(size, num - start)
+      out.append(
+        np.asarray(
+          draw(
+            params,
+            jax.random.fold_in(key, i),
+            n,
+            method,
+            steps,
+            False,
+            labels_for(n, start),
+            guidance,
+          )
+        )
+      )
+    return np.concatenate(out)
+
+  default_sampler = (str(config.sampler), int(config.sample_steps))
+
+  def sample(params, key, num):
+    return sample_with(params, key, num, *default_sampler)
+
+  def pictures(params, splits, key, workdir):
+    del splits
+    num = int(config.trajectory_samples)
+    if not num:
+      return {}
+    method, steps = default_sampler
+    states = draw(params, key, num, method, steps, True, labels_for(num), guidance)
+    return diffusion_family.save_trajectory_picture(states, workdir, levels, method, steps)
+
+  # -- evaluation ----------------------------------------------------------------------
+  def velocity_of(params):
+    return flow_velocity(
+      model, params, sigma_min=float(config.sigma_min), sigma_max=float(config.sigma_max)
+    )
+
+  def evaluate(params, splits, key, cfg):
+    like_key, sample_key = jax.random.split(key)
+    trace = 'exact' if num_dims <= int(cfg.exact_trace_max_dims) else 'hutchinson'
+    results = diffusion_family._flow_likelihood(
+      velocity_of,
+      params,
+      splits.test,
+      like_key,
+      num_levels=levels,
+      conditional=conditional,
+      trace=trace,
+      method=cfg.likelihood_solver,
+      num_steps=int(cfg.likelihood_steps),
+      num_draws=int(cfg.eval_dequant_samples),
+      batch_size=int(cfg.likelihood_batch_size),
+      mesh=parallel.eval_mesh(cfg.parallel),
+    )
+    if conditional:
+      results['likelihood'] = 'p(x|y)'
+      results['guidance_scale'] = guidance
+    results['sigma_schedule'] = (
+      f'karras(sigma_min={cfg.sigma_min}, sigma_max={cfg.sigma_max}, rho={cfg.rho})'
+    )
+    nfe_of = lambda method, steps: sampling.nfe(method, steps)
+    results.update(
+      diffusion_family.sample_quality(
+        sample_with, params, splits, sample_key, cfg, default_sampler, nfe_of
+      )
+    )
+    return results
+
+  return Family(
+    name=config.model,
+    init=init,
+    loss=loss,
+    evaluate=evaluate,
+    sample=sample,
+    pictures=pictures,
+    validation_metric='edm_loss_per_dim',
+    resume_may_change=_EVAL_FIELDS,
+  )
