@@ -10,7 +10,9 @@
 #     and the VAE and PixelCNN digits configs trained with it, with no flag and no
 #     environment variable of ours (#28): OUT_DIR/core_{vae,pixelcnn}/eval.json;
 #  2. the #29 targets: the MNIST MLP VAE at batch 100 with steps_per_loop 1 and 50, and
-#     PixelCNN on MNIST at batch 256 in bfloat16 (MFU): OUT_DIR/targets.jsonl;
+#     PixelCNN on MNIST at batch 256 in bfloat16 (MFU): OUT_DIR/targets.jsonl; then (#42)
+#     the same VAE with EMA inside the 50-step dispatch, the sampler suite under jit
+#     (OUT_DIR/samplers.jsonl) and the EDM / VQ-VAE train steps in bfloat16;
 #  3. `python -m gm_jax.bench --all` in float32, then in bfloat16:
 #     OUT_DIR/bench_gpu_{float32,bfloat16}.jsonl;
 #  4. with what is left of SECONDS (default 780), the blocked paper rows (IWAE k = 50 one
@@ -82,6 +84,26 @@ timeout 180 $py -m gm_jax.bench --config=configs/pixelcnn.py $mnist --config.bat
   --config.compute_dtype=bfloat16 --steps $steps --min_seconds $target_s --rounds 2 \
   --out "$out/targets.jsonl" \
   > /dev/null 2>> "$out/targets.log" || log "exited $?"
+
+# 2b. This turn's additions (#42): EMA inside the multi-step dispatch, the sampler suite
+# under jit, the EDM and VQ-VAE train steps in bfloat16 (part 3 covers them again in --all).
+log "EMA: MNIST MLP VAE, steps_per_loop 50, ema_decay 0.999"
+timeout 120 $py -m gm_jax.bench --config=configs/vae.py $mnist --config.batch_size=100 \
+  --config.steps_per_loop=50 --config.ema_decay=0.999 --config.log_every=50 \
+  --config.eval_every=500 --config.checkpoint_every=500 --steps $(( steps * 5 )) \
+  --min_seconds $target_s --rounds 2 --out "$out/targets.jsonl" \
+  > /dev/null 2>> "$out/targets.log" || log "exited $?"
+log "sampler suite under jit (EDM U-Net, batch 256, 10 steps)"
+sampler_batch=256; [ "$quick" = 1 ] && sampler_batch=4
+timeout 120 $py benchmarks/gpu_samplers.py --out "$out/samplers.jsonl" --batch $sampler_batch \
+  > /dev/null 2>> "$out/samplers.log" || log "exited $?"
+for cfg in edm vqvae; do
+  [ -e "configs/$cfg.py" ] || continue
+  log "bfloat16 train step: $cfg"
+  timeout 120 $py -m gm_jax.bench --config=configs/$cfg.py --config.compute_dtype=bfloat16 \
+    --steps $steps --min_seconds $target_s --rounds 2 --out "$out/targets.jsonl" \
+    > /dev/null 2>> "$out/targets.log" || log "exited $?"
+done
 
 # 3. Every config, float32 then bfloat16.
 for dtype in float32 bfloat16; do
