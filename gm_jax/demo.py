@@ -30,6 +30,8 @@ DEMO_RUNS = {
   'nice': ('nice.py', {'num_train_steps': 1000}),
   'realnvp': ('realnvp.py', {'num_train_steps': 500}),
   'glow': ('glow.py', {'num_train_steps': 600}),
+  'maf': ('maf.py', {'num_train_steps': 300, 'eval_dequant_samples': 2}),  # budget ~20 s
+  'nsf': ('nsf.py', {'num_train_steps': 300, 'eval_dequant_samples': 2}),  # budget ~20 s
   'dcgan': ('dcgan.py', {'num_train_steps': 1000}),
   'cyclegan': ('cyclegan_photos.py', {'num_train_steps': 150}),
   'pixelcnn': ('pixelcnn.py', {'num_train_steps': 300}),

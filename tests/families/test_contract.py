@@ -65,6 +65,7 @@ TINY = {
   'sample_length': 8,
   'picture_temperatures': (1.0,),
   'loss_group_size': 1,
+  'num_bins': 2,
 }
 # Smaller data where the shipped config's is large: CycleGAN between two digit classes.
 DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
@@ -74,6 +75,8 @@ BAD = {
   'vae': ('objective', 'nonsense'),
   'hvae': ('free_bits', -1.0),
   'flows': ('coupling_scale', 'nonsense'),
+  'nsf': ('num_bins', 1),
+  'maf': ('permutation', 'nonsense'),
   'autoregressive': ('dropout_rate', 1.5),
   'gan': ('gan_loss', 'nonsense'),
   'cyclegan': ('pool_size', -1),
