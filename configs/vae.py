@@ -47,4 +47,7 @@ def get_config():
   config.beta = 1.0
   # > 0: the KL term's weight rises linearly to beta over this many steps (0 = off)
   config.kl_warmup_steps = 0
+  # 'diagonal' | 'iaf': q(z|x)'s Gaussian sample through iaf_steps inverse autoregressive
+  # flow steps (Kingma et al. 2016) with MADEs of widths iaf_hidden
+  config.update(posterior='diagonal', iaf_steps=2, iaf_hidden=(64, 64))
   return config
