@@ -32,6 +32,12 @@ DEMO_RUNS = {
   'glow': ('glow.py', {'num_train_steps': 600}),
   'maf': ('maf.py', {'num_train_steps': 300, 'eval_dequant_samples': 2}),  # budget ~20 s
   'nsf': ('nsf.py', {'num_train_steps': 300, 'eval_dequant_samples': 2}),  # budget ~20 s
+  'vqvae': ('vqvae.py', {'num_train_steps': 300}),  # budget ~20 s
+  # The second stage reads the first's workdir: '{out}' is the demo's --out.
+  'vqvae_prior': (
+    'vqvae_prior.py',
+    {'num_train_steps': 300, 'first_stage_workdir': '{out}/vqvae', 'fid_num_samples': 500},
+  ),  # budget ~20 s
   'dcgan': ('dcgan.py', {'num_train_steps': 1000}),
   'cyclegan': ('cyclegan_photos.py', {'num_train_steps': 150}),
   'pixelcnn': ('pixelcnn.py', {'num_train_steps': 300}),
@@ -134,6 +140,8 @@ def main(argv=None) -> int:
       continue
     config = load_config(cfg_path)
     for k, v in overrides.items():
+      if isinstance(v, str) and '{out}' in v:
+        v = v.replace('{out}', args.out)
       config[k] = v
     if args.data_dir:
       config.data_dir = args.data_dir
