@@ -77,6 +77,7 @@ DEFAULTS_DOC = {
   'fid_num_samples': 'vqvae_prior: samples of the FID evaluation (0: as many as training images)',
 }
 
+
 def _positive_int(config, field, minimum=1):
   value = config[field]
   if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -223,8 +224,9 @@ def _first_stage_family(config, info) -> Family:
     return value, metrics
 
   def init_state(params):
-    # Own buffers: the trainer donates the state, and `ema_init` shares its argument.
-    ema = jax.tree.map(jnp.copy, vq.ema_init(params['params']['codebook']))
+    # Own buffers: the trainer donates the state, and `ema_init` shares its argument. A
+    # dict, not the NamedTuple: checkpoints store fields by name, restored in key order.
+    ema = jax.tree.map(jnp.copy, vq.ema_init(params['params']['codebook']))._asdict()
     return {'opt': tx.init(params), 'ema': ema}
 
   def update(params, opt_state, batch, key, *, step, axis_name=None):
@@ -239,7 +241,7 @@ def _first_stage_family(config, info) -> Family:
       codes = jax.lax.all_gather(codes, axis_name, tiled=True)
     updates, opt = tx.update(grads, opt_state['opt'], params)
     params = optax.apply_updates(params, updates)
-    ema = vq.ema_update(opt_state['ema'], z_e, codes, decay=decay)
+    ema = vq.ema_update(vq.EMAState(**opt_state['ema']), z_e, codes, decay=decay)
     ema, restarted = vq.restart_dead_codes(key, ema, z_e, threshold=threshold)
     inner = dict(params['params'], codebook=ema.codebook)
     params = dict(params, params=inner)
@@ -249,7 +251,7 @@ def _first_stage_family(config, info) -> Family:
       grad_norm=optax.global_norm(grads),
       restarted=jnp.sum(restarted).astype(jnp.float32),
     )
-    return params, {'opt': opt, 'ema': ema}, metrics
+    return params, {'opt': opt, 'ema': ema._asdict()}, metrics
 
   def evaluate(params, splits, key, cfg):
     del key

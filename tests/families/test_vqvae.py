@@ -79,9 +79,9 @@ def test_update_carries_the_ema_codebook_into_the_params(data_dir):
   cb = np.asarray(params['params']['codebook'], np.float64)
   sums = 0.99 * cb + 0.01 * one_hot.T @ z
   smoothed = (counts + 1e-5) / (counts.sum() + 8e-5) * counts.sum()
-  np.testing.assert_allclose(new_state['ema'].counts, counts, rtol=1e-5)
+  np.testing.assert_allclose(new_state['ema']['counts'], counts, rtol=1e-5)
   np.testing.assert_allclose(new_params['params']['codebook'], sums / smoothed[:, None], rtol=1e-4)
-  np.testing.assert_array_equal(new_params['params']['codebook'], new_state['ema'].codebook)
+  np.testing.assert_array_equal(new_params['params']['codebook'], new_state['ema']['codebook'])
   assert float(metrics['restarted']) == 0.0
 
 
