@@ -10,6 +10,12 @@ the default stops at 1,500 steps and the trainer keeps the best-on-validation
 parameters). ~30 train steps/s, ~2 minutes in all. Linear probe on the 16-d latent
 means: 0.84 test accuracy. Reference points on this split: uniform 4.087, Gaussian
 mixture 2.743, logistic autoregressive 2.063 bits/dim.
+
+Measured, posterior (this config, 1,500 steps, seed 0, best validation step 700 for all
+three; IWAE-1000 / ELBO test bits/dim): 'diagonal' 2.0482 / 2.125; 'iaf' with 2 steps of
+(64, 64) MADEs 2.0479 / 2.123; 4 steps of (128, 128) 2.0476 / 2.119 (44 / 52 / 56 s of
+CPU). The IAF tightens the ELBO a little, but not the IWAE-1000 bound, which is already
+close to the decoder's marginal likelihood: not the 0.02 bits/dim gain hoped for.
 """
 
 from configs import common
@@ -47,4 +53,7 @@ def get_config():
   config.beta = 1.0
   # > 0: the KL term's weight rises linearly to beta over this many steps (0 = off)
   config.kl_warmup_steps = 0
+  # 'diagonal' | 'iaf': q(z|x)'s Gaussian sample through iaf_steps inverse autoregressive
+  # flow steps (Kingma et al. 2016) with MADEs of widths iaf_hidden
+  config.update(posterior='diagonal', iaf_steps=2, iaf_hidden=(64, 64))
   return config

@@ -35,6 +35,19 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
   'nice': ('nice.py', {'budget_s': 14, 'num_train_steps': 400}),
   'realnvp': ('realnvp.py', {'budget_s': 22, 'num_train_steps': 150}),
   'glow': ('glow.py', {'budget_s': 18, 'num_train_steps': 150}),
+  'maf': ('maf.py', {'budget_s': 20, 'num_train_steps': 300, 'eval_dequant_samples': 2}),
+  'nsf': ('nsf.py', {'budget_s': 20, 'num_train_steps': 300, 'eval_dequant_samples': 2}),
+  'vqvae': ('vqvae.py', {'budget_s': 20, 'num_train_steps': 300}),
+  # The second stage reads the first's workdir: '{out}' is the demo's --out.
+  'vqvae_prior': (
+    'vqvae_prior.py',
+    {
+      'budget_s': 20,
+      'num_train_steps': 300,
+      'first_stage_workdir': '{out}/vqvae',
+      'fid_num_samples': 500,
+    },
+  ),
   'dcgan': ('dcgan.py', {'budget_s': 15, 'num_train_steps': 300}),
   # Mostly compilation (four networks), the photos' preparation and the translation check:
   # 40 steps took 41.7 s CPU with the process start on the loaded machine.

@@ -63,7 +63,7 @@ def _differences(expected, actual, where):
 
 def test_snapshot_names_every_shipped_config():
   assert set(SNAPSHOT) <= set(NAMES), sorted(set(SNAPSHOT) - set(NAMES))
-  assert len(SNAPSHOT) == 22
+  assert len(SNAPSHOT) == 26
 
 
 @pytest.mark.parametrize('name', sorted(SNAPSHOT))

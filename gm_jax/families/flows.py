@@ -1,4 +1,4 @@
-"""The normalising-flow family (NICE, RealNVP, Glow): loss, evaluation, pictures.
+"""The normalising-flow family (NICE, RealNVP, Glow, MAF, NSF): loss, evaluation, pictures.
 
 Discrete images `k` on `L` levels are dequantised uniformly,
 `x = (k + u) / L`, `u ~ U[0, 1)^D`, fresh noise every step; the loss is the
@@ -22,11 +22,12 @@ import numpy as np
 from gm_jax import losses
 from gm_jax import parallel
 from gm_jax.models import flows as flows_lib
+from gm_jax.nn import autoregressive_flows as arf
 from gm_jax.nn import flows as fl
 from gm_jax.train import defaults
 from gm_jax.train.family import Family
 
-MODELS = ('nice', 'realnvp', 'glow')
+MODELS = ('nice', 'realnvp', 'glow', 'maf', 'nsf')
 
 # The family's own settings (`gm_jax.families.setup` fills them in once); the model
 # constructors' defaults (`gm_jax.models.flows`), except `hidden`, whose default is
@@ -45,6 +46,13 @@ DEFAULTS = {
   'learned_prior': True,
   'dropout_rate': 0.0,
   'logit_alpha': 0.05,
+  'num_layers': 10,
+  'permutation': 'random',
+  'actnorm': True,
+  'clamp': 2.0,
+  'layer': 'coupling',
+  'num_bins': 16,
+  'tail_bound': 3.0,
   'sample_temperature': 1.0,
   'eval_dequant_samples': 10,
 }
@@ -62,6 +70,13 @@ DEFAULTS_DOC = {
   'learned_prior': 'Glow: learned conditional prior on the factored-out latents',
   'dropout_rate': 'dropout in the coupling networks',
   'logit_alpha': 'alpha of the logit preprocessing (None: none)',
+  'num_layers': 'MAF, NSF autoregressive: autoregressive steps',
+  'permutation': "MAF, NSF autoregressive: 'reverse' or seeded 'random' between steps",
+  'actnorm': 'MAF, NSF autoregressive: ActNorm before each autoregressive step',
+  'clamp': 'MAF: soft bound on the log-scales of the affine steps',
+  'layer': "NSF: 'coupling' (multi-scale, as Glow) or 'autoregressive' (as MAF)",
+  'num_bins': 'NSF: bins K of each rational-quadratic spline (K >= 2, K x 1e-3 < 1)',
+  'tail_bound': 'NSF: splines act on [-tail_bound, tail_bound], identity outside',
   'sample_temperature': 'temperature of the base distribution for samples.png',
   'eval_dequant_samples': 'uniform-dequantisation draws per test image in evaluation',
 }
@@ -90,7 +105,36 @@ _MODEL_FIELDS = {
     'dropout_rate',
     'logit_alpha',
   ),
+  'maf': (
+    'num_layers',
+    'hidden',
+    'num_hidden_layers',
+    'permutation',
+    'actnorm',
+    'clamp',
+    'dropout_rate',
+    'logit_alpha',
+  ),
+  'nsf': (
+    'layer',
+    'num_bins',
+    'tail_bound',
+    'num_scales',
+    'steps_per_scale',
+    'hidden',
+    'num_blocks',
+    'dropout_rate',
+    'num_layers',
+    'num_hidden_layers',
+    'permutation',
+    'actnorm',
+    'logit_alpha',
+  ),
 }
+
+# The floor of the normalised spline bin widths and heights
+# (`splines.rational_quadratic_spline`'s default): K bins fit only while K x floor < 1.
+_MIN_BIN = 1e-3
 
 
 def check_config(config, info) -> None:
@@ -107,6 +151,38 @@ def check_config(config, info) -> None:
     raise ValueError(
       f'config.coupling_scale must be one of {fl.SCALES}; got {config.coupling_scale!r}'
     )
+  if config.model in ('maf', 'nsf'):
+    _check_autoregressive(config)
+  if config.model == 'nsf':
+    _check_spline(config)
+
+
+def _check_autoregressive(config) -> None:
+  for field in ('num_layers', 'num_hidden_layers'):
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f'config.{field} must be a positive integer; got {value!r}')
+  if config.permutation not in arf.PERMUTATIONS:
+    raise ValueError(
+      f'config.permutation must be one of {arf.PERMUTATIONS}; got {config.permutation!r}'
+    )
+  if not isinstance(config.clamp, (int, float)) or not config.clamp > 0:
+    raise ValueError(f'config.clamp must be a number > 0; got {config.clamp!r}')
+
+
+def _check_spline(config) -> None:
+  if config.layer not in flows_lib.NSF_LAYERS:
+    raise ValueError(f'config.layer must be one of {flows_lib.NSF_LAYERS}; got {config.layer!r}')
+  k = config.num_bins
+  if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+    raise ValueError(f'config.num_bins must be an integer >= 2 (K bins); got {k!r}')
+  if k * _MIN_BIN >= 1.0:
+    raise ValueError(
+      f'config.num_bins = {k} bins cannot fit: the minimum bin width {_MIN_BIN} x K must be '
+      f'below 1, so K < {round(1 / _MIN_BIN)}'
+    )
+  if not isinstance(config.tail_bound, (int, float)) or not config.tail_bound > 0:
+    raise ValueError(f'config.tail_bound must be a number > 0; got {config.tail_bound!r}')
 
 
 def build_model(config, info) -> flows_lib.FlowModel:

@@ -13,6 +13,11 @@ without it the two-stochastic-layer VAE of benchmarks/papers/iwae_table1.py coll
 posterior to the prior (KL -> 0.02 nats; see benchmarks/results/papers.md). Validation
 and test always use the true bound.
 
+`config.posterior` is 'diagonal' (default: q(z|x) a diagonal Gaussian) or 'iaf': the
+Gaussian sample goes through `config.iaf_steps` inverse autoregressive flow steps
+(Kingma et al. 2016) with MADEs of widths `config.iaf_hidden`; the KL term becomes the
+one-sample estimate `log q(z|x) - log p(z)` and the IWAE weights use the flow's log q.
+
 `config.decoder_bias_init` is 'zeros' (default: the decoder starts at logits 0) or
 'marginals': the MLP decoder's last bias starts at the training set's per-pixel
 marginals (logit of P(x = 1) for a Bernoulli decoder, log level frequencies for a
@@ -54,6 +59,9 @@ DEFAULTS = {
   'objective': 'elbo',
   'iwae_train_samples': 5,
   'kl_warmup_steps': 0,
+  'posterior': 'diagonal',
+  'iaf_steps': 2,
+  'iaf_hidden': (64, 64),
   'iwae_samples': 1000,
   'iwae_batch_size': 120,
   **binarization.DEFAULTS,
@@ -69,6 +77,9 @@ DEFAULTS_DOC = {
   'objective': "'elbo' or 'iwae' (the K-sample bound, K = iwae_train_samples)",
   'iwae_train_samples': 'K of the IWAE training objective',
   'kl_warmup_steps': 'steps of the linear KL warm-up (0: off)',
+  'posterior': "q(z|x): 'diagonal' Gaussian or 'iaf' (Gaussian sample through IAF steps)",
+  'iaf_steps': "posterior='iaf': inverse autoregressive flow steps",
+  'iaf_hidden': "posterior='iaf': hidden widths of each step's MADE",
   'iwae_samples': 'importance samples per test image of the IWAE-K evaluation',
   'iwae_batch_size': 'test images per batch of the IWAE evaluation',
   **binarization.DEFAULTS_DOC,
@@ -89,6 +100,9 @@ def build_model(config, info) -> vae_lib.VAE:
     activation=config.activation,
     top_latent_dim=int(config.top_latent_dim),
     top_hidden=tuple(config.top_hidden),
+    posterior=config.posterior,
+    iaf_steps=int(config.iaf_steps),
+    iaf_hidden=tuple(config.iaf_hidden),
   )
   if config.model == 'cvae':
     if not info.num_classes:
@@ -105,6 +119,19 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.objective must be one of {OBJECTIVES}, got {config.objective!r}')
   if config.objective == 'iwae' and int(config.iwae_train_samples) < 1:
     raise ValueError(f'config.iwae_train_samples must be >= 1, got {config.iwae_train_samples}')
+  if config.posterior not in vae_lib.POSTERIORS:
+    raise ValueError(
+      f'config.posterior must be one of {vae_lib.POSTERIORS}, got {config.posterior!r}'
+    )
+  if config.posterior == 'iaf':
+    steps = config.iaf_steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+      raise ValueError(
+        f"config.iaf_steps must be an integer >= 1 for posterior='iaf', got {steps!r}"
+      )
+    hidden = tuple(config.iaf_hidden)
+    if not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
+      raise ValueError(f'config.iaf_hidden must be positive widths, got {config.iaf_hidden!r}')
   optim.kl_warmup_steps(config)
   binarization.check_config(config)
 

@@ -42,6 +42,7 @@ from gm_jax.models.vae_blocks import decoder_mean
 from gm_jax.models.vae_blocks import LIKELIHOODS
 from gm_jax.models.vae_blocks import sample_decoder
 from gm_jax.models.vae_blocks import TopLayer
+from gm_jax.nn import iaf as iaf_lib
 from gm_jax.nn.layers import images_to_unit
 from gm_jax.nn.layers import MLP
 from gm_jax.nn.layers import MLP_OUTPUT
@@ -55,6 +56,7 @@ __all__ = (
   'ConvEncoder',
   'LIKELIHOODS',
   'MARGINAL_BIAS_CLIP',
+  'POSTERIORS',
   'TopLayer',
   'VAE',
   'decoder_log_likelihood',
@@ -68,6 +70,9 @@ __all__ = (
   'sample_prior',
   'with_output_bias',
 )
+
+
+POSTERIORS = ('diagonal', 'iaf')
 
 
 class VAE(nn.Module):
@@ -88,6 +93,11 @@ class VAE(nn.Module):
       two-layer model): q(z2 | z) and p(z | z2) are diagonal Gaussians from MLPs of widths
       `top_hidden`, the prior N(0, I) moves to z2. MLP, unconditional models only.
     top_hidden: MLP widths between z and z2 (mirrored in p(z | z2)).
+    posterior: 'diagonal' (q(z|x) a diagonal Gaussian) or 'iaf': the Gaussian sample
+      goes through `iaf_steps` inverse autoregressive flow steps (Kingma et al. 2016,
+      `gm_jax.nn.iaf.IAF`) with MADEs of widths `iaf_hidden`, conditioned on a context
+      `h` of `latent_dim` units from the encoder; log q(z|x) by change of variables.
+    iaf_steps, iaf_hidden: the IAF's steps and MADE widths (`posterior='iaf'`).
   """
 
   image_shape: Sequence[int]
@@ -101,8 +111,20 @@ class VAE(nn.Module):
   activation: str = 'gelu'
   top_latent_dim: int = 0
   top_hidden: Sequence[int] = (50, 50)
+  posterior: str = 'diagonal'
+  iaf_steps: int = 2
+  iaf_hidden: Sequence[int] = (64, 64)
 
   def __post_init__(self):
+    if self.posterior not in POSTERIORS:
+      raise ValueError(f'posterior must be one of {POSTERIORS}, got {self.posterior!r}')
+    if self.posterior == 'iaf' and (
+      not isinstance(self.iaf_steps, int) or self.iaf_steps < 1 or not self.iaf_hidden
+    ):
+      raise ValueError(
+        f"posterior='iaf' needs iaf_steps >= 1 and non-empty iaf_hidden; got "
+        f'iaf_steps={self.iaf_steps!r}, iaf_hidden={self.iaf_hidden!r}'
+      )
     if self.top_latent_dim < 0:
       raise ValueError(f'top_latent_dim must be >= 0, got {self.top_latent_dim}')
     if self.top_latent_dim and (self.architecture != 'mlp' or self.num_classes):
@@ -161,6 +183,9 @@ class VAE(nn.Module):
       if self.top_latent_dim
       else None
     )
+    if self.posterior == 'iaf':
+      self.to_context = nn.Dense(self.latent_dim)
+      self.iaf = iaf_lib.IAF(self.iaf_steps, tuple(self.iaf_hidden))
 
   def _condition(self, h, labels):
     if not self.num_classes:
@@ -171,6 +196,10 @@ class VAE(nn.Module):
 
   def encode(self, x, labels=None, *, train: bool = False):
     """x: int `[B, H, W, C]`, labels: int `[B]` -> (mean, log_var), each `[B, latent_dim]`."""
+    return self.encode_with_context(x, labels, train=train)[:2]
+
+  def encode_with_context(self, x, labels=None, *, train: bool = False):
+    """As `encode`, plus the IAF's context `h` `[B, latent_dim]` (None: diagonal posterior)."""
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
       raise ValueError(
         f'{type(self).__name__} was built for images of shape '
@@ -188,7 +217,12 @@ class VAE(nn.Module):
           [u, jnp.broadcast_to(onehot[:, None, None, :], u.shape[:3] + (self.num_classes,))], -1
         )
       h = self.encoder(u, train=train)
-    return self.to_mean(h), self.to_log_var(h)
+    context = self.to_context(h) if self.posterior == 'iaf' else None
+    return self.to_mean(h), self.to_log_var(h), context
+
+  def flow(self, z0, context):
+    """The IAF posterior's steps: z0, context `[N, latent_dim]` -> (z `[N, D]`, log_det `[N]`)."""
+    return self.iaf(z0, context)
 
   def decode(self, z, labels=None, *, train: bool = False):
     """z: `[B, latent_dim]` -> decoder parameters `[B, H, W, C, P]`.
@@ -214,7 +248,9 @@ class VAE(nn.Module):
 
   def __call__(self, x, labels=None, *, train: bool = False):
     """Initialisation path: encode, decode the means. Returns decoder output."""
-    mean, _ = self.encode(x, labels, train=train)
+    mean, _, context = self.encode_with_context(x, labels, train=train)
+    if self.posterior == 'iaf':  # creates the IAF's parameters too
+      self.flow(mean, context)
     if self.top is not None:  # creates the second layer's parameters too
       self.top(mean)
     return self.decode(mean, labels, train=train)
@@ -235,6 +271,19 @@ def _top_layer_terms(model: VAE, params, z, eps2):
   return log_prior, losses.gaussian_log_prob(z2, mean2, log_var2)
 
 
+def _posterior_sample(model: VAE, params, mean, log_var, context, eps):
+  """z ~ q(z|x) from the noise eps `[N, D]` and its log-density -> (z `[N, D]`, log q `[N]`).
+
+  Diagonal: z = mean + exp(log_var / 2) eps. IAF: that z0 through the flow, and
+  log q = sum log N(eps) - sum log_std - log |det dz / dz0| (`iaf.iaf_log_q`).
+  """
+  z0 = mean + jnp.exp(0.5 * log_var) * eps
+  if model.posterior != 'iaf':
+    return z0, losses.gaussian_log_prob(z0, mean, log_var)
+  z, log_det = cast(Any, model.apply(params, z0, context, method=VAE.flow))
+  return z, iaf_lib.iaf_log_q(eps, 0.5 * log_var, log_det)
+
+
 # ---------------------------------------------------------------------------------------
 # Objectives: pure functions of (model, params, data, key).
 
@@ -247,11 +296,11 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
   """
   dropout_key, eps_key = jax.random.split(key)
   rngs = {'dropout': dropout_key}
-  mean, log_var = cast(
-    Any, model.apply(params, x, labels, train=train, method=VAE.encode, rngs=rngs)
+  mean, log_var, context = cast(
+    Any, model.apply(params, x, labels, train=train, method=VAE.encode_with_context, rngs=rngs)
   )
   eps = jax.random.normal(eps_key, mean.shape, mean.dtype)
-  z = mean + jnp.exp(0.5 * log_var) * eps
+  z, log_q = _posterior_sample(model, params, mean, log_var, context, eps)
   out = model.apply(
     params,
     z,
@@ -267,7 +316,10 @@ def elbo_terms(model: VAE, params, x, labels, key, *, train: bool = False, beta:
       jax.random.fold_in(eps_key, 1), (z.shape[0], model.top_latent_dim), z.dtype
     )
     log_prior, log_q2 = _top_layer_terms(model, params, z, eps2)
-    kl = losses.gaussian_log_prob(z, mean, log_var) + log_q2 - log_prior
+    kl = log_q + log_q2 - log_prior
+  elif model.posterior == 'iaf':
+    # No closed form either: the one-sample estimate log q(z | x) - log N(z; 0, I).
+    kl = log_q - losses.gaussian_log_prob(z, jnp.zeros_like(z), jnp.zeros_like(z))
   else:
     kl = losses.gaussian_kl(mean, log_var)
   return {'elbo': losses.elbo(log_px, kl, beta=beta), 'log_px_given_z': log_px, 'kl': kl}
@@ -279,20 +331,20 @@ def iwae_log_weights(model: VAE, params, x, labels, key, num_samples: int, start
   Draw k uses the noise `normal(fold_in(key, k))`, so splitting K draws into chunks
   gives exactly the same weights as computing them at once.
   """
-  mean, log_var = cast(Any, model.apply(params, x, labels, method=VAE.encode))
+  mean, log_var, context = cast(Any, model.apply(params, x, labels, method=VAE.encode_with_context))
   k, b, d = num_samples, mean.shape[0], mean.shape[1]
   eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (b, d), mean.dtype))(
     start + jnp.arange(k)
   )
-  z = mean[None] + jnp.exp(0.5 * log_var)[None] * eps  # [K, B, D]
-  z_flat = z.reshape(k * b, d)
+  tile = lambda a: None if a is None else jnp.tile(a, (k, 1))
+  z_flat, log_qz = _posterior_sample(
+    model, params, tile(mean), tile(log_var), tile(context), eps.reshape(k * b, d)
+  )
+  log_qz = log_qz.reshape(k, b)
   rep_labels = None if labels is None else jnp.tile(labels, k)
   out = model.apply(params, z_flat, rep_labels, method=VAE.decode)
   x_rep = jnp.tile(x, (k, 1, 1, 1))
   log_px = model.log_likelihood(out, x_rep).reshape(k, b)
-  log_qz = losses.gaussian_log_prob(
-    z_flat, jnp.tile(mean, (k, 1)), jnp.tile(log_var, (k, 1))
-  ).reshape(k, b)
   if not model.top_latent_dim:
     zeros = jnp.zeros_like(z_flat)
     log_pz = losses.gaussian_log_prob(z_flat, zeros, zeros).reshape(k, b)

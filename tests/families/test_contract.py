@@ -13,6 +13,7 @@ import importlib
 import json
 import math
 import os
+import tempfile
 
 import pytest
 
@@ -70,6 +71,7 @@ TINY = {
   'num_pairs': 16,
   'val_pairs': 8,
   'teacher_steps': 2,
+  'num_bins': 2,
 }
 # Smaller data where the shipped config's is large: CycleGAN between two digit classes.
 DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
@@ -79,6 +81,10 @@ BAD = {
   'vae': ('objective', 'nonsense'),
   'hvae': ('free_bits', -1.0),
   'flows': ('coupling_scale', 'nonsense'),
+  'nsf': ('num_bins', 1),
+  'maf': ('permutation', 'nonsense'),
+  'vqvae': ('num_codes', 1),
+  'vqvae_prior': ('first_stage_workdir', '/nonexistent/vqvae'),
   'autoregressive': ('dropout_rate', 1.5),
   'gan': ('gan_loss', 'nonsense'),
   'cyclegan': ('pool_size', -1),
@@ -118,6 +124,8 @@ def _tiny(model, data_dir):
           value if isinstance(old, (tuple, list)) or not isinstance(value, tuple) else value[0]
         )
     config.update(DATA.get(model, {}))
+    if model == 'vqvae_prior':  # a second stage: its first, trained tiny once per data_dir
+      config.first_stage_workdir = _first_stage_workdir(data_dir)
     # naive Bayes: its evaluation chunk (the fit is one full-batch step)
     config.batch_size = 8
     config.update(
@@ -133,6 +141,18 @@ def _tiny(model, data_dir):
       progress_bar=False,
     )
   return config
+
+
+_FIRST_STAGES: dict = {}
+
+
+def _first_stage_workdir(data_dir):
+  """A vqvae trained three tiny steps into a temporary workdir, for `vqvae_prior`."""
+  if data_dir not in _FIRST_STAGES:
+    workdir = tempfile.mkdtemp(prefix='contract_vqvae_')
+    families.train_and_evaluate(_tiny('vqvae', data_dir), workdir)
+    _FIRST_STAGES[data_dir] = workdir
+  return _FIRST_STAGES[data_dir]
 
 
 @pytest.mark.parametrize('model', MODELS)

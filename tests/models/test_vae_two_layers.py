@@ -194,6 +194,9 @@ def test_config_builds_the_two_layer_model():
       activation='tanh',
       top_latent_dim=50,
       top_hidden=(50, 50),
+      posterior='diagonal',
+      iaf_steps=2,
+      iaf_hidden=(64, 64),
     )
   )
   info = gm_data.DatasetInfo(
