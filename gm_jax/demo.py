@@ -121,10 +121,12 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
   'naive_bayes': ('naive_bayes.py', {'budget_s': 5}),
   'logreg': ('logreg.py', {'budget_s': 5}),
 }
-# `make demo` from a fresh clone in 7 minutes (#44): ~70 s of `make install`, ~5 s of
-# start-up and summary, the rest the rows' budgets; the 14 rows above take 249 s of it,
-# which leaves ~19 s a row for five more families.
-DEMO_BUDGET_S = 345
+# `make demo` from a fresh clone in 7 minutes (#44) leaves 345 s for the rows (~70 s of
+# `make install`, ~5 s of start-up and summary). The 21 rows above are budgeted at 429 s:
+# the 14 older rows 249 s, the 7 added this turn 180 s, the latter estimated on a loaded
+# machine, not timed idle. Until an idle run sizes them, the total is what the rows ask,
+# ~85 s over that target; the summary lists every row over its own budget.
+DEMO_BUDGET_S = 430
 
 # The measured comparison across families (3 seeds each) is too long for the demo; the
 # summary links the committed table and says how to regenerate it.

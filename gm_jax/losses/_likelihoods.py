@@ -120,7 +120,9 @@ def categorical_log_prob(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarra
   picked = jnp.sum(logits * one_hot, axis=-1) - jax.nn.logsumexp(logits, axis=-1)
   # one_hot of an out-of-range label is all zeros, which would read as a finite
   # log-probability; NaN marks it where the check above could not run (traced labels).
-  in_range = (labels >= 0) & (labels < num_classes)
+  # int32 first: `uint8 < 256` would wrap 256 to 0 and mark every 8-bit label out of range.
+  wide = labels.astype(jnp.int32)
+  in_range = (wide >= 0) & (wide < num_classes)
   picked = jnp.where(in_range, picked, jnp.nan)
   return _shapes.sum_non_batch(picked)
 

@@ -15,11 +15,10 @@ from gm_jax import families
 from gm_jax import losses
 from gm_jax.families import cyclegan
 from gm_jax.nn.layers import images_to_unit
+from tests.families import test_gan as gan_tests
 
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-sys.path.insert(0, os.path.dirname(HERE))
-import test_gan as gan_tests  # noqa: E402
 
 INFO = gm_data.get_info('digits')  # 8x8x1 stand-in domains: small and fast
 _jit, _flat, _leaves_equal = gan_tests._jit, gan_tests._flat, gan_tests._leaves_equal

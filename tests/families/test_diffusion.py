@@ -64,10 +64,9 @@ def _config(model, **overrides):
 
 
 def _worker(tmp, out):
-  sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan import _digits_splits
-  from test_gan import _leaves_equal
-  from test_gan import run_killed_and_resumed
+  from tests.families.test_gan import _digits_splits
+  from tests.families.test_gan import _leaves_equal
+  from tests.families.test_gan import run_killed_and_resumed
 
   full = _digits_splits()
   # a slice of the digits keeps the evaluation (bound, FID classifier, samplers) quick
@@ -115,8 +114,7 @@ def _worker(tmp, out):
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
-  sys.path.insert(0, os.path.dirname(HERE))
-  from test_gan import run_worker
+  from tests.families.test_gan import run_worker
 
   return run_worker(HERE, tmp_path_factory.mktemp('diffusion'))
 

@@ -94,3 +94,12 @@ def test_categorical_labels_out_of_range_give_nan_under_jit():
 def test_iwae_bound_with_no_samples_names_k():
   with pytest.raises(ValueError, match='K >= 1.*K = 0'):
     losses.iwae_bound(_z(0, B), _z(0, B), _z(0, B))
+
+
+def test_uint8_labels_over_all_256_levels_stay_finite_under_jit():
+  # Regression: the traced range check compared uint8 labels with 256, which wraps to 0,
+  # and turned every log-probability of 8-bit images into NaN.
+  logits = jnp.zeros((2, 3, 256))
+  labels = jnp.asarray([[0, 128, 255], [1, 2, 254]], jnp.uint8)
+  got = jax.jit(losses.categorical_log_prob)(logits, labels)
+  np.testing.assert_allclose(np.asarray(got), np.full(2, 3 * -np.log(256.0)), rtol=1e-6)
