@@ -192,7 +192,9 @@ def test_model_has_a_config_a_demo_row_and_a_snapshot(model):
 
 
 def test_unknown_model_is_named_with_the_known_ones():
-  with pytest.raises(ValueError, match=r"'no_such_model'.*known models: char_lm, consistency, cvae, "):
+  with pytest.raises(
+    ValueError, match=r"'no_such_model'.*known models: char_lm, consistency, cvae, "
+  ):
     families.module_for('no_such_model')
 
 
