@@ -58,7 +58,7 @@ def test_an_unknown_config_field_is_two_lines_with_the_nearest_names(tmp_path):
   assert out.returncode == main.USER_ERROR_EXIT_CODE, out.stderr
   assert out.stderr.strip().splitlines() == [
     'error: unknown config field --config.num_trian_steps: the config has no '
-    "'num_trian_steps'; nearest: num_train_steps, max_train_seconds",
+    "'num_trian_steps'; nearest: num_train_steps, iaf_steps, max_train_seconds",
     '(the traceback: --verbose or GM_JAX_VERBOSE=1)',
   ]
   assert 'Traceback' in _cli(tmp_path, '--config.num_trian_steps=3', verbose=True).stderr

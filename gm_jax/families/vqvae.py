@@ -239,6 +239,9 @@ def _first_stage_family(config, info) -> Family:
       # Every device moves the codebook with the whole batch's statistics.
       z_e = jax.lax.all_gather(z_e, axis_name, tiled=True)
       codes = jax.lax.all_gather(codes, axis_name, tiled=True)
+      # Usage of the whole batch (a mean of the shards' perplexities is not the batch's).
+      perplexity, used = vq.codebook_usage(codes, num_codes)
+      metrics = dict(metrics, perplexity=perplexity, codes_used=used.astype(jnp.float32))
     updates, opt = tx.update(grads, opt_state['opt'], params)
     params = optax.apply_updates(params, updates)
     ema = vq.ema_update(vq.EMAState(**opt_state['ema']), z_e, codes, decay=decay)

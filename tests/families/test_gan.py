@@ -219,6 +219,8 @@ def run_worker(script, tmp_path) -> dict:
     JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+    # The worker script imports its helpers as `tests.families....` from the checkout.
+    PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p),
   )
   out = str(tmp_path / 'report.json')
   proc = subprocess.run(
