@@ -101,6 +101,12 @@ def _short_domain_classifier(monkeypatch):
   )
 
 
+# Evaluations of `_train` runs without overrides, by dataset: the 'auto' test reads the
+# in-memory mnist run of `test_trains_in_memory[mnist]` (the same config, the same worker
+# under `--dist loadgroup`) instead of training it again.
+_DEFAULT_RUNS: dict = {}
+
+
 def _train(name, tmp_path, **overrides):
   from gm_jax import families
 
@@ -115,6 +121,8 @@ def _train(name, tmp_path, **overrides):
   assert ev['dataset'] == name and ev['train_steps'] == 4
   assert np.isfinite(ev[metric]), (metric, ev[metric])
   assert res[metric] == ev[metric]
+  if not overrides:
+    _DEFAULT_RUNS[name] = ev
   return ev
 
 
@@ -146,7 +154,8 @@ def test_trains_streaming(name, tmp_path):
 def test_auto_streams_a_split_above_the_byte_limit(tmp_path):
   """'auto' keeps the mock's 36 training rows in memory, and streams them when they
   exceed `input_memory_max_bytes` (36 * (784 + 4) bytes)."""
-  assert _train('mnist', tmp_path / 'small')['input_pipeline'] == 'memory'
+  small = _DEFAULT_RUNS.get('mnist') or _train('mnist', tmp_path / 'small')
+  assert small['input_pipeline'] == 'memory'
   ev = _train('mnist', tmp_path / 'large', input_memory_max_bytes=36 * 788 - 1)
   assert ev['input_pipeline'] == 'stream'
 
