@@ -234,6 +234,7 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
   ref = four_devices[0]['one']
   one_dir = four_devices[1] / 'one'
   assert [o['process_count'] for o in outs] == [2, 2] and ref['process_count'] == 1
+  assert [o['device_count'] for o in outs] == [4, 4] and ref['device_count'] == NUM_DEVICES
   from tests.parallel import test_multihost
 
   for mode in ('pmap', 'sharding'):
