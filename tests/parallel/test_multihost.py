@@ -195,7 +195,6 @@ def _worker(argv):
   p.add_argument('--num_processes', type=int)
   p.add_argument('--process_id', type=int)
   args = p.parse_args(argv)
-  sys.path.insert(0, ROOT)
 
   from gm_jax import parallel
 

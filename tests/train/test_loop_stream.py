@@ -23,7 +23,9 @@ from gm_jax.train import loop
 from gm_jax.train.family import Family
 from tests import multidevice
 
-pytestmark = pytest.mark.xdist_group('tfds_mock')  # one worker imports TensorFlow
+# Its own worker under `--dist loadgroup`: the module's 4-device fixture runs once, and the
+# 'tfds_mock' group (tests/train/test_tfds_datasets.py) is a minute by itself.
+pytestmark = pytest.mark.xdist_group('loop_stream')
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_DEVICES = 4
@@ -136,9 +138,21 @@ def _modes(workdir: str, data_dir: str) -> dict:
   return out
 
 
+@pytest.fixture(scope='module')
+def four_devices(tmp_path_factory, tfds_dir):
+  """One process with 4 CPU devices: every mode's run (`_modes`) and the reference of the
+  two-process test (`_two_process_worker` without a coordinator), which compiles the same
+  programs as the modes' `steps_per_loop=2` runs (one subprocess, not two: ~15 s of CPU
+  less from a cold cache)."""
+  _splits(tfds_dir)  # prepares digits once, before any worker starts
+  workdir = tmp_path_factory.mktemp('stream_four_devices')
+  report = multidevice.run_report(__file__, ['four', str(workdir), tfds_dir], NUM_DEVICES)
+  return report, workdir
+
+
 @pytest.mark.slow
-def test_every_parallel_mode_trains_the_same_parameters_from_the_stream(tmp_path, tfds_dir):
-  report = multidevice.run_report(__file__, [str(tmp_path), tfds_dir], NUM_DEVICES)
+def test_every_parallel_mode_trains_the_same_parameters_from_the_stream(four_devices):
+  report = dict(four_devices[0]['modes'])
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1')
   assert len(report) == 5
@@ -191,12 +205,12 @@ def _two_process_worker(workdir, data_dir, port=None, process_id=None):
 
 
 @pytest.mark.slow
-def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds_dir):
+def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds_dir, four_devices):
   """Two processes (2 CPU devices each), each streaming only its own part, train the
-  parameters of one process with 4 devices fed both parts' batches side by side."""
+  parameters of one process with 4 devices fed both parts' batches side by side (run
+  by the `four_devices` fixture)."""
   import socket
 
-  _splits(tfds_dir)  # prepares digits once, before the workers start
   with socket.socket() as sock:
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
@@ -212,27 +226,20 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
     )
     for i in range(2)
   ]
-  one = subprocess.run(
-    [sys.executable, __file__, 'two', str(tmp_path / 'one'), tfds_dir],
-    cwd=REPO,
-    env=multidevice.env(4),
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
   outs = []
   for p in procs:
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
     outs.append(json.loads(out.strip().splitlines()[-1]))
-  assert one.returncode == 0, one.stderr[-3000:]
-  ref = json.loads(one.stdout.strip().splitlines()[-1])
+  ref = four_devices[0]['one']
+  one_dir = four_devices[1] / 'one'
   assert [o['process_count'] for o in outs] == [2, 2] and ref['process_count'] == 1
+  assert [o['device_count'] for o in outs] == [4, 4] and ref['device_count'] == NUM_DEVICES
   from tests.parallel import test_multihost
 
   for mode in ('pmap', 'sharding'):
     assert outs[0][mode] == outs[1][mode] == ref[mode]
-    want = test_multihost._final_params(tmp_path / 'one' / mode)
+    want = test_multihost._final_params(one_dir / mode)
     # Read into the single-process structure (the checkpoint records 4-device shardings).
     got = test_multihost._final_params(tmp_path / 'two' / mode, like=want)
     np.testing.assert_allclose(
@@ -244,8 +251,14 @@ def test_two_processes_each_stream_their_part_of_the_global_batch(tmp_path, tfds
     )
 
 
+def _four_devices(workdir, data_dir):
+  modes = _modes(os.path.join(workdir, 'modes'), data_dir)
+  # Last: the reference replaces `gm_data.StreamedBatches` for the rest of the process.
+  return {'modes': modes, 'one': _two_process_worker(os.path.join(workdir, 'one'), data_dir)}
+
+
 if __name__ == '__main__':
   if sys.argv[1] == 'two':
     print(json.dumps(_two_process_worker(*sys.argv[2:])))
   else:
-    print(json.dumps(_modes(sys.argv[1], sys.argv[2])))
+    print(json.dumps(_four_devices(*sys.argv[2:])))

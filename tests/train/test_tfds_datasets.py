@@ -9,18 +9,13 @@ small model overrides, in the in-memory and in the streaming input pipeline.
 """
 
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip('tensorflow_datasets')
 
-sys.path.insert(
-  0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')
-)
-import tfds_mock
+from tests.data import tfds_mock
 
 # One worker under `-n 2 --dist loadgroup`: TensorFlow is imported once.
 pytestmark = pytest.mark.xdist_group('tfds_mock')
@@ -106,6 +101,12 @@ def _short_domain_classifier(monkeypatch):
   )
 
 
+# Evaluations of `_train` runs without overrides, by dataset: the 'auto' test reads the
+# in-memory mnist run of `test_trains_in_memory[mnist]` (the same config, the same worker
+# under `--dist loadgroup`) instead of training it again.
+_DEFAULT_RUNS: dict = {}
+
+
 def _train(name, tmp_path, **overrides):
   from gm_jax import families
 
@@ -120,14 +121,20 @@ def _train(name, tmp_path, **overrides):
   assert ev['dataset'] == name and ev['train_steps'] == 4
   assert np.isfinite(ev[metric]), (metric, ev[metric])
   assert res[metric] == ev[metric]
+  if not overrides:
+    _DEFAULT_RUNS[name] = ev
   return ev
 
 
-# CycleGAN's 256x256 images: ~20 s with a warm compilation cache, ~50 s cold (2 cores).
+# CycleGAN's 256x256 images: ~20 s with a warm compilation cache, ~30 s of CPU cold
+# (2 cores). Its own xdist group, so that `--dist loadgroup` can run it on the other
+# worker than the rest of this module (~45 s).
 @pytest.mark.parametrize(
   'name',
   [
-    pytest.param(n, marks=pytest.mark.slow) if n.startswith('cycle_gan') else n
+    pytest.param(n, marks=[pytest.mark.slow, pytest.mark.xdist_group('tfds_mock_cyclegan')])
+    if n.startswith('cycle_gan')
+    else n
     for n in tfds_mock.NAMES
   ],
 )
@@ -147,7 +154,8 @@ def test_trains_streaming(name, tmp_path):
 def test_auto_streams_a_split_above_the_byte_limit(tmp_path):
   """'auto' keeps the mock's 36 training rows in memory, and streams them when they
   exceed `input_memory_max_bytes` (36 * (784 + 4) bytes)."""
-  assert _train('mnist', tmp_path / 'small')['input_pipeline'] == 'memory'
+  small = _DEFAULT_RUNS.get('mnist') or _train('mnist', tmp_path / 'small')
+  assert small['input_pipeline'] == 'memory'
   ev = _train('mnist', tmp_path / 'large', input_memory_max_bytes=36 * 788 - 1)
   assert ev['input_pipeline'] == 'stream'
 
