@@ -1,14 +1,27 @@
 """benchmarks/papers/_common.py: budget cells, row selection, row configs."""
 
 import ast
+import importlib.util
 import os
 import re
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks', 'papers'))
-import _common
+_PAPERS = os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks', 'papers')
+
+
+def _load_script(name: str, module_name: str):
+  """benchmarks/papers/ is a folder of scripts, not a package: load one by its path (no
+  sys.path edit). The scripts `import _common`, so that one is registered as `_common`."""
+  spec = importlib.util.spec_from_file_location(module_name, os.path.join(_PAPERS, f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[module_name] = module  # dataclasses look their module up there
+  spec.loader.exec_module(module)
+  return module
+
+
+_common = _load_script('_common', '_common')
 
 
 def _record(steps, planned):
@@ -168,7 +181,7 @@ def test_list_prints_the_selected_rows_only(capsys):
 
 
 def test_gan_loss_names_expand_to_their_rows_at_every_seed():
-  import gan
+  gan = _load_script('gan', 'benchmarks_papers_gan')
 
   assert gan.expand_rows('lsgan,minimax_s1', [0, 1]) == 'lsgan_s0,lsgan_s1,minimax_s1'
   assert gan.expand_rows('', [0, 1, 2]) == ''
@@ -205,11 +218,10 @@ def test_check_binarize_stops_a_binarised_row_whose_trainer_ignores_it():
 
 def test_every_papers_row_config_builds_with_its_overrides():
   """The row overrides fit the types the configs' fields have (configs/common.py types them)."""
-  import flows
-  import gan
-  import hierarchical_vae
-  import iwae_table1
-  import pixelcnn
+  flows, gan, hierarchical_vae, iwae_table1, pixelcnn = (
+    _load_script(name, f'benchmarks_papers_{name}')
+    for name in ('flows', 'gan', 'hierarchical_vae', 'iwae_table1', 'pixelcnn')
+  )
 
   tables = {
     'flows': flows.ROWS,

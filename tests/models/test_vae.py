@@ -37,8 +37,11 @@ def _tiny(
   )
   x = jnp.zeros((1,) + shape, jnp.int32)
   labels = jnp.zeros((1,), jnp.int32) if classes else None
-  params = model.init(jax.random.key(0), x, labels)
-  return model, _perturbed(params, jax.random.key(1), scale)
+  # one jitted program (eager init compiled every op on its own for every model's shapes)
+  init = jax.jit(
+    lambda x, labels: _perturbed(model.init(jax.random.key(0), x, labels), jax.random.key(1), scale)
+  )
+  return model, init(x, labels)
 
 
 @pytest.mark.parametrize(
@@ -63,11 +66,20 @@ def test_iwae_matches_brute_force_marginal_likelihood():
   x = jnp.array([[[[0], [2]], [[1], [1]]], [[[2], [2]], [[0], [0]]]], jnp.int32)
   # log p(x) = log \int p(x|z) N(z; 0, 1) dz by quadrature over a fine grid.
   grid = np.linspace(-9, 9, 6001)
-  out = model.apply(params, jnp.asarray(grid[:, None], jnp.float32), method=vae_lib.VAE.decode)
+
+  @jax.jit
+  def log_likelihoods(params, z, x):  # [2, len(grid)]: log p(x_i | z) on the grid
+    out = model.apply(params, z, method=vae_lib.VAE.decode)
+    return jnp.stack(
+      [model.log_likelihood(out, jnp.broadcast_to(xi, (len(z),) + xi.shape)) for xi in x]
+    )
+
+  log_pxs = np.asarray(
+    log_likelihoods(params, jnp.asarray(grid[:, None], jnp.float32), x), np.float64
+  )
   exact = []
   for i in range(2):
-    xi = jnp.broadcast_to(x[i], (len(grid),) + x.shape[1:])
-    log_px = np.asarray(model.log_likelihood(out, xi), np.float64)
+    log_px = log_pxs[i]
     exact.append(special.logsumexp(log_px + stats.norm.logpdf(grid)) + np.log(grid[1] - grid[0]))
   exact = np.array(exact)
   k = 20000

@@ -24,12 +24,17 @@ def _tiny(latent=1, top=1, scale=0.3):
     top_latent_dim=top,
     top_hidden=(8,),
   )
-  params = model.init(jax.random.key(0), jnp.zeros((1, 2, 2, 1), jnp.int32))
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  return model, jax.tree.unflatten(
-    tree, [l + scale * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)]
-  )
+
+  @jax.jit  # one program (eager init compiled every op on its own)
+  def init(x):
+    params = model.init(jax.random.key(0), x)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    return jax.tree.unflatten(
+      tree, [l + scale * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)]
+    )
+
+  return model, init(jnp.zeros((1, 2, 2, 1), jnp.int32))
 
 
 X = jnp.array([[[[0], [1]], [[1], [1]]], [[[1], [0]], [[0], [0]]]], jnp.int32)

@@ -52,29 +52,47 @@ def test_space_to_depth_function_equals_strided_convolution(k, s, pad):
 
 
 def _check_against_flax(ref_cls, our_cls, x_shape, cout, k, s, pad):
-  x = jax.random.normal(jax.random.key(0), x_shape)
+  # One jitted program per case (outputs and both gradients of both layers): op-by-op
+  # dispatch compiled every primitive for every case's shapes (measured 2.0 -> 0.8 CPU-s).
   ref = ref_cls(cout, (k, k), strides=(s, s), padding=pad)
   ours = our_cls(cout, (k, k), strides=(s, s), padding=pad)
-  params = ref.init(jax.random.key(1), x)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
-    jnp.shape, params
+  x_spec = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  shapes = jax.eval_shape(ref.init, jax.random.key(1), x_spec)
+  assert jax.tree.map(lambda a: a.shape, jax.eval_shape(ours.init, jax.random.key(1), x_spec)) == (
+    jax.tree.map(lambda a: a.shape, shapes)
   )  # same names and shapes: checkpoints carry over
-  params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), params)
-  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-4)
-  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
-  g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
-  g_ours = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+
+  @jax.jit
+  def outputs_and_gradients():
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    params = jax.tree.map(lambda a: jax.random.normal(jax.random.key(2), a.shape), shapes)
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+    return (
+      (ours.apply(params, x), ref.apply(params, x)),
+      jax.grad(loss(ours), argnums=(0, 1))(params, x),
+      jax.grad(loss(ref), argnums=(0, 1))(params, x),
+    )
+
+  (y_ours, y_ref), g_ours, g_ref = outputs_and_gradients()
+  np.testing.assert_allclose(y_ours, y_ref, atol=1e-4)
+  assert jax.tree.structure(g_ours) == jax.tree.structure(g_ref)
   for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 @pytest.mark.parametrize('h,w,k,s,pad,cin,cout', CASES)
 def test_both_transpose_forms_equal_lax(h, w, k, s, pad, cin, cout):
-  x = jax.random.normal(jax.random.key(0), (2, h, w, cin))
-  kernel = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
-  ref = jax.lax.conv_transpose(x, kernel, (s, s), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  for form in (layers.conv_transpose_subpixel, layers.conv_transpose_fused):
-    np.testing.assert_allclose(form(x, kernel, (s, s), pad), ref, atol=1e-4)
+  @jax.jit
+  def forms_and_reference():
+    x = jax.random.normal(jax.random.key(0), (2, h, w, cin))
+    kernel = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
+    ref = jax.lax.conv_transpose(x, kernel, (s, s), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    forms = (layers.conv_transpose_subpixel, layers.conv_transpose_fused)
+    return [form(x, kernel, (s, s), pad) for form in forms], ref
+
+  forms, ref = forms_and_reference()  # one program per case, not one per primitive
+  for got in forms:
+    np.testing.assert_allclose(got, ref, atol=1e-4)
 
 
 def _conv_valid_reference(x, kernel):
@@ -87,12 +105,17 @@ def _conv_valid_reference(x, kernel):
 def test_tapwise_grad_conv_equals_lax_in_value_and_both_gradients(kh, kw):
   x = jax.random.normal(jax.random.key(0), (3, 6, 7, 4))
   kernel = jax.random.normal(jax.random.key(1), (kh, kw, 4, 5))
-  np.testing.assert_allclose(
-    layers.conv_tapwise_grad(x, kernel), _conv_valid_reference(x, kernel), atol=1e-4
-  )
   loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)) * jnp.arange(5.0))
-  got = jax.grad(loss(layers.conv_tapwise_grad), argnums=(0, 1))(x, kernel)
-  want = jax.grad(loss(_conv_valid_reference), argnums=(0, 1))(x, kernel)
+
+  @jax.jit
+  def values_and_gradients(x, kernel):
+    return [
+      (f(x, kernel), jax.grad(loss(f), argnums=(0, 1))(x, kernel))
+      for f in (layers.conv_tapwise_grad, _conv_valid_reference)
+    ]
+
+  (y, got), (y_ref, want) = values_and_gradients(x, kernel)
+  np.testing.assert_allclose(y, y_ref, atol=1e-4)
   for a, b in zip(got, want):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, atol=1e-4)

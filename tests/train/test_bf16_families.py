@@ -60,8 +60,9 @@ def test_family_trains_finite_under_bf16(model):
     ),
   }
   step_fn = step_lib.make_train_step(family, tx, jax.random.key(1), compute_dtype='bfloat16')
-  assert _bf16_ops(jax.make_jaxpr(step_fn)(state, batch).jaxpr) > 0, model
-  step_fn = jax.jit(step_fn)
+  traced = jax.jit(step_fn).trace(state, batch)  # one trace: its jaxpr, then its program
+  assert _bf16_ops(traced.jaxpr.jaxpr) > 0, model
+  step_fn = traced.lower().compile()
   for s in range(2):
     state, metrics = step_fn(state, gm_data.batch_at_step(splits.train, s, batch_size=4, seed=0))
     assert np.isfinite(float(metrics['loss'])), (model, s, metrics)
