@@ -35,6 +35,18 @@ from gm_jax.evaluate import fid
 from gm_jax.evaluate import inception
 
 FID_NETWORKS = ('classifier', 'inception')
+
+# The switch's settings: every sampling family has them in its `DEFAULTS` (`**DEFAULTS`).
+DEFAULTS = {
+  'fid_num_samples': 0,  # 0: as many as training images (the floor's sample size)
+  'fid_network': 'classifier',
+  'inception_weights': '',
+}
+DEFAULTS_DOC = {
+  'fid_num_samples': 'samples of the FID (0: as many as training images)',
+  'fid_network': "feature network of the FID: 'classifier' | 'inception'",
+  'inception_weights': "path of pytorch-fid's weights file (fid_network='inception')",
+}
 CLASSIFIER_RESIZE = 'none: the classifier reads the dataset resolution, levels to [-1, 1]'
 
 
