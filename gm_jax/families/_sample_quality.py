@@ -143,7 +143,9 @@ def save_trajectory_picture(states, workdir, levels, method, steps) -> dict:
   return {'trajectory_sampler': f'{method}:{steps}'}
 
 
-def sample_quality(sample_with, params, splits, key, cfg, default_sampler, nfe_of) -> dict:
+def sample_quality(
+  sample_with, params, splits, key, cfg, default_sampler, nfe_of, *, cache_dir=None
+) -> dict:
   """Sample metrics of the default sampler (`gm_jax.evaluate.sample_metrics`: FID, floor,
   class coverage, KID, precision/recall, what was measured); FID of each of
   `cfg.fid_samplers` on as many samples (`fid_by_sampler`, `nfe_by_sampler`, keys
@@ -154,6 +156,8 @@ def sample_quality(sample_with, params, splits, key, cfg, default_sampler, nfe_o
     sample_with: `(params, key, num, method, steps) -> uint8 [num, H, W, C]`.
     default_sampler: `(method, steps)`.
     nfe_of: `(method, steps) -> network evaluations per sample`.
+    cache_dir: where the real-data Inception statistics are cached
+      (`sample_metrics.cache_dir(workdir)`); None computes them every call.
   """
   from gm_jax.evaluate import fid
 
@@ -179,10 +183,10 @@ def sample_quality(sample_with, params, splits, key, cfg, default_sampler, nfe_o
     sub_key = jax.random.fold_in(key, 0 if i == 0 else 1000 + i)
     samples = sample_with(params, sub_key, num, method, steps)
     if i == 0:
-      results.update(sample_metrics.sample_metrics(cfg, samples, splits))
+      results.update(sample_metrics.sample_metrics(cfg, samples, splits, cache_dir=cache_dir))
       by_fid[name] = results['fid']
     else:
-      by_fid[name] = sample_metrics.sample_metrics(cfg, samples, splits)['fid']
+      by_fid[name] = sample_metrics.sample_metrics(cfg, samples, splits, cache_dir=cache_dir)['fid']
   if by_fid:
     results['fid_by_sampler'] = by_fid
   results['nfe_by_sampler'] = by_nfe

@@ -13,7 +13,9 @@ self-contained and its result does not depend on another run's.
 The loss of a run depends on the step (the grid grows), so no validation selection: the
 last parameters are evaluated. Samples by multistep consistency sampling (Song et al.
 2023, Algorithm 1); eval.json has `fid_by_steps` for `fid_steps` (1, 2, 4 network
-evaluations) and `fid` / `fid_floor` / `class_coverage` at `sample_steps`.
+evaluations) and, at `sample_steps`, `gm_jax.evaluate.sample_metrics` (`fid`, KID,
+precision/recall; `config.fid_network` 'classifier' (`fid_floor`, `class_coverage`) or
+'inception', as every sampling family).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _fewstep
 from gm_jax.families import _unet_settings
 from gm_jax.models import consistency as cm
@@ -146,8 +149,9 @@ def make_family(config, info) -> Family:
   def sample(params, key, num):
     return sample_with(params, key, num, int(config.sample_steps))
 
-  def evaluate(params, splits, key, cfg):
-    return _fewstep.fid_by_steps(sample_with, params, splits, key, cfg)
+  def evaluate(params, splits, key, cfg, *, workdir=None):
+    cache_dir = sample_metrics.cache_dir(workdir)
+    return _fewstep.fid_by_steps(sample_with, params, splits, key, cfg, cache_dir=cache_dir)
 
   return Family(
     name=config.model,
@@ -158,4 +162,5 @@ def make_family(config, info) -> Family:
     validation_metric=None,
     loss_takes_step=True,
     resume_may_change=_fewstep.EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )

@@ -36,6 +36,7 @@ import numpy as np
 from gm_jax import losses
 from gm_jax import parallel
 from gm_jax import sampling
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _diffusion_eval
 from gm_jax.families import _sample_quality
 from gm_jax.families import _unet_settings
@@ -317,7 +318,7 @@ def make_family(config, info) -> Family:
 
   # -- evaluation ----------------------------------------------------------------------
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     like_key, sample_key = jax.random.split(key)
     mesh = parallel.eval_mesh(cfg.parallel)
     if is_vdm:
@@ -353,7 +354,16 @@ def make_family(config, info) -> Family:
       results['guidance_scale'] = guidance
     nfe_of = lambda method, steps: num_evaluations(config.model, method, steps)
     results.update(
-      sample_quality(sample_with, params, splits, sample_key, cfg, default_sampler, nfe_of)
+      sample_quality(
+        sample_with,
+        params,
+        splits,
+        sample_key,
+        cfg,
+        default_sampler,
+        nfe_of,
+        cache_dir=sample_metrics.cache_dir(workdir),
+      )
     )
     return results
 
@@ -366,4 +376,5 @@ def make_family(config, info) -> Family:
     pictures=pictures,
     validation_metric='bpd' if is_vdm else 'fm_loss_per_dim',
     resume_may_change=_EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )

@@ -27,6 +27,7 @@ import numpy as np
 
 from gm_jax import parallel
 from gm_jax import sampling
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _diffusion_eval
 from gm_jax.families import _sample_quality
 from gm_jax.families import _unet_settings
@@ -270,7 +271,7 @@ def make_family(config, info) -> Family:
       model, params, sigma_min=float(config.sigma_min), sigma_max=float(config.sigma_max)
     )
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     like_key, sample_key = jax.random.split(key)
     trace = 'exact' if num_dims <= int(cfg.exact_trace_max_dims) else 'hutchinson'
     results = _diffusion_eval.flow_likelihood(
@@ -296,7 +297,14 @@ def make_family(config, info) -> Family:
     nfe_of = lambda method, steps: sampling.nfe(method, steps)
     results.update(
       _sample_quality.sample_quality(
-        sample_with, params, splits, sample_key, cfg, default_sampler, nfe_of
+        sample_with,
+        params,
+        splits,
+        sample_key,
+        cfg,
+        default_sampler,
+        nfe_of,
+        cache_dir=sample_metrics.cache_dir(workdir),
       )
     )
     return results
@@ -310,4 +318,5 @@ def make_family(config, info) -> Family:
     pictures=pictures,
     validation_metric='edm_loss_per_dim',
     resume_may_change=_EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )
