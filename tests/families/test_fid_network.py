@@ -5,7 +5,7 @@ workdir reads the real statistics from `<workdir>/cache` instead of recomputing 
 
 Each family is built untrained from tiny settings on the digits, and evaluated on the first 4
 test images against 4 samples at one step count: the Inception runs on batches of one shape
-only. The FID is checked against NumPy statistics of the same images' features."""
+only. The FID's statistics are checked against NumPy's of the same images' features."""
 
 import dataclasses
 import os
@@ -56,13 +56,27 @@ def splits(data_dir):
 
 
 @pytest.fixture
-def fast_fid(monkeypatch):
-  """The symmetric-eigh FID of `gm_jax.evaluate.fid` in place of pytorch-fid's `sqrtm` of a
-  2048 x 2048 product (minutes here); the formula is checked in test_feature_metrics.py."""
+def fid_calls(monkeypatch):
+  """The Gaussian statistics `(mu_gen, sigma_gen, mu_real, sigma_real)` of each FID, recorded.
+
+  The FID is the symmetric-eigh one of `gm_jax.evaluate.fid` in place of pytorch-fid's `sqrtm`
+  of a 2048 x 2048 product (minutes here; the formula is checked in test_feature_metrics.py),
+  computed once per distinct input: its eigendecompositions are most of these tests' time,
+  and a second evaluation gives byte-equal statistics (asserted) or a new computation."""
   from gm_jax.evaluate import fid
 
-  monkeypatch.setattr(feature_metrics, 'frechet_distance', fid.frechet_distance)
-  return fid.frechet_distance
+  calls, memo = [], {}
+
+  def frechet_distance(mu1, sigma1, mu2, sigma2):
+    args = tuple(np.asarray(a, np.float64) for a in (mu1, sigma1, mu2, sigma2))
+    calls.append(args)
+    key = b''.join(a.tobytes() for a in args)
+    if key not in memo:
+      memo[key] = fid.frechet_distance(*args)
+    return memo[key]
+
+  monkeypatch.setattr(feature_metrics, 'frechet_distance', frechet_distance)
+  return calls
 
 
 def _with_inception(config, module, path, **settings):
@@ -131,7 +145,7 @@ def _vqvae_prior(splits, path, first_stage_dir):
 
 @pytest.mark.parametrize('model', ['consistency', 'reflow', 'vqvae_prior'])
 def test_inception_fid_and_the_cached_real_statistics(
-  model, splits, inception_weights, fast_fid, tmp_path, monkeypatch
+  model, splits, inception_weights, fid_calls, tmp_path, monkeypatch
 ):
   path, params = inception_weights
   if model == 'consistency':
@@ -170,24 +184,32 @@ def test_inception_fid_and_the_cached_real_statistics(
   assert {'kid_mean', 'kid_std', 'precision', 'recall', 'is_mean'} <= set(first)
   if model != 'vqvae_prior':
     assert first['fid_by_steps'] == {'1': first['fid']}
-  # the FID is the one of NumPy statistics of the same images' features
+  # the FID's statistics are NumPy's mean and covariance of the same images' features
   (samples,) = scored
   assert samples.shape == (NUM, 8, 8, 1) and samples.max() < 17
   real_uint8 = sample_metrics.to_uint8(splits.test['image'], 17)
-  gen = real_statistics(params, sample_metrics.to_uint8(samples, 17), keep=NUM)
-  real = real_statistics(params, real_uint8, keep=NUM)
-  want = fast_fid(
-    *feature_metrics.gaussian_stats(gen.features), *feature_metrics.gaussian_stats(real.features)
-  )
-  np.testing.assert_allclose(first['fid'], want, rtol=1e-6)
+  (stats,) = fid_calls
+  for images, (mu, sigma) in (
+    (sample_metrics.to_uint8(samples, 17), stats[:2]),
+    (real_uint8, stats[2:]),
+  ):
+    features = np.asarray(real_statistics(params, images, keep=NUM).features, np.float64)
+    np.testing.assert_allclose(mu, features.mean(0), rtol=1e-6, atol=1e-9)
+    cov = np.cov(features, rowvar=False)
+    np.testing.assert_allclose(sigma, cov, rtol=1e-6, atol=1e-9 * np.abs(cov).max())
+  assert np.isfinite(first['fid']) and first['fid'] > 0
   assert sum(np.array_equal(images, real_uint8) for images in featurised) == 1
 
   # a second evaluation in the same workdir reads the real statistics from its cache
   cached = os.listdir(os.path.join(workdir, 'cache', 'fid_stats'))
   assert len(cached) == 1 and cached[0].startswith('digits-test-'), cached
   featurised.clear()
+  fid_calls.clear()
   again = family.evaluate(weights, splits, key, config, workdir=workdir)
   assert len(featurised) == 1 and not np.array_equal(featurised[0], real_uint8)
+  (cached_stats,) = fid_calls  # the real mean and covariance read back exactly
+  for got, want in zip(cached_stats, stats):
+    np.testing.assert_array_equal(got, want)
   for name in ('fid', 'kid_mean', 'kid_std', 'precision', 'recall', 'is_mean', 'is_std'):
     assert again[name] == first[name], name
 
