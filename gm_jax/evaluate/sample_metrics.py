@@ -3,7 +3,7 @@
     num = sample_metrics.num_samples(config, splits)
     samples = ...                                  # [num, H, W, C] on [0, num_levels)
     results.update(sample_metrics.sample_metrics(config, samples, splits,
-                                                 cache_dir=os.path.join(workdir, 'cache'),
+                                                 cache_dir=sample_metrics.cache_dir(workdir),
                                                  mesh=parallel.eval_mesh(config.parallel)))
 
 `config.fid_network` picks the feature network:
@@ -35,6 +35,18 @@ from gm_jax.evaluate import fid
 from gm_jax.evaluate import inception
 
 FID_NETWORKS = ('classifier', 'inception')
+
+# The switch's settings: every sampling family has them in its `DEFAULTS` (`**DEFAULTS`).
+DEFAULTS = {
+  'fid_num_samples': 0,  # 0: as many as training images (the floor's sample size)
+  'fid_network': 'classifier',
+  'inception_weights': '',
+}
+DEFAULTS_DOC = {
+  'fid_num_samples': 'samples of the FID (0: as many as training images)',
+  'fid_network': "feature network of the FID: 'classifier' | 'inception'",
+  'inception_weights': "path of pytorch-fid's weights file (fid_network='inception')",
+}
 CLASSIFIER_RESIZE = 'none: the classifier reads the dataset resolution, levels to [-1, 1]'
 
 
@@ -63,6 +75,12 @@ def check_config(config) -> None:
       f'config.fid_num_samples must be >= 0 (0: as many as the train split); '
       f'got {config.fid_num_samples}'
     )
+
+
+def cache_dir(workdir: str | os.PathLike[str] | None) -> str | None:
+  """`<workdir>/cache`, where a run's real-data statistics are cached; None without a
+  workdir (an evaluation outside a run computes them every call)."""
+  return None if workdir is None else os.path.join(os.fspath(workdir), 'cache')
 
 
 def num_samples(config, splits) -> int:

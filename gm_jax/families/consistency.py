@@ -13,7 +13,9 @@ self-contained and its result does not depend on another run's.
 The loss of a run depends on the step (the grid grows), so no validation selection: the
 last parameters are evaluated. Samples by multistep consistency sampling (Song et al.
 2023, Algorithm 1); eval.json has `fid_by_steps` for `fid_steps` (1, 2, 4 network
-evaluations) and `fid` / `fid_floor` / `class_coverage` at `sample_steps`.
+evaluations) and, at `sample_steps`, `gm_jax.evaluate.sample_metrics` (`fid`, KID,
+precision/recall; `config.fid_network` 'classifier' (`fid_floor`, `class_coverage`) or
+'inception', as every sampling family).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _fewstep
+from gm_jax.families import _unet_settings
 from gm_jax.models import consistency as cm
 from gm_jax.models import diffusion as dm
 from gm_jax.train.family import Family
@@ -31,12 +35,9 @@ from gm_jax.train.family import Family
 MODELS = ('consistency',)
 
 DEFAULTS = {
-  # the U-Net (models.diffusion.UNet), unconditional
+  # the U-Net (models.diffusion.UNet) of the diffusion family, unconditional and narrower
+  **_unet_settings.DEFAULTS,
   'channels': 32,
-  'channel_mults': (1, 2),
-  'num_res_blocks': 1,
-  'attention': False,
-  'dropout_rate': 0.1,
   # the noise levels and the curriculum (iCT)
   'sigma_min': cm.SIGMA_MIN,
   'sigma_max': cm.SIGMA_MAX,
@@ -51,11 +52,7 @@ DEFAULTS = {
 }
 
 DEFAULTS_DOC = {
-  'channels': 'U-Net base width',
-  'channel_mults': 'U-Net width multiplier per resolution',
-  'num_res_blocks': 'residual blocks per U-Net resolution',
-  'attention': 'self-attention at the lowest resolution',
-  'dropout_rate': 'dropout in the residual blocks, in [0, 1)',
+  **_unet_settings.DEFAULTS_DOC,
   'sigma_min': 'smallest noise level, where f is the identity (> 0)',
   'sigma_max': 'largest noise level, where sampling starts',
   'sigma_data': "the data's standard deviation in the preconditioning",
@@ -75,18 +72,8 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.model must be one of {MODELS}; got {config.model!r}')
   if info.kind != 'image':
     raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; consistency needs images')
-  for name in ('channels', 'num_res_blocks', 'ct_initial_scales', 'ct_final_scales'):
-    value = config[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-      raise ValueError(f'config.{name} must be a positive integer; got {value!r}')
-  if not config.channel_mults or any(
-    not isinstance(m, int) or m <= 0 for m in config.channel_mults
-  ):
-    raise ValueError(
-      f'config.channel_mults must be positive integers; got {config.channel_mults!r}'
-    )
-  if not 0.0 <= config.dropout_rate < 1.0:
-    raise ValueError(f'config.dropout_rate must be in [0, 1); got {config.dropout_rate!r}')
+  _unet_settings.check_config(config)
+  _unet_settings.check_positive_ints(config, ('ct_initial_scales', 'ct_final_scales'))
   if not 0.0 < config.sigma_min < config.sigma_max:
     raise ValueError(
       f'config.sigma_min must be in (0, config.sigma_max={config.sigma_max}); '
@@ -108,16 +95,7 @@ def check_config(config, info) -> None:
 def build_model(config, info) -> cm.ConsistencyModel:
   """The `ConsistencyModel` of `config` for dataset `info` (checked)."""
   check_config(config, info)
-  net = dm.UNet(
-    channels=config.channels,
-    channel_mults=tuple(config.channel_mults),
-    num_res_blocks=config.num_res_blocks,
-    attention=bool(config.attention),
-    num_classes=0,
-    fourier_exponents=(),
-    dropout_rate=float(config.dropout_rate),
-  )
-  dm.check_image_shape(net, info.shape)
+  net = _unet_settings.build_unet(config, info)
   return cm.ConsistencyModel(
     net=net, sigma_min=float(config.sigma_min), sigma_data=float(config.sigma_data)
   )
@@ -171,8 +149,9 @@ def make_family(config, info) -> Family:
   def sample(params, key, num):
     return sample_with(params, key, num, int(config.sample_steps))
 
-  def evaluate(params, splits, key, cfg):
-    return _fewstep.fid_by_steps(sample_with, params, splits, key, cfg)
+  def evaluate(params, splits, key, cfg, *, workdir=None):
+    cache_dir = sample_metrics.cache_dir(workdir)
+    return _fewstep.fid_by_steps(sample_with, params, splits, key, cfg, cache_dir=cache_dir)
 
   return Family(
     name=config.model,
@@ -183,4 +162,5 @@ def make_family(config, info) -> Family:
     validation_metric=None,
     loss_takes_step=True,
     resume_may_change=_fewstep.EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )

@@ -8,8 +8,8 @@ with every sampler of `gm_jax.sampling.SAMPLERS` (`config.sampler`, default Heun
 paper's deterministic sampler) on `karras_sigmas(sample_steps, sigma_min, sigma_max, rho)`.
 
 Evaluation (`eval.json`): the dequantisation bound in bits/dim of the discrete data through
-the probability-flow ODE, exactly as flow matching reports it (the diffusion family's
-`_flow_likelihood`): the denoiser is written as the velocity of the rectified-flow path
+the probability-flow ODE, exactly as flow matching reports it (`families/_diffusion_eval.py`'s
+`flow_likelihood`): the denoiser is written as the velocity of the rectified-flow path
 `x_t = t x_data + (1 - t) n` (`sigma = (1 - t) / t`), whose prior at `t = 0` is N(0, I)
 exactly; `sample_metrics` of the default sampler (`fid`, floor, class coverage, KID,
 precision/recall; `config.fid_network`); `fid_by_sampler` / `nfe_by_sampler` of the default
@@ -27,25 +27,19 @@ import numpy as np
 
 from gm_jax import parallel
 from gm_jax import sampling
-from gm_jax.families import diffusion as diffusion_family
+from gm_jax.evaluate import sample_metrics
+from gm_jax.families import _diffusion_eval
+from gm_jax.families import _sample_quality
+from gm_jax.families import _unet_settings
 from gm_jax.models import diffusion as dm
 from gm_jax.models import edm as edm_lib
-from gm_jax.train import defaults
 from gm_jax.train.family import Family
 
 MODELS = ('edm',)
 
 DEFAULTS = {
-  # the U-Net (models.diffusion.UNet)
-  'channels': 64,
-  'channel_mults': (1, 2),
-  'num_res_blocks': 1,
-  'attention': False,
-  'dropout_rate': 0.1,
-  # class conditioning and classifier-free guidance
-  'conditional': False,
-  'cond_drop_rate': 0.1,
-  'guidance_scale': 1.0,
+  **_unet_settings.DEFAULTS,
+  **_unet_settings.CONDITIONING_DEFAULTS,
   # EDM (Karras et al. 2022, Table 1)
   'sigma_data': edm_lib.SIGMA_DATA,
   'p_mean': edm_lib.P_MEAN,
@@ -56,48 +50,21 @@ DEFAULTS = {
   's_churn': 0.0,
   # validation: draws of the loss per image
   'val_samples': 4,
-  # sampling: Heun with 18 steps = 35 network evaluations (the paper's CIFAR-10 setting)
+  # sampling as the diffusion family's (families/_sample_quality.py), but Heun with 18
+  # steps = 35 network evaluations (the paper's CIFAR-10 setting)
+  **_sample_quality.DEFAULTS,
   'sampler': 'heun',
   'sample_steps': 18,
   'fid_samplers': ('dpmpp_2m:10',),
   'timing_samplers': (),
-  'timing_fid_samples': 0,
-  'fid_num_samples': 0,
-  'fid_network': 'classifier',
-  'inception_weights': '',
-  'sample_batch_size': 512,
-  'trajectory_samples': 8,
   # likelihood through the probability-flow ODE
-  'likelihood_solver': 'rk4',
-  'likelihood_steps': 32,
-  'exact_trace_max_dims': 256,
-  'eval_dequant_samples': 1,
-  'likelihood_batch_size': 40,
+  **_diffusion_eval.LIKELIHOOD_DEFAULTS,
 }
-
-_SHARED_SETTINGS = (
-  'channels',
-  'channel_mults',
-  'num_res_blocks',
-  'attention',
-  'dropout_rate',
-  'conditional',
-  'cond_drop_rate',
-  'guidance_scale',
-  'sample_steps',
-  'fid_samplers',
-  'timing_samplers',
-  'timing_fid_samples',
-  'fid_num_samples',
-  'fid_network',
-  'inception_weights',
-  'sample_batch_size',
-  'trajectory_samples',
-)
 
 DEFAULTS_DOC = {
   # the settings EDM shares with the diffusion family mean the same there
-  **{k: diffusion_family.DEFAULTS_DOC[k] for k in _SHARED_SETTINGS},
+  **_unet_settings.DEFAULTS_DOC,
+  **_unet_settings.CONDITIONING_DOC,
   'sigma_data': 'standard deviation of the data in [-1, 1] (preconditioning, loss weight)',
   'p_mean': 'mean of ln(sigma) in training (log-normal noise levels)',
   'p_std': 'standard deviation of ln(sigma) in training',
@@ -106,45 +73,16 @@ DEFAULTS_DOC = {
   'rho': 'exponent of the Karras schedule',
   's_churn': "Heun's stochastic churn (0: deterministic, Algorithm 1)",
   'val_samples': 'draws of the loss per validation image',
+  **_sample_quality.DEFAULTS_DOC,
   'sampler': 'default sampler of samples.png and the FID, one of sampling.SAMPLERS',
-  'likelihood_solver': 'ODE solver of the likelihood',
-  'likelihood_steps': 'solver steps of the likelihood',
-  'exact_trace_max_dims': 'exact divergence up to this many dims (Hutchinson above)',
-  'eval_dequant_samples': 'dequantisation draws per test image',
-  'likelihood_batch_size': 'test images per likelihood batch',
+  **_diffusion_eval.LIKELIHOOD_DOC,
 }
 
 _EVAL_FIELDS = frozenset(
-  {
-    'val_samples',
-    'guidance_scale',
-    'sigma_min',
-    'sigma_max',
-    'rho',
-    's_churn',
-    'sampler',
-    'sample_steps',
-    'fid_samplers',
-    'timing_samplers',
-    'timing_fid_samples',
-    'fid_num_samples',
-    'fid_network',
-    'inception_weights',
-    'sample_batch_size',
-    'trajectory_samples',
-    'likelihood_solver',
-    'likelihood_steps',
-    'exact_trace_max_dims',
-    'eval_dequant_samples',
-    'likelihood_batch_size',
-  }
+  {'val_samples', 'guidance_scale', 'sigma_min', 'sigma_max', 'rho', 's_churn'}
+  | _sample_quality.EVAL_FIELDS
+  | set(_diffusion_eval.LIKELIHOOD_DEFAULTS)
 )
-
-
-def _positive_int(config, name: str) -> None:
-  value = config[name]
-  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-    raise ValueError(f'config.{name} must be a positive integer; got {value!r}')
 
 
 def check_config(config, info) -> None:
@@ -153,33 +91,11 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.model must be one of {MODELS}; got {config.model!r}')
   if info.kind != 'image':
     raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; edm needs images')
-  diffusion_family.check_sampler_fields(config)
-  for name in (
-    'channels',
-    'num_res_blocks',
-    'val_samples',
-    'likelihood_steps',
-    'eval_dequant_samples',
-    'likelihood_batch_size',
-    'sample_batch_size',
-  ):
-    _positive_int(config, name)
-  if not isinstance(config.timing_fid_samples, int) or config.timing_fid_samples < 0:
-    raise ValueError(
-      f'config.timing_fid_samples must be a non-negative integer; got {config.timing_fid_samples!r}'
-    )
-  if not config.channel_mults or any(
-    not isinstance(m, int) or m <= 0 for m in config.channel_mults
-  ):
-    raise ValueError(
-      f'config.channel_mults must be positive integers; got {config.channel_mults!r}'
-    )
-  if not 0.0 <= config.dropout_rate < 1.0:
-    raise ValueError(f'config.dropout_rate must be in [0, 1); got {config.dropout_rate!r}')
-  if config.conditional and not info.num_classes:
-    raise ValueError(f'config.conditional=True needs labels; {info.name!r} has none')
-  if not 0.0 <= config.cond_drop_rate < 1.0:
-    raise ValueError(f'config.cond_drop_rate must be in [0, 1); got {config.cond_drop_rate!r}')
+  _sample_quality.check_sampler_fields(config)
+  _unet_settings.check_config(config)
+  _unet_settings.check_positive_ints(config, ('val_samples',))
+  _diffusion_eval.check_likelihood(config)
+  _unet_settings.check_conditioning(config, info)
   for name in ('sigma_data', 'rho'):
     if not config[name] > 0:
       raise ValueError(f'config.{name} must be > 0; got {config[name]!r}')
@@ -192,21 +108,14 @@ def check_config(config, info) -> None:
     )
   if not config.s_churn >= 0:
     raise ValueError(f'config.s_churn must be >= 0; got {config.s_churn!r}')
-  defaults.check_one_of(config, 'likelihood_solver', sampling.ODE_METHODS)
 
 
 def build_model(config, info) -> edm_lib.EDM:
   """The `EDM` of `config` for dataset `info` (checked)."""
   check_config(config, info)
-  net = dm.UNet(
-    channels=config.channels,
-    channel_mults=tuple(config.channel_mults),
-    num_res_blocks=config.num_res_blocks,
-    attention=bool(config.attention),
-    num_classes=info.num_classes if config.conditional else 0,
-    dropout_rate=float(config.dropout_rate),
+  net = _unet_settings.build_unet(
+    config, info, num_classes=info.num_classes if config.conditional else 0
   )
-  dm.check_image_shape(net, info.shape)
   return edm_lib.EDM(net=net, sigma_data=float(config.sigma_data))
 
 
@@ -262,7 +171,7 @@ def make_family(config, info) -> Family:
     images = jnp.asarray(batch['image'])
     labels = dm.labels_or_none(batch, conditional)
     if not train and val_samples > 1:  # several draws per image: a steadier selection
-      images, labels = diffusion_family._repeat((images, labels), val_samples)
+      images, labels = _diffusion_eval.repeat((images, labels), val_samples)
     out = edm_lib.edm_terms(
       model,
       params,
@@ -354,7 +263,7 @@ def make_family(config, info) -> Family:
       return {}
     method, steps = default_sampler
     states = draw(params, key, num, method, steps, True, labels_for(num), guidance)
-    return diffusion_family.save_trajectory_picture(states, workdir, levels, method, steps)
+    return _sample_quality.save_trajectory_picture(states, workdir, levels, method, steps)
 
   # -- evaluation ----------------------------------------------------------------------
   def velocity_of(params):
@@ -362,10 +271,10 @@ def make_family(config, info) -> Family:
       model, params, sigma_min=float(config.sigma_min), sigma_max=float(config.sigma_max)
     )
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     like_key, sample_key = jax.random.split(key)
     trace = 'exact' if num_dims <= int(cfg.exact_trace_max_dims) else 'hutchinson'
-    results = diffusion_family._flow_likelihood(
+    results = _diffusion_eval.flow_likelihood(
       velocity_of,
       params,
       splits.test,
@@ -387,8 +296,15 @@ def make_family(config, info) -> Family:
     )
     nfe_of = lambda method, steps: sampling.nfe(method, steps)
     results.update(
-      diffusion_family.sample_quality(
-        sample_with, params, splits, sample_key, cfg, default_sampler, nfe_of
+      _sample_quality.sample_quality(
+        sample_with,
+        params,
+        splits,
+        sample_key,
+        cfg,
+        default_sampler,
+        nfe_of,
+        cache_dir=sample_metrics.cache_dir(workdir),
       )
     )
     return results
@@ -402,4 +318,5 @@ def make_family(config, info) -> Family:
     pictures=pictures,
     validation_metric='edm_loss_per_dim',
     resume_may_change=_EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )

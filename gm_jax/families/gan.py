@@ -244,7 +244,7 @@ def make_family(config, info) -> Family:
     labels = jnp.arange(num) % info.num_classes if conditional else None
     return np.asarray(sample_fn(params, key, labels, num))
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     from gm_jax.evaluate import sample_metrics
 
     num = sample_metrics.num_samples(cfg, splits)
@@ -256,7 +256,8 @@ def make_family(config, info) -> Family:
     )
     results = {'bound': 'none', 'gan_loss': cfg.gan_loss}
     if info.num_classes or cfg.fid_network == 'inception':
-      results.update(sample_metrics.sample_metrics(cfg, samples, splits))
+      cache_dir = sample_metrics.cache_dir(workdir)
+      results.update(sample_metrics.sample_metrics(cfg, samples, splits, cache_dir=cache_dir))
     return results
 
   def pictures(params, splits, key, workdir):
@@ -287,4 +288,5 @@ def make_family(config, info) -> Family:
     train_update=TrainUpdate(init=init_opt_state, update=update),
     ema_keys=('generator',),  # with config.ema_decay: the generator's average samples
     resume_may_change=frozenset({'fid_num_samples', 'fid_network', 'inception_weights'}),
+    evaluate_takes_workdir=True,
   )

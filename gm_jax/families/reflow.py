@@ -13,8 +13,10 @@ coupling `(x0, x1)` of the teacher's flow), whose ODE paths are nearly straight,
 Euler steps suffice. Validation: the same loss on the `val_pairs` held-out pairs.
 
 Samples by Euler steps; eval.json has `fid_by_steps` for `fid_steps` (1, 2, 4 network
-evaluations) and `fid` / `fid_floor` / `class_coverage` at `sample_steps`, in the digits
-classifier's features against the real data (the dataset's splits, not the pairs).
+evaluations) and, at `sample_steps`, `gm_jax.evaluate.sample_metrics` (`fid`, KID,
+precision/recall; `config.fid_network` 'classifier' (`fid_floor`, `class_coverage`) or
+'inception', as every sampling family) against the real data (the dataset's splits, not
+the pairs).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 from gm_jax import losses
 from gm_jax import sampling
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _fewstep
 from gm_jax.families import diffusion as diffusion_family
 from gm_jax.models import diffusion as dm
@@ -221,9 +224,10 @@ def make_family(config, info, *, teacher_config, teacher_params, real_splits) ->
   def sample(params, key, num):
     return sample_with(params, key, num, int(config.sample_steps))
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     del splits  # the pairs; FID compares with the real data
-    return _fewstep.fid_by_steps(sample_with, params, real_splits, key, cfg)
+    cache_dir = sample_metrics.cache_dir(workdir)
+    return _fewstep.fid_by_steps(sample_with, params, real_splits, key, cfg, cache_dir=cache_dir)
 
   return Family(
     name=config.model,
@@ -233,4 +237,5 @@ def make_family(config, info, *, teacher_config, teacher_params, real_splits) ->
     sample=sample,
     validation_metric='reflow_loss_per_dim',
     resume_may_change=_EVAL_FIELDS,
+    evaluate_takes_workdir=True,
   )

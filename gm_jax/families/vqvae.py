@@ -15,9 +15,10 @@ Evaluation reports the true bound (deterministic one-hot posterior):
 
     -log p(x) <= -log p(x | z_q) - log p_prior(z_q)
 
-as `test_bpd` (bits/dim of the discrete data), FID of samples decoded from the prior
-in the digits classifier's features (`evaluate.fid`, as `families/gan.py`), and its
-real-data floor.
+as `test_bpd` (bits/dim of the discrete data), and `gm_jax.evaluate.sample_metrics` of
+samples decoded from the prior (`fid`, KID, precision/recall; `config.fid_network`
+'classifier' (the digits classifier's features, with the real-data floor) or 'inception',
+as every sampling family).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import optax
 from gm_jax import losses
 from gm_jax import parallel
 from gm_jax import sampling
+from gm_jax.evaluate import sample_metrics
 from gm_jax.models import autoregressive as ar_lib
 from gm_jax.models import vqvae as vq_lib
 from gm_jax.nn import vq
@@ -58,7 +60,7 @@ DEFAULTS = {
   'num_layers': 6,
   'kernel_size': 3,
   'dropout_rate': 0.0,
-  'fid_num_samples': 0,
+  **sample_metrics.DEFAULTS,
 }
 DEFAULTS_DOC = {
   'num_codes': 'vqvae: codebook size K (>= 2)',
@@ -74,7 +76,7 @@ DEFAULTS_DOC = {
   'num_layers': 'vqvae_prior: gated PixelCNN layers',
   'kernel_size': 'vqvae_prior: PixelCNN kernel size (odd, >= 3)',
   'dropout_rate': 'vqvae_prior: dropout in the PixelCNN',
-  'fid_num_samples': 'vqvae_prior: samples of the FID evaluation (0: as many as training images)',
+  **{k: f'vqvae_prior: {v}' for k, v in sample_metrics.DEFAULTS_DOC.items()},
 }
 
 
@@ -119,6 +121,7 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.kernel_size must be odd and >= 3; got {config.kernel_size!r}')
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ValueError(f'config.dropout_rate must be in [0, 1); got {config.dropout_rate!r}')
+  sample_metrics.check_config(config)
 
 
 def first_stage_config(config) -> dict:
@@ -374,9 +377,18 @@ def _prior_family(config, info, fs_model, fs_params) -> Family:
     codes = sampling.sample(prior, params, code_key, (num,) + grid + (1,))
     return np.asarray(decode_jit(codes, pixel_key)).astype(np.uint8)
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     return _prior_eval(
-      fs_model, fs_params, codes_of, prior, params, splits, key, cfg, sample=sample
+      fs_model,
+      fs_params,
+      codes_of,
+      prior,
+      params,
+      splits,
+      key,
+      cfg,
+      sample=sample,
+      cache_dir=sample_metrics.cache_dir(workdir),
     )
 
   def pictures(params, splits, key, workdir):
@@ -403,12 +415,16 @@ def _prior_family(config, info, fs_model, fs_params) -> Family:
     sample=sample,
     pictures=pictures,
     validation_metric='bound_bpd',
-    resume_may_change=frozenset({'fid_num_samples'}),
+    resume_may_change=frozenset(sample_metrics.DEFAULTS),
+    evaluate_takes_workdir=True,
   )
 
 
-def _prior_eval(fs_model, fs_params, codes_of, prior, params, splits, key, cfg, *, sample):
-  """The VQ bound on the test split (`vq_lib.vq_bound`) and FID of decoded prior samples."""
+def _prior_eval(
+  fs_model, fs_params, codes_of, prior, params, splits, key, cfg, *, sample, cache_dir=None
+):
+  """The VQ bound on the test split (`vq_lib.vq_bound`) and `sample_metrics` of decoded
+  prior samples (real Inception statistics cached in `cache_dir`, None: not cached)."""
   info = splits.info
 
   def per_example(p, batch, key):
@@ -443,10 +459,8 @@ def _prior_eval(fs_model, fs_params, codes_of, prior, params, splits, key, cfg, 
     'test_codes_used': int(used),
     'num_codes': fs_model.num_codes,
   }
-  if info.num_classes:
-    from gm_jax.evaluate import fid
-
-    num = int(cfg.fid_num_samples) or len(splits.train['image'])
+  if info.num_classes or cfg.fid_network == 'inception':
+    num = sample_metrics.num_samples(cfg, splits)
     draw_key = jax.random.fold_in(key, 1)
     samples = np.concatenate(
       [
@@ -454,7 +468,5 @@ def _prior_eval(fs_model, fs_params, codes_of, prior, params, splits, key, cfg, 
         for i, s in enumerate(range(0, num, 500))
       ]
     )
-    results.update(
-      fid.sample_quality(fid.classifier_for(splits), samples, splits, num_classes=info.num_classes)
-    )
+    results.update(sample_metrics.sample_metrics(cfg, samples, splits, cache_dir=cache_dir))
   return results

@@ -54,6 +54,9 @@ class Family:
     loss_takes_step: whether `loss` takes a keyword `step` (the step being taken, an
       int32 scalar; e.g. a KL warm-up). The trainer passes it when training and
       never inspects the signature.
+    evaluate_takes_workdir: whether `evaluate` takes a keyword `workdir` (the run's
+      folder, e.g. for the real-data FID statistics cached under `<workdir>/cache`).
+      The trainer passes it to the final evaluation; other callers may leave it out.
     optimizer: the `optax.GradientTransformation` that minimises `loss` (families
       without a `train_update`); `None`: `optim.make_optimizer(config)`.
     schedule: `(config) -> optax.Schedule`, the learning rate of each step as this
@@ -83,6 +86,7 @@ class Family:
   validation_metric: str | None = 'loss'
   train_update: TrainUpdate | None = None
   loss_takes_step: bool = False
+  evaluate_takes_workdir: bool = False
   optimizer: optax.GradientTransformation | None = None
   schedule: Callable[[Any], optax.Schedule] | None = None
   messages: Mapping[str, str] = dataclasses.field(default_factory=dict)

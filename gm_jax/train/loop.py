@@ -326,7 +326,8 @@ def _finish(s: _Setup, state: dict, step: int, steps_per_s: float | None) -> dic
   if s.has_validation:
     results[f'best_val_{family.validation_metric}'] = float(state['best_metric'])
   with jax.default_matmul_precision('highest'):
-    results.update(family.evaluate(best_params, s.splits, s.eval_key, config))
+    where = {'workdir': workdir} if family.evaluate_takes_workdir else {}
+    results.update(family.evaluate(best_params, s.splits, s.eval_key, config, **where))
     if family.sample is not None:
       results.update(
         workdir_lib.save_samples(family, best_params, s.sample_key, workdir, s.splits.info, config)
