@@ -10,7 +10,6 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-import scipy.linalg
 
 from gm_jax.evaluate import feature_metrics
 from gm_jax.evaluate import feature_stats
@@ -18,42 +17,10 @@ from gm_jax.evaluate import fid_stats
 from gm_jax.evaluate import inception
 from gm_jax.evaluate import sample_metrics
 from tests.data import tfds_mock
+from tests.evaluate import low_rank_fid
 from tests.evaluate import torch_file
 
 pytest.importorskip('tensorflow_datasets')
-
-
-def _psd_factor(sigma) -> np.ndarray:
-  """`F [D, r]` with `F F^T = sigma` for a PSD `sigma [D, D]` of rank `r`: LAPACK's pivoted
-  Cholesky (`dpstrf`), which stops at the numerical rank."""
-  c, piv, rank, info = scipy.linalg.lapack.dpstrf(np.asarray(sigma, np.float64), lower=1)
-  assert info >= 0, info
-  f = np.zeros((len(c), rank))
-  f[piv - 1] = np.tril(c)[:, :rank]
-  return f
-
-
-def _low_rank_frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-  """The exact FID for PSD covariances of low rank: with `S_i = F_i F_i^T`, the eigenvalues
-  of `S_1 S_2` are those of `(F_1^T F_2)(F_1^T F_2)^T`, so `tr (S_1 S_2)^{1/2}` is the sum of
-  the singular values of `F_1^T F_2 [r_1, r_2]`."""
-  f1, f2 = _psd_factor(sigma1), _psd_factor(sigma2)
-  diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
-  tr_sqrt = np.linalg.svd(f1.T @ f2, compute_uv=False).sum()
-  value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_sqrt
-  return float(max(value, 0.0))
-
-
-def _fid_of_features(features_1, features_2) -> float:
-  """FID of the Gaussian fits of `[N_1, D]` and `[N_2, D]` features straight from the
-  centred features `A`, `B`: `tr S = |A|^2 / (N - 1)` and `tr (S_1 S_2)^{1/2} =
-  |A B^T|_* / sqrt((N_1 - 1)(N_2 - 1))` (nuclear norm of an `[N_1, N_2]` matrix)."""
-  a, b = (np.asarray(f, np.float64) for f in (features_1, features_2))
-  n1, n2 = len(a), len(b)
-  diff = a.mean(0) - b.mean(0)
-  a, b = a - a.mean(0), b - b.mean(0)
-  tr_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
-  return float(diff @ diff + (a * a).sum() / (n1 - 1) + (b * b).sum() / (n2 - 1) - 2.0 * tr_sqrt)
 
 
 @pytest.fixture
@@ -63,9 +30,10 @@ def fast_fid(monkeypatch):
   2048 x 2048 `eigh` of `gm_jax.evaluate.fid`'s FID ~20 CPU-s; the covariances of 4 or 12
   images have rank <= 11, which a pivoted Cholesky finds in 0.3 s. The formula itself is
   checked against pytorch-fid in test_feature_metrics.py; here only the plumbing around it
-  is, against `_fid_of_features` (the same number by another route, from the features)."""
-  monkeypatch.setattr(feature_metrics, 'frechet_distance', _low_rank_frechet_distance)
-  return _low_rank_frechet_distance
+  is, against `low_rank_fid.fid_of_features` (the same number by another route, from the
+  features)."""
+  monkeypatch.setattr(feature_metrics, 'frechet_distance', low_rank_fid.frechet_distance)
+  return low_rank_fid.frechet_distance
 
 
 def test_low_rank_fid_equals_the_eigh_fid_of_gm_jax_evaluate_fid():
@@ -77,11 +45,11 @@ def test_low_rank_fid_equals_the_eigh_fid_of_gm_jax_evaluate_fid():
   a, b = rng.normal(size=(4, 64)), 0.5 + 2.0 * rng.normal(size=(12, 64))
   want = fid.fid_from_features(a, b)
   assert want > 1.0
-  got = _low_rank_frechet_distance(
+  got = low_rank_fid.frechet_distance(
     *feature_metrics.gaussian_stats(a), *feature_metrics.gaussian_stats(b)
   )
   np.testing.assert_allclose(got, want, rtol=1e-7)  # eigh: sqrt of clipped rounding noise
-  np.testing.assert_allclose(_fid_of_features(a, b), got, rtol=1e-9)
+  np.testing.assert_allclose(low_rank_fid.fid_of_features(a, b), got, rtol=1e-9)
 
 
 @pytest.fixture(scope='module')
@@ -146,7 +114,7 @@ def test_cli_dataset_stats_and_fid_between_files(setup, tmp_path, fast_fid):
   sample_file = str(tmp_path / 'samples.npz')
   np.savez(sample_file, samples=samples)
   res = fid_stats.main(['--weights', path, sample_file, out, '--parallel', 'none'])
-  want = _fid_of_features(gen.features, real.features)
+  want = low_rank_fid.fid_of_features(gen.features, real.features)
   assert res['counts'] == [4, 4]
   np.testing.assert_allclose(res['fid'], want, rtol=1e-6)  # one-pass vs np.cov sums
   assert res['fid'] > 1e-3
@@ -161,7 +129,7 @@ def test_sample_metrics_inception(setup, tmp_path, fast_fid):
   )
   assert sample_metrics.num_samples(config, splits) == 4
   got = sample_metrics.sample_metrics(config, samples, splits, cache_dir=str(tmp_path))
-  want_fid = _fid_of_features(gen.features, real.features)
+  want_fid = low_rank_fid.fid_of_features(gen.features, real.features)
   np.testing.assert_allclose(got['fid'], want_fid, rtol=1e-6)  # one-pass vs np.cov sums
   assert got['fid'] > 1e-3
   kid = feature_metrics.kernel_inception_distance(gen.features, real.features, subset_size=4)
@@ -251,7 +219,7 @@ def test_dcgan_on_mocked_cifar10_reports_the_inception_fid(setup, tmp_path, fast
   assert seen['samples'].shape == (4, 32, 32, 3) and seen['real'].shape == (12, 32, 32, 3)
   gen = feature_stats.statistics(params, seen['samples'], keep=4)
   real = feature_stats.statistics(params, seen['real'], keep=12)
-  want = _fid_of_features(gen.features, real.features)
+  want = low_rank_fid.fid_of_features(gen.features, real.features)
   np.testing.assert_allclose(ev['fid'], want, rtol=1e-6)
   assert (ev['fid_network'], ev['fid_split'], ev['fid_resize']) == (
     'inception',

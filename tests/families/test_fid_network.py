@@ -31,6 +31,7 @@ from gm_jax.families import vqvae as vqvae_family
 from gm_jax.train import defaults
 from gm_jax.train import loop
 from gm_jax.train import run_config
+from tests.evaluate import low_rank_fid
 from tests.evaluate import torch_file
 from tests.train.test_loop import _config as _toy_config
 from tests.train.test_loop import _toy_family
@@ -59,21 +60,17 @@ def splits(data_dir):
 def fid_calls(monkeypatch):
   """The Gaussian statistics `(mu_gen, sigma_gen, mu_real, sigma_real)` of each FID, recorded.
 
-  The FID is the symmetric-eigh one of `gm_jax.evaluate.fid` in place of pytorch-fid's `sqrtm`
-  of a 2048 x 2048 product (minutes here; the formula is checked in test_feature_metrics.py),
-  computed once per distinct input: its eigendecompositions are most of these tests' time,
-  and a second evaluation gives byte-equal statistics (asserted) or a new computation."""
-  from gm_jax.evaluate import fid
-
-  calls, memo = [], {}
+  The FID is the exact low-rank one of tests/evaluate/low_rank_fid.py (checked against
+  `gm_jax.evaluate.fid` in tests/evaluate/test_fid_stats.py) in place of pytorch-fid's
+  `sqrtm` of a 2048 x 2048 product (minutes here; the formula is checked in
+  test_feature_metrics.py): the covariances of 4 images have rank 3. A second evaluation
+  gives byte-equal statistics (asserted) or a new computation."""
+  calls = []
 
   def frechet_distance(mu1, sigma1, mu2, sigma2):
     args = tuple(np.asarray(a, np.float64) for a in (mu1, sigma1, mu2, sigma2))
     calls.append(args)
-    key = b''.join(a.tobytes() for a in args)
-    if key not in memo:
-      memo[key] = fid.frechet_distance(*args)
-    return memo[key]
+    return low_rank_fid.frechet_distance(*args)
 
   monkeypatch.setattr(feature_metrics, 'frechet_distance', frechet_distance)
   return calls
