@@ -32,47 +32,47 @@ from gm_jax import _config_path
 # one core), compilation and evaluation included: its CPU seconds. A row over its budget
 # is reported in the summary, not failed. The budgets were measured as the row's CPU
 # seconds in a demo worker (summary.json `cpu_seconds`: all threads of the row, cold XLA
-# cache, first rows of a worker including the data preparation) on 2026-12-06 on the
-# 2-core machine at load 15-30 (CPU seconds there run a little high), rounded up; rows
-# marked "est." were cut after their measurement and are estimated from it.
+# cache, first rows of a worker including the data preparation) in one `--jobs 2` run of
+# the demo on 2026-12-06 on the 2-core machine at load 3-6, plus 5%, rounded up (numbers
+# beside the rows); "est.": changed after that run, estimated.
 DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
-  'vae': ('vae.py', {'budget_s': 21, 'num_train_steps': 400, 'iwae_samples': 50}),  # 20.3
-  'cvae': ('cvae.py', {'budget_s': 22, 'num_train_steps': 400, 'iwae_samples': 50}),  # 21.5
-  'hvae': ('hvae.py', {'budget_s': 72, 'num_train_steps': 250, 'iwae_samples': 25}),  # 71.3
-  'nice': ('nice.py', {'budget_s': 18, 'num_train_steps': 400}),  # 17.2
-  'realnvp': ('realnvp.py', {'budget_s': 38, 'num_train_steps': 150}),  # 37.1
-  'glow': ('glow.py', {'budget_s': 36, 'num_train_steps': 150}),  # 35.6
-  'maf': ('maf.py', {'budget_s': 33, 'num_train_steps': 300, 'eval_dequant_samples': 2}),  # 32.7
-  # est.: 80.9 s at 300 steps and two dequantisation draws (training ~2/5 of it).
-  'nsf': ('nsf.py', {'budget_s': 62, 'num_train_steps': 150, 'eval_dequant_samples': 1}),
-  'vqvae': ('vqvae.py', {'budget_s': 35, 'num_train_steps': 300}),  # 34.2
-  # The second stage reads the first's workdir: '{out}' is the demo's --out. est.: 58.4 s
-  # with the FID of 500 autoregressive samples (64: those of samples.png).
+  'vae': ('vae.py', {'budget_s': 20, 'num_train_steps': 400, 'iwae_samples': 50}),  # 18.5
+  'cvae': ('cvae.py', {'budget_s': 20, 'num_train_steps': 400, 'iwae_samples': 50}),  # 18.8
+  'hvae': ('hvae.py', {'budget_s': 70, 'num_train_steps': 250, 'iwae_samples': 25}),  # 66.0
+  'nice': ('nice.py', {'budget_s': 16, 'num_train_steps': 400}),  # 14.4
+  'realnvp': ('realnvp.py', {'budget_s': 32, 'num_train_steps': 150}),  # 30.4
+  'glow': ('glow.py', {'budget_s': 33, 'num_train_steps': 150}),  # 30.8
+  'maf': ('maf.py', {'budget_s': 28, 'num_train_steps': 300, 'eval_dequant_samples': 2}),  # 26.1
+  # 62.3 (80.9 at load ~20 with 300 steps and two dequantisation draws).
+  'nsf': ('nsf.py', {'budget_s': 66, 'num_train_steps': 150, 'eval_dequant_samples': 1}),
+  'vqvae': ('vqvae.py', {'budget_s': 42, 'num_train_steps': 300}),  # 40.0
+  # The second stage reads the first's workdir: '{out}' is the demo's --out. 45.4 (58.4
+  # at load ~20 with the FID of 500 autoregressive samples; 64: as many as samples.png).
   'vqvae_prior': (
     'vqvae_prior.py',
     {
-      'budget_s': 50,
+      'budget_s': 48,
       'num_train_steps': 300,
       'first_stage_workdir': '{out}/vqvae',
       'fid_num_samples': 64,
     },
   ),
-  'dcgan': ('dcgan.py', {'budget_s': 24, 'num_train_steps': 300}),  # 23.6
+  'dcgan': ('dcgan.py', {'budget_s': 15, 'num_train_steps': 300}),  # 14.0
   # Mostly compilation (four networks), the photos' preparation and the translation check;
   # fewer steps would not help.
-  'cyclegan': ('cyclegan_photos.py', {'budget_s': 41, 'num_train_steps': 40}),  # 40.2
-  'pixelcnn': ('pixelcnn.py', {'budget_s': 28, 'num_train_steps': 60}),  # 27.9
+  'cyclegan': ('cyclegan_photos.py', {'budget_s': 35, 'num_train_steps': 40}),  # 33.1
+  'pixelcnn': ('pixelcnn.py', {'budget_s': 26, 'num_train_steps': 60}),  # 24.7
   'char_lm': ('char_lm.py', {'budget_s': 20, 'num_train_steps': 60, 'sample_length': 200}),
   # The U-Net rows are compilation (train step, validation, likelihood or bound, sampler,
   # FID features) more than training (~1/7 of the row). 100 steps, one validation, 10-20
   # sampler steps, the FID of 64 samples (as many as samples.png: one sampler program), no
   # timed samplers and no trajectory.png (one sampler program fewer). Measured: diffusion
-  # 70.5 s, flow matching 71.5 s (91.5 s with RK4-8 likelihood and trajectory.png), EDM
-  # 71.4 s (92.8 s with RK4-4 likelihood, trajectory.png and the FID of 128 samples).
+  # 60.4 s, flow matching 72.8 s, EDM 54.9 s; at load ~20 flow matching took 91.5 s with
+  # RK4-8 and trajectory.png, EDM 92.8 s with RK4-4, trajectory.png and the FID of 128.
   'diffusion': (
     'diffusion.py',
     {
-      'budget_s': 71,
+      'budget_s': 64,
       'num_train_steps': 100,
       'eval_every': 100,
       'eval_bound_samples': 1,
@@ -85,7 +85,7 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
   'flow_matching': (
     'flow_matching.py',
     {
-      'budget_s': 72,
+      'budget_s': 77,
       'num_train_steps': 100,
       'eval_every': 100,
       'likelihood_solver': 'euler',
@@ -99,7 +99,7 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
   'edm': (
     'edm.py',
     {
-      'budget_s': 72,
+      'budget_s': 58,
       'num_train_steps': 100,
       'val_samples': 1,
       'fid_num_samples': 64,
@@ -110,17 +110,18 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
       'trajectory_samples': 0,
     },
   ),
-  # est.: 80.1 s at 200 steps with the FIDs of 256 samples (training ~2/5 of it).
+  # est.: 52.5 s at 100 steps (FID 389: too few steps to mean anything), 80.1 s at 200
+  # steps with the FIDs of 256 samples at load ~20.
   'consistency': (
     'consistency.py',
-    {'budget_s': 62, 'num_train_steps': 100, 'fid_num_samples': 64, 'fid_steps': (1, 2)},
+    {'budget_s': 70, 'num_train_steps': 200, 'fid_num_samples': 64, 'fid_steps': (1, 2)},
   ),
   # reflow's teacher is the flow_matching row (run first: '{out}' is the demo's --out
-  # folder): 512 pairs from its Heun-8 ODE. est.: 78.7 s with the FIDs of 256 samples.
+  # folder): 512 pairs from its Heun-8 ODE. 70.0 (78.7 at load ~20, FIDs of 256 samples).
   'reflow': (
     'reflow.py',
     {
-      'budget_s': 68,
+      'budget_s': 74,
       'teacher_workdir': '{out}/flow_matching',
       'num_train_steps': 150,
       'num_pairs': 512,
@@ -130,18 +131,18 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
       'fid_steps': (1, 2),
     },
   ),
-  'naive_bayes': ('naive_bayes.py', {'budget_s': 5}),  # 4.1
-  'logreg': ('logreg.py', {'budget_s': 4}),  # 3.4
+  'naive_bayes': ('naive_bayes.py', {'budget_s': 4}),  # 3.7
+  'logreg': ('logreg.py', {'budget_s': 3}),  # 2.8
 }
 # `make demo` from a fresh clone in 7 minutes (#44) leaves ~345 s after `make install`
 # (~70 s); the demo's start-up (its two workers importing JAX beside each other) and
 # summary take ~10 s, so the rows' two-lane schedule (`plan`: the rows by critical path,
 # dependencies first) is meant to end within 335 s. Measured as above, the 21 rows ask
-# 854 s of CPU and their schedule ends at 428 s: 93 s over that aim
-# on these (loaded-machine) numbers; DEMO_BUDGET_S is that schedule, so that the test
-# holds the rows to it (a new row adds about half its budget). An idle run's summary gives
-# each row's seconds to re-size them.
-DEMO_BUDGET_S = 430
+# 821 s and their schedule ends at 411 s: 76 s over that aim (that run: 464 s wall at load
+# 3-6, 760 s of rows' CPU). DEMO_BUDGET_S is that schedule, so that the test holds the rows
+# to it (a new row adds about half its budget); an idle run's summary gives each row's
+# seconds to re-size them.
+DEMO_BUDGET_S = 415
 # Rows run at a time, each in its own worker process (`--jobs`; at most the cores).
 DEMO_JOBS = 2
 
