@@ -32,7 +32,7 @@ from gm_jax import _config_path
 # one core), compilation and evaluation included: its CPU seconds. A row over its budget
 # is reported in the summary, not failed. The budgets were measured as the row's CPU
 # seconds in a demo worker (summary.json `cpu_seconds`: all threads of the row, cold XLA
-# cache, first rows of a worker including the data preparation) in one `--jobs 2` run of
+# cache, the embedded data prepared by an earlier run) in one `--jobs 2` run of
 # the demo on 2026-12-06 on the 2-core machine at load 3-6, plus 5%, rounded up (numbers
 # beside the rows); "est.": changed after that run, estimated.
 DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
