@@ -1,10 +1,12 @@
 """`make demo`: train every family briefly on the embedded data and summarise.
 
-    python -m gm_jax.demo --out demo [--only vae,cvae] [--data_dir DIR]
+    python -m gm_jax.demo --out demo [--only vae,cvae] [--data_dir DIR] [--jobs N]
 
 For each model it trains `configs/<model>.py` with the demo's shorter settings into
 `<out>/<model>/` (checkpoints, metrics.jsonl, eval.json, samples.png, loss.png, ...),
-then writes `<out>/summary.md` (one row per model) and `<out>/summary.json`.
+`--jobs` rows at a time (default 2 where there are 2 cores), each in a worker process and
+after the rows whose folders it reads (`'{out}/<row>'` in its overrides); then writes
+`<out>/summary.md` (one row per model) and `<out>/summary.json`.
 Re-running resumes/reuses the finished runs.
 """
 
@@ -16,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -24,109 +27,124 @@ from typing import Any
 from gm_jax import _config_path
 
 # model -> (config file, overrides for a brief run). Families add their rows here.
-# `budget_s` (read by the demo, not a config field) is the row's time budget in seconds on
-# the idle 2-core machine, compilation and evaluation included; a row over its budget is
-# reported in the summary, not failed. The budgets add up to at most DEMO_BUDGET_S
-# (tests/test_demo.py checks): a new family's row is ~19 s.
+# `budget_s` (read by the demo, not a config field) is the row's wall seconds on the idle
+# 2-core machine as one of the DEMO_JOBS = 2 rows the demo runs at a time (each with about
+# one core), compilation and evaluation included: its CPU seconds. A row over its budget
+# is reported in the summary, not failed. The budgets were measured as the row's CPU
+# seconds in a demo worker (summary.json `cpu_seconds`: all threads of the row, cold XLA
+# cache, the embedded data prepared by an earlier run) in one `--jobs 2` run of
+# the demo on 2026-12-06 on the 2-core machine at load 3-6, plus 5%, rounded up (numbers
+# beside the rows); "est.": changed after that run, estimated.
 DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
-  'vae': ('vae.py', {'budget_s': 14, 'num_train_steps': 400, 'iwae_samples': 50}),
-  'cvae': ('cvae.py', {'budget_s': 14, 'num_train_steps': 400, 'iwae_samples': 50}),
-  'hvae': ('hvae.py', {'budget_s': 15, 'num_train_steps': 250, 'iwae_samples': 25}),
-  'nice': ('nice.py', {'budget_s': 14, 'num_train_steps': 400}),
-  'realnvp': ('realnvp.py', {'budget_s': 22, 'num_train_steps': 150}),
-  'glow': ('glow.py', {'budget_s': 18, 'num_train_steps': 150}),
-  'maf': ('maf.py', {'budget_s': 20, 'num_train_steps': 300, 'eval_dequant_samples': 2}),
-  'nsf': ('nsf.py', {'budget_s': 20, 'num_train_steps': 300, 'eval_dequant_samples': 2}),
-  'vqvae': ('vqvae.py', {'budget_s': 20, 'num_train_steps': 300}),
-  # The second stage reads the first's workdir: '{out}' is the demo's --out.
+  'vae': ('vae.py', {'budget_s': 20, 'num_train_steps': 400, 'iwae_samples': 50}),  # 18.5
+  'cvae': ('cvae.py', {'budget_s': 20, 'num_train_steps': 400, 'iwae_samples': 50}),  # 18.8
+  'hvae': ('hvae.py', {'budget_s': 70, 'num_train_steps': 250, 'iwae_samples': 25}),  # 66.0
+  'nice': ('nice.py', {'budget_s': 16, 'num_train_steps': 400}),  # 14.4
+  'realnvp': ('realnvp.py', {'budget_s': 32, 'num_train_steps': 150}),  # 30.4
+  'glow': ('glow.py', {'budget_s': 33, 'num_train_steps': 150}),  # 30.8
+  'maf': ('maf.py', {'budget_s': 28, 'num_train_steps': 300, 'eval_dequant_samples': 2}),  # 26.1
+  # 62.3 (80.9 at load ~20 with 300 steps and two dequantisation draws).
+  'nsf': ('nsf.py', {'budget_s': 66, 'num_train_steps': 150, 'eval_dequant_samples': 1}),
+  'vqvae': ('vqvae.py', {'budget_s': 42, 'num_train_steps': 300}),  # 40.0
+  # The second stage reads the first's workdir: '{out}' is the demo's --out. 45.4 (58.4
+  # at load ~20 with the FID of 500 autoregressive samples; 64: as many as samples.png).
   'vqvae_prior': (
     'vqvae_prior.py',
     {
-      'budget_s': 20,
+      'budget_s': 48,
       'num_train_steps': 300,
       'first_stage_workdir': '{out}/vqvae',
-      'fid_num_samples': 500,
+      'fid_num_samples': 64,
     },
   ),
-  'dcgan': ('dcgan.py', {'budget_s': 15, 'num_train_steps': 300}),
-  # Mostly compilation (four networks), the photos' preparation and the translation check:
-  # 40 steps took 41.7 s CPU with the process start on the loaded machine.
-  'cyclegan': ('cyclegan_photos.py', {'budget_s': 25, 'num_train_steps': 40}),
-  'pixelcnn': ('pixelcnn.py', {'budget_s': 17, 'num_train_steps': 60}),
-  'char_lm': ('char_lm.py', {'budget_s': 15, 'num_train_steps': 60, 'sample_length': 200}),
-  # 100 steps, one validation, 20 sampler steps, the FID of 64 samples (not of 1,293: those
-  # and the timed samplers were most of these rows' ~170 s and ~220 s). Measured on the
-  # loaded machine: 300 steps, DDIM-50, FID of 256, two bound draws: 112 s CPU (half
-  # training), test 2.41 bits/dim, FID 29.1 (floor 6.0); 150 steps, FID of 128, one draw:
-  # 85 s CPU (a fifth training), 2.84 bits/dim, FID 84.4.
+  'dcgan': ('dcgan.py', {'budget_s': 15, 'num_train_steps': 300}),  # 14.0
+  # Mostly compilation (four networks), the photos' preparation and the translation check;
+  # fewer steps would not help.
+  'cyclegan': ('cyclegan_photos.py', {'budget_s': 35, 'num_train_steps': 40}),  # 33.1
+  'pixelcnn': ('pixelcnn.py', {'budget_s': 26, 'num_train_steps': 60}),  # 24.7
+  'char_lm': ('char_lm.py', {'budget_s': 20, 'num_train_steps': 60, 'sample_length': 200}),
+  # The U-Net rows are compilation (train step, validation, likelihood or bound, sampler,
+  # FID features) more than training (~1/7 of the row). 100 steps, one validation, 10-20
+  # sampler steps, the FID of 64 samples (as many as samples.png: one sampler program), no
+  # timed samplers and no trajectory.png (one sampler program fewer). Measured: diffusion
+  # 60.4 s, flow matching 72.8 s, EDM 54.9 s; at load ~20 flow matching took 91.5 s with
+  # RK4-8 and trajectory.png, EDM 92.8 s with RK4-4, trajectory.png and the FID of 128.
   'diffusion': (
     'diffusion.py',
     {
-      'budget_s': 35,
+      'budget_s': 64,
       'num_train_steps': 100,
       'eval_every': 100,
       'eval_bound_samples': 1,
       'sample_steps': 20,
       'fid_num_samples': 64,
       'timing_samplers': (),
+      'trajectory_samples': 0,
     },
   ),
   'flow_matching': (
     'flow_matching.py',
     {
-      'budget_s': 35,
+      'budget_s': 77,
       'num_train_steps': 100,
       'eval_every': 100,
+      'likelihood_solver': 'euler',
       'likelihood_steps': 8,
       'sample_steps': 10,
       'fid_num_samples': 64,
       'timing_samplers': (),
+      'trajectory_samples': 0,
     },
   ),
-  # budget 60 s (idle 2 cores; mostly compilation: train step, likelihood ODE, sampler,
-  # FID classifier). Measured at 200 steps, 256 FID samples, RK4-8 and dpmpp_2m:10 scored
-  # too: 126 s CPU (373 s wall at load ~25); this row: 93 s CPU (201 s wall at load ~25),
-  # over the ~25 s aim: compiling the ODE likelihood and the samplers dominates.
   'edm': (
     'edm.py',
     {
-      'budget_s': 60,
+      'budget_s': 58,
       'num_train_steps': 100,
       'val_samples': 1,
-      'fid_num_samples': 128,
+      'fid_num_samples': 64,
       'fid_samplers': (),
+      'likelihood_solver': 'euler',
       'likelihood_steps': 4,
       'timing_samplers': (),
-      'trajectory_samples': 4,
+      'trajectory_samples': 0,
     },
   ),
-  # reflow's teacher is the flow_matching row above (run first; '{out}' is the demo's --out
-  # folder): 512 pairs from its Heun-8 ODE.
+  # est.: 52.5 s at 100 steps (FID 389: too few steps to mean anything), 80.1 s at 200
+  # steps with the FIDs of 256 samples at load ~20.
   'consistency': (
     'consistency.py',
-    {'budget_s': 20, 'num_train_steps': 200, 'fid_num_samples': 512},
+    {'budget_s': 70, 'num_train_steps': 200, 'fid_num_samples': 64, 'fid_steps': (1, 2)},
   ),
+  # reflow's teacher is the flow_matching row (run first: '{out}' is the demo's --out
+  # folder): 512 pairs from its Heun-8 ODE. 70.0 (78.7 at load ~20, FIDs of 256 samples).
   'reflow': (
     'reflow.py',
     {
-      'budget_s': 20,
+      'budget_s': 74,
       'teacher_workdir': '{out}/flow_matching',
       'num_train_steps': 150,
       'num_pairs': 512,
       'val_pairs': 64,
       'teacher_steps': 8,
-      'fid_num_samples': 512,
+      'fid_num_samples': 64,
+      'fid_steps': (1, 2),
     },
   ),
-  'naive_bayes': ('naive_bayes.py', {'budget_s': 5}),
-  'logreg': ('logreg.py', {'budget_s': 5}),
+  'naive_bayes': ('naive_bayes.py', {'budget_s': 4}),  # 3.7
+  'logreg': ('logreg.py', {'budget_s': 3}),  # 2.8
 }
-# `make demo` from a fresh clone in 7 minutes (#44) leaves 345 s for the rows (~70 s of
-# `make install`, ~5 s of start-up and summary). The 21 rows above are budgeted at 429 s:
-# the 14 older rows 249 s, the 7 added this turn 180 s, the latter estimated on a loaded
-# machine, not timed idle. Until an idle run sizes them, the total is what the rows ask,
-# ~85 s over that target; the summary lists every row over its own budget.
-DEMO_BUDGET_S = 430
+# `make demo` from a fresh clone in 7 minutes (#44) leaves ~345 s after `make install`
+# (~70 s); the demo's start-up (its two workers importing JAX beside each other) and
+# summary take ~10 s, so the rows' two-lane schedule (`plan`: the rows by critical path,
+# dependencies first) is meant to end within 335 s. Measured as above, the 21 rows ask
+# 821 s and their schedule ends at 411 s: 76 s over that aim (that run: 464 s wall at load
+# 3-6, 760 s of rows' CPU). DEMO_BUDGET_S is that schedule, so that the test holds the rows
+# to it (a new row adds about half its budget); an idle run's summary gives each row's
+# seconds to re-size them.
+DEMO_BUDGET_S = 415
+# Rows run at a time, each in its own worker process (`--jobs`; at most the cores).
+DEMO_JOBS = 2
 
 # The measured comparison across families (3 seeds each) is too long for the demo; the
 # summary links the committed table and says how to regenerate it.
@@ -209,18 +227,213 @@ def summary_table(rows: list[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def row_dependencies(model: str) -> tuple[str, ...]:
+  """The rows whose folders `model`'s overrides read (`'{out}/<row>'`): they run first."""
+  _, overrides, _ = row_settings(model)
+  found = []
+  for value in overrides.values():
+    if isinstance(value, str):
+      found += [m for m in re.findall(r'\{out\}/(\w+)', value) if m not in found]
+  return tuple(found)
+
+
+def plan(
+  budgets: dict[str, float], dependencies: dict[str, tuple[str, ...]], *, jobs: int
+) -> tuple[list[str], float]:
+  """The order the demo starts its rows in, and the schedule's length by the budgets.
+
+  List scheduling: whenever one of `jobs` lanes is free it takes the first row, in the
+  returned order, whose dependencies have finished (or idles until one has). The order is
+  by critical path (a row's budget plus its longest chain of dependents), longest first,
+  then as listed.
+
+  Args:
+    budgets: row -> seconds (the rows to run, in `DEMO_RUNS` order).
+    dependencies: row -> rows that must finish first (those not in `budgets` are ignored).
+    jobs: rows run at a time (>= 1).
+
+  Returns:
+    `(order, makespan)`: the rows by priority, and the seconds until the last row ends
+    when each row takes exactly its budget.
+  """
+  if jobs < 1:
+    raise ValueError(f'jobs must be >= 1, got {jobs}')
+  deps = {m: tuple(d for d in dependencies.get(m, ()) if d in budgets) for m in budgets}
+  # (seconds, rows) of the longest chain from each row through its dependents: a row's is
+  # greater than any of its dependents', so the order puts dependencies first.
+  path: dict[str, tuple[float, int]] = {}
+
+  def critical(model: str) -> tuple[float, int]:
+    if model not in path:
+      after = max((critical(m) for m in budgets if model in deps[m]), default=(0.0, 0))
+      path[model] = (budgets[model] + after[0], after[1] + 1)
+    return path[model]
+
+  index = {m: i for i, m in enumerate(budgets)}
+  order = sorted(budgets, key=lambda m: (-critical(m)[0], -critical(m)[1], index[m]))
+  lanes = [0.0] * jobs  # when each lane is next free
+  end: dict[str, float] = {}
+  waiting = list(order)
+  while waiting:
+    lane = min(range(jobs), key=lambda i: lanes[i])
+    now = lanes[lane]
+    # As the demo does: the free lane takes the first waiting row whose dependencies
+    # have ended, or else idles until the next row ends.
+    ready = [m for m in waiting if all(end.get(d, float('inf')) <= now for d in deps[m])]
+    if not ready:
+      lanes[lane] = min(e for e in end.values() if e > now)
+      continue
+    model = ready[0]
+    end[model] = lanes[lane] = now + budgets[model]
+    waiting.remove(model)
+  return order, max(end.values(), default=0.0)
+
+
+def default_jobs() -> int:
+  """Rows run at a time unless `--jobs` says: `DEMO_JOBS`, at most the machine's cores."""
+  return max(1, min(DEMO_JOBS, os.cpu_count() or 1))
+
+
+def run_row(model: str, cfg_path: str, overrides: dict, budget, out: str, data_dir) -> dict:
+  """Trains and evaluates one row into `<out>/<model>`; its `eval.json` plus the demo's
+  `seconds` (wall), `cpu_seconds` (this process, all threads) and `budget_s`.
+
+  Runs in the demo's process (`--jobs 1`) or in one of its worker processes.
+  """
+  import resource
+
+  from gm_jax import families
+
+  config = load_config(cfg_path)
+  for k, v in overrides.items():
+    config[k] = v.format(out=out) if isinstance(v, str) else v
+  if data_dir:
+    config.data_dir = data_dir
+  config.progress_bar = False
+  workdir = os.path.join(out, model)
+  print(f'[demo] {model}: training {config.num_train_steps} steps -> {workdir}', flush=True)
+  t0, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+  result = families.train_and_evaluate(config, workdir)
+  cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+  result['seconds'] = round(time.time() - t0, 1)
+  result['cpu_seconds'] = round(cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime, 1)
+  result['budget_s'] = budget
+  keys = (
+    'test_bpd',
+    'bound',
+    'test_accuracy',
+    'train_steps_per_s',
+    'samples_per_s',
+    'fid',
+    'fid_floor',
+    'translation_accuracy',
+    'seconds',
+    'cpu_seconds',
+    'budget_s',
+  )
+  print(f'[demo] {model}: ' + json.dumps({k: result.get(k) for k in keys}), flush=True)
+  return result
+
+
+def _run_row_or_none(*args) -> dict | None:
+  """`run_row`, with a failure printed and returned as None (the other rows go on)."""
+  try:
+    return run_row(*args)
+  except Exception:
+    traceback.print_exc()
+    sys.stdout.flush()
+    return None
+
+
+def run_rows(
+  tasks: dict[str, tuple], dependencies: dict, *, jobs: int, runner=_run_row_or_none
+) -> dict[str, dict | None]:
+  """Runs each row once the rows it depends on have finished, `jobs` at a time.
+
+  Args:
+    tasks: row -> the arguments of `runner` (a module-level function, so that worker
+      processes can import it), which returns the row's result or None if it failed.
+    dependencies: row -> rows that must finish first; a row whose dependency failed is
+      not run and counts as failed.
+    jobs: 1 runs the rows one after another in this process; more runs them in as many
+      worker processes.
+
+  Returns:
+    row -> result, None for a failed row.
+  """
+  budgets = {m: float(t[3] or 0) for m, t in tasks.items()}
+  order, _ = plan(budgets, dependencies, jobs=jobs)
+  deps = {m: tuple(d for d in dependencies.get(m, ()) if d in tasks) for m in tasks}
+  results: dict[str, dict | None] = {}
+  if jobs == 1:
+    for model in order:
+      failed = [d for d in deps[model] if results.get(d) is None]
+      if failed:
+        print(f'[demo] {model}: not run, it needs {", ".join(failed)}', flush=True)
+        results[model] = None
+      else:
+        results[model] = runner(*tasks[model])
+    return results
+  import concurrent.futures as cf
+  import multiprocessing
+
+  # Fresh interpreters (not forks of this one): JAX is not fork-safe once started.
+  context = multiprocessing.get_context('spawn')
+  running: dict[cf.Future, str] = {}
+  waiting = list(order)
+  with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    while waiting or running:
+      for model in list(waiting):
+        if len(running) >= jobs:
+          break
+        if any(d not in results for d in deps[model]):
+          continue  # a dependency is still running
+        waiting.remove(model)
+        failed = [d for d in deps[model] if results[d] is None]
+        if failed:
+          print(f'[demo] {model}: not run, it needs {", ".join(failed)}', flush=True)
+          results[model] = None
+          continue
+        try:
+          running[pool.submit(runner, *tasks[model])] = model
+        except cf.process.BrokenProcessPool:  # a worker died: no more rows can start
+          print(f'[demo] {model}: not run, a worker process died', flush=True)
+          results[model] = None
+      if not running:
+        continue  # rows were skipped: look at the waiting ones again
+      done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+      for future in done:
+        model = running.pop(future)
+        try:
+          results[model] = future.result()
+        except Exception:  # the worker process died (e.g. out of memory)
+          traceback.print_exc()
+          results[model] = None
+  return results
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--out', default='demo')
   parser.add_argument('--only', default='', help='comma-separated models (default: all)')
   parser.add_argument('--data_dir', default=None)
+  parser.add_argument(
+    '--jobs',
+    type=int,
+    default=None,
+    help=f'rows run at a time, each in its own process (default: {DEMO_JOBS}, '
+    'at most the cores; 1: one after another in this process)',
+  )
   args = parser.parse_args(argv)
+  jobs = default_jobs() if args.jobs is None else args.jobs
+  if jobs < 1:
+    parser.error(f'--jobs must be >= 1, got {jobs}')
 
   from gm_jax import families
 
   wanted = [m for m in args.only.split(',') if m] or list(DEMO_RUNS)
   os.makedirs(args.out, exist_ok=True)
-  rows, failures = [], []
+  tasks: dict[str, tuple] = {}
   t_start = time.time()
   for model in wanted:
     cfg_file, overrides, budget = row_settings(model)
@@ -233,49 +446,17 @@ def main(argv=None) -> int:
     except ValueError as e:
       print(f'[demo] {model}: skipped ({e})', flush=True)
       continue
-    config = load_config(cfg_path)
-    for k, v in overrides.items():
-      config[k] = v.format(out=args.out) if isinstance(v, str) else v
-    if args.data_dir:
-      config.data_dir = args.data_dir
-    config.progress_bar = False
-    workdir = os.path.join(args.out, model)
-    print(f'[demo] {model}: training {config.num_train_steps} steps -> {workdir}', flush=True)
-    t0 = time.time()
-    try:
-      result = families.train_and_evaluate(config, workdir)
-    except Exception:
-      traceback.print_exc()
-      failures.append(model)
-      continue
-    result['seconds'] = round(time.time() - t0, 1)
-    result['budget_s'] = budget
-    rows.append(result)
-    print(
-      f'[demo] {model}: '
-      + json.dumps(
-        {
-          k: result.get(k)
-          for k in (
-            'test_bpd',
-            'bound',
-            'test_accuracy',
-            'train_steps_per_s',
-            'samples_per_s',
-            'fid',
-            'fid_floor',
-            'translation_accuracy',
-            'seconds',
-            'budget_s',
-          )
-        }
-      ),
-      flush=True,
-    )
+    tasks[model] = (model, cfg_path, overrides, budget, args.out, args.data_dir)
+  jobs = min(jobs, max(1, len(tasks)))
+  dependencies = {m: row_dependencies(m) for m in tasks}
+  results = run_rows(tasks, dependencies, jobs=jobs)
+  rows = [r for m in tasks if (r := results.get(m)) is not None]  # in DEMO_RUNS order
+  failures = [m for m in tasks if results.get(m) is None]
 
   table = summary_table(rows)
   late = over_budget(rows)
-  budgets = [r['budget_s'] for r in rows if r.get('budget_s') is not None]
+  budgets = {r['model']: r['budget_s'] for r in rows if r.get('budget_s') is not None}
+  _, makespan = plan(budgets, dependencies, jobs=jobs)
   with open(os.path.join(args.out, 'summary.md'), 'w') as f:
     f.write('# gm_jax demo summary\n\n')
     f.write(
@@ -285,8 +466,9 @@ def main(argv=None) -> int:
     )
     f.write(table)
     f.write(
-      f"\nTotal time: {time.time() - t_start:.0f} s (these rows' budgets: "
-      f'{sum(budgets):g} s). Per-model folders hold samples.png, loss.png and eval.json.\n'
+      f'\nTotal time: {time.time() - t_start:.0f} s, {jobs} row(s) at a time '
+      f"(these rows' budgets: {sum(budgets.values()):g} s, {makespan:g} s over {jobs} "
+      'lane(s)). Per-model folders hold samples.png, loss.png and eval.json.\n'
     )
     if late:
       f.write(f'\nOver budget: {", ".join(late)}.\n')
