@@ -1,9 +1,8 @@
 """Trained tiny runs that several family tests read, each trained once per test process.
 
 A run that a test only reads (its config.json and checkpoint) is trained without its
-evaluation: `train_without_evaluation`. Measured from a cold XLA cache: the flow_matching
-teacher of test_contract's reflow case and of test_reflow, trained and evaluated twice,
-cost ~30 CPU-s; trained once without evaluation, ~6 CPU-s.
+evaluation: `train_without_evaluation`. The flow_matching teacher of test_contract's
+reflow case and of test_reflow was trained and evaluated once by each.
 """
 
 import dataclasses
