@@ -193,6 +193,7 @@ def run_killed_and_resumed(make, config, splits, tmp) -> dict:
   finally:
     gm_data.batch_at_step = real
   steps_at_kill = sorted(os.listdir(os.path.join(wd, 'checkpoints')))
+  assert not os.path.exists(os.path.join(wd, 'eval.json')), 'the killed run finished'
   loop.run(config, wd, quiet(config), splits)
   with open(os.path.join(ref_dir, 'eval.json')) as f:
     saved = json.load(f)
