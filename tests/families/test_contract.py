@@ -135,7 +135,8 @@ def _tiny(model, data_dir):
       log_every=1,
       eval_every=1,
       warmup_steps=0,
-      num_samples=4,
+      # = fid_num_samples and sample_batch_size: samples.png reuses the FID draw's program
+      num_samples=16,
       eval_batch_size=64,
       steps_per_loop=1,
       progress_bar=False,
@@ -203,12 +204,15 @@ def _checkpoint_steps(workdir):
 
 
 @pytest.mark.parametrize('model', MODELS)
-def test_trains_two_steps_resumes_evaluates_and_samples(model, data_dir, tmp_path, monkeypatch):
+def test_trains_two_steps_resumes_evaluates_and_samples(
+  model, data_dir, tmp_path, monkeypatch, request
+):
   config = _tiny(model, data_dir)
   workdir = str(tmp_path / 'run')
-  if model == 'reflow':  # its teacher: a tiny flow_matching run (3 steps)
-    config.teacher_workdir = str(tmp_path / 'teacher')
-    families.train_and_evaluate(_tiny('flow_matching', data_dir), config.teacher_workdir)
+  if (
+    model == 'reflow'
+  ):  # its teacher: a tiny flow_matching run (3 steps, tests/families/conftest.py)
+    config.teacher_workdir = request.getfixturevalue('flow_matching_teacher')
   real = gm_data.batch_at_step
 
   def dies_at_step_2(arrays, step, **kw):

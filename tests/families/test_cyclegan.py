@@ -1,9 +1,7 @@
 """CycleGAN family: config errors, the four-network step, the pool in the checkpoint."""
 
 import functools
-import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +14,6 @@ from gm_jax import losses
 from gm_jax.families import cyclegan
 from gm_jax.nn.layers import images_to_unit
 from tests.families import test_gan as gan_tests
-
-HERE = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 
 INFO = gm_data.get_info('digits')  # 8x8x1 stand-in domains: small and fast
 _jit, _flat, _leaves_equal = gan_tests._jit, gan_tests._flat, gan_tests._leaves_equal
@@ -123,7 +118,7 @@ def test_step_updates_all_four_networks_and_the_pools():
   np.testing.assert_allclose(opt1['pool_b']['images'], fake_b, rtol=1e-5, atol=1e-6)
 
 
-def _worker(tmp, out):
+def _report(tmp) -> dict:
   rows = _rows(16)
   splits = gm_data.Splits(
     train=rows, validation={k: v[:0] for k, v in rows.items()}, test=_rows(8, seed=1), info=INFO
@@ -138,12 +133,11 @@ def _worker(tmp, out):
     'saved': r['saved'],
     'files': sorted(os.listdir(r['ref_dir'])),
   }
-  with open(out, 'w') as f:
-    json.dump(report, f)
+  return report
 
 
 def test_pool_is_checkpointed_and_resume_is_exact(tmp_path):
-  r = gan_tests.run_worker(HERE, tmp_path)
+  r = _report(str(tmp_path))
   assert r['steps_at_kill'] == ['3']
   assert r['identical']  # all four networks, both Adams and both image pools
   assert r['pool_count'] == 4 and r['pool_nonzero']
@@ -160,8 +154,3 @@ def test_pool_is_checkpointed_and_resume_is_exact(tmp_path):
   assert 0 <= saved['translation_accuracy'] <= 1 and 0 < saved['cycle_error'] < 1
   assert saved['domain_classifier_test_accuracy'] > 0.9  # dark vs bright is easy
   assert {'translations_a2b.png', 'translations_b2a.png'} <= set(r['files'])
-
-
-if __name__ == '__main__':
-  sys.path.insert(0, ROOT)
-  _worker(sys.argv[1], sys.argv[2])

@@ -4,14 +4,12 @@ Both families train a few steps of a tiny U-Net on a slice of the digits (the VD
 killed and resumed: bit-identical final state) and write every `eval.json` entry the
 family promises:
 the bound in bits/dim of the discrete data, FID / floor / class coverage, samples/s of
-each timed sampler. The runs share one subprocess with fast-compile XLA flags
-(`test_gan.run_worker`).
+each timed sampler. The runs share one module fixture in the test process.
 """
 
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from gm_jax import families
 from gm_jax.families import diffusion as diffusion_family
 from gm_jax.train import loop
 
-HERE = os.path.abspath(__file__)
 INFO = gm_data.get_info('digits')
 # One worker under `-n 2 --dist loadgroup`: the module's training worker runs once, not
 # once per pytest worker (measured: 177 s and 171 s of setup on the two workers).
@@ -63,7 +60,7 @@ def _config(model, **overrides):
   return families.complete(c)
 
 
-def _worker(tmp, out):
+def _report(tmp) -> dict:
   from tests.families.test_gan import _digits_splits
   from tests.families.test_gan import _leaves_equal
   from tests.families.test_gan import run_killed_and_resumed
@@ -108,15 +105,12 @@ def _worker(tmp, out):
         for line in open(os.path.join(r['ref_dir'], 'metrics.jsonl')).read().splitlines()
       ],
     }
-  with open(out, 'w') as f:
-    json.dump(report, f)
+  return report
 
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
-  from tests.families.test_gan import run_worker
-
-  return run_worker(HERE, tmp_path_factory.mktemp('diffusion'))
+  return _report(str(tmp_path_factory.mktemp('diffusion')))
 
 
 @pytest.mark.slow
@@ -180,11 +174,6 @@ def test_bad_config_fields_are_named():
     families.train_and_evaluate(
       _config('diffusion', noise_schedule='sqrt', data_dir='/nonexistent'), '/tmp/x'
     )
-
-
-if __name__ == '__main__':
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
-  _worker(sys.argv[1], sys.argv[2])
 
 
 @pytest.mark.parametrize('name', ['diffusion_photos', 'flow_matching_photos'])

@@ -1,10 +1,12 @@
 """Reflow's setup: the teacher check, the (noise, sample) pairs against the teacher's ODE
 solved by hand, their npz cache, and the straight-path loss against NumPy. The teacher is
-a tiny flow_matching run trained three steps here. Training, resuming and evaluating run in
+a tiny flow_matching run trained three steps (tests/families/conftest.py, shared with
+test_contract's reflow case). Training, resuming and evaluating run in
 tests/families/test_contract.py."""
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +20,11 @@ from tests.families import test_contract
 
 
 @pytest.fixture(scope='module')
-def teacher(data_dir, tmp_path_factory):
-  """A tiny flow_matching workdir (3 steps)."""
-  workdir = str(tmp_path_factory.mktemp('fm_teacher'))
-  families.train_and_evaluate(test_contract._tiny('flow_matching', data_dir), workdir)
+def teacher(flow_matching_teacher, tmp_path_factory):
+  """A copy of the shared tiny flow_matching workdir (3 steps) without the pair caches
+  other tests' reflow runs wrote into it."""
+  workdir = str(tmp_path_factory.mktemp('fm_teacher') / 'run')
+  shutil.copytree(flow_matching_teacher, workdir, ignore=shutil.ignore_patterns('reflow_pairs_*'))
   return workdir
 
 
