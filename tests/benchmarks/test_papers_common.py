@@ -121,13 +121,17 @@ def test_a_set_field_nothing_reads_is_named_with_close_matches():
 
 
 def _module_defaults(source: str) -> set:
-  """The keys of a module-level `DEFAULTS = {...}` (a family's own settings' defaults)."""
+  """The keys of module-level `DEFAULTS = {...}` / `X_DEFAULTS = {...}` dicts (a family's own
+  settings' defaults, or a shared group of them such as `_unet_settings.CONDITIONING_DEFAULTS`)."""
   keys = set()
   for node in ast.parse(source).body:
     if (
       isinstance(node, ast.Assign)
       and isinstance(node.value, ast.Dict)
-      and any(isinstance(t, ast.Name) and t.id == 'DEFAULTS' for t in node.targets)
+      and any(
+        isinstance(t, ast.Name) and (t.id == 'DEFAULTS' or t.id.endswith('_DEFAULTS'))
+        for t in node.targets
+      )
     ):
       keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
   return keys

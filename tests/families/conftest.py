@@ -18,7 +18,7 @@ def train_without_evaluation(config, workdir: str) -> None:
   pictures: the same steps, checkpoints and config.json (the evaluation reads the
   trained state and writes nothing that a resumed or second-stage run reads)."""
   config, family, splits = families.setup(config)
-  quiet = dataclasses.replace(family, evaluate=lambda *args: {}, sample=None, pictures=None)
+  quiet = dataclasses.replace(family, evaluate=lambda *args, **kw: {}, sample=None, pictures=None)
   loop.run(config, workdir, quiet, splits)
 
 

@@ -92,7 +92,12 @@ def test_edm_draws_are_the_suites_heun_on_karras_levels(digits_family):
   got = family.sample(params, jax.random.key(3), 5)
   # the same draw written out: x = noise * sigma_0, Algorithm 1 of Karras et al.
   model = edm_family.build_model(config, info)
-  sigmas = np.asarray(sampling.karras_sigmas(18, sigma_min=0.002, sigma_max=80.0), np.float64)
+  sigmas = np.asarray(
+    sampling.karras_sigmas(
+      18, sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho
+    ),
+    np.float64,
+  )
   init_key, _ = jax.random.split(jax.random.fold_in(jax.random.key(3), 0))
   x = np.asarray(jax.random.normal(init_key, (5, 8, 8, 1)), np.float64) * sigmas[0]
   # the network compiled once for its 35 calls, not dispatched op by op

@@ -177,7 +177,7 @@ def run_killed_and_resumed(make, config, splits, tmp) -> dict:
   result = loop.run(config, ref_dir, family, splits)
   real = gm_data.batch_at_step
   quiet = lambda c: dataclasses.replace(
-    make(c), evaluate=lambda *args: {}, sample=None, pictures=None
+    make(c), evaluate=lambda *args, **kw: {}, sample=None, pictures=None
   )
 
   def dies_at_step_4(arrays, step, **kw):
