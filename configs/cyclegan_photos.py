@@ -12,7 +12,8 @@ matched to a particular flower crop. eval.json: `cycle_error` (mean |x - F(G(x))
 pixels in [0, 1]) on the test crops (right-most columns of each photograph),
 `translation_accuracy` (a china-vs-flower classifier trained on the train crops says
 G(china) is flower and F(flower) is china; `domain_classifier_test_accuracy` is its
-accuracy on real test crops), `fid_a2b`/`fid_b2a` in that classifier's features, and
+accuracy on real test crops), `fid_a2b`/`fid_b2a` in that classifier's features (or FID
+Inception's: `config.fid_network='inception'`, `config.inception_weights=PATH`), and
 `translations_a2b.png` / `translations_b2a.png` (rows: x, G(x), F(G(x))).
 
 Measured (seed 0, 1,000 steps, 2-core CPU shared with other jobs at load ~9: 0.83 train

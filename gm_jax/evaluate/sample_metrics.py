@@ -96,6 +96,14 @@ def to_uint8(images, num_levels: int) -> np.ndarray:
   return np.round(images.astype(np.float64) * (255.0 / (num_levels - 1))).astype(np.uint8)
 
 
+def inception_resize_rule(num_levels: int) -> str:
+  """eval.json's `fid_resize` of `'inception'`: `inception.RESIZE_RULE`, after `to_uint8`'s
+  level mapping when the images are not already on 256 levels."""
+  if num_levels == 256:
+    return inception.RESIZE_RULE
+  return inception.RESIZE_RULE + f'; levels v -> round(v * 255 / {num_levels - 1})'
+
+
 _PARAMS: dict = {}
 
 
@@ -108,8 +116,10 @@ def inception_params(weights_path: str | os.PathLike[str]) -> dict:
   return _PARAMS[key]
 
 
-def _feature_metrics(gen, real) -> dict:
-  """KID and precision/recall of generated vs real features `[N, D]`."""
+def distribution_metrics(gen, real) -> dict:
+  """KID and precision/recall of generated vs real features `[N, D]`, as `sample_metrics`
+  reports them (KID on subsets of up to `KID_SUBSET_SIZE` rows; precision/recall when both
+  sets have more than `PRC_NEIGHBORHOOD` rows)."""
   out = {}
   size = min(feature_metrics.KID_SUBSET_SIZE, len(gen), len(real))
   if size >= 2:
@@ -174,7 +184,7 @@ def sample_metrics(
     out.update(quality)
     out['fid_num_samples'] = len(samples)
     out['fid_resize'] = CLASSIFIER_RESIZE
-    out.update(_feature_metrics(gen_f, real_f))
+    out.update(distribution_metrics(gen_f, real_f))
     return out
   path = os.fspath(config.inception_weights)
   params = inception_params(path)
@@ -193,11 +203,9 @@ def sample_metrics(
     params, to_uint8(samples, info.num_levels), keep=len(samples), logits=True, mesh=mesh
   )
   out['fid'] = feature_metrics.frechet_distance(gen.mu, gen.sigma, real_stats.mu, real_stats.sigma)
-  out['fid_resize'] = inception.RESIZE_RULE + (
-    '' if info.num_levels == 256 else f'; levels v -> round(v * 255 / {info.num_levels - 1})'
-  )
+  out['fid_resize'] = inception_resize_rule(info.num_levels)
   out['fid_weights_sha256'] = feature_stats.weights_sha256(path)
-  out.update(_feature_metrics(gen.features, real_stats.features))
+  out.update(distribution_metrics(gen.features, real_stats.features))
   splits_is = min(feature_metrics.IS_SPLITS, len(samples))
   out.update(feature_metrics.inception_score(gen.logits, splits=splits_is))
   return out

@@ -19,12 +19,22 @@ The train split is a set of *unpaired* `(image_a, image_b)` rows
 `china` and `flower` crops of `photo_patches`), or of two datasets with the same
 image shape (`config.dataset_b`). The pairing carries no correspondence.
 
+Evaluation (`evaluate`, on the test pairs): cycle errors, the translation accuracy of an
+A-vs-B domain classifier trained on the train rows, and the FIDs `fid_a2b` (G(a) against
+the real test images of B), `fid_b2a` (F(b) against A) and `fid_floor_a_vs_b` (real A
+against real B), with KID and precision/recall of each direction (`kid_mean_a2b`,
+`precision_b2a`, ...). `config.fid_network` picks their features as in every sampling
+family (`gm_jax.evaluate.sample_metrics`): `'classifier'` (default), the domain
+classifier's; `'inception'`, FID Inception's (`config.inception_weights`) of the uint8
+images, the real domains' statistics cached in `<workdir>/cache`.
+
 Selection: like the DCGAN family, no validation metric; the last parameters are
 evaluated (Zhu et al. report the final model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -35,6 +45,10 @@ import optax
 
 from gm_jax import data as gm_data
 from gm_jax import losses
+from gm_jax.evaluate import feature_metrics
+from gm_jax.evaluate import feature_stats
+from gm_jax.evaluate import fid
+from gm_jax.evaluate import sample_metrics
 from gm_jax.families import gan as gan_family
 from gm_jax.models import cyclegan as cg
 from gm_jax.models import gan as gan_lib
@@ -52,10 +66,17 @@ NETWORKS = ('g_ab', 'g_ba', 'd_a', 'd_b')
 
 # The family's own settings (`gm_jax.families.setup` fills them in once); the networks'
 # and losses' settings have no default: every CycleGAN config states them.
-DEFAULTS = {'dataset_b': '', 'decay_start_fraction': 0.5}
+DEFAULTS = {
+  'dataset_b': '',
+  'decay_start_fraction': 0.5,
+  # the FIDs' feature network and sample count, as every sampling family's
+  **sample_metrics.DEFAULTS,
+}
 DEFAULTS_DOC = {
   'dataset_b': "domain B's dataset ('': config.dataset, another label of it)",
   'decay_start_fraction': 'fraction of training after which the learning rate decays to 0',
+  **sample_metrics.DEFAULTS_DOC,
+  'fid_num_samples': 'test images translated per direction for the FIDs (0: all test pairs)',
 }
 
 
@@ -120,6 +141,7 @@ def check_config(config, info=None) -> None:
       raise ValueError(f'config.{name} must be >= 0, got {config[name]!r}')
   if int(config.pool_size) < 0:
     raise ValueError(f'config.pool_size must be >= 0, got {config.pool_size!r}')
+  sample_metrics.check_config(config)
 
 
 def unpaired_arrays(
@@ -315,10 +337,8 @@ def make_family(config, info) -> Family:
       ]
     )
 
-  def evaluate(params, splits, key, cfg):
+  def evaluate(params, splits, key, cfg, *, workdir=None):
     del key
-    from gm_jax.evaluate import fid
-
     test, train = splits.test, splits.train
     classifier = domain_classifier(train, num_levels=num_levels, seed=int(cfg.seed))
     a, b = test['image_a'], test['image_b']
@@ -332,11 +352,9 @@ def make_family(config, info) -> Family:
     scale = float(num_levels - 1)
     err = lambda x, y: float(np.mean(np.abs(x.astype(np.float64) - y.astype(np.float64))) / scale)
     pred = lambda x: np.argmax(classifier.logits_and_features(x)[0], -1)
-    _, feat_a = classifier.logits_and_features(a)
-    _, feat_b = classifier.logits_and_features(b)
     acc_ab = float(np.mean(pred(ab) == 1))
     acc_ba = float(np.mean(pred(ba) == 0))
-    return {
+    results = {
       'bound': 'none',
       'gan_loss': cfg.gan_loss,
       'domains': f'{cfg.domain_a}<->{cfg.domain_b}',
@@ -351,11 +369,66 @@ def make_family(config, info) -> Family:
       # The classifier on untranslated test images: its own accuracy, and how often
       # an input is already taken for the other domain (the "do nothing" baseline).
       'domain_classifier_test_accuracy': 0.5 * float(np.mean(pred(a) == 0) + np.mean(pred(b) == 1)),
-      'fid_a2b': fid.fid_from_features(classifier.logits_and_features(ab)[1], feat_b),
-      'fid_b2a': fid.fid_from_features(classifier.logits_and_features(ba)[1], feat_a),
-      'fid_floor_a_vs_b': fid.fid_from_features(feat_a, feat_b),
-      'samples_per_s': len(a) / seconds if seconds > 0 else None,
     }
+    num = min(int(cfg.fid_num_samples) or len(a), len(a))
+    if cfg.fid_network == 'inception':
+      results.update(
+        inception_fids(cfg, a, b, ab[:num], ba[:num], sample_metrics.cache_dir(workdir))
+      )
+    else:
+      feat = lambda x: classifier.logits_and_features(x)[1]
+      feat_a, feat_b = feat(a), feat(b)
+      results.update(
+        _fids(
+          (feat(ab[:num]), feat_b),
+          (feat(ba[:num]), feat_a),
+          (feat_a, feat_b),
+          fid_distance=fid.fid_from_features,
+        )
+      )
+      results['fid_resize'] = sample_metrics.CLASSIFIER_RESIZE
+    results.update(
+      fid_network=cfg.fid_network, fid_num_samples=num, fid_split='test', fid_real_count=len(a)
+    )
+    results['samples_per_s'] = len(a) / seconds if seconds > 0 else None
+    return results
+
+  def inception_fids(cfg, a, b, ab, ba, cache_dir) -> dict:
+    """The FIDs, KID and precision/recall in FID Inception's features of the uint8 images;
+    the real test domains' statistics are read from / written to `cache_dir`."""
+    path = os.fspath(cfg.inception_weights)
+    inception_params = sample_metrics.inception_params(path)
+    uint8 = lambda x: sample_metrics.to_uint8(x, num_levels)
+    keep = len(ab)
+
+    def real(images, dataset, domain):
+      images = uint8(images)
+      # The test rows of a domain depend on the other's size and on the seed (the unpaired
+      # rows' permutation): the cache key holds a digest of the images themselves.
+      digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
+      return feature_stats.cached_real_statistics(
+        cache_dir,
+        inception_params,
+        images,
+        dataset=f'{dataset}[{domain}]',
+        split=f'test-{digest}',
+        weights_path=path,
+        keep=keep,
+      )
+
+    stats_a = real(a, cfg.dataset, cfg.domain_a)
+    stats_b = real(b, cfg.dataset_b or cfg.dataset, cfg.domain_b)
+    gen = lambda x: feature_stats.statistics(inception_params, uint8(x), keep=keep)
+    out = _fids(
+      (gen(ab), stats_b),
+      (gen(ba), stats_a),
+      (stats_a, stats_b),
+      fid_distance=lambda x, y: feature_metrics.frechet_distance(x.mu, x.sigma, y.mu, y.sigma),
+      features=lambda s: s.features,
+    )
+    out['fid_resize'] = sample_metrics.inception_resize_rule(num_levels)
+    out['fid_weights_sha256'] = feature_stats.weights_sha256(path)
+    return out
 
   def pictures(params, splits, key, workdir):
     del key
@@ -384,8 +457,23 @@ def make_family(config, info) -> Family:
     train_update=TrainUpdate(init=init_opt_state, update=update),
     ema_keys=('g_ab', 'g_ba'),  # with config.ema_decay: the generators' average samples
     schedule=lambda c: learning_rate_schedule(defaults.complete(c, DEFAULTS)),
-    resume_may_change=frozenset({'fid_num_samples'}),
+    resume_may_change=frozenset({'fid_num_samples', 'fid_network', 'inception_weights'}),
+    evaluate_takes_workdir=True,
   )
+
+
+def _fids(a2b, b2a, floor, *, fid_distance, features=lambda f: f) -> dict:
+  """`fid_a2b`, `fid_b2a`, `fid_floor_a_vs_b` and each direction's KID and precision/recall
+  (keys suffixed `_a2b` / `_b2a`) of `(generated, real)` pairs of features or statistics."""
+  out = {
+    'fid_a2b': fid_distance(*a2b),
+    'fid_b2a': fid_distance(*b2a),
+    'fid_floor_a_vs_b': fid_distance(*floor),
+  }
+  for name, (gen, real) in (('a2b', a2b), ('b2a', b2a)):
+    metrics = sample_metrics.distribution_metrics(features(gen), features(real))
+    out.update({f'{k}_{name}': v for k, v in metrics.items()})
+  return out
 
 
 _CLASSIFIERS: dict = {}
@@ -393,8 +481,6 @@ _CLASSIFIERS: dict = {}
 
 def domain_classifier(train: dict, *, num_levels: int, seed: int = 0):
   """A deterministic A-vs-B classifier (label 1 = B) trained on the train rows."""
-  from gm_jax.evaluate import fid
-
   # Unique images only: the smaller domain is repeated in the train rows.
   a = np.unique(train['image_a'], axis=0)
   b = np.unique(train['image_b'], axis=0)
