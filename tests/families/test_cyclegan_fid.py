@@ -23,37 +23,11 @@ from gm_jax.families import cyclegan
 from gm_jax.models import gan as gan_lib
 from gm_jax.nn.layers import images_to_unit
 from tests.evaluate import low_rank_fid
-from tests.evaluate import torch_file
 from tests.families import test_cyclegan
 
 NUM = 4  # test pairs: one Inception batch shape for every call
 INFO = test_cyclegan.INFO
 LEVELS = INFO.num_levels  # 17
-
-
-@pytest.fixture(scope='module')
-def inception_weights(tmp_path_factory):
-  """`(path, params)`: random FID-Inception params written as pytorch-fid's weights file."""
-  params = torch_file.random_params(1)
-  path = str(tmp_path_factory.mktemp('inception') / inception.FID_WEIGHTS_FILE)
-  torch_file.write_state_dict(path, torch_file.params_to_state_dict(params))
-  return path, params
-
-
-@pytest.fixture
-def fid_calls(monkeypatch):
-  """The Gaussian statistics `(mu_gen, sigma_gen, mu_real, sigma_real)` of each Inception
-  FID, recorded; the FID is the exact low-rank one of tests/evaluate/low_rank_fid.py (as
-  test_fid_network.py: the covariances of 4 images have rank 3)."""
-  calls = []
-
-  def frechet_distance(mu1, sigma1, mu2, sigma2):
-    args = tuple(np.asarray(a, np.float64) for a in (mu1, sigma1, mu2, sigma2))
-    calls.append(args)
-    return low_rank_fid.frechet_distance(*args)
-
-  monkeypatch.setattr(feature_metrics, 'frechet_distance', frechet_distance)
-  return calls
 
 
 def _setup(**settings):

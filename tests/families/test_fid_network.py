@@ -20,7 +20,6 @@ from configs import reflow as reflow_config
 from configs import vqvae as vqvae_config
 from configs import vqvae_prior as vqvae_prior_config
 from gm_jax import data as gm_data
-from gm_jax.evaluate import feature_metrics
 from gm_jax.evaluate import feature_stats
 from gm_jax.evaluate import inception
 from gm_jax.evaluate import sample_metrics
@@ -31,8 +30,6 @@ from gm_jax.families import vqvae as vqvae_family
 from gm_jax.train import defaults
 from gm_jax.train import loop
 from gm_jax.train import run_config
-from tests.evaluate import low_rank_fid
-from tests.evaluate import torch_file
 from tests.train.test_loop import _config as _toy_config
 from tests.train.test_loop import _toy_family
 from tests.train.test_loop import _toy_splits
@@ -40,40 +37,11 @@ from tests.train.test_loop import _toy_splits
 NUM = 4  # real test images and samples: one Inception batch shape for every call
 
 
-@pytest.fixture(scope='session')
-def inception_weights(tmp_path_factory):
-  """`(path, params)`: random FID-Inception params written as pytorch-fid's weights file."""
-  params = torch_file.random_params(1)
-  path = str(tmp_path_factory.mktemp('inception') / inception.FID_WEIGHTS_FILE)
-  torch_file.write_state_dict(path, torch_file.params_to_state_dict(params))
-  return path, params
-
-
 @pytest.fixture(scope='module')
 def splits(data_dir):
   """The digits with only their first `NUM` test images (the FID's real rows)."""
   full = gm_data.load_splits('digits', data_dir=data_dir)
   return dataclasses.replace(full, test={k: v[:NUM] for k, v in full.test.items()})
-
-
-@pytest.fixture
-def fid_calls(monkeypatch):
-  """The Gaussian statistics `(mu_gen, sigma_gen, mu_real, sigma_real)` of each FID, recorded.
-
-  The FID is the exact low-rank one of tests/evaluate/low_rank_fid.py (checked against
-  `gm_jax.evaluate.fid` in tests/evaluate/test_fid_stats.py) in place of pytorch-fid's
-  `sqrtm` of a 2048 x 2048 product (minutes here; the formula is checked in
-  test_feature_metrics.py): the covariances of 4 images have rank 3. A second evaluation
-  gives byte-equal statistics (asserted) or a new computation."""
-  calls = []
-
-  def frechet_distance(mu1, sigma1, mu2, sigma2):
-    args = tuple(np.asarray(a, np.float64) for a in (mu1, sigma1, mu2, sigma2))
-    calls.append(args)
-    return low_rank_fid.frechet_distance(*args)
-
-  monkeypatch.setattr(feature_metrics, 'frechet_distance', frechet_distance)
-  return calls
 
 
 def _with_inception(config, module, path, **settings):
