@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# What `make demo` needs (the library, tfds, matplotlib): a newcomer's first command installs
+# no test, benchmark or lint tools (torch, pytorch-fid, ruff, mypy); `make test` adds them.
+DEMO_STAMP := $(VENV)/.demo-stamp
 PYTEST_ARGS ?=
 LINT_PATHS := gm_jax tests benchmarks configs tools
 
 .PHONY: install lint format lint-fix demo test test-fast test-targets bench bench-train-step family-table clean
 
+$(DEMO_STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[tfds,plots]' -c constraints.txt
+	touch $(DEMO_STAMP)
+
 # k-diffusion: tests/sampling's reference samplers load only its k_diffusion/sampling.py (with
 # torch from [bench]); its declared dependencies (torchvision, clean-fid, wandb...) are not
 # needed, hence --no-deps (and not in setup.cfg's `test` extra).
-$(STAMP): setup.cfg pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+$(STAMP): $(DEMO_STAMP) setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -e '.[tfds,plots,test,bench,lint]' -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt k-diffusion==0.1.1.post1
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt nflows==0.14
@@ -38,7 +45,7 @@ format: $(STAMP)
 lint-fix: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH tools/lint_fixups.sh
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m gm_jax.demo --out demo
 
 # `--dist loadgroup` keeps a module marked with one `xdist_group` on one worker (needs
