@@ -6,6 +6,8 @@ map eps -> z (float64), the Gaussian densities from SciPy: nothing of `iaf_log_q
 flow's summed log-dets.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,26 +41,36 @@ def setup():
     yield model, jax.tree.unflatten(tree, leaves), x
 
 
-def _recompute(model, params, x, eps):
-  """(log p(x|z), log p(z), log q(z|x)) for the noise eps `[B, D]`, each `[B]` (NumPy)."""
-  mean, log_var, context = model.apply(params, x, method=vae_lib.VAE.encode_with_context)
+@functools.cache
+def _programs(model):
+  """`(z_and_jac, decode)` compiled once per model (the per-example loops re-use them, instead
+  of dispatching every op of the recomputation eagerly)."""
   steps = [f'steps_{t}' for t in range(model.iaf_steps)]
 
-  def to_z(e, m, lv, c):  # one example: eps [D] -> z [D], the steps applied one by one
+  def to_z(params, e, m, lv, c):  # one example: eps [D] -> z [D], the steps one by one
     z = m + jnp.exp(0.5 * lv) * e
     for t, name in enumerate(steps):
       step = vae_lib.iaf_lib.IAFStep(tuple(model.iaf_hidden), reverse=bool(t % 2))
       z, _ = step.apply({'params': params['params']['iaf'][name]}, z, c)
     return z
 
+  def z_and_jac(params, e, m, lv, c):
+    return to_z(params, e, m, lv, c), jax.jacfwd(to_z, argnums=1)(params, e, m, lv, c)
+
+  decode = lambda params, z: model.apply(params, z, method=vae_lib.VAE.decode)
+  return jax.jit(z_and_jac), jax.jit(decode)
+
+
+def _recompute(model, params, x, eps):
+  """(log p(x|z), log p(z), log q(z|x)) for the noise eps `[B, D]`, each `[B]` (NumPy)."""
+  mean, log_var, context = model.apply(params, x, method=vae_lib.VAE.encode_with_context)
+  z_and_jac, decode = _programs(model)
   out = []
   for b in range(x.shape[0]):
-    args = (mean[b], log_var[b], context[b])
-    z = to_z(eps[b], *args)
-    jac = jax.jacfwd(lambda e, args=args: to_z(e, *args))(eps[b])
+    z, jac = z_and_jac(params, eps[b], mean[b], log_var[b], context[b])
     log_q = stats.norm.logpdf(np.asarray(eps[b])).sum() - np.linalg.slogdet(np.asarray(jac))[1]
     log_pz = stats.norm.logpdf(np.asarray(z)).sum()
-    dec = model.apply(params, z[None], method=vae_lib.VAE.decode)
+    dec = decode(params, z[None])
     logits = np.asarray(dec[0, ..., :], np.float64)  # [H, W, C, L]
     log_probs = logits - special.logsumexp(logits, axis=-1, keepdims=True)
     log_px = np.take_along_axis(log_probs, np.asarray(x[b])[..., None], -1).sum()
