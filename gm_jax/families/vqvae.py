@@ -45,6 +45,7 @@ from gm_jax.train.family import Family
 from gm_jax.train.family import TrainUpdate
 
 MODELS = ('vqvae', 'vqvae_prior')
+DECODE_PIXELS = ('sample', 'mode')
 
 DEFAULTS = {
   'num_codes': 64,
@@ -60,6 +61,7 @@ DEFAULTS = {
   'num_layers': 6,
   'kernel_size': 3,
   'dropout_rate': 0.0,
+  'decode_pixels': 'sample',
   **sample_metrics.DEFAULTS,
 }
 DEFAULTS_DOC = {
@@ -76,6 +78,7 @@ DEFAULTS_DOC = {
   'num_layers': 'vqvae_prior: gated PixelCNN layers',
   'kernel_size': 'vqvae_prior: PixelCNN kernel size (odd, >= 3)',
   'dropout_rate': 'vqvae_prior: dropout in the PixelCNN',
+  'decode_pixels': "vqvae_prior: samples' pixels 'sample'd from the decoder or its 'mode'",
   **{k: f'vqvae_prior: {v}' for k, v in sample_metrics.DEFAULTS_DOC.items()},
 }
 
@@ -121,6 +124,10 @@ def check_config(config, info) -> None:
     raise ValueError(f'config.kernel_size must be odd and >= 3; got {config.kernel_size!r}')
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ValueError(f'config.dropout_rate must be in [0, 1); got {config.dropout_rate!r}')
+  if config.decode_pixels not in DECODE_PIXELS:
+    raise ValueError(
+      f'config.decode_pixels must be one of {DECODE_PIXELS}; got {config.decode_pixels!r}'
+    )
   sample_metrics.check_config(config)
 
 
@@ -366,8 +373,11 @@ def _prior_family(config, info, fs_model, fs_params) -> Family:
     return jnp.mean(nll), metrics
 
   def decode(codes, key):
-    """Codes `[B, h, w, 1]` -> images drawn from the first stage's decoder, uint8."""
+    """Codes `[B, h, w, 1]` -> images from the first stage's decoder: pixels drawn from its
+    categorical (`decode_pixels='sample'`) or its most likely level ('mode')."""
     logits = fs_model.apply(fs_params, codes[..., 0], method=fs_model.decode_codes)
+    if config.decode_pixels == 'mode':
+      return jnp.argmax(logits, -1).astype(jnp.int32)
     return jax.random.categorical(key, logits).astype(jnp.int32)
 
   decode_jit = jax.jit(decode)
@@ -398,7 +408,9 @@ def _prior_family(config, info, fs_model, fs_params) -> Family:
     codes = sampling.sample(prior, params, key, (8,) + grid + (1,))
     logits = fs_model.apply(fs_params, codes[..., 0], method=fs_model.decode_codes)
     mode = np.asarray(jnp.argmax(logits, -1))
-    draws = [np.asarray(decode_jit(codes, jax.random.fold_in(key, i))) for i in range(3)]
+    draws = [
+      np.asarray(jax.random.categorical(jax.random.fold_in(key, i), logits)) for i in range(3)
+    ]
     images.save_image_grid(
       np.concatenate([mode] + draws),
       os.path.join(workdir, 'prior_samples.png'),
@@ -415,7 +427,7 @@ def _prior_family(config, info, fs_model, fs_params) -> Family:
     sample=sample,
     pictures=pictures,
     validation_metric='bound_bpd',
-    resume_may_change=frozenset(sample_metrics.DEFAULTS),
+    resume_may_change=frozenset(sample_metrics.DEFAULTS) | {'decode_pixels'},
     evaluate_takes_workdir=True,
   )
 
@@ -458,6 +470,7 @@ def _prior_eval(
     'test_perplexity': float(perplexity),
     'test_codes_used': int(used),
     'num_codes': fs_model.num_codes,
+    'decode_pixels': cfg.decode_pixels,
   }
   if info.num_classes or cfg.fid_network == 'inception':
     num = sample_metrics.num_samples(cfg, splits)
