@@ -3,21 +3,20 @@
 The data-parallel step itself is checked family by family in tests/parallel; this file
 checks what the loop adds around it: chunks of `steps_per_loop` steps laid out per
 device, batches gathered on the devices from resident data or put there by the host,
-and checkpoints/metrics of the replicated state, the EMA parameters included. It runs
-itself as a script in a subprocess, where `--xla_force_host_platform_device_count=4` can
-still take effect.
+and checkpoints/metrics of the replicated state, the EMA parameters included. `worker`
+runs in the 4-device subprocess of tests/four_devices.py, where
+`--xla_force_host_platform_device_count=4` can still take effect.
 """
 
-import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from tests import multidevice
+from tests import four_devices
 
 NUM_DEVICES = 4
+pytestmark = four_devices.GROUP
 
 
 # One checkpoint a run, at its end (the parameters compared are the final ones): a save
@@ -25,7 +24,8 @@ NUM_DEVICES = 4
 _ONE_SAVE = dict(checkpoint_every=12)
 
 
-def _runs(workdir: str) -> dict:
+def worker(workdir: str) -> dict:
+  """Every mode's and chunking's run, in the 4-device subprocess."""
   import jax
 
   from gm_jax.train import loop
@@ -69,8 +69,8 @@ def _runs(workdir: str) -> dict:
 
 
 @pytest.mark.slow
-def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
-  report = multidevice.run_report(__file__, [str(tmp_path)], NUM_DEVICES)
+def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path_factory):
+  report = dict(four_devices.report(tmp_path_factory)['loop_parallel'])
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1-device')
   ema_reference = report.pop('none-2-ema')
@@ -84,7 +84,3 @@ def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
     # The same step-determined batches and per-group keys: equal up to float summation order.
     np.testing.assert_allclose(got['w'], reference['w'], rtol=1e-5, atol=1e-6, err_msg=name)
     assert got['best_step'] == reference['best_step'], name
-
-
-if __name__ == '__main__':
-  print(json.dumps(_runs(sys.argv[1])))
