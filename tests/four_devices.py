@@ -25,9 +25,15 @@ _REPORT: dict = {}
 def report(tmp_path_factory) -> dict:
   """The subprocess's report: `{'sharded_eval': ..., 'loop_parallel': ..., 'feature_stats': ...}`
   (each module's worker function's output), computed once per pytest process."""
+  if 'failed' in _REPORT:  # computed and failed for an earlier test: not again
+    pytest.fail(f'the 4-device subprocess failed: {_REPORT["failed"]}')
   if not _REPORT:
     workdir = str(tmp_path_factory.mktemp('four_devices'))
-    _REPORT.update(multidevice.run_report(__file__, [workdir], NUM_DEVICES))
+    try:
+      _REPORT.update(multidevice.run_report(__file__, [workdir], NUM_DEVICES))
+    except AssertionError as e:
+      _REPORT['failed'] = str(e)
+      raise
   return _REPORT
 
 
