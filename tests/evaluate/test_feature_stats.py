@@ -1,18 +1,18 @@
 """Inception statistics: float64 host accumulation, the same on 4 CPU devices as on one,
 and the real-data cache keyed by dataset, split, network and the weights file's hash."""
 
-import json
-
 import numpy as np
 import pytest
 
 from gm_jax.evaluate import feature_stats
-from tests import multidevice
+from tests import four_devices
 
-pytestmark = pytest.mark.xdist_group('feature_stats')
+# The 4-device numbers come from tests/four_devices.py's shared subprocess.
+pytestmark = four_devices.GROUP
 
 
-def _report() -> dict:
+def worker() -> dict:
+  """One device against 4 (`parallel.eval_mesh`), in the 4-device subprocess."""
   import jax
 
   from gm_jax import parallel
@@ -48,8 +48,8 @@ def _report() -> dict:
 
 
 @pytest.fixture(scope='module')
-def report():
-  return multidevice.run_report(__file__, [], 4)
+def report(tmp_path_factory):
+  return four_devices.report(tmp_path_factory)['feature_stats']
 
 
 def test_statistics_on_four_devices_equal_one_device(report):
@@ -101,7 +101,3 @@ def test_real_statistics_cache_is_keyed_by_weights_hash_and_split(tmp_path, monk
   c = feature_stats.cached_real_statistics(tmp_path, None, images, split='test', **kw)
   assert len(calls) == 3 and not np.array_equal(c.mu, a.mu)
   assert len(list((tmp_path / 'fid_stats').glob('*.npz'))) == 3
-
-
-if __name__ == '__main__':
-  print(json.dumps(_report()))

@@ -250,6 +250,9 @@ def _tiny_config(model):
     'discriminator_features': (8, 8),
     'generator_filters': 4,
     'discriminator_filters': 4,
+    # CycleGAN's PatchGAN: one strided layer (config: 2); measured, its 3 modes' loss and
+    # 2 steps in the 4-device worker 35.2 -> 27.2 CPU-s cold, rel. errors unchanged (4e-6).
+    'discriminator_layers': 1,
     'num_residual_blocks': 1,
     'pool_size': 4,
     'channel_mults': (1,),

@@ -4,24 +4,25 @@ test split (`parallel.map_examples`, every likelihood family's `evaluate`).
 Validation and test batches are split over all devices (each process its own rows)
 instead of evaluated whole on one device of every host; the numbers must equal the
 single-device ones up to float summation order, for batches that split over the
-devices and for ones that do not (run replicated). Runs itself in a subprocess, where
-`--xla_force_host_platform_device_count=4` can still take effect.
+devices and for ones that do not (run replicated). `worker` runs in the 4-device
+subprocess of tests/four_devices.py, where `--xla_force_host_platform_device_count=4`
+can still take effect.
 """
 
-import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from tests import multidevice
+from tests import four_devices
 
-# One worker computes the report for all of this module's tests (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group('sharded_eval')
+# One pytest worker computes the 4-device report for all of this module's tests and
+# the other modules that read it (`--dist loadgroup`).
+pytestmark = four_devices.GROUP
 
 
-def _report(workdir: str) -> dict:
+def worker(workdir: str) -> dict:
+  """This module's numbers, in the 4-device subprocess."""
   import jax
   import jax.numpy as jnp
 
@@ -175,7 +176,7 @@ def _family_test_numbers() -> dict:
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
-  return multidevice.run_report(__file__, [str(tmp_path_factory.mktemp('sharded_eval'))], 4)
+  return four_devices.report(tmp_path_factory)['sharded_eval']
 
 
 def test_validation_is_split_over_the_devices_and_matches_one_device(report):
@@ -208,7 +209,3 @@ def test_family_test_numbers_match_one_device(report, model):
       np.testing.assert_allclose(
         got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=f'{model} {name} batch {size}'
       )
-
-
-if __name__ == '__main__':
-  print(json.dumps(_report(sys.argv[1])))

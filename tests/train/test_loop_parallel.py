@@ -3,24 +3,29 @@
 The data-parallel step itself is checked family by family in tests/parallel; this file
 checks what the loop adds around it: chunks of `steps_per_loop` steps laid out per
 device, batches gathered on the devices from resident data or put there by the host,
-and checkpoints/metrics of the replicated state, the EMA parameters included. It runs
-itself as a script in a subprocess, where `--xla_force_host_platform_device_count=4` can
-still take effect.
+and checkpoints/metrics of the replicated state, the EMA parameters included. `worker`
+runs in the 4-device subprocess of tests/four_devices.py, where
+`--xla_force_host_platform_device_count=4` can still take effect.
 """
 
-import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from tests import multidevice
+from tests import four_devices
 
 NUM_DEVICES = 4
+pytestmark = four_devices.GROUP
 
 
-def _runs(workdir: str) -> dict:
+# One checkpoint a run, at its end (the parameters compared are the final ones): a save
+# every 4 of the 12 steps cost 3 orbax writes a run, 36 in all.
+_ONE_SAVE = dict(checkpoint_every=12)
+
+
+def worker(workdir: str) -> dict:
+  """Every mode's and chunking's run, in the 4-device subprocess."""
   import jax
 
   from gm_jax.train import loop
@@ -35,6 +40,7 @@ def _runs(workdir: str) -> dict:
         steps_per_loop=k,
         log_every=4,
         device_data_max_bytes=(1 << 30) if resident else 0,
+        **_ONE_SAVE,
       )
       res = loop.run(
         config, os.path.join(workdir, name), test_loop._toy_family(), test_loop._toy_splits()
@@ -47,7 +53,9 @@ def _runs(workdir: str) -> dict:
       }
     # EMA (config.ema_decay): the average is updated inside each device's step.
     name = f'{mode}-2-ema'
-    config = test_loop._config(parallel=mode, steps_per_loop=2, log_every=4, ema_decay=0.9)
+    config = test_loop._config(
+      parallel=mode, steps_per_loop=2, log_every=4, ema_decay=0.9, **_ONE_SAVE
+    )
     res = loop.run(
       config, os.path.join(workdir, name), test_loop._toy_family(), test_loop._toy_splits()
     )
@@ -61,8 +69,8 @@ def _runs(workdir: str) -> dict:
 
 
 @pytest.mark.slow
-def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
-  report = multidevice.run_report(__file__, [str(tmp_path)], NUM_DEVICES)
+def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path_factory):
+  report = dict(four_devices.report(tmp_path_factory)['loop_parallel'])
   assert report.pop('device_count') == NUM_DEVICES
   reference = report.pop('none-1-device')
   ema_reference = report.pop('none-2-ema')
@@ -76,7 +84,3 @@ def test_every_mode_and_chunking_trains_the_same_parameters(tmp_path):
     # The same step-determined batches and per-group keys: equal up to float summation order.
     np.testing.assert_allclose(got['w'], reference['w'], rtol=1e-5, atol=1e-6, err_msg=name)
     assert got['best_step'] == reference['best_step'], name
-
-
-if __name__ == '__main__':
-  print(json.dumps(_runs(sys.argv[1])))
