@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -30,12 +31,13 @@ def _tiny(config, tfds_dir, **overrides):
   return families.complete(c)
 
 
-def test_pixelcnn_trains_writes_artefacts_and_learns(tmp_path, tfds_dir):
-  # Kill and resume: the contract test (tests/families/test_contract.py) for every model,
-  # bit for bit in tests/train/test_loop.py.
-  config = _tiny(pixelcnn_config, tfds_dir, num_layers=2, learning_rate=3e-3)
-  straight = str(tmp_path / 'straight')
-  ev = families.train_and_evaluate(config, straight)
+# One worker under `-n 2 --dist loadgroup` with test_contract's pixelcnn and char_lm runs.
+@pytest.mark.xdist_group('ar_runs')
+def test_pixelcnn_trains_writes_artefacts_and_learns(contract_run):
+  # test_contract's pixelcnn run (killed at step 11, resumed; bit for bit in
+  # tests/train/test_loop.py) on `_tiny`'s settings with 2 layers (test_contract.SHARED).
+  run = contract_run('pixelcnn')
+  ev, straight = run.result, run.workdir
   for name in ('eval.json', 'metrics.jsonl', 'samples.png'):
     assert os.path.exists(os.path.join(straight, name)), name
   assert ev == json.loads(open(os.path.join(straight, 'eval.json')).read())
@@ -45,16 +47,12 @@ def test_pixelcnn_trains_writes_artefacts_and_learns(tmp_path, tfds_dir):
   assert ev['samples_per_s'] > 0 and ev['train_steps_per_s'] > 0
 
 
-def test_char_lm_reports_bits_per_char_and_writes_text(tmp_path, tfds_dir):
-  config = _tiny(
-    char_lm_config,
-    tfds_dir,
-    dilations=(1, 2, 4),
-    num_train_steps=20,
-    sample_length=50,
-    num_samples=2,
-  )
-  ev = families.train_and_evaluate(config, str(tmp_path))
+@pytest.mark.xdist_group('ar_runs')
+def test_char_lm_reports_bits_per_char_and_writes_text(contract_run):
+  # test_contract's char_lm run (killed at step 11, resumed) on `_tiny`'s settings with
+  # dilations (1, 2, 4), 20 steps and two samples of 50 bytes (test_contract.SHARED).
+  run = contract_run('char_lm')
+  ev, tmp_path = run.result, pathlib.Path(run.workdir)
   assert ev['model'] == 'char_lm' and ev['bound'] == 'exact'
   assert ev['test_bits_per_char'] == ev['test_bpd']
   np.testing.assert_allclose(ev['test_bpd'], ev['test_nll_nats'] / (128 * math.log(2)), rtol=1e-6)

@@ -3,9 +3,11 @@
 Each model's module exposes `MODELS`, `DEFAULTS` (each entry documented in
 `DEFAULTS_DOC`), `check_config` (a bad value is an error naming its field) and
 `make_family`; the model has a shipped config, a `demo.DEMO_RUNS` row and a
-`tests/configs_snapshot.json` entry; and it trains two steps through
+`tests/configs_snapshot.json` entry; and it trains a few steps through
 `gm_jax.families.train_and_evaluate` on tiny settings, killed after the first
-checkpoint, resumed, evaluated and sampled.
+checkpoint, resumed, evaluated and sampled. That run (tests/families/conftest.py
+`contract_run`, once per test process) is the one the family's own tests read too, with
+the settings they need (`SHARED`).
 """
 
 import glob
@@ -20,6 +22,7 @@ import pytest
 from gm_jax import data as gm_data
 from gm_jax import demo
 from gm_jax import families
+from tests.families.conftest import checkpoint_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = families.model_names()
@@ -75,6 +78,120 @@ TINY = {
 }
 # Smaller data where the shipped config's is large: CycleGAN between two digit classes.
 DATA = {'cyclegan': {'dataset': 'digits', 'domain_a': '0', 'domain_b': '1'}}
+# Settings a family's own tests need of the same run, on top of TINY (they read
+# `contract_run(model)`): VDM class-conditional with a learned schedule and a timed DDPM
+# (test_diffusion); flow matching's exact-trace likelihood and a timed Euler sampler
+# (test_diffusion); a class-conditional DCGAN (test_gan); a VQ-VAE of 8 codes (test_vqvae);
+# the HVAE of test_hvae, the CVAE of test_vae, the PixelCNN and char_lm of
+# test_autoregressive, the NICE of test_flows.
+# The compared and timed runs train 4 steps, killed after step 2: a step between two logs
+# or checkpoints is timed (eval.json's train_steps_per_s; a checkpoint every step times none).
+_TIMED = dict(num_train_steps=4, checkpoint_every=2, log_every=2, eval_every=2)
+SHARED = {
+  'diffusion': dict(
+    _TIMED,
+    conditional=True,
+    noise_schedule='learned',
+    timing_samplers=('ddpm:3',),
+    timing_fid_samples=16,
+    eval_bound_samples=2,
+  ),
+  'flow_matching': dict(
+    _TIMED,
+    timing_samplers=('euler:2',),
+    likelihood_solver='euler',
+    likelihood_steps=1,
+    exact_trace_max_dims=64,
+  ),
+  'dcgan': dict(_TIMED, conditional=True),
+  'cyclegan': _TIMED,
+  'vqvae': dict(hidden=8, num_codes=8, embed_dim=4),
+  # Long enough to learn (better than uniform: test_hvae, test_vae, test_autoregressive).
+  'hvae': dict(
+    groups_per_scale=(1, 1),
+    channels=8,
+    latent_channels=2,
+    cells_per_group=0,
+    output_cells=1,
+    normalization='weight',
+    spectral_reg=0.0,
+    grad_skip_norm=0.0,
+    num_train_steps=30,
+    batch_size=32,
+    warmup_steps=100,
+    log_every=10,
+    eval_every=15,
+    checkpoint_every=15,
+    iwae_samples=5,
+    iwae_batch_size=360,
+    num_samples=8,
+    picture_temperatures=(1.0, 0.5),
+  ),
+  'cvae': dict(
+    hidden=(64,),
+    latent_dim=4,
+    num_train_steps=80,
+    batch_size=32,
+    warmup_steps=100,
+    log_every=20,
+    eval_every=40,
+    checkpoint_every=40,
+    iwae_samples=20,
+  ),
+  'pixelcnn': dict(
+    num_layers=2,
+    learning_rate=3e-3,
+    num_train_steps=30,
+    batch_size=16,
+    log_every=10,
+    eval_every=10,
+    checkpoint_every=10,
+    max_to_keep=5,
+    num_samples=4,
+  ),
+  'nice': dict(
+    num_couplings=4,
+    hidden=32,
+    num_hidden_layers=1,
+    num_train_steps=40,
+    batch_size=32,
+    log_every=10,
+    eval_every=20,
+    checkpoint_every=20,
+    eval_dequant_samples=2,
+    num_samples=10,
+  ),
+  'char_lm': dict(
+    dilations=(1, 2, 4),
+    num_train_steps=20,
+    batch_size=16,
+    log_every=10,
+    eval_every=10,
+    checkpoint_every=10,
+    max_to_keep=5,
+    sample_length=50,
+    num_samples=2,
+  ),
+}
+# Models whose resumed run is also compared, leaf for leaf, with an uninterrupted one.
+COMPARED = ('diffusion', 'dcgan', 'cyclegan')
+# The tests that read one run share a worker under `--dist loadgroup` (the run is a session
+# fixture, per worker): reflow reads the flow_matching run (its teacher), vqvae_prior the
+# vqvae run (its first stage).
+GROUPS = {
+  'diffusion': 'diffusion_train',
+  'flow_matching': 'flow_runs',
+  'reflow': 'flow_runs',
+  'dcgan': 'gan_runs',
+  'cyclegan': 'gan_runs',
+  'vqvae': 'vqvae_runs',
+  'vqvae_prior': 'vqvae_runs',
+  'hvae': 'hvae_run',
+  'cvae': 'cvae_run',
+  'pixelcnn': 'ar_runs',
+  'char_lm': 'ar_runs',
+  'nice': 'nice_run',
+}
 # A bad value of one family setting per module (or model), and the field it names.
 BAD = {
   'logreg': ('l2', -1.0),
@@ -124,8 +241,8 @@ def _tiny(model, data_dir):
           value if isinstance(old, (tuple, list)) or not isinstance(value, tuple) else value[0]
         )
     config.update(DATA.get(model, {}))
-    if model == 'vqvae_prior':  # a second stage: its first, trained tiny once per data_dir
-      config.first_stage_workdir = _first_stage_workdir(data_dir)
+    if model == 'vqvae_prior':  # a second stage; contract_run trains its first
+      config.first_stage_workdir = _first_stage_config_only(data_dir)
     # naive Bayes: its evaluation chunk (the fit is one full-batch step)
     config.batch_size = 8
     config.update(
@@ -141,19 +258,30 @@ def _tiny(model, data_dir):
       steps_per_loop=1,
       progress_bar=False,
     )
+    config.update(SHARED.get(model, {}))
   return config
 
 
 _FIRST_STAGES: dict = {}
 
 
-def _first_stage_workdir(data_dir):
-  """A vqvae trained three tiny steps into a temporary workdir, for `vqvae_prior`."""
+def _first_stage_config_only(data_dir):
+  """A workdir holding only the tiny vqvae's config.json: what `check_config` of
+  `vqvae_prior` reads (contract_run trains the first stage the prior's run loads)."""
   if data_dir not in _FIRST_STAGES:
-    workdir = tempfile.mkdtemp(prefix='contract_vqvae_')
-    families.train_and_evaluate(_tiny('vqvae', data_dir), workdir)
+    from gm_jax.train import run_config
+
+    workdir = tempfile.mkdtemp(prefix='contract_vqvae_config_')
+    run_config.save(workdir, families.complete(_tiny('vqvae', data_dir)))
     _FIRST_STAGES[data_dir] = workdir
   return _FIRST_STAGES[data_dir]
+
+
+def _grouped(models):
+  """The models as parameters, each in its `GROUPS` xdist group (if any)."""
+  return [
+    pytest.param(m, marks=pytest.mark.xdist_group(GROUPS[m])) if m in GROUPS else m for m in models
+  ]
 
 
 @pytest.mark.parametrize('model', MODELS)
@@ -199,40 +327,20 @@ def test_unknown_model_is_named_with_the_known_ones():
     families.module_for('no_such_model')
 
 
-def _checkpoint_steps(workdir):
-  return [int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit()]
-
-
-@pytest.mark.parametrize('model', MODELS)
-def test_trains_two_steps_resumes_evaluates_and_samples(
-  model, data_dir, tmp_path, monkeypatch, request
-):
-  config = _tiny(model, data_dir)
-  workdir = str(tmp_path / 'run')
-  if (
-    model == 'reflow'
-  ):  # its teacher: a tiny flow_matching run (3 steps, tests/families/conftest.py)
-    config.teacher_workdir = request.getfixturevalue('flow_matching_teacher')
-  real = gm_data.batch_at_step
-
-  def dies_at_step_2(arrays, step, **kw):
-    if step == 2:
-      raise KeyboardInterrupt('simulated kill')
-    return real(arrays, step, **kw)
-
-  monkeypatch.setattr(gm_data, 'batch_at_step', dies_at_step_2)
-  with pytest.raises(KeyboardInterrupt):
-    families.train_and_evaluate(config, workdir)
-  monkeypatch.setattr(gm_data, 'batch_at_step', real)
-  saved = _checkpoint_steps(workdir)
-  assert saved and max(saved) < 3, saved
-  assert not os.path.exists(os.path.join(workdir, 'eval.json'))
-
-  ev = families.train_and_evaluate(config, workdir)  # resumes from max(saved)
+@pytest.mark.parametrize('model', _grouped(MODELS))
+def test_trains_two_steps_resumes_evaluates_and_samples(model, contract_run):
+  run = contract_run(model)
+  config, workdir, ev = run.config, run.workdir, run.result
+  assert run.killed
+  saved = run.saved_at_kill
+  assert saved and max(saved) < config.num_train_steps, saved
+  assert not run.eval_after_kill
   with open(os.path.join(workdir, 'eval.json')) as f:
     assert json.load(f) == json.loads(json.dumps(ev))
   assert ev['model'] == model
-  assert max(_checkpoint_steps(workdir)) == 3
+  assert max(checkpoint_steps(workdir)) == config.num_train_steps
+  if run.identical is not None:  # the resumed run ends where an uninterrupted one does
+    assert run.identical
   if ev.get('samples_per_s') is not None:  # sampled (or translated): its pictures or text
     outputs = [n for n in os.listdir(workdir) if n.endswith(('.png', '.txt')) and n != 'loss.png']
     assert outputs, os.listdir(workdir)

@@ -25,6 +25,9 @@ from gm_jax.nn.layers import images_to_unit
 from tests.evaluate import low_rank_fid
 from tests.families import test_cyclegan
 
+# One worker under `-n 2 --dist loadgroup` for both Inception-FID files: the session's
+# random Inception weights (tests/families/conftest.py) are made once.
+pytestmark = pytest.mark.xdist_group('inception_fid')
 NUM = 4  # test pairs: one Inception batch shape for every call
 INFO = test_cyclegan.INFO
 LEVELS = INFO.num_levels  # 17

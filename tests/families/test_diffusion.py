@@ -1,10 +1,11 @@
 """Diffusion (VDM) and flow matching through the generic trainer.
 
-Both families train a few steps of a tiny U-Net on a slice of the digits (the VDM one
-killed and resumed: bit-identical final state) and write every `eval.json` entry the
-family promises:
-the bound in bits/dim of the discrete data, FID / floor / class coverage, samples/s of
-each timed sampler. The runs share one module fixture in the test process.
+Both families' runs are test_contract's (tests/families/conftest.py `contract_run`: a tiny
+U-Net trained three steps on the digits, killed after the first checkpoint and resumed;
+the VDM one class-conditional with a learned schedule and compared, bit for bit, with an
+uninterrupted run); here: every `eval.json` entry the family promises: the bound in
+bits/dim of the discrete data, FID / floor / class coverage, samples/s of each timed
+sampler.
 """
 
 import json
@@ -17,12 +18,8 @@ import pytest
 from gm_jax import data as gm_data
 from gm_jax import families
 from gm_jax.families import diffusion as diffusion_family
-from gm_jax.train import loop
 
 INFO = gm_data.get_info('digits')
-# One worker under `-n 2 --dist loadgroup`: the module's training worker runs once, not
-# once per pytest worker (measured: 177 s and 171 s of setup on the two workers).
-pytestmark = pytest.mark.xdist_group('diffusion_train')
 
 
 def _config(model, **overrides):
@@ -60,63 +57,33 @@ def _config(model, **overrides):
   return families.complete(c)
 
 
-def _report(tmp) -> dict:
-  from tests.families.test_gan import _digits_splits
-  from tests.families.test_gan import _leaves_equal
-  from tests.families.test_gan import run_killed_and_resumed
-
-  full = _digits_splits()
-  # a slice of the digits keeps the evaluation (bound, FID classifier, samplers) quick
-  splits = gm_data.Splits(
-    train={k: v[:200] for k, v in full.train.items()},
-    validation={k: v[:32] for k, v in full.validation.items()},
-    test={k: v[:40] for k, v in full.test.items()},
-    info=full.info,
-  )
-  report = {}
-  for model, extra in (
-    ('diffusion', {'conditional': True, 'noise_schedule': 'learned'}),
-    ('flow_matching', {}),
-  ):
-    config = _config(model, **extra)
-    make = lambda c: diffusion_family.make_family(c, INFO)
-    if model == 'diffusion':  # the trainer's resume is generic: one family checks it here
-      r = run_killed_and_resumed(make, config, splits, os.path.join(tmp, model))
-    else:
-      ref_dir = os.path.join(tmp, model)
-      result = loop.run(config, ref_dir, make(config), splits)
-      with open(os.path.join(ref_dir, 'eval.json')) as f:
-        r = {
-          'ref': None,
-          'resumed': None,
-          'steps_at_kill': None,
-          'result': result,
-          'saved': json.load(f),
-          'ref_dir': ref_dir,
-        }
-    report[model] = {
-      'identical': r['ref'] is None or _leaves_equal(r['ref'], r['resumed']),
-      'steps_at_kill': r['steps_at_kill'],
-      'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
-      'saved': r['saved'],
-      'files': sorted(os.listdir(r['ref_dir'])),
-      'metrics': [
-        json.loads(line)
-        for line in open(os.path.join(r['ref_dir'], 'metrics.jsonl')).read().splitlines()
-      ],
-    }
-  return report
+def _report(run) -> dict:
+  workdir = run.workdir
+  with open(os.path.join(workdir, 'eval.json')) as f:
+    saved = json.load(f)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    metrics = [json.loads(line) for line in f.read().splitlines()]
+  return {
+    'identical': run.identical,
+    'steps_at_kill': [str(s) for s in run.saved_at_kill],
+    'returned_equals_saved': saved == json.loads(json.dumps(run.result)),
+    'saved': saved,
+    'files': sorted(os.listdir(workdir)),
+    'metrics': metrics,
+  }
 
 
-@pytest.fixture(scope='module')
-def report(tmp_path_factory):
-  return _report(str(tmp_path_factory.mktemp('diffusion')))
-
-
+# Each on one worker under `-n 2 --dist loadgroup` with test_contract's run of its model.
 @pytest.mark.slow
-@pytest.mark.parametrize('model', ['diffusion', 'flow_matching'])
-def test_resumes_bit_identically_and_writes_every_entry(report, model):
-  r = report[model]
+@pytest.mark.parametrize(
+  'model',
+  [
+    pytest.param('diffusion', marks=pytest.mark.xdist_group('diffusion_train')),
+    pytest.param('flow_matching', marks=pytest.mark.xdist_group('flow_runs')),
+  ],
+)
+def test_resumes_bit_identically_and_writes_every_entry(contract_run, model):
+  r = _report(contract_run(model))
   if model == 'diffusion':
     assert r['steps_at_kill'] == ['2'] and r['identical']
   assert r['returned_equals_saved']

@@ -34,6 +34,9 @@ from tests.train.test_loop import _config as _toy_config
 from tests.train.test_loop import _toy_family
 from tests.train.test_loop import _toy_splits
 
+# One worker under `-n 2 --dist loadgroup` for both Inception-FID files: the session's
+# random Inception weights (tests/families/conftest.py) are made once.
+pytestmark = pytest.mark.xdist_group('inception_fid')
 NUM = 4  # real test images and samples: one Inception batch shape for every call
 
 

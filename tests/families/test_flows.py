@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 import re
 
 import numpy as np
@@ -29,12 +30,16 @@ def _tiny(config, tfds_dir, **overrides):
   return families.complete(c)
 
 
-def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir):
+# One worker under `-n 2 --dist loadgroup` with test_contract's nice run.
+@pytest.mark.xdist_group('nice_run')
+def test_training_writes_every_artefact_and_learns(contract_run):
   # A tiny NICE: XLA:CPU compiles a conv flow's six programs (init, train step,
   # validation, test bound, sampler, interpolation) far too slowly for a smoke test;
-  # the conv flows' gradients are tested in tests/models/test_flow_models.py.
-  config = _tiny(nice_config, tfds_dir, hidden=32, num_hidden_layers=1)
-  res = families.train_and_evaluate(config, str(tmp_path))
+  # the conv flows' gradients are tested in tests/models/test_flow_models.py. The run is
+  # test_contract's (killed at step 21, resumed) on `_tiny`'s settings with 32 hidden
+  # units in one layer (test_contract.SHARED).
+  run = contract_run('nice')
+  res, tmp_path = run.result, pathlib.Path(run.workdir)
   for name in (
     'eval.json',
     'metrics.jsonl',

@@ -1,6 +1,5 @@
 """DCGAN family: the alternating step, its losses, exact resume through the trainer."""
 
-import dataclasses
 import functools
 import json
 import os
@@ -15,7 +14,6 @@ from gm_jax import families
 from gm_jax import losses
 from gm_jax.families import gan as gan_family
 from gm_jax.nn.layers import images_to_unit
-from gm_jax.train import loop
 
 INFO = gm_data.get_info('digits')
 _jit = jax.jit  # compiled fast by the suite's XLA flags (tests/conftest.py)
@@ -153,92 +151,43 @@ def _digits_splits():
   )
 
 
-def _final_state(workdir):
-  import orbax.checkpoint as ocp
-
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
-    return jax.tree.map(
-      np.asarray, mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore())
-    )
-
-
-def run_killed_and_resumed(make, config, splits, tmp) -> dict:
-  """An uninterrupted `loop.run` and one killed before step 4 and resumed, in this process
-  (tests/conftest.py gives it the fast-compile XLA flags).
-
-  Returns the two final checkpointed states, the resumed run's checkpoint steps when
-  it died, and the uninterrupted run's eval.json (also used by the CycleGAN and VDM
-  tests). The killed and resumed runs skip the final evaluation and pictures, which
-  come after the last checkpoint and change no state: only the uninterrupted run's
-  are checked.
-  """
-  family = make(config)
-  ref_dir, wd = os.path.join(tmp, 'ref'), os.path.join(tmp, 'killed')
-  result = loop.run(config, ref_dir, family, splits)
-  real = gm_data.batch_at_step
-  quiet = lambda c: dataclasses.replace(
-    make(c), evaluate=lambda *args, **kw: {}, sample=None, pictures=None
-  )
-
-  def dies_at_step_4(arrays, step, **kw):
-    if step == 4:
-      raise KeyboardInterrupt('simulated kill')
-    return real(arrays, step, **kw)
-
-  gm_data.batch_at_step = dies_at_step_4
-  try:
-    loop.run(config, wd, quiet(config), splits)
-  except KeyboardInterrupt:
-    pass
-  finally:
-    gm_data.batch_at_step = real
-  steps_at_kill = sorted(os.listdir(os.path.join(wd, 'checkpoints')))
-  assert not os.path.exists(os.path.join(wd, 'eval.json')), 'the killed run finished'
-  loop.run(config, wd, quiet(config), splits)
-  with open(os.path.join(ref_dir, 'eval.json')) as f:
-    saved = json.load(f)
-  return {
-    'ref': _final_state(ref_dir),
-    'resumed': _final_state(wd),
-    'result': result,
-    'saved': saved,
-    'steps_at_kill': steps_at_kill,
-    'ref_dir': ref_dir,
-  }
-
-
 def _leaves_equal(a, b) -> bool:
   return all(
     np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
   )
 
 
-def _report(tmp) -> dict:
-  splits = _digits_splits()
-  config = _config(conditional=True)
-  r = run_killed_and_resumed(lambda c: gan_family.make_family(c, INFO), config, splits, tmp)
-  report = {
-    'identical': _leaves_equal(r['ref'], r['resumed']),
-    'num_leaves': len(jax.tree.leaves(r['ref'])),
-    'opt_state_keys': sorted(r['ref']['opt_state']),
-    'has_bn_stats': 'batch_stats' in r['ref']['params']['generator'],
-    'steps_at_kill': r['steps_at_kill'],
-    'returned_equals_saved': r['saved'] == json.loads(json.dumps(r['result'])),
-    'saved': r['saved'],
-    'files': sorted(os.listdir(r['ref_dir'])),
+def _report(run) -> dict:
+  """What test_contract's dcgan run (class-conditional: SHARED; compared with an
+  uninterrupted run, tests/families/conftest.py) left in its workdir."""
+  state = run.final_state
+  with open(os.path.join(run.workdir, 'eval.json')) as f:
+    saved = json.load(f)
+  return {
+    'identical': run.identical,
+    'num_leaves': len(jax.tree.leaves(state)),
+    'opt_state_keys': sorted(state['opt_state']),
+    'has_bn_stats': 'batch_stats' in state['params']['generator'],
+    'steps_at_kill': [str(s) for s in run.saved_at_kill],
+    'returned_equals_saved': saved == json.loads(json.dumps(run.result)),
+    'saved': saved,
+    'files': sorted(os.listdir(run.workdir)),
   }
-  return report
 
 
-def test_trainer_resumes_exactly_and_writes_eval_json(tmp_path):
-  r = _report(str(tmp_path))
-  assert r['steps_at_kill'] == ['3']
+# One worker under `-n 2 --dist loadgroup` with test_contract's dcgan run.
+@pytest.mark.xdist_group('gan_runs')
+def test_trainer_resumes_exactly_and_writes_eval_json(contract_run):
+  run = contract_run('dcgan')
+  r = _report(run)
+  assert r['steps_at_kill'] == ['2']
   assert r['identical'] and r['num_leaves'] > 10  # params, BN statistics, both Adams
   assert r['opt_state_keys'] == ['discriminator', 'generator'] and r['has_bn_stats']
   saved = r['saved']
   assert r['returned_equals_saved']
   assert saved['bound'] == 'none' and saved['model'] == 'dcgan' and saved['dataset'] == 'digits'
-  assert saved['best_step'] == 6  # no validation selection: the last parameters
+  # no validation selection: the last parameters
+  assert saved['best_step'] == run.config.num_train_steps == 4
   for k in (
     'fid',
     'fid_floor',
@@ -249,6 +198,6 @@ def test_trainer_resumes_exactly_and_writes_eval_json(tmp_path):
   ):
     assert saved[k] is not None and np.isfinite(saved[k]), k
   assert 0 <= saved['class_coverage'] <= 10
-  # 6 steps of training are far from the data; real train vs test is much closer.
+  # 4 steps of training are far from the data; real train vs test is much closer.
   assert saved['fid'] > 2 * saved['fid_floor'] > 0
   assert {'samples.png', 'class_samples.png', 'eval.json'} <= set(r['files'])

@@ -4,6 +4,7 @@ IWAE objective and KL warm-up."""
 
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +54,14 @@ def _tiny(tfds_dir=None, **overrides):
   return families.complete(c)
 
 
-def test_training_writes_artefacts_and_reports_groups(tmp_path, tfds_dir):
-  # The regulariser and the skipping are checked in the loss tests below; leaving them out
-  # here keeps the compiled train step small.
-  res = families.train_and_evaluate(_tiny(tfds_dir), str(tmp_path))
+# One worker under `-n 2 --dist loadgroup` with test_contract's hvae run.
+@pytest.mark.xdist_group('hvae_run')
+def test_training_writes_artefacts_and_reports_groups(contract_run):
+  # test_contract's hvae run (killed at step 16, resumed): this file's `_tiny` settings
+  # (test_contract.SHARED). The regulariser and the skipping are checked in the loss tests
+  # below; leaving them out here keeps the compiled train step small.
+  run = contract_run('hvae')
+  res, tmp_path = run.result, pathlib.Path(run.workdir)
   for name in (
     'eval.json',
     'metrics.jsonl',
@@ -251,9 +256,11 @@ def test_free_bits_floor_the_kl_averaged_over_each_loss_group(group_size):
   family = hvae_family.make_family(config, INFO)
   params = family.init(jax.random.key(0), BATCH)
   key = jax.random.key(4)
-  got, _ = parallel.mean_over_groups(
-    family.loss, params, BATCH, key, group_size=group_size, train=True
-  )
+  got, _ = jax.jit(  # compiled once, not dispatched op by op
+    lambda p, k: parallel.mean_over_groups(
+      family.loss, p, BATCH, k, group_size=group_size, train=True
+    )
+  )(params, key)
   model = hvae_family.build_model(config, INFO)
   # Compiled once for all groups (eagerly, each group took seconds of op-by-op dispatch).
   elbo_terms = jax.jit(lambda p, x, k: hvae_lib.elbo_terms(model, p, x, k, train=True))

@@ -1,7 +1,7 @@
 """Reflow's setup: the teacher check, the (noise, sample) pairs against the teacher's ODE
 solved by hand, their npz cache, and the straight-path loss against NumPy. The teacher is
-a tiny flow_matching run trained three steps (tests/families/conftest.py, shared with
-test_contract's reflow case). Training, resuming and evaluating run in
+test_contract's tiny flow_matching run (tests/families/conftest.py), also the teacher of
+test_contract's reflow case. Training, resuming and evaluating run in
 tests/families/test_contract.py."""
 
 import json
@@ -43,6 +43,8 @@ def test_teacher_must_be_a_flow_matching_workdir(data_dir, tmp_path):
     families.setup(_reflow(data_dir, str(tmp_path)))
 
 
+# One worker under `-n 2 --dist loadgroup` with test_contract's flow_matching run.
+@pytest.mark.xdist_group('flow_runs')
 def test_pairs_are_the_teachers_ode_and_are_cached(data_dir, teacher):
   config, family, splits = families.setup(_reflow(data_dir, teacher, num_pairs=16, val_pairs=8))
   x0, x1 = splits.train['noise'], splits.train['sample']

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -35,11 +36,15 @@ def _small_config(tfds_dir, **overrides):
   return families.complete(c)
 
 
-# The CVAE (which also writes class_samples.png); the plain VAE's artefacts, resume and
-# evaluation run in tests/families/test_contract.py.
+# The CVAE (which also writes class_samples.png): test_contract's cvae run (killed at step
+# 41, resumed), on `_small_config`'s settings (test_contract.SHARED); the plain VAE's
+# artefacts, resume and evaluation run in tests/families/test_contract.py. One worker under
+# `-n 2 --dist loadgroup` with it.
+@pytest.mark.xdist_group('cvae_run')
 @pytest.mark.parametrize('model', ['cvae'])
-def test_training_writes_every_artefact_and_learns(tmp_path, tfds_dir, model):
-  res = families.train_and_evaluate(_small_config(tfds_dir, model=model), str(tmp_path))
+def test_training_writes_every_artefact_and_learns(contract_run, model):
+  run = contract_run(model)
+  res, tmp_path = run.result, pathlib.Path(run.workdir)
   for name in (
     'eval.json',
     'metrics.jsonl',
@@ -102,13 +107,30 @@ def _params(workdir):
   return step, jax.tree.map(np.asarray, state)
 
 
+def _cli_config(tfds_dir, num_train_steps):
+  """The config `_cli(...)` with `--config.num_train_steps` gives `gm_jax.main`."""
+  c = vae_config.get_config()
+  c.update(
+    data_dir=str(tfds_dir),
+    hidden=(64,),
+    latent_dim=4,
+    batch_size=32,
+    iwae_samples=5,
+    log_every=10,
+    eval_every=20,
+    checkpoint_every=20,
+    num_train_steps=num_train_steps,
+  )
+  return c
+
+
 @pytest.mark.slow
 def test_cli_sigkill_and_resume_is_bit_identical(tmp_path, tfds_dir):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   steps = '--config.num_train_steps=150'
-  subprocess.run(
-    _cli(tmp_path / 'full', tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True
-  )
+  # The uninterrupted reference: the same config in this process (what `gm_jax.main` calls,
+  # in the XLA flags the subprocesses inherit), which spares a third interpreter start.
+  families.train_and_evaluate(_cli_config(tfds_dir, 150), str(tmp_path / 'full'))
   killed = tmp_path / 'killed'
   proc = subprocess.Popen(
     _cli(killed, tfds_dir, steps),

@@ -40,13 +40,15 @@ def _config(module, data_dir, **extra):
   return config
 
 
-@pytest.fixture(scope='module')
-def first_stage(data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('vqvae'))
-  ev = families.train_and_evaluate(_config(vqvae_config, data_dir), workdir)
-  return workdir, ev
+@pytest.fixture
+def first_stage(contract_run):
+  """test_contract's tiny vqvae run (8 codes: test_contract.SHARED), the prior's first stage."""
+  run = contract_run('vqvae')
+  return run.workdir, run.result
 
 
+# One worker under `-n 2 --dist loadgroup` with test_contract's vqvae and vqvae_prior runs.
+@pytest.mark.xdist_group('vqvae_runs')
 def test_first_stage_logs_usage_and_writes_reconstructions(first_stage):
   workdir, ev = first_stage
   assert os.path.exists(os.path.join(workdir, 'reconstructions.png'))
@@ -66,12 +68,12 @@ def test_update_carries_the_ema_codebook_into_the_params(data_dir):
   images = np.random.RandomState(0).randint(0, 17, (16, 8, 8, 1)).astype(np.uint8)
   params = family.init(jax.random.key(0), {'image': images})
   state = family.train_update.init(params)
-  new_params, new_state, metrics = family.train_update.update(
-    params, state, {'image': images}, jax.random.key(1), step=0
-  )
+  # Compiled once (op by op, the update and the encoder took seconds of dispatch).
+  update = jax.jit(lambda p, s, b, k: family.train_update.update(p, s, b, k, step=0))
+  new_params, new_state, metrics = update(params, state, {'image': images}, jax.random.key(1))
   # The EMA step (van den Oord et al. appendix A.1) in NumPy, on the pre-update encoder.
   model = family_lib.build_first_stage(config, info)
-  out = model.apply(params, images)
+  out = jax.jit(model.apply)(params, images)
   z = np.asarray(out['z_e'], np.float64).reshape(-1, 4)
   codes = np.asarray(out['codes']).reshape(-1)
   one_hot = np.eye(8)[codes]
@@ -85,11 +87,13 @@ def test_update_carries_the_ema_codebook_into_the_params(data_dir):
   assert float(metrics['restarted']) == 0.0
 
 
-def test_prior_bound_equals_its_terms_recomputed(first_stage, data_dir, tmp_path):
-  workdir, _ = first_stage
-  config = _config(prior_config, data_dir, first_stage_workdir=workdir)
-  ev = families.train_and_evaluate(config, str(tmp_path))
-  config, family, splits = families.setup(config)
+@pytest.mark.xdist_group('vqvae_runs')
+def test_prior_bound_equals_its_terms_recomputed(contract_run):
+  """test_contract's vqvae_prior run, on the first stage of `first_stage`."""
+  run = contract_run('vqvae_prior')
+  ev, tmp_path = run.result, run.workdir
+  assert run.config.first_stage_workdir == contract_run('vqvae').workdir
+  config, family, splits = families.setup(run.config)
   fs_model, fs_params = family_lib.load_first_stage(config, splits.info)
   from gm_jax.train import checkpoint
 
