@@ -119,7 +119,23 @@ def test_prior_bound_equals_its_terms_recomputed(contract_run):
   assert math.isclose(ev['test_bpd'], bound.mean() / (64 * math.log(2)), rel_tol=1e-5)
   assert math.isclose(ev['test_prior_bpd'], -log_pz.mean() / (64 * math.log(2)), rel_tol=1e-5)
   assert ev['fid_num_samples'] == 16 and 'class_coverage' in ev
+  assert ev['decode_pixels'] == 'sample'
   assert os.path.exists(os.path.join(str(tmp_path), 'prior_samples.png'))
+
+  # decode_pixels='mode': the decoder's most likely level of each pixel of the same codes.
+  with run.config.unlocked():
+    mode_config = run.config.copy_and_resolve_references()
+  mode_config.decode_pixels = 'mode'
+  _, mode_family, _ = families.setup(mode_config)
+  key = jax.random.key(5)
+  drawn = mode_family.sample(prior_params, key, 3)
+  code_key, _ = jax.random.split(key)
+  sampled_codes = np.asarray(
+    family_lib.sampling.sample(prior, prior_params, code_key, (3, 4, 4, 1))
+  )[..., 0]
+  logits = np.asarray(fs_model.apply(fs_params, sampled_codes, method=fs_model.decode_codes))
+  np.testing.assert_array_equal(drawn, np.argmax(logits, -1))
+  assert drawn.dtype == np.uint8 and not np.array_equal(drawn, family.sample(prior_params, key, 3))
 
 
 def test_prior_first_stage_errors_name_the_field(data_dir, tmp_path):
@@ -137,4 +153,12 @@ def test_prior_first_stage_errors_name_the_field(data_dir, tmp_path):
       family_lib.check_config(config, info)
   config = families.complete(_config(vqvae_config, data_dir, num_codes=1))
   with pytest.raises(ValueError, match=r'config\.num_codes'):
+    family_lib.check_config(config, info)
+  first = tmp_path / 'vqvae'
+  first.mkdir()
+  (first / 'config.json').write_text(json.dumps({'model': 'vqvae', 'dataset': 'digits'}))
+  config = families.complete(_config(prior_config, data_dir, first_stage_workdir=str(first)))
+  family_lib.check_config(config, info)
+  config.decode_pixels = 'mean'
+  with pytest.raises(ValueError, match=r"config\.decode_pixels.*'sample', 'mode'.*'mean'"):
     family_lib.check_config(config, info)
