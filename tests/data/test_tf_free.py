@@ -216,6 +216,8 @@ def test_vae_trains_without_tensorflow(without_tf, tmp_path):
     '--config.num_train_steps=20',
     '--config.checkpoint_every=10',
     '--config.iwae_samples=10',
+    '--config.hidden=(32,)',  # small: the test is about the imports, not the model
+    '--config.latent_dim=4',
     timeout=300,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
