@@ -6,46 +6,54 @@ whatever `import jax` alone loads, plus `gm_jax` itself, so a new jax release th
 imports another module of its own does not break the test.
 """
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TOP_LEVEL = (
-  'import json, sys; {stmt}; print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))'
+# One fresh interpreter per statement, shared by the tests that ask about it (one worker:
+# the statements' runs are cached in the test process).
+pytestmark = pytest.mark.xdist_group('imports')
+_FRESH = (
+  'import json, sys, time; t = time.perf_counter(); {stmt}; t = time.perf_counter() - t; '
+  'print(json.dumps([sorted({{m.split(".")[0] for m in sys.modules}}), '
+  'sorted(m for m in sys.modules if m.startswith("gm_jax")), t]))'
 )
 
 
-def _top_level_modules(stmt: str) -> set[str]:
-  """Top-level names in `sys.modules` after running `stmt` in a fresh Python."""
+@functools.cache
+def _fresh(stmt: str) -> tuple[frozenset[str], tuple[str, ...], float]:
+  """(top-level names in `sys.modules`, the gm_jax modules loaded, seconds `stmt` took) after
+  running `stmt` in a fresh Python."""
   out = subprocess.run(
-    [sys.executable, '-c', _TOP_LEVEL.format(stmt=stmt)],
+    [sys.executable, '-c', _FRESH.format(stmt=stmt)],
     capture_output=True,
     text=True,
     check=True,
     cwd=_ROOT,
   )
-  return set(json.loads(out.stdout.strip().splitlines()[-1]))
+  top, ours, seconds = json.loads(out.stdout.strip().splitlines()[-1])
+  return frozenset(top), tuple(ours), seconds
 
 
-def _third_party(mods: set[str]) -> set[str]:
+def _third_party(mods) -> set[str]:
   return {m for m in mods if m not in sys.stdlib_module_names}
 
 
 @pytest.fixture(scope='module')
-def jax_alone() -> set[str]:
-  return _top_level_modules('import jax')
+def jax_alone() -> frozenset[str]:
+  return _fresh('import jax')[0]
 
 
 @pytest.mark.parametrize(
   'stmt', ['from gm_jax import losses', 'import gm_jax.losses', 'import gm_jax']
 )
 def test_losses_import_only_jax(stmt, jax_alone):
-  mods = _top_level_modules(stmt + '; import jax')
+  mods = _fresh(stmt + '; import jax')[0]
   extra = _third_party(mods) - _third_party(jax_alone)
   # Anything beyond gm_jax (flax, optax, scipy, rich, yaml, tensorflow...) is a
   # regression: the losses are meant to be usable with jax and numpy only.
@@ -54,13 +62,8 @@ def test_losses_import_only_jax(stmt, jax_alone):
 
 
 def test_losses_load_no_other_gm_jax_module():
-  code = (
-    'import sys; from gm_jax import losses; '
-    'print(" ".join(sorted(m for m in sys.modules if m.startswith("gm_jax"))))'
-  )
-  out = subprocess.run(
-    [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=_ROOT
-  ).stdout.split()
+  out = _fresh('from gm_jax import losses; import jax')[1]
+  assert 'gm_jax.losses' in out
   assert [
     m for m in out if m not in ('gm_jax', 'gm_jax.losses') and not m.startswith('gm_jax.losses.')
   ] == []
@@ -86,12 +89,8 @@ def test_lazy_attributes_still_work():
 def test_losses_import_time_is_reported(jax_alone):
   """Prints import times (not asserted: the shared CI machine is too noisy)."""
   del jax_alone
-  timings = {}
-  for stmt in ('import jax', 'from gm_jax import losses'):
-    code = f'import time; t = time.perf_counter(); {stmt}; print(time.perf_counter() - t)'
-    t0 = time.perf_counter()
-    out = subprocess.run(
-      [sys.executable, '-c', code], capture_output=True, text=True, check=True, cwd=_ROOT
-    ).stdout.strip()
-    timings[stmt] = (float(out), time.perf_counter() - t0)
-  print({k: f'{v[0]:.2f}s import, {v[1]:.2f}s process' for k, v in timings.items()})
+  timings = {
+    stmt: _fresh(stmt)[2] for stmt in ('import jax', 'from gm_jax import losses; import jax')
+  }
+  assert all(t > 0 for t in timings.values())
+  print({k: f'{v:.2f}s' for k, v in timings.items()})
