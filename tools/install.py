@@ -7,12 +7,7 @@ same registry) unpacks the same pinned wheels in parallel: a fresh `.venv` with 
 extra took 20 s against pip's 115 s on the 2-core machine (same `pip freeze`). uv reads
 neither pip.conf nor `PIP_*`, so pip's effective settings (`pip config list`: index URLs,
 find-links, constraints, certificate) are passed on as uv's flags, with pip's rule of
-taking the best version from all indexes (`--index-strategy unsafe-best-match`), and
-pip's compilation of every installed module to bytecode (`--compile-bytecode`: uv leaves
-it to the first import otherwise, and where `PYTHONDONTWRITEBYTECODE` is set, as on this
-machine, every process then compiles jax, TensorFlow and torch from source again:
-measured, `import jax, flax.linen, optax, orbax.checkpoint` 5.2 s -> 2.4 s, `import
-tensorflow, torch` 17 s -> 7 s; `make test` starts dozens of such processes). Where
+taking the best version from all indexes (`--index-strategy unsafe-best-match`). Where
 pip is configured in a way this does not translate, or uv fails, pip does the install
 (the reason is printed).
 """
@@ -94,7 +89,7 @@ def main(args: list[str]) -> int:
     env = dict(os.environ)
     if 'cert' in settings:
       env.setdefault('SSL_CERT_FILE', settings['cert'])
-    cmd = [uv, 'pip', 'install', '--python', sys.executable, '--compile-bytecode', *flags, *args]
+    cmd = [uv, 'pip', 'install', '--python', sys.executable, *flags, *args]
     if subprocess.call(cmd, env=env) == 0:
       return 0
     why = f'{shlex.join(cmd)} failed'
