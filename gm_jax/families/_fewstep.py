@@ -1,15 +1,21 @@
-"""What the few-step families (consistency, reflow) share: their sampling settings and
+"""What the few-step families (consistency, reflow) share: their sampling settings,
 `fid_by_steps`, the FID (`gm_jax.evaluate.sample_metrics`, `config.fid_network` as every
-sampling family) of the same model sampled with 1, 2 and 4 network evaluations."""
+sampling family) of the same model sampled with 1, 2 and 4 network evaluations, and the
+reading of the teacher run they learn from (`config.teacher_workdir`)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from gm_jax.evaluate import sample_metrics
+from gm_jax.train import checkpoint
+from gm_jax.train import run_config
 
 DEFAULTS = {
   'sample_steps': 1,
@@ -89,3 +95,49 @@ def fid_by_steps(sample_with, params, splits, key, config, *, cache_dir=None) ->
       results.update(quality)
   results['nfe'] = int(config.sample_steps)
   return results
+
+
+def teacher_config(config, *, model: str, needed_by: str) -> ml_collections.ConfigDict:
+  """The saved config of the run `config.teacher_workdir`, checked to be an unconditional
+  `model` run on `config.dataset`; a ValueError names `config.teacher_workdir`."""
+  workdir = config.teacher_workdir
+  if not isinstance(workdir, str) or not workdir or not os.path.isdir(workdir):
+    raise ValueError(
+      f'config.teacher_workdir must name a trained {model} workdir; {workdir!r} is '
+      f'not a directory (train one: python -m gm_jax.main --config=configs/{model}.py '
+      '--workdir=DIR)'
+    )
+  try:
+    saved = run_config.load(workdir)
+  except run_config.ResumeConfigError as e:
+    raise ValueError(f'config.teacher_workdir={workdir!r}: {e}') from e
+  if saved is None:
+    raise ValueError(f'config.teacher_workdir={workdir!r} has no config.json: not a gm_jax run')
+  if saved.get('model') != model:
+    raise ValueError(
+      f'config.teacher_workdir={workdir!r} is a {saved.get("model")!r} run; {needed_by} needs '
+      f'a {model} teacher'
+    )
+  if saved.get('dataset') != config.dataset:
+    raise ValueError(
+      f'config.teacher_workdir={workdir!r} was trained on {saved.get("dataset")!r}, '
+      f'config.dataset is {config.dataset!r}'
+    )
+  if saved.get('conditional'):
+    raise ValueError(
+      f'config.teacher_workdir={workdir!r} is class-conditional; {needed_by} takes an '
+      'unconditional teacher'
+    )
+  return ml_collections.ConfigDict(saved)
+
+
+def teacher_params(model, config, info) -> tuple[int, object]:
+  """`(step, params)`: the parameters the teacher run selected (`checkpoint.load_params`:
+  its best validation, EMA weights where it kept them) for the flax `model`, called as
+  `model(x [1, *shape], s [1])`; a ValueError names `config.teacher_workdir`."""
+  shape = (1,) + tuple(info.shape)
+  target = model.init(jax.random.key(0), jnp.zeros(shape), jnp.ones((1,)))
+  try:
+    return checkpoint.load_params(config.teacher_workdir, target)
+  except checkpoint.CheckpointError as e:
+    raise ValueError(f'config.teacher_workdir={config.teacher_workdir!r}: {e}') from e

@@ -1,21 +1,31 @@
-"""Consistency models by improved consistency training (iCT; Song & Dhariwal 2023).
+"""Consistency models: improved consistency training (iCT; Song & Dhariwal 2023), or
+consistency distillation from an EDM run (CD; Song et al. 2023).
 
 `config.model = 'consistency'`: `f(x, sigma) = c_skip x + c_out F(c_in x, c_noise)` with
 the U-Net of the diffusion family as `F` and the boundary condition `f(x, sigma_min) = x`
-(`gm_jax.models.consistency`). Trained without a teacher: the pseudo-Huber distance
-between the network at neighbouring levels of a Karras grid whose size doubles from
-`ct_initial_scales` to `ct_final_scales` over training, the smaller level's output under
-`stop_gradient`, level pairs drawn from a discretised log-normal, weighted by
-`1 / (sigma_{i+1} - sigma_i)` (`gm_jax.losses.consistency_loss`). Consistency training
-rather than distillation from an EDM run: it needs no other workdir, so the config is
-self-contained and its result does not depend on another run's.
+(`gm_jax.models.consistency`).
 
-The loss of a run depends on the step (the grid grows), so no validation selection: the
-last parameters are evaluated. Samples by multistep consistency sampling (Song et al.
-2023, Algorithm 1); eval.json has `fid_by_steps` for `fid_steps` (1, 2, 4 network
-evaluations) and, at `sample_steps`, `gm_jax.evaluate.sample_metrics` (`fid`, KID,
-precision/recall; `config.fid_network` 'classifier' (`fid_floor`, `class_coverage`) or
-'inception', as every sampling family).
+* `config.teacher_workdir = ''`: consistency training, without a teacher: the
+  pseudo-Huber distance between the network at neighbouring levels of a Karras grid whose
+  size doubles from `ct_initial_scales` to `ct_final_scales` over training, the smaller
+  level's output under `stop_gradient`, level pairs drawn from a discretised log-normal,
+  weighted by `1 / (sigma_{i+1} - sigma_i)` (`gm_jax.losses.consistency_loss`).
+* `config.teacher_workdir = DIR`, a trained unconditional `edm` run on the same dataset:
+  consistency distillation. The target's point is one Heun step of the teacher's
+  probability-flow ODE from `sigma_{i+1}` to `sigma_i` on a fixed grid of `cd_scales`
+  levels (`cm.cd_terms`), with the pair distribution, weighting and metric of training.
+  The student is the teacher's U-Net (its settings, not this config's) started from the
+  teacher's parameters (as Song et al. do): with the same `c_in` and `c_noise`, and
+  `c_skip`, `c_out` that differ from EDM's only by `sigma_min`, it starts as the teacher's
+  denoiser, a one-step sampler of the data's mean at `sigma_max` that distillation makes
+  consistent along the teacher's ODE.
+
+The loss of a training run depends on the step (the grid grows), so no validation
+selection: the last parameters are evaluated (distillation likewise). Samples by multistep
+consistency sampling (Song et al. 2023, Algorithm 1); eval.json has `fid_by_steps` for
+`fid_steps` (1, 2, 4 network evaluations) and, at `sample_steps`,
+`gm_jax.evaluate.sample_metrics` (`fid`, KID, precision/recall; `config.fid_network`
+'classifier' (`fid_floor`, `class_coverage`) or 'inception', as every sampling family).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import jax.numpy as jnp
 from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _fewstep
 from gm_jax.families import _unet_settings
+from gm_jax.families import edm as edm_family
 from gm_jax.models import consistency as cm
 from gm_jax.models import diffusion as dm
 from gm_jax.train.family import Family
@@ -48,6 +59,9 @@ DEFAULTS = {
   'ct_initial_scales': 10,
   'ct_final_scales': 1280,
   'huber_c': 0.0,  # 0: 0.00054 sqrt(D)
+  # consistency distillation: '' trains without a teacher
+  'teacher_workdir': '',
+  'cd_scales': 18,
   **_fewstep.DEFAULTS,
 }
 
@@ -62,6 +76,8 @@ DEFAULTS_DOC = {
   'ct_initial_scales': 's0: grid intervals at the start of training',
   'ct_final_scales': 's1: grid intervals at the end (doubling from s0)',
   'huber_c': 'pseudo-Huber c (0: 0.00054 sqrt(dimensions))',
+  'teacher_workdir': "a trained edm run to distil ('': consistency training)",
+  'cd_scales': "distillation's fixed grid of noise levels (>= 2)",
   **_fewstep.DEFAULTS_DOC,
 }
 
@@ -73,7 +89,11 @@ def check_config(config, info) -> None:
   if info.kind != 'image':
     raise ValueError(f'config.dataset={info.name!r} is {info.kind} data; consistency needs images')
   _unet_settings.check_config(config)
-  _unet_settings.check_positive_ints(config, ('ct_initial_scales', 'ct_final_scales'))
+  _unet_settings.check_positive_ints(config, ('ct_initial_scales', 'ct_final_scales', 'cd_scales'))
+  if config.cd_scales < 2:
+    raise ValueError(f'config.cd_scales must be >= 2; got {config.cd_scales!r}')
+  if not isinstance(config.teacher_workdir, str):
+    raise ValueError(f'config.teacher_workdir must be a path (str); got {config.teacher_workdir!r}')
   if not 0.0 < config.sigma_min < config.sigma_max:
     raise ValueError(
       f'config.sigma_min must be in (0, config.sigma_max={config.sigma_max}); '
@@ -92,41 +112,60 @@ def check_config(config, info) -> None:
   _fewstep.check_config(config)
 
 
-def build_model(config, info) -> cm.ConsistencyModel:
-  """The `ConsistencyModel` of `config` for dataset `info` (checked)."""
+def build_model(config, info, teacher_config=None) -> cm.ConsistencyModel:
+  """The `ConsistencyModel` of `config` for dataset `info` (checked); with a distillation
+  teacher's config, the teacher's U-Net."""
   check_config(config, info)
-  net = _unet_settings.build_unet(config, info)
+  net = _unet_settings.build_unet(teacher_config or config, info)
   return cm.ConsistencyModel(
     net=net, sigma_min=float(config.sigma_min), sigma_data=float(config.sigma_data)
   )
 
 
-def make_family(config, info) -> Family:
-  """Pure functions of the consistency model for the generic trainer."""
-  model = build_model(config, info)
+def prepare(config, splits):
+  """Reads the distillation teacher (`config.teacher_workdir`), if any."""
+  if not config.teacher_workdir:
+    return config, splits, {}
+  teacher_config = _fewstep.teacher_config(
+    config, model='edm', needed_by='consistency distillation'
+  )
+  if float(teacher_config.sigma_data) != float(config.sigma_data):
+    raise ValueError(
+      f"config.sigma_data={config.sigma_data} differs from the teacher's "
+      f'({teacher_config.sigma_data}): the student starts from its parameters'
+    )
+  teacher = edm_family.build_model(teacher_config, splits.info)
+  _, params = _fewstep.teacher_params(teacher, config, splits.info)
+  return config, splits, {'teacher_config': teacher_config, 'teacher_params': params}
+
+
+def make_family(config, info, *, teacher_config=None, teacher_params=None) -> Family:
+  """Pure functions of the consistency model for the generic trainer: consistency training,
+  or distillation from the EDM teacher `prepare` read (`teacher_config`, `teacher_params`)."""
+  distil = teacher_config is not None
+  model = build_model(config, info, teacher_config)
   levels, num_dims, shape = info.num_levels, info.num_dims, tuple(info.shape)
   s0, s1 = int(config.ct_initial_scales), int(config.ct_final_scales)
   total = int(config.num_train_steps)
   sigma_min, sigma_max, rho = float(config.sigma_min), float(config.sigma_max), float(config.rho)
   huber_c = float(config.huber_c) or None
 
+  if distil:
+    teacher = edm_family.build_model(teacher_config, info)
+    denoise = lambda x, sigma: teacher.apply(teacher_params, x, sigma)
+    cd_scales = int(config.cd_scales)
+
   @jax.jit
   def init(key, batch):
+    if distil:  # the EDM's and the student's parameters have one structure: {'net': ...}
+      return jax.tree.map(jnp.array, teacher_params)
     x = dm.levels_to_unit(jnp.asarray(batch['image']), levels)
     rngs = {'params': key, 'dropout': jax.random.fold_in(key, 1)}
     return model.init(rngs, x, jnp.ones((x.shape[0],)))
 
   def loss(params, batch, key, *, train, step=None):
-    # validation (no step): the final grid
-    n = cm.discretization_steps(total if step is None else step, total_steps=total, s0=s0, s1=s1)
-    out = cm.ct_terms(
-      model,
-      params,
-      jnp.asarray(batch['image']),
-      key,
+    common = dict(
       num_levels=levels,
-      num_scales=n,
-      max_scales=s1 + 1,
       sigma_max=sigma_max,
       rho=rho,
       p_mean=float(config.ct_p_mean),
@@ -134,6 +173,13 @@ def make_family(config, info) -> Family:
       huber_c=huber_c,
       train=train,
     )
+    images = jnp.asarray(batch['image'])
+    if distil:
+      out = cm.cd_terms(model, params, denoise, images, key, num_scales=cd_scales, **common)
+      n = jnp.asarray(cd_scales)
+    else:  # validation (no step): the final grid
+      n = cm.discretization_steps(total if step is None else step, total_steps=total, s0=s0, s1=s1)
+      out = cm.ct_terms(model, params, images, key, num_scales=n, max_scales=s1 + 1, **common)
     value = jnp.mean(out['loss'])
     return value, {'ct_loss_per_dim': value / num_dims, 'num_scales': n.astype(jnp.float32)}
 

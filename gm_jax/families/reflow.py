@@ -27,7 +27,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from gm_jax import losses
@@ -36,8 +35,6 @@ from gm_jax.evaluate import sample_metrics
 from gm_jax.families import _fewstep
 from gm_jax.families import diffusion as diffusion_family
 from gm_jax.models import diffusion as dm
-from gm_jax.train import checkpoint
-from gm_jax.train import run_config
 from gm_jax.train.family import Family
 
 MODELS = ('reflow',)
@@ -88,48 +85,6 @@ def check_config(config, info) -> None:
   _fewstep.check_config(config)
 
 
-def _teacher_config(config) -> ml_collections.ConfigDict:
-  """The teacher run's saved config; a ValueError names `config.teacher_workdir`."""
-  workdir = config.teacher_workdir
-  if not workdir or not os.path.isdir(workdir):
-    raise ValueError(
-      f'config.teacher_workdir must name a trained flow_matching workdir; {workdir!r} is '
-      'not a directory (train one: python -m gm_jax.main --config=configs/flow_matching.py '
-      '--workdir=DIR)'
-    )
-  try:
-    saved = run_config.load(workdir)
-  except run_config.ResumeConfigError as e:
-    raise ValueError(f'config.teacher_workdir={workdir!r}: {e}') from e
-  if saved is None:
-    raise ValueError(f'config.teacher_workdir={workdir!r} has no config.json: not a gm_jax run')
-  if saved.get('model') != 'flow_matching':
-    raise ValueError(
-      f'config.teacher_workdir={workdir!r} is a {saved.get("model")!r} run; reflow needs a '
-      'flow_matching teacher'
-    )
-  if saved.get('dataset') != config.dataset:
-    raise ValueError(
-      f'config.teacher_workdir={workdir!r} was trained on {saved.get("dataset")!r}, '
-      f'config.dataset is {config.dataset!r}'
-    )
-  if saved.get('conditional'):
-    raise ValueError(
-      f'config.teacher_workdir={workdir!r} is class-conditional; reflow takes an '
-      'unconditional teacher'
-    )
-  return ml_collections.ConfigDict(saved)
-
-
-def _teacher_params(model, config, info):
-  shape = (1,) + tuple(info.shape)
-  target = model.init(jax.random.key(0), jnp.zeros(shape), jnp.zeros((1,)))
-  try:
-    return checkpoint.load_params(config.teacher_workdir, target)
-  except checkpoint.CheckpointError as e:
-    raise ValueError(f'config.teacher_workdir={config.teacher_workdir!r}: {e}') from e
-
-
 def generate_pairs(velocity, key, num: int, shape, *, method: str, num_steps: int, batch_size: int):
   """`(x0, x1)`, float32 `[num, *shape]` each: `x0 ~ N(0, I)` and the teacher's ODE solution
   `x1` at `t = 1` from it (`sampling.odeint`, `num_steps` fixed steps of `method`)."""
@@ -150,9 +105,9 @@ def generate_pairs(velocity, key, num: int, shape, *, method: str, num_steps: in
 def prepare(config, splits):
   """Reads the teacher, generates (or reads the cached) pairs; trains on the pairs."""
   info = splits.info
-  teacher_config = _teacher_config(config)
+  teacher_config = _fewstep.teacher_config(config, model='flow_matching', needed_by='reflow')
   model = diffusion_family.build_model(teacher_config, info)
-  step, params = _teacher_params(model, config, info)
+  step, params = _fewstep.teacher_params(model, config, info)
   total = int(config.num_pairs) + int(config.val_pairs)
   name = (
     f'reflow_pairs_step{step}_{config.teacher_sampler}{config.teacher_steps}_'

@@ -14,6 +14,10 @@ Consistency Models").
   from iCT's discretised log-normal (section 3.5), the target the same network at the
   smaller level under `stop_gradient` (no EMA teacher, section 3.2), one dropout mask
   for both.
+* `heun_step` and `cd_terms`: consistency distillation (Song et al. 2023, Algorithm 2):
+  the target's point is one Heun step of a teacher denoiser's probability-flow ODE from
+  `sigma_{i+1}` to `sigma_i` (not the same noise at `sigma_i`, as in training), with the
+  pair distribution, weighting and metric of `ct_terms`.
 * `multistep_sample`: Song et al. 2023, Algorithm 1.
 
 Data scale: `[-1, 1]` (uniformly dequantised levels) as in `gm_jax.models.diffusion`.
@@ -159,6 +163,88 @@ def ct_terms(
   online = model.apply(params, y + expand(sigma_next) * z, sigma_next, train=train, rngs=rngs)
   target = model.apply(params, y + expand(sigma) * z, sigma, train=train, rngs=rngs)
   target = jax.lax.stop_gradient(target)
+  loss = losses.consistency_loss(online, target, sigma, sigma_next, huber_c=huber_c)
+  return {'loss': loss, 'sigma': sigma_next}
+
+
+def heun_step(denoise: Callable, x, sigma_from, sigma_to):
+  """One Heun step of the probability-flow ODE `dx/dsigma = (x - D(x; sigma)) / sigma`.
+
+  Karras et al. 2022, Algorithm 1 (one iteration, `sigma_to > 0`):
+  `d = (x - D(x; sigma_from)) / sigma_from`, `x' = x + (sigma_to - sigma_from) d`,
+  `d' = (x' - D(x'; sigma_to)) / sigma_to`, `x + (sigma_to - sigma_from) (d + d') / 2`.
+
+  Args:
+    denoise: `(x [B, ...], sigma [B]) -> D(x; sigma)`, `[B, ...]`.
+    x: `[B, ...]` at `sigma_from`.
+    sigma_from, sigma_to: `[B]` levels (`> 0`).
+
+  Returns:
+    `[B, ...]`, the ODE's solution at `sigma_to` to second order.
+  """
+  expand = lambda s: jnp.reshape(s, (-1,) + (1,) * (x.ndim - 1))
+  h = expand(sigma_to - sigma_from)
+  d = (x - denoise(x, sigma_from)) / expand(sigma_from)
+  x_euler = x + h * d
+  d_next = (x_euler - denoise(x_euler, sigma_to)) / expand(sigma_to)
+  return x + h * 0.5 * (d + d_next)
+
+
+def cd_terms(
+  model: ConsistencyModel,
+  params,
+  teacher: Callable,
+  images,
+  key,
+  *,
+  num_levels: int,
+  num_scales: int,
+  sigma_max: float = SIGMA_MAX,
+  rho: float = RHO,
+  p_mean: float = P_MEAN,
+  p_std: float = P_STD,
+  huber_c: float | None = None,
+  train: bool = False,
+) -> dict:
+  """The consistency-distillation loss per example on uniformly dequantised images.
+
+  `y = dequantize(images)`, `i ~ noise_index_logits` on the fixed `num_scales`-level grid,
+  `x = y + sigma_{i+1} z`, `x_i = heun_step(teacher, x, sigma_{i+1}, sigma_i)`:
+  `loss = consistency_loss(f(x, sigma_{i+1}), sg f(x_i, sigma_i))` (Song et al. 2023,
+  Algorithm 2 with the target network `theta^- = theta` under `stop_gradient`, as
+  `ct_terms`; one dropout mask for both evaluations).
+
+  Args:
+    model: a `ConsistencyModel`.
+    params: its variables.
+    teacher: `(x [B, ...], sigma [B]) -> D(x; sigma)`, the teacher's denoiser (its
+      gradient is stopped).
+    images: integer levels `[B, H, W, C]` on `[0, num_levels)`.
+    key: PRNG key: index, noise, dequantisation, dropout.
+    num_levels: number of levels `L` of the data.
+    num_scales: `N >= 2`, the levels of the Karras grid (static).
+    sigma_max, rho: the grid (its `sigma_min` is the model's).
+    p_mean, p_std: the log-normal the indices are drawn from.
+    huber_c: the pseudo-Huber `c` (None: `0.00054 sqrt(D)`).
+    train: dropout on.
+
+  Returns:
+    dict of `[B]` arrays: `loss`, `sigma` (the larger level `sigma_{i+1}`).
+  """
+  if num_scales < 2:
+    raise ValueError(f'num_scales must be >= 2; got {num_scales!r}')
+  i_key, noise_key, deq_key, drop_key = jax.random.split(key, 4)
+  y = dequantize(deq_key, images, num_levels=num_levels)
+  grid = dict(sigma_min=model.sigma_min, sigma_max=sigma_max, rho=rho)
+  logits = noise_index_logits(num_scales, max_levels=num_scales, p_mean=p_mean, p_std=p_std, **grid)
+  i = jax.random.categorical(i_key, logits, shape=(y.shape[0],))
+  sigma = karras_level(i, num_scales, **grid)
+  sigma_next = karras_level(i + 1, num_scales, **grid)
+  x = y + sigma_next.reshape((-1,) + (1,) * (y.ndim - 1)) * jax.random.normal(noise_key, y.shape)
+  x_i = jax.lax.stop_gradient(heun_step(teacher, x, sigma_next, sigma))
+  rngs = {'dropout': drop_key}
+  online = model.apply(params, x, sigma_next, train=train, rngs=rngs)
+  target = jax.lax.stop_gradient(model.apply(params, x_i, sigma, train=train, rngs=rngs))
   loss = losses.consistency_loss(online, target, sigma, sigma_next, huber_c=huber_c)
   return {'loss': loss, 'sigma': sigma_next}
 

@@ -1,8 +1,12 @@
 """Consistency training's pieces against independent formulas: the iCT curriculum, the
 Karras grid (against `sampling.karras_sigmas`), the noise-index distribution (SciPy's
 erf), the boundary condition, and multistep sampling (Song et al. 2023, Alg. 1) with the
-exact consistency function of Gaussian data. Training, resuming and evaluating run in
+exact consistency function of Gaussian data. Distillation: the teacher's Heun step
+against k-diffusion's `sample_heun`, the loss recomputed by hand, and a run from
+test_contract's tiny EDM run. Training, resuming and evaluating run in
 tests/families/test_contract.py."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -13,9 +17,15 @@ from scipy import special
 from gm_jax import data as gm_data
 from gm_jax import families
 from gm_jax import sampling
+from gm_jax.families import _fewstep
 from gm_jax.families import consistency as consistency_family
+from gm_jax.families import edm as edm_family
 from gm_jax.models import consistency as cm
 from gm_jax.models import diffusion as dm
+from tests.families import test_contract
+from tests.families.conftest import final_state
+from tests.families.conftest import leaves_equal
+from tests.families.conftest import train_without_evaluation
 
 
 def test_discretization_doubles_in_equal_stages():
@@ -104,3 +114,118 @@ def _config():
   from configs import consistency
 
   return consistency.get_config()
+
+
+def _gaussian_denoiser(mu, s):
+  """`D(x; sigma) = E[y | y + sigma n = x]` for data `y ~ N(mu, s^2)` (any array backend)."""
+  return lambda x, sigma: (s**2 * x + sigma**2 * mu) / (s**2 + sigma**2)
+
+
+def test_heun_step_is_k_diffusions_heun_step():
+  torch = pytest.importorskip('torch')
+  from tests.sampling import k_diffusion_reference
+
+  kd = k_diffusion_reference.load()
+  if kd is None:
+    pytest.skip('k-diffusion is not installed')
+  mu, s = 0.3, 0.5
+  x = np.asarray(jax.random.normal(jax.random.key(0), (5, 4, 4, 1)), np.float64) * 3.0
+  denoise = _gaussian_denoiser(mu, s)
+  for hi, lo in ((2.5, 1.7), (80.0, 40.0), (0.01, 0.002)):
+    got = cm.heun_step(
+      lambda x, sigma: denoise(x, sigma.reshape(-1, 1, 1, 1)),
+      jnp.asarray(x, jnp.float32),
+      jnp.full((5,), hi),
+      jnp.full((5,), lo),
+    )
+    # k-diffusion's Algorithm 2 without churn over the levels [hi, lo]: one Heun step
+    torch_denoise = lambda x, sigma: denoise(x, sigma.to(torch.float64).reshape(-1, 1, 1, 1))
+    want = kd.sample_heun(
+      torch_denoise, torch.tensor(x), torch.tensor([hi, lo], dtype=torch.float64), disable=True
+    ).numpy()
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=2e-5 * hi)
+
+
+def test_distillation_loss_is_the_teachers_heun_target_recomputed():
+  model = cm.ConsistencyModel(net=dm.UNet(channels=8, channel_mults=(1,), num_res_blocks=1))
+  images = jax.random.randint(jax.random.key(2), (6, 8, 8, 1), 0, 17)
+  params = model.init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)), jnp.ones((1,)))
+  teacher = _gaussian_denoiser(0.1, 0.5)
+  expand = lambda v: v.reshape(-1, 1, 1, 1)
+  key, n = jax.random.key(4), 18
+  out = jax.jit(
+    lambda p: cm.cd_terms(
+      model, p, lambda x, sg: teacher(x, expand(sg)), images, key, num_levels=17, num_scales=n
+    )
+  )(params)
+  # by hand: the same key splits, the grid of `sampling.karras_sigmas`, Heun in NumPy
+  i_key, noise_key, deq_key, _ = jax.random.split(key, 4)
+  y = np.asarray(dm.dequantize(deq_key, images, num_levels=17), np.float64)
+  logits = cm.noise_index_logits(
+    n, max_levels=n, sigma_min=0.002, sigma_max=80.0, rho=7.0, p_mean=-1.1, p_std=2.0
+  )
+  i = np.asarray(jax.random.categorical(i_key, logits, shape=(6,)))
+  grid = np.asarray(sampling.karras_sigmas(n, sigma_min=0.002, sigma_max=80.0), np.float64)
+  grid = grid[:-1][::-1]  # increasing, n levels
+  lo, hi = grid[i], grid[i + 1]
+  x = y + hi.reshape(-1, 1, 1, 1) * np.asarray(jax.random.normal(noise_key, y.shape), np.float64)
+  d = (x - teacher(x, hi.reshape(-1, 1, 1, 1))) / hi.reshape(-1, 1, 1, 1)
+  x1 = x + (lo - hi).reshape(-1, 1, 1, 1) * d
+  d1 = (x1 - teacher(x1, lo.reshape(-1, 1, 1, 1))) / lo.reshape(-1, 1, 1, 1)
+  x_lo = x + (lo - hi).reshape(-1, 1, 1, 1) * (d + d1) / 2
+  f = lambda x, sg: np.asarray(model.apply(params, jnp.asarray(x, jnp.float32), sg), np.float64)
+  c = 0.00054 * 8
+  dist = np.sqrt(np.sum((f(x, hi) - f(x_lo, lo)) ** 2, axis=(1, 2, 3)) + c**2) - c
+  np.testing.assert_allclose(np.asarray(out['sigma']), hi, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(out['loss']), dist / (hi - lo), rtol=2e-3, atol=1e-4)
+  with pytest.raises(ValueError, match='num_scales must be >= 2'):
+    cm.cd_terms(model, params, teacher, images, key, num_levels=17, num_scales=1)
+
+
+# One worker under `-n 2 --dist loadgroup` with test_contract's EDM run.
+@pytest.mark.xdist_group(test_contract.GROUPS['edm'])
+def test_distillation_starts_as_the_edm_teacher_and_trains(contract_run, data_dir, tmp_path):
+  teacher = contract_run('edm')
+  config = test_contract._tiny('consistency', data_dir)
+  config.update(teacher_workdir=teacher.workdir, cd_scales=4)
+  config, family, splits = families.setup(config)
+  batch = {k: v[:4] for k, v in splits.train.items()}
+  params = family.init(jax.random.key(0), batch)
+  # the student is the teacher's network with the teacher's selected parameters
+  edm_config = _fewstep.teacher_config(config, model='edm', needed_by='test')
+  edm = edm_family.build_model(edm_config, splits.info)
+  _, edm_params = _fewstep.teacher_params(edm, config, splits.info)
+  assert leaves_equal(params, edm_params)
+  # so f(x, sigma) is D(x; sigma) up to the boundary condition's sigma_min shift
+  x = 2.0 * jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+  model = consistency_family.build_model(config, splits.info, edm_config)
+  for sigma in (1.0, 10.0):
+    np.testing.assert_allclose(
+      np.asarray(model.apply(params, x, sigma)),
+      np.asarray(edm.apply(edm_params, x, sigma)),
+      rtol=0,
+      atol=0.02,
+    )
+  value, metrics = family.loss(params, batch, jax.random.key(2), train=True, step=0)
+  assert np.isfinite(float(value)) and float(metrics['num_scales']) == 4
+  # two training steps through the trainer: the loss moves the student
+  config.update(num_train_steps=2, checkpoint_every=2, eval_every=0)
+  train_without_evaluation(config, str(tmp_path / 'cd'))
+  trained = final_state(str(tmp_path / 'cd'))['params']
+  assert not leaves_equal(trained, edm_params)
+
+
+def test_distillation_needs_an_edm_teacher(data_dir, tmp_path):
+  config = test_contract._tiny('consistency', data_dir)
+  config.teacher_workdir = str(tmp_path / 'missing')
+  with pytest.raises(ValueError, match=r'config\.teacher_workdir must name a trained edm'):
+    families.setup(config)
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump({'model': 'flow_matching', 'dataset': 'digits'}, f)
+  config.teacher_workdir = str(tmp_path)
+  with pytest.raises(ValueError, match=r"is a 'flow_matching' run; consistency distillation"):
+    families.setup(config)
+  bad = families.complete(_config())
+  bad.cd_scales = 1
+  with pytest.raises(ValueError, match=r'config\.cd_scales'):
+    consistency_family.check_config(bad, gm_data.get_info('digits'))

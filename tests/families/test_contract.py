@@ -180,6 +180,7 @@ COMPARED = ('diffusion', 'dcgan', 'cyclegan')
 # vqvae run (its first stage).
 GROUPS = {
   'diffusion': 'diffusion_train',
+  'edm': 'edm_run',
   'flow_matching': 'flow_runs',
   'reflow': 'flow_runs',
   'dcgan': 'gan_runs',

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gm_jax import families
+from gm_jax.families import _fewstep
 from gm_jax.families import reflow as reflow_family
 from gm_jax.models import diffusion as dm
 from tests.families import test_contract
@@ -54,9 +55,9 @@ def test_pairs_are_the_teachers_ode_and_are_cached(data_dir, teacher):
   with np.load(os.path.join(teacher, cached[0]), allow_pickle=False) as saved:
     np.testing.assert_array_equal(saved['sample'][:16], x1)
   # Euler with two steps of 1/2, by hand through the teacher's network
-  teacher_cfg = reflow_family._teacher_config(config)
+  teacher_cfg = _fewstep.teacher_config(config, model='flow_matching', needed_by='reflow')
   model = reflow_family.diffusion_family.build_model(teacher_cfg, splits.info)
-  _, params = reflow_family._teacher_params(model, config, splits.info)
+  _, params = _fewstep.teacher_params(model, config, splits.info)
   v = lambda z, t: np.asarray(model.apply(params, jnp.asarray(z), jnp.full((len(z),), t)))
   mid = x0 + 0.5 * v(x0, 0.0)
   np.testing.assert_allclose(x1, mid + 0.5 * v(mid, 0.5), rtol=1e-4, atol=1e-5)
