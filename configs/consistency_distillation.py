@@ -23,15 +23,17 @@ def get_config():
     dataset='digits',
     batch_size=64,
     num_train_steps=1500,
-    learning_rate=2e-4,
+    learning_rate=1e-3,
     warmup_steps=100,
     grad_clip_norm=100.0,
   )
+  config.ema_decay = 0.999
   config.teacher_workdir = '/tmp/edm'
   # sigma_max as the teacher samples (configs/edm.py): its log-normal training levels rarely
   # reach 80
   config.update(sigma_min=0.002, sigma_max=40.0, sigma_data=0.5, rho=7.0, cd_scales=18)
   config.update(ct_p_mean=-1.1, ct_p_std=2.0)
   config.huber_c = 0.0  # 0.00054 sqrt(64)
+  config.sample_rho = 0.0  # 0: rho
   config.update(sample_steps=1, fid_steps=(1, 2, 4), fid_num_samples=0, sample_batch_size=512)
   return config

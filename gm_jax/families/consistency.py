@@ -62,6 +62,7 @@ DEFAULTS = {
   # consistency distillation: '' trains without a teacher
   'teacher_workdir': '',
   'cd_scales': 18,
+  'sample_rho': 0.0,
   **_fewstep.DEFAULTS,
 }
 
@@ -78,6 +79,7 @@ DEFAULTS_DOC = {
   'huber_c': 'pseudo-Huber c (0: 0.00054 sqrt(dimensions))',
   'teacher_workdir': "a trained edm run to distil ('': consistency training)",
   'cd_scales': "distillation's fixed grid of noise levels (>= 2)",
+  'sample_rho': 'Karras exponent of the multistep sampling levels (0: config.rho)',
   **_fewstep.DEFAULTS_DOC,
 }
 
@@ -107,6 +109,8 @@ def check_config(config, info) -> None:
       f'config.ct_final_scales ({config.ct_final_scales}) must be >= '
       f'config.ct_initial_scales ({config.ct_initial_scales})'
     )
+  if not config.sample_rho >= 0:
+    raise ValueError(f'config.sample_rho must be >= 0; got {config.sample_rho!r}')
   if not config.huber_c >= 0:
     raise ValueError(f'config.huber_c must be >= 0; got {config.huber_c!r}')
   _fewstep.check_config(config)
@@ -149,6 +153,7 @@ def make_family(config, info, *, teacher_config=None, teacher_params=None) -> Fa
   total = int(config.num_train_steps)
   sigma_min, sigma_max, rho = float(config.sigma_min), float(config.sigma_max), float(config.rho)
   huber_c = float(config.huber_c) or None
+  sample_rho = float(config.sample_rho) or rho
 
   if distil:
     teacher = edm_family.build_model(teacher_config, info)
@@ -186,7 +191,7 @@ def make_family(config, info, *, teacher_config=None, teacher_params=None) -> Fa
   @functools.partial(jax.jit, static_argnums=(2, 3))
   def draw(params, key, num, steps):
     f = lambda x, sigma: model.apply(params, x, sigma)
-    sigmas = cm.step_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    sigmas = cm.step_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=sample_rho)
     x = cm.multistep_sample(f, key, (num,) + shape, sigmas, sigma_min=sigma_min)
     return dm.unit_to_levels(x, levels).astype(jnp.uint8)
 
@@ -207,6 +212,6 @@ def make_family(config, info, *, teacher_config=None, teacher_params=None) -> Fa
     sample=sample,
     validation_metric=None,
     loss_takes_step=True,
-    resume_may_change=_fewstep.EVAL_FIELDS,
+    resume_may_change=_fewstep.EVAL_FIELDS | {'sample_rho'},
     evaluate_takes_workdir=True,
   )

@@ -268,6 +268,11 @@ def _train(s: _Setup, state: dict, checkpointer, writer) -> tuple[dict, int, boo
           best_params=resume.copy_tree(weights),
           **dp.put_state({'best_metric': np.float32(val[val_metric]), 'best_step': np.int32(step)}),
         )
+    if save_now and not s.has_validation:
+      # Nothing selects weights: the checkpoint's best ones are those evaluated, which
+      # `checkpoint.load_params` hands a later run (`init_from`, a teacher, a first stage).
+      weights = resume.copy_tree(resume.evaluated(s.family, config, state))
+      state = dict(state, best_params=weights, **dp.put_state({'best_step': np.int32(step)}))
     if save_now:
       checkpointer.save(
         step, dp.checkpoint_state({key: v for key, v in state.items() if key != 'data'})

@@ -338,6 +338,23 @@ def test_init_from_starts_from_the_source_runs_selected_params(tmp_path, capsys)
   assert f'start afresh. {note}' in capsys.readouterr().out
 
 
+@pytest.mark.parametrize('ema_decay', [0.0, 0.5])
+def test_without_validation_the_saved_best_params_are_the_evaluated_ones(tmp_path, ema_decay):
+  # A family without a validation metric (consistency, GANs): a later run that loads this
+  # one (init_from, a teacher) gets the weights it evaluated, not the initial ones.
+  family = dataclasses.replace(_toy_family(), validation_metric=None)
+  config = _config(num_train_steps=8, ema_decay=ema_decay)
+  res = loop.run(config, str(tmp_path), family, _toy_splits())
+  _, saved = _final_params(tmp_path)
+  evaluated = saved['ema_params'] if ema_decay else saved['params']
+  np.testing.assert_array_equal(saved['best_params']['w'], evaluated['w'])
+  assert int(saved['best_step']) == 8 and res['best_step'] == 8
+  assert res['w0'] == float(evaluated['w'][0])
+  step, loaded = ckpt_lib.load_params(str(tmp_path), family.init(jax.random.key(0), None))
+  assert step == 8
+  np.testing.assert_array_equal(loaded['w'], evaluated['w'])
+
+
 def test_init_from_errors_name_the_problem(tmp_path):
   with pytest.raises(ckpt_lib.CheckpointError, match='no checkpoints folder'):
     loop.run(
