@@ -15,7 +15,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 
 import pytest
 
@@ -272,7 +271,10 @@ def _first_stage_config_only(data_dir):
   if data_dir not in _FIRST_STAGES:
     from gm_jax.train import run_config
 
-    workdir = tempfile.mkdtemp(prefix='contract_vqvae_config_')
+    # beside the data_dir fixture's folder, in the session's temporary folder (which
+    # pytest cleans up; a tempfile.mkdtemp here was left in /tmp by every test process)
+    workdir = os.path.join(os.path.dirname(os.path.abspath(data_dir)), 'contract_vqvae_config')
+    os.makedirs(workdir, exist_ok=True)
     run_config.save(workdir, families.complete(_tiny('vqvae', data_dir)))
     _FIRST_STAGES[data_dir] = workdir
   return _FIRST_STAGES[data_dir]
