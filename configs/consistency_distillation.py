@@ -13,17 +13,19 @@ evaluations; eval.json's fid_by_steps, fid (1 step), fid_floor, class_coverage.
 
 Measured (seed 0, 1,500 steps, ~4 min wall on the idle 2-core CPU, 7.5 train steps/s; the
 teacher: configs/edm.py with `--config.ema_decay=0.99`, best validation at step 2,400, Heun-18
-FID 6.90): FID 7.31 at 1 step, 10.53 at 2, 8.40 at 4 (real-data floor 6.00; 1,293 samples;
-the EMA weights), 10 of 10 classes; samples/s 3,611 at 1 step, 1,579 at 2, 910 at 4 (batches
-of 512). The target FID_1 <= 2 x floor + 1 = 13.0 is met (configs/consistency.py's training
-without a teacher: 27.3); FID_2 < FID_1 is not. Also measured: learning rate 2e-4 without
-EMA 8.69 / 10.58 / 8.78; 2e-4 with EMA 0.999 for 3,000 steps 7.64 / 10.20 / 8.18; the
-2-step level 1.43 (rho 7) moved to 0.92 (`sample_rho=10`) or 0.52 (20): FID_2 10.25, 10.15.
-Against the teacher's 40-step Heun ODE from the same noisy test images, the student's RMS
-error (data in [-1, 1], one level = 0.125) is 0.010 / 0.031 / 0.082 / 0.131 / 0.136 at
-sigma 0.1 / 0.5 / 1.43 / 5 / 40, the teacher's own denoiser's 0.023 / 0.092 / 0.225 / 0.424 /
-0.447: distillation made it consistent along the ODE, yet 2-step samples score worse in the
-digits classifier's features than 1-step ones.
+FID 6.90): FID 7.31 at 1 step, 7.28 at 2, 7.20 at 4 (real-data floor 6.00; 1,293 samples
+from the same initial noise for every step count; the EMA weights), 10 of 10 classes;
+samples/s 3,611 at 1 step, 1,579 at 2, 910 at 4 (batches of 512). The target FID_1 <= 2 x
+floor + 1 = 13.0 is met (configs/consistency.py's training without a teacher: 27.3), and
+FID_2 < FID_1, by 0.02 on this draw; on two other draws (a script, 2-step level 1.43)
+8.24 -> 8.08 and 7.45 -> 7.07, the teacher's Heun-18 from the same noise 7.50. Scored with
+a separate noise draw per step count (before `fid_by_steps` shared one): 7.31 / 10.53 /
+8.40, the FID of 1,293 samples moving by ~1-3 between draws. Also measured (separate
+draws): learning rate 2e-4 without EMA 8.69 / 10.58 / 8.78; 2e-4 with EMA 0.999 for 3,000
+steps 7.64 / 10.20 / 8.18. Against the teacher's 40-step Heun ODE from the same noisy test
+images, the student's RMS error (data in [-1, 1], one level = 0.125) is 0.010 / 0.031 /
+0.082 / 0.131 / 0.136 at sigma 0.1 / 0.5 / 1.43 / 5 / 40, the teacher's own denoiser's
+0.023 / 0.092 / 0.225 / 0.424 / 0.447: distillation made it consistent along the ODE.
 """
 
 from configs import common
