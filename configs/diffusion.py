@@ -19,13 +19,14 @@ of 10 classes. The learned schedule moved the t=0 end: the recon term fell from 
 1.686. A fixed cosine schedule from 8 instead was at validation 2.097 at step 1,800 (recon
 0.004: the diffusion term pays for the SNR range; stopped there).
 
-Earlier measurements, with a fixed cosine schedule from 6 to -6 (seed 0, 3,000 steps in ~10 minutes on the 2-core CPU shared with other jobs,
-~11.7 train steps/s): test 1.986 bits/dim (bound 'elbo', stderr 0.024; recon 0.570 +
-prior 0.001 + diffusion 1.415), best validation 1.975 at step 2,800; FID 7.29 in the
-digits classifier's features (real-data floor 5.97) with DDIM-50 on 1,293 samples, 10 of
-10 classes; samples/s (64 at once, shared CPU): DDPM-1000 0.93, DDIM-50 16.4, Heun-25
-25.2. Most of the recon term is the fixed end point log_snr_max = 6 (a cosine schedule
-from 10 was at 3.46 vs 2.36 bits/dim after 500 steps: the high-SNR end is slow to learn).
+Earlier measurements, with a fixed cosine schedule from 6 to -6 (seed 0, 3,000 steps in ~10
+minutes on the 2-core CPU shared with other jobs, ~11.7 train steps/s): test 1.986 bits/dim
+(bound 'elbo', stderr 0.024; recon 0.570 + prior 0.001 + diffusion 1.415), best validation
+1.975 at step 2,800; FID 7.29 in the digits classifier's features (real-data floor 5.97)
+with DDIM-50 on 1,293 samples, 10 of 10 classes; samples/s (64 at once, shared CPU):
+DDPM-1000 0.93, DDIM-50 16.4, Heun-25 25.2. Most of the recon term is the fixed end point
+log_snr_max = 6 (a cosine schedule from 10 was at 3.46 vs 2.36 bits/dim after 500 steps: the
+high-SNR end is slow to learn).
 
 EMA (`ema_decay=0.999`, warm-up `min(0.999, (1 + n) / (10 + n))`; measured 2026-12-06,
 seed 0, 3,000 steps, ~27 minutes on the shared CPU at load up to 25): the averaged weights
