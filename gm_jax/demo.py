@@ -163,8 +163,9 @@ DEMO_RUNS: dict[str, tuple[str, dict[str, Any]]] = {
   # 59.1 s at 150 steps with the FID at 1 step only (FID 77.5; 130 steps: FID 185, 100
   # steps: 389, too few steps to mean anything; 80.1 s at 200 steps with the FIDs of 256
   # samples at 1 and 2 steps at load ~20).
+  # consistency training (no teacher): configs/consistency.py distils the EDM row's model
   'consistency': (
-    'consistency.py',
+    'consistency_training.py',
     {
       'budget_s': 63,
       'num_train_steps': 150,

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import consistency as consistency_config
+from configs import consistency_training as consistency_config
 from configs import flow_matching as flow_matching_config
 from configs import reflow as reflow_config
 from configs import vqvae as vqvae_config

@@ -207,6 +207,9 @@ def _rel(a, b):
   return (diff / norm) ** 0.5
 
 
+_CONFIG_OF = {'consistency': 'consistency_training'}
+
+
 def _leaf_rel(a, b):
   """The worst leaf's `||a - b|| / ||b||`."""
   import jax
@@ -228,7 +231,8 @@ def _tiny_config(model):
   """The model's own config (dropout on), shrunk to train in seconds."""
   import importlib
 
-  module = importlib.import_module(f'configs.{model}')
+  # configs/consistency.py distils a trained EDM run: consistency trains without one here
+  module = importlib.import_module(f'configs.{_CONFIG_OF.get(model, model)}')
   c = module.get_config()
   shrink = {
     'hidden': (8,),
