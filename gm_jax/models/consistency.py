@@ -111,6 +111,21 @@ def noise_index_logits(n, *, max_levels: int, sigma_min, sigma_max, rho, p_mean,
   return jnp.where(i < n - 1, jnp.log(mass), -jnp.inf)
 
 
+def _level_pair(
+  model, images, key, num_levels, num_scales, max_scales, sigma_max, rho, p_mean, p_std
+):
+  """What training and distillation draw alike from `key`: `(y, sigma_i, sigma_{i+1}, z,
+  dropout key)`, `y` the dequantised images, `i ~ noise_index_logits`, `z ~ N(0, I)`."""
+  i_key, noise_key, deq_key, drop_key = jax.random.split(key, 4)
+  y = dequantize(deq_key, images, num_levels=num_levels)
+  grid = dict(sigma_min=model.sigma_min, sigma_max=sigma_max, rho=rho)
+  logits = noise_index_logits(num_scales, max_levels=max_scales, p_mean=p_mean, p_std=p_std, **grid)
+  i = jax.random.categorical(i_key, logits, shape=(y.shape[0],))
+  sigma = karras_level(i, num_scales, **grid)
+  sigma_next = karras_level(i + 1, num_scales, **grid)
+  return y, sigma, sigma_next, jax.random.normal(noise_key, y.shape), drop_key
+
+
 def ct_terms(
   model: ConsistencyModel,
   params,
@@ -149,15 +164,9 @@ def ct_terms(
   Returns:
     dict of `[B]` arrays: `loss`, `sigma` (the larger level `sigma_{i+1}`).
   """
-  i_key, noise_key, deq_key, drop_key = jax.random.split(key, 4)
-  y = dequantize(deq_key, images, num_levels=num_levels)
-  b = y.shape[0]
-  grid = dict(sigma_min=model.sigma_min, sigma_max=sigma_max, rho=rho)
-  logits = noise_index_logits(num_scales, max_levels=max_scales, p_mean=p_mean, p_std=p_std, **grid)
-  i = jax.random.categorical(i_key, logits, shape=(b,))
-  sigma = karras_level(i, num_scales, **grid)
-  sigma_next = karras_level(i + 1, num_scales, **grid)
-  z = jax.random.normal(noise_key, y.shape)
+  y, sigma, sigma_next, z, drop_key = _level_pair(
+    model, images, key, num_levels, num_scales, max_scales, sigma_max, rho, p_mean, p_std
+  )
   expand = lambda s: s.reshape((-1,) + (1,) * (y.ndim - 1))
   rngs = {'dropout': drop_key}
   online = model.apply(params, y + expand(sigma_next) * z, sigma_next, train=train, rngs=rngs)
@@ -233,14 +242,10 @@ def cd_terms(
   """
   if num_scales < 2:
     raise ValueError(f'num_scales must be >= 2; got {num_scales!r}')
-  i_key, noise_key, deq_key, drop_key = jax.random.split(key, 4)
-  y = dequantize(deq_key, images, num_levels=num_levels)
-  grid = dict(sigma_min=model.sigma_min, sigma_max=sigma_max, rho=rho)
-  logits = noise_index_logits(num_scales, max_levels=num_scales, p_mean=p_mean, p_std=p_std, **grid)
-  i = jax.random.categorical(i_key, logits, shape=(y.shape[0],))
-  sigma = karras_level(i, num_scales, **grid)
-  sigma_next = karras_level(i + 1, num_scales, **grid)
-  x = y + sigma_next.reshape((-1,) + (1,) * (y.ndim - 1)) * jax.random.normal(noise_key, y.shape)
+  y, sigma, sigma_next, z, drop_key = _level_pair(
+    model, images, key, num_levels, num_scales, num_scales, sigma_max, rho, p_mean, p_std
+  )
+  x = y + sigma_next.reshape((-1,) + (1,) * (y.ndim - 1)) * z
   x_i = jax.lax.stop_gradient(heun_step(teacher, x, sigma_next, sigma))
   rngs = {'dropout': drop_key}
   online = model.apply(params, x, sigma_next, train=train, rngs=rngs)
