@@ -2,7 +2,7 @@
 
     python benchmarks/family_table.py [--seeds 0,1,2] [--rows pixelcnn,vae,hvae,realnvp,dcgan]
         [--budget table|config] [--workdir /tmp/gm_family_table]
-        [--out benchmarks/results/family_table] [--merge]
+        [--out benchmarks/results/family_table] [--merge] [--set KEY=VALUE ...]
     # the diffusion rows (3,000 steps each, ~10 min a seed), into the existing table:
     python benchmarks/family_table.py --rows diffusion,flow_matching --seeds 0 --merge
 
@@ -43,7 +43,9 @@ from gm_jax import _xla
 _xla.configure_cpu_flags()
 
 import argparse
+import ast
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -88,6 +90,26 @@ ROWS = (
 TABLE_STEPS = {r.model: r.table_steps for r in ROWS}
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+  """`--set` 'KEY=VALUE' -> (KEY, VALUE as a Python literal, else the string)."""
+  key, sep, value = text.partition('=')
+  if not sep or not key:
+    raise argparse.ArgumentTypeError(f'--set {text!r}: expected KEY=VALUE')
+  try:
+    return key, ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return key, value
+
+
+def apply_settings(config, settings: tuple[tuple[str, object], ...]) -> None:
+  """Sets each `--set` field of every row's config; a field the config lacks is named."""
+  for key, value in settings:
+    if key not in config:
+      raise ValueError(f'--set {key}: configs/{config.model}.py has no field {key!r}')
+    old = config[key]
+    config[key] = tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value
+
+
 def run_one(
   row: Row,
   seed: int,
@@ -95,6 +117,7 @@ def run_one(
   budget: str,
   steps: int | None = None,
   data_dir: str | None = None,
+  settings: tuple[tuple[str, object], ...] = (),
 ) -> dict:
   """Trains (or resumes) one seed; returns its eval.json plus bookkeeping."""
   config = load_config(os.path.join(ROOT, 'configs', row.config))
@@ -107,6 +130,7 @@ def run_one(
       config.num_train_steps = row.table_steps
     for k, v in row.overrides:
       config[k] = v
+    apply_settings(config, settings)
     if steps is not None:
       config.num_train_steps = steps
       config.checkpoint_every = config.eval_every = config.log_every = max(1, steps // 2)
@@ -145,11 +169,14 @@ def time_to_target(workdir: str, row: Row, result: dict) -> float | None:
   return None  # not reached within the budget
 
 
-def sampling_speed_28(row: Row, num: int = 64) -> float | None:
+def sampling_speed_28(
+  row: Row, num: int = 64, settings: tuple[tuple[str, object], ...] = ()
+) -> float | None:
   """samples/s of `num` 28x28x1, 256-level draws of the row's architecture."""
   config = load_config(os.path.join(ROOT, 'configs', row.config))
   with config.unlocked():
     config.dataset = MNIST_LIKE.name
+    apply_settings(config, settings)
   family = families.module_for(row.model).make_family(families.complete(config), MNIST_LIKE)
   if family.sample is None:
     return None
@@ -325,6 +352,15 @@ def main(argv=None):
     default=None,
     help='train every row this many steps instead (smoke runs, tests)',
   )
+  p.add_argument(
+    '--set',
+    dest='settings',
+    action='append',
+    type=parse_setting,
+    default=[],
+    metavar='KEY=VALUE',
+    help='a config field of every row, e.g. --set hidden=8 (repeatable; smoke runs, tests)',
+  )
   p.add_argument('--workdir', default='/tmp/gm_family_table')
   p.add_argument(
     '--merge',
@@ -347,8 +383,12 @@ def main(argv=None):
     runs = []
     for seed in seeds:
       budget = args.budget if args.steps is None else f'steps{args.steps}'
+      if args.settings:  # not the workdirs of the shipped configs
+        budget += '-set' + hashlib.sha1(repr(args.settings).encode()).hexdigest()[:8]
       workdir = os.path.join(args.workdir, budget, row.model, f'seed{seed}')
-      result = run_one(row, seed, workdir, args.budget, args.steps, args.data_dir)
+      result = run_one(
+        row, seed, workdir, args.budget, args.steps, args.data_dir, tuple(args.settings)
+      )
       print(
         json.dumps(
           {
@@ -363,7 +403,7 @@ def main(argv=None):
         flush=True,
       )
       runs.append(result)
-    summary = summarize(row, runs, sampling_speed_28(row))
+    summary = summarize(row, runs, sampling_speed_28(row, settings=tuple(args.settings)))
     summary['seed_list'] = seeds
     summary['measured'] = {
       'command': ' '.join(sys.argv),

