@@ -97,7 +97,8 @@ def prepared_dir(tmp_path_factory, synthetic):
   wheel, source, _ = synthetic
   data_dir = str(tmp_path_factory.mktemp('tfds_mnist'))
   data.reading.import_tfds()  # registers the builders, tfds shims
-  builder = mo.MnistOffline(data_dir=data_dir, wheel_path=wheel, source=source, download=False)
+  with data._tfds.no_temporary_leftovers():  # tfds's empty /tmp folder of a new builder
+    builder = mo.MnistOffline(data_dir=data_dir, wheel_path=wheel, source=source, download=False)
   builder.download_and_prepare()
   return data_dir
 
