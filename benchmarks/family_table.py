@@ -376,6 +376,7 @@ def main(argv=None):
   if unknown or not seeds:
     p.error(f'unknown rows {sorted(unknown)}' if unknown else '--seeds is empty')
   t0 = time.time()
+  settings = tuple(args.settings)
   rows, runs_out = [], {}
   for row in ROWS:
     if row.model not in wanted:
@@ -383,12 +384,10 @@ def main(argv=None):
     runs = []
     for seed in seeds:
       budget = args.budget if args.steps is None else f'steps{args.steps}'
-      if args.settings:  # not the workdirs of the shipped configs
-        budget += '-set' + hashlib.sha1(repr(args.settings).encode()).hexdigest()[:8]
+      if settings:  # not the workdirs of the shipped configs
+        budget += '-set' + hashlib.sha1(repr(settings).encode()).hexdigest()[:8]
       workdir = os.path.join(args.workdir, budget, row.model, f'seed{seed}')
-      result = run_one(
-        row, seed, workdir, args.budget, args.steps, args.data_dir, tuple(args.settings)
-      )
+      result = run_one(row, seed, workdir, args.budget, args.steps, args.data_dir, settings)
       print(
         json.dumps(
           {
@@ -403,13 +402,15 @@ def main(argv=None):
         flush=True,
       )
       runs.append(result)
-    summary = summarize(row, runs, sampling_speed_28(row, settings=tuple(args.settings)))
+    summary = summarize(row, runs, sampling_speed_28(row, settings=settings))
     summary['seed_list'] = seeds
     summary['measured'] = {
       'command': ' '.join(sys.argv),
       'jax': jax.__version__,
       'date': time.strftime('%Y-%m-%d'),
       'budget': args.budget,
+      # config fields changed from the shipped configs (`--set`): the row is not theirs
+      **({'settings': dict(settings)} if settings else {}),
     }
     print(json.dumps(summary), flush=True)
     rows.append(summary)

@@ -95,6 +95,7 @@ def test_tiny_run_writes_table_and_json(tmp_path, tfds_dir):
   assert workdir.startswith('steps4-set')  # not the shipped configs' workdirs
   run_config = json.load(open(tmp_path / 'runs' / workdir / 'realnvp' / 'seed0' / 'config.json'))
   assert (run_config['num_scales'], run_config['hidden']) == (1, 8)
+  assert row['measured']['settings']['num_scales'] == 1  # the row says it is not the config's
   assert row['latent_dims'] == 64 and 0.0 <= row['linear_probe_accuracy'] <= 1.0
   assert row['samples_per_s_28x28'] > 0 and row['mean'] > 0
   (run,) = data['runs']['realnvp']
